@@ -1,1 +1,46 @@
-fn main(){}
+//! Rendering benchmarks. Run: `cargo bench --bench render`.
+//!
+//! `render_baa` is the yardstick (median ≤ 1 ms per document on 2 cores);
+//! `render_baa_all_addenda` adds all eight state addenda, so the per-page cost of addenda can be
+//! compared with the body (criterion prints time per document; divide by the page counts the
+//! bench prints first).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use countersign::render::{Options, Renderer};
+
+fn load(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/examples/intake/{name}", env!("CARGO_MANIFEST_DIR"))).expect("example")
+}
+
+fn bench(c: &mut Criterion) {
+    let renderer = Renderer::builtin().expect("templates");
+    let baa = countersign::cli::load_intake(&load("baa-tx-ca.json")).expect("baa parses");
+    let dua = countersign::cli::load_intake(&load("dua-ny-research.json")).expect("dua parses");
+    let mut all = serde_json::from_str::<serde_json::Value>(&load("baa-tx-ca.json")).expect("json");
+    all["states"] = serde_json::json!(["CA", "TX", "NY", "FL", "WA", "IL", "CO", "MA"]);
+    let all = countersign::cli::load_intake(&all.to_string()).expect("all-states parses");
+
+    for (name, i) in [("baa", &baa), ("dua", &dua), ("baa_all_addenda", &all)] {
+        let r = renderer.render(i, Options::default()).expect("renders");
+        eprintln!("{name}: {} pages, {} bytes", r.report.pages, r.report.bytes);
+    }
+
+    c.bench_function("render_baa", |b| {
+        b.iter(|| renderer.render(black_box(&baa), Options::default()).expect("renders"))
+    });
+    c.bench_function("render_dua", |b| {
+        b.iter(|| renderer.render(black_box(&dua), Options::default()).expect("renders"))
+    });
+    c.bench_function("render_baa_all_addenda", |b| {
+        b.iter(|| renderer.render(black_box(&all), Options::default()).expect("renders"))
+    });
+    c.bench_function("parse_baa_intake", |b| {
+        let text = load("baa-tx-ca.json");
+        b.iter(|| countersign::cli::load_intake(black_box(&text)).expect("parses"))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,305 @@
+//! The `countersign` command line.
+//!
+//! Exit codes: 0 success; 1 the intake or the agreement has errors (printed as findings);
+//! 2 usage or I/O problems (unreadable file, unwritable output).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rayon::prelude::*;
+
+use crate::domain::addenda::Catalog;
+use crate::domain::findings::{Finding, Level};
+use crate::domain::intake::Intake;
+use crate::domain::parse::parse_intake;
+use crate::render::check::Status;
+use crate::render::context::Templates;
+use crate::render::fonts::printable;
+use crate::render::{Mode, Options, Renderer, Report};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "countersign",
+    version,
+    about = "HIPAA Business Associate and Data Use Agreements, from intake to countersigned archive",
+    long_about = "Countersign fills the BAA, DUA and state-addendum templates from an intake file, checks every \
+clause the regulations require (45 CFR 164.504(e), 164.314(a), 164.514(e)), and renders a PDF.\n\n\
+The templates are drafts for review by counsel; every draft PDF says so."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Render an intake to a PDF and print the element report and SHA-256.
+    ///
+    /// Nothing is written when the intake is invalid or a required element is missing.
+    Render {
+        /// The intake JSON file.
+        #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+        intake: Option<PathBuf>,
+        /// Where to write the PDF (default: the intake's name with .pdf, in the current directory).
+        #[arg(long, conflicts_with = "batch")]
+        out: Option<PathBuf>,
+        /// Render many intakes, one JSON object per line, on all cores.
+        #[arg(long)]
+        batch: Option<PathBuf>,
+        /// Directory for batch output (created if missing); files are named line-000001.pdf, …
+        #[arg(long, requires = "batch")]
+        out_dir: Option<PathBuf>,
+        /// Render the copy sent for signature (no DRAFT mark, no counsel notice).
+        #[arg(long)]
+        for_signature: bool,
+        /// Directory of template overrides (files named like those in templates/).
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Validate an intake and check element coverage; exits non-zero when anything is wrong.
+    Check {
+        #[arg(long)]
+        intake: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Directory of template overrides.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// List the supported state-law addenda with their citations and "as of" dates.
+    Addenda {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Entry point for the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn renderer(templates: Option<&Path>) -> Result<Renderer, String> {
+    let t = match templates {
+        Some(dir) => Templates::with_overrides(dir),
+        None => Templates::builtin(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(Renderer::with_templates(t))
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Parses an intake file; `Err` carries the findings.
+pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
+    parse_intake(text, &printable)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Render { intake: Some(path), out, for_signature, templates, .. } => {
+            let r = renderer(templates.as_deref())?;
+            let text = read(&path)?;
+            let intake = match load_intake(&text) {
+                Ok(i) => i,
+                Err(findings) => return Ok(print_findings(&path, &findings)),
+            };
+            let mode = if for_signature { Mode::ForSignature } else { Mode::Draft };
+            let rendered = r.render(&intake, Options { mode, version: 1 }).map_err(|e| e.to_string())?;
+            let out = out.unwrap_or_else(|| default_out(&path));
+            print_report(&rendered.report);
+            if rendered.report.errors() > 0 {
+                eprintln!("{}: not written: the agreement has errors", out.display());
+                return Ok(ExitCode::from(1));
+            }
+            write_atomic(&out, &rendered.pdf)?;
+            println!("wrote {} ({} pages, {} bytes)", out.display(), rendered.report.pages, rendered.report.bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render { batch: Some(batch), out_dir, for_signature, templates, .. } => {
+            let r = renderer(templates.as_deref())?;
+            let dir = out_dir.unwrap_or_else(|| PathBuf::from("."));
+            render_batch(&r, &batch, &dir, for_signature)
+        }
+        Command::Render { .. } => Err("give --intake FILE or --batch FILE.jsonl".into()),
+        Command::Check { intake: path, format, templates } => {
+            let r = renderer(templates.as_deref())?;
+            let text = read(&path)?;
+            let intake = match load_intake(&text) {
+                Ok(i) => i,
+                Err(findings) => {
+                    if format == Format::Json {
+                        let body = serde_json::json!({"valid": false, "findings": findings});
+                        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+                        return Ok(ExitCode::from(1));
+                    }
+                    return Ok(print_findings(&path, &findings));
+                }
+            };
+            let rendered = r.render(&intake, Options::default()).map_err(|e| e.to_string())?;
+            let ok = rendered.report.errors() == 0;
+            match format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&rendered.report).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("valid".into(), serde_json::Value::Bool(ok));
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Format::Text => print_report(&rendered.report),
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Addenda { format } => {
+            let catalog = Catalog::embedded();
+            match format {
+                Format::Json => {
+                    let all: Vec<_> = catalog.supported().collect();
+                    println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+                }
+                Format::Text => {
+                    for s in catalog.supported() {
+                        println!("{} {} (as of {})", s.code, s.name, s.as_of);
+                        for c in &s.citations {
+                            println!("    {} {} — {}", c.status.symbol(), c.cite, c.subject);
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn default_out(intake: &Path) -> PathBuf {
+    let stem = intake.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agreement".into());
+    PathBuf::from(format!("{stem}.pdf"))
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a PDF.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+fn print_findings(path: &Path, findings: &[Finding]) -> ExitCode {
+    eprintln!("{}: {} problem(s); nothing written", path.display(), findings.len());
+    for f in findings {
+        eprintln!("  {f}");
+    }
+    ExitCode::from(1)
+}
+
+fn level_word(l: Level) -> &'static str {
+    match l {
+        Level::Error => "error",
+        Level::NeedsApproval => "needs approval",
+        Level::Advisory => "advisory",
+    }
+}
+
+fn print_report(r: &Report) {
+    println!("{} — version {}, {} pages, {} bytes", r.title, r.version, r.pages, r.bytes);
+    println!("sha256 {}", r.sha256);
+    println!("breach notice: {}", r.breach_clock.text);
+    println!("  {}", r.breach_clock.explanation);
+    if !r.addenda.is_empty() {
+        println!("addenda: {}", r.addenda.join(", "));
+    }
+    println!("required elements:");
+    for e in &r.elements {
+        let (mark, clause) = match e.status {
+            Status::Satisfied => ("✓", e.clause.clone().unwrap_or_default()),
+            Status::Off => ("-", "(option off)".into()),
+            Status::Missing => ("✗", "MISSING".into()),
+            Status::Incomplete => ("✗", format!("INCOMPLETE: {}", e.clause.clone().unwrap_or_default())),
+        };
+        println!("  {mark} {:<8} {:<48} {}", e.id, clause, e.citation);
+    }
+    if !r.findings.is_empty() {
+        println!("findings:");
+        for f in &r.findings {
+            println!("  {}: {f}", level_word(f.level));
+        }
+    }
+}
+
+fn render_batch(r: &Renderer, batch: &Path, dir: &Path, for_signature: bool) -> Result<ExitCode, String> {
+    let text = read(batch)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
+    let bar = indicatif::ProgressBar::new(lines.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mode = if for_signature { Mode::ForSignature } else { Mode::Draft };
+    let start = Instant::now();
+    let failures: Vec<String> = lines
+        .par_iter()
+        .filter_map(|&(n, line)| {
+            let result = match load_intake(line) {
+                Err(findings) => Err(findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ")),
+                Ok(intake) => match r.render(&intake, Options { mode, version: 1 }) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(rendered) if rendered.report.errors() > 0 => Err(rendered
+                        .report
+                        .findings
+                        .iter()
+                        .filter(|f| f.level == Level::Error)
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")),
+                    Ok(rendered) => write_atomic(&dir.join(format!("line-{n:06}.pdf")), &rendered.pdf),
+                },
+            };
+            bar.inc(1);
+            result.err().map(|e| format!("line {n}: {e}"))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let mut failures = failures;
+    failures.sort();
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    let ok = lines.len() - failures.len();
+    println!(
+        "rendered {ok} of {} documents, {} failed, in {secs:.2} s ({:.0} documents/s on {} threads)",
+        lines.len(),
+        failures.len(),
+        lines.len() as f64 / secs.max(1e-9),
+        rayon::current_num_threads()
+    );
+    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,310 @@
+//! Intake: the typed, validated agreement request.
+//!
+//! Values of these types exist only after `parse` has checked every rule, so the renderer and
+//! the signing service never re-validate (parse, don't validate). Text is NFC-normalized and
+//! every character is one the embedded font can print.
+
+use serde::Serialize;
+
+/// A validated intake.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Intake {
+    pub kind: Kind,
+    /// The party that discloses PHI: the covered entity (BAA, DUA), or the business associate in
+    /// a business associate → subcontractor BAA.
+    pub upstream: Party,
+    /// The party that receives PHI: business associate, subcontractor, or data recipient.
+    pub downstream: Party,
+    /// In signing order (stable: ties keep intake order).
+    pub signers: Vec<Signer>,
+    pub effective_date: Date,
+    pub term: Term,
+    /// Folded: no duplicates, in the order first given.
+    pub states: Vec<StateCode>,
+    /// 1–60 calendar days (45 CFR 164.410(b) for a BAA; DUA-06 for a DUA).
+    pub breach_notice_days: u8,
+    /// True when the covered entity is a California-licensed clinic or health facility
+    /// (Cal. H&S 1280.15). Intake field `covered_entity.california_licensed_facility`.
+    pub ca_licensed_facility: bool,
+    pub exhibits: Vec<Exhibit>,
+}
+
+/// What kind of agreement, with the fields that only that kind has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    Baa(Baa),
+    Dua(Dua),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Baa {
+    pub relationship: Relationship,
+    pub parent_agreement_id: Option<String>,
+    pub services: String,
+    pub use_cases: Vec<String>,
+    /// As given (`contact_details`); `render` turns them into words.
+    pub phi_types: Vec<String>,
+    pub subcontractors: Vec<Subcontractor>,
+    pub options: BaaOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relationship {
+    CoveredEntityToBusinessAssociate,
+    BusinessAssociateToSubcontractor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct BaaOptions {
+    pub management_and_administration: bool,
+    pub data_aggregation: bool,
+    pub de_identification: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subcontractor {
+    pub legal_name: String,
+    pub services: String,
+    pub baa_in_place: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dua {
+    pub purpose: Purpose,
+    pub project_description: String,
+    pub permitted_recipients: Vec<String>,
+    pub data_elements: Vec<String>,
+}
+
+/// 45 CFR 164.514(e)(3)(i): the only purposes a limited data set may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Research,
+    PublicHealth,
+    HealthCareOperations,
+}
+
+/// Which side of the agreement a party or signer is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Upstream,
+    Downstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Party {
+    /// The role as the intake names it: `covered_entity`, `business_associate`,
+    /// `subcontractor`, `data_recipient`.
+    pub role: Role,
+    pub legal_name: String,
+    pub address: Address,
+    pub privacy_contact: Contact,
+    pub security_contact: Contact,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    CoveredEntity,
+    BusinessAssociate,
+    Subcontractor,
+    DataRecipient,
+}
+
+impl Role {
+    /// The intake key and signer `party` value for this role.
+    pub fn key(self) -> &'static str {
+        match self {
+            Role::CoveredEntity => "covered_entity",
+            Role::BusinessAssociate => "business_associate",
+            Role::Subcontractor => "subcontractor",
+            Role::DataRecipient => "data_recipient",
+        }
+    }
+
+    /// The defined term used in the agreement text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::CoveredEntity => "Covered Entity",
+            Role::BusinessAssociate => "Business Associate",
+            Role::Subcontractor => "Subcontractor",
+            Role::DataRecipient => "Data Recipient",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Address {
+    pub street: String,
+    pub city: String,
+    pub state: StateCode,
+    pub postal_code: String,
+}
+
+impl Address {
+    /// `88 Market St, Suite 400, San Francisco, CA 94105`
+    pub fn one_line(&self) -> String {
+        format!("{}, {}, {} {}", self.street, self.city, self.state.code(), self.postal_code)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    pub name: String,
+    pub email: Email,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signer {
+    pub side: Side,
+    pub name: String,
+    pub title: String,
+    pub email: Email,
+    /// ≥ 1. Signers with the same order sign in parallel.
+    pub order: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Term {
+    /// 1–120.
+    pub months: u16,
+    pub auto_renew: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exhibit {
+    pub title: String,
+    /// Paragraphs, split on blank lines in the intake text.
+    pub paragraphs: Vec<String>,
+}
+
+/// An email address that passed the syntax check (`local@domain.tld`, no spaces, one `@`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Email, &'static str> {
+        let s = s.trim();
+        let (local, domain) = s.split_once('@').ok_or("not an email address")?;
+        let ok_local = !local.is_empty()
+            && local.len() <= 64
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..");
+        let labels: Vec<&str> = domain.split('.').collect();
+        let ok_domain = labels.len() >= 2
+            && domain.len() <= 253
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if ok_local && ok_domain { Ok(Email(s.to_ascii_lowercase())) } else { Err("not an email address") }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A real calendar date (proleptic Gregorian), years 1900–2999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl From<Date> for String {
+    fn from(d: Date) -> String {
+        d.to_string()
+    }
+}
+
+impl Date {
+    /// Parses `YYYY-MM-DD` and rejects dates that do not exist (2027-02-30).
+    pub fn parse(s: &str) -> Result<Date, &'static str> {
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err("not a date in the form YYYY-MM-DD");
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u16>().ok());
+        let (Some(year), Some(month), Some(day)) = (num(0..4), num(5..7), num(8..10)) else {
+            return Err("not a date in the form YYYY-MM-DD");
+        };
+        if !(1900..=2999).contains(&year) {
+            return Err("year out of range 1900–2999");
+        }
+        if !(1..=12).contains(&month) || day == 0 || day > u16::from(days_in_month(year, month as u8)) {
+            return Err("no such date");
+        }
+        Ok(Date { year, month: month as u8, day: day as u8 })
+    }
+
+    /// `January 1, 2027`
+    pub fn long(&self) -> String {
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        format!("{} {}, {}", MONTHS[usize::from(self.month - 1)], self.day, self.year)
+    }
+
+    /// Days since 1970-01-01 (negative before).
+    pub fn days_since_epoch(&self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// This date plus `months` calendar months, clamped to the month's last day.
+    pub fn add_months(&self, months: u32) -> Date {
+        let total = u32::from(self.month) - 1 + months;
+        let year = self.year + (total / 12) as u16;
+        let month = (total % 12 + 1) as u8;
+        let day = self.day.min(days_in_month(year, month));
+        Date { year, month, day }
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        _ => 28,
+    }
+}
+
+pub use super::states::StateCode;

@@ -1,0 +1,10 @@
+//! Domain: intake and agreement types, the regulatory tables. No HTTP, no storage.
+
+pub mod addenda;
+pub mod elements;
+pub mod findings;
+pub mod identifiers;
+pub mod intake;
+pub mod parse;
+pub mod states;
+pub mod words;

@@ -1,0 +1,263 @@
+//! The required-elements checker. It reads the *rendered* document model, after every template
+//! conditional has been applied, so a template edit that drops or guts a clause is caught the
+//! same way a bad intake is.
+
+use serde::Serialize;
+
+use super::model::{Clause, Document};
+use crate::domain::addenda::BreachClock;
+use crate::domain::elements::{Applies, ELEMENTS, Element, OptionKey, Requirement, element};
+use crate::domain::findings::{Finding, Level};
+use crate::domain::intake::{BaaOptions, Intake, Kind, Relationship};
+
+/// How one element fared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A clause declares it and says what it must.
+    Satisfied,
+    /// No clause declares it.
+    Missing,
+    /// A clause declares it but lacks a required idea.
+    Incomplete,
+    /// An optional element whose option is off (and which is correctly absent).
+    Off,
+}
+
+/// One row of the element report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ElementRow {
+    pub id: &'static str,
+    pub citation: &'static str,
+    pub summary: &'static str,
+    pub status: Status,
+    /// `2.3 Reporting` — the clause that satisfies it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clause: Option<String>,
+}
+
+/// The element report plus findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub elements: Vec<ElementRow>,
+    pub findings: Vec<Finding>,
+}
+
+fn applies(e: &Element, intake: &Intake) -> bool {
+    match (&intake.kind, e.applies) {
+        (Kind::Baa(_), Applies::Baa) => true,
+        (Kind::Baa(b), Applies::SubcontractorBaa) => b.relationship == Relationship::BusinessAssociateToSubcontractor,
+        (Kind::Dua(_), Applies::Dua) => true,
+        _ => false,
+    }
+}
+
+fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
+    match key {
+        OptionKey::ManagementAndAdministration => options.management_and_administration,
+        OptionKey::DataAggregation => options.data_aggregation,
+        OptionKey::DeIdentification => options.de_identification,
+    }
+}
+
+/// Folds case and whitespace so concept matching ignores line breaks and typography.
+fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(w.chars().flat_map(char::to_lowercase).map(|c| match c {
+            '‘' | '’' => '\'',
+            '“' | '”' => '"',
+            '–' | '—' => '-',
+            c => c,
+        }));
+    }
+    out
+}
+
+/// The concept groups a clause text lacks.
+fn missing_concepts(e: &Element, folded: &str) -> Vec<String> {
+    e.concepts
+        .iter()
+        .filter(|group| !group.iter().any(|alt| folded.contains(alt)))
+        .map(|group| group.join(" / "))
+        .collect()
+}
+
+/// Runs every check over a rendered document.
+pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
+    let clauses: Vec<(&Clause, String)> = doc.clauses().map(|c| (c, fold(&c.text()))).collect();
+    let mut rows = Vec::new();
+    let mut findings = Vec::new();
+    let options = match &intake.kind {
+        Kind::Baa(b) => b.options,
+        Kind::Dua(_) => BaaOptions::default(),
+    };
+
+    for e in ELEMENTS.iter().filter(|e| applies(e, intake)) {
+        let declaring: Vec<&(&Clause, String)> =
+            clauses.iter().filter(|(c, _)| c.elements.iter().any(|id| id == e.id)).collect();
+        let wanted = match e.requirement {
+            Requirement::Required | Requirement::Recommended => true,
+            Requirement::Option(key) => option_on(&options, key),
+        };
+        let row = |status, clause: Option<&Clause>| ElementRow {
+            id: e.id,
+            citation: e.citation,
+            summary: e.summary,
+            status,
+            clause: clause.map(|c| format!("{} {}", c.number, c.heading)),
+        };
+        if !wanted {
+            if let Some((c, _)) = declaring.first() {
+                findings.push(
+                    Finding::new(
+                        Level::Error,
+                        "unexpected_element",
+                        format!("clause {} {} is included although its option is off", c.number, c.heading),
+                    )
+                    .with_element(e.id)
+                    .with_citation(e.citation),
+                );
+            }
+            rows.push(row(Status::Off, None));
+            continue;
+        }
+        let missing_level = if e.requirement == Requirement::Recommended { Level::Advisory } else { Level::Error };
+        if declaring.is_empty() {
+            findings.push(
+                Finding::new(missing_level, "missing_element", format!("no clause provides: {}", e.summary))
+                    .with_element(e.id)
+                    .with_citation(e.citation),
+            );
+            rows.push(row(Status::Missing, None));
+            continue;
+        }
+        // Satisfied when the declaring clauses together say everything the element needs.
+        let joined: String = declaring.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" ");
+        let lacking = missing_concepts(e, &joined);
+        if lacking.is_empty() {
+            rows.push(row(Status::Satisfied, Some(declaring[0].0)));
+        } else {
+            let c = declaring[0].0;
+            findings.push(
+                Finding::new(
+                    missing_level,
+                    "incomplete_element",
+                    format!("clause {} {} does not say: {}", c.number, c.heading, lacking.join("; ")),
+                )
+                .with_element(e.id)
+                .with_citation(e.citation),
+            );
+            rows.push(row(Status::Incomplete, Some(c)));
+        }
+    }
+
+    // Declarations that name no element, or one that does not apply to this agreement.
+    for (c, _) in &clauses {
+        for id in &c.elements {
+            match element(id) {
+                None => findings.push(
+                    Finding::new(
+                        Level::Error,
+                        "unknown_element",
+                        format!("clause {} {} declares an unknown element", c.number, c.heading),
+                    )
+                    .with_element(id.clone()),
+                ),
+                Some(e) if !applies(e, intake) => findings.push(
+                    Finding::new(
+                        Level::Error,
+                        "inapplicable_element",
+                        format!(
+                            "clause {} {} declares an element that does not apply to this agreement",
+                            c.number, c.heading
+                        ),
+                    )
+                    .with_element(id.clone())
+                    .with_citation(e.citation),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    check_clock(&clauses, intake, clock, &mut findings);
+    check_wording(&clauses, intake, &mut findings);
+    Check { elements: rows, findings }
+}
+
+/// The reporting clause must carry the effective clock, so the paper never promises less.
+fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClock, findings: &mut Vec<Finding>) {
+    let id = match intake.kind {
+        Kind::Baa(_) => "BAA-04",
+        Kind::Dua(_) => "DUA-06",
+    };
+    let Some(e) = element(id) else { return };
+    let needle = fold(&clock.text());
+    let reporting: Vec<_> = clauses.iter().filter(|(c, _)| c.elements.iter().any(|x| x == id)).collect();
+    if !reporting.is_empty() && !reporting.iter().any(|(_, t)| t.contains(&needle)) {
+        findings.push(
+            Finding::new(
+                Level::Error,
+                "breach_clock_mismatch",
+                format!("the reporting clause does not state the effective deadline “{}”", clock.text()),
+            )
+            .with_element(id)
+            .with_citation(e.citation),
+        );
+    }
+    if let Kind::Dua(d) = &intake.kind {
+        let purpose = fold(super::context::purpose_text(d.purpose));
+        let ok = clauses.iter().any(|(c, t)| c.elements.iter().any(|x| x == "DUA-01") && t.contains(&purpose));
+        if !ok {
+            findings.push(
+                Finding::new(
+                    Level::Error,
+                    "purpose_mismatch",
+                    format!("no DUA-01 clause states the purpose “{purpose}”"),
+                )
+                .with_element("DUA-01")
+                .with_citation("45 CFR 164.514(e)(3)(i)"),
+            );
+        }
+    }
+}
+
+/// Pre-2013 wording the facts sheet tells us to flag in a BAA.
+fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut Vec<Finding>) {
+    if !matches!(intake.kind, Kind::Baa(_)) {
+        return;
+    }
+    for (c, t) in clauses {
+        let words = || t.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty());
+        if words().any(|w| w == "agent" || w == "agents") {
+            findings.push(
+                Finding::new(
+                    Level::Advisory,
+                    "outdated_wording",
+                    format!(
+                        "clause {} {} says “agents”; since 2013 the rule speaks of subcontractors",
+                        c.number, c.heading
+                    ),
+                )
+                .with_citation("45 CFR 164.504(e)(2)(ii)(D)"),
+            );
+        }
+        if t.contains("infeasib") && t.contains("secretary") && t.contains("report") {
+            findings.push(
+                Finding::new(
+                    Level::Advisory,
+                    "outdated_wording",
+                    format!(
+                        "clause {} {} may require reporting to the Secretary when termination is infeasible, which the 2013 rule removed",
+                        c.number, c.heading
+                    ),
+                )
+                .with_citation("45 CFR 164.504(e)(1)(ii)"),
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The embedded fonts: Noto Serif Regular and Bold, subset once to the characters Countersign
+//! promises to print (`scripts/subset-fonts.sh`; licence in `assets/fonts/OFL.txt`).
+//!
+//! Why a prepared subset: it keeps every PDF small (~15 KB per face, compressed) and rendering
+//! fast (no per-document subsetting), and it makes the supported character set a fact of the
+//! shipped files rather than of the machine. The intake parser asks [`printable`] about every
+//! character, so nothing the font cannot show ever reaches a PDF as `?`.
+
+use std::sync::LazyLock;
+
+use printpdf::ParsedFont;
+
+const REGULAR_TTF: &[u8] = include_bytes!("../../assets/fonts/NotoSerif-Regular-subset.ttf");
+const BOLD_TTF: &[u8] = include_bytes!("../../assets/fonts/NotoSerif-Bold-subset.ttf");
+
+/// Which face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Face {
+    Regular,
+    Bold,
+}
+
+/// A parsed face with a fast advance-width table.
+pub struct Font {
+    pub parsed: ParsedFont,
+    units_per_em: f32,
+    /// Advance widths in font units for U+0000..U+0180, 0 where the font has no glyph.
+    low: [u16; 0x180],
+    /// Advance widths above U+0180, sorted by code point.
+    high: Vec<(u32, u16)>,
+}
+
+impl Font {
+    fn load(bytes: &[u8]) -> Font {
+        let mut warnings = Vec::new();
+        // The bytes are compiled in and covered by a unit test, so a parse failure is a
+        // build defect, not an input error.
+        let parsed = ParsedFont::from_bytes(bytes, 0, &mut warnings).expect("embedded font parses");
+        let mut low = [0u16; 0x180];
+        let mut high = Vec::new();
+        for (&cp, &gid) in &parsed.codepoint_to_glyph {
+            let w = parsed.glyph_widths.get(&gid).copied().unwrap_or(0).max(1);
+            match usize::try_from(cp) {
+                Ok(i) if i < low.len() => low[i] = w,
+                _ => high.push((cp, w)),
+            }
+        }
+        high.sort_unstable();
+        let units_per_em = f32::from(parsed.units_per_em.max(1));
+        Font { parsed, units_per_em, low, high }
+    }
+
+    fn advance_units(&self, c: char) -> Option<u16> {
+        let cp = c as u32;
+        if cp < 0x180 {
+            let w = self.low[cp as usize];
+            (w != 0).then_some(w)
+        } else {
+            self.high.binary_search_by_key(&cp, |&(k, _)| k).ok().map(|i| self.high[i].1)
+        }
+    }
+
+    /// Width of `text` at `size` points. Characters outside the font (which the intake parser
+    /// never lets through) count as an em, so layout stays safe even so.
+    pub fn width(&self, text: &str, size: f32) -> f32 {
+        let units: u32 = text.chars().map(|c| u32::from(self.advance_units(c).unwrap_or(1000))).sum();
+        units as f32 * size / self.units_per_em
+    }
+
+    pub fn has(&self, c: char) -> bool {
+        self.advance_units(c).is_some()
+    }
+}
+
+/// Both faces, parsed once per process.
+pub struct Fonts {
+    pub regular: Font,
+    pub bold: Font,
+}
+
+impl Fonts {
+    pub fn get(&self, face: Face) -> &Font {
+        match face {
+            Face::Regular => &self.regular,
+            Face::Bold => &self.bold,
+        }
+    }
+}
+
+static FONTS: LazyLock<Fonts> =
+    LazyLock::new(|| Fonts { regular: Font::load(REGULAR_TTF), bold: Font::load(BOLD_TTF) });
+
+pub fn fonts() -> &'static Fonts {
+    &FONTS
+}
+
+/// Whether the document font can print `c` (both faces; control characters never).
+pub fn printable(c: char) -> bool {
+    !c.is_control() && fonts().regular.has(c) && fonts().bold.has(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_faces_cover_the_promised_character_set() {
+        let promised = (0x20u32..0x7f)
+            .chain(0xa0..0x180)
+            .chain([0x218, 0x219, 0x21a, 0x21b, 0x2013, 0x2014, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2026]);
+        for cp in promised {
+            let c = char::from_u32(cp).expect("valid scalar");
+            assert!(printable(c), "U+{cp:04X} {c} must be printable");
+        }
+        for c in ['☃', '\u{7}', '中', '😀'] {
+            assert!(!printable(c), "{c:?} must not be printable");
+        }
+    }
+
+    #[test]
+    fn widths_are_positive_and_scale_with_size() {
+        let f = &fonts().regular;
+        let w10 = f.width("Zoë Ångström", 10.0);
+        assert!(w10 > 30.0 && w10 < 90.0, "{w10}");
+        assert!((f.width("Zoë Ångström", 20.0) - 2.0 * w10).abs() < 0.01);
+        assert!(fonts().bold.width("Business", 10.0) > f.width("Business", 10.0) * 0.99);
+    }
+}

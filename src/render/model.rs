@@ -1,0 +1,438 @@
+//! The document model: what an agreement says, independent of pages.
+//!
+//! The checker, the PDF layout, the HTML signer page and clause diffs all read this one model,
+//! so they can never disagree about what the agreement contains. It is built from the markup
+//! that the tera templates produce (CommonMark with heading attributes, parsed by
+//! pulldown-cmark); see `templates/README.md` for the conventions.
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use serde::Serialize;
+
+/// A run of text in one style.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub text: String,
+    pub bold: bool,
+}
+
+/// A paragraph-level block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    Paragraph {
+        runs: Vec<Run>,
+    },
+    /// `ordered` lists print (a), (b), …; `depth` 0 is the first level.
+    Item {
+        ordered: bool,
+        index: usize,
+        depth: usize,
+        runs: Vec<Run>,
+    },
+}
+
+impl Block {
+    pub fn runs(&self) -> &[Run] {
+        match self {
+            Block::Paragraph { runs } | Block::Item { runs, .. } => runs,
+        }
+    }
+
+    /// The list marker, if any: `•`, `(a)`, `(i)`.
+    pub fn marker(&self) -> Option<String> {
+        match *self {
+            Block::Paragraph { .. } => None,
+            Block::Item { ordered: false, .. } => Some("•".into()),
+            Block::Item { ordered: true, index, depth, .. } => {
+                Some(if depth % 2 == 0 { format!("({})", letters(index)) } else { format!("({})", roman(index + 1)) })
+            }
+        }
+    }
+
+    pub fn plain(&self) -> String {
+        plain(self.runs())
+    }
+}
+
+/// A numbered clause with the element IDs it declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Clause {
+    /// `2.3`, or `3` inside an addendum.
+    pub number: String,
+    pub heading: String,
+    pub elements: Vec<String>,
+    pub body: Vec<Block>,
+}
+
+impl Clause {
+    /// Heading and body as plain text, for the checker and diffs.
+    pub fn text(&self) -> String {
+        let mut s = self.heading.clone();
+        for b in &self.body {
+            s.push('\n');
+            s.push_str(&b.plain());
+        }
+        s
+    }
+}
+
+/// A numbered article: an introduction and its clauses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Article {
+    pub number: u32,
+    pub heading: String,
+    pub intro: Vec<Block>,
+    pub clauses: Vec<Clause>,
+}
+
+/// A lettered attachment: a state addendum or an intake exhibit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// `Exhibit A`, `Addendum TX`.
+    pub label: String,
+    pub heading: String,
+    /// Lines printed small under the heading (statute citations, as-of date).
+    pub notes: Vec<String>,
+    pub intro: Vec<Block>,
+    pub clauses: Vec<Clause>,
+}
+
+/// A signature block entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureLine {
+    pub party_label: String,
+    pub party_name: String,
+    pub signer_name: String,
+    pub signer_title: String,
+    pub order: u32,
+}
+
+/// A whole agreement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    pub title: String,
+    /// Lines under the title: "between … and …", effective date.
+    pub subtitle: Vec<String>,
+    /// The parties block: one entry per party, each a few lines.
+    pub parties: Vec<Vec<Run>>,
+    /// The counsel-review notice, present on drafts only.
+    pub draft_notice: Option<String>,
+    pub articles: Vec<Article>,
+    pub attachments: Vec<Attachment>,
+    pub signature_note: Option<String>,
+    pub signatures: Vec<SignatureLine>,
+    /// Document information dictionary fields.
+    pub subject: String,
+    pub author: String,
+}
+
+impl Document {
+    /// Every clause, body first, then attachments.
+    pub fn clauses(&self) -> impl Iterator<Item = &Clause> {
+        self.articles.iter().flat_map(|a| &a.clauses).chain(self.attachments.iter().flat_map(|a| &a.clauses))
+    }
+
+    /// Every heading of the body, as printed (`1. Definitions`, `1.1 Terms`).
+    pub fn headings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &self.articles {
+            if !a.heading.is_empty() {
+                out.push(format!("{}. {}", a.number, a.heading));
+            }
+            for c in &a.clauses {
+                out.push(format!("{} {}", c.number, c.heading));
+            }
+        }
+        out
+    }
+}
+
+/// One parsed markup node, before articles are assembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Heading { level: u8, text: String, classes: Vec<String> },
+    Block(Block),
+}
+
+/// Parses template output into nodes. Inline HTML, code and links print as their literal text
+/// (the escape function makes intake values literal; this keeps template authors' mistakes
+/// visible rather than silently dropped).
+pub fn parse_markup(md: &str) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut bold = 0usize;
+    // (ordered, next index) per open list.
+    let mut lists: Vec<(bool, usize)> = Vec::new();
+    let mut heading: Option<(u8, Vec<String>)> = None;
+    let mut in_item = false;
+
+    let push = |runs: &mut Vec<Run>, text: &str, bold: bool| {
+        if text.is_empty() {
+            return;
+        }
+        match runs.last_mut() {
+            Some(last) if last.bold == bold => last.text.push_str(text),
+            _ => runs.push(Run { text: text.to_string(), bold }),
+        }
+    };
+    let flush = |runs: &mut Vec<Run>, nodes: &mut Vec<Node>, lists: &[(bool, usize)], in_item: bool| {
+        let runs = std::mem::take(runs);
+        let runs = trim_runs(runs);
+        if runs.is_empty() {
+            return;
+        }
+        let block = match (in_item, lists.last()) {
+            (true, Some(&(ordered, next))) => {
+                Block::Item { ordered, index: next.saturating_sub(1), depth: lists.len() - 1, runs }
+            }
+            _ => Block::Paragraph { runs },
+        };
+        nodes.push(Node::Block(block));
+    };
+
+    for event in Parser::new_ext(md, Options::ENABLE_HEADING_ATTRIBUTES) {
+        match event {
+            Event::Start(Tag::Heading { level, classes, .. }) => {
+                flush(&mut runs, &mut nodes, &lists, in_item);
+                let level = match level {
+                    HeadingLevel::H1 => 1,
+                    HeadingLevel::H2 => 2,
+                    _ => 3,
+                };
+                heading = Some((level, classes.iter().map(|c| c.to_string()).collect()));
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some((level, classes)) = heading.take() {
+                    let text = plain(&trim_runs(std::mem::take(&mut runs)));
+                    nodes.push(Node::Heading { level, text, classes });
+                }
+            }
+            Event::Start(Tag::List(start)) => {
+                flush(&mut runs, &mut nodes, &lists, in_item);
+                lists.push((start.is_some(), 0));
+            }
+            Event::End(TagEnd::List(_)) => {
+                flush(&mut runs, &mut nodes, &lists, in_item);
+                lists.pop();
+                in_item = !lists.is_empty();
+            }
+            Event::Start(Tag::Item) => {
+                flush(&mut runs, &mut nodes, &lists, in_item);
+                if let Some(l) = lists.last_mut() {
+                    l.1 += 1;
+                }
+                in_item = true;
+            }
+            Event::End(TagEnd::Item) => flush(&mut runs, &mut nodes, &lists, in_item),
+            Event::Start(Tag::Paragraph) if !in_item => {
+                flush(&mut runs, &mut nodes, &lists, in_item);
+            }
+            Event::End(TagEnd::Paragraph) => flush(&mut runs, &mut nodes, &lists, in_item),
+            Event::Start(Tag::Strong) => bold += 1,
+            Event::End(TagEnd::Strong) => bold = bold.saturating_sub(1),
+            Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::Html(t) => push(&mut runs, &t, bold > 0),
+            Event::SoftBreak | Event::HardBreak => push(&mut runs, " ", bold > 0),
+            Event::End(TagEnd::CodeBlock) | Event::End(TagEnd::BlockQuote(_)) => {
+                flush(&mut runs, &mut nodes, &lists, in_item)
+            }
+            _ => {}
+        }
+    }
+    flush(&mut runs, &mut nodes, &lists, in_item);
+    nodes
+}
+
+/// Assembles nodes into articles (`##`) with clauses (`###`). Blocks before the first article
+/// are returned as `intro`.
+pub fn articles(nodes: Vec<Node>) -> (Vec<Block>, Vec<Article>) {
+    let mut intro = Vec::new();
+    let mut out: Vec<Article> = Vec::new();
+    for node in nodes {
+        match node {
+            Node::Heading { level: 1 | 2, text, .. } => {
+                let number = out.len() as u32 + 1;
+                out.push(Article { number, heading: text, intro: Vec::new(), clauses: Vec::new() });
+            }
+            Node::Heading { text, classes, .. } => {
+                if out.is_empty() {
+                    out.push(Article { number: 1, heading: String::new(), intro: Vec::new(), clauses: Vec::new() });
+                }
+                if let Some(article) = out.last_mut() {
+                    let number = format!("{}.{}", article.number, article.clauses.len() + 1);
+                    article.clauses.push(Clause { number, heading: text, elements: classes, body: Vec::new() });
+                }
+            }
+            Node::Block(b) => match out.last_mut() {
+                None => intro.push(b),
+                Some(a) => match a.clauses.last_mut() {
+                    Some(c) => c.body.push(b),
+                    None => a.intro.push(b),
+                },
+            },
+        }
+    }
+    (intro, out)
+}
+
+/// Assembles an addendum or exhibit body: clauses numbered `1`, `2`, … with the blocks before
+/// the first heading as intro.
+pub fn clauses(nodes: Vec<Node>) -> (Vec<Block>, Vec<Clause>) {
+    let mut intro = Vec::new();
+    let mut out: Vec<Clause> = Vec::new();
+    for node in nodes {
+        match node {
+            Node::Heading { text, classes, .. } => {
+                let number = (out.len() + 1).to_string();
+                out.push(Clause { number, heading: text, elements: classes, body: Vec::new() });
+            }
+            Node::Block(b) => match out.last_mut() {
+                Some(c) => c.body.push(b),
+                None => intro.push(b),
+            },
+        }
+    }
+    (intro, out)
+}
+
+/// The escape function for intake values in templates: every ASCII punctuation character is
+/// backslash-escaped (CommonMark treats any escaped punctuation as literal), and line breaks
+/// fold to spaces so a value can never start a heading, list or code block.
+pub fn escape_markup(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut buf = [0u8; 4];
+    for c in input.chars() {
+        if c.is_ascii_punctuation() {
+            out.write_all(&[b'\\', c as u8])?;
+        } else if c == '\n' || c == '\r' || c == '\t' {
+            out.write_all(b" ")?;
+        } else {
+            out.write_all(c.encode_utf8(&mut buf).as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Concatenated text of runs.
+pub fn plain(runs: &[Run]) -> String {
+    runs.iter().map(|r| r.text.as_str()).collect()
+}
+
+/// Trims leading/trailing whitespace across runs and folds inner whitespace runs to one space.
+fn trim_runs(runs: Vec<Run>) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::with_capacity(runs.len());
+    let mut prev_space = true;
+    for r in runs {
+        let mut text = String::with_capacity(r.text.len());
+        for c in r.text.chars() {
+            if c.is_whitespace() {
+                if !prev_space {
+                    text.push(' ');
+                }
+                prev_space = true;
+            } else {
+                text.push(c);
+                prev_space = false;
+            }
+        }
+        if !text.is_empty() {
+            out.push(Run { text, bold: r.bold });
+        }
+    }
+    while let Some(last) = out.last_mut() {
+        if last.text.ends_with(' ') {
+            last.text.pop();
+        }
+        if last.text.is_empty() {
+            out.pop();
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+fn letters(mut i: usize) -> String {
+    let mut s = Vec::new();
+    loop {
+        s.push(b'a' + (i % 26) as u8);
+        if i < 26 {
+            break;
+        }
+        i = i / 26 - 1;
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_default()
+}
+
+fn roman(mut n: usize) -> String {
+    const T: [(usize, &str); 9] =
+        [(100, "c"), (90, "xc"), (50, "l"), (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")];
+    let mut s = String::new();
+    for (v, r) in T {
+        while n >= v {
+            s.push_str(r);
+            n -= v;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(s: &str) -> String {
+        let mut v = Vec::new();
+        escape_markup(s, &mut v).expect("write to vec");
+        String::from_utf8(v).expect("utf8")
+    }
+
+    #[test]
+    fn escaped_values_print_literally() {
+        for hostile in [
+            "**bold**",
+            "# 1. Heading",
+            "[x](javascript:alert(1))",
+            "<script>x</script>",
+            "{{ 7*7 }}",
+            "- item",
+            "1. one",
+            "a\n# b",
+            "`code`",
+            "    indented",
+        ] {
+            let md = format!("Name: {}\n", esc(hostile));
+            let nodes = parse_markup(&md);
+            assert_eq!(nodes.len(), 1, "{hostile:?} → {nodes:?}");
+            let Node::Block(Block::Paragraph { runs }) = &nodes[0] else { panic!("{nodes:?}") };
+            let expected = format!("Name: {}", hostile.replace('\n', " ").trim_end());
+            assert_eq!(plain(runs).trim(), expected.split_whitespace().collect::<Vec<_>>().join(" "));
+            assert!(runs.iter().all(|r| !r.bold), "{hostile:?} must not turn bold");
+        }
+    }
+
+    #[test]
+    fn headings_lists_and_classes_become_articles_and_clauses() {
+        let md = "## Definitions\n\nIntro.\n\n### Terms {.BAA-01 .BAA-02}\n\nBody **Term** text.\n\n1. first\n2. second\n\n- bullet\n\n## Term\n\n### Length\n\nText.\n";
+        let (intro, arts) = articles(parse_markup(md));
+        assert!(intro.is_empty());
+        assert_eq!(arts.len(), 2);
+        assert_eq!(arts[0].heading, "Definitions");
+        assert_eq!(arts[0].clauses[0].number, "1.1");
+        assert_eq!(arts[0].clauses[0].elements, vec!["BAA-01", "BAA-02"]);
+        let body = &arts[0].clauses[0].body;
+        assert_eq!(body.len(), 4);
+        assert_eq!(body[0].runs()[1], Run { text: "Term".into(), bold: true });
+        assert_eq!(body[1].marker().as_deref(), Some("(a)"));
+        assert_eq!(body[2].marker().as_deref(), Some("(b)"));
+        assert_eq!(body[3].marker().as_deref(), Some("•"));
+        assert_eq!(arts[1].clauses[0].number, "2.1");
+    }
+
+    #[test]
+    fn list_letters_continue_past_z() {
+        assert_eq!(letters(0), "a");
+        assert_eq!(letters(25), "z");
+        assert_eq!(letters(26), "aa");
+        assert_eq!(roman(4), "iv");
+    }
+}

@@ -1,0 +1,158 @@
+//! Pages → PDF bytes with printpdf's low-level operations.
+//!
+//! Deterministic by construction: font resource names are fixed (`F1`, `F2`), document dates
+//! come from the intake, and the trailer `/ID` — which printpdf draws from a process-wide
+//! counter — is replaced with a hash of the document's content. The same intake therefore gives
+//! the same bytes in any process, on any machine.
+
+use super::fonts::{Face, Fonts};
+use super::layout::{MARGIN, PAGE_H, PAGE_W, Page, Rule};
+use printpdf::{
+    Color, FontId, Line as PdfLine, LinePoint, Mm, Op, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions,
+    Point, Pt, Rgb, TextItem, TextMatrix,
+};
+
+/// Document-level facts the writer needs.
+pub struct Meta<'a> {
+    pub title: &'a str,
+    pub subject: &'a str,
+    pub author: &'a str,
+    pub keywords: Vec<String>,
+    /// Unix seconds for CreationDate/ModDate.
+    pub date_unix: i64,
+    /// Left header text (the agreement title).
+    pub header: &'a str,
+    /// Right header text (`Version 1` or the draft mark).
+    pub header_right: &'a str,
+    pub draft: bool,
+    /// Bytes for the trailer `/ID`: a digest of everything the document shows.
+    pub id: [u8; 16],
+}
+
+const REGULAR_ID: &str = "F1";
+const BOLD_ID: &str = "F2";
+const GRAY: f32 = 0.42;
+
+fn font_handle(face: Face) -> PdfFontHandle {
+    PdfFontHandle::External(FontId(match face {
+        Face::Regular => REGULAR_ID.into(),
+        Face::Bold => BOLD_ID.into(),
+    }))
+}
+
+fn fill(v: f32) -> Op {
+    Op::SetFillColor { col: Color::Rgb(Rgb { r: v, g: v, b: v, icc_profile: None }) }
+}
+
+fn text_at(ops: &mut Vec<Op>, x: f32, y: f32, face: Face, size: f32, text: &str) {
+    ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
+    ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(x), Pt(y)) });
+    ops.push(Op::ShowText { items: vec![TextItem::Text(text.to_string())] });
+}
+
+fn stroke(ops: &mut Vec<Op>, points: &[(f32, f32)], closed: bool) {
+    ops.push(Op::DrawLine {
+        line: PdfLine {
+            points: points.iter().map(|&(x, y)| LinePoint { p: Point { x: Pt(x), y: Pt(y) }, bezier: false }).collect(),
+            is_closed: closed,
+        },
+    });
+}
+
+fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(page.lines.len() * 4 + 32);
+
+    if meta.draft {
+        // A light diagonal watermark, drawn first so text sits on top of it.
+        ops.push(Op::StartTextSection);
+        ops.push(fill(0.88));
+        ops.push(Op::SetFont { font: font_handle(Face::Bold), size: Pt(110.0) });
+        let w = fonts.bold.width("DRAFT", 110.0);
+        let (c, s) = (std::f32::consts::FRAC_1_SQRT_2, std::f32::consts::FRAC_1_SQRT_2);
+        let (cx, cy) = (PAGE_W / 2.0, PAGE_H / 2.0);
+        let (x, y) = (cx - (w / 2.0) * c + 38.0 * s, cy - (w / 2.0) * s - 38.0 * c);
+        ops.push(Op::SetTextMatrix { matrix: TextMatrix::Raw([c, s, -s, c, x, y]) });
+        ops.push(Op::ShowText { items: vec![TextItem::Text("DRAFT".into())] });
+        ops.push(Op::EndTextSection);
+    }
+
+    ops.push(Op::StartTextSection);
+    // Header and footer.
+    ops.push(fill(GRAY));
+    text_at(&mut ops, MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
+    let rw = fonts.get(Face::Bold).width(meta.header_right, 8.0);
+    text_at(&mut ops, PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
+    let footer = format!("Page {number} of {total}");
+    let fw = fonts.regular.width(&footer, 8.0);
+    text_at(&mut ops, (PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
+
+    // Body text.
+    let mut gray = true;
+    for (y, line) in &page.lines {
+        for span in &line.spans {
+            if span.gray != gray {
+                ops.push(fill(if span.gray { GRAY } else { 0.0 }));
+                gray = span.gray;
+            }
+            text_at(&mut ops, MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
+        }
+    }
+    ops.push(Op::EndTextSection);
+
+    // Rules and frames.
+    ops.push(Op::SetOutlineColor { col: Color::Rgb(Rgb { r: 0.0, g: 0.0, b: 0.0, icc_profile: None }) });
+    ops.push(Op::SetOutlineThickness { pt: Pt(0.6) });
+    for (y, line) in &page.lines {
+        for rule in &line.rules {
+            let Rule::Underline { x1, x2 } = *rule;
+            stroke(&mut ops, &[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false);
+        }
+    }
+    // A thin rule under the header.
+    stroke(&mut ops, &[(MARGIN, PAGE_H - 50.0), (PAGE_W - MARGIN, PAGE_H - 50.0)], false);
+    for f in &page.frames {
+        let (l, r) = (MARGIN - 2.0, PAGE_W - MARGIN + 2.0);
+        stroke(&mut ops, &[(l, f.top), (r, f.top), (r, f.bottom), (l, f.bottom)], true);
+    }
+    ops
+}
+
+/// Writes the PDF.
+pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
+    let mut doc = PdfDocument::new(meta.title);
+    doc.resources.fonts.map.insert(FontId(REGULAR_ID.into()), PdfFont::new(fonts.regular.parsed.clone()));
+    doc.resources.fonts.map.insert(FontId(BOLD_ID.into()), PdfFont::new(fonts.bold.parsed.clone()));
+    let info = &mut doc.metadata.info;
+    info.subject = meta.subject.to_string();
+    info.author = meta.author.to_string();
+    info.creator = "Countersign".into();
+    info.producer = format!("Countersign {} (printpdf)", env!("CARGO_PKG_VERSION"));
+    info.keywords = meta.keywords.clone();
+    if let Ok(d) = printpdf::OffsetDateTime::from_unix_timestamp(meta.date_unix) {
+        info.creation_date = d;
+        info.modification_date = d;
+        info.metadata_date = d;
+    }
+
+    let total = pages.len();
+    let mm = |pt: f32| Mm(pt * 25.4 / 72.0);
+    doc.pages = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PdfPage::new(mm(PAGE_W), mm(PAGE_H), page_ops(fonts, p, i + 1, total, meta)))
+        .collect();
+
+    // The fonts are already subset (scripts/subset-fonts.sh): embed them whole.
+    let opts = PdfSaveOptions { subset_fonts: false, ..PdfSaveOptions::default() };
+    let mut warnings = Vec::new();
+    let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut warnings);
+    lo.compress();
+
+    // printpdf draws /ID from a process-wide counter; a content digest makes it reproducible.
+    let id = lopdf::Object::String(meta.id.to_vec(), lopdf::StringFormat::Hexadecimal);
+    lo.trailer.set("ID", lopdf::Object::Array(vec![id.clone(), id]));
+    let mut out = Vec::with_capacity(64 * 1024);
+    // Writing into a Vec cannot fail.
+    let _ = lo.save_to(&mut out);
+    out
+}
