@@ -72,12 +72,12 @@ impl std::fmt::Display for Finding {
     /// `pointer: reason` for field errors, `ELEMENT (citation): message` otherwise.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.pointer, &self.element) {
-            (Some(p), _) => write!(f, "{p}: {}", self.message),
+            (Some(p), _) if !p.is_empty() => write!(f, "{p}: {}", self.message),
             (None, Some(e)) => match &self.citation {
                 Some(c) => write!(f, "{e} ({c}): {}", self.message),
                 None => write!(f, "{e}: {}", self.message),
             },
-            (None, None) => f.write_str(&self.message),
+            _ => f.write_str(&self.message),
         }
     }
 }

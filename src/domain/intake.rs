@@ -4,7 +4,7 @@
 //! the signing service never re-validate (parse, don't validate). Text is NFC-normalized and
 //! every character is one the embedded font can print.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A validated intake.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,7 +88,7 @@ pub enum Purpose {
 }
 
 /// Which side of the agreement a party or signer is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Upstream,
@@ -208,7 +208,12 @@ impl Email {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
-        if ok_local && ok_domain { Ok(Email(s.to_ascii_lowercase())) } else { Err("not an email address") }
+        // The domain is case-insensitive; the local part may not be (RFC 5321 §2.4), so keep it.
+        if ok_local && ok_domain {
+            Ok(Email(format!("{local}@{}", domain.to_ascii_lowercase())))
+        } else {
+            Err("not an email address")
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -235,7 +240,8 @@ impl Date {
     /// Parses `YYYY-MM-DD` and rejects dates that do not exist (2027-02-30).
     pub fn parse(s: &str) -> Result<Date, &'static str> {
         let b = s.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
             return Err("not a date in the form YYYY-MM-DD");
         }
         let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u16>().ok());
