@@ -19,5 +19,12 @@
 //! (`/signers/1/email: not an email address`), missing clauses and advisories.
 
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod mail;
 pub mod render;
+pub mod secret;
+pub mod signing;
+pub mod store;

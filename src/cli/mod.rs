@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 the intake or the agreement has errors (printed as findings);
 //! 2 usage or I/O problems (unreadable file, unwritable output).
 
+pub mod serve;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,10 +71,40 @@ pub enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// Run the signing service (HTTP API and signer pages) on the embedded sled store.
+    ///
+    /// With no configuration: data in ./countersign-data, listening on 127.0.0.1:8080, link keys
+    /// and the bootstrap admin key created on first start.
+    Serve {
+        /// TOML config file (see countersign.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides config and COUNTERSIGN_DATA_DIR).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on (overrides config and COUNTERSIGN_BIND).
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+    },
+    /// Audit-trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// List the supported state-law addenda with their citations and "as of" dates.
     Addenda {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk every agreement's hash chain and report the first break (exit 1 if any).
+    Verify {
+        /// Data directory (default ./countersign-data).
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
     },
 }
 
@@ -167,6 +199,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
+        Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Addenda { format } => {
             let catalog = Catalog::embedded();
             match format {
@@ -187,6 +221,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
 }
+
+pub use serve::verify_chains;
 
 fn default_out(intake: &Path) -> PathBuf {
     let stem = intake.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agreement".into());

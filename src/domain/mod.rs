@@ -1,6 +1,7 @@
 //! Domain: intake and agreement types, the regulatory tables. No HTTP, no storage.
 
 pub mod addenda;
+pub mod agreement;
 pub mod elements;
 pub mod findings;
 pub mod identifiers;

@@ -317,6 +317,9 @@ fn attachment_items(fonts: &Fonts, items: &mut Vec<Item>, a: &Attachment) {
 }
 
 fn signature_items(fonts: &Fonts, items: &mut Vec<Item>, doc: &Document) {
+    if doc.signatures.is_empty() {
+        return;
+    }
     let mut head = text_lines(fonts, &[Run { text: "Signatures".into(), bold: true }], 12.0, 16.0, 0.0, CONTENT_W);
     let intro = doc.signature_note.clone().unwrap_or_else(|| {
         "Each party has caused this Agreement to be signed by its authorized representative, in the order listed below.".into()

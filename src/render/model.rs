@@ -6,17 +6,17 @@
 //! pulldown-cmark); see `templates/README.md` for the conventions.
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A run of text in one style.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub text: String,
     pub bold: bool,
 }
 
 /// A paragraph-level block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
     Paragraph {
@@ -55,7 +55,7 @@ impl Block {
 }
 
 /// A numbered clause with the element IDs it declares.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clause {
     /// `2.3`, or `3` inside an addendum.
     pub number: String,
@@ -77,7 +77,7 @@ impl Clause {
 }
 
 /// A numbered article: an introduction and its clauses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Article {
     pub number: u32,
     pub heading: String,
@@ -86,7 +86,7 @@ pub struct Article {
 }
 
 /// A lettered attachment: a state addendum or an intake exhibit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// `Exhibit A`, `Addendum TX`.
     pub label: String,
@@ -98,7 +98,7 @@ pub struct Attachment {
 }
 
 /// A signature block entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignatureLine {
     pub party_label: String,
     pub party_name: String,
@@ -108,7 +108,7 @@ pub struct SignatureLine {
 }
 
 /// A whole agreement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     pub title: String,
     /// Lines under the title: "between … and …", effective date.

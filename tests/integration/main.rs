@@ -1,8 +1,11 @@
 //! One integration-test binary (one link step, one process) for the whole crate.
-//! Real tools only: PDFs are checked with `qpdf --check` and `pdftotext` (poppler-utils).
+//! Real parts only: sled on disk in a temp dir per test, a server on 127.0.0.1:0 driven over
+//! HTTP, PDFs checked with `qpdf --check` and `pdftotext` (poppler-utils).
 
+mod app;
 mod helpers;
 
 mod cli;
 mod properties;
 mod render;
+mod signing;

@@ -1,0 +1,136 @@
+//! `countersign serve` and `countersign audit verify`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Overrides};
+use crate::http::{AppState, auth, sign};
+use crate::render::Renderer;
+use crate::signing::service::Service;
+use crate::signing::token::KeyRing;
+use crate::store::sled_store::SledStore;
+use crate::store::{Store, StoreError, audit};
+
+/// Everything a server needs, built from configuration (also used by tests).
+pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), String> {
+    let store = SledStore::open(&config.data_dir).map_err(|e| match e {
+        StoreError::Locked(d) => {
+            format!("the data directory {d} is in use by another countersign process; stop it or choose --data")
+        }
+        e => e.to_string(),
+    })?;
+    let keys = if config.link_keys.is_empty() {
+        KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(|e| format!("link keys: {e}"))?
+    } else {
+        let pairs = config
+            .link_keys
+            .iter()
+            .map(|k| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k.secret.expose().trim_end_matches('='))
+                    .map(|b| (k.id.clone(), crate::secret::Secret::new(b)))
+                    .map_err(|_| format!("link key {}: secret is not base64url", k.id))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        KeyRing::new(pairs).map_err(|e| format!("link keys: {e}"))?
+    };
+    let (admin_key, created) =
+        auth::load_or_create_bootstrap(&config.data_dir).map_err(|e| format!("bootstrap admin key: {e}"))?;
+    let renderer = Renderer::builtin().map_err(|e| e.to_string())?;
+    let pages = sign::Pages::new()?;
+    let service = Service::new(Arc::new(store), keys, renderer, config, clock);
+    // Messages committed before a crash but not yet written out.
+    service.flush_outbox().map_err(|e| e.to_string())?;
+    let state = AppState {
+        service: Arc::new(service),
+        admin: Arc::new(auth::AdminKeys::from_keys([admin_key.as_str()])),
+        pages: Arc::new(pages),
+    };
+    Ok((state, admin_key, created))
+}
+
+pub fn serve(o: Overrides) -> Result<ExitCode, String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    let config = Config::load(&o)?;
+    let bind = config.bind;
+    let base = config.base_url();
+    let data = config.data_dir.clone();
+    let (state, _key, created) = build_state(config, Arc::new(SystemClock))?;
+    let key_path = auth::bootstrap_key_path(&data);
+    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("countersign listening on http://{addr} (links use {base})");
+        println!("data: {}", data.display());
+        println!(
+            "bootstrap admin key {}: {} (send it as Authorization: Bearer …)",
+            if created { "created" } else { "in" },
+            key_path.display()
+        );
+        crate::http::run(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Walks every chain; `Ok((chains, events))` or the first break as a sentence.
+pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
+    let chains = store.raw_chains().map_err(|e| e.to_string())?;
+    let mut events = 0;
+    for (id, raw) in &chains {
+        match audit::verify_chain(id, raw) {
+            Ok(n) => events += n,
+            Err(b) => return Err(format!("agreement {}: event #{}: {}", b.agreement_id, b.position, b.reason)),
+        }
+    }
+    Ok((chains.len(), events))
+}
+
+pub fn audit_verify(data: &Path) -> Result<ExitCode, String> {
+    let store = match SledStore::open(data) {
+        Ok(s) => s,
+        Err(StoreError::Locked(d)) => {
+            return Err(format!(
+                "{d} is held by a running countersign server. Stop it first, or ask the server: \
+                 curl -H \"Authorization: Bearer $(cat {})\" http://<bind>/api/v1/audit/verify",
+                auth::bootstrap_key_path(data).display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    match verify_chains(&store) {
+        Ok((chains, events)) => {
+            println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            println!("audit trail BROKEN: {b}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Server configuration, layered: built-in defaults → TOML file (`--config`) → `COUNTERSIGN_*`
+//! environment variables → command-line flags. `countersign.example.toml` documents every key.
+//!
+//! Secrets (link keys) are [`SecretString`]s: they deserialize but never print or serialize.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::SecretString;
+
+/// A link-signing key given in the config file instead of the generated key file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkKey {
+    pub id: String,
+    /// At least 32 bytes, base64url.
+    pub secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where sled, keys and the `.eml` outbox live.
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// Absolute base for links in emails; default `http://<bind>`.
+    pub public_base_url: Option<String>,
+    /// Signing links expire after this many days.
+    pub link_expiry_days: u32,
+    /// Download links sent on completion expire after this many days.
+    pub download_expiry_days: u32,
+    /// The From header of outgoing mail.
+    pub mail_from: String,
+    /// Write each outgoing message as an RFC 5322 `.eml` file under `<data>/outbox/`.
+    pub eml_outbox: bool,
+    /// The version label of the electronic-signature consent text signers accept.
+    pub consent_version: String,
+    /// Link keys: the last signs, all verify. Empty: `<data>/link-keys` (generated on first start).
+    pub link_keys: Vec<LinkKey>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("countersign-data"),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            link_expiry_days: 14,
+            download_expiry_days: 90,
+            mail_from: "Countersign <countersign@localhost>".into(),
+            eml_outbox: true,
+            consent_version: crate::signing::CONSENT_VERSION.into(),
+            link_keys: Vec::new(),
+        }
+    }
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults → file → environment → overrides.
+    pub fn load(o: &Overrides) -> Result<Config, String> {
+        let mut c = match &o.config {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        c.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(d) = &o.data {
+            c.data_dir = d.clone();
+        }
+        if let Some(b) = o.bind {
+            c.bind = b;
+        }
+        Ok(c)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        // toml's Display quotes the offending source line, which may hold a secret: report the
+        // message and the line number only.
+        toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(0);
+            format!("config {} line {line}: {}", path.display(), e.message())
+        })
+    }
+
+    /// Applies `COUNTERSIGN_*` variables through `get` (injected so tests need not touch the
+    /// process environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_BIND") {
+            self.bind = v.parse().map_err(|e| format!("COUNTERSIGN_BIND: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_PUBLIC_BASE_URL") {
+            self.public_base_url = Some(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_LINK_EXPIRY_DAYS") {
+            self.link_expiry_days = v.parse().map_err(|e| format!("COUNTERSIGN_LINK_EXPIRY_DAYS: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_DOWNLOAD_EXPIRY_DAYS") {
+            self.download_expiry_days = v.parse().map_err(|e| format!("COUNTERSIGN_DOWNLOAD_EXPIRY_DAYS: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
+            self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        Ok(())
+    }
+
+    /// The base URL for links, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:9000\"\nlink_expiry_days = 7\n").expect("write");
+        let mut c = Config::from_file(&path).expect("loads");
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.link_expiry_days, 7);
+        assert_eq!(c.download_expiry_days, 90, "unset keys keep defaults");
+        c.apply_env(|k| (k == "COUNTERSIGN_LINK_EXPIRY_DAYS").then(|| "3".to_string())).expect("env");
+        assert_eq!(c.link_expiry_days, 3);
+        assert_eq!(c.base_url(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("bnd = \"x\"").is_err());
+    }
+
+    #[test]
+    fn secrets_in_config_never_print() {
+        let c: Config =
+            toml::from_str("[[link_keys]]\nid = \"k1\"\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA\"\n")
+                .expect("parses");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../countersign.example.toml");
+        toml::from_str::<Config>(text).expect("example config is valid");
+    }
+}

@@ -1,0 +1,180 @@
+//! The agreement record and its state table.
+//!
+//! | status             | means                                             | moves to                                  |
+//! |--------------------|---------------------------------------------------|-------------------------------------------|
+//! | `draft`            | editable; each replacement is a new version       | `sent` (check passes), `voided`           |
+//! | `sent`             | frozen document; first signing order has links    | `partially_signed`, `declined`, `voided`, `expired` |
+//! | `partially_signed` | at least one signature recorded                   | `executed`, `declined`, `voided`, `expired` |
+//! | `executed`         | every signer signed; final PDF archived, immutable| —                                         |
+//! | `declined`         | a signer declined (reason kept); links revoked    | `draft` via revise (new version)          |
+//! | `voided`           | staff withdrew it (reason kept); links revoked    | —                                         |
+//! | `expired`          | every open link expired unsigned                  | `sent`/`partially_signed` via resend      |
+//!
+//! The record is plain data: the signing service changes it and the store persists it, in one
+//! transaction with the audit events and outgoing messages the change causes.
+
+use serde::{Deserialize, Serialize};
+
+use super::intake::Side;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    Sent,
+    PartiallySigned,
+    Executed,
+    Declined,
+    Voided,
+    Expired,
+}
+
+impl Status {
+    /// Signing is in progress: links may be open.
+    pub fn is_out_for_signature(self) -> bool {
+        matches!(self, Status::Sent | Status::PartiallySigned)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Sent => "sent",
+            Status::PartiallySigned => "partially_signed",
+            Status::Executed => "executed",
+            Status::Declined => "declined",
+            Status::Voided => "voided",
+            Status::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignerStatus {
+    /// A later signing order; no link yet.
+    Waiting,
+    /// A link was issued.
+    Notified,
+    /// The link was opened at least once.
+    Opened,
+    Signed,
+    Declined,
+}
+
+/// What a signer did, as recorded when they signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub typed_name: String,
+    pub typed_title: String,
+    /// Unix seconds.
+    pub signed_at: u64,
+    pub ip: String,
+    pub user_agent: String,
+    pub consent_version: String,
+    /// A stable identifier printed on the executed signature page.
+    pub signature_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerRecord {
+    /// `s1`, `s2`, … (stable across corrections).
+    pub id: String,
+    /// Index in the token payload.
+    pub index: u16,
+    pub side: Side,
+    pub party_label: String,
+    pub party_name: String,
+    pub name: String,
+    pub title: String,
+    pub email: String,
+    pub order: u32,
+    pub status: SignerStatus,
+    /// Bumped on resend, correction and void: older links stop working.
+    pub generation: u32,
+    /// Expiry of the current link (unix seconds).
+    pub link_expires: Option<u64>,
+    pub signature: Option<Signature>,
+    pub decline_reason: Option<String>,
+}
+
+/// One kept version of the agreement's intake and rendered document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: u32,
+    /// The intake JSON exactly as received.
+    pub intake: String,
+    /// SHA-256 of the draft PDF of this version.
+    pub sha256: String,
+    /// The element report (render::Report) as JSON.
+    pub report: serde_json::Value,
+    pub created_at: u64,
+}
+
+/// The agreement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub upstream_name: String,
+    pub downstream_name: String,
+    pub status: Status,
+    /// The current version number (1-based).
+    pub version: u32,
+    /// SHA-256 of the current document: the draft, then the sent copy, then the final copy.
+    pub document_sha256: String,
+    /// True when the current version's check has no errors (sending is allowed).
+    pub check_passes: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub created_by: String,
+    pub sent_at: Option<u64>,
+    pub sent_by: Option<String>,
+    /// SHA-256 of the copy sent for signature: frozen once sent.
+    pub sent_sha256: Option<String>,
+    pub executed_at: Option<u64>,
+    pub final_sha256: Option<String>,
+    pub void_reason: Option<String>,
+    pub signers: Vec<SignerRecord>,
+    /// Bumped on every committed change (optimistic concurrency in the store).
+    pub revision: u64,
+}
+
+impl Agreement {
+    pub fn signer(&self, id: &str) -> Option<&SignerRecord> {
+        self.signers.iter().find(|s| s.id == id)
+    }
+
+    pub fn signer_by_index(&self, index: u16) -> Option<&SignerRecord> {
+        self.signers.iter().find(|s| s.index == index)
+    }
+
+    /// The lowest signing order with a signer who has not signed.
+    pub fn current_order(&self) -> Option<u32> {
+        self.signers.iter().filter(|s| s.status != SignerStatus::Signed).map(|s| s.order).min()
+    }
+
+    pub fn all_signed(&self) -> bool {
+        self.signers.iter().all(|s| s.status == SignerStatus::Signed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_match_their_json() {
+        for s in [
+            Status::Draft,
+            Status::Sent,
+            Status::PartiallySigned,
+            Status::Executed,
+            Status::Declined,
+            Status::Voided,
+            Status::Expired,
+        ] {
+            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::String(s.as_str().into())));
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The one error type at the HTTP boundary.
+//!
+//! Policy: every API error is JSON `{"error": {"code", "message", "findings"?}}` with the status
+//! its variant documents. Client mistakes say exactly what is wrong (field errors carry the JSON
+//! pointer). Internal and storage errors are logged with their cause and answered with a bare
+//! 500: no internals, paths or secrets ever reach a client. Signer pages use the same variants
+//! but answer HTML (see `http::sign`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::findings::Finding;
+use crate::signing::service::{LinkError, ServiceError};
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request body is not what the route takes (malformed JSON, wrong content type).
+    BadRequest(String),
+    /// 401: no API key, or not a valid one.
+    Unauthorized(&'static str),
+    /// 404: no such agreement, signer or route.
+    NotFound,
+    /// 409: the agreement's state does not allow this.
+    Conflict(String),
+    /// 413: the body is larger than the route accepts.
+    TooLarge,
+    /// 422: the intake or a field is invalid, or the agreement fails its checks.
+    Unprocessable { code: &'static str, message: String, findings: Vec<Finding> },
+    /// 500: logged, never detailed to the client.
+    Internal(String),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(findings) => ApiError::Unprocessable {
+                code: "invalid_intake",
+                message: format!("the intake has {} problem(s)", findings.len()),
+                findings,
+            },
+            ServiceError::CheckFailed(findings) => ApiError::Unprocessable {
+                code: "check_failed",
+                message: "sending is refused while the agreement fails its checks".into(),
+                findings,
+            },
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::State(m) => ApiError::Conflict(m),
+            ServiceError::Field(pointer, reason) => ApiError::Unprocessable {
+                code: "invalid_field",
+                message: format!("{pointer}: {reason}"),
+                findings: vec![Finding::field(pointer, reason)],
+            },
+            ServiceError::Link(l) => match l {
+                LinkError::Malformed | LinkError::Gone => ApiError::NotFound,
+                other => ApiError::Conflict(other.to_string()),
+            },
+            ServiceError::Store(StoreError::NotFound) => ApiError::NotFound,
+            ServiceError::Store(StoreError::Conflict) => {
+                ApiError::Conflict("the agreement changed meanwhile; retry".into())
+            }
+            ServiceError::Store(e) => ApiError::Internal(e.to_string()),
+            ServiceError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, findings) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, vec![]),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string(), vec![]),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string(), vec![]),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, vec![]),
+            ApiError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large".into(), vec![])
+            }
+            ApiError::Unprocessable { code, message, findings } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, message, findings)
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_string(), vec![])
+            }
+        };
+        let mut body = json!({"error": {"code": code, "message": message}});
+        if !findings.is_empty() {
+            body["error"]["findings"] = json!(findings);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,95 @@
+//! HTTP: axum only. Each module exposes `router()`; [`run`] serves them until `shutdown`.
+//!
+//! * [`api`] — the staff JSON API under `/api/v1`, every route behind [`auth::Staff`].
+//! * [`sign`] — the signer pages under `/sign/{token}` and `/download/{token}`, behind the
+//!   [`sign::SignerLink`] extractor that verifies the HMAC link before a handler runs.
+//! * [`error`] — the one error type and its status policy.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod sign;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::signing::service::{Actor, Service};
+
+/// Shared state for every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub admin: Arc<auth::AdminKeys>,
+    pub pages: Arc<sign::Pages>,
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/api/v1", api::router())
+        .merge(sign::router())
+        .layer(middleware::from_fn(log_and_harden))
+        .with_state(state)
+}
+
+/// Logs each request by its route *pattern* (never the path: signer paths carry tokens) and
+/// adds headers that keep tokens out of referrers and pages out of frames and caches.
+async fn log_and_harden(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).await;
+    tracing::info!(%method, %route, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    let h = resp.headers_mut();
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.entry("cache-control").or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Serves until `shutdown` resolves, then flushes storage. Tests bind `127.0.0.1:0`.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = state.service.clone();
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let flushed = tokio::task::spawn_blocking(move || service.store.flush()).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("storage flushed; stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "flush at shutdown failed"),
+        Err(e) => tracing::error!(error = %e, "flush task failed"),
+    }
+    Ok(())
+}
+
+/// Who is calling, from the connection and headers.
+pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::HeaderMap) -> Actor {
+    let ua = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
+    Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua }
+}
+
+/// Runs blocking service work (rendering, fsync) off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
+}

@@ -1,0 +1,342 @@
+//! Signer pages: `/sign/{token}` (read, consent, sign or decline), `/sign/{token}/document`
+//! (the PDF as sent) and `/download/{token}` (the countersigned copy).
+//!
+//! [`SignerLink`] verifies the token before any handler runs, telling a missing token (404
+//! "incomplete link") from a garbled one (404), an altered one or one from another server (403),
+//! an expired one (410, with how to get a new one), a superseded or voided one (410) and a used
+//! one (409, showing the outcome). Forms carry a CSRF token (an HMAC of the link) and are
+//! refused when the browser reports a foreign Origin.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tera::{Context, Tera};
+
+use super::error::ApiError;
+use super::{AppState, actor, blocking};
+use crate::clock::rfc3339;
+use crate::domain::agreement::{SignerStatus, Status};
+use crate::signing::service::{Link, LinkError, ServiceError, SignForm};
+use crate::signing::token::Purpose;
+use crate::signing::{CONSENT_TEXT, CONSENT_VERSION};
+
+const SIGN_PAGE: &str = include_str!("../../templates/web/sign.html.tera");
+const MESSAGE_PAGE: &str = include_str!("../../templates/web/message.html.tera");
+const BASE: &str = include_str!("../../templates/web/base.html.tera");
+
+/// The HTML templates (autoescaped: every value is HTML-escaped).
+pub struct Pages {
+    tera: Tera,
+}
+
+impl Pages {
+    pub fn new() -> Result<Pages, String> {
+        let mut tera = Tera::new();
+        tera.autoescape_on([".html.tera"]);
+        for (n, s) in [("base.html.tera", BASE), ("sign.html.tera", SIGN_PAGE), ("message.html.tera", MESSAGE_PAGE)] {
+            tera.add_raw_template(n, s).map_err(|e| format!("{n}: {e}"))?;
+        }
+        Ok(Pages { tera })
+    }
+
+    fn render(&self, name: &str, ctx: &Context) -> Response {
+        match self.tera.render(name, ctx) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => ApiError::Internal(format!("page {name}: {e}")).into_response(),
+        }
+    }
+
+    /// A status page with a title and explanation.
+    pub fn message(&self, status: StatusCode, title: &str, body: &str) -> Response {
+        let mut ctx = Context::new();
+        ctx.insert("title", title);
+        ctx.insert("body", body);
+        let mut r = self.render("message.html.tera", &ctx);
+        *r.status_mut() = status;
+        r
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sign", get(missing_token))
+        .route("/sign/", get(missing_token))
+        .route("/sign/{token}", get(page).post(submit))
+        .route("/sign/{token}/document", get(sent_document))
+        .route("/download", get(missing_token))
+        .route("/download/", get(missing_token))
+        .route("/download/{token}", get(download))
+}
+
+async fn missing_token(State(state): State<AppState>) -> Response {
+    state.pages.message(
+        StatusCode::NOT_FOUND,
+        "This link is incomplete",
+        "The address is missing its personal code. Open the link from your email again, or copy the whole address.",
+    )
+}
+
+/// Maps a link failure to its page and status.
+fn link_error(state: &AppState, e: &LinkError, a_status: Option<&str>) -> Response {
+    let (status, title) = match e {
+        LinkError::Malformed | LinkError::Gone => (StatusCode::NOT_FOUND, "This link is not valid"),
+        LinkError::UnknownKey | LinkError::BadTag => (StatusCode::FORBIDDEN, "This link cannot be used"),
+        LinkError::Expired(_) => (StatusCode::GONE, "This link has expired"),
+        LinkError::Superseded | LinkError::Voided => (StatusCode::GONE, "This link is no longer active"),
+        LinkError::AlreadyUsed | LinkError::Closed(_) => (StatusCode::CONFLICT, "This agreement is closed to you"),
+    };
+    let mut body = e.to_string();
+    if let LinkError::Expired(_) = e {
+        body.push_str(". Reply to the email that brought you this link and ask the sender for a new one.");
+    }
+    if let Some(s) = a_status {
+        body.push_str(&format!(" (Agreement status: {s}.)"));
+    }
+    state.pages.message(status, title, &body)
+}
+
+/// A verified signing link: handlers that take it only run for a valid, current token.
+pub struct SignerLink(pub Link);
+
+impl FromRequestParts<AppState> for SignerLink {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Path(token) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| {
+            state.pages.message(
+                StatusCode::NOT_FOUND,
+                "This link is incomplete",
+                "The address is missing its personal code.",
+            )
+        })?;
+        let svc = state.service.clone();
+        let t = token.clone();
+        let res = blocking(move || svc.resolve(&t, Purpose::Sign)).await.map_err(IntoResponse::into_response)?;
+        match res {
+            Ok(link) => Ok(SignerLink(link)),
+            Err(e) => Err(link_error(state, &e, None)),
+        }
+    }
+}
+
+fn csrf(state: &AppState, token: &str) -> String {
+    hex::encode(state.service.keys.mac("csrf", token.as_bytes()))
+}
+
+/// The page for a link: the agreement and the form, or the outcome if the signer acted.
+async fn page(
+    SignerLink(link): SignerLink,
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = outcome_page(&state, &link) {
+        return r;
+    }
+    let who = actor(format!("signer:{} <{}>", link.signer.id, link.signer.email), Some(addr), &headers);
+    let svc = state.service.clone();
+    let l = link.clone();
+    let model = match blocking(move || {
+        svc.opened(&l, &who)?;
+        svc.sent_model(&l.agreement)
+    })
+    .await
+    {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    sign_page(&state, &link, &model, None, StatusCode::OK)
+}
+
+/// When the signer already acted or signing closed, the page shows that (409 for a used link).
+fn outcome_page(state: &AppState, link: &Link) -> Option<Response> {
+    let s = &link.signer;
+    let a = &link.agreement;
+    match s.status {
+        SignerStatus::Signed => {
+            let when = s.signature.as_ref().map(|x| rfc3339(x.signed_at)).unwrap_or_default();
+            let done = if a.status == Status::Executed {
+                "Every party has signed; the countersigned copy has been emailed to you."
+            } else {
+                "The agreement is waiting for the other signers; you will receive the countersigned copy by email."
+            };
+            Some(state.pages.message(
+                StatusCode::CONFLICT,
+                "You have already signed",
+                &format!("You signed this agreement on {when}. {done}"),
+            ))
+        }
+        SignerStatus::Declined => Some(state.pages.message(
+            StatusCode::CONFLICT,
+            "You declined this agreement",
+            &format!(
+                "You declined with this reason: “{}”. The sender has been told.",
+                s.decline_reason.clone().unwrap_or_default()
+            ),
+        )),
+        _ if !a.status.is_out_for_signature() => {
+            Some(link_error(state, &LinkError::Closed(a.status.as_str().into()), None))
+        }
+        _ => None,
+    }
+}
+
+fn sign_page(
+    state: &AppState,
+    link: &Link,
+    model: &crate::render::model::Document,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("doc", model);
+    ctx.insert("title", &link.agreement.title);
+    ctx.insert("signer", &link.signer);
+    ctx.insert("token", &link.token);
+    ctx.insert("csrf", &csrf(state, &link.token));
+    ctx.insert("consent_text", CONSENT_TEXT);
+    ctx.insert("consent_version", CONSENT_VERSION);
+    ctx.insert("sha256", &link.agreement.sent_sha256);
+    ctx.insert("error", &error);
+    let mut r = state.pages.render("sign.html.tera", &ctx);
+    *r.status_mut() = status;
+    r
+}
+
+#[derive(Deserialize, Default)]
+pub struct SignSubmit {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    consent: Option<String>,
+    #[serde(default)]
+    typed_name: String,
+    #[serde(default)]
+    typed_title: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// True when the browser says the form came from another site.
+fn foreign_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
+    let base = state.service.config.base_url();
+    // Origin is scheme://host[:port]; the base URL may carry a path.
+    !(base == origin || base.starts_with(&format!("{origin}/")))
+}
+
+async fn submit(
+    SignerLink(link): SignerLink,
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignSubmit>,
+) -> Response {
+    let tag = hex::decode(form.csrf.trim()).unwrap_or_default();
+    if foreign_origin(&state, &headers) || !state.service.keys.verify_mac("csrf", link.token.as_bytes(), &tag) {
+        return state.pages.message(
+            StatusCode::FORBIDDEN,
+            "This form cannot be accepted",
+            "The form did not come from this agreement’s page. Open your link again and submit from there.",
+        );
+    }
+    if let Some(r) = outcome_page(&state, &link) {
+        return r;
+    }
+    let who = actor(format!("signer:{} <{}>", link.signer.id, link.signer.email), Some(addr), &headers);
+    let svc = state.service.clone();
+    let token = link.token.clone();
+    let action = form.action.clone();
+    let result = blocking(move || {
+        let r = match action.as_str() {
+            "sign" => svc.sign(
+                &token,
+                SignForm {
+                    consent: form.consent.is_some(),
+                    typed_name: form.typed_name,
+                    typed_title: form.typed_title,
+                },
+                &who,
+            ),
+            "decline" => svc.decline(&token, &form.reason, &who),
+            _ => Err(ServiceError::Field("/action".into(), "choose Sign or Decline".into())),
+        };
+        if r.is_ok() {
+            svc.flush_outbox()?;
+        }
+        r
+    })
+    .await;
+    match result {
+        Ok(Ok(a)) => {
+            let (title, body) = if form.action == "decline" {
+                (
+                    "You declined this agreement",
+                    "Your reason has been recorded and the sender has been told.".to_string(),
+                )
+            } else if a.status == Status::Executed {
+                ("Signed — the agreement is complete", "Every party has signed. The countersigned copy, with its certificate of completion, has been emailed to every signer.".to_string())
+            } else {
+                ("Signed", "Your signature has been recorded. The next signer has been invited; you will receive the countersigned copy by email.".to_string())
+            };
+            state.pages.message(StatusCode::OK, title, &body)
+        }
+        Ok(Err(ServiceError::Field(_, reason))) => {
+            let svc = state.service.clone();
+            let l = link.clone();
+            match blocking(move || svc.sent_model(&l.agreement)).await {
+                Ok(Ok(model)) => sign_page(&state, &link, &model, Some(&reason), StatusCode::UNPROCESSABLE_ENTITY),
+                Ok(Err(e)) => ApiError::from(e).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The PDF exactly as sent, for the signer to read before signing.
+async fn sent_document(SignerLink(link): SignerLink, State(state): State<AppState>) -> Response {
+    let Some(sha) = link.agreement.sent_sha256.clone() else { return ApiError::NotFound.into_response() };
+    let svc = state.service.clone();
+    let s = sha.clone();
+    match blocking(move || svc.store.document(&s)).await {
+        Ok(Ok(bytes)) => {
+            let mut r = super::api::pdf_response(bytes, &sha, "agreement.pdf");
+            r.headers_mut()
+                .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"agreement.pdf\""));
+            r
+        }
+        Ok(Err(e)) => ApiError::from(ServiceError::from(e)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The countersigned copy through a completion email's download link.
+async fn download(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let svc = state.service.clone();
+    let who = actor("download-link".into(), Some(addr), &headers);
+    match blocking(move || svc.download(&token, &who)).await {
+        Ok(Ok((bytes, a))) => {
+            super::api::pdf_response(bytes, a.final_sha256.as_deref().unwrap_or_default(), "countersigned.pdf")
+        }
+        Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,931 @@
+//! The signing service: every operation on an agreement, as one read–modify–commit.
+//!
+//! Concurrency: one process owns the data directory (sled locks it), and every state change runs
+//! under [`Service::write`], a mutex around read → decide → commit. Changes are small and the
+//! commit's fsync dominates, so serializing them costs little and rules out lost updates between
+//! two signers of the same order. The store's revision check backs this up.
+//!
+//! All methods are synchronous and may render PDFs: the HTTP layer calls them through
+//! `spawn_blocking`, never on the async threads.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::CONSENT_VERSION;
+use super::token::{KeyRing, Purpose, TokenError};
+use crate::clock::{Clock, long_date, rfc3339};
+use crate::config::Config;
+use crate::domain::agreement::{Agreement, Signature, SignerRecord, SignerStatus, Status, VersionRecord};
+use crate::domain::findings::Finding;
+use crate::domain::intake::{Intake, Side};
+use crate::mail;
+use crate::render::model::Document;
+use crate::render::{Mode, Options, Renderer, append, appendix};
+use crate::store::{Change, Event, Message, MessageStatus, NewEvent, Store, StoreError};
+
+/// Who is acting, and from where (recorded in every audit event).
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub who: String,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Why an operation failed. The HTTP layer maps each variant to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The intake is invalid (422): every problem with its pointer.
+    #[error("the intake is invalid")]
+    Invalid(Vec<Finding>),
+    /// Sending is refused because the element check has errors (422).
+    #[error("the agreement does not pass its checks")]
+    CheckFailed(Vec<Finding>),
+    #[error("not found")]
+    NotFound,
+    /// The agreement's state does not allow this (409).
+    #[error("{0}")]
+    State(String),
+    /// A request value is wrong (400/422), with a pointer.
+    #[error("{1}")]
+    Field(String, String),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("storage: {0}")]
+    Store(StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound,
+            e => ServiceError::Store(e),
+        }
+    }
+}
+
+/// Why a signer link does not work, in the order they are checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Not a token at all (404).
+    #[error("this link is not valid")]
+    Malformed,
+    /// Signed with a key this server does not accept (403).
+    #[error("this link was not issued by this server")]
+    UnknownKey,
+    /// Altered (403).
+    #[error("this link has been altered")]
+    BadTag,
+    /// Past its expiry (410): ask the sender for a new link.
+    #[error("this link expired on {0}")]
+    Expired(String),
+    /// The agreement or signer no longer exists (404).
+    #[error("this agreement no longer exists")]
+    Gone,
+    /// A newer link was issued (resend, correction) (410).
+    #[error("a newer link was sent to you; use the most recent email")]
+    Superseded,
+    /// The agreement was voided (410).
+    #[error("this agreement was withdrawn by the sender")]
+    Voided,
+    /// The signer already acted (409): the page shows the outcome.
+    #[error("you have already responded to this agreement")]
+    AlreadyUsed,
+    /// Signing closed for another reason (declined by another signer, expired) (409).
+    #[error("signing is closed: the agreement is {0}")]
+    Closed(String),
+}
+
+/// A verified link: the agreement and signer it opens.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub agreement: Agreement,
+    pub signer: SignerRecord,
+    pub purpose: Purpose,
+    pub token: String,
+}
+
+/// What a signer submits.
+#[derive(Debug, Clone)]
+pub struct SignForm {
+    pub consent: bool,
+    pub typed_name: String,
+    pub typed_title: String,
+}
+
+/// A signer correction.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerPatch {
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub email: Option<String>,
+}
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub keys: KeyRing,
+    pub renderer: Renderer,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    write_lock: Mutex<()>,
+}
+
+/// A random id with a prefix: `ag_3f9c…`.
+pub fn new_id(prefix: &str, bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // getrandom only fails when the OS has no entropy source; there is no safe fallback.
+    getrandom::fill(&mut b).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
+    format!("{prefix}{}", hex::encode(b))
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: KeyRing,
+        renderer: Renderer,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Service {
+        Service { store, keys, renderer, config, clock, write_lock: Mutex::new(()) }
+    }
+
+    fn write(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves no half state (commits are atomic), so a
+        // poisoned lock is safe to reuse.
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn event(&self, a: &Agreement, kind: &str, actor: &Actor, doc: &str, detail: serde_json::Value) -> NewEvent {
+        NewEvent {
+            agreement_id: a.id.clone(),
+            kind: kind.into(),
+            at: self.clock.now(),
+            actor: actor.who.clone(),
+            ip: actor.ip.clone(),
+            user_agent: actor.user_agent.clone(),
+            document_sha256: doc.into(),
+            detail,
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<Intake, ServiceError> {
+        crate::cli::load_intake(text).map_err(ServiceError::Invalid)
+    }
+
+    /// Renders a draft version of the intake.
+    fn draft_version(
+        &self,
+        intake: &Intake,
+        text: &str,
+        version: u32,
+    ) -> Result<(VersionRecord, Vec<u8>, bool), ServiceError> {
+        let r = self
+            .renderer
+            .render(intake, Options { mode: Mode::Draft, version })
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let passes = r.report.errors() == 0;
+        let record = VersionRecord {
+            version,
+            intake: text.to_string(),
+            sha256: r.report.sha256.clone(),
+            report: serde_json::to_value(&r.report).unwrap_or_default(),
+            created_at: self.clock.now(),
+        };
+        Ok((record, r.pdf, passes))
+    }
+
+    /// Signer records for an intake. `after` is the previous round's signers: new links start
+    /// at a higher generation so every link of an earlier round stays dead.
+    fn signer_records(intake: &Intake, after: &[SignerRecord]) -> Vec<SignerRecord> {
+        let generation = after.iter().map(|s| s.generation).max().unwrap_or(0) + 1;
+        intake
+            .signers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = if s.side == Side::Upstream { &intake.upstream } else { &intake.downstream };
+                SignerRecord {
+                    id: format!("s{}", i + 1),
+                    index: i as u16,
+                    side: s.side,
+                    party_label: p.role.label().into(),
+                    party_name: p.legal_name.clone(),
+                    name: s.name.clone(),
+                    title: s.title.clone(),
+                    email: s.email.as_str().into(),
+                    order: s.order,
+                    status: SignerStatus::Waiting,
+                    generation,
+                    link_expires: None,
+                    signature: None,
+                    decline_reason: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Creates a draft from intake JSON.
+    pub fn create(&self, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let intake = self.parse(text)?;
+        let (record, pdf, passes) = self.draft_version(&intake, text, 1)?;
+        let now = self.clock.now();
+        let a = Agreement {
+            id: new_id("ag_", 10),
+            kind: match intake.kind {
+                crate::domain::intake::Kind::Baa(_) => "baa".into(),
+                crate::domain::intake::Kind::Dua(_) => "dua".into(),
+            },
+            title: crate::render::context::title(&intake).into(),
+            upstream_name: intake.upstream.legal_name.clone(),
+            downstream_name: intake.downstream.legal_name.clone(),
+            status: Status::Draft,
+            version: 1,
+            document_sha256: record.sha256.clone(),
+            check_passes: passes,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.who.clone(),
+            sent_at: None,
+            sent_by: None,
+            sent_sha256: None,
+            executed_at: None,
+            final_sha256: None,
+            void_reason: None,
+            signers: Self::signer_records(&intake, &[]),
+            revision: 1,
+        };
+        let ev = self.event(&a, "created", actor, &record.sha256, serde_json::json!({"version": 1}));
+        let _g = self.write();
+        self.store.commit(Change {
+            agreement: Some(a.clone()),
+            versions: vec![record],
+            documents: vec![pdf],
+            events: vec![ev],
+            messages: vec![],
+        })?;
+        Ok(a)
+    }
+
+    /// Replaces a draft's intake (a new version).
+    pub fn replace(&self, id: &str, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let intake = self.parse(text)?;
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::Draft {
+            return Err(ServiceError::State(format!(
+                "only a draft can be replaced; this agreement is {}",
+                a.status.as_str()
+            )));
+        }
+        let version = a.version + 1;
+        let (record, pdf, passes) = self.draft_version(&intake, text, version)?;
+        a.version = version;
+        a.document_sha256 = record.sha256.clone();
+        a.check_passes = passes;
+        a.title = crate::render::context::title(&intake).into();
+        a.upstream_name = intake.upstream.legal_name.clone();
+        a.downstream_name = intake.downstream.legal_name.clone();
+        a.signers = Self::signer_records(&intake, &a.signers);
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        let ev = self.event(&a, "version_replaced", actor, &record.sha256, serde_json::json!({"version": version}));
+        self.store.commit(Change {
+            agreement: Some(a.clone()),
+            versions: vec![record],
+            documents: vec![pdf],
+            events: vec![ev],
+            messages: vec![],
+        })?;
+        Ok(a)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Agreement, ServiceError> {
+        let a = self.store.agreement(id)?;
+        self.refresh_expiry(a)
+    }
+
+    /// Marks an agreement `expired` when every open link has expired unsigned.
+    fn refresh_expiry(&self, a: Agreement) -> Result<Agreement, ServiceError> {
+        if !a.status.is_out_for_signature() {
+            return Ok(a);
+        }
+        let now = self.clock.now();
+        let open: Vec<&SignerRecord> =
+            a.signers.iter().filter(|s| matches!(s.status, SignerStatus::Notified | SignerStatus::Opened)).collect();
+        if open.is_empty() || !open.iter().all(|s| s.link_expires.is_some_and(|e| e <= now)) {
+            return Ok(a);
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(&a.id)?;
+        if !a.status.is_out_for_signature() {
+            return Ok(a);
+        }
+        a.status = Status::Expired;
+        a.updated_at = now;
+        a.revision += 1;
+        let doc = a.sent_sha256.clone().unwrap_or_default();
+        let ev =
+            self.event(&a, "expired", &Actor { who: "system".into(), ..Actor::default() }, &doc, serde_json::json!({}));
+        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    pub fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, ServiceError> {
+        self.store.agreement(id)?;
+        Ok(self.store.versions(id)?)
+    }
+
+    pub fn audit(&self, id: &str) -> Result<Vec<Event>, ServiceError> {
+        self.store.agreement(id)?;
+        Ok(self.store.events(id)?)
+    }
+
+    /// The current document (draft, sent or final). Reading an executed agreement's copy is
+    /// recorded as `downloaded`.
+    pub fn document(&self, id: &str, actor: &Actor) -> Result<(Vec<u8>, String), ServiceError> {
+        let a = self.store.agreement(id)?;
+        let bytes = self.store.document(&a.document_sha256)?;
+        if a.status == Status::Executed {
+            let _g = self.write();
+            let ev = self.event(&a, "downloaded", actor, &a.document_sha256, serde_json::json!({}));
+            self.store.commit(Change { events: vec![ev], ..Change::default() })?;
+        }
+        Ok((bytes, a.document_sha256))
+    }
+
+    fn link_url(&self, token: &str, purpose: Purpose) -> String {
+        let path = match purpose {
+            Purpose::Sign => "sign",
+            Purpose::Download => "download",
+        };
+        format!("{}/{path}/{token}", self.config.base_url())
+    }
+
+    /// Issues a signing link to a signer: bumps nothing, records expiry, queues the message.
+    fn issue_link(&self, a: &Agreement, s: &mut SignerRecord, actor: &Actor, change: &mut Change) {
+        let now = self.clock.now();
+        let expires = now + u64::from(self.config.link_expiry_days) * 86_400;
+        let token = self.keys.issue(&a.id, s.index, Purpose::Sign, expires, s.generation);
+        s.link_expires = Some(expires);
+        s.status = SignerStatus::Notified;
+        let url = self.link_url(&token, Purpose::Sign);
+        let msg = mail::link_message(&self.config, a, s, &url, &long_date(expires), now);
+        change.events.push(self.event(
+            a,
+            "link_issued",
+            actor,
+            a.sent_sha256.as_deref().unwrap_or_default(),
+            serde_json::json!({"signer": s.id, "email": s.email, "generation": s.generation, "expires": rfc3339(expires), "message_id": msg.message_id}),
+        ));
+        change.messages.push(msg);
+    }
+
+    /// Issues links to every waiting signer of the current signing order.
+    fn advance(&self, a: &mut Agreement, actor: &Actor, change: &mut Change) {
+        let Some(order) = a.current_order() else { return };
+        let snapshot = a.clone();
+        for s in a.signers.iter_mut().filter(|s| s.order == order && s.status == SignerStatus::Waiting) {
+            self.issue_link(&snapshot, s, actor, change);
+        }
+    }
+
+    /// Freezes the document and sends the first signing order its links.
+    pub fn send(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::Draft {
+            return Err(ServiceError::State(format!(
+                "only a draft can be sent; this agreement is {}",
+                a.status.as_str()
+            )));
+        }
+        let v = self.store.version(id, a.version)?;
+        let intake = self.parse(&v.intake)?;
+        let r = self
+            .renderer
+            .render(&intake, Options { mode: Mode::ForSignature, version: a.version })
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if r.report.errors() > 0 || !a.check_passes {
+            let findings =
+                r.report.findings.into_iter().filter(|f| f.level == crate::domain::findings::Level::Error).collect();
+            return Err(ServiceError::CheckFailed(findings));
+        }
+        let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let now = self.clock.now();
+        a.status = Status::Sent;
+        a.sent_at = Some(now);
+        a.sent_by = Some(actor.who.clone());
+        a.sent_sha256 = Some(r.report.sha256.clone());
+        a.document_sha256 = r.report.sha256.clone();
+        a.updated_at = now;
+        a.revision += 1;
+        let mut change = Change { documents: vec![r.pdf, model.clone()], ..Change::default() };
+        change.events.push(self.event(
+            &a,
+            "sent",
+            actor,
+            &r.report.sha256,
+            serde_json::json!({"version": a.version, "model_sha256": sha(&model)}),
+        ));
+        self.advance(&mut a, actor, &mut change);
+        change.agreement = Some(a.clone());
+        self.store.commit(change)?;
+        Ok(a)
+    }
+
+    /// The document model of the sent copy (for the signer page).
+    pub fn sent_model(&self, a: &Agreement) -> Result<Document, ServiceError> {
+        let events = self.store.events(&a.id)?;
+        let model_sha = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == "sent")
+            .and_then(|e| e.detail.get("model_sha256").and_then(|v| v.as_str()).map(String::from))
+            .ok_or(ServiceError::NotFound)?;
+        let bytes = self.store.document(&model_sha)?;
+        serde_json::from_slice(&bytes).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    pub fn void(&self, id: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ServiceError::Field("/reason".into(), "a reason is required".into()));
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if matches!(a.status, Status::Executed | Status::Voided) {
+            return Err(ServiceError::State(format!("this agreement is {} and cannot be voided", a.status.as_str())));
+        }
+        a.status = Status::Voided;
+        a.void_reason = Some(reason.to_string());
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        let ev = self.event(&a, "voided", actor, &a.document_sha256, serde_json::json!({"reason": reason}));
+        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    /// A new link for one signer; the old one stops working. Brings an expired agreement back.
+    pub fn resend(&self, id: &str, signer_id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if !(a.status.is_out_for_signature() || a.status == Status::Expired) {
+            return Err(ServiceError::State(format!(
+                "links can only be resent while out for signature; this agreement is {}",
+                a.status.as_str()
+            )));
+        }
+        let snapshot = a.clone();
+        let current = a.current_order();
+        let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
+        if matches!(s.status, SignerStatus::Signed | SignerStatus::Declined) {
+            return Err(ServiceError::State(format!("signer {signer_id} has already responded")));
+        }
+        if Some(s.order) != current {
+            return Err(ServiceError::State(format!("signer {signer_id} is not yet due to sign (order {})", s.order)));
+        }
+        s.generation += 1;
+        let mut change = Change::default();
+        self.issue_link(&snapshot, s, actor, &mut change);
+        if a.status == Status::Expired {
+            a.status = if a.signers.iter().any(|s| s.status == SignerStatus::Signed) {
+                Status::PartiallySigned
+            } else {
+                Status::Sent
+            };
+        }
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        change.agreement = Some(a.clone());
+        self.store.commit(change)?;
+        Ok(a)
+    }
+
+    /// Corrects or reassigns a signer who has not signed. The old link is revoked; a new one is
+    /// sent if it is the signer's turn.
+    pub fn update_signer(
+        &self,
+        id: &str,
+        signer_id: &str,
+        patch: SignerPatch,
+        actor: &Actor,
+    ) -> Result<Agreement, ServiceError> {
+        let clean = |v: Option<String>, ptr: &str| -> Result<Option<String>, ServiceError> {
+            match v {
+                None => Ok(None),
+                Some(s) => {
+                    let s: String = unicode_normalization::UnicodeNormalization::nfc(s.trim()).collect();
+                    if s.is_empty() {
+                        return Err(ServiceError::Field(ptr.into(), "must not be empty".into()));
+                    }
+                    if let Some(c) = s.chars().find(|c| !crate::render::fonts::printable(*c)) {
+                        return Err(ServiceError::Field(
+                            ptr.into(),
+                            format!("character {c:?} cannot be printed by the document font"),
+                        ));
+                    }
+                    Ok(Some(s))
+                }
+            }
+        };
+        let name = clean(patch.name, "/name")?;
+        let title = clean(patch.title, "/title")?;
+        let email = match clean(patch.email, "/email")? {
+            Some(e) => Some(
+                crate::domain::intake::Email::parse(&e)
+                    .map_err(|m| ServiceError::Field("/email".into(), m.into()))?
+                    .as_str()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if matches!(a.status, Status::Executed | Status::Voided | Status::Declined) {
+            return Err(ServiceError::State(format!("signers cannot change; this agreement is {}", a.status.as_str())));
+        }
+        let current = a.current_order();
+        let snapshot = a.clone();
+        let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
+        if s.status == SignerStatus::Signed {
+            return Err(ServiceError::State(format!("signer {signer_id} has already signed")));
+        }
+        let before = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
+        if let Some(n) = name {
+            s.name = n;
+        }
+        if let Some(t) = title {
+            s.title = t;
+        }
+        if let Some(e) = email {
+            s.email = e;
+        }
+        let after = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
+        let mut change = Change::default();
+        s.generation += 1;
+        let doc = snapshot.document_sha256.clone();
+        change.events.push(self.event(
+            &snapshot,
+            "signer_updated",
+            actor,
+            &doc,
+            serde_json::json!({"signer": signer_id, "before": before, "after": after, "generation": s.generation}),
+        ));
+        if snapshot.status.is_out_for_signature() && Some(s.order) == current {
+            self.issue_link(&snapshot, s, actor, &mut change);
+        }
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        change.agreement = Some(a.clone());
+        self.store.commit(change)?;
+        Ok(a)
+    }
+
+    /// After a decline: back to draft as a new version, from the declined version's intake.
+    pub fn revise(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::Declined {
+            return Err(ServiceError::State(format!(
+                "only a declined agreement can be revised; this one is {}",
+                a.status.as_str()
+            )));
+        }
+        let old = self.store.version(id, a.version)?;
+        let intake = self.parse(&old.intake)?;
+        let version = a.version + 1;
+        let (record, pdf, passes) = self.draft_version(&intake, &old.intake, version)?;
+        a.status = Status::Draft;
+        a.version = version;
+        a.document_sha256 = record.sha256.clone();
+        a.check_passes = passes;
+        a.signers = Self::signer_records(&intake, &a.signers);
+        a.sent_at = None;
+        a.sent_by = None;
+        a.sent_sha256 = None;
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "revised",
+            actor,
+            &record.sha256,
+            serde_json::json!({"version": version, "from_version": version - 1}),
+        );
+        self.store.commit(Change {
+            agreement: Some(a.clone()),
+            versions: vec![record],
+            documents: vec![pdf],
+            events: vec![ev],
+            messages: vec![],
+        })?;
+        Ok(a)
+    }
+
+    /// Verifies a link token and loads what it opens, checking in order: format, key, tag,
+    /// expiry, agreement and signer, generation, state.
+    pub fn resolve(&self, token: &str, want: Purpose) -> Result<Link, LinkError> {
+        let claims = match self.keys.verify(token, self.clock.now()) {
+            Ok(c) => c,
+            Err(TokenError::Malformed) => return Err(LinkError::Malformed),
+            Err(TokenError::UnknownKey) => return Err(LinkError::UnknownKey),
+            Err(TokenError::BadTag) => return Err(LinkError::BadTag),
+            Err(TokenError::Expired(c)) => return Err(LinkError::Expired(long_date(c.expires))),
+        };
+        if claims.purpose != want {
+            return Err(LinkError::Malformed);
+        }
+        let a = self.store.agreement(&claims.agreement).map_err(|_| LinkError::Gone)?;
+        let signer = a.signer_by_index(claims.signer).cloned().ok_or(LinkError::Gone)?;
+        if claims.generation != signer.generation {
+            return Err(if a.status == Status::Voided { LinkError::Voided } else { LinkError::Superseded });
+        }
+        if a.status == Status::Voided {
+            return Err(LinkError::Voided);
+        }
+        Ok(Link { agreement: a, signer, purpose: claims.purpose, token: token.to_string() })
+    }
+
+    /// A signing link that may still act (not yet used, agreement open).
+    pub fn resolve_open(&self, token: &str) -> Result<Link, LinkError> {
+        let link = self.resolve(token, Purpose::Sign)?;
+        if matches!(link.signer.status, SignerStatus::Signed | SignerStatus::Declined) {
+            return Err(LinkError::AlreadyUsed);
+        }
+        if !link.agreement.status.is_out_for_signature() {
+            return Err(LinkError::Closed(link.agreement.status.as_str().into()));
+        }
+        Ok(link)
+    }
+
+    /// Records that a signer opened their link.
+    pub fn opened(&self, link: &Link, actor: &Actor) -> Result<(), ServiceError> {
+        let _g = self.write();
+        let mut a = self.store.agreement(&link.agreement.id)?;
+        let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else { return Err(ServiceError::NotFound) };
+        if s.status == SignerStatus::Notified {
+            s.status = SignerStatus::Opened;
+        }
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "opened",
+            actor,
+            a.sent_sha256.as_deref().unwrap_or_default(),
+            serde_json::json!({"signer": link.signer.id}),
+        );
+        self.store.commit(Change { agreement: Some(a), events: vec![ev], ..Change::default() })?;
+        Ok(())
+    }
+
+    /// Records a signature; when the order completes, the next order's links go out; when every
+    /// signer has signed, the final PDF is built and archived.
+    pub fn sign(&self, token: &str, form: SignForm, actor: &Actor) -> Result<Agreement, ServiceError> {
+        if !form.consent {
+            return Err(ServiceError::Field("/consent".into(), "consent to sign electronically is required".into()));
+        }
+        let typed_name: String = unicode_normalization::UnicodeNormalization::nfc(form.typed_name.trim()).collect();
+        let typed_title: String = unicode_normalization::UnicodeNormalization::nfc(form.typed_title.trim()).collect();
+        for (ptr, v) in [("/typed_name", &typed_name), ("/typed_title", &typed_title)] {
+            if v.is_empty() {
+                return Err(ServiceError::Field(ptr.into(), "required".into()));
+            }
+            if v.chars().count() > 200 {
+                return Err(ServiceError::Field(ptr.into(), "at most 200 characters".into()));
+            }
+            if let Some(c) = v.chars().find(|c| !crate::render::fonts::printable(*c)) {
+                return Err(ServiceError::Field(
+                    ptr.into(),
+                    format!("character {c:?} cannot be printed by the document font"),
+                ));
+            }
+        }
+        let _g = self.write();
+        // Re-resolve under the lock: two submissions of the same link cannot both sign.
+        let link = self.resolve_open(token)?;
+        let mut a = link.agreement;
+        let now = self.clock.now();
+        let doc = a.sent_sha256.clone().unwrap_or_default();
+        let snapshot = a.clone();
+        let mut change = Change::default();
+        {
+            let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else {
+                return Err(ServiceError::NotFound);
+            };
+            s.status = SignerStatus::Signed;
+            s.signature = Some(Signature {
+                typed_name: typed_name.clone(),
+                typed_title: typed_title.clone(),
+                signed_at: now,
+                ip: actor.ip.clone(),
+                user_agent: actor.user_agent.clone(),
+                consent_version: CONSENT_VERSION.into(),
+                signature_id: new_id("sig_", 8),
+            });
+        }
+        change.events.push(self.event(
+            &snapshot,
+            "consented",
+            actor,
+            &doc,
+            serde_json::json!({"signer": link.signer.id, "consent_version": CONSENT_VERSION}),
+        ));
+        change.events.push(self.event(
+            &snapshot,
+            "signed",
+            actor,
+            &doc,
+            serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title}),
+        ));
+        a.status = Status::PartiallySigned;
+        a.updated_at = now;
+        a.revision += 1;
+        if a.all_signed() {
+            self.complete(&mut a, &mut change, &doc)?;
+        } else {
+            self.advance(&mut a, &Actor { who: "system".into(), ..Actor::default() }, &mut change);
+        }
+        change.agreement = Some(a.clone());
+        self.store.commit(change)?;
+        Ok(a)
+    }
+
+    /// Builds the final PDF (sent bytes + executed signature page + certificate of completion,
+    /// as an incremental update) and queues completion messages. Part of the last signature's
+    /// commit, so the signature and the archive land together.
+    fn complete(&self, a: &mut Agreement, change: &mut Change, sent_sha: &str) -> Result<(), ServiceError> {
+        let sent = self.store.document(sent_sha)?;
+        let mut events = self.store.events(&a.id)?;
+        let head = events.last().map(|e| e.seq).unwrap_or(0);
+        // Include this commit's events (consent, signature) in the certificate.
+        for (i, e) in change.events.iter().enumerate() {
+            events.push(Event::seal(e.clone(), head + 1 + i as u64, ""));
+        }
+        let now = self.clock.now();
+        let appendix = appendix::render(a, &events, sent_sha, now);
+        let final_pdf = append::append_pages(&sent, &appendix).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let final_sha = sha(&final_pdf);
+        a.status = Status::Executed;
+        a.executed_at = Some(now);
+        a.final_sha256 = Some(final_sha.clone());
+        a.document_sha256 = final_sha.clone();
+        let system = Actor { who: "system".into(), ..Actor::default() };
+        change.events.push(self.event(
+            a,
+            "completed",
+            &system,
+            &final_sha,
+            serde_json::json!({"sent_sha256": sent_sha}),
+        ));
+        change.events.push(self.event(
+            a,
+            "archived",
+            &system,
+            &final_sha,
+            serde_json::json!({"bytes": final_pdf.len()}),
+        ));
+        change.documents.push(final_pdf);
+        let expires = now + u64::from(self.config.download_expiry_days) * 86_400;
+        for s in &a.signers {
+            let token = self.keys.issue(&a.id, s.index, Purpose::Download, expires, s.generation);
+            let url = self.link_url(&token, Purpose::Download);
+            change.messages.push(mail::completion_message(&self.config, a, s, &url, &long_date(expires), now));
+        }
+        Ok(())
+    }
+
+    pub fn decline(&self, token: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let reason: String = unicode_normalization::UnicodeNormalization::nfc(reason.trim()).collect();
+        if reason.is_empty() {
+            return Err(ServiceError::Field("/reason".into(), "a reason is required to decline".into()));
+        }
+        if reason.chars().count() > 2000 {
+            return Err(ServiceError::Field("/reason".into(), "at most 2000 characters".into()));
+        }
+        let _g = self.write();
+        let link = self.resolve_open(token)?;
+        let mut a = link.agreement;
+        let doc = a.sent_sha256.clone().unwrap_or_default();
+        if let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) {
+            s.status = SignerStatus::Declined;
+            s.decline_reason = Some(reason.clone());
+        }
+        a.status = Status::Declined;
+        a.updated_at = self.clock.now();
+        a.revision += 1;
+        let ev =
+            self.event(&a, "declined", actor, &doc, serde_json::json!({"signer": link.signer.id, "reason": reason}));
+        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    /// The final copy through a download link (recorded as `downloaded`).
+    pub fn download(&self, token: &str, actor: &Actor) -> Result<(Vec<u8>, Agreement), ServiceError> {
+        let link = self.resolve(token, Purpose::Download)?;
+        let a = link.agreement;
+        let sha = a.final_sha256.clone().ok_or(ServiceError::NotFound)?;
+        let bytes = self.store.document(&sha)?;
+        let _g = self.write();
+        let ev = self.event(&a, "downloaded", actor, &sha, serde_json::json!({"signer": link.signer.id}));
+        self.store.commit(Change { events: vec![ev], ..Change::default() })?;
+        Ok((bytes, a))
+    }
+
+    /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
+    pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
+        Ok(self
+            .store
+            .messages()?
+            .into_iter()
+            .filter(|m| m.agreement_id == id)
+            .map(|m| Delivery {
+                id: m.id,
+                kind: m.kind,
+                to: m.to,
+                signer: m.signer_id,
+                status: m.status,
+                attempts: m.attempts,
+                last_error: m.last_error,
+                created_at: rfc3339(m.created_at),
+            })
+            .collect())
+    }
+
+    /// Writes `.eml` copies of queued messages that have none yet (after each commit and at
+    /// start-up, so a crash between commit and write loses nothing).
+    pub fn flush_outbox(&self) -> Result<usize, ServiceError> {
+        if !self.config.eml_outbox {
+            return Ok(0);
+        }
+        let dir = self.config.data_dir.join("outbox");
+        let mut written = 0;
+        for m in self.store.messages()? {
+            if m.status == MessageStatus::Queued
+                && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
+            {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Delivery status of one message, as staff see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub kind: String,
+    pub to: String,
+    pub signer: Option<String>,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+}
+
+/// Message ids sort in creation order: time, then a per-process sequence (messages created in
+/// the same second keep their order), then randomness against collisions across processes.
+pub fn message_id(now: u64) -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("m{now:012x}{seq:08x}{}", &new_id("", 4))
+}
+
+impl Message {
+    pub fn new_link(
+        a: &Agreement,
+        s: &SignerRecord,
+        kind: &str,
+        subject: String,
+        text: String,
+        now: u64,
+        domain: &str,
+    ) -> Message {
+        let id = message_id(now);
+        Message {
+            message_id: format!("{id}@{domain}"),
+            id,
+            agreement_id: a.id.clone(),
+            kind: kind.into(),
+            to_name: s.name.clone(),
+            to: s.email.clone(),
+            subject,
+            text,
+            html: None,
+            created_at: now,
+            status: MessageStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            signer_id: Some(s.id.clone()),
+        }
+    }
+}

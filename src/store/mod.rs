@@ -1,0 +1,101 @@
+//! Storage: agreements, versions, documents, the audit chain and the outbox, behind one narrow
+//! trait so another engine can be added later. [`sled_store::SledStore`] is the embedded default.
+//!
+//! Every state change is one [`Change`], committed atomically across all trees and made durable
+//! before `commit` returns: a client is told "done" only for what survives a crash.
+
+pub mod audit;
+pub mod sled_store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::agreement::{Agreement, VersionRecord};
+pub use audit::{Event, NewEvent};
+
+/// An outgoing message, queued in the same transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Time-ordered id: `m<unix secs hex><random hex>`.
+    pub id: String,
+    pub agreement_id: String,
+    /// `link`, `completion`, `reminder`, …
+    pub kind: String,
+    pub to_name: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Stable RFC 5322 Message-ID (without angle brackets).
+    pub message_id: String,
+    pub created_at: u64,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub sent_at: Option<u64>,
+    /// Signer id for link messages (delivery status per signer).
+    #[serde(default)]
+    pub signer_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Failed,
+}
+
+/// One atomic change.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// The agreement as it is after the change. Its `revision` must be one more than the stored
+    /// one (or 1 for a new agreement); otherwise the commit fails with `Conflict`.
+    pub agreement: Option<Agreement>,
+    pub versions: Vec<VersionRecord>,
+    /// Document bytes, stored content-addressed by SHA-256.
+    pub documents: Vec<Vec<u8>>,
+    pub events: Vec<NewEvent>,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// Someone else changed the agreement first; reload and retry.
+    #[error("concurrent change")]
+    Conflict,
+    /// A stored document no longer matches its SHA-256.
+    #[error("document {0} failed its integrity check")]
+    Corrupt(String),
+    #[error("the data directory {0} is in use by another process (a running server?)")]
+    Locked(String),
+    #[error("storage: {0}")]
+    Io(String),
+}
+
+/// One agreement's audit chain as stored: (agreement id, each event's raw bytes in order).
+pub type RawChain = (String, Vec<Vec<u8>>);
+
+/// The storage interface the service uses.
+pub trait Store: Send + Sync + 'static {
+    fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
+    fn agreements(&self) -> Result<Vec<Agreement>, StoreError>;
+    fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError>;
+    fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError>;
+    /// The document's bytes, re-checked against their SHA-256 on every read.
+    fn document(&self, sha256: &str) -> Result<Vec<u8>, StoreError>;
+    fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Commits atomically and durably.
+    fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError>;
+    fn messages(&self) -> Result<Vec<Message>, StoreError>;
+    fn put_message(&self, m: &Message) -> Result<(), StoreError>;
+    /// Every agreement's raw event chain, for `audit verify`.
+    fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
+    /// Flushes everything to stable storage (shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,251 @@
+//! The embedded store on sled 0.34.
+//!
+//! Trees: `agreements` (id → JSON), `versions` (id / version → JSON), `documents` (SHA-256 →
+//! bytes, content-addressed, written once), `events` (id / seq → JSON), `heads` (id → last seq
+//! and hash of its chain), `outbox` (message id → JSON).
+//!
+//! Durability: sled's `flush()` ends in `sync_file_range`, which survives a process crash but not
+//! a power cut (it neither syncs file metadata nor guarantees the drive cache is flushed). After
+//! each commit we therefore flush sled and then `fsync` its data file through a separate handle;
+//! fsync acts on the inode, so this makes everything sled wrote durable before we acknowledge.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+
+use super::audit::{Event, GENESIS};
+use super::{Change, Message, RawChain, Store, StoreError};
+use crate::domain::agreement::{Agreement, VersionRecord};
+
+pub struct SledStore {
+    db: sled::Db,
+    dir: PathBuf,
+    agreements: Tree,
+    versions: Tree,
+    documents: Tree,
+    events: Tree,
+    heads: Tree,
+    outbox: Tree,
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn version_key(id: &str, v: u32) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(b'/');
+    k.extend_from_slice(&v.to_be_bytes());
+    k
+}
+
+fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(b'/');
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn prefix(id: &str) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(b'/');
+    k
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. A directory held by a running server fails with
+    /// [`StoreError::Locked`].
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = sled::Config::new().path(dir.join("sled")).open().map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable") {
+                StoreError::Locked(dir.display().to_string())
+            } else {
+                io(msg)
+            }
+        })?;
+        let tree = |n: &str| db.open_tree(n).map_err(io);
+        Ok(SledStore {
+            agreements: tree("agreements")?,
+            versions: tree("versions")?,
+            documents: tree("documents")?,
+            events: tree("events")?,
+            heads: tree("heads")?,
+            outbox: tree("outbox")?,
+            dir: dir.join("sled"),
+            db,
+        })
+    }
+
+    /// Flush sled, then fsync its files (see the module comment for why both).
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        for name in ["db", "conf"] {
+            let p = self.dir.join(name);
+            if p.exists() {
+                File::open(&p).and_then(|f| f.sync_all()).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<T, StoreError> {
+        let bytes = tree.get(key).map_err(io)?.ok_or(StoreError::NotFound)?;
+        serde_json::from_slice(&bytes).map_err(io)
+    }
+}
+
+type Tx = ConflictableTransactionError<StoreError>;
+
+fn abort(e: StoreError) -> Tx {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn put_json<T: serde::Serialize>(t: &TransactionalTree, key: &[u8], v: &T) -> Result<(), Tx> {
+    let bytes = serde_json::to_vec(v).map_err(|e| abort(io(e)))?;
+    t.insert(key, bytes)?;
+    Ok(())
+}
+
+impl Store for SledStore {
+    fn agreement(&self, id: &str) -> Result<Agreement, StoreError> {
+        Self::get_json(&self.agreements, id.as_bytes())
+    }
+
+    fn agreements(&self) -> Result<Vec<Agreement>, StoreError> {
+        self.agreements.iter().values().map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io)).collect()
+    }
+
+    fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
+        Self::get_json(&self.versions, &version_key(id, version))
+    }
+
+    fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        self.versions
+            .scan_prefix(prefix(id))
+            .values()
+            .map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io))
+            .collect()
+    }
+
+    fn document(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.documents.get(sha256.as_bytes()).map_err(io)?.ok_or(StoreError::NotFound)?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha256 {
+            tracing::error!(expected = sha256, actual = %actual, "stored document failed its SHA-256 check; refusing to serve it");
+            return Err(StoreError::Corrupt(sha256.to_string()));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.events
+            .scan_prefix(prefix(id))
+            .values()
+            .map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io))
+            .collect()
+    }
+
+    fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let docs: Vec<(String, &Vec<u8>)> =
+            change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
+        let trees = (&self.agreements, &self.versions, &self.documents, &self.events, &self.heads, &self.outbox);
+        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox)| {
+            if let Some(a) = &change.agreement {
+                let stored_rev = match agreements.get(a.id.as_bytes())? {
+                    Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
+                    None => 0,
+                };
+                if a.revision != stored_rev + 1 {
+                    return Err(abort(StoreError::Conflict));
+                }
+                put_json(agreements, a.id.as_bytes(), a)?;
+            }
+            for v in &change.versions {
+                let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
+                put_json(versions, &version_key(id, v.version), v)?;
+            }
+            for (sha, bytes) in &docs {
+                // Content-addressed and immutable: an existing document is never overwritten.
+                if documents.get(sha.as_bytes())?.is_none() {
+                    documents.insert(sha.as_bytes(), bytes.as_slice())?;
+                }
+            }
+            let mut sealed = Vec::with_capacity(change.events.len());
+            for e in &change.events {
+                let head = match heads.get(e.agreement_id.as_bytes())? {
+                    Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
+                    None => Head { seq: 0, hash: GENESIS.to_string() },
+                };
+                let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
+                put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
+                put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone() })?;
+                sealed.push(ev);
+            }
+            for m in &change.messages {
+                put_json(outbox, m.id.as_bytes(), m)?;
+            }
+            Ok(sealed)
+        });
+        let sealed = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => io(e),
+        })?;
+        self.durable()?;
+        Ok(sealed)
+    }
+
+    fn messages(&self) -> Result<Vec<Message>, StoreError> {
+        self.outbox.iter().values().map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io)).collect()
+    }
+
+    fn put_message(&self, m: &Message) -> Result<(), StoreError> {
+        self.outbox.insert(m.id.as_bytes(), serde_json::to_vec(m).map_err(io)?).map_err(io)?;
+        self.durable()
+    }
+
+    fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError> {
+        let mut out: Vec<RawChain> = Vec::new();
+        for kv in self.events.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let id = k
+                .iter()
+                .position(|&b| b == b'/')
+                .map(|i| String::from_utf8_lossy(&k[..i]).into_owned())
+                .unwrap_or_default();
+            match out.last_mut() {
+                Some((last, chain)) if *last == id => chain.push(v.to_vec()),
+                _ => out.push((id, vec![v.to_vec()])),
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}
+
+impl SledStore {
+    /// Test and repair hook: overwrite one stored event's bytes (used to prove `audit verify`
+    /// catches tampering). Not used by the service.
+    pub fn tamper_event(&self, id: &str, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.events.insert(event_key(id, seq), bytes).map_err(io)?;
+        self.durable()
+    }
+
+    /// Raw bytes of one event.
+    pub fn raw_event(&self, id: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(self.events.get(event_key(id, seq)).map_err(io)?.ok_or(StoreError::NotFound)?.to_vec())
+    }
+}

@@ -1,0 +1,236 @@
+//! A real server on 127.0.0.1:0 with a temp sled data dir, driven over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use countersign::clock::{Clock, ManualClock};
+use countersign::config::Config;
+
+pub struct TestApp {
+    pub base: String,
+    pub key: String,
+    pub data: PathBuf,
+    pub clock: ManualClock,
+    pub http: ureq::Agent,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A fixed start time: 2027-01-04T12:00:00Z.
+pub const T0: u64 = 1_799_064_000;
+
+/// Starts a server on a fresh temp data dir.
+pub fn spawn_app() -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_at(dir.path(), ManualClock::at(T0));
+    (app, dir)
+}
+
+/// Starts a server on `data` (restart tests reuse a dir) with the given clock.
+pub fn spawn_app_at(data: &Path, clock: ManualClock) -> TestApp {
+    spawn_app_on(data, clock, "127.0.0.1:0")
+}
+
+/// Starts a server on a given address: a restarted server must come back where its emailed
+/// links point.
+pub fn spawn_app_on(data: &Path, clock: ManualClock, addr: &str) -> TestApp {
+    let std_listener = std::net::TcpListener::bind(addr).expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    let config = Config {
+        data_dir: data.to_path_buf(),
+        bind: addr,
+        public_base_url: Some(format!("http://{addr}")),
+        ..Config::default()
+    };
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let (state, key, _) = countersign::cli::serve::build_state(config, dyn_clock).expect("state builds");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            countersign::http::run(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+    });
+    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    TestApp {
+        base: format!("http://{addr}"),
+        key,
+        data: data.to_path_buf(),
+        clock,
+        http,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn collect(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+    let mut r = r.expect("request completes");
+    let status = r.status().as_u16();
+    let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let body = r.body_mut().with_config().limit(50 * 1024 * 1024).read_to_vec().expect("body");
+    Resp { status, body, headers }
+}
+
+impl TestApp {
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) }
+    }
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.key)
+    }
+    pub fn get(&self, path: &str) -> Resp {
+        collect(self.http.get(self.url(path)).header("Authorization", self.auth()).call())
+    }
+    pub fn get_anon(&self, path: &str) -> Resp {
+        collect(self.http.get(self.url(path)).call())
+    }
+    pub fn get_with_key(&self, path: &str, key: &str) -> Resp {
+        collect(self.http.get(self.url(path)).header("Authorization", format!("Bearer {key}")).call())
+    }
+    pub fn post(&self, path: &str, body: &str) -> Resp {
+        collect(
+            self.http
+                .post(self.url(path))
+                .header("Authorization", self.auth())
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+    pub fn put(&self, path: &str, body: &str) -> Resp {
+        collect(
+            self.http
+                .put(self.url(path))
+                .header("Authorization", self.auth())
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+    pub fn patch(&self, path: &str, body: &str) -> Resp {
+        collect(
+            self.http
+                .patch(self.url(path))
+                .header("Authorization", self.auth())
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+    pub fn form(&self, url: &str, fields: &[(&str, &str)]) -> Resp {
+        collect(
+            self.http.post(self.url(url)).header("User-Agent", "countersign-test/1").send_form(fields.iter().copied()),
+        )
+    }
+
+    /// Creates an agreement from intake text; asserts 201.
+    pub fn create(&self, intake: &str) -> serde_json::Value {
+        let r = self.post("/api/v1/agreements", intake);
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    }
+
+    /// Every `.eml` in the outbox, oldest first: (file name, text).
+    pub fn outbox(&self) -> Vec<(String, String)> {
+        let dir = self.data.join("outbox");
+        let mut v: Vec<(String, String)> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                .map(|e| {
+                    (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).expect("eml"))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    }
+
+    /// Links of one kind (`/sign/` or `/download/`) mailed to `email`, oldest first.
+    pub fn links_for(&self, email: &str, kind: &str) -> Vec<String> {
+        self.outbox()
+            .into_iter()
+            .filter(|(_, t)| t.lines().any(|l| l.starts_with("To:") && l.contains(email)))
+            .flat_map(|(_, t)| {
+                t.split_whitespace()
+                    .filter(|w| w.starts_with("http") && w.contains(kind))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The most recent signing link for `email`; panics if none.
+    pub fn sign_link(&self, email: &str) -> String {
+        self.links_for(email, "/sign/").pop().unwrap_or_else(|| panic!("no signing link for {email} in the outbox"))
+    }
+
+    /// Opens the signer page and returns (status, html, csrf).
+    pub fn open(&self, link: &str) -> (u16, String, String) {
+        let r = collect(self.http.get(link).header("User-Agent", "countersign-test/1").call());
+        let html = r.text();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        (r.status, html, csrf)
+    }
+
+    /// Opens and signs; returns the POST response.
+    pub fn sign(&self, link: &str, name: &str, title: &str) -> Resp {
+        let (status, html, csrf) = self.open(link);
+        assert_eq!(status, 200, "{html}");
+        self.form(
+            link,
+            &[("action", "sign"), ("consent", "yes"), ("typed_name", name), ("typed_title", title), ("csrf", &csrf)],
+        )
+    }
+
+    /// Stops the server (graceful shutdown, sled flushed and closed).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
