@@ -39,6 +39,8 @@ pub struct Config {
     pub consent_version: String,
     /// Link keys: the last signs, all verify. Empty: `<data>/link-keys` (generated on first start).
     pub link_keys: Vec<LinkKey>,
+    /// The negotiation policy legal maintains; default: the shipped `policy/default.toml`.
+    pub policy_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             eml_outbox: true,
             consent_version: crate::signing::CONSENT_VERSION.into(),
             link_keys: Vec::new(),
+            policy_file: None,
         }
     }
 }
@@ -112,6 +115,9 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_MAIL_FROM") {
             self.mail_from = v;
+        }
+        if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
+            self.policy_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");

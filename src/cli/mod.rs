@@ -60,6 +60,9 @@ pub enum Command {
         /// Directory of template overrides (files named like those in templates/).
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Negotiation policy file (default: the shipped policy/default.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Validate an intake and check element coverage; exits non-zero when anything is wrong.
     Check {
@@ -70,6 +73,9 @@ pub enum Command {
         /// Directory of template overrides.
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Negotiation policy file (default: the shipped policy/default.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Run the signing service (HTTP API and signer pages) on the embedded sled store.
     ///
@@ -90,6 +96,15 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Clause-level differences between two intakes' agreements (added, removed, changed clauses
+    /// and the changed words).
+    Diff {
+        /// The old intake, then the new one: `--intake A.json --intake B.json`.
+        #[arg(long, num_args = 1, required = true)]
+        intake: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// List the supported state-law addenda with their citations and "as of" dates.
     Addenda {
@@ -126,13 +141,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn renderer(templates: Option<&Path>) -> Result<Renderer, String> {
+fn renderer(templates: Option<&Path>, policy: Option<&Path>) -> Result<Renderer, String> {
     let t = match templates {
         Some(dir) => Templates::with_overrides(dir),
         None => Templates::builtin(),
     }
     .map_err(|e| e.to_string())?;
-    Ok(Renderer::with_templates(t))
+    let r = Renderer::with_templates(t);
+    Ok(match policy {
+        Some(p) => r.with_policy(crate::domain::provisions::Policy::load(p)?),
+        None => r,
+    })
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -146,8 +165,8 @@ pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Render { intake: Some(path), out, for_signature, templates, .. } => {
-            let r = renderer(templates.as_deref())?;
+        Command::Render { intake: Some(path), out, for_signature, templates, policy, .. } => {
+            let r = renderer(templates.as_deref(), policy.as_deref())?;
             let text = read(&path)?;
             let intake = match load_intake(&text) {
                 Ok(i) => i,
@@ -165,14 +184,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("wrote {} ({} pages, {} bytes)", out.display(), rendered.report.pages, rendered.report.bytes);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render { batch: Some(batch), out_dir, for_signature, templates, .. } => {
-            let r = renderer(templates.as_deref())?;
+        Command::Render { batch: Some(batch), out_dir, for_signature, templates, policy, .. } => {
+            let r = renderer(templates.as_deref(), policy.as_deref())?;
             let dir = out_dir.unwrap_or_else(|| PathBuf::from("."));
             render_batch(&r, &batch, &dir, for_signature)
         }
         Command::Render { .. } => Err("give --intake FILE or --batch FILE.jsonl".into()),
-        Command::Check { intake: path, format, templates } => {
-            let r = renderer(templates.as_deref())?;
+        Command::Check { intake: path, format, templates, policy } => {
+            let r = renderer(templates.as_deref(), policy.as_deref())?;
             let text = read(&path)?;
             let intake = match load_intake(&text) {
                 Ok(i) => i,
@@ -201,6 +220,37 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
+        Command::Diff { intake, format } => {
+            let [a, b] = intake.as_slice() else {
+                return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());
+            };
+            let r = renderer(None, None)?;
+            let mut docs = Vec::new();
+            for path in [a, b] {
+                let i = match load_intake(&read(path)?) {
+                    Ok(i) => i,
+                    Err(findings) => return Ok(print_findings(path, &findings)),
+                };
+                docs.push(r.document(&i, Options::default()).map_err(|e| e.to_string())?.0);
+            }
+            let changes = crate::render::diff::diff(&docs[0], &docs[1]);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&changes).unwrap_or_default()),
+                Format::Text => {
+                    if changes.is_empty() {
+                        println!("no differences");
+                    }
+                    for c in &changes {
+                        let num = c.to_number.clone().or_else(|| c.from_number.clone()).unwrap_or_default();
+                        println!("{:?} {num} {}", c.change, c.clause);
+                        if !c.inline.is_empty() {
+                            println!("    {}", c.inline);
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Addenda { format } => {
             let catalog = Catalog::embedded();
             match format {
@@ -279,6 +329,20 @@ fn print_report(r: &Report) {
             Status::Incomplete => ("✗", format!("INCOMPLETE: {}", e.clause.clone().unwrap_or_default())),
         };
         println!("  {mark} {:<8} {:<48} {}", e.id, clause, e.citation);
+    }
+    if !r.provisions.is_empty() {
+        println!("negotiated provisions:");
+        for p in &r.provisions {
+            let (mark, clause) =
+                if p.enabled { ("✓", p.clause.clone().unwrap_or_default()) } else { ("-", "(off)".into()) };
+            println!("  {mark} {:<12} {:<36} {clause}", p.tag, p.name);
+        }
+    }
+    if !r.departures.is_empty() {
+        println!("departures from policy (need approval before sending):");
+        for f in &r.departures {
+            println!("  {f} [{}]", f.element.clone().unwrap_or_default());
+        }
     }
     if !r.findings.is_empty() {
         println!("findings:");

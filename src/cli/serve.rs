@@ -39,7 +39,10 @@ pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, S
     };
     let (admin_key, created) =
         auth::load_or_create_bootstrap(&config.data_dir).map_err(|e| format!("bootstrap admin key: {e}"))?;
-    let renderer = Renderer::builtin().map_err(|e| e.to_string())?;
+    let mut renderer = Renderer::builtin().map_err(|e| e.to_string())?;
+    if let Some(p) = &config.policy_file {
+        renderer = renderer.with_policy(crate::domain::provisions::Policy::load(p)?);
+    }
     let pages = sign::Pages::new()?;
     let service = Service::new(Arc::new(store), keys, renderer, config, clock);
     // Messages committed before a crash but not yet written out.

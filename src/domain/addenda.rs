@@ -935,7 +935,9 @@ mod tests {
                 assert!(ok, "{code}: character {ch:?} is outside the font");
             }
             assert!(t.contains("{{ up.label }}") && t.contains("{{ down.label }}"), "{code}");
-            assert!(t.contains("{{ breach.text }}"), "{code}: uses the effective clock");
+            // The number lives in one place, the body's reporting clause; addenda refer to it.
+            assert!(t.contains("{{ reporting_clause }}"), "{code}: refers to the reporting clause for the clock");
+            assert!(!t.contains("{{ breach.text }}"), "{code}: must not restate the clock");
             assert!(t.contains("does not apply") || t.contains("do not apply"), "{code}: says when it does not apply");
         }
     }

@@ -3,6 +3,7 @@
 //! | status             | means                                             | moves to                                  |
 //! |--------------------|---------------------------------------------------|-------------------------------------------|
 //! | `draft`            | editable; each replacement is a new version       | `sent` (check passes), `voided`           |
+//! | `awaiting_approval`| a draft with departures from policy               | `draft` via approve (legal/admin), `voided`|
 //! | `sent`             | frozen document; first signing order has links    | `partially_signed`, `declined`, `voided`, `expired` |
 //! | `partially_signed` | at least one signature recorded                   | `executed`, `declined`, `voided`, `expired` |
 //! | `executed`         | every signer signed; final PDF archived, immutable| —                                         |
@@ -21,6 +22,8 @@ use super::intake::Side;
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Draft,
+    /// A draft whose negotiated terms depart from policy: editable, not sendable until approved.
+    AwaitingApproval,
     Sent,
     PartiallySigned,
     Executed,
@@ -31,6 +34,11 @@ pub enum Status {
 
 impl Status {
     /// Signing is in progress: links may be open.
+    /// Still being drafted (replaceable).
+    pub fn is_draft(self) -> bool {
+        matches!(self, Status::Draft | Status::AwaitingApproval)
+    }
+
     pub fn is_out_for_signature(self) -> bool {
         matches!(self, Status::Sent | Status::PartiallySigned)
     }
@@ -38,6 +46,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Draft => "draft",
+            Status::AwaitingApproval => "awaiting_approval",
             Status::Sent => "sent",
             Status::PartiallySigned => "partially_signed",
             Status::Executed => "executed",
@@ -97,6 +106,15 @@ pub struct SignerRecord {
     pub decline_reason: Option<String>,
 }
 
+/// A legal or admin user's approval of a version's departures from policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub version: u32,
+    pub by: String,
+    pub reason: String,
+    pub at: u64,
+}
+
 /// One kept version of the agreement's intake and rendered document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
@@ -108,6 +126,9 @@ pub struct VersionRecord {
     /// The element report (render::Report) as JSON.
     pub report: serde_json::Value,
     pub created_at: u64,
+    /// SHA-256 of the version's document model (JSON), for clause diffs.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
 }
 
 /// The agreement.
@@ -135,6 +156,11 @@ pub struct Agreement {
     pub executed_at: Option<u64>,
     pub final_sha256: Option<String>,
     pub void_reason: Option<String>,
+    /// The current version's departures from policy need approval before sending.
+    #[serde(default)]
+    pub needs_approval: bool,
+    #[serde(default)]
+    pub approval: Option<Approval>,
     pub signers: Vec<SignerRecord>,
     /// Bumped on every committed change (optimistic concurrency in the store).
     pub revision: u64,
@@ -167,6 +193,7 @@ mod tests {
     fn status_names_match_their_json() {
         for s in [
             Status::Draft,
+            Status::AwaitingApproval,
             Status::Sent,
             Status::PartiallySigned,
             Status::Executed,

@@ -47,6 +47,8 @@ pub struct Baa {
     pub phi_types: Vec<String>,
     pub subcontractors: Vec<Subcontractor>,
     pub options: BaaOptions,
+    /// Negotiated provisions as the intake chose them (defaults come from the policy).
+    pub provisions: super::provisions::ProvisionChoices,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,5 +7,6 @@ pub mod findings;
 pub mod identifiers;
 pub mod intake;
 pub mod parse;
+pub mod provisions;
 pub mod states;
 pub mod words;

@@ -24,6 +24,9 @@ use super::intake::{
     Address, Baa, BaaOptions, Contact, Date, Dua, Email, Exhibit, Intake, Kind, Party, Purpose, Relationship, Role,
     Side, Signer, StateCode, Subcontractor, Term,
 };
+use super::provisions::{
+    AuditInput, Cap, Choice, CostBearer, InsuranceInput, LdsInput, LiabilityInput, ProvisionChoices,
+};
 
 /// Names, titles, street and city lines, exhibit titles.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -44,7 +47,21 @@ pub const MAX_SIGNING_ORDER: i64 = 999;
 
 const COMMON_FIELDS: &[&str] =
     &["kind", "signers", "effective_date", "term", "states", "breach_notice_days", "exhibits"];
-const BAA_FIELDS: &[&str] = &["relationship", "services", "use_cases", "phi_types", "subcontractors", "options"];
+const BAA_FIELDS: &[&str] =
+    &["relationship", "services", "use_cases", "phi_types", "subcontractors", "options", "provisions"];
+const PROVISION_FIELDS: &[&str] = &[
+    "audit_rights",
+    "liability",
+    "preemption",
+    "cyber_insurance",
+    "cure_period_days",
+    "limited_data_set",
+    "governing_law",
+];
+const AUDIT_FIELDS: &[&str] = &["notice_days", "per_year", "cost"];
+const LIABILITY_FIELDS: &[&str] = &["mutual", "cap_multiple_of_fees", "cap_amount_usd", "phi_carve_out"];
+const INSURANCE_FIELDS: &[&str] = &["coverage_usd"];
+const LDS_FIELDS: &[&str] = &["dua_reference"];
 const DUA_FIELDS: &[&str] = &["purpose", "project_description", "permitted_recipients", "data_elements"];
 const PARTY_FIELDS: &[&str] = &["legal_name", "address", "privacy_contact", "security_contact"];
 const CA_FACILITY: &str = "california_licensed_facility";
@@ -752,7 +769,9 @@ impl Parser<'_> {
         let subcontractors =
             self.opt(top, "subcontractors", |p, v, ptr| p.list(v, ptr, false, |p, v, ptr| p.subcontractor(v, ptr)));
         let options = self.opt(top, "options", |p, v, ptr| p.options(v, ptr));
+        let provisions = self.opt(top, "provisions", |p, v, ptr| p.provisions(v, ptr));
         Ok(Baa {
+            provisions: provisions?.unwrap_or_default(),
             relationship,
             parent_agreement_id: parent_agreement_id?.flatten(),
             services: services?,
@@ -782,6 +801,103 @@ impl Parser<'_> {
             management_and_administration: management_and_administration?,
             data_aggregation: data_aggregation?,
             de_identification: de_identification?,
+        })
+    }
+
+    /// `false` turns a provision off; an object sets its parameters; absent keeps the default.
+    fn choice<T>(
+        &mut self,
+        v: &Value,
+        ptr: &str,
+        on: impl FnOnce(&mut Self, &Value, &str) -> Res<T>,
+    ) -> Res<Choice<T>> {
+        match v {
+            Value::Bool(false) => Ok(Choice::Off),
+            Value::Object(_) => on(self, v, ptr).map(Choice::On),
+            _ => self.fail(ptr, expected("false or an object", v)),
+        }
+    }
+
+    fn provisions(&mut self, v: &Value, ptr: &str) -> Res<ProvisionChoices> {
+        let o = self.object(v, ptr, PROVISION_FIELDS, &[])?;
+        let audit_rights = self.opt(&o, "audit_rights", |p, v, ptr| {
+            p.choice(v, ptr, |p, v, ptr| {
+                let o = p.object(v, ptr, AUDIT_FIELDS, &[])?;
+                let notice_days = p.opt(&o, "notice_days", |p, v, ptr| p.integer(v, ptr, 0, 365, "must be 0–365"));
+                let per_year = p.opt(&o, "per_year", |p, v, ptr| p.integer(v, ptr, 1, 12, "must be 1–12"));
+                let cost = p.opt(&o, "cost", |p, v, ptr| {
+                    let s = p.text(v, ptr, 40)?;
+                    match s.as_str() {
+                        "covered_entity" => Ok(CostBearer::CoveredEntity),
+                        "business_associate" => Ok(CostBearer::BusinessAssociate),
+                        "shared" => Ok(CostBearer::Shared),
+                        _ => p.fail(
+                            ptr,
+                            format!("{} is not one of covered_entity, business_associate, shared", quote(&s)),
+                        ),
+                    }
+                });
+                Ok(AuditInput {
+                    notice_days: notice_days?.map(|n| n as u32),
+                    per_year: per_year?.map(|n| n as u32),
+                    cost: cost?,
+                })
+            })
+        });
+        let liability = self.opt(&o, "liability", |p, v, ptr| {
+            p.choice(v, ptr, |p, v, ptr| {
+                let o = p.object(v, ptr, LIABILITY_FIELDS, &[])?;
+                let mutual = p.opt(&o, "mutual", |p, v, ptr| p.boolean(v, ptr));
+                let multiple = p.opt(&o, "cap_multiple_of_fees", |p, v, ptr| match v.as_f64() {
+                    Some(m) if (0.1..=100.0).contains(&m) => Ok(m),
+                    Some(_) => p.fail(ptr, "must be between 0.1 and 100"),
+                    None => p.fail(ptr, expected("a number", v)),
+                });
+                let amount = p.opt(&o, "cap_amount_usd", |p, v, ptr| {
+                    p.integer(v, ptr, 1, 1_000_000_000_000, "must be a whole number of US dollars, at least 1")
+                });
+                let carve = p.opt(&o, "phi_carve_out", |p, v, ptr| p.boolean(v, ptr));
+                let (multiple, amount) = (multiple?, amount?);
+                let cap = match (multiple, amount) {
+                    (Some(_), Some(_)) => {
+                        return p
+                            .fail(&o.ptr("cap_amount_usd"), "give cap_multiple_of_fees or cap_amount_usd, not both");
+                    }
+                    (Some(m), None) => Some(Cap::MultipleOfFees(m)),
+                    (None, Some(a)) => Some(Cap::AmountUsd(a as u64)),
+                    (None, None) => None,
+                };
+                Ok(LiabilityInput { mutual: mutual?, cap, phi_carve_out: carve? })
+            })
+        });
+        let preemption = self.opt(&o, "preemption", |p, v, ptr| p.boolean(v, ptr));
+        let cyber_insurance = self.opt(&o, "cyber_insurance", |p, v, ptr| {
+            p.choice(v, ptr, |p, v, ptr| {
+                let o = p.object(v, ptr, INSURANCE_FIELDS, &[])?;
+                let c = p.opt(&o, "coverage_usd", |p, v, ptr| {
+                    p.integer(v, ptr, 1, 1_000_000_000_000, "must be a whole number of US dollars, at least 1")
+                });
+                Ok(InsuranceInput { coverage_usd: c?.map(|n| n as u64) })
+            })
+        });
+        let cure = self.opt(&o, "cure_period_days", |p, v, ptr| p.integer(v, ptr, 0, 60, "must be 0–60 days"));
+        let lds = self.opt(&o, "limited_data_set", |p, v, ptr| match v {
+            Value::Bool(true) => Ok(Choice::On(LdsInput::default())),
+            _ => p.choice(v, ptr, |p, v, ptr| {
+                let o = p.object(v, ptr, LDS_FIELDS, &[])?;
+                let r = p.opt(&o, "dua_reference", |p, v, ptr| p.text_or_blank(v, ptr, MAX_NAME_CHARS));
+                Ok(LdsInput { dua_reference: r?.flatten() })
+            }),
+        });
+        let law = self.opt(&o, "governing_law", |p, v, ptr| p.state(v, ptr));
+        Ok(ProvisionChoices {
+            audit_rights: audit_rights?.unwrap_or_default(),
+            liability: liability?.unwrap_or_default(),
+            preemption: preemption?,
+            cyber_insurance: cyber_insurance?.unwrap_or_default(),
+            cure_period_days: cure?.map(|n| n as u32),
+            limited_data_set: lds?.unwrap_or_default(),
+            governing_law: law?,
         })
     }
 

@@ -28,6 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/agreements/{id}", get(show).put(replace))
         .route("/agreements/{id}/document", get(document))
         .route("/agreements/{id}/versions", get(versions))
+        .route("/agreements/{id}/versions/{version}/document", get(version_document))
+        .route("/agreements/{id}/diff", get(diff))
+        .route("/agreements/{id}/approve", post(approve))
         .route("/agreements/{id}/send", post(send))
         .route("/agreements/{id}/void", post(void))
         .route("/agreements/{id}/revise", post(revise))
@@ -78,11 +81,15 @@ fn view(state: &AppState, a: &Agreement) -> Result<Value, ApiError> {
         "sent_at": a.sent_at.map(rfc3339),
         "executed_at": a.executed_at.map(rfc3339),
         "void_reason": a.void_reason,
+        "needs_approval": a.needs_approval,
+        "approval": a.approval.as_ref().map(|x| json!({"version": x.version, "by": x.by, "reason": x.reason, "at": rfc3339(x.at)})),
         "check": {
             "passes": a.check_passes,
             "elements": report.get("elements").cloned().unwrap_or(Value::Null),
             "findings": report.get("findings").cloned().unwrap_or(Value::Null),
             "breach_clock": report.get("breach_clock").cloned().unwrap_or(Value::Null),
+            "provisions": report.get("provisions").cloned().unwrap_or(Value::Null),
+            "departures": report.get("departures").cloned().unwrap_or(Value::Null),
         },
         "signers": signers,
     }))
@@ -221,6 +228,54 @@ async fn void(
     let svc = state.service.clone();
     let a = blocking(move || svc.void(&id, &reason, &who)).await??;
     Ok(axum::Json(view(&state, &a)?))
+}
+
+async fn approve(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Reason { reason } = json_body(&body)?;
+    let who = actor(staff.name, Some(addr), &headers);
+    let svc = state.service.clone();
+    let a = blocking(move || svc.approve(&id, &reason, &who)).await??;
+    Ok(axum::Json(view(&state, &a)?))
+}
+
+async fn version_document(
+    _staff: Staff,
+    State(state): State<AppState>,
+    Path((id, version)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let svc = state.service.clone();
+    let (bytes, sha) = blocking(move || svc.version_document(&id, version)).await??;
+    Ok(pdf_response(bytes, &sha, &format!("agreement-v{version}.pdf")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    from: u32,
+    to: u32,
+}
+
+async fn diff(
+    _staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::Unprocessable {
+        code: "invalid_query",
+        message: format!("diff takes ?from=V&to=W: {e}"),
+        findings: vec![crate::domain::findings::Finding::field("/from", e.body_text())],
+    })?;
+    let svc = state.service.clone();
+    let changes = blocking(move || svc.diff(&id, q.from, q.to)).await??;
+    Ok(axum::Json(json!({"from": q.from, "to": q.to, "changes": changes})))
 }
 
 async fn revise(

@@ -46,6 +46,15 @@ impl From<ServiceError> for ApiError {
                 message: "sending is refused while the agreement fails its checks".into(),
                 findings,
             },
+            ServiceError::NeedsApproval(findings) => ApiError::Unprocessable {
+                code: "needs_approval",
+                message: format!(
+                    "sending is refused until a legal or admin user approves {} departure(s) from policy: {}",
+                    findings.len(),
+                    findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ")
+                ),
+                findings,
+            },
             ServiceError::NotFound => ApiError::NotFound,
             ServiceError::State(m) => ApiError::Conflict(m),
             ServiceError::Field(pointer, reason) => ApiError::Unprocessable {

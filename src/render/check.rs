@@ -9,6 +9,7 @@ use crate::domain::addenda::BreachClock;
 use crate::domain::elements::{Applies, ELEMENTS, Element, OptionKey, Requirement, element};
 use crate::domain::findings::{Finding, Level};
 use crate::domain::intake::{BaaOptions, Intake, Kind, Relationship};
+use crate::domain::provisions::{ProvisionRow, Provisions};
 
 /// How one element fared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +41,8 @@ pub struct ElementRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub elements: Vec<ElementRow>,
+    pub provisions: Vec<ProvisionRow>,
+    pub departures: Vec<Finding>,
     pub findings: Vec<Finding>,
 }
 
@@ -157,7 +160,7 @@ pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
 
     // Declarations that name no element, or one that does not apply to this agreement.
     for (c, _) in &clauses {
-        for id in &c.elements {
+        for id in c.elements.iter().filter(|id| !id.starts_with("P-")) {
             match element(id) {
                 None => findings.push(
                     Finding::new(
@@ -186,7 +189,65 @@ pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
 
     check_clock(&clauses, intake, clock, &mut findings);
     check_wording(&clauses, intake, &mut findings);
-    Check { elements: rows, findings }
+    Check { elements: rows, provisions: Vec::new(), departures: Vec::new(), findings }
+}
+
+/// Negotiated provisions: each enabled one has its clause, printing its parameters; each
+/// disabled one is absent.
+pub fn check_provisions(doc: &Document, p: &Provisions, findings: &mut Vec<Finding>) -> Vec<ProvisionRow> {
+    let mut rows = p.summary();
+    let known: Vec<&str> = rows.iter().map(|r| r.tag).collect();
+    for c in doc.clauses() {
+        for tag in c.elements.iter().filter(|t| t.starts_with("P-") && !known.contains(&t.as_str())) {
+            findings.push(
+                Finding::new(
+                    Level::Error,
+                    "unknown_provision",
+                    format!("clause {} {} declares an unknown provision", c.number, c.heading),
+                )
+                .with_element(tag.clone()),
+            );
+        }
+    }
+    for row in &mut rows {
+        let tagged: Vec<&Clause> = doc.clauses().filter(|c| c.elements.iter().any(|t| t == row.tag)).collect();
+        match (row.enabled, tagged.first()) {
+            (true, None) => findings.push(
+                Finding::new(
+                    Level::Error,
+                    "missing_provision",
+                    format!("no clause provides the negotiated provision “{}”", row.name),
+                )
+                .with_element(row.tag),
+            ),
+            (true, Some(c)) => {
+                row.clause = Some(format!("{} {}", c.number, c.heading));
+                let text = fold(&c.text());
+                for want in p.expected_text(row.tag) {
+                    if !text.contains(&fold(&want)) {
+                        findings.push(
+                            Finding::new(
+                                Level::Error,
+                                "provision_parameter_missing",
+                                format!("clause {} {} does not state “{want}”", c.number, c.heading),
+                            )
+                            .with_element(row.tag),
+                        );
+                    }
+                }
+            }
+            (false, Some(c)) => findings.push(
+                Finding::new(
+                    Level::Error,
+                    "unexpected_provision",
+                    format!("clause {} {} is included although “{}” is off", c.number, c.heading, row.name),
+                )
+                .with_element(row.tag),
+            ),
+            (false, None) => {}
+        }
+    }
+    rows
 }
 
 /// The reporting clause must carry the effective clock, so the paper never promises less.
@@ -196,6 +257,20 @@ fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClo
         Kind::Dua(_) => "DUA-06",
     };
     let Some(e) = element(id) else { return };
+    let heading = match intake.kind {
+        Kind::Baa(_) => "Reporting of Improper Use or Disclosure",
+        Kind::Dua(_) => "Reporting of Uses and Disclosures Not Provided For",
+    };
+    if !clauses.iter().any(|(c, _)| c.heading == heading) {
+        findings.push(
+            Finding::new(
+                Level::Error,
+                "reporting_clause_renamed",
+                format!("other clauses refer to the clause headed “{heading}”, which is missing"),
+            )
+            .with_element(id),
+        );
+    }
     let needle = fold(&clock.text());
     let reporting: Vec<_> = clauses.iter().filter(|(c, _)| c.elements.iter().any(|x| x == id)).collect();
     if !reporting.is_empty() && !reporting.iter().any(|(_, t)| t.contains(&needle)) {

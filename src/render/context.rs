@@ -132,7 +132,7 @@ pub fn humanize(s: &str) -> String {
 }
 
 /// Builds the template context (documented in `templates/README.md`).
-pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)]) -> Context {
+pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)], prov: serde_json::Value) -> Context {
     let exhibits: Vec<Value> = intake
         .exhibits
         .iter()
@@ -158,10 +158,12 @@ pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)
         },
         "addenda": addenda.iter().map(|(code, name)| json!({"code": code, "name": name})).collect::<Vec<_>>(),
         "exhibits": exhibits,
+        "prov": prov,
     });
     let extra = match &intake.kind {
         Kind::Baa(b) => json!({
             "kind": "baa",
+            "reporting_clause": "Reporting of Improper Use or Disclosure",
             "subcontract": b.relationship == Relationship::BusinessAssociateToSubcontractor,
             "services": b.services,
             "use_cases": b.use_cases,
@@ -172,6 +174,7 @@ pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)
         }),
         Kind::Dua(d) => json!({
             "kind": "dua",
+            "reporting_clause": "Reporting of Uses and Disclosures Not Provided For",
             "subcontract": false,
             "purpose": d.purpose,
             "purpose_text": purpose_text(d.purpose),

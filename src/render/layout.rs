@@ -20,8 +20,8 @@ pub const MARGIN: f32 = 72.0;
 const CONTENT_W: f32 = PAGE_W - 2.0 * MARGIN;
 const TOP: f32 = PAGE_H - MARGIN;
 
-const BODY: f32 = 9.5;
-const LEADING: f32 = 12.2;
+const BODY: f32 = 9.25;
+const LEADING: f32 = 11.8;
 const SMALL: f32 = 7.5;
 const INDENT: f32 = 20.0;
 
@@ -254,7 +254,7 @@ fn block_item(fonts: &Fonts, b: &Block, space_before: f32) -> Item {
 
 fn blocks(fonts: &Fonts, items: &mut Vec<Item>, blocks: &[Block]) {
     for b in blocks {
-        items.push(block_item(fonts, b, 4.0));
+        items.push(block_item(fonts, b, 3.0));
     }
 }
 
@@ -266,7 +266,7 @@ fn heading_item(fonts: &Fonts, text: &str, size: f32, space_before: f32) -> Item
 }
 
 fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause) {
-    let mut head = heading_item(fonts, &format!("{} {}", c.number, c.heading), BODY, 7.0);
+    let mut head = heading_item(fonts, &format!("{} {}", c.number, c.heading), BODY, 5.5);
     if !c.elements.is_empty() {
         let cites: Vec<String> = c
             .elements
@@ -412,7 +412,7 @@ fn flow(fonts: &Fonts, doc: &Document) -> Vec<Item> {
     }
     for a in &doc.articles {
         if !a.heading.is_empty() {
-            items.push(heading_item(fonts, &format!("{}. {}", a.number, a.heading), 12.0, 14.0));
+            items.push(heading_item(fonts, &format!("{}. {}", a.number, a.heading), 11.5, 11.0));
         }
         blocks(fonts, &mut items, &a.intro);
         for c in &a.clauses {

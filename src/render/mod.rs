@@ -7,6 +7,7 @@ pub mod append;
 pub mod appendix;
 pub mod check;
 pub mod context;
+pub mod diff;
 pub mod fonts;
 pub mod layout;
 pub mod model;
@@ -17,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::addenda::{self, BreachClock, Catalog};
 use crate::domain::findings::{Finding, Level};
-use crate::domain::intake::{Intake, Party};
+use crate::domain::intake::{Intake, Kind, Party};
+use crate::domain::provisions::{Policy, ProvisionChoices, ProvisionRow, Provisions};
 use check::{Check, ElementRow};
 use context::{TemplateError, Templates};
 use model::{Article, Attachment, Block, Document, Run, SignatureLine};
@@ -76,14 +78,20 @@ pub struct Report {
     pub sha256: String,
     pub breach_clock: ClockReport,
     pub addenda: Vec<String>,
+    /// Required elements: each must be satisfied.
     pub elements: Vec<ElementRow>,
+    /// Negotiated provisions (BAA): present or not, with their parameters and clause.
+    pub provisions: Vec<ProvisionRow>,
+    /// Departures from the negotiation policy: `needs_approval` findings.
+    pub departures: Vec<Finding>,
+    /// Everything else: errors and advisories.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
     /// True when nothing blocks sending.
     pub fn passes(&self) -> bool {
-        !self.findings.iter().any(|f| matches!(f.level, Level::Error | Level::NeedsApproval))
+        self.errors() == 0 && self.departures.is_empty()
     }
 
     pub fn errors(&self) -> usize {
@@ -101,16 +109,27 @@ pub struct Rendered {
 /// The renderer: templates loaded once, fonts shared by the process.
 pub struct Renderer {
     templates: Templates,
+    policy: Policy,
 }
 
 impl Renderer {
     /// With the templates compiled into the binary.
     pub fn builtin() -> Result<Renderer, RenderError> {
-        Ok(Renderer { templates: Templates::builtin()? })
+        Ok(Renderer { templates: Templates::builtin()?, policy: Policy::embedded().clone() })
     }
 
     pub fn with_templates(templates: Templates) -> Renderer {
-        Renderer { templates }
+        Renderer { templates, policy: Policy::embedded().clone() }
+    }
+
+    /// Uses another negotiation policy (legal's file).
+    pub fn with_policy(mut self, policy: Policy) -> Renderer {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Builds the document model and runs every check, without laying out pages.
@@ -120,7 +139,17 @@ impl Renderer {
             addenda::select(catalog, &intake.states, u32::from(intake.breach_notice_days), intake.ca_licensed_facility);
         let addenda_names: Vec<(String, String)> =
             selection.addenda.iter().map(|s| (s.code.clone(), s.name.clone())).collect();
-        let ctx = context::context(intake, &selection.clock, &addenda_names);
+        // Negotiated provisions apply to BAAs; a DUA is still held to the policy's breach clock.
+        let choices = match &intake.kind {
+            Kind::Baa(b) => b.provisions.clone(),
+            Kind::Dua(_) => ProvisionChoices::default(),
+        };
+        let (provisions, mut departures) =
+            Provisions::resolve(&choices, &self.policy, intake.upstream.address.state, selection.clock.days);
+        if matches!(intake.kind, Kind::Dua(_)) {
+            departures.retain(|d| d.pointer.as_deref() == Some("/breach_notice_days"));
+        }
+        let ctx = context::context(intake, &selection.clock, &addenda_names, provisions.context());
 
         let body = self.templates.render(context::body_template(intake), &ctx)?;
         let (intro, mut articles) = model::articles(model::parse_markup(&body));
@@ -211,8 +240,12 @@ impl Renderer {
             title,
         };
         let mut checked = check::check(&doc, intake, &selection.clock);
+        if matches!(intake.kind, Kind::Baa(_)) {
+            checked.provisions = check::check_provisions(&doc, &provisions, &mut checked.findings);
+        }
         checked.findings.extend(selection.findings);
         checked.findings.sort_by_key(|f| f.level);
+        checked.departures = departures;
         Ok((doc, selection.clock, checked))
     }
 
@@ -267,6 +300,8 @@ impl Renderer {
                 .map(|a| a.label.clone())
                 .collect(),
             elements: checked.elements,
+            provisions: checked.provisions,
+            departures: checked.departures,
             findings: checked.findings,
         };
         Ok(Rendered { pdf: bytes, document: doc, report })

@@ -17,7 +17,7 @@ use super::CONSENT_VERSION;
 use super::token::{KeyRing, Purpose, TokenError};
 use crate::clock::{Clock, long_date, rfc3339};
 use crate::config::Config;
-use crate::domain::agreement::{Agreement, Signature, SignerRecord, SignerStatus, Status, VersionRecord};
+use crate::domain::agreement::{Agreement, Approval, Signature, SignerRecord, SignerStatus, Status, VersionRecord};
 use crate::domain::findings::Finding;
 use crate::domain::intake::{Intake, Side};
 use crate::mail;
@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// Sending is refused because the element check has errors (422).
     #[error("the agreement does not pass its checks")]
     CheckFailed(Vec<Finding>),
+    /// Sending is refused until a legal or admin user approves these departures (422).
+    #[error("the agreement departs from policy and needs approval")]
+    NeedsApproval(Vec<Finding>),
     #[error("not found")]
     NotFound,
     /// The agreement's state does not allow this (409).
@@ -180,26 +183,33 @@ impl Service {
         crate::cli::load_intake(text).map_err(ServiceError::Invalid)
     }
 
-    /// Renders a draft version of the intake.
-    fn draft_version(
-        &self,
-        intake: &Intake,
-        text: &str,
-        version: u32,
-    ) -> Result<(VersionRecord, Vec<u8>, bool), ServiceError> {
+    /// Renders a draft version of the intake: its record and the documents to store (the PDF
+    /// and the document model, for diffs).
+    fn draft_version(&self, intake: &Intake, text: &str, version: u32) -> Result<Draft, ServiceError> {
         let r = self
             .renderer
             .render(intake, Options { mode: Mode::Draft, version })
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let passes = r.report.errors() == 0;
+        let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let record = VersionRecord {
             version,
             intake: text.to_string(),
             sha256: r.report.sha256.clone(),
             report: serde_json::to_value(&r.report).unwrap_or_default(),
             created_at: self.clock.now(),
+            model_sha256: Some(sha(&model)),
         };
-        Ok((record, r.pdf, passes))
+        Ok(Draft {
+            passes: r.report.errors() == 0,
+            needs_approval: !r.report.departures.is_empty(),
+            record,
+            documents: vec![r.pdf, model],
+        })
+    }
+
+    /// `draft`, or `awaiting_approval` when the version departs from policy.
+    fn draft_status(d: &Draft) -> Status {
+        if d.needs_approval { Status::AwaitingApproval } else { Status::Draft }
     }
 
     /// Signer records for an intake. `after` is the previous round's signers: new links start
@@ -234,8 +244,8 @@ impl Service {
 
     /// Creates a draft from intake JSON.
     pub fn create(&self, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.parse(text)?;
-        let (record, pdf, passes) = self.draft_version(&intake, text, 1)?;
+        let intake = self.with_dua_reference(self.parse(text)?);
+        let d = self.draft_version(&intake, text, 1)?;
         let now = self.clock.now();
         let a = Agreement {
             id: new_id("ag_", 10),
@@ -246,10 +256,12 @@ impl Service {
             title: crate::render::context::title(&intake).into(),
             upstream_name: intake.upstream.legal_name.clone(),
             downstream_name: intake.downstream.legal_name.clone(),
-            status: Status::Draft,
+            status: Self::draft_status(&d),
             version: 1,
-            document_sha256: record.sha256.clone(),
-            check_passes: passes,
+            document_sha256: d.record.sha256.clone(),
+            check_passes: d.passes,
+            needs_approval: d.needs_approval,
+            approval: None,
             created_at: now,
             updated_at: now,
             created_by: actor.who.clone(),
@@ -262,12 +274,12 @@ impl Service {
             signers: Self::signer_records(&intake, &[]),
             revision: 1,
         };
-        let ev = self.event(&a, "created", actor, &record.sha256, serde_json::json!({"version": 1}));
+        let ev = self.event(&a, "created", actor, &d.record.sha256, serde_json::json!({"version": 1}));
         let _g = self.write();
         self.store.commit(Change {
             agreement: Some(a.clone()),
-            versions: vec![record],
-            documents: vec![pdf],
+            versions: vec![d.record],
+            documents: d.documents,
             events: vec![ev],
             messages: vec![],
         })?;
@@ -276,31 +288,34 @@ impl Service {
 
     /// Replaces a draft's intake (a new version).
     pub fn replace(&self, id: &str, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.parse(text)?;
+        let intake = self.with_dua_reference(self.parse(text)?);
         let _g = self.write();
         let mut a = self.store.agreement(id)?;
-        if a.status != Status::Draft {
+        if !a.status.is_draft() {
             return Err(ServiceError::State(format!(
                 "only a draft can be replaced; this agreement is {}",
                 a.status.as_str()
             )));
         }
         let version = a.version + 1;
-        let (record, pdf, passes) = self.draft_version(&intake, text, version)?;
+        let d = self.draft_version(&intake, text, version)?;
         a.version = version;
-        a.document_sha256 = record.sha256.clone();
-        a.check_passes = passes;
+        a.status = Self::draft_status(&d);
+        a.document_sha256 = d.record.sha256.clone();
+        a.check_passes = d.passes;
+        a.needs_approval = d.needs_approval;
+        a.approval = None;
         a.title = crate::render::context::title(&intake).into();
         a.upstream_name = intake.upstream.legal_name.clone();
         a.downstream_name = intake.downstream.legal_name.clone();
         a.signers = Self::signer_records(&intake, &a.signers);
         a.updated_at = self.clock.now();
         a.revision += 1;
-        let ev = self.event(&a, "version_replaced", actor, &record.sha256, serde_json::json!({"version": version}));
+        let ev = self.event(&a, "version_replaced", actor, &d.record.sha256, serde_json::json!({"version": version}));
         self.store.commit(Change {
             agreement: Some(a.clone()),
-            versions: vec![record],
-            documents: vec![pdf],
+            versions: vec![d.record],
+            documents: d.documents,
             events: vec![ev],
             messages: vec![],
         })?;
@@ -401,14 +416,14 @@ impl Service {
     pub fn send(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
         let _g = self.write();
         let mut a = self.store.agreement(id)?;
-        if a.status != Status::Draft {
+        if !a.status.is_draft() {
             return Err(ServiceError::State(format!(
                 "only a draft can be sent; this agreement is {}",
                 a.status.as_str()
             )));
         }
         let v = self.store.version(id, a.version)?;
-        let intake = self.parse(&v.intake)?;
+        let intake = self.with_dua_reference(self.parse(&v.intake)?);
         let r = self
             .renderer
             .render(&intake, Options { mode: Mode::ForSignature, version: a.version })
@@ -417,6 +432,11 @@ impl Service {
             let findings =
                 r.report.findings.into_iter().filter(|f| f.level == crate::domain::findings::Level::Error).collect();
             return Err(ServiceError::CheckFailed(findings));
+        }
+        // Departures from policy block sending until this very version is approved.
+        let approved = a.approval.as_ref().map(|x| x.version) == Some(a.version);
+        if (a.status == Status::AwaitingApproval || !r.report.departures.is_empty()) && !approved {
+            return Err(ServiceError::NeedsApproval(r.report.departures));
         }
         let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let now = self.clock.now();
@@ -452,6 +472,85 @@ impl Service {
             .ok_or(ServiceError::NotFound)?;
         let bytes = self.store.document(&model_sha)?;
         serde_json::from_slice(&bytes).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Approves the current version's departures from policy (legal or admin). Recorded in the
+    /// audit trail with the reason and the departures approved.
+    pub fn approve(&self, id: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ServiceError::Field("/reason".into(), "a reason is required".into()));
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::AwaitingApproval {
+            return Err(ServiceError::State(format!(
+                "only an agreement awaiting approval can be approved; this one is {}",
+                a.status.as_str()
+            )));
+        }
+        let v = self.store.version(id, a.version)?;
+        let now = self.clock.now();
+        a.approval = Some(Approval { version: a.version, by: actor.who.clone(), reason: reason.to_string(), at: now });
+        a.status = Status::Draft;
+        a.updated_at = now;
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "approved",
+            actor,
+            &a.document_sha256,
+            serde_json::json!({"version": a.version, "reason": reason, "departures": v.report.get("departures")}),
+        );
+        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    /// The draft PDF of one version.
+    pub fn version_document(&self, id: &str, version: u32) -> Result<(Vec<u8>, String), ServiceError> {
+        let v = self.store.version(id, version)?;
+        Ok((self.store.document(&v.sha256)?, v.sha256))
+    }
+
+    fn version_model(&self, id: &str, version: u32) -> Result<Document, ServiceError> {
+        let v = self.store.version(id, version)?;
+        let bytes = match &v.model_sha256 {
+            Some(sha) => self.store.document(sha)?,
+            None => return Err(ServiceError::State(format!("version {version} predates clause diffs"))),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Clause-level differences between two versions.
+    pub fn diff(&self, id: &str, from: u32, to: u32) -> Result<Vec<crate::render::diff::ClauseDiff>, ServiceError> {
+        self.store.agreement(id)?;
+        let a = self.version_model(id, from)?;
+        let b = self.version_model(id, to)?;
+        Ok(crate::render::diff::diff(&a, &b))
+    }
+
+    /// Fills a BAA's limited-data-set cross-reference with an existing DUA between the same
+    /// parties, when the intake asks for the statement but names no DUA.
+    fn with_dua_reference(&self, mut intake: Intake) -> Intake {
+        use crate::domain::provisions::Choice;
+        let names = [intake.upstream.legal_name.clone(), intake.downstream.legal_name.clone()];
+        if let crate::domain::intake::Kind::Baa(b) = &mut intake.kind
+            && let Choice::On(lds) = &mut b.provisions.limited_data_set
+            && lds.dua_reference.is_none()
+            && let Ok(all) = self.store.agreements()
+        {
+            let same = |a: &Agreement| {
+                a.kind == "dua"
+                    && names.contains(&a.upstream_name)
+                    && names.contains(&a.downstream_name)
+                    && a.status != Status::Voided
+            };
+            let best = all.iter().filter(|a| same(a)).max_by_key(|a| (a.status == Status::Executed, a.updated_at));
+            if let Some(dua) = best {
+                lds.dua_reference = Some(format!("{} ({})", dua.id, dua.title));
+            }
+        }
+        intake
     }
 
     pub fn void(&self, id: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
@@ -600,13 +699,15 @@ impl Service {
             )));
         }
         let old = self.store.version(id, a.version)?;
-        let intake = self.parse(&old.intake)?;
+        let intake = self.with_dua_reference(self.parse(&old.intake)?);
         let version = a.version + 1;
-        let (record, pdf, passes) = self.draft_version(&intake, &old.intake, version)?;
-        a.status = Status::Draft;
+        let d = self.draft_version(&intake, &old.intake, version)?;
+        a.status = Self::draft_status(&d);
         a.version = version;
-        a.document_sha256 = record.sha256.clone();
-        a.check_passes = passes;
+        a.document_sha256 = d.record.sha256.clone();
+        a.check_passes = d.passes;
+        a.needs_approval = d.needs_approval;
+        a.approval = None;
         a.signers = Self::signer_records(&intake, &a.signers);
         a.sent_at = None;
         a.sent_by = None;
@@ -617,13 +718,13 @@ impl Service {
             &a,
             "revised",
             actor,
-            &record.sha256,
+            &d.record.sha256,
             serde_json::json!({"version": version, "from_version": version - 1}),
         );
         self.store.commit(Change {
             agreement: Some(a.clone()),
-            versions: vec![record],
-            documents: vec![pdf],
+            versions: vec![d.record],
+            documents: d.documents,
             events: vec![ev],
             messages: vec![],
         })?;
@@ -876,6 +977,14 @@ impl Service {
         }
         Ok(written)
     }
+}
+
+/// A rendered draft version, ready to store.
+struct Draft {
+    record: VersionRecord,
+    documents: Vec<Vec<u8>>,
+    passes: bool,
+    needs_approval: bool,
 }
 
 /// Delivery status of one message, as staff see it.

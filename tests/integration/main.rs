@@ -7,5 +7,6 @@ mod helpers;
 
 mod cli;
 mod properties;
+mod provisions;
 mod render;
 mod signing;
