@@ -117,6 +117,49 @@ fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta
     ops
 }
 
+/// A font program compressed once per process: embedding the same ~27 KB face in every
+/// document must not cost a deflate per document.
+struct Packed {
+    raw: &'static [u8],
+    deflated: Vec<u8>,
+}
+
+static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
+    let f = super::fonts::fonts();
+    [&f.regular, &f.bold].map(|face| {
+        let raw: &'static [u8] = &face.parsed.original_bytes;
+        Packed { raw, deflated: deflate(raw, flate2::Compression::best()) }
+    })
+});
+
+fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2), level);
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+/// Compresses every stream: the embedded fonts from the per-process cache, everything else
+/// (page content, CMaps) at a fast level. lopdf's own `compress` uses the slowest level on every
+/// stream, which cost ~20 ms per document. Deterministic either way.
+fn compress(lo: &mut lopdf::Document) {
+    for obj in lo.objects.values_mut() {
+        let lopdf::Object::Stream(stream) = obj else { continue };
+        if stream.dict.get(b"Filter").is_ok() {
+            continue;
+        }
+        let compressed = match PACKED.iter().find(|p| p.raw == stream.content.as_slice()) {
+            Some(p) => p.deflated.clone(),
+            None => deflate(&stream.content, flate2::Compression::fast()),
+        };
+        if compressed.len() + 19 < stream.content.len() {
+            stream.dict.set("Filter", "FlateDecode");
+            stream.set_content(compressed);
+        }
+    }
+}
+
 /// Writes the PDF.
 pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
     let mut doc = PdfDocument::new(meta.title);
@@ -146,7 +189,7 @@ pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
     let opts = PdfSaveOptions { subset_fonts: false, ..PdfSaveOptions::default() };
     let mut warnings = Vec::new();
     let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut warnings);
-    lo.compress();
+    compress(&mut lo);
 
     // printpdf draws /ID from a process-wide counter; a content digest makes it reproducible.
     let id = lopdf::Object::String(meta.id.to_vec(), lopdf::StringFormat::Hexadecimal);
