@@ -13,11 +13,25 @@
 //!   ([`render::model`]) → required-elements check on the *rendered* model ([`render::check`])
 //!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]).
 //!   Pure and deterministic: the same intake gives the same bytes.
-//! * [`cli`] — the `countersign` command: `render`, `check`, `addenda`.
+//! * [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the ceremony that carries an
+//!   agreement from draft to executed ([`signing::service`]): one read–modify–commit per change
+//!   under a write lock, PDF work off the async threads.
+//! * [`store`] — sled behind the narrow [`store::Store`] trait: atomic multi-tree commits made
+//!   durable (fsync) before anything is acknowledged, content-addressed documents re-checked on
+//!   every read, and a hash chain of audit events per agreement ([`store::audit`]).
+//! * [`archive`] — finding and keeping executed agreements: the in-memory search index, verify,
+//!   lifecycle (renewal, termination, return or destruction of PHI), retention and disposal.
+//! * [`staff`] — API keys (hashed) and roles.
+//! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
+//!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`.
+//! * [`mail`] — message content and the `.eml` outbox.
+//! * [`cli`] — the `countersign` command; [`config`] — layered configuration; [`clock`] — time
+//!   behind a trait so tests move it; [`secret`] — secrets that never print.
 //!
 //! Errors that users see are [`domain::findings::Finding`]s: one JSON shape for intake errors
 //! (`/signers/1/email: not an email address`), missing clauses and advisories.
 
+pub mod archive;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -27,4 +41,5 @@ pub mod mail;
 pub mod render;
 pub mod secret;
 pub mod signing;
+pub mod staff;
 pub mod store;

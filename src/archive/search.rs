@@ -87,7 +87,18 @@ const MAX_CURSOR: usize = 2048;
 /// The kinds of agreement.
 pub const KINDS: [&str; 2] = ["baa", "dua"];
 /// The snake_case statuses (`domain::agreement::Status::as_str`).
-pub const STATUSES: [&str; 7] = ["draft", "sent", "partially_signed", "executed", "declined", "voided", "expired"];
+pub const STATUSES: &[&str] = &[
+    "draft",
+    "awaiting_approval",
+    "sent",
+    "partially_signed",
+    "executed",
+    "declined",
+    "voided",
+    "expired",
+    "terminated",
+    "closed",
+];
 /// The accepted values of `sort`.
 pub const SORTS: [&str; 8] = [
     "effective_date",
@@ -216,7 +227,7 @@ impl Row {
             effective: date_num(&entry.effective_date).unwrap_or(0),
             renewal: entry.renewal_date.as_deref().and_then(date_num).unwrap_or(0),
             kind: position_ci(&KINDS, &entry.kind),
-            status: position_ci(&STATUSES, &entry.status),
+            status: position_ci(STATUSES, &entry.status),
         };
         (hot, Row { entry, hay, names_at, states })
     }
@@ -582,7 +593,7 @@ impl Plan {
             Some(found)
         };
         let kind = one_of("kind", &KINDS, &q.kind);
-        let status = one_of("status", &STATUSES, &q.status);
+        let status = one_of("status", STATUSES, &q.status);
         let state = given(&q.state).and_then(|v| {
             if v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphabetic()) {
                 let code = v.to_ascii_uppercase();
@@ -1459,7 +1470,7 @@ mod tests {
             text in opt(&["health labs", "clinic", "dua", "inc", "n"]),
             kind in opt(&["baa", "dua", "BAA"]),
             state in opt(&["ca", "TX", "ma"]),
-            status in opt(&STATUSES),
+            status in opt(STATUSES),
             range in (opt(&DATES), opt(&DATES)),
             renewal_before in opt(&DATES),
         ) {

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 the intake or the agreement has errors (printed as findings);
 //! 2 usage or I/O problems (unreadable file, unwritable output).
 
+pub mod client;
+pub mod ops;
 pub mod serve;
 
 use std::io::Write;
@@ -92,6 +94,36 @@ pub enum Command {
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
     },
+    /// Is FILE byte-for-byte an archived document? Exit 0 only on a match.
+    Verify {
+        file: PathBuf,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// Staff API keys (shown once at creation; stored only as hashes).
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Retention: what is past its six-year retention date.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Write a consistent snapshot of the store (asks the running server if there is one).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// Load a backup into an empty data directory.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -118,6 +150,42 @@ pub enum AuditCommand {
     /// Walk every agreement's hash chain and report the first break (exit 1 if any).
     Verify {
         /// Data directory (default ./countersign-data).
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Create a key and print it once.
+    Create {
+        #[arg(long, value_parser = ["sales", "legal", "vendor_manager", "admin"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Days until it expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// Revoke a key by id (`bootstrap` for the bootstrap key, once another admin exists).
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// List agreements past their retention date.
+    Report {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -220,6 +288,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
+        Command::Verify { file, data } => ops::verify(&file, &data),
+        Command::Apikey { command } => ops::apikey(command),
+        Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
+        Command::Backup { out, data } => ops::backup(&out, &data),
+        Command::Restore { from, data } => ops::restore(&from, &data),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -49,7 +49,9 @@ pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, S
     service.flush_outbox().map_err(|e| e.to_string())?;
     let state = AppState {
         service: Arc::new(service),
-        admin: Arc::new(auth::AdminKeys::from_keys([admin_key.as_str()])),
+        bootstrap: Arc::new(crate::secret::SecretString::new(admin_key.clone())),
+        limiter: Arc::new(auth::FailureLimiter::new()),
+        public_limiter: Arc::new(auth::RequestLimiter::new()),
         pages: Arc::new(pages),
     };
     Ok((state, admin_key, created))
@@ -72,6 +74,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
         let listener =
             tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // Operator commands find the running server here (the server holds sled's lock).
+        let url_file = data.join("server.url");
+        let _ = std::fs::write(&url_file, format!("http://{addr}\n"));
         println!("countersign listening on http://{addr} (links use {base})");
         println!("data: {}", data.display());
         println!(
@@ -79,7 +84,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
             if created { "created" } else { "in" },
             key_path.display()
         );
-        crate::http::run(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+        let r = crate::http::run(listener, state, shutdown_signal()).await.map_err(|e| e.to_string());
+        let _ = std::fs::remove_file(&url_file);
+        r
     })?;
     Ok(ExitCode::SUCCESS)
 }

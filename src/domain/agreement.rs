@@ -10,6 +10,8 @@
 //! | `declined`         | a signer declined (reason kept); links revoked    | `draft` via revise (new version)          |
 //! | `voided`           | staff withdrew it (reason kept); links revoked    | —                                         |
 //! | `expired`          | every open link expired unsigned                  | `sent`/`partially_signed` via resend      |
+//! | `terminated`       | an executed agreement ended (date, reason)        | `closed` via return-or-destroy            |
+//! | `closed`           | PHI returned, destroyed, or retention infeasible  | — (documents kept for retention)          |
 //!
 //! The record is plain data: the signing service changes it and the store persists it, in one
 //! transaction with the audit events and outgoing messages the change causes.
@@ -30,6 +32,10 @@ pub enum Status {
     Declined,
     Voided,
     Expired,
+    /// An executed agreement that has ended; PHI must now be returned or destroyed.
+    Terminated,
+    /// Terminated, and the return or destruction of PHI (or its infeasibility) is certified.
+    Closed,
 }
 
 impl Status {
@@ -53,6 +59,8 @@ impl Status {
             Status::Declined => "declined",
             Status::Voided => "voided",
             Status::Expired => "expired",
+            Status::Terminated => "terminated",
+            Status::Closed => "closed",
         }
     }
 }
@@ -104,6 +112,41 @@ pub struct SignerRecord {
     pub link_expires: Option<u64>,
     pub signature: Option<Signature>,
     pub decline_reason: Option<String>,
+}
+
+/// Intake facts kept on the record (search, renewal, retention).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Facts {
+    pub states: Vec<String>,
+    /// YYYY-MM-DD
+    pub effective_date: String,
+    pub term_months: u16,
+    pub auto_renew: bool,
+    pub parent_agreement_id: Option<String>,
+}
+
+/// Termination of an executed agreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Termination {
+    /// YYYY-MM-DD: the date the agreement ends.
+    pub date: String,
+    pub reason: String,
+    pub by: String,
+    pub at: u64,
+}
+
+/// How PHI was dealt with after termination (45 CFR 164.504(e)(2)(ii)(J)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disposition {
+    /// `returned`, `destroyed`, or `infeasible`.
+    pub method: String,
+    /// YYYY-MM-DD
+    pub date: String,
+    pub certified_by: String,
+    /// When infeasible: the protections that continue and the purposes that limit further use.
+    pub protections: Option<String>,
+    pub by: String,
+    pub at: u64,
 }
 
 /// A legal or admin user's approval of a version's departures from policy.
@@ -161,6 +204,16 @@ pub struct Agreement {
     pub needs_approval: bool,
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// Facts from the current version's intake, for search and lifecycle.
+    #[serde(default)]
+    pub facts: Facts,
+    #[serde(default)]
+    pub termination: Option<Termination>,
+    #[serde(default)]
+    pub disposition: Option<Disposition>,
+    /// Set when the documents were disposed of after the retention period (a tombstone).
+    #[serde(default)]
+    pub disposed_at: Option<u64>,
     pub signers: Vec<SignerRecord>,
     /// Bumped on every committed change (optimistic concurrency in the store).
     pub revision: u64,
@@ -183,6 +236,52 @@ impl Agreement {
     pub fn all_signed(&self) -> bool {
         self.signers.iter().all(|s| s.status == SignerStatus::Signed)
     }
+
+    fn effective(&self) -> Option<super::intake::Date> {
+        super::intake::Date::parse(&self.facts.effective_date).ok()
+    }
+
+    /// The end of the first term (effective date + term).
+    pub fn term_end(&self) -> Option<super::intake::Date> {
+        self.effective().map(|d| d.add_months(u32::from(self.facts.term_months)))
+    }
+
+    /// The next renewal date on or after `today` for an auto-renewing agreement, or the end of
+    /// its term otherwise; none once terminated.
+    pub fn renewal_date(&self, today: super::intake::Date) -> Option<super::intake::Date> {
+        if self.termination.is_some() || self.facts.term_months == 0 {
+            return None;
+        }
+        let start = self.effective()?;
+        let mut end = start.add_months(u32::from(self.facts.term_months));
+        if self.facts.auto_renew {
+            let mut n = 1u32;
+            while end < today && n < 1200 {
+                n += 1;
+                end = start.add_months(u32::from(self.facts.term_months) * n);
+            }
+        }
+        Some(end)
+    }
+
+    /// Keep documents until six years after creation or the date last in effect, whichever is
+    /// later (45 CFR 164.316(b)(2)(i); 164.502(e)(2) for BAAs). Only agreements that are no longer
+    /// in effect have a date; one in effect is kept.
+    pub fn retention_until(&self) -> Option<super::intake::Date> {
+        let created = {
+            let (y, m, d) = crate::clock::civil_from_days((self.created_at / 86_400) as i64);
+            super::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
+        };
+        let last_in_effect = match self.status {
+            Status::Terminated | Status::Closed => {
+                self.termination.as_ref().and_then(|t| super::intake::Date::parse(&t.date).ok())?
+            }
+            Status::Voided | Status::Declined | Status::Expired => created,
+            Status::Executed if !self.facts.auto_renew => self.term_end()?,
+            _ => return None,
+        };
+        Some(created.max(last_in_effect).add_months(72))
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +299,8 @@ mod tests {
             Status::Declined,
             Status::Voided,
             Status::Expired,
+            Status::Terminated,
+            Status::Closed,
         ] {
             assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::String(s.as_str().into())));
         }

@@ -1,64 +1,350 @@
-//! The staff JSON API, `/api/v1`. Every route takes [`Staff`], so none runs unauthenticated.
-//! Intake bodies are taken as text (the exact bytes are kept as the version's intake).
+//! The staff JSON API, `/api/v1`.
+//!
+//! [`ROUTES`] is the one description of every route: its method and path, the roles allowed, a
+//! summary, and what it takes and returns. Handlers check their caller against their row's roles,
+//! `/api/v1/openapi.json` is generated from the table, and the authorization-matrix test walks it.
+//! Every route takes [`Staff`], so none runs unauthenticated. `sales` keys see only agreements
+//! they created (others answer 404, so existence does not leak).
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Staff;
 use super::error::ApiError;
 use super::{AppState, actor, blocking};
+use crate::archive::search;
 use crate::clock::rfc3339;
 use crate::domain::agreement::Agreement;
-use crate::signing::service::SignerPatch;
+use crate::signing::service::{Service, ServiceError, SignerPatch};
+use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
 
 /// Largest intake body accepted.
 const MAX_INTAKE: usize = 1024 * 1024;
+/// Largest PDF accepted for verification.
+pub const MAX_PDF: usize = 32 * 1024 * 1024;
+
+const ANY: &[Role] = &[Sales, Legal, VendorManager, Admin];
+const DRAFTING: &[Role] = &[Sales, Legal, Admin];
+const LEGAL: &[Role] = &[Legal, Admin];
+const REVIEW: &[Role] = &[Legal, VendorManager, Admin];
+const ARCHIVE: &[Role] = &[VendorManager, Admin];
+const ADMIN: &[Role] = &[Admin];
+
+/// What a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    Intake,
+    Json(&'static str),
+    Pdf,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    /// Relative to `/api/v1`, axum syntax.
+    pub path: &'static str,
+    pub roles: &'static [Role],
+    pub summary: &'static str,
+    pub body: Body,
+    /// Success status and what it returns.
+    pub ok: (u16, &'static str),
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    roles: &'static [Role],
+    summary: &'static str,
+    body: Body,
+    ok: (u16, &'static str),
+) -> RouteDoc {
+    RouteDoc { method, path, roles, summary, body, ok }
+}
+
+/// Every route.
+pub const ROUTES: &[RouteDoc] = &[
+    r(
+        "GET",
+        "/agreements",
+        ANY,
+        "Search agreements (counterparty, kind, state, status, effective_from, effective_to, renewal_before, q, sort, limit, cursor)",
+        Body::None,
+        (200, "items, total, next_cursor"),
+    ),
+    r(
+        "GET",
+        "/agreements/export.csv",
+        REVIEW,
+        "Export the search results as CSV (same filters)",
+        Body::None,
+        (200, "text/csv"),
+    ),
+    r(
+        "GET",
+        "/agreements/renewal-due",
+        REVIEW,
+        "Executed agreements renewing or ending within ?days= (default 60)",
+        Body::None,
+        (200, "items"),
+    ),
+    r(
+        "POST",
+        "/agreements",
+        DRAFTING,
+        "Create a draft from an intake (422 lists every problem)",
+        Body::Intake,
+        (201, "the agreement"),
+    ),
+    r(
+        "GET",
+        "/agreements/{id}",
+        ANY,
+        "An agreement: status, check report, signers and delivery",
+        Body::None,
+        (200, "the agreement"),
+    ),
+    r(
+        "PUT",
+        "/agreements/{id}",
+        DRAFTING,
+        "Replace a draft's intake (a new version)",
+        Body::Intake,
+        (200, "the agreement"),
+    ),
+    r(
+        "GET",
+        "/agreements/{id}/document",
+        ANY,
+        "The current PDF (draft, sent or countersigned); downloads of archived copies are logged",
+        Body::None,
+        (200, "application/pdf"),
+    ),
+    r("GET", "/agreements/{id}/versions", ANY, "Every version with its SHA-256", Body::None, (200, "items")),
+    r(
+        "GET",
+        "/agreements/{id}/versions/{version}/document",
+        ANY,
+        "A version's draft PDF",
+        Body::None,
+        (200, "application/pdf"),
+    ),
+    r(
+        "GET",
+        "/agreements/{id}/diff",
+        ANY,
+        "Clause-level differences between versions ?from=V&to=W",
+        Body::None,
+        (200, "changes"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/send",
+        DRAFTING,
+        "Freeze the document and send the first signing order its links",
+        Body::None,
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/approve",
+        LEGAL,
+        "Approve the current version's departures from policy",
+        Body::Json("{reason}"),
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/void",
+        LEGAL,
+        "Withdraw an agreement (links stop working)",
+        Body::Json("{reason}"),
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/revise",
+        LEGAL,
+        "Start a new draft version after a decline",
+        Body::None,
+        (200, "the agreement"),
+    ),
+    r(
+        "PATCH",
+        "/agreements/{id}/signers/{signer}",
+        LEGAL,
+        "Correct or reassign a signer who has not signed (old link revoked)",
+        Body::Json("{name?, title?, email?}"),
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/signers/{signer}/resend",
+        LEGAL,
+        "Send a signer a new link (the old one stops working)",
+        Body::None,
+        (200, "the agreement"),
+    ),
+    r("GET", "/agreements/{id}/audit", REVIEW, "The agreement's audit trail (hash chain)", Body::None, (200, "items")),
+    r(
+        "GET",
+        "/agreements/{id}/access-log",
+        ARCHIVE,
+        "Who downloaded the archived copy, when, from where",
+        Body::None,
+        (200, "items"),
+    ),
+    r(
+        "GET",
+        "/agreements/{id}/chain",
+        REVIEW,
+        "The subcontractor chain: parent agreements and subcontractor BAAs",
+        Body::None,
+        (200, "ancestors, descendants"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/terminate",
+        ARCHIVE,
+        "Terminate an executed agreement",
+        Body::Json("{date, reason}"),
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/return-or-destroy",
+        ARCHIVE,
+        "Certify return or destruction of PHI, or record infeasibility and continuing protections",
+        Body::Json("{method: returned|destroyed|infeasible, date, certified_by, protections?}"),
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/dispose",
+        ADMIN,
+        "Delete the documents of an agreement past its retention date (tombstone kept)",
+        Body::None,
+        (200, "the agreement"),
+    ),
+    r(
+        "POST",
+        "/verify",
+        REVIEW,
+        "Is this PDF byte-for-byte an archived document?",
+        Body::Pdf,
+        (200, "match, agreement_id, version, status, executed_at, signers"),
+    ),
+    r(
+        "GET",
+        "/retention",
+        ARCHIVE,
+        "Agreements past their retention date (six years, 45 CFR 164.316(b)(2))",
+        Body::None,
+        (200, "items"),
+    ),
+    r("GET", "/apikeys", ADMIN, "List API keys (never their secrets)", Body::None, (200, "items")),
+    r(
+        "POST",
+        "/apikeys",
+        ADMIN,
+        "Create an API key; the key is shown once",
+        Body::Json("{name, role, expires_at?}"),
+        (201, "key, id, role"),
+    ),
+    r(
+        "DELETE",
+        "/apikeys/{key_id}",
+        ADMIN,
+        "Revoke an API key (the bootstrap key once another admin exists)",
+        Body::None,
+        (200, "the key"),
+    ),
+    r("GET", "/audit/verify", ADMIN, "Walk every audit chain", Body::None, (200, "ok, chains, events or break")),
+    r(
+        "GET",
+        "/backup",
+        ADMIN,
+        "A consistent snapshot of the whole store (JSON lines), for countersign restore",
+        Body::None,
+        (200, "application/x-ndjson"),
+    ),
+    r("GET", "/openapi.json", ANY, "This description", Body::None, (200, "OpenAPI 3.1")),
+];
+
+fn allowed(method: &str, path: &str) -> &'static [Role] {
+    ROUTES.iter().find(|r| r.method == method && r.path == path).map(|r| r.roles).unwrap_or(&[])
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/agreements", post(create))
+        .route("/agreements", get(list).post(create))
+        .route("/agreements/export.csv", get(export))
+        .route("/agreements/renewal-due", get(renewal_due))
         .route("/agreements/{id}", get(show).put(replace))
         .route("/agreements/{id}/document", get(document))
         .route("/agreements/{id}/versions", get(versions))
         .route("/agreements/{id}/versions/{version}/document", get(version_document))
         .route("/agreements/{id}/diff", get(diff))
-        .route("/agreements/{id}/approve", post(approve))
         .route("/agreements/{id}/send", post(send))
+        .route("/agreements/{id}/approve", post(approve))
         .route("/agreements/{id}/void", post(void))
         .route("/agreements/{id}/revise", post(revise))
         .route("/agreements/{id}/signers/{signer}", patch(update_signer))
         .route("/agreements/{id}/signers/{signer}/resend", post(resend))
         .route("/agreements/{id}/audit", get(audit))
+        .route("/agreements/{id}/access-log", get(access_log))
+        .route("/agreements/{id}/chain", get(chain))
+        .route("/agreements/{id}/terminate", post(terminate))
+        .route("/agreements/{id}/return-or-destroy", post(return_or_destroy))
+        .route("/agreements/{id}/dispose", post(dispose))
+        .route("/verify", post(verify).layer(DefaultBodyLimit::max(MAX_PDF)))
+        .route("/retention", get(retention))
+        .route("/apikeys", get(list_keys).post(create_key))
+        .route("/apikeys/{key_id}", delete(revoke_key))
         .route("/audit/verify", get(audit_verify))
+        .route("/backup", get(backup))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 
+/// Runs service work off the async threads.
+async fn with<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let svc = state.service.clone();
+    Ok(blocking(move || f(&svc)).await??)
+}
+
+/// Loads an agreement the caller may see (`sales` only its own; others answer 404).
+fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
+    let a = svc.get(id)?;
+    if staff.role == Sales && a.created_by != staff.who {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(a)
+}
+
 /// The agreement as staff see it: state, check, signers and delivery — never link tokens.
-fn view(state: &AppState, a: &Agreement) -> Result<Value, ApiError> {
-    let report = state.service.store.version(&a.id, a.version).map(|v| v.report).unwrap_or(Value::Null);
-    let deliveries = state.service.deliveries(&a.id)?;
+fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
+    let report = svc.store.version(&a.id, a.version).map(|v| v.report).unwrap_or(Value::Null);
+    let deliveries = svc.deliveries(&a.id)?;
     let signers: Vec<Value> = a
         .signers
         .iter()
         .map(|s| {
             json!({
-                "id": s.id,
-                "party": s.party_label,
-                "party_name": s.party_name,
-                "name": s.name,
-                "title": s.title,
-                "email": s.email,
-                "order": s.order,
-                "status": s.status,
-                "link_expires": s.link_expires.map(rfc3339),
+                "id": s.id, "party": s.party_label, "party_name": s.party_name, "name": s.name, "title": s.title,
+                "email": s.email, "order": s.order, "status": s.status, "link_expires": s.link_expires.map(rfc3339),
                 "signed_at": s.signature.as_ref().map(|x| rfc3339(x.signed_at)),
                 "consent_version": s.signature.as_ref().map(|x| x.consent_version.clone()),
                 "decline_reason": s.decline_reason,
@@ -67,29 +353,25 @@ fn view(state: &AppState, a: &Agreement) -> Result<Value, ApiError> {
         })
         .collect();
     Ok(json!({
-        "id": a.id,
-        "kind": a.kind,
-        "title": a.title,
-        "parties": [a.upstream_name, a.downstream_name],
-        "status": a.status,
-        "version": a.version,
-        "document_sha256": a.document_sha256,
-        "sent_sha256": a.sent_sha256,
-        "final_sha256": a.final_sha256,
-        "created_at": rfc3339(a.created_at),
-        "updated_at": rfc3339(a.updated_at),
-        "sent_at": a.sent_at.map(rfc3339),
-        "executed_at": a.executed_at.map(rfc3339),
-        "void_reason": a.void_reason,
+        "id": a.id, "kind": a.kind, "title": a.title, "parties": [a.upstream_name, a.downstream_name],
+        "status": a.status, "version": a.version, "document_sha256": a.document_sha256,
+        "sent_sha256": a.sent_sha256, "final_sha256": a.final_sha256,
+        "created_at": rfc3339(a.created_at), "created_by": a.created_by, "updated_at": rfc3339(a.updated_at),
+        "sent_at": a.sent_at.map(rfc3339), "executed_at": a.executed_at.map(rfc3339), "void_reason": a.void_reason,
         "needs_approval": a.needs_approval,
         "approval": a.approval.as_ref().map(|x| json!({"version": x.version, "by": x.by, "reason": x.reason, "at": rfc3339(x.at)})),
+        "effective_date": a.facts.effective_date, "states": a.facts.states,
+        "term": {"months": a.facts.term_months, "auto_renew": a.facts.auto_renew, "renewal_date": a.renewal_date(svc.today()).map(|d| d.to_string())},
+        "parent_agreement_id": a.facts.parent_agreement_id,
+        "termination": a.termination, "phi_disposition": a.disposition,
+        "retain_until": a.retention_until().map(|d| d.to_string()), "disposed_at": a.disposed_at.map(rfc3339),
         "check": {
             "passes": a.check_passes,
             "elements": report.get("elements").cloned().unwrap_or(Value::Null),
-            "findings": report.get("findings").cloned().unwrap_or(Value::Null),
-            "breach_clock": report.get("breach_clock").cloned().unwrap_or(Value::Null),
             "provisions": report.get("provisions").cloned().unwrap_or(Value::Null),
             "departures": report.get("departures").cloned().unwrap_or(Value::Null),
+            "findings": report.get("findings").cloned().unwrap_or(Value::Null),
+            "breach_clock": report.get("breach_clock").cloned().unwrap_or(Value::Null),
         },
         "signers": signers,
     }))
@@ -99,61 +381,12 @@ fn intake_text(body: &Bytes) -> Result<String, ApiError> {
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("the intake must be UTF-8 JSON".into()))
 }
 
-async fn create(
-    staff: Staff,
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let text = intake_text(&body)?;
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || svc.create(&text, &who)).await??;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/api/v1/agreements/{}", a.id))],
-        axum::Json(view(&state, &a)?),
-    )
-        .into_response())
-}
-
-async fn show(
-    _staff: Staff,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let svc = state.service.clone();
-    let a = blocking(move || svc.get(&id)).await??;
-    Ok(axum::Json(view(&state, &a)?))
-}
-
-async fn replace(
-    staff: Staff,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
-    let text = intake_text(&body)?;
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || svc.replace(&id, &text, &who)).await??;
-    Ok(axum::Json(view(&state, &a)?))
-}
-
-async fn document(
-    staff: Staff,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let (bytes, sha) = blocking(move || svc.document(&id, &who)).await??;
-    Ok(pdf_response(bytes, &sha, "agreement.pdf"))
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Unprocessable {
+        code: "invalid_body",
+        message: format!("the body is not valid: {e}"),
+        findings: vec![crate::domain::findings::Finding::field("", e.to_string())],
+    })
 }
 
 /// A PDF with its SHA-256 in a header, so clients can check what they received.
@@ -169,89 +402,189 @@ pub fn pdf_response(bytes: Vec<u8>, sha: &str, filename: &str) -> Response {
         .into_response()
 }
 
-async fn versions(
-    _staff: Staff,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let svc = state.service.clone();
-    let vs = blocking(move || svc.versions(&id)).await??;
-    let items: Vec<Value> = vs
-        .iter()
-        .map(|v| json!({"version": v.version, "sha256": v.sha256, "created_at": rfc3339(v.created_at), "passes": v.report.get("findings").and_then(|f| f.as_array()).map(|f| !f.iter().any(|x| x["level"] == "error")).unwrap_or(false)}))
-        .collect();
-    Ok(axum::Json(json!({"items": items})))
+type Conn = ConnectInfo<SocketAddr>;
+
+fn query_error(e: Vec<(String, String)>) -> ApiError {
+    ApiError::Unprocessable {
+        code: "invalid_query",
+        message: e.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; "),
+        findings: e.into_iter().map(|(p, m)| crate::domain::findings::Finding::field(p, m)).collect(),
+    }
 }
 
-async fn send(
+fn parse_query(raw: Option<&str>) -> Result<search::Query, ApiError> {
+    let q: search::Query = serde_urlencoded_query(raw.unwrap_or(""))?;
+    q.validate().map_err(query_error)?;
+    Ok(q)
+}
+
+/// Query strings via axum's own deserializer, so unknown parameters are rejected with a message.
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let uri: axum::http::Uri =
+        format!("/?{raw}").parse().map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
+    Query::<T>::try_from_uri(&uri).map(|q| q.0).map_err(|e| query_error(vec![("?".into(), e.body_text())]))
+}
+
+async fn list(
     staff: Staff,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || {
-        let a = svc.send(&id, &who)?;
-        svc.flush_outbox()?;
-        Ok::<_, crate::signing::service::ServiceError>(a)
-    })
-    .await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let s = staff.require(allowed("GET", "/agreements"))?.clone();
+    let q = parse_query(uri.query())?;
+    let index = state.service.index.read().unwrap_or_else(|p| p.into_inner());
+    if s.role == Sales {
+        // Sales see their own drafts only: filter by creator, then page.
+        let own: Vec<String> = state
+            .service
+            .store
+            .agreements()
+            .map_err(ServiceError::from)?
+            .into_iter()
+            .filter(|a| a.created_by == s.who)
+            .map(|a| a.id)
+            .collect();
+        let mut all = index.export(&q);
+        all.retain(|e| own.contains(&e.id));
+        let total = all.len();
+        let limit = q.limit.unwrap_or(50);
+        all.truncate(limit);
+        return Ok(axum::Json(json!({"items": all, "total": total, "next_cursor": null})));
+    }
+    Ok(axum::Json(serde_json::to_value(index.search(&q)).unwrap_or_default()))
+}
+
+async fn export(staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
+    staff.require(allowed("GET", "/agreements/export.csv"))?;
+    let q = parse_query(uri.query())?;
+    let csv = {
+        let index = state.service.index.read().unwrap_or_else(|p| p.into_inner());
+        search::to_csv(&index.export(&q))
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"agreements.csv\""),
+        ],
+        csv,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Reason {
-    reason: String,
+struct Days {
+    days: Option<u32>,
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Unprocessable {
-        code: "invalid_body",
-        message: format!("the body is not valid: {e}"),
-        findings: vec![crate::domain::findings::Finding::field("", e.to_string())],
+async fn renewal_due(
+    staff: Staff,
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/agreements/renewal-due"))?;
+    let Days { days } = serde_urlencoded_query(uri.query().unwrap_or(""))?;
+    let items = with(&state, move |s| s.renewal_due(days.unwrap_or(60).min(3650))).await?;
+    Ok(axum::Json(json!({"items": items})))
+}
+
+async fn create(
+    staff: Staff,
+    State(state): State<AppState>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let s = staff.require(allowed("POST", "/agreements"))?;
+    let text = intake_text(&body)?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    let v = with(&state, move |svc| {
+        let a = svc.create(&text, &who)?;
+        view(svc, &a)
     })
+    .await?;
+    let loc = format!("/api/v1/agreements/{}", v["id"].as_str().unwrap_or_default());
+    Ok((StatusCode::CREATED, [(header::LOCATION, loc)], axum::Json(v)).into_response())
 }
 
-async fn void(
+async fn show(
     staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let Reason { reason } = json_body(&body)?;
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || svc.void(&id, &reason, &who)).await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let s = staff.require(allowed("GET", "/agreements/{id}"))?.clone();
+    Ok(axum::Json(with(&state, move |svc| view(svc, &visible(svc, &s, &id)?)).await?))
 }
 
-async fn approve(
+async fn replace(
     staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): Conn,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let Reason { reason } = json_body(&body)?;
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || svc.approve(&id, &reason, &who)).await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let s = staff.require(allowed("PUT", "/agreements/{id}"))?.clone();
+    let text = intake_text(&body)?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(
+        with(&state, move |svc| {
+            visible(svc, &s, &id)?;
+            view(svc, &svc.replace(&id, &text, &who)?)
+        })
+        .await?,
+    ))
+}
+
+async fn document(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let s = staff.require(allowed("GET", "/agreements/{id}/document"))?.clone();
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    let (bytes, sha) = with(&state, move |svc| {
+        visible(svc, &s, &id)?;
+        svc.document(&id, &who)
+    })
+    .await?;
+    Ok(pdf_response(bytes, &sha, "agreement.pdf"))
+}
+
+async fn versions(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("GET", "/agreements/{id}/versions"))?.clone();
+    let vs = with(&state, move |svc| {
+        visible(svc, &s, &id)?;
+        svc.versions(&id)
+    })
+    .await?;
+    let items: Vec<Value> = vs
+        .iter()
+        .map(|v| {
+            let departures = v.report.get("departures").and_then(|d| d.as_array()).map(Vec::len).unwrap_or(0);
+            json!({"version": v.version, "sha256": v.sha256, "created_at": rfc3339(v.created_at), "departures": departures})
+        })
+        .collect();
+    Ok(axum::Json(json!({"items": items})))
 }
 
 async fn version_document(
-    _staff: Staff,
+    staff: Staff,
     State(state): State<AppState>,
     Path((id, version)): Path<(String, u32)>,
 ) -> Result<Response, ApiError> {
-    let svc = state.service.clone();
-    let (bytes, sha) = blocking(move || svc.version_document(&id, version)).await??;
+    let s = staff.require(allowed("GET", "/agreements/{id}/versions/{version}/document"))?.clone();
+    let (bytes, sha) = with(&state, move |svc| {
+        visible(svc, &s, &id)?;
+        svc.version_document(&id, version)
+    })
+    .await?;
     Ok(pdf_response(bytes, &sha, &format!("agreement-v{version}.pdf")))
 }
 
@@ -263,89 +596,402 @@ struct DiffQuery {
 }
 
 async fn diff(
-    _staff: Staff,
+    staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    query: Result<axum::extract::Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| ApiError::Unprocessable {
-        code: "invalid_query",
-        message: format!("diff takes ?from=V&to=W: {e}"),
-        findings: vec![crate::domain::findings::Finding::field("/from", e.body_text())],
-    })?;
-    let svc = state.service.clone();
-    let changes = blocking(move || svc.diff(&id, q.from, q.to)).await??;
+    let s = staff.require(allowed("GET", "/agreements/{id}/diff"))?.clone();
+    let q: DiffQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
+    let changes = with(&state, move |svc| {
+        visible(svc, &s, &id)?;
+        svc.diff(&id, q.from, q.to)
+    })
+    .await?;
     Ok(axum::Json(json!({"from": q.from, "to": q.to, "changes": changes})))
+}
+
+async fn send(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("POST", "/agreements/{id}/send"))?.clone();
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(
+        with(&state, move |svc| {
+            visible(svc, &s, &id)?;
+            let a = svc.send(&id, &who)?;
+            svc.flush_outbox()?;
+            view(svc, &a)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: String,
+}
+
+/// A state change with a `{reason}` body, after the caller's role was checked.
+async fn with_reason(
+    state: AppState,
+    who: crate::signing::service::Actor,
+    id: String,
+    body: Bytes,
+    op: fn(&Service, &str, &str, &crate::signing::service::Actor) -> Result<Agreement, ServiceError>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Reason { reason } = json_body(&body)?;
+    Ok(axum::Json(with(&state, move |svc| view(svc, &op(svc, &id, &reason, &who)?)).await?))
+}
+
+async fn approve(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let who = actor(staff.require(allowed("POST", "/agreements/{id}/approve"))?.who.clone(), Some(addr), &headers);
+    with_reason(state, who, id, body, Service::approve).await
+}
+
+async fn void(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let who = actor(staff.require(allowed("POST", "/agreements/{id}/void"))?.who.clone(), Some(addr), &headers);
+    with_reason(state, who, id, body, Service::void).await
 }
 
 async fn revise(
     staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || svc.revise(&id, &who)).await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let s = staff.require(allowed("POST", "/agreements/{id}/revise"))?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(with(&state, move |svc| view(svc, &svc.revise(&id, &who)?)).await?))
 }
 
 async fn resend(
     staff: Staff,
     State(state): State<AppState>,
     Path((id, signer)): Path<(String, String)>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || {
-        let a = svc.resend(&id, &signer, &who)?;
-        svc.flush_outbox()?;
-        Ok::<_, crate::signing::service::ServiceError>(a)
-    })
-    .await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let s = staff.require(allowed("POST", "/agreements/{id}/signers/{signer}/resend"))?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(
+        with(&state, move |svc| {
+            let a = svc.resend(&id, &signer, &who)?;
+            svc.flush_outbox()?;
+            view(svc, &a)
+        })
+        .await?,
+    ))
 }
 
 async fn update_signer(
     staff: Staff,
     State(state): State<AppState>,
     Path((id, signer)): Path<(String, String)>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): Conn,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("PATCH", "/agreements/{id}/signers/{signer}"))?;
     let patch: SignerPatch = json_body(&body)?;
-    let who = actor(staff.name, Some(addr), &headers);
-    let svc = state.service.clone();
-    let a = blocking(move || {
-        let a = svc.update_signer(&id, &signer, patch, &who)?;
-        svc.flush_outbox()?;
-        Ok::<_, crate::signing::service::ServiceError>(a)
-    })
-    .await??;
-    Ok(axum::Json(view(&state, &a)?))
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(
+        with(&state, move |svc| {
+            let a = svc.update_signer(&id, &signer, patch, &who)?;
+            svc.flush_outbox()?;
+            view(svc, &a)
+        })
+        .await?,
+    ))
 }
 
 async fn audit(
-    _staff: Staff,
+    staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let svc = state.service.clone();
-    let events = blocking(move || svc.audit(&id)).await??;
+    staff.require(allowed("GET", "/agreements/{id}/audit"))?;
+    let events = with(&state, move |svc| svc.audit(&id)).await?;
     Ok(axum::Json(json!({"items": events})))
+}
+
+async fn access_log(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/agreements/{id}/access-log"))?;
+    let events = with(&state, move |svc| svc.access_log(&id)).await?;
+    let items: Vec<Value> = events.iter().map(|e| json!({"time": e.time, "who": e.actor, "ip": e.ip, "user_agent": e.user_agent, "document_sha256": e.document_sha256})).collect();
+    Ok(axum::Json(json!({"items": items})))
+}
+
+async fn chain(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/agreements/{id}/chain"))?;
+    let c = with(&state, move |svc| svc.chain(&id)).await?;
+    Ok(axum::Json(serde_json::to_value(c).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Terminate {
+    date: String,
+    reason: String,
+}
+
+async fn terminate(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("POST", "/agreements/{id}/terminate"))?;
+    let t: Terminate = json_body(&body)?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(with(&state, move |svc| view(svc, &svc.terminate(&id, &t.date, &t.reason, &who)?)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Certify {
+    method: String,
+    date: String,
+    certified_by: String,
+    protections: Option<String>,
+}
+
+async fn return_or_destroy(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("POST", "/agreements/{id}/return-or-destroy"))?;
+    let c: Certify = json_body(&body)?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(
+        with(&state, move |svc| {
+            view(
+                svc,
+                &svc.certify_disposition(&id, &c.method, &c.date, &c.certified_by, c.protections.as_deref(), &who)?,
+            )
+        })
+        .await?,
+    ))
+}
+
+async fn dispose(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("POST", "/agreements/{id}/dispose"))?;
+    let who = actor(s.who.clone(), Some(addr), &headers);
+    Ok(axum::Json(with(&state, move |svc| view(svc, &svc.dispose(&id, &who)?)).await?))
+}
+
+async fn verify(
+    staff: Staff,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("POST", "/verify"))?;
+    check_pdf_type(&headers)?;
+    let v = with(&state, move |svc| svc.verify(&body)).await?;
+    Ok(axum::Json(serde_json::to_value(v).unwrap_or_default()))
+}
+
+/// Verify takes `Content-Type: application/pdf` (or none).
+pub fn check_pdf_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some(t) if t.starts_with("application/pdf") || t.starts_with("application/octet-stream") => Ok(()),
+        Some(t) => Err(ApiError::BadRequest(format!("send the PDF bytes with Content-Type: application/pdf, not {t}"))),
+    }
+}
+
+async fn retention(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/retention"))?;
+    let rows = with(&state, |svc| svc.retention_report()).await?;
+    Ok(axum::Json(json!({"items": rows})))
+}
+
+async fn list_keys(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/apikeys"))?;
+    let keys = with(&state, |svc| crate::staff::list(svc.store.as_ref()).map_err(ServiceError::from)).await?;
+    Ok(axum::Json(json!({"items": keys})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    role: String,
+    /// RFC 3339 date or date-time is overkill here: unix seconds.
+    expires_at: Option<u64>,
+}
+
+async fn create_key(staff: Staff, State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let s = staff.require(allowed("POST", "/apikeys"))?.clone();
+    let k: NewKey = json_body(&body)?;
+    let Some(role) = Role::parse(&k.role) else {
+        return Err(ApiError::Unprocessable {
+            code: "invalid_field",
+            message: "/role: must be sales, legal, vendor_manager or admin".into(),
+            findings: vec![crate::domain::findings::Finding::field(
+                "/role",
+                "must be sales, legal, vendor_manager or admin",
+            )],
+        });
+    };
+    let (key, rec) = with(&state, move |svc| {
+        crate::staff::create(svc.store.as_ref(), &k.name, role, k.expires_at, &s.who, svc.clock.now())
+            .map_err(|m| ServiceError::Field("/name".into(), m))
+    })
+    .await?;
+    let mut v = serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default();
+    v["key"] = Value::String(key);
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+async fn revoke_key(
+    staff: Staff,
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("DELETE", "/apikeys/{key_id}"))?.clone();
+    let rec = with(&state, move |svc| {
+        crate::staff::revoke(svc.store.as_ref(), &key_id, svc.clock.now(), &s.who)
+            .map_err(|m| if m.starts_with("no key") { ServiceError::NotFound } else { ServiceError::State(m) })
+    })
+    .await?;
+    Ok(axum::Json(serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default()))
 }
 
 /// Verifies every audit chain in the running server's store (what `countersign audit verify`
 /// asks for when the server holds the data directory).
-async fn audit_verify(_staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let svc = state.service.clone();
-    let result = blocking(move || crate::cli::verify_chains(svc.store.as_ref())).await?;
+async fn audit_verify(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/audit/verify"))?;
+    let result = with(&state, |svc| Ok(crate::cli::verify_chains(svc.store.as_ref()))).await?;
     Ok(axum::Json(match result {
         Ok((chains, events)) => json!({"ok": true, "chains": chains, "events": events}),
         Err(msg) => json!({"ok": false, "break": msg}),
     }))
+}
+
+/// A consistent snapshot: taken under the service's write lock, so no change lands mid-dump.
+async fn backup(staff: Staff, State(state): State<AppState>) -> Result<Response, ApiError> {
+    staff.require(allowed("GET", "/backup"))?;
+    let bytes = with(&state, |svc| {
+        let _g = svc.write();
+        let mut out = Vec::new();
+        svc.store.dump(&mut out)?;
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
+}
+
+async fn openapi(staff: Staff) -> Result<axum::Json<Value>, ApiError> {
+    staff.require(allowed("GET", "/openapi.json"))?;
+    Ok(axum::Json(openapi_document()))
+}
+
+/// The OpenAPI 3.1 description, generated from [`ROUTES`].
+pub fn openapi_document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": if name == "version" {"integer"} else {"string"}}}))
+            .collect();
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": format!("{} {}", r.method.to_lowercase(), r.path),
+            "security": [{"bearer": []}],
+            "x-roles": r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+            "parameters": params,
+            "responses": {
+                r.ok.0.to_string(): {"description": r.ok.1},
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "403": {"$ref": "#/components/responses/Forbidden"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"},
+            },
+        });
+        match r.body {
+            Body::None => {}
+            Body::Intake => {
+                op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Intake"}}}})
+            }
+            Body::Json(shape) => {
+                op["requestBody"] = json!({"required": true, "description": shape, "content": {"application/json": {"schema": {"type": "object"}}}})
+            }
+            Body::Pdf => {
+                op["requestBody"] = json!({"required": true, "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}})
+            }
+        }
+        let path = format!("/api/v1{}", r.path);
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        entry[r.method.to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Countersign API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "HIPAA BAAs, DUAs and state addenda from intake to countersigned archive. Every route needs an API key (Authorization: Bearer); x-roles lists the roles allowed."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Finding": {"type": "object", "required": ["level", "code", "message"], "properties": {
+                    "level": {"enum": ["error", "needs_approval", "advisory"]}, "code": {"type": "string"},
+                    "pointer": {"type": "string", "description": "JSON pointer into the intake"},
+                    "element": {"type": "string"}, "citation": {"type": "string"}, "message": {"type": "string"}}},
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}}}}}},
+                "Intake": {"type": "object", "description": "See examples/intake/ and the README", "required": ["kind"], "properties": {"kind": {"enum": ["baa", "dua"]}}},
+            },
+            "responses": {
+                "Unauthorized": {"description": "missing, invalid, revoked or expired key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Forbidden": {"description": "the key's role may not do this", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Error": {"description": "see the error code", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        },
+    })
 }

@@ -6,29 +6,72 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::AppState;
+use super::error::ApiError;
+use crate::staff::{AuthError, Role};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use super::AppState;
-use super::error::ApiError;
-
-/// Accepted staff keys, by hash.
-pub struct AdminKeys {
-    hashes: Vec<[u8; 32]>,
+/// Failed authentication attempts per source address: after `LIMIT` failures within `WINDOW`
+/// seconds, that source gets 429 until the window has passed (successes do not count).
+pub struct FailureLimiter {
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, u64)>>,
 }
 
-impl AdminKeys {
-    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> AdminKeys {
-        AdminKeys { hashes: keys.into_iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect() }
+impl FailureLimiter {
+    pub const LIMIT: u32 = 20;
+    pub const WINDOW: u64 = 60;
+
+    pub fn new() -> FailureLimiter {
+        FailureLimiter { seen: std::sync::Mutex::new(std::collections::HashMap::new()) }
     }
 
-    /// Constant-time over every stored hash (no early exit on a match).
-    pub fn accepts(&self, presented: &str) -> bool {
-        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.hashes.iter().fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(&h)).into()
+    fn blocked(&self, ip: std::net::IpAddr, now: u64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&ip).is_some_and(|&(n, start)| n >= Self::LIMIT && now < start + Self::WINDOW)
+    }
+
+    fn fail(&self, ip: std::net::IpAddr, now: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, &mut (_, start)| now < start + Self::WINDOW);
+        }
+        let e = seen.entry(ip).or_insert((0, now));
+        if now >= e.1 + Self::WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+    }
+}
+
+/// A plain per-source request budget (public endpoints): `LIMIT` requests per `WINDOW` seconds.
+pub struct RequestLimiter(FailureLimiter);
+
+impl RequestLimiter {
+    pub fn new() -> RequestLimiter {
+        RequestLimiter(FailureLimiter::new())
+    }
+
+    /// Counts a request; true when this source is over its budget.
+    pub fn hit(&self, ip: std::net::IpAddr, now: u64) -> bool {
+        if self.0.blocked(ip, now) {
+            return true;
+        }
+        self.0.fail(ip, now);
+        false
+    }
+}
+
+impl Default for RequestLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for FailureLimiter {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -63,23 +106,52 @@ pub fn load_or_create_bootstrap(data: &Path) -> std::io::Result<(String, bool)> 
     Ok((key, true))
 }
 
-/// A verified staff caller. Handlers that take it only run for valid keys.
-pub struct Staff {
-    pub name: String,
+/// A verified staff caller. Handlers that take it only run for valid, unrevoked, unexpired keys;
+/// they then check the role with [`Staff::require`].
+pub struct Staff(pub crate::staff::Staff);
+
+impl Staff {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<&crate::staff::Staff, ApiError> {
+        if self.0.is(roles) { Ok(&self.0) } else { Err(ApiError::Forbidden) }
+    }
 }
 
 impl FromRequestParts<AppState> for Staff {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
-        };
-        let key = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).unwrap_or("");
-        if key.is_empty() || !state.admin.accepts(key) {
-            return Err(ApiError::Unauthorized("invalid API key"));
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let now = state.service.clock.now();
+        if state.limiter.blocked(ip, now) {
+            return Err(ApiError::TooManyRequests);
         }
-        Ok(Staff { name: "admin:bootstrap".into() })
+        let presented = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            None => String::new(),
+            Some(v) => v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("\u{0}").to_string(),
+        };
+        let svc = state.service.clone();
+        let bootstrap = state.bootstrap.clone();
+        let result = super::blocking(move || {
+            crate::staff::authenticate(svc.store.as_ref(), bootstrap.expose(), &presented, now)
+        })
+        .await?;
+        match result {
+            Ok(s) => Ok(Staff(s)),
+            Err(e) => {
+                state.limiter.fail(ip, now);
+                Err(ApiError::Unauthorized(match e {
+                    AuthError::Missing => "missing API key: send Authorization: Bearer <key>",
+                    AuthError::Invalid => "invalid API key",
+                    AuthError::Revoked => "this API key has been revoked",
+                    AuthError::Expired => "this API key has expired",
+                }))
+            }
+        }
     }
 }
 
@@ -97,8 +169,5 @@ mod tests {
         let (k2, created) = load_or_create_bootstrap(dir.path()).expect("reloaded");
         assert!(!created);
         assert_eq!(k1, k2);
-        let keys = AdminKeys::from_keys([k1.as_str()]);
-        assert!(keys.accepts(&k1));
-        assert!(!keys.accepts("csk_wrong"));
     }
 }

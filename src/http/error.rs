@@ -21,6 +21,10 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: no API key, or not a valid one.
     Unauthorized(&'static str),
+    /// 403: a valid key whose role may not do this.
+    Forbidden,
+    /// 429: too many failed authentication attempts from this source; retry later.
+    TooManyRequests,
     /// 404: no such agreement, signer or route.
     NotFound,
     /// 409: the agreement's state does not allow this.
@@ -82,6 +86,15 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, vec![]),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string(), vec![]),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string(), vec![]),
+            ApiError::Forbidden => {
+                (StatusCode::FORBIDDEN, "forbidden", "your API key's role may not do this".to_string(), vec![])
+            }
+            ApiError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many failed attempts from this address; try again in a minute".to_string(),
+                vec![],
+            ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, vec![]),
             ApiError::TooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is too large".into(), vec![])

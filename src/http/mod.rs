@@ -28,7 +28,11 @@ use crate::signing::service::{Actor, Service};
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
-    pub admin: Arc<auth::AdminKeys>,
+    /// The bootstrap admin key (a secret: never printed).
+    pub bootstrap: Arc<crate::secret::SecretString>,
+    pub limiter: Arc<auth::FailureLimiter>,
+    /// Budget for the public, unauthenticated `/verify`.
+    pub public_limiter: Arc<auth::RequestLimiter>,
     pub pages: Arc<sign::Pages>,
 }
 

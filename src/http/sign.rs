@@ -72,6 +72,33 @@ pub fn router() -> Router<AppState> {
         .route("/download", get(missing_token))
         .route("/download/", get(missing_token))
         .route("/download/{token}", get(download))
+        .route(
+            "/verify",
+            axum::routing::post(public_verify).layer(axum::extract::DefaultBodyLimit::max(super::api::MAX_PDF)),
+        )
+}
+
+/// The public check: no key, rate-limited per source, and it says only whether the file is an
+/// archived document (and, once sealing exists, whether its seal is valid) — no names, no ids.
+async fn public_verify(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let now = state.service.clock.now();
+    if state.public_limiter.hit(addr.ip(), now) {
+        return ApiError::TooManyRequests.into_response();
+    }
+    if let Err(e) = super::api::check_pdf_type(&headers) {
+        return e.into_response();
+    }
+    let svc = state.service.clone();
+    match blocking(move || svc.verify(&body)).await {
+        Ok(Ok(v)) => axum::Json(serde_json::json!({"match": v.matched, "sha256": v.sha256})).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn missing_token(State(state): State<AppState>) -> Response {

@@ -8,7 +8,9 @@
 //! All methods are synchronous and may render PDFs: the HTTP layer calls them through
 //! `spawn_blocking`, never on the async threads.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::archive::search::{Entry, Index};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +19,9 @@ use super::CONSENT_VERSION;
 use super::token::{KeyRing, Purpose, TokenError};
 use crate::clock::{Clock, long_date, rfc3339};
 use crate::config::Config;
-use crate::domain::agreement::{Agreement, Approval, Signature, SignerRecord, SignerStatus, Status, VersionRecord};
+use crate::domain::agreement::{
+    Agreement, Approval, Facts, Signature, SignerRecord, SignerStatus, Status, VersionRecord,
+};
 use crate::domain::findings::Finding;
 use crate::domain::intake::{Intake, Side};
 use crate::mail;
@@ -135,6 +139,23 @@ pub struct Service {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
+    /// The archive search index: in memory, rebuilt from the store at start, updated after
+    /// every commit (under the write lock, so it never runs ahead of what is durable).
+    pub index: RwLock<Index>,
+}
+
+/// Intake facts kept on the agreement record.
+fn facts(intake: &Intake) -> Facts {
+    Facts {
+        states: intake.states.iter().map(|s| s.code().to_string()).collect(),
+        effective_date: intake.effective_date.to_string(),
+        term_months: intake.term.months,
+        auto_renew: intake.term.auto_renew,
+        parent_agreement_id: match &intake.kind {
+            crate::domain::intake::Kind::Baa(b) => b.parent_agreement_id.clone(),
+            crate::domain::intake::Kind::Dua(_) => None,
+        },
+    }
 }
 
 /// A random id with a prefix: `ag_3f9c…`.
@@ -157,16 +178,61 @@ impl Service {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Service {
-        Service { store, keys, renderer, config, clock, write_lock: Mutex::new(()) }
+        let service = Service {
+            store,
+            keys,
+            renderer,
+            config,
+            clock,
+            write_lock: Mutex::new(()),
+            index: RwLock::new(Index::new()),
+        };
+        service.rebuild_index();
+        service
     }
 
-    fn write(&self) -> MutexGuard<'_, ()> {
+    /// Rebuilds the search index from the store.
+    pub fn rebuild_index(&self) {
+        let today = self.today();
+        let mut index = Index::new();
+        match self.store.agreements() {
+            Ok(all) => all.iter().for_each(|a| index.upsert(entry(a, today))),
+            Err(e) => tracing::error!(error = %e, "could not read agreements to build the search index"),
+        }
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+    }
+
+    /// Today's date (UTC) by the service clock.
+    pub fn today(&self) -> crate::domain::intake::Date {
+        let (y, m, d) = crate::clock::civil_from_days((self.clock.now() / 86_400) as i64);
+        crate::domain::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
+    }
+
+    /// Commits a change and brings the search index up to date with it.
+    pub(crate) fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let a = change.agreement.clone();
+        let sealed = self.store.commit(change)?;
+        if let Some(a) = a {
+            let today = self.today();
+            self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(entry(&a, today));
+        }
+        Ok(sealed)
+    }
+
+    pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no half state (commits are atomic), so a
         // poisoned lock is safe to reuse.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn event(&self, a: &Agreement, kind: &str, actor: &Actor, doc: &str, detail: serde_json::Value) -> NewEvent {
+    pub(crate) fn event(
+        &self,
+        a: &Agreement,
+        kind: &str,
+        actor: &Actor,
+        doc: &str,
+        detail: serde_json::Value,
+    ) -> NewEvent {
         NewEvent {
             agreement_id: a.id.clone(),
             kind: kind.into(),
@@ -271,17 +337,21 @@ impl Service {
             executed_at: None,
             final_sha256: None,
             void_reason: None,
+            facts: facts(&intake),
+            termination: None,
+            disposition: None,
+            disposed_at: None,
             signers: Self::signer_records(&intake, &[]),
             revision: 1,
         };
         let ev = self.event(&a, "created", actor, &d.record.sha256, serde_json::json!({"version": 1}));
         let _g = self.write();
-        self.store.commit(Change {
+        self.commit(Change {
             agreement: Some(a.clone()),
             versions: vec![d.record],
             documents: d.documents,
             events: vec![ev],
-            messages: vec![],
+            ..Change::default()
         })?;
         Ok(a)
     }
@@ -308,16 +378,17 @@ impl Service {
         a.title = crate::render::context::title(&intake).into();
         a.upstream_name = intake.upstream.legal_name.clone();
         a.downstream_name = intake.downstream.legal_name.clone();
+        a.facts = facts(&intake);
         a.signers = Self::signer_records(&intake, &a.signers);
         a.updated_at = self.clock.now();
         a.revision += 1;
         let ev = self.event(&a, "version_replaced", actor, &d.record.sha256, serde_json::json!({"version": version}));
-        self.store.commit(Change {
+        self.commit(Change {
             agreement: Some(a.clone()),
             versions: vec![d.record],
             documents: d.documents,
             events: vec![ev],
-            messages: vec![],
+            ..Change::default()
         })?;
         Ok(a)
     }
@@ -349,7 +420,7 @@ impl Service {
         let doc = a.sent_sha256.clone().unwrap_or_default();
         let ev =
             self.event(&a, "expired", &Actor { who: "system".into(), ..Actor::default() }, &doc, serde_json::json!({}));
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
         Ok(a)
     }
 
@@ -368,10 +439,10 @@ impl Service {
     pub fn document(&self, id: &str, actor: &Actor) -> Result<(Vec<u8>, String), ServiceError> {
         let a = self.store.agreement(id)?;
         let bytes = self.store.document(&a.document_sha256)?;
-        if a.status == Status::Executed {
+        if matches!(a.status, Status::Executed | Status::Terminated | Status::Closed) {
             let _g = self.write();
             let ev = self.event(&a, "downloaded", actor, &a.document_sha256, serde_json::json!({}));
-            self.store.commit(Change { events: vec![ev], ..Change::default() })?;
+            self.commit(Change { events: vec![ev], ..Change::default() })?;
         }
         Ok((bytes, a.document_sha256))
     }
@@ -457,7 +528,7 @@ impl Service {
         ));
         self.advance(&mut a, actor, &mut change);
         change.agreement = Some(a.clone());
-        self.store.commit(change)?;
+        self.commit(change)?;
         Ok(a)
     }
 
@@ -502,7 +573,7 @@ impl Service {
             &a.document_sha256,
             serde_json::json!({"version": a.version, "reason": reason, "departures": v.report.get("departures")}),
         );
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
         Ok(a)
     }
 
@@ -568,7 +639,7 @@ impl Service {
         a.updated_at = self.clock.now();
         a.revision += 1;
         let ev = self.event(&a, "voided", actor, &a.document_sha256, serde_json::json!({"reason": reason}));
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
         Ok(a)
     }
 
@@ -604,7 +675,7 @@ impl Service {
         a.updated_at = self.clock.now();
         a.revision += 1;
         change.agreement = Some(a.clone());
-        self.store.commit(change)?;
+        self.commit(change)?;
         Ok(a)
     }
 
@@ -684,7 +755,7 @@ impl Service {
         a.updated_at = self.clock.now();
         a.revision += 1;
         change.agreement = Some(a.clone());
-        self.store.commit(change)?;
+        self.commit(change)?;
         Ok(a)
     }
 
@@ -708,6 +779,7 @@ impl Service {
         a.check_passes = d.passes;
         a.needs_approval = d.needs_approval;
         a.approval = None;
+        a.facts = facts(&intake);
         a.signers = Self::signer_records(&intake, &a.signers);
         a.sent_at = None;
         a.sent_by = None;
@@ -721,12 +793,12 @@ impl Service {
             &d.record.sha256,
             serde_json::json!({"version": version, "from_version": version - 1}),
         );
-        self.store.commit(Change {
+        self.commit(Change {
             agreement: Some(a.clone()),
             versions: vec![d.record],
             documents: d.documents,
             events: vec![ev],
-            messages: vec![],
+            ..Change::default()
         })?;
         Ok(a)
     }
@@ -783,7 +855,7 @@ impl Service {
             a.sent_sha256.as_deref().unwrap_or_default(),
             serde_json::json!({"signer": link.signer.id}),
         );
-        self.store.commit(Change { agreement: Some(a), events: vec![ev], ..Change::default() })?;
+        self.commit(Change { agreement: Some(a), events: vec![ev], ..Change::default() })?;
         Ok(())
     }
 
@@ -855,7 +927,7 @@ impl Service {
             self.advance(&mut a, &Actor { who: "system".into(), ..Actor::default() }, &mut change);
         }
         change.agreement = Some(a.clone());
-        self.store.commit(change)?;
+        self.commit(change)?;
         Ok(a)
     }
 
@@ -924,7 +996,7 @@ impl Service {
         a.revision += 1;
         let ev =
             self.event(&a, "declined", actor, &doc, serde_json::json!({"signer": link.signer.id, "reason": reason}));
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
         Ok(a)
     }
 
@@ -936,7 +1008,7 @@ impl Service {
         let bytes = self.store.document(&sha)?;
         let _g = self.write();
         let ev = self.event(&a, "downloaded", actor, &sha, serde_json::json!({"signer": link.signer.id}));
-        self.store.commit(Change { events: vec![ev], ..Change::default() })?;
+        self.commit(Change { events: vec![ev], ..Change::default() })?;
         Ok((bytes, a))
     }
 
@@ -976,6 +1048,28 @@ impl Service {
             }
         }
         Ok(written)
+    }
+}
+
+/// The search index entry of an agreement.
+pub fn entry(a: &Agreement, today: crate::domain::intake::Date) -> Entry {
+    Entry {
+        id: a.id.clone(),
+        kind: a.kind.clone(),
+        title: a.title.clone(),
+        parties: [a.upstream_name.clone(), a.downstream_name.clone()],
+        status: a.status.as_str().to_string(),
+        states: a.facts.states.clone(),
+        effective_date: a.facts.effective_date.clone(),
+        renewal_date: if matches!(a.status, Status::Executed) {
+            a.renewal_date(today).map(|d| d.to_string())
+        } else {
+            None
+        },
+        executed_at: a.executed_at,
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        final_sha256: a.final_sha256.clone(),
     }
 }
 

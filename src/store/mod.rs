@@ -60,6 +60,26 @@ pub struct Change {
     pub documents: Vec<Vec<u8>>,
     pub events: Vec<NewEvent>,
     pub messages: Vec<Message>,
+    /// Documents to delete (retention disposal), by SHA-256.
+    pub delete_documents: Vec<String>,
+}
+
+/// A staff API key. Only the SHA-256 of its secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// `k` + 8 hex digits; the key itself is `csk_<id>_<secret>`.
+    pub id: String,
+    pub name: String,
+    /// `sales`, `legal`, `vendor_manager`, `admin`.
+    pub role: String,
+    /// Hex SHA-256 of the whole key string.
+    pub hash: String,
+    pub created_at: u64,
+    pub created_by: String,
+    pub expires_at: Option<u64>,
+    pub revoked_at: Option<u64>,
+    #[serde(default)]
+    pub last_used: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +114,13 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError>;
     fn messages(&self) -> Result<Vec<Message>, StoreError>;
     fn put_message(&self, m: &Message) -> Result<(), StoreError>;
+    fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Stores a key record durably (creation, revocation).
+    fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Records a key's last use without waiting for the disk (informational only).
+    fn touch_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Writes every tree as JSON lines: a consistent snapshot (`backup`).
+    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError>;
     /// Every agreement's raw event chain, for `audit verify`.
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Flushes everything to stable storage (shutdown).

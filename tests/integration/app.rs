@@ -57,7 +57,8 @@ pub fn spawn_app_on(data: &Path, clock: ManualClock, addr: &str) -> TestApp {
             .expect("server runs");
         });
     });
-    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let http: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
     TestApp {
         base: format!("http://{addr}"),
         key,
@@ -146,6 +147,34 @@ impl TestApp {
         collect(
             self.http.post(self.url(url)).header("User-Agent", "countersign-test/1").send_form(fields.iter().copied()),
         )
+    }
+
+    /// Any request with an optional key and body.
+    pub fn req(&self, method: &str, path: &str, key: Option<&str>, ctype: &str, body: &[u8]) -> Resp {
+        let url = self.url(path);
+        let mut b = ureq::http::Request::builder().method(method).uri(&url).header("User-Agent", "countersign-test/1");
+        if let Some(k) = key {
+            b = b.header("Authorization", format!("Bearer {k}"));
+        }
+        if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+            b = b.header("Content-Type", ctype);
+        }
+        let req = b.body(body.to_vec()).expect("request");
+        let r = self.http.run(req);
+        if let Err(e) = &r {
+            panic!("{method} {path}: {e}");
+        }
+        collect(r)
+    }
+
+    /// Creates an API key with a role (as the bootstrap admin); returns (key, id).
+    pub fn key_for(&self, role: &str, expires_at: Option<u64>) -> (String, String) {
+        let body =
+            serde_json::json!({"name": format!("{role} test"), "role": role, "expires_at": expires_at}).to_string();
+        let r = self.post("/api/v1/apikeys", &body);
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        (v["key"].as_str().expect("key").to_string(), v["id"].as_str().expect("id").to_string())
     }
 
     /// Creates an agreement from intake text; asserts 201.

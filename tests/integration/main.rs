@@ -3,6 +3,7 @@
 //! HTTP, PDFs checked with `qpdf --check` and `pdftotext` (poppler-utils).
 
 mod app;
+mod archive;
 mod helpers;
 
 mod cli;

@@ -1,0 +1,416 @@
+//! Archive operations on the service: lifecycle (renewal, termination, return or destruction of
+//! PHI), subcontractor chains, verification of a file against the archive, the access log,
+//! retention and disposal.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::rfc3339;
+use crate::domain::agreement::{Agreement, Disposition, Status, Termination};
+use crate::domain::intake::Date;
+use crate::signing::service::{Actor, Service, ServiceError};
+use crate::store::{Change, Event};
+
+/// What `verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    #[serde(rename = "match")]
+    pub matched: bool,
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_id: Option<String>,
+    /// `final`, `sent` or `draft`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executed_at: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<serde_json::Value>,
+    /// A plain sentence when the file is close to an archived copy but not identical.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_miss: Option<String>,
+}
+
+/// The subcontractor chain around an agreement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chain {
+    /// From the top (the covered entity's BAA) down to this agreement's parent.
+    pub ancestors: Vec<ChainLink>,
+    /// Every agreement below this one, depth first.
+    pub descendants: Vec<ChainLink>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainLink {
+    pub id: String,
+    pub title: String,
+    pub parties: [String; 2],
+    pub status: Status,
+    pub depth: usize,
+}
+
+fn link(a: &Agreement, depth: usize) -> ChainLink {
+    ChainLink {
+        id: a.id.clone(),
+        title: a.title.clone(),
+        parties: [a.upstream_name.clone(), a.downstream_name.clone()],
+        status: a.status,
+        depth,
+    }
+}
+
+/// One agreement past its retention date.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionRow {
+    pub id: String,
+    pub title: String,
+    pub parties: [String; 2],
+    pub status: Status,
+    pub retain_until: String,
+}
+
+fn field(ptr: &str, msg: &str) -> ServiceError {
+    ServiceError::Field(ptr.into(), msg.into())
+}
+
+fn date_field(ptr: &str, s: &str) -> Result<Date, ServiceError> {
+    Date::parse(s.trim()).map_err(|m| field(ptr, m))
+}
+
+impl Service {
+    /// Executed agreements whose renewal (or term end) falls within `days` of today.
+    pub fn renewal_due(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
+        let today = self.today();
+        let limit = today.days_since_epoch() + i64::from(days);
+        let mut out: Vec<(Date, serde_json::Value)> = Vec::new();
+        for a in self.store.agreements()? {
+            if a.status != Status::Executed {
+                continue;
+            }
+            if let Some(d) = a.renewal_date(today).filter(|d| d.days_since_epoch() <= limit) {
+                out.push((
+                    d,
+                    serde_json::json!({"id": a.id, "title": a.title, "parties": [a.upstream_name, a.downstream_name],
+                        "renewal_date": d.to_string(), "auto_renew": a.facts.auto_renew,
+                        "days_left": d.days_since_epoch() - today.days_since_epoch()}),
+                ));
+            }
+        }
+        out.sort_by_key(|a| a.0);
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Ends an executed agreement on a date, for a reason.
+    pub fn terminate(&self, id: &str, date: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let date = date_field("/date", date)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(field("/reason", "a reason is required"));
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::Executed {
+            return Err(ServiceError::State(format!(
+                "only an executed agreement can be terminated; this one is {}",
+                a.status.as_str()
+            )));
+        }
+        let now = self.clock.now();
+        a.termination =
+            Some(Termination { date: date.to_string(), reason: reason.into(), by: actor.who.clone(), at: now });
+        a.status = Status::Terminated;
+        a.updated_at = now;
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "terminated",
+            actor,
+            &a.document_sha256,
+            serde_json::json!({"date": date.to_string(), "reason": reason}),
+        );
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    /// Certifies the return or destruction of PHI after termination, or records that it is
+    /// infeasible together with the protections that continue (45 CFR 164.504(e)(2)(ii)(J)).
+    pub fn certify_disposition(
+        &self,
+        id: &str,
+        method: &str,
+        date: &str,
+        certified_by: &str,
+        protections: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Agreement, ServiceError> {
+        let method = method.trim();
+        if !["returned", "destroyed", "infeasible"].contains(&method) {
+            return Err(field("/method", "must be returned, destroyed or infeasible"));
+        }
+        let date = date_field("/date", date)?;
+        let certified_by = certified_by.trim();
+        if certified_by.is_empty() {
+            return Err(field("/certified_by", "the certifying person is required"));
+        }
+        let protections = protections.map(str::trim).filter(|p| !p.is_empty());
+        if method == "infeasible" && protections.is_none() {
+            return Err(field(
+                "/protections",
+                "when return or destruction is infeasible, state the protections that continue and the purposes that limit further use",
+            ));
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.status != Status::Terminated {
+            return Err(ServiceError::State(format!(
+                "return or destruction is certified after termination; this agreement is {}",
+                a.status.as_str()
+            )));
+        }
+        let now = self.clock.now();
+        a.disposition = Some(Disposition {
+            method: method.into(),
+            date: date.to_string(),
+            certified_by: certified_by.into(),
+            protections: protections.map(String::from),
+            by: actor.who.clone(),
+            at: now,
+        });
+        a.status = Status::Closed;
+        a.updated_at = now;
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "phi_disposition_certified",
+            actor,
+            &a.document_sha256,
+            serde_json::json!({"method": method, "date": date.to_string(), "certified_by": certified_by, "protections": protections}),
+        );
+        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        Ok(a)
+    }
+
+    /// The subcontractor chain: parents up to the top, children all the way down.
+    pub fn chain(&self, id: &str) -> Result<Chain, ServiceError> {
+        let all = self.store.agreements()?;
+        let this = all.iter().find(|a| a.id == id).ok_or(ServiceError::NotFound)?;
+        let mut ancestors = Vec::new();
+        let mut cur = this.facts.parent_agreement_id.clone();
+        while let Some(pid) = cur {
+            let Some(p) = all.iter().find(|a| a.id == pid) else { break };
+            if ancestors.iter().any(|l: &ChainLink| l.id == p.id) || p.id == this.id {
+                break; // a cycle in hand-entered ids
+            }
+            ancestors.push(link(p, 0));
+            cur = p.facts.parent_agreement_id.clone();
+        }
+        ancestors.reverse();
+        let n = ancestors.len();
+        for (i, l) in ancestors.iter_mut().enumerate() {
+            l.depth = n - i;
+        }
+        let mut descendants = Vec::new();
+        let mut stack: Vec<(&Agreement, usize)> = vec![(this, 0)];
+        while let Some((a, depth)) = stack.pop() {
+            for child in all.iter().filter(|c| c.facts.parent_agreement_id.as_deref() == Some(a.id.as_str())) {
+                if descendants.iter().any(|l: &ChainLink| l.id == child.id) || child.id == this.id {
+                    continue;
+                }
+                descendants.push(link(child, depth + 1));
+                stack.push((child, depth + 1));
+            }
+        }
+        Ok(Chain { ancestors, descendants })
+    }
+
+    /// Who downloaded the archived copy, when, from where.
+    pub fn access_log(&self, id: &str) -> Result<Vec<Event>, ServiceError> {
+        self.store.agreement(id)?;
+        Ok(self.store.events(id)?.into_iter().filter(|e| e.kind == "downloaded").collect())
+    }
+
+    /// Is this byte-for-byte an archived document? A near miss (same length as an archived copy
+    /// with a few bytes changed, or an archived copy with bytes added after it) is said plainly.
+    pub fn verify(&self, bytes: &[u8]) -> Result<Verification, ServiceError> {
+        let sha = hex::encode(Sha256::digest(bytes));
+        let all = self.store.agreements()?;
+        let signers = |a: &Agreement| -> Vec<serde_json::Value> {
+            a.signers
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"name": s.name, "title": s.title, "party": s.party_name,
+                    "signed_at": s.signature.as_ref().map(|x| rfc3339(x.signed_at))})
+                })
+                .collect()
+        };
+        for a in &all {
+            let copy = if a.final_sha256.as_deref() == Some(sha.as_str()) {
+                Some("final")
+            } else if a.sent_sha256.as_deref() == Some(sha.as_str()) {
+                Some("sent")
+            } else {
+                None
+            };
+            let version = if copy.is_some() {
+                Some(a.version)
+            } else {
+                self.store.versions(&a.id)?.iter().find(|v| v.sha256 == sha).map(|v| v.version)
+            };
+            if let Some(version) = version {
+                // The archived bytes are re-checked on read; a corrupt archive is no match.
+                self.store.document(&sha)?;
+                return Ok(Verification {
+                    matched: true,
+                    sha256: sha,
+                    agreement_id: Some(a.id.clone()),
+                    copy: Some(copy.unwrap_or("draft").into()),
+                    version: Some(version),
+                    status: Some(a.status),
+                    executed_at: a.executed_at.map(rfc3339),
+                    signers: signers(a),
+                    near_miss: None,
+                });
+            }
+        }
+        // Near misses: compare with the archived final and sent copies.
+        let mut near = None;
+        for a in &all {
+            for (label, doc_sha) in
+                [("countersigned copy", &a.final_sha256), ("copy sent for signature", &a.sent_sha256)]
+            {
+                let Some(doc_sha) = doc_sha else { continue };
+                let Ok(doc) = self.store.document(doc_sha) else { continue };
+                if doc.len() == bytes.len() {
+                    let diff = doc.iter().zip(bytes).filter(|(x, y)| x != y).count();
+                    if diff <= 64 {
+                        near = Some(format!(
+                            "not a match: this file is the same size as the archived {label} of agreement {} but {diff} byte(s) differ — it was altered",
+                            a.id
+                        ));
+                    }
+                } else if bytes.len() > doc.len() && bytes.starts_with(&doc) {
+                    near = Some(format!(
+                        "not a match: this file begins with the archived {label} of agreement {} but has {} byte(s) added after it",
+                        a.id,
+                        bytes.len() - doc.len()
+                    ));
+                } else if doc.len() > bytes.len() && doc.starts_with(bytes) && !bytes.is_empty() {
+                    near = Some(format!(
+                        "not a match: this file is the first {} bytes of the archived {label} of agreement {} (truncated)",
+                        bytes.len(),
+                        a.id
+                    ));
+                }
+                if near.is_some() {
+                    break;
+                }
+            }
+            if near.is_some() {
+                break;
+            }
+        }
+        Ok(Verification {
+            matched: false,
+            sha256: sha,
+            agreement_id: None,
+            copy: None,
+            version: None,
+            status: None,
+            executed_at: None,
+            signers: Vec::new(),
+            near_miss: near,
+        })
+    }
+
+    /// Agreements whose retention period (six years from creation or from the date last in
+    /// effect, whichever is later) has passed and whose documents are still kept.
+    pub fn retention_report(&self) -> Result<Vec<RetentionRow>, ServiceError> {
+        let today = self.today();
+        let mut rows: Vec<RetentionRow> = self
+            .store
+            .agreements()?
+            .into_iter()
+            .filter(|a| a.disposed_at.is_none())
+            .filter_map(|a| {
+                let until = a.retention_until()?;
+                (until < today).then(|| RetentionRow {
+                    id: a.id.clone(),
+                    title: a.title.clone(),
+                    parties: [a.upstream_name.clone(), a.downstream_name.clone()],
+                    status: a.status,
+                    retain_until: until.to_string(),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.retain_until.cmp(&b.retain_until));
+        Ok(rows)
+    }
+
+    /// Deletes an agreement's documents once its retention period has passed, leaving the record
+    /// and a tombstone event in the audit chain. Admin only (checked by the caller).
+    pub fn dispose(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
+        let _g = self.write();
+        let mut a = self.store.agreement(id)?;
+        if a.disposed_at.is_some() {
+            return Err(ServiceError::State("the documents were already disposed of".into()));
+        }
+        let until = a.retention_until().ok_or_else(|| {
+            ServiceError::State(format!(
+                "a {} agreement is still in effect or open and must be kept",
+                a.status.as_str()
+            ))
+        })?;
+        if until >= self.today() {
+            return Err(ServiceError::State(format!("documents must be kept until {until} (45 CFR 164.316(b)(2))")));
+        }
+        let mut shas: Vec<String> = self
+            .store
+            .versions(id)?
+            .iter()
+            .flat_map(|v| [Some(v.sha256.clone()), v.model_sha256.clone()])
+            .flatten()
+            .collect();
+        shas.extend(a.sent_sha256.clone());
+        shas.extend(a.final_sha256.clone());
+        shas.extend(
+            self.store
+                .events(id)?
+                .iter()
+                .filter_map(|e| e.detail.get("model_sha256").and_then(|v| v.as_str()).map(String::from)),
+        );
+        // Content-addressed documents may be shared; keep any another agreement still needs.
+        let others = self.store.agreements()?;
+        shas.retain(|s| {
+            !others.iter().any(|o| {
+                o.id != a.id
+                    && (o.sent_sha256.as_deref() == Some(s)
+                        || o.final_sha256.as_deref() == Some(s)
+                        || o.document_sha256 == *s)
+            })
+        });
+        shas.sort();
+        shas.dedup();
+        let now = self.clock.now();
+        a.disposed_at = Some(now);
+        a.updated_at = now;
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "disposed",
+            actor,
+            &a.document_sha256,
+            serde_json::json!({"documents_deleted": shas.len(), "retain_until": until.to_string()}),
+        );
+        self.commit(Change {
+            agreement: Some(a.clone()),
+            events: vec![ev],
+            delete_documents: shas,
+            ..Change::default()
+        })?;
+        Ok(a)
+    }
+}

@@ -1,0 +1,6 @@
+//! The archive: finding, verifying and keeping executed agreements.
+//!
+//! * [`search`] — the in-memory search index behind `GET /api/v1/agreements` and `export.csv`.
+
+pub mod lifecycle;
+pub mod search;

@@ -1,0 +1,177 @@
+//! Operator commands on the data directory: verify, API keys, retention, backup and restore.
+//!
+//! Each opens the store directly when no server runs. When a server holds the directory, the
+//! ones that must work then (`verify`, `backup`) ask it over loopback HTTP; the others refuse
+//! plainly and name the API route to use instead.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{ApikeyCommand, client};
+use crate::store::sled_store::SledStore;
+use crate::store::{Store, StoreError};
+
+/// Either the store, or the running server that holds it.
+enum Access {
+    Direct(SledStore),
+    Server(String, String),
+}
+
+fn access(data: &Path) -> Result<Access, String> {
+    match SledStore::open(data) {
+        Ok(s) => Ok(Access::Direct(s)),
+        Err(StoreError::Locked(_)) => client::server(data).map(|(u, k)| Access::Server(u, k)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn direct(data: &Path, api: &str) -> Result<SledStore, String> {
+    match SledStore::open(data) {
+        Ok(s) => Ok(s),
+        Err(StoreError::Locked(d)) => Err(format!(
+            "{d} is held by a running countersign server; refusing to open it. Use the API instead: {api} (with an admin key)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn now() -> u64 {
+    crate::clock::Clock::now(&crate::clock::SystemClock)
+}
+
+/// A service over a directly opened store, for commands that need its logic.
+fn service(store: SledStore, data: &Path) -> Result<crate::signing::service::Service, String> {
+    let keys = crate::signing::token::KeyRing::load_or_create(&data.join("link-keys")).map_err(|e| e.to_string())?;
+    let config = crate::config::Config { data_dir: data.to_path_buf(), ..Default::default() };
+    Ok(crate::signing::service::Service::new(
+        std::sync::Arc::new(store),
+        keys,
+        crate::render::Renderer::builtin().map_err(|e| e.to_string())?,
+        config,
+        std::sync::Arc::new(crate::clock::SystemClock),
+    ))
+}
+
+pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let v: serde_json::Value = match access(data)? {
+        Access::Direct(store) => {
+            let svc = service(store, data)?;
+            serde_json::to_value(svc.verify(&bytes).map_err(|e| e.to_string())?).unwrap_or_default()
+        }
+        Access::Server(url, key) => {
+            let (status, body) =
+                client::request(&url, "POST", "/api/v1/verify", &key, Some("application/pdf"), &bytes)?;
+            if status != 200 {
+                return Err(format!("the server answered {status}: {}", String::from_utf8_lossy(&body)));
+            }
+            serde_json::from_slice(&body).map_err(|e| e.to_string())?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    if v["match"] == true {
+        println!(
+            "MATCH: {} is the archived {} copy of agreement {}",
+            file.display(),
+            v["copy"].as_str().unwrap_or(""),
+            v["agreement_id"].as_str().unwrap_or("")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        match v["near_miss"].as_str() {
+            Some(n) => println!("NO MATCH: {n}"),
+            None => println!("NO MATCH: {} is not an archived document", file.display()),
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
+    match cmd {
+        ApikeyCommand::Create { role, name, expires_in_days, data } => {
+            let store = direct(&data, "POST /api/v1/apikeys")?;
+            let role = crate::staff::Role::parse(&role).ok_or("role must be sales, legal, vendor_manager or admin")?;
+            let t = now();
+            let (key, rec) =
+                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), "cli", t)?;
+            println!("{key}");
+            eprintln!("created key {} ({}, {}); it is shown only once", rec.id, rec.name, rec.role);
+        }
+        ApikeyCommand::List { data } => {
+            let store = direct(&data, "GET /api/v1/apikeys")?;
+            for k in crate::staff::list(&store).map_err(|e| e.to_string())? {
+                let state = match (&k.revoked_at, &k.expires_at) {
+                    (Some(r), _) => format!("revoked {r}"),
+                    (None, Some(e)) => format!("expires {e}"),
+                    _ => "active".into(),
+                };
+                println!(
+                    "{}  {:<15} {:<30} created {}  last used {}  {state}",
+                    k.id,
+                    k.role,
+                    k.name,
+                    k.created_at,
+                    k.last_used.unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        ApikeyCommand::Revoke { id, data } => {
+            let store = direct(&data, "DELETE /api/v1/apikeys/{id}")?;
+            let rec = crate::staff::revoke(&store, &id, now(), "cli")?;
+            println!("revoked {} ({})", rec.id, rec.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn retention(data: &Path) -> Result<ExitCode, String> {
+    let store = direct(data, "GET /api/v1/retention")?;
+    let svc = service(store, data)?;
+    let rows = svc.retention_report().map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        println!("nothing is past its retention date");
+    }
+    for r in rows {
+        println!(
+            "{}  retain until {}  {:?}  {} — {} and {}",
+            r.id, r.retain_until, r.status, r.title, r.parties[0], r.parties[1]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
+    let bytes = match access(data)? {
+        Access::Direct(store) => {
+            let mut v = Vec::new();
+            store.dump(&mut v).map_err(|e| e.to_string())?;
+            v
+        }
+        Access::Server(url, key) => {
+            let (status, body) = client::request(&url, "GET", "/api/v1/backup", &key, None, &[])?;
+            if status != 200 {
+                return Err(format!("the server answered {status}: {}", String::from_utf8_lossy(&body)));
+            }
+            body
+        }
+    };
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|_| std::fs::rename(&tmp, out))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "wrote {} ({} records, {} bytes)",
+        out.display(),
+        bytes.iter().filter(|&&b| b == b'\n').count(),
+        bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
+    let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
+    let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
+    println!("restored {n} records into {}", data.display());
+    Ok(ExitCode::SUCCESS)
+}

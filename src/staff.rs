@@ -1,0 +1,216 @@
+//! Staff: API keys and roles.
+//!
+//! | role             | may                                                                      |
+//! |------------------|--------------------------------------------------------------------------|
+//! | `sales`          | create and send drafts; see only the agreements it created              |
+//! | `legal`          | all drafting, send, void, approve, resend, correct signers, revise      |
+//! | `vendor_manager` | archive read, download, export, verify, access log, lifecycle           |
+//! | `admin`          | everything, including API keys, disposal and backup                     |
+//!
+//! Keys look like `csk_<id>_<secret>`; only the SHA-256 of the whole key is stored, and it is
+//! shown once, at creation. The bootstrap admin key (`<data>/bootstrap-admin.key`) works until it
+//! is revoked, which is allowed once another admin key exists.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::{ApiKeyRecord, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Sales,
+    Legal,
+    VendorManager,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Sales, Role::Legal, Role::VendorManager, Role::Admin];
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Sales => "sales",
+            Role::Legal => "legal",
+            Role::VendorManager => "vendor_manager",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The id under which the bootstrap key's revocation is recorded.
+pub const BOOTSTRAP_ID: &str = "bootstrap";
+
+/// An authenticated staff member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staff {
+    /// `admin:bootstrap`, or `key:<id> <name>`.
+    pub who: String,
+    pub key_id: String,
+    pub role: Role,
+}
+
+impl Staff {
+    pub fn is(&self, roles: &[Role]) -> bool {
+        roles.contains(&self.role)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing API key: send Authorization: Bearer <key>")]
+    Missing,
+    #[error("invalid API key")]
+    Invalid,
+    #[error("this API key has been revoked")]
+    Revoked,
+    #[error("this API key has expired")]
+    Expired,
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn ct_eq_hex(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Authenticates a presented key against the bootstrap key and the stored keys.
+pub fn authenticate(store: &dyn Store, bootstrap: &str, presented: &str, now: u64) -> Result<Staff, AuthError> {
+    let presented = presented.trim();
+    if presented.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    let keys = store.api_keys().map_err(|_| AuthError::Invalid)?;
+    // Compare against the bootstrap key in constant time whatever the input looks like.
+    let is_bootstrap = !bootstrap.is_empty() && ct_eq_hex(&hash(presented), &hash(bootstrap));
+    if is_bootstrap {
+        if keys.iter().any(|k| k.id == BOOTSTRAP_ID && k.revoked_at.is_some()) {
+            return Err(AuthError::Revoked);
+        }
+        return Ok(Staff { who: "admin:bootstrap".into(), key_id: BOOTSTRAP_ID.into(), role: Role::Admin });
+    }
+    let id = presented.strip_prefix("csk_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id).unwrap_or("");
+    let Some(rec) = keys.into_iter().find(|k| k.id == id && k.id != BOOTSTRAP_ID) else {
+        return Err(AuthError::Invalid);
+    };
+    if !ct_eq_hex(&hash(presented), &rec.hash) {
+        return Err(AuthError::Invalid);
+    }
+    if rec.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    if rec.expires_at.is_some_and(|e| e <= now) {
+        return Err(AuthError::Expired);
+    }
+    let role = Role::parse(&rec.role).ok_or(AuthError::Invalid)?;
+    let mut touched = rec.clone();
+    touched.last_used = Some(now);
+    let _ = store.touch_api_key(&touched);
+    Ok(Staff { who: format!("key:{} {}", rec.id, rec.name), key_id: rec.id, role })
+}
+
+/// A key as listed (never its secret or hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for KeyInfo {
+    fn from(k: &ApiKeyRecord) -> Self {
+        use crate::clock::rfc3339;
+        KeyInfo {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            role: k.role.clone(),
+            created_at: rfc3339(k.created_at),
+            created_by: k.created_by.clone(),
+            expires_at: k.expires_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+            last_used: k.last_used.map(rfc3339),
+        }
+    }
+}
+
+/// Creates a key; returns the key string (shown once) and its record.
+pub fn create(
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    expires_at: Option<u64>,
+    by: &str,
+    now: u64,
+) -> Result<(String, ApiKeyRecord), String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err("name: 1–100 printable characters".into());
+    }
+    let mut id = [0u8; 4];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id).and_then(|_| getrandom::fill(&mut secret)).map_err(|e| format!("no randomness: {e}"))?;
+    let id = format!("k{}", hex::encode(id));
+    let key = format!("csk_{id}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
+    let rec = ApiKeyRecord {
+        id,
+        name: name.to_string(),
+        role: role.as_str().into(),
+        hash: hash(&key),
+        created_at: now,
+        created_by: by.to_string(),
+        expires_at,
+        revoked_at: None,
+        last_used: None,
+    };
+    store.put_api_key(&rec).map_err(|e| e.to_string())?;
+    Ok((key, rec))
+}
+
+/// Revokes a key. The bootstrap key can be revoked once another active admin key exists.
+pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyRecord, String> {
+    let keys = store.api_keys().map_err(|e| e.to_string())?;
+    if id == BOOTSTRAP_ID {
+        let other_admin = keys.iter().any(|k| {
+            k.id != BOOTSTRAP_ID && k.role == "admin" && k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now)
+        });
+        if !other_admin {
+            return Err("the bootstrap key can be revoked only once another active admin key exists".into());
+        }
+        let rec = ApiKeyRecord {
+            id: BOOTSTRAP_ID.into(),
+            name: "bootstrap admin key".into(),
+            role: "admin".into(),
+            hash: String::new(),
+            created_at: now,
+            created_by: by.into(),
+            expires_at: None,
+            revoked_at: Some(now),
+            last_used: None,
+        };
+        store.put_api_key(&rec).map_err(|e| e.to_string())?;
+        return Ok(rec);
+    }
+    let mut rec = keys.into_iter().find(|k| k.id == id).ok_or_else(|| format!("no key {id}"))?;
+    if rec.revoked_at.is_none() {
+        rec.revoked_at = Some(now);
+        store.put_api_key(&rec).map_err(|e| e.to_string())?;
+    }
+    Ok(rec)
+}
+
+pub fn list(store: &dyn Store) -> Result<Vec<KeyInfo>, StoreError> {
+    Ok(store.api_keys()?.iter().map(KeyInfo::from).collect())
+}
