@@ -253,9 +253,15 @@ pub struct SignSubmit {
     csrf: String,
 }
 
-/// True when the browser says the form came from another site.
+/// True when the browser says the form came from another site. Our pages send
+/// `Referrer-Policy: no-referrer` (the token is in the URL), under which browsers send the
+/// opaque `Origin: null` even for same-site forms, so `null` is not evidence either way; the
+/// CSRF token, an HMAC of the link, is what every submission must carry.
 fn foreign_origin(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
+    if origin == "null" {
+        return false;
+    }
     let base = state.service.config.base_url();
     // Origin is scheme://host[:port]; the base URL may carry a path.
     !(base == origin || base.starts_with(&format!("{origin}/")))

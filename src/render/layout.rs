@@ -433,7 +433,11 @@ pub fn layout(fonts: &Fonts, doc: &Document) -> Vec<Page> {
     let mut y = TOP;
     let mut at_top = true;
 
-    for (i, item) in items.iter().enumerate() {
+    // Keep-with-next needs to look ahead, so heights are read from the list while lines are
+    // moved out of it (no per-line clone).
+    let heads: Vec<(f32, f32, bool)> =
+        items.iter().map(|it| (it.space_before, first_lines(&it.lines, 2), it.keep_with_next)).collect();
+    for (i, item) in items.into_iter().enumerate() {
         let space = if at_top { 0.0 } else { item.space_before };
         // What must fit together with this item's first line(s).
         let mut need = if item.unbreakable { item.height() } else { first_lines(&item.lines, 2) };
@@ -441,9 +445,9 @@ pub fn layout(fonts: &Fonts, doc: &Document) -> Vec<Page> {
             need = item.height();
             let mut j = i + 1;
             // Headings chain: a clause heading under an article heading keeps both with text.
-            while let Some(next) = items.get(j) {
-                need += next.space_before + first_lines(&next.lines, 2);
-                if !next.keep_with_next {
+            while let Some(&(space, first, keep)) = heads.get(j) {
+                need += space + first;
+                if !keep {
                     break;
                 }
                 j += 1;
@@ -459,11 +463,13 @@ pub fn layout(fonts: &Fonts, doc: &Document) -> Vec<Page> {
         y -= space;
         let frame_top = y;
         let n = item.lines.len();
-        for (k, line) in item.lines.iter().enumerate() {
+        let second = item.lines.get(1).map_or(0.0, |l| l.height);
+        let framed = item.framed;
+        for (k, line) in item.lines.into_iter().enumerate() {
             // Orphan control: never leave a paragraph's only line behind at a page foot.
-            let orphan = k == 0 && n > 1 && y - line.height - item.lines[1].height < MARGIN;
+            let orphan = k == 0 && n > 1 && y - line.height - second < MARGIN;
             if y - line.height < MARGIN || (orphan && !at_top) {
-                if item.framed {
+                if framed {
                     close_frame(&mut pages, frame_top, y);
                 }
                 pages.push(Page::default());
@@ -472,11 +478,11 @@ pub fn layout(fonts: &Fonts, doc: &Document) -> Vec<Page> {
             y -= line.height;
             if let Some(page) = pages.last_mut() {
                 // Baseline sits a little above the line box bottom.
-                page.lines.push((y + line.height * 0.25, line.clone()));
+                page.lines.push((y + line.height * 0.25, line));
             }
             at_top = false;
         }
-        if item.framed {
+        if framed {
             close_frame(&mut pages, frame_top, y);
         }
     }

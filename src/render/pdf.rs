@@ -44,8 +44,12 @@ fn fill(v: f32) -> Op {
     Op::SetFillColor { col: Color::Rgb(Rgb { r: v, g: v, b: v, icc_profile: None }) }
 }
 
-fn text_at(ops: &mut Vec<Op>, x: f32, y: f32, face: Face, size: f32, text: &str) {
-    ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
+/// Emits text at an absolute position, setting the font only when it changes.
+fn text_at(ops: &mut Vec<Op>, cur: &mut Option<(Face, f32)>, x: f32, y: f32, face: Face, size: f32, text: &str) {
+    if *cur != Some((face, size)) {
+        ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
+        *cur = Some((face, size));
+    }
     ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(x), Pt(y)) });
     ops.push(Op::ShowText { items: vec![TextItem::Text(text.to_string())] });
 }
@@ -79,12 +83,13 @@ fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta
     ops.push(Op::StartTextSection);
     // Header and footer.
     ops.push(fill(GRAY));
-    text_at(&mut ops, MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
+    let mut cur = None;
+    text_at(&mut ops, &mut cur, MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
     let rw = fonts.get(Face::Bold).width(meta.header_right, 8.0);
-    text_at(&mut ops, PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
+    text_at(&mut ops, &mut cur, PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
     let footer = format!("Page {number} of {total}");
     let fw = fonts.regular.width(&footer, 8.0);
-    text_at(&mut ops, (PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
+    text_at(&mut ops, &mut cur, (PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
 
     // Body text.
     let mut gray = true;
@@ -94,7 +99,7 @@ fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta
                 ops.push(fill(if span.gray { GRAY } else { 0.0 }));
                 gray = span.gray;
             }
-            text_at(&mut ops, MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
+            text_at(&mut ops, &mut cur, MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
         }
     }
     ops.push(Op::EndTextSection);

@@ -4,6 +4,7 @@
 
 mod app;
 mod archive;
+mod browser;
 mod helpers;
 
 mod cli;

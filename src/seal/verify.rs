@@ -1,0 +1,296 @@
+//! Checking a seal: the file's last signature, from the raw bytes.
+//!
+//! The signature is found by its `/ByteRange` in the file's bytes rather than through the
+//! document structure, so a file whose structure was damaged after sealing is still checked
+//! (and found changed) instead of being reported as unsealed.
+
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
+use der::asn1::{ObjectIdentifier, OctetString};
+use der::{Decode, Encode, Reader, SliceReader};
+use p256::ecdsa::Signature;
+use p256::ecdsa::signature::Verifier;
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use x509_cert::time::Time;
+
+use super::certs::Cert;
+use super::sign::{SigningCertificateV2, find};
+use super::{SealKeys, fingerprint_of, oid};
+
+/// What [`verify`] found out about a PDF's last signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealReport {
+    /// The file carries a signature (a `/ByteRange` with a `/Contents` hole).
+    pub sealed: bool,
+    /// The signature is intact: the signed bytes hash to the signed message digest, the CMS
+    /// signature verifies with the embedded signer certificate, and the signing-certificate-v2
+    /// attribute (when present) names that certificate. Says nothing about who signed: see
+    /// `signed_by_our_ca`.
+    pub valid: bool,
+    /// The byte range starts at 0 and ends at the end of the file: everything but the
+    /// signature itself is signed.
+    pub covers_whole_file: bool,
+    /// Bytes follow the signed range: something was appended after sealing (another
+    /// incremental update, or anything else).
+    pub modified_after_seal: bool,
+    /// SHA-256 of the signer certificate's DER, in [`SealKeys::fingerprint`]'s format.
+    pub certificate_fingerprint: Option<String>,
+    /// The signer certificate was issued by our CA (its signature verifies with the CA key):
+    /// the current sealing certificate or an older one.
+    pub signed_by_our_ca: bool,
+    /// The signed signing-time attribute, Unix seconds.
+    pub signing_time: Option<u64>,
+    /// One or two sentences for people: what was found, or what failed.
+    pub detail: String,
+}
+
+/// Checks the last signature in `pdf` (the one whose byte range reaches furthest) against
+/// `keys`: byte range, digest, CMS signature with the embedded certificate, chain to our CA
+/// (any of our sealing certificates, current or older), and bytes after the signed range.
+pub fn verify(pdf: &[u8], keys: &SealKeys) -> SealReport {
+    let mut report = SealReport {
+        sealed: false,
+        valid: false,
+        covers_whole_file: false,
+        modified_after_seal: false,
+        certificate_fingerprint: None,
+        signed_by_our_ca: false,
+        signing_time: None,
+        detail: String::new(),
+    };
+    let Some(sig) = last_signature(pdf) else {
+        // Signature markers without a usable byte range: a signature was there and its
+        // dictionary was changed.
+        if [&b"/ByteRange"[..], b"/ETSI.CAdES.detached", b"/adbe.pkcs7.detached"]
+            .iter()
+            .any(|m| find(pdf, m, 0).is_some())
+        {
+            report.sealed = true;
+            report.detail = "The signature is not valid: its /ByteRange or /Contents is damaged, so the file was \
+                             changed after sealing."
+                .into();
+        } else {
+            report.detail = "No signature: the file is not sealed.".into();
+        }
+        return report;
+    };
+    report.sealed = true;
+    let end = sig.range[2] + sig.range[3];
+    report.covers_whole_file = sig.range[0] == 0 && end == pdf.len();
+    report.modified_after_seal = end < pdf.len();
+
+    let outcome = check(pdf, &sig, keys, &mut report);
+    let mut detail = match outcome {
+        Ok(signer) => {
+            report.valid = true;
+            let when = report.signing_time.map(format_time).unwrap_or_else(|| "an unstated time".into());
+            if report.signed_by_our_ca {
+                format!("Sealed by Countersign ({signer}) at {when}; the signature is valid.")
+            } else {
+                format!(
+                    "Signed at {when} with a valid signature, but not by a Countersign sealing certificate ({signer})."
+                )
+            }
+        }
+        Err(problem) => format!("The signature is not valid: {problem}."),
+    };
+    if report.modified_after_seal {
+        detail.push_str(&format!(" {} bytes were added after the signed range.", pdf.len() - end));
+    } else if !report.covers_whole_file {
+        detail.push_str(" The signed range does not cover the whole file.");
+    } else if report.valid {
+        detail.push_str(" It covers the whole file: nothing was changed after sealing.");
+    }
+    report.detail = detail;
+    report
+}
+
+/// A signature's byte range and its `/Contents` value.
+struct Candidate {
+    range: [usize; 4],
+    contents: Vec<u8>,
+}
+
+/// The signature whose byte range ends last (on a tie, the one written last).
+fn last_signature(pdf: &[u8]) -> Option<Candidate> {
+    let mut best: Option<Candidate> = None;
+    let mut from = 0;
+    while let Some(at) = find(pdf, b"/ByteRange", from) {
+        from = at + 1;
+        let Some(candidate) = parse_candidate(pdf, at + b"/ByteRange".len()) else { continue };
+        let end = candidate.range[2] + candidate.range[3];
+        if best.as_ref().is_none_or(|b| end >= b.range[2] + b.range[3]) {
+            best = Some(candidate);
+        }
+    }
+    best
+}
+
+/// `[a b c d]` at `at` (after optional white space), with a well-formed hex-string hole
+/// between the two ranges.
+fn parse_candidate(pdf: &[u8], mut at: usize) -> Option<Candidate> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0');
+    let skip = |at: &mut usize| {
+        while pdf.get(*at).is_some_and(|&b| is_space(b)) {
+            *at += 1;
+        }
+    };
+    skip(&mut at);
+    if pdf.get(at) != Some(&b'[') {
+        return None;
+    }
+    at += 1;
+    let mut range = [0usize; 4];
+    for slot in &mut range {
+        skip(&mut at);
+        let start = at;
+        while pdf.get(at).is_some_and(u8::is_ascii_digit) && at - start < 16 {
+            at += 1;
+        }
+        *slot = std::str::from_utf8(pdf.get(start..at)?).ok()?.parse().ok()?;
+    }
+    skip(&mut at);
+    if pdf.get(at) != Some(&b']') {
+        return None;
+    }
+    let [a, b, c, d] = range;
+    let hole_start = a.checked_add(b)?;
+    let end = c.checked_add(d)?;
+    if hole_start + 2 > c || end > pdf.len() || pdf[hole_start] != b'<' || pdf[c - 1] != b'>' {
+        return None;
+    }
+    let digits: Vec<u8> = pdf[hole_start + 1..c - 1].iter().copied().filter(|&b| !is_space(b)).collect();
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut digits = digits;
+    if digits.len() % 2 == 1 {
+        digits.push(b'0');
+    }
+    let contents = hex::decode(&digits).ok()?;
+    Some(Candidate { range, contents })
+}
+
+/// Checks the signature; fills in what it learns on the way. `Ok` names the signer
+/// certificate, `Err` says what is wrong.
+fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) -> Result<String, String> {
+    let [a, b, c, d] = sig.range;
+    let mut hasher = Sha256::new();
+    hasher.update(&pdf[a..a + b]);
+    hasher.update(&pdf[c..c + d]);
+    let digest = hasher.finalize();
+
+    let content_info = decode_padded(&sig.contents).ok_or("/Contents is not a DER CMS ContentInfo")?;
+    if content_info.content_type != oid::SIGNED_DATA {
+        return Err("/Contents is not a CMS SignedData".into());
+    }
+    let signed_data: SignedData =
+        content_info.content.decode_as().map_err(|e| format!("the CMS SignedData does not parse ({e})"))?;
+    if signed_data.encap_content_info.econtent.is_some() {
+        return Err("the CMS signature is not detached".into());
+    }
+    let [signer]: [&SignerInfo; 1] = signed_data
+        .signer_infos
+        .0
+        .iter()
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| "the CMS SignedData does not have exactly one signer")?;
+    let certs: Vec<Cert> = signed_data
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|choice| match choice {
+            cms::cert::CertificateChoices::Certificate(cert) => cert_with_der(cert),
+            _ => None,
+        })
+        .collect();
+    let SignerIdentifier::IssuerAndSerialNumber(id) = &signer.sid else {
+        return Err("the signer is identified by key identifier, which Countersign seals do not use".into());
+    };
+    let signer_cert = certs
+        .iter()
+        .find(|c| {
+            c.cert.tbs_certificate.issuer == id.issuer && c.cert.tbs_certificate.serial_number == id.serial_number
+        })
+        .ok_or("the signer certificate is not in the CMS")?;
+    report.certificate_fingerprint = Some(fingerprint_of(&signer_cert.der));
+    report.signed_by_our_ca = keys.issued_by_ours(signer_cert);
+    let which = if keys.is_ours(&signer_cert.der) {
+        if signer_cert.der == keys.current.der {
+            match keys.current_index() {
+                0 => format!("sealing certificate {}", signer_cert.cert.tbs_certificate.subject),
+                n => format!("current sealing certificate seal-{n}"),
+            }
+        } else {
+            "an older sealing certificate".to_string()
+        }
+    } else {
+        format!("certificate {}", signer_cert.cert.tbs_certificate.subject)
+    };
+
+    // Signed attributes.
+    let attrs = signer.signed_attrs.as_ref().ok_or("the CMS signer has no signed attributes")?;
+    let attr = |oid: ObjectIdentifier| attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.get(0));
+    if let Some(time) = attr(oid::SIGNING_TIME).and_then(|v| Time::from_der(&v.to_der().ok()?).ok()) {
+        report.signing_time = Some(time.to_unix_duration().as_secs());
+    }
+    if attr(oid::CONTENT_TYPE).and_then(|v| v.decode_as::<ObjectIdentifier>().ok()) != Some(oid::DATA) {
+        return Err("the content-type attribute is missing or not id-data".into());
+    }
+    if signer.digest_alg.oid != oid::SHA256 {
+        return Err(format!("unsupported digest algorithm {}", signer.digest_alg.oid));
+    }
+    let signed_digest = attr(oid::MESSAGE_DIGEST)
+        .and_then(|v| v.decode_as::<OctetString>().ok())
+        .ok_or("the message-digest attribute is missing")?;
+    if signed_digest.as_bytes() != digest.as_slice() {
+        return Err("digest mismatch: the signed bytes of the file were changed after sealing".into());
+    }
+    if let Some(value) = attr(oid::SIGNING_CERTIFICATE_V2) {
+        let ess: SigningCertificateV2 =
+            value.decode_as().map_err(|e| format!("the signing-certificate-v2 attribute does not parse ({e})"))?;
+        let first = ess.certs.first().ok_or("the signing-certificate-v2 attribute is empty")?;
+        let hash_ok = first.hash_algorithm.as_ref().is_none_or(|alg| alg.oid == oid::SHA256)
+            && first.cert_hash.as_bytes() == Sha256::digest(&signer_cert.der).as_slice();
+        if !hash_ok {
+            return Err("the signing-certificate-v2 attribute names another certificate".into());
+        }
+    }
+
+    // The signature over the DER of the signed attributes.
+    if !matches!(signer.signature_algorithm.oid, o if o == oid::ECDSA_WITH_SHA256 || o == oid::EC_PUBLIC_KEY) {
+        return Err(format!("unsupported signature algorithm {}", signer.signature_algorithm.oid));
+    }
+    let key = signer_cert.p256_key().ok_or("the signer certificate has no P-256 key")?;
+    let signature = Signature::from_der(signer.signature.as_bytes()).map_err(|_| "the signature value is malformed")?;
+    let signed = attrs.to_der().map_err(|e| format!("cannot encode the signed attributes ({e})"))?;
+    key.verify(&signed, &signature).map_err(|_| "the CMS signature does not verify with the signer certificate")?;
+
+    if let Some(t) = report.signing_time {
+        let (from, to) = signer_cert.validity_unix();
+        if t < from || t > to {
+            return Ok(format!("{which}, which was not valid at the signing time"));
+        }
+    }
+    Ok(which)
+}
+
+/// The `ContentInfo` at the start of `bytes`; what follows it must be zero padding.
+fn decode_padded(bytes: &[u8]) -> Option<ContentInfo> {
+    let mut reader = SliceReader::new(bytes).ok()?;
+    let info = ContentInfo::decode(&mut reader).ok()?;
+    let used = usize::try_from(reader.position()).ok()?;
+    bytes[used..].iter().all(|&b| b == 0).then_some(info)
+}
+
+fn cert_with_der(cert: &Certificate) -> Option<Cert> {
+    Some(Cert { cert: cert.clone(), der: cert.to_der().ok()? })
+}
+
+/// `2026-05-01T12:00:00Z`.
+fn format_time(unix: u64) -> String {
+    der::DateTime::from_unix_duration(std::time::Duration::from_secs(unix))
+        .map_or_else(|_| format!("{unix} (Unix time)"), |dt| dt.to_string())
+}
