@@ -28,6 +28,9 @@ pub struct Font {
     low: [u16; 0x180],
     /// Advance widths above U+0180, sorted by code point.
     high: Vec<(u32, u16)>,
+    /// Glyph ids, same layout as the widths (0 = none).
+    low_gid: [u16; 0x180],
+    high_gid: Vec<(u32, u16)>,
 }
 
 impl Font {
@@ -37,17 +40,26 @@ impl Font {
         // build defect, not an input error.
         let parsed = ParsedFont::from_bytes(bytes, 0, &mut warnings).expect("embedded font parses");
         let mut low = [0u16; 0x180];
+        let mut low_gid = [0u16; 0x180];
         let mut high = Vec::new();
+        let mut high_gid = Vec::new();
         for (&cp, &gid) in &parsed.codepoint_to_glyph {
             let w = parsed.glyph_widths.get(&gid).copied().unwrap_or(0).max(1);
             match usize::try_from(cp) {
-                Ok(i) if i < low.len() => low[i] = w,
-                _ => high.push((cp, w)),
+                Ok(i) if i < low.len() => {
+                    low[i] = w;
+                    low_gid[i] = gid;
+                }
+                _ => {
+                    high.push((cp, w));
+                    high_gid.push((cp, gid));
+                }
             }
         }
         high.sort_unstable();
+        high_gid.sort_unstable();
         let units_per_em = f32::from(parsed.units_per_em.max(1));
-        Font { parsed, units_per_em, low, high }
+        Font { parsed, units_per_em, low, high, low_gid, high_gid }
     }
 
     fn advance_units(&self, c: char) -> Option<u16> {
@@ -65,6 +77,17 @@ impl Font {
     pub fn width(&self, text: &str, size: f32) -> f32 {
         let units: u32 = text.chars().map(|c| u32::from(self.advance_units(c).unwrap_or(1000))).sum();
         units as f32 * size / self.units_per_em
+    }
+
+    /// The glyph id of `c` in the embedded font (which is embedded whole, so ids are stable).
+    pub fn glyph(&self, c: char) -> Option<u16> {
+        let cp = c as u32;
+        let g = if cp < 0x180 {
+            self.low_gid[cp as usize]
+        } else {
+            self.high_gid.binary_search_by_key(&cp, |&(k, _)| k).ok().map_or(0, |i| self.high_gid[i].1)
+        };
+        (g != 0).then_some(g)
     }
 
     pub fn has(&self, c: char) -> bool {

@@ -8,8 +8,8 @@
 use super::fonts::{Face, Fonts};
 use super::layout::{MARGIN, PAGE_H, PAGE_W, Page, Rule};
 use printpdf::{
-    Color, FontId, Line as PdfLine, LinePoint, Mm, Op, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions,
-    Point, Pt, Rgb, TextItem, TextMatrix,
+    Color, DictItem, FontId, Line as PdfLine, LinePoint, Mm, Op, PdfDocument, PdfFont, PdfFontHandle, PdfPage,
+    PdfSaveOptions, Point, Pt, Rgb, TextItem, TextMatrix,
 };
 
 /// Document-level facts the writer needs.
@@ -44,14 +44,64 @@ fn fill(v: f32) -> Op {
     Op::SetFillColor { col: Color::Rgb(Rgb { r: v, g: v, b: v, icc_profile: None }) }
 }
 
-/// Emits text at an absolute position, setting the font only when it changes.
-fn text_at(ops: &mut Vec<Op>, cur: &mut Option<(Face, f32)>, x: f32, y: f32, face: Face, size: f32, text: &str) {
-    if *cur != Some((face, size)) {
-        ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
-        *cur = Some((face, size));
+/// Writes text into a page's operations, setting the font only when it changes.
+///
+/// The text is written as a raw `Tj` of big-endian glyph ids (the font is Identity-H and
+/// embedded whole, so ids are the font's own). printpdf's own text path allocates per character
+/// while collecting glyph usage and formats every glyph as hex; that was most of the PDF time.
+/// printpdf still writes the widths and ToUnicode map, from the glyph census on page 1.
+struct Pen<'a> {
+    ops: &'a mut Vec<Op>,
+    fonts: &'a Fonts,
+    cur: Option<(Face, f32)>,
+}
+
+impl Pen<'_> {
+    fn text(&mut self, x: f32, y: f32, face: Face, size: f32, text: &str) {
+        if self.cur != Some((face, size)) {
+            self.ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
+            self.cur = Some((face, size));
+        }
+        self.ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(x), Pt(y)) });
+        let font = self.fonts.get(face);
+        let mut data = Vec::with_capacity(text.len() * 2);
+        for c in text.chars() {
+            // The intake parser admits only printable characters; anything else shows as .notdef.
+            data.extend_from_slice(&font.glyph(c).unwrap_or(0).to_be_bytes());
+        }
+        self.ops.push(Op::Unknown { key: "Tj".into(), value: vec![DictItem::String { data, literal: true }] });
     }
-    ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(x), Pt(y)) });
-    ops.push(Op::ShowText { items: vec![TextItem::Text(text.to_string())] });
+}
+
+/// One invisible string per face holding every character the document prints, so printpdf
+/// embeds each face with widths and a ToUnicode map covering exactly the glyphs used.
+fn census(ops: &mut Vec<Op>, pages: &[Page], meta: &Meta) {
+    let mut used: [std::collections::BTreeSet<char>; 2] = Default::default();
+    let slot = |f: Face| if f == Face::Regular { 0 } else { 1 };
+    for p in pages {
+        for (_, line) in &p.lines {
+            for s in &line.spans {
+                used[slot(s.face)].extend(s.text.chars());
+            }
+        }
+    }
+    used[0].extend(meta.header.chars().chain("Page of 0123456789".chars()));
+    used[1].extend(meta.header_right.chars());
+    if meta.draft {
+        used[1].extend("DRAFT".chars());
+    }
+    ops.push(Op::StartTextSection);
+    ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Invisible });
+    for (face, chars) in [(Face::Regular, &used[0]), (Face::Bold, &used[1])] {
+        if chars.is_empty() {
+            continue;
+        }
+        ops.push(Op::SetFont { font: font_handle(face), size: Pt(1.0) });
+        ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(0.0), Pt(0.0)) });
+        ops.push(Op::ShowText { items: vec![TextItem::Text(chars.iter().collect())] });
+    }
+    ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Fill });
+    ops.push(Op::EndTextSection);
 }
 
 fn stroke(ops: &mut Vec<Op>, points: &[(f32, f32)], closed: bool) {
@@ -63,8 +113,13 @@ fn stroke(ops: &mut Vec<Op>, points: &[(f32, f32)], closed: bool) {
     });
 }
 
-fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta) -> Vec<Op> {
+fn page_ops(fonts: &Fonts, pages: &[Page], number: usize, meta: &Meta) -> Vec<Op> {
+    let page = &pages[number - 1];
+    let total = pages.len();
     let mut ops = Vec::with_capacity(page.lines.len() * 4 + 32);
+    if number == 1 {
+        census(&mut ops, pages, meta);
+    }
 
     if meta.draft {
         // A light diagonal watermark, drawn first so text sits on top of it.
@@ -83,23 +138,23 @@ fn page_ops(fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta
     ops.push(Op::StartTextSection);
     // Header and footer.
     ops.push(fill(GRAY));
-    let mut cur = None;
-    text_at(&mut ops, &mut cur, MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
+    let mut pen = Pen { ops: &mut ops, fonts, cur: None };
+    pen.text(MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
     let rw = fonts.get(Face::Bold).width(meta.header_right, 8.0);
-    text_at(&mut ops, &mut cur, PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
+    pen.text(PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
     let footer = format!("Page {number} of {total}");
     let fw = fonts.regular.width(&footer, 8.0);
-    text_at(&mut ops, &mut cur, (PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
+    pen.text((PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
 
     // Body text.
     let mut gray = true;
     for (y, line) in &page.lines {
         for span in &line.spans {
             if span.gray != gray {
-                ops.push(fill(if span.gray { GRAY } else { 0.0 }));
+                pen.ops.push(fill(if span.gray { GRAY } else { 0.0 }));
                 gray = span.gray;
             }
-            text_at(&mut ops, &mut cur, MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
+            pen.text(MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
         }
     }
     ops.push(Op::EndTextSection);
@@ -182,16 +237,16 @@ pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
         info.metadata_date = d;
     }
 
-    let total = pages.len();
     let mm = |pt: f32| Mm(pt * 25.4 / 72.0);
     doc.pages = pages
         .iter()
         .enumerate()
-        .map(|(i, p)| PdfPage::new(mm(PAGE_W), mm(PAGE_H), page_ops(fonts, p, i + 1, total, meta)))
+        .map(|(i, _)| PdfPage::new(mm(PAGE_W), mm(PAGE_H), page_ops(fonts, pages, i + 1, meta)))
         .collect();
 
     // The fonts are already subset (scripts/subset-fonts.sh): embed them whole.
-    let opts = PdfSaveOptions { subset_fonts: false, ..PdfSaveOptions::default() };
+    // `secure: false` lets our raw `Tj` operators through (see `text_at`).
+    let opts = PdfSaveOptions { subset_fonts: false, secure: false, ..PdfSaveOptions::default() };
     let mut warnings = Vec::new();
     let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut warnings);
     compress(&mut lo);
