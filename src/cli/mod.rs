@@ -92,6 +92,9 @@ pub enum Command {
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
     },
+    /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
+    /// attempts), and retrying one. Works while the server runs (through its API).
+    Outbox(crate::mail::cli::OutboxArgs),
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
+        Command::Outbox(args) => crate::mail::cli::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

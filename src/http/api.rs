@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/agreements/{id}/signers/{signer}/resend", post(resend))
         .route("/agreements/{id}/audit", get(audit))
         .route("/audit/verify", get(audit_verify))
+        .merge(super::outbox::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 
@@ -92,6 +93,7 @@ fn view(state: &AppState, a: &Agreement) -> Result<Value, ApiError> {
             "departures": report.get("departures").cloned().unwrap_or(Value::Null),
         },
         "signers": signers,
+        "messages": deliveries,
     }))
 }
 

@@ -135,6 +135,8 @@ pub struct Service {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
+    /// Wakes the mail sender after a commit that queued messages (see `mail::sender`).
+    pub mail_wake: Arc<tokio::sync::Notify>,
 }
 
 /// A random id with a prefix: `ag_3f9c…`.
@@ -157,10 +159,10 @@ impl Service {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Service {
-        Service { store, keys, renderer, config, clock, write_lock: Mutex::new(()) }
+        Service { store, keys, renderer, config, clock, write_lock: Mutex::new(()), mail_wake: Default::default() }
     }
 
-    fn write(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no half state (commits are atomic), so a
         // poisoned lock is safe to reuse.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
@@ -349,7 +351,14 @@ impl Service {
         let doc = a.sent_sha256.clone().unwrap_or_default();
         let ev =
             self.event(&a, "expired", &Actor { who: "system".into(), ..Actor::default() }, &doc, serde_json::json!({}));
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let notice = mail::notices::expired(&self.config, &a, now);
+        self.store.commit(Change {
+            agreement: Some(a.clone()),
+            events: vec![ev],
+            messages: vec![notice],
+            ..Change::default()
+        })?;
+        self.mail_wake.notify_one();
         Ok(a)
     }
 
@@ -924,7 +933,13 @@ impl Service {
         a.revision += 1;
         let ev =
             self.event(&a, "declined", actor, &doc, serde_json::json!({"signer": link.signer.id, "reason": reason}));
-        self.store.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let notice = mail::notices::declined(&self.config, &a, &link.signer, self.clock.now());
+        self.store.commit(Change {
+            agreement: Some(a.clone()),
+            events: vec![ev],
+            messages: vec![notice],
+            ..Change::default()
+        })?;
         Ok(a)
     }
 
@@ -942,27 +957,15 @@ impl Service {
 
     /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
     pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
-        Ok(self
-            .store
-            .messages()?
-            .into_iter()
-            .filter(|m| m.agreement_id == id)
-            .map(|m| Delivery {
-                id: m.id,
-                kind: m.kind,
-                to: m.to,
-                signer: m.signer_id,
-                status: m.status,
-                attempts: m.attempts,
-                last_error: m.last_error,
-                created_at: rfc3339(m.created_at),
-            })
-            .collect())
+        let mut ms: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == id).collect();
+        ms.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
+        Ok(ms.iter().map(Delivery::of).collect())
     }
 
     /// Writes `.eml` copies of queued messages that have none yet (after each commit and at
     /// start-up, so a crash between commit and write loses nothing).
     pub fn flush_outbox(&self) -> Result<usize, ServiceError> {
+        self.mail_wake.notify_one();
         if !self.config.eml_outbox {
             return Ok(0);
         }
@@ -998,6 +1001,30 @@ pub struct Delivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub created_at: String,
+    pub message_id: String,
+    pub sent_at: Option<String>,
+    /// The SMTP server's reply (or where the `.eml` copy went).
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<String>,
+}
+
+impl Delivery {
+    pub fn of(m: &Message) -> Delivery {
+        Delivery {
+            id: m.id.clone(),
+            kind: m.kind.clone(),
+            to: m.to.clone(),
+            signer: m.signer_id.clone(),
+            status: m.status,
+            attempts: m.attempts,
+            last_error: m.last_error.clone(),
+            created_at: rfc3339(m.created_at),
+            message_id: m.message_id.clone(),
+            sent_at: m.sent_at.map(rfc3339),
+            reply: m.reply.clone(),
+            next_attempt_at: m.next_attempt_at.filter(|_| m.status == MessageStatus::Queued).map(rfc3339),
+        }
+    }
 }
 
 /// Message ids sort in creation order: time, then a per-process sequence (messages created in
@@ -1035,6 +1062,9 @@ impl Message {
             last_error: None,
             sent_at: None,
             signer_id: Some(s.id.clone()),
+            next_attempt_at: None,
+            last_attempt_at: None,
+            reply: None,
         }
     }
 }
