@@ -159,8 +159,13 @@ fn signer_mail_target(id: &str) -> Option<(&str, &str, u32)> {
 
 /// For a reminder or expiry warning about to be sent: is it still wanted? `Err(reason)` when the
 /// signer has acted, the agreement is no longer out for signature, a newer link replaced this
-/// one, or the link expired. Other messages are always wanted.
+/// one, or the link expired. A link email is not wanted once its agreement is voided. Other
+/// messages are always wanted.
 pub fn still_wanted(a: &Agreement, m: &Message, now: u64) -> Result<(), String> {
+    if m.kind == "link" && a.status == Status::Voided {
+        // Its link is dead: sending it would only confuse the signer.
+        return Err("no longer needed: the agreement was voided".into());
+    }
     let Some((_, signer, generation)) = signer_mail_target(&m.id) else { return Ok(()) };
     if !a.status.is_out_for_signature() {
         return Err(format!("no longer needed: the agreement is {}", a.status.as_str()));
@@ -482,5 +487,8 @@ mod tests {
             agreement(Status::PartiallySigned, vec![signer("s1", SignerStatus::Signed, Some(T0 + 14 * DAY), 2)]);
         assert!(still_wanted(&signed, &m, T0 + DAY).is_err());
         assert!(still_wanted(&signed, &msg("m9", "link", "s1", T0), T0).is_ok(), "other kinds always go");
+        let voided = agreement(Status::Voided, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
+        assert!(still_wanted(&voided, &msg("m9", "link", "s1", T0), T0).is_err(), "a dead link is not mailed");
+        assert!(still_wanted(&voided, &msg("m9", "completion", "s1", T0), T0).is_ok());
     }
 }

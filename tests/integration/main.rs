@@ -4,8 +4,10 @@
 
 mod app;
 mod helpers;
+mod smtp;
 
 mod cli;
+mod mail;
 mod properties;
 mod provisions;
 mod render;
