@@ -269,6 +269,9 @@ pub fn validate(c: &Config) -> Result<(), String> {
         if let Some(r) = &s.reply_to {
             mailbox("[smtp] reply_to", r)?;
         }
+        if let Some(p) = &s.ca_file {
+            std::fs::metadata(p).map_err(|e| format!("[smtp] ca_file {}: {e}", p.display()))?;
+        }
         if s.username.is_some() != s.password.is_some() {
             return Err("[smtp] username and password go together: give both or neither".into());
         }

@@ -100,3 +100,38 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
     }
     s.chars().take(500).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tls: TlsMode) -> SmtpSettings {
+        SmtpSettings {
+            host: "smtp.example.com".into(),
+            port: None,
+            tls,
+            username: Some("u".into()),
+            password: Some(crate::secret::SecretString::new("p".into())),
+            from: None,
+            reply_to: None,
+            timeout_secs: 5,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn rustls_transports_build_for_every_tls_mode_and_a_bad_ca_file_is_named() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let from: Address = "countersign@example.com".parse().expect("address");
+            for mode in [TlsMode::None, TlsMode::Starttls, TlsMode::Tls] {
+                let s = Smtp::new(&settings(mode), from.clone()).expect("transport builds (ring + webpki roots)");
+                s.shutdown().await;
+            }
+            let mut bad = settings(TlsMode::Tls);
+            bad.ca_file = Some("/nonexistent/ca.pem".into());
+            let err = Smtp::new(&bad, from).err().expect("a missing CA file is an error");
+            assert!(err.contains("ca_file"), "{err}");
+        });
+    }
+}
