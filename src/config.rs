@@ -41,6 +41,15 @@ pub struct Config {
     pub link_keys: Vec<LinkKey>,
     /// The negotiation policy legal maintains; default: the shipped `policy/default.toml`.
     pub policy_file: Option<PathBuf>,
+    /// `[smtp]`: deliver by SMTP. Absent: the `.eml` outbox is the transport.
+    pub smtp: Option<crate::mail::settings::SmtpSettings>,
+    /// `[delivery]`: retries and backoff of the sender.
+    pub delivery: crate::mail::settings::DeliverySettings,
+    /// `[reminders]`: signer reminders, expiry warnings, term notices.
+    pub reminders: crate::mail::settings::ReminderSettings,
+    /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
+    /// None: notices are kept in the outbox (and `.eml` copies) only.
+    pub staff_notice_to: Option<String>,
 }
 
 impl Default for Config {
@@ -56,6 +65,10 @@ impl Default for Config {
             consent_version: crate::signing::CONSENT_VERSION.into(),
             link_keys: Vec::new(),
             policy_file: None,
+            smtp: None,
+            delivery: Default::default(),
+            reminders: Default::default(),
+            staff_notice_to: None,
         }
     }
 }
@@ -122,6 +135,7 @@ impl Config {
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        crate::mail::settings::apply_env(self, &get)?;
         Ok(())
     }
 

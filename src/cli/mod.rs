@@ -124,6 +124,9 @@ pub enum Command {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
+    /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
+    /// attempts), and retrying one. Works while the server runs (through its API).
+    Outbox(crate::mail::cli::OutboxArgs),
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -293,6 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, data } => ops::restore(&from, &data),
+        Command::Outbox(args) => crate::mail::cli::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -15,6 +15,8 @@ use crate::store::{Store, StoreError, audit};
 
 /// Everything a server needs, built from configuration (also used by tests).
 pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), String> {
+    crate::mail::settings::validate(&config)?;
+    crate::mail::content::check()?;
     let store = SledStore::open(&config.data_dir).map_err(|e| match e {
         StoreError::Locked(d) => {
             format!("the data directory {d} is in use by another countersign process; stop it or choose --data")

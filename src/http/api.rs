@@ -271,6 +271,30 @@ pub const ROUTES: &[RouteDoc] = &[
     r("GET", "/audit/verify", ADMIN, "Walk every audit chain", Body::None, (200, "ok, chains, events or break")),
     r(
         "GET",
+        "/outbox",
+        ADMIN,
+        "Every outgoing message with its delivery (?status=queued|sent|failed|skipped)",
+        Body::None,
+        (200, "items"),
+    ),
+    r(
+        "POST",
+        "/outbox/{id}/retry",
+        ADMIN,
+        "Put a failed or skipped message back in the queue",
+        Body::None,
+        (200, "the message"),
+    ),
+    r(
+        "POST",
+        "/agreements/{id}/messages/{message}/resend",
+        LEGAL,
+        "Send one of an agreement's messages again",
+        Body::None,
+        (200, "the message"),
+    ),
+    r(
+        "GET",
         "/backup",
         ADMIN,
         "A consistent snapshot of the whole store (JSON lines), for countersign restore",
@@ -280,7 +304,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r("GET", "/openapi.json", ANY, "This description", Body::None, (200, "OpenAPI 3.1")),
 ];
 
-fn allowed(method: &str, path: &str) -> &'static [Role] {
+/// The roles allowed on a route (none for a route missing from the table).
+pub fn allowed(method: &str, path: &str) -> &'static [Role] {
     ROUTES.iter().find(|r| r.method == method && r.path == path).map(|r| r.roles).unwrap_or(&[])
 }
 
@@ -313,6 +338,7 @@ pub fn router() -> Router<AppState> {
         .route("/audit/verify", get(audit_verify))
         .route("/backup", get(backup))
         .route("/openapi.json", get(openapi))
+        .merge(super::outbox::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 
@@ -374,6 +400,7 @@ fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
             "breach_clock": report.get("breach_clock").cloned().unwrap_or(Value::Null),
         },
         "signers": signers,
+        "messages": deliveries,
     }))
 }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod outbox;
 pub mod sign;
 
 use std::future::Future;
@@ -70,8 +71,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = state.service.clone();
+    let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sender = crate::mail::sender::spawn(service.clone(), async {
+        let _ = mail_stopped.await;
+    });
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let _ = stop_mail.send(());
+    if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
+        tracing::warn!("mail sender did not stop in time");
+    }
     let flushed = tokio::task::spawn_blocking(move || service.store.flush()).await;
     match flushed {
         Ok(Ok(())) => tracing::info!("storage flushed; stopped"),

@@ -1,51 +1,126 @@
-//! Outgoing mail: message content and the `.eml` outbox.
+//! Outgoing mail: content, MIME, the `.eml` outbox, SMTP delivery, retries, reminders and staff
+//! notices.
 //!
-//! Messages are queued in sled in the same transaction as the change that causes them
-//! (`store::Change::messages`). With the default configuration each is also written as an
-//! RFC 5322 file under `<data>/outbox/<id>.eml`, so a user without SMTP can still send links by
-//! hand. Messages carry no PHI: only the agreement title, the parties' names and the link.
+//! * The sled outbox is the source of truth. A message is queued in the same transaction as the
+//!   change that causes it (`store::Change::messages`), with its content already rendered from
+//!   the templates ([`content`]) and a stable Message-ID.
+//! * [`sender`] is a background task that delivers due messages ([`smtp`], or the `.eml` outbox
+//!   when no SMTP server is configured), records the server's reply, and retries transient
+//!   failures with exponential backoff and jitter up to a limit, then marks the message failed
+//!   with the reason and tells staff ([`notices`]).
+//! * [`schedule`] decides which reminders, expiry warnings and term notices are due (a pure
+//!   function of the agreement, its messages and the time); the sender's tick queues them with
+//!   deterministic ids, so a restart never queues one twice.
+//! * With `eml_outbox` (the default) every message is also written as `<data>/outbox/<id>.eml`:
+//!   the same MIME bytes that go to the SMTP server ([`mime`]).
+//!
+//! Messages carry no PHI: the agreement title, the parties' names, the recipient's name and
+//! role, who asked, the link and its expiry.
+
+pub mod cli;
+pub mod content;
+pub mod mime;
+pub mod notices;
+pub mod outbox;
+pub mod schedule;
+pub mod sender;
+pub mod settings;
+pub mod smtp;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use base64::Engine;
+use tera::Context;
 
-use crate::clock::rfc5322;
 use crate::config::Config;
 use crate::domain::agreement::{Agreement, SignerRecord};
 use crate::store::Message;
+use content::Draft;
 
-fn domain(config: &Config) -> String {
-    config
-        .mail_from
-        .rsplit('@')
-        .next()
-        .map(|d| d.trim_end_matches('>').trim().to_string())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "countersign.local".into())
+/// Which signer email: the first invitation, a reminder, or the warning before the link expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerMail {
+    Link,
+    /// The n-th reminder (1-based).
+    Reminder(u32),
+    /// `days` before the link expires.
+    ExpiryWarning(u32),
+}
+
+fn days_words(days: u32) -> String {
+    match days {
+        0 => "less than a day".into(),
+        1 => "1 day".into(),
+        n => format!("{n} days"),
+    }
+}
+
+/// A signer email with a link to sign. `id`: the outbox id (deterministic for reminders).
+#[allow(clippy::too_many_arguments)]
+pub fn signer_message(
+    config: &Config,
+    a: &Agreement,
+    s: &SignerRecord,
+    which: SignerMail,
+    url: &str,
+    expires: &str,
+    now: u64,
+    id: Option<String>,
+) -> Message {
+    let parties = format!("{} — {} and {}", a.title, a.upstream_name, a.downstream_name);
+    let (kind, subject) = match which {
+        SignerMail::Link => ("link", format!("Please sign: {parties}")),
+        SignerMail::Reminder(_) => ("reminder", format!("Reminder, please sign: {parties}")),
+        SignerMail::ExpiryWarning(_) => {
+            ("expiry_warning", format!("Your signing link expires on {expires}: {parties}"))
+        }
+    };
+    let mut ctx = content::agreement_context(a);
+    ctx.insert("kind", kind);
+    ctx.insert("name", &s.name);
+    ctx.insert("signer_title", &s.title);
+    ctx.insert("party", &s.party_name);
+    ctx.insert("url", url);
+    ctx.insert("expires", expires);
+    ctx.insert(
+        "reminder_number",
+        &match which {
+            SignerMail::Reminder(n) => n,
+            _ => 0,
+        },
+    );
+    ctx.insert(
+        "days_left",
+        &days_words(match which {
+            SignerMail::ExpiryWarning(d) => d,
+            _ => 0,
+        }),
+    );
+    let fallback = format!(
+        "Hello {},\n\nPlease review and sign the {parties}, as {} of {}:\n\n{url}\n\nThis link is personal to you. It expires on {expires}.\n",
+        s.name, s.title, s.party_name
+    );
+    content::build(
+        config,
+        a,
+        Draft {
+            id,
+            kind: kind.into(),
+            to_name: s.name.clone(),
+            to: s.email.clone(),
+            subject,
+            signer_id: Some(s.id.clone()),
+            template: "signer",
+            ctx,
+            fallback,
+        },
+        now,
+    )
 }
 
 /// The invitation to sign.
 pub fn link_message(config: &Config, a: &Agreement, s: &SignerRecord, url: &str, expires: &str, now: u64) -> Message {
-    let subject = format!("Please sign: {} — {} and {}", a.title, a.upstream_name, a.downstream_name);
-    let sender = a.sent_by.clone().unwrap_or_else(|| a.created_by.clone());
-    let text = format!(
-        "Hello {name},\n\n\
-         {sender} has asked you to review and sign the {title} between {up} and {down}, \
-         as {stitle} of {party}.\n\n\
-         Open the agreement to read it, download the PDF, and sign or decline:\n\n\
-         {url}\n\n\
-         This link is personal to you: do not forward it. It expires on {expires}. \
-         If it has expired, reply to this message to ask for a new one.\n\n\
-         — Countersign, on behalf of {up}\n",
-        name = s.name,
-        title = a.title,
-        up = a.upstream_name,
-        down = a.downstream_name,
-        stitle = s.title,
-        party = s.party_name,
-    );
-    Message::new_link(a, s, "link", subject, text, now, &domain(config))
+    signer_message(config, a, s, SignerMail::Link, url, expires, now, None)
 }
 
 /// The completion notice with a download link to the countersigned copy.
@@ -58,88 +133,66 @@ pub fn completion_message(
     now: u64,
 ) -> Message {
     let subject = format!("Completed: {} — {} and {}", a.title, a.upstream_name, a.downstream_name);
-    let text = format!(
-        "Hello {name},\n\n\
-         Every party has signed the {title} between {up} and {down}. \
-         The countersigned copy, with the executed signature page and the certificate of completion, \
-         is ready to download:\n\n\
-         {url}\n\n\
-         This download link expires on {expires}. Keep a copy for at least six years \
-         (45 CFR 164.316(b)(2)).\n\n\
-         — Countersign\n",
-        name = s.name,
-        title = a.title,
-        up = a.upstream_name,
-        down = a.downstream_name,
+    let mut ctx: Context = content::agreement_context(a);
+    ctx.insert("name", &s.name);
+    ctx.insert("url", url);
+    ctx.insert("expires", expires);
+    let fallback = format!(
+        "Hello {},\n\nEvery party has signed the {}. Download the countersigned copy:\n\n{url}\n\nThis link expires on {expires}.\n",
+        s.name, a.title
     );
-    Message::new_link(a, s, "completion", subject, text, now, &domain(config))
+    content::build(
+        config,
+        a,
+        Draft {
+            id: None,
+            kind: "completion".into(),
+            to_name: s.name.clone(),
+            to: s.email.clone(),
+            subject,
+            signer_id: Some(s.id.clone()),
+            template: "completion",
+            ctx,
+            fallback,
+        },
+        now,
+    )
 }
 
-/// RFC 2047 encoded-word for a header value that is not plain ASCII.
-fn header_text(s: &str) -> String {
-    if s.is_ascii() && !s.contains(['\r', '\n']) {
-        s.to_string()
-    } else {
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s.replace(['\r', '\n'], " ")))
-    }
+/// Renders the message as RFC 5322 MIME: exactly the bytes the SMTP sender transmits.
+pub fn to_rfc5322(m: &Message, config: &Config) -> Result<Vec<u8>, String> {
+    mime::format(m, config)
 }
 
-fn mailbox(name: &str, addr: &str) -> String {
-    let quoted = if name.is_ascii() { format!("\"{}\"", name.replace(['"', '\\'], "")) } else { header_text(name) };
-    format!("{quoted} <{addr}>")
+/// The path of a message's `.eml` copy.
+pub fn eml_path(dir: &Path, m: &Message) -> PathBuf {
+    dir.join(format!("{}.eml", file_stem(&m.id)))
 }
 
-/// Renders the message as RFC 5322 text (8bit UTF-8 body, CRLF line ends).
-pub fn to_rfc5322(m: &Message, config: &Config) -> String {
-    let mut out = String::with_capacity(m.text.len() + 512);
-    let mut h = |k: &str, v: &str| {
-        out.push_str(k);
-        out.push_str(": ");
-        out.push_str(v);
-        out.push_str("\r\n");
-    };
-    h("From", &config.mail_from);
-    h("To", &mailbox(&m.to_name, &m.to));
-    h("Subject", &header_text(&m.subject));
-    h("Date", &rfc5322(m.created_at));
-    h("Message-ID", &format!("<{}>", m.message_id));
-    h("MIME-Version", "1.0");
-    h("Content-Type", "text/plain; charset=utf-8");
-    h("Content-Transfer-Encoding", "8bit");
-    h("X-Countersign-Agreement", &m.agreement_id);
-    out.push_str("\r\n");
-    for line in m.text.lines() {
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out
+/// Outbox ids may contain `:`; file names keep to a portable set.
+fn file_stem(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
 /// Writes `<dir>/<id>.eml` unless it exists. Returns whether it wrote. Written through a
-/// temporary file and a rename, so a reader never sees half a message.
+/// uniquely named temporary file and a rename, so a reader never sees half a message and two
+/// writers (a request thread and the sender) cannot trip over each other.
 pub fn write_eml(dir: &Path, m: &Message, config: &Config) -> std::io::Result<bool> {
-    let path = dir.join(format!("{}.eml", m.id));
+    let path = eml_path(dir, m);
     if path.exists() {
         return Ok(false);
     }
+    let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", m.id));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(to_rfc5322(m, config).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_ascii_headers_are_encoded_words() {
-        assert_eq!(header_text("Hello"), "Hello");
-        assert!(header_text("Zoë").starts_with("=?UTF-8?B?"));
-        assert_eq!(mailbox("Priya Raman", "p@x.example"), "\"Priya Raman\" <p@x.example>");
-        assert!(header_text("a\r\nBcc: evil@x").starts_with("=?UTF-8?B?"), "no header injection");
+    let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::signing::service::new_id("", 6)));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    res.map(|()| true)
 }

@@ -139,6 +139,8 @@ pub struct Service {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
+    /// Wakes the mail sender after a commit that queued messages (see `mail::sender`).
+    pub mail_wake: Arc<tokio::sync::Notify>,
     /// The archive search index: in memory, rebuilt from the store at start, updated after
     /// every commit (under the write lock, so it never runs ahead of what is durable).
     pub index: RwLock<Index>,
@@ -186,6 +188,7 @@ impl Service {
             clock,
             write_lock: Mutex::new(()),
             index: RwLock::new(Index::new()),
+            mail_wake: Default::default(),
         };
         service.rebuild_index();
         service
@@ -209,12 +212,18 @@ impl Service {
     }
 
     /// Commits a change and brings the search index up to date with it.
+    /// Commits a change, brings the search index up to date with it, and wakes the mail sender
+    /// when it queued messages.
     pub(crate) fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
         let a = change.agreement.clone();
+        let queued = !change.messages.is_empty();
         let sealed = self.store.commit(change)?;
         if let Some(a) = a {
             let today = self.today();
             self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(entry(&a, today));
+        }
+        if queued {
+            self.mail_wake.notify_one();
         }
         Ok(sealed)
     }
@@ -420,7 +429,14 @@ impl Service {
         let doc = a.sent_sha256.clone().unwrap_or_default();
         let ev =
             self.event(&a, "expired", &Actor { who: "system".into(), ..Actor::default() }, &doc, serde_json::json!({}));
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let notice = mail::notices::expired(&self.config, &a, now);
+        self.commit(Change {
+            agreement: Some(a.clone()),
+            events: vec![ev],
+            messages: vec![notice],
+            ..Change::default()
+        })?;
+        self.mail_wake.notify_one();
         Ok(a)
     }
 
@@ -996,7 +1012,13 @@ impl Service {
         a.revision += 1;
         let ev =
             self.event(&a, "declined", actor, &doc, serde_json::json!({"signer": link.signer.id, "reason": reason}));
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let notice = mail::notices::declined(&self.config, &a, &link.signer, self.clock.now());
+        self.commit(Change {
+            agreement: Some(a.clone()),
+            events: vec![ev],
+            messages: vec![notice],
+            ..Change::default()
+        })?;
         Ok(a)
     }
 
@@ -1014,27 +1036,15 @@ impl Service {
 
     /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
     pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
-        Ok(self
-            .store
-            .messages()?
-            .into_iter()
-            .filter(|m| m.agreement_id == id)
-            .map(|m| Delivery {
-                id: m.id,
-                kind: m.kind,
-                to: m.to,
-                signer: m.signer_id,
-                status: m.status,
-                attempts: m.attempts,
-                last_error: m.last_error,
-                created_at: rfc3339(m.created_at),
-            })
-            .collect())
+        let mut ms: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == id).collect();
+        ms.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
+        Ok(ms.iter().map(Delivery::of).collect())
     }
 
     /// Writes `.eml` copies of queued messages that have none yet (after each commit and at
     /// start-up, so a crash between commit and write loses nothing).
     pub fn flush_outbox(&self) -> Result<usize, ServiceError> {
+        self.mail_wake.notify_one();
         if !self.config.eml_outbox {
             return Ok(0);
         }
@@ -1092,6 +1102,30 @@ pub struct Delivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub created_at: String,
+    pub message_id: String,
+    pub sent_at: Option<String>,
+    /// The SMTP server's reply (or where the `.eml` copy went).
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<String>,
+}
+
+impl Delivery {
+    pub fn of(m: &Message) -> Delivery {
+        Delivery {
+            id: m.id.clone(),
+            kind: m.kind.clone(),
+            to: m.to.clone(),
+            signer: m.signer_id.clone(),
+            status: m.status,
+            attempts: m.attempts,
+            last_error: m.last_error.clone(),
+            created_at: rfc3339(m.created_at),
+            message_id: m.message_id.clone(),
+            sent_at: m.sent_at.map(rfc3339),
+            reply: m.reply.clone(),
+            next_attempt_at: m.next_attempt_at.filter(|_| m.status == MessageStatus::Queued).map(rfc3339),
+        }
+    }
 }
 
 /// Message ids sort in creation order: time, then a per-process sequence (messages created in
@@ -1129,6 +1163,9 @@ impl Message {
             last_error: None,
             sent_at: None,
             signer_id: Some(s.id.clone()),
+            next_attempt_at: None,
+            last_attempt_at: None,
+            reply: None,
         }
     }
 }

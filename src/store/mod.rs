@@ -39,6 +39,14 @@ pub struct Message {
     /// Signer id for link messages (delivery status per signer).
     #[serde(default)]
     pub signer_id: Option<String>,
+    /// Not before this time (unix seconds): the retry backoff. None: at once.
+    #[serde(default)]
+    pub next_attempt_at: Option<u64>,
+    #[serde(default)]
+    pub last_attempt_at: Option<u64>,
+    /// The SMTP server's reply on acceptance (or where the `.eml` copy was written).
+    #[serde(default)]
+    pub reply: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +55,9 @@ pub enum MessageStatus {
     Queued,
     Sent,
     Failed,
+    /// Not delivered on purpose: a staff notice with no `staff_notice_to`, or a reminder that
+    /// was no longer needed when its turn came (the reason is in `last_error`).
+    Skipped,
 }
 
 /// One atomic change.
@@ -113,6 +124,10 @@ pub trait Store: Send + Sync + 'static {
     /// Commits atomically and durably.
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError>;
     fn messages(&self) -> Result<Vec<Message>, StoreError>;
+    /// One outbox message by id.
+    fn message(&self, id: &str) -> Result<Message, StoreError> {
+        self.messages()?.into_iter().find(|m| m.id == id).ok_or(StoreError::NotFound)
+    }
     fn put_message(&self, m: &Message) -> Result<(), StoreError>;
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).

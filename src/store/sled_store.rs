@@ -214,6 +214,10 @@ impl Store for SledStore {
         self.outbox.iter().values().map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io)).collect()
     }
 
+    fn message(&self, id: &str) -> Result<Message, StoreError> {
+        Self::get_json(&self.outbox, id.as_bytes())
+    }
+
     fn put_message(&self, m: &Message) -> Result<(), StoreError> {
         self.outbox.insert(m.id.as_bytes(), serde_json::to_vec(m).map_err(io)?).map_err(io)?;
         self.durable()

@@ -34,15 +34,21 @@ pub fn spawn_app_at(data: &Path, clock: ManualClock) -> TestApp {
 /// Starts a server on a given address: a restarted server must come back where its emailed
 /// links point.
 pub fn spawn_app_on(data: &Path, clock: ManualClock, addr: &str) -> TestApp {
+    spawn_app_with(data, clock, addr, |_| {})
+}
+
+/// Starts a server with configuration changes (SMTP, retry schedule) applied on top.
+pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
     let std_listener = std::net::TcpListener::bind(addr).expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("addr");
-    let config = Config {
+    let mut config = Config {
         data_dir: data.to_path_buf(),
         bind: addr,
         public_base_url: Some(format!("http://{addr}")),
         ..Config::default()
     };
+    configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let (state, key, _) = countersign::cli::serve::build_state(config, dyn_clock).expect("state builds");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -184,7 +190,8 @@ impl TestApp {
         r.json()
     }
 
-    /// Every `.eml` in the outbox, oldest first: (file name, text).
+    /// Every `.eml` in the outbox, oldest first: (file name, its headers and decoded text/plain
+    /// part).
     pub fn outbox(&self) -> Vec<(String, String)> {
         let dir = self.data.join("outbox");
         let mut v: Vec<(String, String)> = match std::fs::read_dir(&dir) {
@@ -192,7 +199,8 @@ impl TestApp {
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
                 .map(|e| {
-                    (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).expect("eml"))
+                    let raw = std::fs::read(e.path()).expect("eml");
+                    (e.file_name().to_string_lossy().into_owned(), crate::smtp::readable(&raw))
                 })
                 .collect(),
             Err(_) => Vec::new(),

@@ -50,7 +50,8 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/apikeys"
             | "/audit/verify"
             | "/backup"
-            | "/openapi.json",
+            | "/openapi.json"
+            | "/outbox",
         ) => 200,
         ("POST", "/verify") => 200,
         ("POST", "/agreements" | "/apikeys") => 201,
@@ -85,6 +86,7 @@ fn concrete(path: &str) -> String {
             .replace("{signer}", "s1")
             .replace("{version}", "1")
             .replace("{key_id}", "k00000000")
+            .replace("{message}", "m000000000000")
     ) + if path.ends_with("/diff") { "?from=1&to=2" } else { "" }
 }
 

@@ -6,8 +6,10 @@ mod app;
 mod archive;
 mod browser;
 mod helpers;
+mod smtp;
 
 mod cli;
+mod mail;
 mod properties;
 mod provisions;
 mod render;

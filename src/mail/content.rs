@@ -1,0 +1,159 @@
+//! Email content from tera templates (`templates/email/`): a plain-text and an HTML alternative
+//! of every message, rendered when the message is queued and stored with it, so a retry or a
+//! restart sends exactly what was queued.
+//!
+//! The HTML templates are autoescaped (every value is HTML-escaped); the text templates are not
+//! escaped (there is nothing to escape in plain text). Messages carry no PHI: the agreement
+//! title, the parties' names, the recipient's name and role, who asked, the link and its expiry.
+
+use std::sync::OnceLock;
+
+use tera::{Context, Tera};
+
+use crate::config::Config;
+use crate::domain::agreement::Agreement;
+use crate::store::{Message, MessageStatus};
+
+const TEMPLATES: [(&str, &str); 7] = [
+    ("email/base.html.tera", include_str!("../../templates/email/base.html.tera")),
+    ("email/signer.txt.tera", include_str!("../../templates/email/signer.txt.tera")),
+    ("email/signer.html.tera", include_str!("../../templates/email/signer.html.tera")),
+    ("email/completion.txt.tera", include_str!("../../templates/email/completion.txt.tera")),
+    ("email/completion.html.tera", include_str!("../../templates/email/completion.html.tera")),
+    ("email/notice.txt.tera", include_str!("../../templates/email/notice.txt.tera")),
+    ("email/notice.html.tera", include_str!("../../templates/email/notice.html.tera")),
+];
+
+fn tera() -> Result<&'static Tera, String> {
+    static TERA: OnceLock<Result<Tera, String>> = OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut t = Tera::new();
+        t.autoescape_on([".html.tera"]);
+        for (name, src) in TEMPLATES {
+            t.add_raw_template(name, src).map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(t)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Loads the templates (called at start-up so a broken template stops the server early).
+pub fn check() -> Result<(), String> {
+    tera().map(|_| ())
+}
+
+/// Renders `email/<name>.txt.tera` and `email/<name>.html.tera`.
+pub fn render(name: &str, ctx: &Context) -> Result<(String, String), String> {
+    let t = tera()?;
+    let text = t.render(&format!("email/{name}.txt.tera"), ctx).map_err(|e| format!("{name}.txt: {e}"))?;
+    let html = t.render(&format!("email/{name}.html.tera"), ctx).map_err(|e| format!("{name}.html: {e}"))?;
+    Ok((text, html))
+}
+
+/// The domain part of Message-IDs: the From address's domain.
+pub fn domain(config: &Config) -> String {
+    super::settings::from_header(config)
+        .rsplit('@')
+        .next()
+        .map(|d| d.trim_end_matches('>').trim().to_string())
+        .filter(|d| !d.is_empty() && !d.contains(['<', ' ', '"']))
+        .unwrap_or_else(|| "countersign.local".into())
+}
+
+/// A stable RFC 5322 Message-ID (without angle brackets) for a message id: ids may contain
+/// `:` (deterministic reminder ids), which a msg-id may not.
+pub fn message_id_for(id: &str, config: &Config) -> String {
+    let left: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '.' }).collect();
+    format!("{left}@{}", domain(config))
+}
+
+/// Who asked: the staff member who sent the agreement when that is an address, otherwise the
+/// disclosing party (API keys are not people yet).
+pub fn requester(a: &Agreement) -> String {
+    match a.sent_by.as_deref() {
+        Some(who) if who.contains('@') && !who.contains(':') => who.to_string(),
+        _ => a.upstream_name.clone(),
+    }
+}
+
+/// The shared context of every message about an agreement.
+pub fn agreement_context(a: &Agreement) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("title", &a.title);
+    ctx.insert("up", &a.upstream_name);
+    ctx.insert("down", &a.downstream_name);
+    ctx.insert("agreement_id", &a.id);
+    ctx.insert("status", a.status.as_str());
+    ctx.insert("requester", &requester(a));
+    ctx
+}
+
+/// What a message is, before it becomes a [`Message`].
+pub struct Draft {
+    /// The outbox id; None: a fresh time-ordered id.
+    pub id: Option<String>,
+    pub kind: String,
+    pub to_name: String,
+    pub to: String,
+    pub subject: String,
+    pub signer_id: Option<String>,
+    /// The template pair (`signer`, `completion`, `notice`).
+    pub template: &'static str,
+    pub ctx: Context,
+    /// Plain text used if the templates fail (they are compiled in and tested; this keeps a
+    /// message from being lost to a template bug).
+    pub fallback: String,
+}
+
+/// Renders a draft into a queued message.
+pub fn build(config: &Config, a: &Agreement, mut d: Draft, now: u64) -> Message {
+    d.ctx.insert("subject", &d.subject);
+    let (text, html) = match render(d.template, &d.ctx) {
+        Ok((t, h)) => (t, Some(h)),
+        Err(e) => {
+            tracing::error!(error = %e, kind = %d.kind, "email template failed; sending plain text");
+            (d.fallback, None)
+        }
+    };
+    let id = d.id.unwrap_or_else(|| crate::signing::service::message_id(now));
+    Message {
+        message_id: message_id_for(&id, config),
+        id,
+        agreement_id: a.id.clone(),
+        kind: d.kind,
+        to_name: d.to_name,
+        to: d.to,
+        subject: d.subject,
+        text,
+        html,
+        created_at: now,
+        status: MessageStatus::Queued,
+        attempts: 0,
+        last_error: None,
+        sent_at: None,
+        signer_id: d.signer_id,
+        next_attempt_at: None,
+        last_attempt_at: None,
+        reply: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_load() {
+        check().expect("email templates compile");
+    }
+
+    #[test]
+    fn message_ids_are_valid_msg_ids() {
+        let c = Config::default();
+        assert_eq!(message_id_for("reminder:ag_1:s1:2:3", &c), "reminder.ag_1.s1.2.3@localhost");
+        let c = Config { mail_from: "no-reply@sign.example.com".into(), ..Config::default() };
+        assert_eq!(message_id_for("m1", &c), "m1@sign.example.com");
+    }
+}

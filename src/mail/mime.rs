@@ -1,0 +1,146 @@
+//! The MIME form of a message, built with lettre: `multipart/alternative` with a text/plain and
+//! a text/html part (text/plain alone for messages without HTML).
+//!
+//! Deterministic: the Date header is the message's creation time and the MIME boundary is
+//! derived from its id, so the `.eml` copy and every SMTP attempt carry the same bytes and the
+//! same Message-ID.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use lettre::Address;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use sha2::{Digest, Sha256};
+
+use super::settings;
+use crate::config::Config;
+use crate::store::Message;
+
+/// The From mailbox.
+pub fn from_mailbox(config: &Config) -> Result<Mailbox, String> {
+    let from = settings::from_header(config);
+    from.parse::<Mailbox>().map_err(|e| format!("the From address {from:?} is not valid: {e}"))
+}
+
+/// The recipients: `to` may list several addresses separated by commas (staff notices). An
+/// empty `to` (a staff notice with no `staff_notice_to`) is addressed to the From mailbox in the
+/// `.eml` copy and never sent.
+pub fn recipients(m: &Message, config: &Config) -> Result<Vec<Mailbox>, String> {
+    let parts: Vec<&str> = m.to.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return Ok(vec![from_mailbox(config)?]);
+    }
+    let named = parts.len() == 1 && !m.to_name.is_empty();
+    parts
+        .into_iter()
+        .map(|p| {
+            let addr: Address = p.parse().map_err(|e| format!("recipient {p:?} is not an address: {e}"))?;
+            Ok(Mailbox::new(named.then(|| m.to_name.clone()), addr))
+        })
+        .collect()
+}
+
+fn boundary(id: &str) -> String {
+    let h = hex::encode(Sha256::digest(id.as_bytes()));
+    format!("countersign-{}", &h[..32])
+}
+
+/// Builds the lettre message.
+pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, String> {
+    let mut b = lettre::Message::builder()
+        .from(from_mailbox(config)?)
+        .subject(m.subject.clone())
+        .date(UNIX_EPOCH + Duration::from_secs(m.created_at))
+        .message_id(Some(format!("<{}>", m.message_id)))
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Countersign-Agreement"),
+            m.agreement_id.clone(),
+        ));
+    for to in recipients(m, config)? {
+        b = b.to(to);
+    }
+    if let Some(r) = config.smtp.as_ref().and_then(|s| s.reply_to.as_ref()) {
+        b = b.reply_to(r.parse::<Mailbox>().map_err(|e| format!("reply_to {r:?} is not valid: {e}"))?);
+    }
+    let built = match &m.html {
+        Some(html) => b.multipart(
+            MultiPart::alternative()
+                .boundary(boundary(&m.id))
+                .singlepart(SinglePart::plain(m.text.clone()))
+                .singlepart(SinglePart::html(html.clone())),
+        ),
+        None => b.singlepart(SinglePart::plain(m.text.clone())),
+    };
+    built.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// The message as RFC 5322 bytes (CRLF line ends).
+pub fn format(m: &Message, config: &Config) -> Result<Vec<u8>, String> {
+    Ok(build(m, config)?.formatted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MessageStatus;
+
+    fn message() -> Message {
+        Message {
+            id: "m0001".into(),
+            agreement_id: "ag_1".into(),
+            kind: "link".into(),
+            to_name: "Zoë Ångström".into(),
+            to: "zoe@lakeside.example".into(),
+            subject: "Please sign: Business Associate Agreement — Lakeside and Northwind".into(),
+            text: "Hello Zoë,\n\nhttps://sign.example.com/sign/abc\n".into(),
+            html: Some("<p>Hello Zoë, <a href=\"https://sign.example.com/sign/abc\">sign</a></p>".into()),
+            message_id: "m0001@localhost".into(),
+            created_at: 1_799_064_000,
+            status: MessageStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            signer_id: Some("s2".into()),
+            next_attempt_at: None,
+            last_attempt_at: None,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn the_same_message_gives_the_same_bytes_with_both_alternatives() {
+        let c = Config::default();
+        let a = format(&message(), &c).expect("formats");
+        let b = format(&message(), &c).expect("formats");
+        assert_eq!(a, b, "deterministic: .eml copy and SMTP attempts match");
+        let parsed = mailparse::parse_mail(&a).expect("valid MIME");
+        assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+        let types: Vec<&str> = parsed.subparts.iter().map(|p| p.ctype.mimetype.as_str()).collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
+        assert!(parsed.subparts[0].get_body().expect("text").contains("https://sign.example.com/sign/abc"));
+        let h = |n: &str| parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(n)).map(|h| h.get_value());
+        assert_eq!(h("Message-ID").as_deref(), Some("<m0001@localhost>"));
+        assert_eq!(h("To").as_deref(), Some("Zoë Ångström <zoe@lakeside.example>"));
+        assert!(h("Subject").is_some_and(|s| s.contains("Lakeside")));
+        assert_eq!(h("X-Countersign-Agreement").as_deref(), Some("ag_1"));
+    }
+
+    #[test]
+    fn no_header_injection_and_no_recipient_means_the_from_mailbox() {
+        let c = Config::default();
+        let mut m = message();
+        m.subject = "hi\r\nBcc: evil@example.com".into();
+        m.to = String::new();
+        let bytes = format(&m, &c).expect("formats");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.lines().any(|l| l.starts_with("Bcc:")), "{text}");
+        let parsed = mailparse::parse_mail(&bytes).expect("valid");
+        let to = parsed.headers.iter().find(|h| h.get_key() == "To").map(|h| h.get_value()).unwrap_or_default();
+        assert!(to.contains("countersign@localhost"), "{to}");
+        m.to = "a@example.com, b@example.com".into();
+        assert_eq!(recipients(&m, &c).expect("two").len(), 2);
+        m.to = "not an address".into();
+        assert!(format(&m, &c).is_err());
+    }
+}

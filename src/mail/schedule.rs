@@ -1,0 +1,498 @@
+//! Reminders, expiry warnings and term notices: what is due ([`due`], pure) and the tick that
+//! queues it ([`Service::queue_due_messages`]).
+//!
+//! Schedule (defaults in `[reminders]`): a signer who has not acted gets a reminder
+//! `first_after_days` (3) after their link was sent, then every `every_days` (4), until they sign
+//! or decline, the agreement is voided or expires, or the expiry warning is due; the warning goes
+//! `expiry_warning_days` (2) before the link expires. Staff are told `term_notice_days` (30)
+//! before an executed agreement renews (auto-renewing term) or ends.
+//!
+//! Idempotency: every queued message has a deterministic outbox id —
+//! `reminder:<agreement>:<signer>:<generation>:<n>`, `expiry:<agreement>:<signer>:<generation>`,
+//! `notice:<agreement>:renewal|termination:<date>` — and the tick queues only ids that do not
+//! exist yet, under the service's write lock. A restart, a second tick or a clock that jumps
+//! ahead never queues one twice; after downtime only the latest due reminder is sent, not a
+//! burst of the missed ones. A resend or correction bumps the signer's generation and so starts
+//! their schedule afresh.
+
+use std::collections::HashSet;
+
+use super::notices::{self, TermEvent};
+use super::settings::ReminderSettings;
+use super::{SignerMail, signer_message};
+use crate::clock::long_date;
+use crate::domain::agreement::{Agreement, SignerRecord, SignerStatus, Status};
+use crate::domain::intake::Date;
+use crate::signing::service::{Service, ServiceError};
+use crate::signing::token::Purpose;
+use crate::store::{Change, Message, NewEvent};
+
+const DAY: u64 = 86_400;
+
+/// An executed agreement's term, from its intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    pub effective: Date,
+    pub months: u16,
+    pub auto_renew: bool,
+}
+
+/// Something due, with its deterministic outbox id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// The `n`-th reminder (1-based) to a signer.
+    Reminder { id: String, signer: String, n: u32 },
+    /// The warning before the signer's link expires: `days` left (rounded up).
+    ExpiryWarning { id: String, signer: String, days: u32 },
+    /// Staff notice before a renewal or the end of the term.
+    Term { id: String, event: TermEvent, date: Date },
+}
+
+impl Due {
+    pub fn id(&self) -> &str {
+        match self {
+            Due::Reminder { id, .. } | Due::ExpiryWarning { id, .. } | Due::Term { id, .. } => id,
+        }
+    }
+}
+
+pub fn reminder_prefix(agreement: &str, signer: &str, generation: u32) -> String {
+    format!("reminder:{agreement}:{signer}:{generation}:")
+}
+
+pub fn expiry_id(agreement: &str, signer: &str, generation: u32) -> String {
+    format!("expiry:{agreement}:{signer}:{generation}")
+}
+
+fn date_secs(d: Date) -> u64 {
+    u64::try_from(d.days_since_epoch()).unwrap_or(0) * DAY
+}
+
+/// When the signer's current link was sent: the latest `link` message to them.
+fn link_sent_at(s: &SignerRecord, messages: &[Message]) -> Option<u64> {
+    messages.iter().filter(|m| m.kind == "link" && m.signer_id.as_deref() == Some(&s.id)).map(|m| m.created_at).max()
+}
+
+/// What is due for `a` at `now`, given every message already queued for it. Pure.
+pub fn due(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, term: Option<&Term>) -> Vec<Due> {
+    let ids: HashSet<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let mut out = Vec::new();
+    if a.status.is_out_for_signature() {
+        for s in &a.signers {
+            if !matches!(s.status, SignerStatus::Notified | SignerStatus::Opened) {
+                continue;
+            }
+            let (Some(expires), Some(sent)) = (s.link_expires, link_sent_at(s, messages)) else { continue };
+            if now >= expires {
+                continue;
+            }
+            let warn_at = (r.expiry_warning_days > 0)
+                .then(|| expires.saturating_sub(u64::from(r.expiry_warning_days) * DAY))
+                .filter(|&w| w > sent);
+            let cutoff = warn_at.unwrap_or(expires);
+            if r.first_after_days > 0 {
+                let first = sent + u64::from(r.first_after_days) * DAY;
+                let every = u64::from(r.every_days) * DAY;
+                if now >= first && first < cutoff {
+                    // The latest reminder whose time has come (and is before the cutoff).
+                    let mut n = 1 + (now - first).checked_div(every).unwrap_or(0);
+                    while n > 1 && first + (n - 1) * every >= cutoff {
+                        n -= 1;
+                    }
+                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+                    let prefix = reminder_prefix(&a.id, &s.id, s.generation);
+                    let sent_already = messages.iter().any(|m| {
+                        m.id.strip_prefix(&prefix).and_then(|k| k.parse::<u32>().ok()).is_some_and(|k| k >= n)
+                    });
+                    if !sent_already {
+                        out.push(Due::Reminder { id: format!("{prefix}{n}"), signer: s.id.clone(), n });
+                    }
+                }
+            }
+            if let Some(w) = warn_at {
+                let id = expiry_id(&a.id, &s.id, s.generation);
+                if now >= w && !ids.contains(id.as_str()) {
+                    let days = u32::try_from((expires - now).div_ceil(DAY)).unwrap_or(u32::MAX);
+                    out.push(Due::ExpiryWarning { id, signer: s.id.clone(), days });
+                }
+            }
+        }
+    }
+    if a.status == Status::Executed
+        && r.term_notice_days > 0
+        && let Some(t) = term
+        && t.months > 0
+    {
+        let notice = u64::from(r.term_notice_days) * DAY;
+        let (event, date) = if t.auto_renew {
+            // The next renewal date after now (bounded: at most 100 years of terms).
+            let mut k = 1u32;
+            let mut d = t.effective.add_months(u32::from(t.months));
+            while date_secs(d) <= now && k < 1200 {
+                k += 1;
+                d = t.effective.add_months(k * u32::from(t.months));
+            }
+            (TermEvent::Renewal, d)
+        } else {
+            (TermEvent::Termination, t.effective.add_months(u32::from(t.months)))
+        };
+        let at = date_secs(date);
+        if now < at && now + notice >= at {
+            let what = if event == TermEvent::Renewal { "renewal" } else { "termination" };
+            let id = format!("notice:{}:{what}:{date}", a.id);
+            if !ids.contains(id.as_str()) {
+                out.push(Due::Term { id, event, date });
+            }
+        }
+    }
+    out
+}
+
+/// Parses `reminder:<agreement>:<signer>:<generation>:<n>` or `expiry:<agreement>:<signer>:<generation>`
+/// into (agreement, signer, generation).
+fn signer_mail_target(id: &str) -> Option<(&str, &str, u32)> {
+    let mut parts = id.split(':');
+    let kind = parts.next()?;
+    let (a, s, g) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+    matches!(kind, "reminder" | "expiry").then_some((a, s, g))
+}
+
+/// For a reminder or expiry warning about to be sent: is it still wanted? `Err(reason)` when the
+/// signer has acted, the agreement is no longer out for signature, a newer link replaced this
+/// one, or the link expired. A link email is not wanted once its agreement is voided. Other
+/// messages are always wanted.
+pub fn still_wanted(a: &Agreement, m: &Message, now: u64) -> Result<(), String> {
+    if m.kind == "link" && a.status == Status::Voided {
+        // Its link is dead: sending it would only confuse the signer.
+        return Err("no longer needed: the agreement was voided".into());
+    }
+    let Some((_, signer, generation)) = signer_mail_target(&m.id) else { return Ok(()) };
+    if !a.status.is_out_for_signature() {
+        return Err(format!("no longer needed: the agreement is {}", a.status.as_str()));
+    }
+    let s = a.signer(signer).ok_or_else(|| "no longer needed: the signer was removed".to_string())?;
+    if !matches!(s.status, SignerStatus::Notified | SignerStatus::Opened) {
+        return Err(format!(
+            "no longer needed: the signer has {}",
+            if s.status == SignerStatus::Signed { "signed" } else { "responded" }
+        ));
+    }
+    if s.generation != generation {
+        return Err("no longer needed: a newer link was sent".into());
+    }
+    if s.link_expires.is_some_and(|e| now >= e) {
+        return Err("no longer needed: the link has expired".into());
+    }
+    Ok(())
+}
+
+impl Service {
+    /// The tick: brings expired agreements to `expired` (queuing that notice), then queues every
+    /// due reminder, expiry warning and term notice, one commit per agreement under the write
+    /// lock. Returns how many messages it queued. Safe to call any number of times.
+    pub fn queue_due_messages(&self) -> Result<usize, ServiceError> {
+        let r = self.config.reminders.clone();
+        let mut queued = 0;
+        let all = self.store.agreements()?;
+        let mut messages: Option<Vec<Message>> = None;
+        for listed in all {
+            let a = match listed.status {
+                s if s.is_out_for_signature() => self.get(&listed.id)?, // may move it to expired
+                Status::Executed if r.term_notice_days > 0 => listed,
+                _ => continue,
+            };
+            if !(a.status.is_out_for_signature() || a.status == Status::Executed) {
+                continue;
+            }
+            let term = if a.status == Status::Executed { self.term(&a) } else { None };
+            let ms = match &messages {
+                Some(ms) => ms,
+                None => messages.insert(self.store.messages()?),
+            };
+            let mine: Vec<Message> = ms.iter().filter(|m| m.agreement_id == a.id).cloned().collect();
+            if due(&a, &mine, self.clock.now(), &r, term.as_ref()).is_empty() {
+                continue;
+            }
+            // Something is due: decide again under the lock from fresh data, then commit.
+            let _g = self.write();
+            let a = self.store.agreement(&a.id)?;
+            let mine: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == a.id).collect();
+            let now = self.clock.now();
+            let mut change = Change::default();
+            for d in due(&a, &mine, now, &r, term.as_ref()) {
+                let Some(m) = self.due_message(&a, &d, now) else { continue };
+                change.events.push(NewEvent {
+                    agreement_id: a.id.clone(),
+                    kind: "message_queued".into(),
+                    at: now,
+                    actor: "system".into(),
+                    ip: String::new(),
+                    user_agent: String::new(),
+                    document_sha256: a.sent_sha256.clone().unwrap_or_else(|| a.document_sha256.clone()),
+                    detail: serde_json::json!({"message": m.id, "kind": m.kind, "signer": m.signer_id, "message_id": m.message_id}),
+                });
+                change.messages.push(m);
+            }
+            queued += change.messages.len();
+            if !change.messages.is_empty() {
+                self.commit(change)?;
+                messages = None;
+            }
+        }
+        if queued > 0 {
+            self.mail_wake.notify_one();
+        }
+        Ok(queued)
+    }
+
+    fn due_message(&self, a: &Agreement, d: &Due, now: u64) -> Option<Message> {
+        match d {
+            Due::Reminder { id, signer, n } | Due::ExpiryWarning { id, signer, days: n } => {
+                let which = if matches!(d, Due::Reminder { .. }) {
+                    SignerMail::Reminder(*n)
+                } else {
+                    SignerMail::ExpiryWarning(*n)
+                };
+                let s = a.signer(signer)?;
+                let expires = s.link_expires.unwrap_or(now);
+                // The same claims as the link already sent (same generation and expiry): the
+                // reminder does not extend or replace the link.
+                let token = self.keys.issue(&a.id, s.index, Purpose::Sign, expires, s.generation);
+                let url = format!("{}/sign/{token}", self.config.base_url());
+                Some(signer_message(&self.config, a, s, which, &url, &long_date(expires), now, Some(id.clone())))
+            }
+            Due::Term { event, date, .. } => Some(notices::term(&self.config, a, *event, *date, now)),
+        }
+    }
+
+    /// The term of an executed agreement, from its current version's intake.
+    fn term(&self, a: &Agreement) -> Option<Term> {
+        let v = self.store.version(&a.id, a.version).ok()?;
+        let intake = crate::cli::load_intake(&v.intake).ok()?;
+        Some(Term { effective: intake.effective_date, months: intake.term.months, auto_renew: intake.term.auto_renew })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::intake::Side;
+    use crate::store::MessageStatus;
+
+    const T0: u64 = 1_799_064_000; // 2027-01-04T12:00:00Z
+
+    fn settings() -> ReminderSettings {
+        ReminderSettings::default()
+    }
+
+    fn signer(id: &str, status: SignerStatus, expires: Option<u64>, generation: u32) -> SignerRecord {
+        SignerRecord {
+            id: id.into(),
+            index: id[1..].parse::<u16>().unwrap_or(1) - 1,
+            side: Side::Upstream,
+            party_label: "Covered Entity".into(),
+            party_name: "Lakeside".into(),
+            name: "Zoë".into(),
+            title: "CCO".into(),
+            email: "zoe@lakeside.example".into(),
+            order: 1,
+            status,
+            generation,
+            link_expires: expires,
+            signature: None,
+            decline_reason: None,
+        }
+    }
+
+    fn agreement(status: Status, signers: Vec<SignerRecord>) -> Agreement {
+        Agreement {
+            id: "ag_1".into(),
+            kind: "baa".into(),
+            title: "Business Associate Agreement".into(),
+            upstream_name: "Lakeside".into(),
+            downstream_name: "Northwind".into(),
+            status,
+            version: 1,
+            document_sha256: String::new(),
+            check_passes: true,
+            created_at: T0,
+            updated_at: T0,
+            created_by: "admin:bootstrap".into(),
+            sent_at: Some(T0),
+            sent_by: Some("admin:bootstrap".into()),
+            sent_sha256: None,
+            executed_at: None,
+            final_sha256: None,
+            void_reason: None,
+            needs_approval: false,
+            approval: None,
+            facts: Default::default(),
+            termination: None,
+            disposition: None,
+            disposed_at: None,
+            signers,
+            revision: 1,
+        }
+    }
+
+    fn msg(id: &str, kind: &str, signer: &str, at: u64) -> Message {
+        Message {
+            id: id.into(),
+            agreement_id: "ag_1".into(),
+            kind: kind.into(),
+            to_name: String::new(),
+            to: "zoe@lakeside.example".into(),
+            subject: String::new(),
+            text: String::new(),
+            html: None,
+            message_id: format!("{id}@x"),
+            created_at: at,
+            status: MessageStatus::Sent,
+            attempts: 1,
+            last_error: None,
+            sent_at: Some(at),
+            signer_id: Some(signer.into()),
+            next_attempt_at: None,
+            last_attempt_at: None,
+            reply: None,
+        }
+    }
+
+    /// Runs the schedule hour by hour from T0 to `until`, "queuing" whatever is due, and
+    /// returns (day offset, id) of everything queued.
+    fn simulate(a: &Agreement, until_days: u64, r: &ReminderSettings) -> Vec<(f64, String)> {
+        let mut ms = vec![msg("m1", "link", "s1", T0)];
+        let mut out = Vec::new();
+        let mut now = T0;
+        while now <= T0 + until_days * DAY {
+            for d in due(a, &ms, now, r, None) {
+                out.push(((now - T0) as f64 / DAY as f64, d.id().to_string()));
+                ms.push(msg(d.id(), "reminder", "s1", now));
+            }
+            now += 3600;
+        }
+        out
+    }
+
+    #[test]
+    fn default_schedule_for_a_fourteen_day_link() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 1)]);
+        let got = simulate(&a, 20, &settings());
+        let want = vec![
+            (3.0, "reminder:ag_1:s1:1:1".to_string()),
+            (7.0, "reminder:ag_1:s1:1:2".to_string()),
+            (11.0, "reminder:ag_1:s1:1:3".to_string()),
+            (12.0, "expiry:ag_1:s1:1".to_string()),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nothing_is_due_before_its_time_or_twice() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 1)]);
+        let link = vec![msg("m1", "link", "s1", T0)];
+        assert!(due(&a, &link, T0 + 3 * DAY - 1, &settings(), None).is_empty());
+        let d = due(&a, &link, T0 + 3 * DAY, &settings(), None);
+        assert_eq!(d, vec![Due::Reminder { id: "reminder:ag_1:s1:1:1".into(), signer: "s1".into(), n: 1 }]);
+        let mut with = link.clone();
+        with.push(msg("reminder:ag_1:s1:1:1", "reminder", "s1", T0 + 3 * DAY));
+        assert!(due(&a, &with, T0 + 3 * DAY + 5, &settings(), None).is_empty(), "idempotent");
+    }
+
+    #[test]
+    fn after_downtime_only_the_latest_reminder_goes() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Opened, Some(T0 + 30 * DAY), 1)]);
+        let link = vec![msg("m1", "link", "s1", T0)];
+        let d = due(&a, &link, T0 + 12 * DAY, &settings(), None);
+        // Reminders at 3, 7, 11: the 3rd is the latest due.
+        assert_eq!(d, vec![Due::Reminder { id: "reminder:ag_1:s1:1:3".into(), signer: "s1".into(), n: 3 }]);
+        let mut with = link.clone();
+        with.push(msg("reminder:ag_1:s1:1:3", "reminder", "s1", T0 + 12 * DAY));
+        assert!(due(&a, &with, T0 + 12 * DAY, &settings(), None).is_empty(), "earlier ones are not back-filled");
+    }
+
+    #[test]
+    fn signers_who_acted_voided_agreements_and_expired_links_get_nothing() {
+        let link = vec![msg("m1", "link", "s1", T0)];
+        let late = T0 + 5 * DAY;
+        for (status, s_status, expires) in [
+            (Status::Sent, SignerStatus::Signed, T0 + 14 * DAY),
+            (Status::Declined, SignerStatus::Declined, T0 + 14 * DAY),
+            (Status::Voided, SignerStatus::Notified, T0 + 14 * DAY),
+            (Status::Sent, SignerStatus::Notified, T0 + 4 * DAY),
+            (Status::Sent, SignerStatus::Waiting, T0 + 14 * DAY),
+        ] {
+            let a = agreement(status, vec![signer("s1", s_status, Some(expires), 1)]);
+            assert!(due(&a, &link, late, &settings(), None).is_empty(), "{status:?} {s_status:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_generation_restarts_the_schedule() {
+        let mut ms = vec![msg("m1", "link", "s1", T0), msg("reminder:ag_1:s1:1:1", "reminder", "s1", T0 + 3 * DAY)];
+        ms.push(msg("m2", "link", "s1", T0 + 4 * DAY)); // resent: generation 2
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 18 * DAY), 2)]);
+        assert!(due(&a, &ms, T0 + 6 * DAY, &settings(), None).is_empty(), "3 days after the new link, not the old");
+        let d = due(&a, &ms, T0 + 7 * DAY, &settings(), None);
+        assert_eq!(d[0].id(), "reminder:ag_1:s1:2:1");
+    }
+
+    #[test]
+    fn short_links_and_switched_off_settings() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 2 * DAY), 1)]);
+        // A 2-day link: the warning would be at the moment of sending, so there is none, and
+        // the first reminder (day 3) is after expiry.
+        assert!(simulate(&a, 3, &settings()).is_empty());
+        let off = ReminderSettings { first_after_days: 0, expiry_warning_days: 0, ..settings() };
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 1)]);
+        assert!(simulate(&a, 14, &off).is_empty());
+        let once = ReminderSettings { every_days: 0, ..settings() };
+        let ids: Vec<String> = simulate(&a, 14, &once).into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, ["reminder:ag_1:s1:1:1", "expiry:ag_1:s1:1"]);
+    }
+
+    #[test]
+    fn term_notices_before_renewal_or_termination() {
+        let a = agreement(Status::Executed, vec![signer("s1", SignerStatus::Signed, None, 1)]);
+        let eff = Date { year: 2027, month: 1, day: 1 };
+        let renew = Term { effective: eff, months: 12, auto_renew: true };
+        let jan_1_2028 = date_secs(Date { year: 2028, month: 1, day: 1 });
+        assert!(due(&a, &[], jan_1_2028 - 31 * DAY, &settings(), Some(&renew)).is_empty());
+        let d = due(&a, &[], jan_1_2028 - 30 * DAY, &settings(), Some(&renew));
+        assert_eq!(
+            d,
+            vec![Due::Term {
+                id: "notice:ag_1:renewal:2028-01-01".into(),
+                event: TermEvent::Renewal,
+                date: Date { year: 2028, month: 1, day: 1 }
+            }]
+        );
+        // The next year's renewal is a new notice.
+        let d = due(&a, &[], jan_1_2028 + 340 * DAY, &settings(), Some(&renew));
+        assert_eq!(d[0].id(), "notice:ag_1:renewal:2029-01-01");
+        let ends = Term { auto_renew: false, ..renew };
+        let d = due(&a, &[], jan_1_2028 - DAY, &settings(), Some(&ends));
+        assert_eq!(d[0].id(), "notice:ag_1:termination:2028-01-01");
+        assert!(due(&a, &[], jan_1_2028 + DAY, &settings(), Some(&ends)).is_empty(), "after the end: nothing");
+        let mut seen = vec![msg("notice:ag_1:termination:2028-01-01", "notice_termination", "", jan_1_2028 - DAY)];
+        seen[0].signer_id = None;
+        assert!(due(&a, &seen, jan_1_2028 - 1, &settings(), Some(&ends)).is_empty());
+    }
+
+    #[test]
+    fn still_wanted_checks_the_signer_and_generation() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
+        let m = msg("reminder:ag_1:s1:2:1", "reminder", "s1", T0);
+        assert!(still_wanted(&a, &m, T0 + DAY).is_ok());
+        assert!(still_wanted(&a, &m, T0 + 15 * DAY).is_err(), "expired");
+        let old = msg("reminder:ag_1:s1:1:1", "reminder", "s1", T0);
+        assert!(still_wanted(&a, &old, T0 + DAY).is_err(), "superseded");
+        let signed =
+            agreement(Status::PartiallySigned, vec![signer("s1", SignerStatus::Signed, Some(T0 + 14 * DAY), 2)]);
+        assert!(still_wanted(&signed, &m, T0 + DAY).is_err());
+        assert!(still_wanted(&signed, &msg("m9", "link", "s1", T0), T0).is_ok(), "other kinds always go");
+        let voided = agreement(Status::Voided, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
+        assert!(still_wanted(&voided, &msg("m9", "link", "s1", T0), T0).is_err(), "a dead link is not mailed");
+        assert!(still_wanted(&voided, &msg("m9", "completion", "s1", T0), T0).is_ok());
+    }
+}

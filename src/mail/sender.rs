@@ -1,0 +1,342 @@
+//! The sender: a tokio task that delivers due messages from the sled outbox and runs the
+//! reminder tick.
+//!
+//! Delivery of one message:
+//!
+//! 1. Reminders and expiry warnings that are no longer wanted (the signer acted, a newer link
+//!    went out, the agreement closed) are marked `skipped`; so are staff notices when no
+//!    `staff_notice_to` is configured (they stay in the outbox and `.eml` copies).
+//! 2. **Lease**: `attempts + 1` and `next_attempt_at = now + backoff` are made durable *before*
+//!    the attempt, so a crash during the attempt neither loses the message nor retries it in a
+//!    tight loop, and a message that crashes the process every time still runs out of attempts.
+//! 3. The `.eml` copy is written (with `eml_outbox`), then the same bytes go to the SMTP server.
+//! 4. Accepted: `sent` with the time and the server's reply. Transient failure: stays `queued`
+//!    with `last_error`, and is retried at `next_attempt_at`. Permanent failure, or the last
+//!    attempt failed: `failed` with the reason, in one commit with an audit event and the staff
+//!    notice.
+//!
+//! A crash after the server accepted a message but before step 4 was made durable sends it again
+//! after restart: at least once, with the same Message-ID, so a rare duplicate is possible and
+//! receivers that deduplicate by Message-ID drop it.
+//!
+//! Timing comes from the service's [`crate::clock::Clock`] (attempt times and backoff) and from
+//! `[delivery] poll_ms` / `[reminders] tick_secs` (how often the task looks); it is woken through
+//! `Service::mail_wake` after every commit that queued messages.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Address;
+
+use super::notices;
+use super::schedule::still_wanted;
+use super::settings::DeliverySettings;
+use super::smtp::{Outcome, Smtp};
+use crate::signing::service::{Service, ServiceError};
+use crate::store::{Change, Message, MessageStatus, NewEvent, StoreError};
+
+/// How messages leave.
+pub enum Transport {
+    Smtp(Smtp),
+    /// No SMTP: writing the `.eml` copy is the delivery (an operator sends it by hand).
+    Eml,
+    /// Neither SMTP nor `.eml` copies: messages stay queued.
+    Nothing,
+}
+
+impl Transport {
+    /// From the configuration. Call inside the runtime (lettre's pool starts a task).
+    pub fn from_config(service: &Service) -> Result<Transport, String> {
+        let c = &service.config;
+        match &c.smtp {
+            Some(s) => {
+                let from = super::mime::from_mailbox(c)?.email;
+                Ok(Transport::Smtp(Smtp::new(s, from)?))
+            }
+            None if c.eml_outbox => Ok(Transport::Eml),
+            None => Ok(Transport::Nothing),
+        }
+    }
+}
+
+/// Delay before the next attempt after `attempt` attempts (1-based): `initial · 2^(attempt-1)`,
+/// capped at `max`, shortened by up to `jitter` of itself (`unit` is a random number in [0, 1)).
+pub fn backoff_secs(attempt: u32, d: &DeliverySettings, unit: f64) -> u64 {
+    let exp = attempt.saturating_sub(1).min(32);
+    let base = d.backoff_initial_secs.saturating_mul(1u64 << exp).min(d.backoff_max_secs);
+    let cut = (base as f64 * d.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0)).floor() as u64;
+    base - cut.min(base)
+}
+
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Starts the sender and the reminder tick; both stop when `shutdown` resolves (an attempt in
+/// flight finishes first, bounded by the SMTP timeout).
+pub fn spawn(
+    service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let transport = match Transport::from_config(&service) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "mail transport cannot start; messages stay queued");
+                Transport::Nothing
+            }
+        };
+        match &transport {
+            Transport::Smtp(_) => tracing::info!("mail: delivering by SMTP"),
+            Transport::Eml => tracing::info!("mail: no SMTP configured; messages are written to the .eml outbox"),
+            Transport::Nothing => {
+                tracing::warn!("mail: no SMTP and eml_outbox = false; messages stay queued")
+            }
+        }
+        tokio::pin!(shutdown);
+        let poll = Duration::from_millis(service.config.delivery.poll_ms.max(10));
+        let tick_every = Duration::from_secs(service.config.reminders.tick_secs.max(1));
+        let mut next_tick = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next_tick {
+                let svc = service.clone();
+                match tokio::task::spawn_blocking(move || svc.queue_due_messages()).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(queued = n, "reminders and notices queued"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "reminder tick failed"),
+                    Err(e) => tracing::error!(error = %e, "reminder tick panicked"),
+                }
+                next_tick = tokio::time::Instant::now() + tick_every;
+            }
+            let next_due = match deliver_due(&service, &transport).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox pass failed");
+                    None
+                }
+            };
+            let mut wait = poll.min(next_tick.saturating_duration_since(tokio::time::Instant::now()));
+            if let Some(at) = next_due {
+                wait = wait.min(Duration::from_secs(at.saturating_sub(service.clock.now())));
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = service.mail_wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+            }
+        }
+        if let Transport::Smtp(s) = &transport {
+            s.shutdown().await;
+        }
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    service: &Arc<Service>,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let svc = service.clone();
+    tokio::task::spawn_blocking(move || f(&svc))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("task failed: {e}")))?
+}
+
+/// One pass: delivers every due message, oldest first. Returns when the next queued message
+/// falls due (clock seconds), if any.
+pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Result<Option<u64>, ServiceError> {
+    if matches!(transport, Transport::Nothing) {
+        return Ok(None);
+    }
+    let now = service.clock.now();
+    let mut due: Vec<Message> = blocking(service, |s| Ok(s.store.messages()?))
+        .await?
+        .into_iter()
+        .filter(|m| m.status == MessageStatus::Queued && m.next_attempt_at.unwrap_or(0) <= now)
+        .collect();
+    due.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    for m in due {
+        let id = m.id.clone();
+        if let Err(e) = deliver(service, transport, m).await {
+            tracing::error!(message = %id, error = %e, "delivery bookkeeping failed");
+        }
+    }
+    let pending = blocking(service, |s| Ok(s.store.messages()?)).await?;
+    Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())
+}
+
+/// What to do with a due message before any attempt.
+enum Plan {
+    Attempt(Box<Message>),
+    Done,
+}
+
+async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> Result<(), ServiceError> {
+    let id = m.id.clone();
+    let plan = blocking(service, move |s| prepare(s, &id)).await?;
+    let Plan::Attempt(m) = plan else { return Ok(()) };
+    let m = *m;
+    let config = &service.config;
+    let outcome = match transport {
+        Transport::Nothing => return Ok(()),
+        Transport::Eml => {
+            let dir = config.data_dir.join("outbox");
+            let m2 = m.clone();
+            let c = config.clone();
+            match tokio::task::spawn_blocking(move || super::write_eml(&dir, &m2, &c)).await {
+                Ok(Ok(_)) => Outcome::Sent(format!(
+                    "written to {} (no SMTP server configured)",
+                    super::eml_path(&config.data_dir.join("outbox"), &m).display()
+                )),
+                Ok(Err(e)) => Outcome::Transient(format!("cannot write the .eml copy: {e}")),
+                Err(e) => Outcome::Transient(format!("task failed: {e}")),
+            }
+        }
+        Transport::Smtp(smtp) => {
+            let built = super::mime::format(&m, config).and_then(|bytes| {
+                let to: Result<Vec<Address>, String> =
+                    super::mime::recipients(&m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
+                Ok((bytes, to?))
+            });
+            match built {
+                Err(e) => Outcome::Permanent(e),
+                Ok((bytes, to)) => {
+                    if config.eml_outbox {
+                        let dir = config.data_dir.join("outbox");
+                        let (m2, c) = (m.clone(), config.clone());
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || super::write_eml(&dir, &m2, &c)).await {
+                            tracing::warn!(message = %m.id, error = %e, "cannot write the .eml copy; sending anyway");
+                        }
+                    }
+                    smtp.send(to, &bytes).await
+                }
+            }
+        }
+    };
+    match &outcome {
+        Outcome::Sent(_) => tracing::info!(message = %m.id, kind = %m.kind, attempt = m.attempts, "message delivered"),
+        Outcome::Transient(e) => {
+            tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery failed; will retry")
+        }
+        Outcome::Permanent(e) => {
+            tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery refused")
+        }
+    }
+    blocking(service, move |s| finish(s, &m, outcome)).await
+}
+
+/// Under the write lock: skip what is no longer wanted, else lease the message for one attempt.
+fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
+    let _g = s.write();
+    let now = s.clock.now();
+    let mut m = match s.store.message(id) {
+        Ok(m) => m,
+        Err(StoreError::NotFound) => return Ok(Plan::Done),
+        Err(e) => return Err(e.into()),
+    };
+    if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
+        return Ok(Plan::Done);
+    }
+    let skip = if m.to.trim().is_empty() {
+        Some("no staff_notice_to configured: kept in the outbox only".to_string())
+    } else {
+        match s.store.agreement(&m.agreement_id) {
+            Ok(a) => still_wanted(&a, &m, now).err(),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Some(reason) = skip {
+        if s.config.eml_outbox {
+            let _ = super::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
+        }
+        m.status = MessageStatus::Skipped;
+        m.last_error = Some(reason);
+        m.next_attempt_at = None;
+        s.store.put_message(&m)?;
+        return Ok(Plan::Done);
+    }
+    m.attempts += 1;
+    m.last_attempt_at = Some(now);
+    m.next_attempt_at = Some(now + backoff_secs(m.attempts, &s.config.delivery, unit_random()));
+    s.store.put_message(&m)?;
+    Ok(Plan::Attempt(Box::new(m)))
+}
+
+/// Under the write lock: records the outcome of the attempt on the leased message.
+fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), ServiceError> {
+    let _g = s.write();
+    let now = s.clock.now();
+    // Fresh copy: staff may have acted on it meanwhile (retry).
+    let mut m = s.store.message(&leased.id).unwrap_or_else(|_| leased.clone());
+    let reason = match outcome {
+        Outcome::Sent(reply) => {
+            m.status = MessageStatus::Sent;
+            m.sent_at = Some(now);
+            m.reply = Some(reply);
+            m.last_error = None;
+            m.next_attempt_at = None;
+            s.store.put_message(&m)?;
+            return Ok(());
+        }
+        Outcome::Transient(e) if m.attempts < s.config.delivery.max_attempts => {
+            m.last_error = Some(e);
+            s.store.put_message(&m)?;
+            return Ok(());
+        }
+        Outcome::Transient(e) => format!("{e} (gave up after {} attempts)", m.attempts),
+        Outcome::Permanent(e) => e,
+    };
+    m.status = MessageStatus::Failed;
+    m.last_error = Some(reason.clone());
+    m.next_attempt_at = None;
+    let mut change = Change::default();
+    if let Ok(a) = s.store.agreement(&m.agreement_id) {
+        change.events.push(NewEvent {
+            agreement_id: a.id.clone(),
+            kind: "message_failed".into(),
+            at: now,
+            actor: "system".into(),
+            ip: String::new(),
+            user_agent: String::new(),
+            document_sha256: a.sent_sha256.clone().unwrap_or_else(|| a.document_sha256.clone()),
+            detail: serde_json::json!({"message": m.id, "kind": m.kind, "signer": m.signer_id, "attempts": m.attempts, "reason": reason}),
+        });
+        if !notices::is_notice(&m.kind) {
+            let notice = notices::failed(&s.config, &a, &m, now);
+            if s.store.message(&notice.id).is_err() {
+                change.messages.push(notice);
+            }
+        }
+    }
+    change.messages.push(m);
+    s.store.commit(change)?;
+    s.mail_wake.notify_one();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let d = DeliverySettings::default();
+        let plain: Vec<u64> = (1..=9).map(|n| backoff_secs(n, &d, 0.0)).collect();
+        assert_eq!(plain, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        for n in 1..=12 {
+            let b = backoff_secs(n, &d, 0.0);
+            let j = backoff_secs(n, &d, 0.999_999);
+            assert!(j <= b && j as f64 >= b as f64 * 0.8 - 1.0, "attempt {n}: {j} vs {b}");
+        }
+        assert_eq!(backoff_secs(u32::MAX, &d, 0.0), 3600, "no overflow");
+        let none = DeliverySettings { backoff_initial_secs: 0, backoff_max_secs: 0, ..d };
+        assert_eq!(backoff_secs(3, &none, 0.5), 0);
+        let r = unit_random();
+        assert!((0.0..1.0).contains(&r));
+    }
+}
