@@ -36,6 +36,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("render_baa_all_addenda", |b| {
         b.iter(|| renderer.render(black_box(&all), Options::default()).expect("renders"))
     });
+    // Completion's extra cost: sealing the countersigned PDF (PAdES B-B).
+    let seal_dir = tempfile::tempdir().expect("tempdir");
+    let keys = countersign::seal::SealKeys::load_or_create(seal_dir.path()).expect("seal keys");
+    let signed = renderer
+        .render(&baa, Options { mode: countersign::render::Mode::ForSignature, version: 1 })
+        .expect("renders")
+        .pdf;
+    let sealed = countersign::seal::seal(&signed, &keys, 1_800_000_000).expect("seals");
+    eprintln!("seal adds {} bytes to a {}-byte PDF", sealed.len() - signed.len(), signed.len());
+    c.bench_function("seal_final_pdf", |b| {
+        b.iter(|| countersign::seal::seal(black_box(&signed), &keys, 1_800_000_000).expect("seals"))
+    });
     c.bench_function("parse_baa_intake", |b| {
         let text = load("baa-tx-ca.json");
         b.iter(|| countersign::cli::load_intake(black_box(&text)).expect("parses"))

@@ -41,6 +41,10 @@ pub struct Config {
     pub link_keys: Vec<LinkKey>,
     /// The negotiation policy legal maintains; default: the shipped `policy/default.toml`.
     pub policy_file: Option<PathBuf>,
+    /// A PKCS#12 file with the sealing certificate and key (P-256); default: a private CA and
+    /// sealing certificate generated into `<data>/seal` on first start.
+    pub seal_pkcs12: Option<PathBuf>,
+    pub seal_pkcs12_password: Option<SecretString>,
     /// `[smtp]`: deliver by SMTP. Absent: the `.eml` outbox is the transport.
     pub smtp: Option<crate::mail::settings::SmtpSettings>,
     /// `[delivery]`: retries and backoff of the sender.
@@ -65,6 +69,8 @@ impl Default for Config {
             consent_version: crate::signing::CONSENT_VERSION.into(),
             link_keys: Vec::new(),
             policy_file: None,
+            seal_pkcs12: None,
+            seal_pkcs12_password: None,
             smtp: None,
             delivery: Default::default(),
             reminders: Default::default(),
@@ -128,6 +134,12 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_MAIL_FROM") {
             self.mail_from = v;
+        }
+        if let Some(v) = get("COUNTERSIGN_SEAL_PKCS12") {
+            self.seal_pkcs12 = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_SEAL_PKCS12_PASSWORD") {
+            self.seal_pkcs12_password = Some(SecretString::new(v));
         }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));

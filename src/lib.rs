@@ -39,6 +39,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod render;
+pub mod seal;
 pub mod secret;
 pub mod signing;
 pub mod staff;

@@ -33,6 +33,8 @@ pub struct Verification {
     /// A plain sentence when the file is close to an archived copy but not identical.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near_miss: Option<String>,
+    /// The embedded PAdES seal: present, valid, by which certificate, changed after sealing.
+    pub seal: crate::seal::SealReport,
 }
 
 /// The subcontractor chain around an agreement.
@@ -237,6 +239,7 @@ impl Service {
     /// with a few bytes changed, or an archived copy with bytes added after it) is said plainly.
     pub fn verify(&self, bytes: &[u8]) -> Result<Verification, ServiceError> {
         let sha = hex::encode(Sha256::digest(bytes));
+        let seal = crate::seal::verify(bytes, &self.seal);
         let all = self.store.agreements()?;
         let signers = |a: &Agreement| -> Vec<serde_json::Value> {
             a.signers
@@ -273,6 +276,7 @@ impl Service {
                     executed_at: a.executed_at.map(rfc3339),
                     signers: signers(a),
                     near_miss: None,
+                    seal,
                 });
             }
         }
@@ -323,6 +327,7 @@ impl Service {
             executed_at: None,
             signers: Vec::new(),
             near_miss: near,
+            seal,
         })
     }
 

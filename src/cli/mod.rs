@@ -127,6 +127,12 @@ pub enum Command {
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
     Outbox(crate::mail::cli::OutboxArgs),
+    /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
+    /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
+    SealCert {
+        #[command(subcommand)]
+        command: SealCertCommand,
+    },
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -180,6 +186,27 @@ pub enum ApikeyCommand {
     /// Revoke a key by id (`bootstrap` for the bootstrap key, once another admin exists).
     Revoke {
         id: String,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SealCertCommand {
+    /// Print the CA certificate (PEM) and the current sealing certificate's fingerprint.
+    Show {
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// Write the CA certificate (PEM) to a file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+    /// Issue a new sealing certificate from the same CA; older ones still verify old seals.
+    Rotate {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -292,6 +319,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Verify { file, data } => ops::verify(&file, &data),
+        Command::SealCert { command } => ops::seal_cert(command),
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{ApikeyCommand, client};
+use super::{ApikeyCommand, SealCertCommand, client};
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError};
 
@@ -43,12 +43,14 @@ fn now() -> u64 {
 fn service(store: SledStore, data: &Path) -> Result<crate::signing::service::Service, String> {
     let keys = crate::signing::token::KeyRing::load_or_create(&data.join("link-keys")).map_err(|e| e.to_string())?;
     let config = crate::config::Config { data_dir: data.to_path_buf(), ..Default::default() };
+    let seal = super::serve::seal_keys(&config)?;
     Ok(crate::signing::service::Service::new(
         std::sync::Arc::new(store),
         keys,
         crate::render::Renderer::builtin().map_err(|e| e.to_string())?,
         config,
         std::sync::Arc::new(crate::clock::SystemClock),
+        seal,
     ))
 }
 
@@ -69,6 +71,16 @@ pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    let seal = &v["seal"];
+    if seal["sealed"] == true {
+        println!(
+            "seal: {} — {}",
+            if seal["valid"] == true && seal["modified_after_seal"] == false { "valid" } else { "NOT VALID" },
+            seal["detail"].as_str().unwrap_or("")
+        );
+    } else {
+        println!("seal: none");
+    }
     if v["match"] == true {
         println!(
             "MATCH: {} is the archived {} copy of agreement {}",
@@ -173,5 +185,38 @@ pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
     let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
     println!("restored {n} records into {}", data.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn seal_cert(cmd: SealCertCommand) -> Result<ExitCode, String> {
+    let dir = |data: &Path| data.join("seal");
+    match cmd {
+        SealCertCommand::Show { data } => {
+            let keys = crate::seal::SealKeys::load_or_create(&dir(&data)).map_err(|e| e.to_string())?;
+            print!("{}", keys.ca_pem());
+            println!("sealing certificate #{} SHA-256 fingerprint: {}", keys.current_index(), keys.fingerprint());
+            for f in keys.known_fingerprints() {
+                println!("  verifies seals by: {f}");
+            }
+        }
+        SealCertCommand::Export { out, data } => {
+            let keys = crate::seal::SealKeys::load_or_create(&dir(&data)).map_err(|e| e.to_string())?;
+            std::fs::write(&out, keys.ca_pem()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!(
+                "wrote the Countersign CA certificate to {} (trust it in Acrobat or NSS to validate seals)",
+                out.display()
+            );
+        }
+        SealCertCommand::Rotate { data } => {
+            if SledStore::open(&data).is_err_and(|e| matches!(e, StoreError::Locked(_))) {
+                return Err(format!(
+                    "{} is held by a running server; stop it before rotating the sealing certificate",
+                    data.display()
+                ));
+            }
+            let keys = crate::seal::SealKeys::rotate(&dir(&data)).map_err(|e| e.to_string())?;
+            println!("sealing certificate #{} in use; fingerprint {}", keys.current_index(), keys.fingerprint());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,23 @@ use crate::signing::token::KeyRing;
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError, audit};
 
+/// The sealing keys: a configured PKCS#12 file (whose certificate signs; the generated CA's
+/// certificates still verify older seals), or the private CA generated into `<data>/seal`.
+pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
+    let generated =
+        crate::seal::SealKeys::load_or_create(&config.data_dir.join("seal")).map_err(|e| format!("seal keys: {e}"))?;
+    match &config.seal_pkcs12 {
+        None => Ok(generated),
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let password = config.seal_pkcs12_password.as_ref().map(|p| p.expose()).unwrap_or("");
+            let keys =
+                crate::seal::SealKeys::from_pkcs12(&bytes, password).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(keys.also_trust(&generated))
+        }
+    }
+}
+
 /// Everything a server needs, built from configuration (also used by tests).
 pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), String> {
     crate::mail::settings::validate(&config)?;
@@ -46,7 +63,8 @@ pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, S
         renderer = renderer.with_policy(crate::domain::provisions::Policy::load(p)?);
     }
     let pages = sign::Pages::new()?;
-    let service = Service::new(Arc::new(store), keys, renderer, config, clock);
+    let seal = seal_keys(&config)?;
+    let service = Service::new(Arc::new(store), keys, renderer, config, clock, seal);
     // Messages committed before a crash but not yet written out.
     service.flush_outbox().map_err(|e| e.to_string())?;
     let state = AppState {

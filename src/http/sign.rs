@@ -95,7 +95,18 @@ async fn public_verify(
     }
     let svc = state.service.clone();
     match blocking(move || svc.verify(&body)).await {
-        Ok(Ok(v)) => axum::Json(serde_json::json!({"match": v.matched, "sha256": v.sha256})).into_response(),
+        Ok(Ok(v)) => axum::Json(serde_json::json!({
+            "match": v.matched,
+            "sha256": v.sha256,
+            "seal": {
+                "sealed": v.seal.sealed,
+                "valid": v.seal.valid,
+                "signed_by_countersign": v.seal.signed_by_our_ca,
+                "covers_whole_file": v.seal.covers_whole_file,
+                "modified_after_seal": v.seal.modified_after_seal,
+            },
+        }))
+        .into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => e.into_response(),
     }

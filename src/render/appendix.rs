@@ -26,7 +26,7 @@ fn item(i: usize, text: String) -> Block {
 }
 
 /// Renders the appendix PDF for an executed agreement.
-pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64) -> Vec<u8> {
+pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64, seal_fingerprint: &str) -> Vec<u8> {
     let mut sig_blocks = vec![para(
         "The parties signed the agreement identified below electronically. Each signature is the signer’s typed name, \
          adopted with intent to sign after consenting to electronic signature, and is attributed to the signer by the \
@@ -70,11 +70,14 @@ pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64) -> V
         labeled("Agreement ID", a.id.clone()),
         labeled("Version", a.version.to_string()),
         labeled("SHA-256 of the document as sent", sent_sha256.to_string()),
+        labeled("Sealed by", format!("Countersign document seal, certificate SHA-256 fingerprint {seal_fingerprint}")),
         labeled("Sent", a.sent_at.map(rfc3339).unwrap_or_default()),
         labeled("Completed", rfc3339(now)),
         para(
             "The document as sent is unchanged: its bytes are the beginning of this file, and these pages were \
-             appended as an incremental update. Its SHA-256 above can be checked against the archive.",
+             appended as an incremental update. Its SHA-256 above can be checked against the archive. The whole \
+             file is then sealed with a PAdES digital signature by the certificate named above, which Adobe \
+             Acrobat and poppler's pdfsig can validate once the Countersign CA is trusted.",
         ),
     ];
     let created = events.iter().find(|e| e.kind == "created").map(|e| e.time.clone()).unwrap_or_default();

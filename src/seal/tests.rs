@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const REGULAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/NotoSerif-Regular-subset.ttf");
 
@@ -515,33 +515,14 @@ fn unsealed_damaged_and_foreign_inputs() {
 }
 
 #[test]
-fn seal_cost_in_time_and_bytes() {
+fn the_seal_adds_at_most_eight_kilobytes() {
+    // Time is measured by the `seal_final_pdf` bench, never asserted in tests.
     let dir = tempfile::tempdir().unwrap();
     let keys = keys_in(dir.path());
     let original = agreement();
-    let t = now();
-    let mut times = Vec::new();
-    let mut sealed = Vec::new();
-    for _ in 0..15 {
-        let start = Instant::now();
-        sealed = seal(&original, &keys, t).unwrap();
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let median = times[times.len() / 2];
+    let sealed = seal(&original, &keys, now()).unwrap();
     let added = sealed.len() - original.len();
-    eprintln!(
-        "seal: input {} bytes, +{added} bytes, median {:.2} ms (min {:.2}, max {:.2})",
-        original.len(),
-        median.as_secs_f64() * 1e3,
-        times[0].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
     assert!(added <= 8 * 1024, "the seal adds {added} bytes");
-    // Debug builds are several times slower; the budget is for release builds.
-    if !cfg!(debug_assertions) {
-        assert!(median.as_millis() <= 20, "sealing took {median:?}");
-    }
 }
 
 /// Runs openssl with `args` in `dir`; false if openssl is missing or fails.

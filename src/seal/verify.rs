@@ -19,7 +19,7 @@ use super::sign::{SigningCertificateV2, find};
 use super::{SealKeys, fingerprint_of, oid};
 
 /// What [`verify`] found out about a PDF's last signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SealReport {
     /// The file carries a signature (a `/ByteRange` with a `/Contents` hole).
     pub sealed: bool,

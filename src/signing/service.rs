@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::archive::search::{Entry, Index};
+use crate::seal::SealKeys;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -141,6 +142,8 @@ pub struct Service {
     write_lock: Mutex<()>,
     /// Wakes the mail sender after a commit that queued messages (see `mail::sender`).
     pub mail_wake: Arc<tokio::sync::Notify>,
+    /// The sealing certificate and key (PAdES seal on every countersigned PDF).
+    pub seal: SealKeys,
     /// The archive search index: in memory, rebuilt from the store at start, updated after
     /// every commit (under the write lock, so it never runs ahead of what is durable).
     pub index: RwLock<Index>,
@@ -179,6 +182,7 @@ impl Service {
         renderer: Renderer,
         config: Config,
         clock: Arc<dyn Clock>,
+        seal: SealKeys,
     ) -> Service {
         let service = Service {
             store,
@@ -186,6 +190,7 @@ impl Service {
             renderer,
             config,
             clock,
+            seal,
             write_lock: Mutex::new(()),
             index: RwLock::new(Index::new()),
             mail_wake: Default::default(),
@@ -959,8 +964,12 @@ impl Service {
             events.push(Event::seal(e.clone(), head + 1 + i as u64, ""));
         }
         let now = self.clock.now();
-        let appendix = appendix::render(a, &events, sent_sha, now);
-        let final_pdf = append::append_pages(&sent, &appendix).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let appendix = appendix::render(a, &events, sent_sha, now, &self.seal.fingerprint());
+        let signed = append::append_pages(&sent, &appendix).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // One more incremental update: the PAdES seal over the whole file (sent bytes, executed
+        // signature page, certificate of completion).
+        let final_pdf =
+            crate::seal::seal(&signed, &self.seal, now).map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
         let final_sha = sha(&final_pdf);
         a.status = Status::Executed;
         a.executed_at = Some(now);

@@ -13,4 +13,5 @@ mod mail;
 mod properties;
 mod provisions;
 mod render;
+mod seal;
 mod signing;
