@@ -24,7 +24,11 @@
 //! * [`staff`] — API keys (hashed) and roles.
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`.
-//! * [`mail`] — message content and the `.eml` outbox.
+//! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate
+//!   (or a PKCS#12 file), CMS signing as one more incremental update, and verification.
+//! * [`mail`] — outgoing mail: tera templates (text + HTML), MIME, the sled outbox as source of
+//!   truth, the sender task (SMTP via lettre or `.eml` files; retries with backoff), reminders,
+//!   expiry warnings and staff notices.
 //! * [`cli`] — the `countersign` command; [`config`] — layered configuration; [`clock`] — time
 //!   behind a trait so tests move it; [`secret`] — secrets that never print.
 //!

@@ -84,6 +84,14 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
         )
         .try_init();
     let config = Config::load(&o)?;
+    if config.smtp.is_some() && is_loopback_url(&config.base_url()) {
+        let msg = format!(
+            "email is configured but links point at {}, a loopback address recipients cannot reach; set public_base_url",
+            config.base_url()
+        );
+        tracing::warn!("{msg}");
+        eprintln!("warning: {msg}");
+    }
     let bind = config.bind;
     let base = config.base_url();
     let data = config.data_dir.clone();
@@ -109,6 +117,18 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
         r
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// True when a base URL's host is this machine only (127.0.0.0/8, ::1, localhost).
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Resolves on ctrl-c or SIGTERM.
@@ -161,6 +181,21 @@ pub fn audit_verify(data: &Path) -> Result<ExitCode, String> {
         Err(b) => {
             println!("audit trail BROKEN: {b}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn loopback_base_urls_are_recognised() {
+        for u in ["http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:80", "http://127.9.9.9"] {
+            assert!(is_loopback_url(u), "{u}");
+        }
+        for u in ["https://sign.example.com", "http://10.0.0.5:8080", "https://[2001:db8::1]/x"] {
+            assert!(!is_loopback_url(u), "{u}");
         }
     }
 }

@@ -200,15 +200,5 @@ pub fn purpose_text(p: Purpose) -> &'static str {
 
 /// `A`, `B`, … `Z`, `AA`.
 pub fn exhibit_letter(i: usize) -> String {
-    let mut n = i;
-    let mut s = Vec::new();
-    loop {
-        s.push(b'A' + (n % 26) as u8);
-        if n < 26 {
-            break;
-        }
-        n = n / 26 - 1;
-    }
-    s.reverse();
-    String::from_utf8(s).unwrap_or_default()
+    model::letters(i).to_ascii_uppercase()
 }

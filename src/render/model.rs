@@ -350,7 +350,8 @@ fn trim_runs(runs: Vec<Run>) -> Vec<Run> {
     out
 }
 
-fn letters(mut i: usize) -> String {
+/// `a`, `b`, … `z`, `aa`: list markers (and, upper-cased, exhibit letters).
+pub fn letters(mut i: usize) -> String {
     let mut s = Vec::new();
     loop {
         s.push(b'a' + (i % 26) as u8);
