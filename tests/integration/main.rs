@@ -2,6 +2,7 @@
 //! Real parts only: sled on disk in a temp dir per test, a server on 127.0.0.1:0 driven over
 //! HTTP, PDFs checked with `qpdf --check` and `pdftotext` (poppler-utils).
 
+mod addenda;
 mod app;
 mod archive;
 mod browser;
