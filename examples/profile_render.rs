@@ -9,23 +9,23 @@ fn main() {
     let r = Renderer::builtin().expect("templates");
     let intake = countersign::cli::load_intake(&text).expect("parses");
     let _ = r.render(&intake, Options::default());
-    let n = 50;
+    let n: u32 = std::env::var("PROFILE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let t = Instant::now();
     for _ in 0..n {
         let _ = countersign::cli::load_intake(&text);
     }
-    println!("parse     {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!("parse     {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
     let t = Instant::now();
     for _ in 0..n {
         let _ = r.document(&intake, Options::default());
     }
-    println!("document  {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!("document  {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
     let (doc, _, _) = r.document(&intake, Options::default()).expect("doc");
     let t = Instant::now();
     for _ in 0..n {
         let _ = layout::layout(fonts::fonts(), &doc);
     }
-    println!("layout    {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!("layout    {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
     let pages = layout::layout(fonts::fonts(), &doc);
     let meta = pdf::Meta {
         title: "t",
@@ -42,10 +42,10 @@ fn main() {
     for _ in 0..n {
         let _ = pdf::write(fonts::fonts(), &pages, &meta);
     }
-    println!("pdf write {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!("pdf write {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
     let t = Instant::now();
     for _ in 0..n {
         let _ = r.render(&intake, Options::default());
     }
-    println!("total     {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!("total     {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
 }

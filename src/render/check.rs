@@ -66,16 +66,23 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
 /// Folds case and whitespace so concept matching ignores line breaks and typography.
 fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for w in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
         }
-        out.extend(w.chars().flat_map(char::to_lowercase).map(|c| match c {
-            '‘' | '’' => '\'',
-            '“' | '”' => '"',
-            '–' | '—' => '-',
-            c => c,
-        }));
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        match c {
+            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
+            '‘' | '’' => out.push('\''),
+            '“' | '”' => out.push('"'),
+            '–' | '—' => out.push('-'),
+            c => out.extend(c.to_lowercase()),
+        }
     }
     out
 }

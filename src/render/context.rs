@@ -24,6 +24,8 @@ pub const AGREEMENT_TEMPLATES: &[(&str, &str)] = &[
 /// A loaded set of templates.
 pub struct Templates {
     tera: Tera,
+    /// SHA-256 over every template's name and source.
+    pub digest: String,
 }
 
 /// Why templates could not be loaded or rendered. Carries tera's message, which names the
@@ -76,13 +78,21 @@ impl Templates {
 
     /// Templates from (name, source) pairs; used by tests that edit a template.
     pub fn from_sources(sources: impl IntoIterator<Item = (String, String)>) -> Result<Templates, TemplateError> {
+        use sha2::Digest;
         let mut tera = Tera::new();
         tera.set_escape_fn(model::escape_markup);
         tera.autoescape_on([".md.tera"]);
-        for (name, src) in sources {
-            tera.add_raw_template(&name, &src)?;
+        let mut sources: Vec<(String, String)> = sources.into_iter().collect();
+        sources.sort();
+        let mut h = sha2::Sha256::new();
+        for (name, src) in &sources {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(src.as_bytes());
+            h.update([0]);
+            tera.add_raw_template(name, src)?;
         }
-        Ok(Templates { tera })
+        Ok(Templates { tera, digest: hex::encode(h.finalize()) })
     }
 
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String, TemplateError> {

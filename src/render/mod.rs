@@ -110,20 +110,31 @@ pub struct Rendered {
 pub struct Renderer {
     templates: Templates,
     policy: Policy,
+    /// Digest of the templates and the policy: with the intake and options, what fixes the bytes.
+    fingerprint: String,
+}
+
+fn fingerprint(t: &Templates, p: &Policy) -> String {
+    let mut h = Sha256::new();
+    h.update(t.digest.as_bytes());
+    h.update(serde_json::to_vec(p).unwrap_or_default());
+    hex::encode(h.finalize())
 }
 
 impl Renderer {
     /// With the templates compiled into the binary.
     pub fn builtin() -> Result<Renderer, RenderError> {
-        Ok(Renderer { templates: Templates::builtin()?, policy: Policy::embedded().clone() })
+        Ok(Self::with_templates(Templates::builtin()?))
     }
 
     pub fn with_templates(templates: Templates) -> Renderer {
-        Renderer { templates, policy: Policy::embedded().clone() }
+        let policy = Policy::embedded().clone();
+        Renderer { fingerprint: fingerprint(&templates, &policy), templates, policy }
     }
 
     /// Uses another negotiation policy (legal's file).
     pub fn with_policy(mut self, policy: Policy) -> Renderer {
+        self.fingerprint = fingerprint(&self.templates, &policy);
         self.policy = policy;
         self
     }
@@ -255,10 +266,13 @@ impl Renderer {
         let fonts = fonts::fonts();
         let pages = layout::layout(fonts, &doc);
 
-        // The /ID digest covers everything the document shows and how it is shown.
+        // The /ID digest: the intake, the options and the software version determine every
+        // byte of the document (templates and fonts are compiled in), at a fraction of the
+        // cost of hashing the document itself.
         let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&doc).unwrap_or_default());
+        h.update(serde_json::to_vec(intake).unwrap_or_default());
         h.update(format!("{:?}{}{}", opts.mode, opts.version, env!("CARGO_PKG_VERSION")));
+        h.update(self.fingerprint.as_bytes());
         let digest = h.finalize();
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);

@@ -75,21 +75,32 @@ impl Pen<'_> {
 
 /// One invisible string per face holding every character the document prints, so printpdf
 /// embeds each face with widths and a ToUnicode map covering exactly the glyphs used.
-fn census(ops: &mut Vec<Op>, pages: &[Page], meta: &Meta) {
-    let mut used: [std::collections::BTreeSet<char>; 2] = Default::default();
-    let slot = |f: Face| if f == Face::Regular { 0 } else { 1 };
+fn census(ops: &mut Vec<Op>, fonts: &Fonts, pages: &[Page], meta: &Meta) {
+    // One slot per glyph id (the subset fonts have a few hundred glyphs), holding the first
+    // character seen for it: a table, not a set, because this runs over every character.
+    let mut seen: [Vec<Option<char>>; 2] = [vec![None; 1024], vec![None; 1024]];
+    let mut mark = |face: Face, text: &str| {
+        let (slot, font) = if face == Face::Regular { (0, &fonts.regular) } else { (1, &fonts.bold) };
+        for c in text.chars() {
+            if let Some(g) = font.glyph(c).map(usize::from).filter(|&g| g < 1024) {
+                seen[slot][g].get_or_insert(c);
+            }
+        }
+    };
     for p in pages {
         for (_, line) in &p.lines {
             for s in &line.spans {
-                used[slot(s.face)].extend(s.text.chars());
+                mark(s.face, &s.text);
             }
         }
     }
-    used[0].extend(meta.header.chars().chain("Page of 0123456789".chars()));
-    used[1].extend(meta.header_right.chars());
+    mark(Face::Regular, meta.header);
+    mark(Face::Regular, "Page of 0123456789");
+    mark(Face::Bold, meta.header_right);
     if meta.draft {
-        used[1].extend("DRAFT".chars());
+        mark(Face::Bold, "DRAFT");
     }
+    let used: [String; 2] = [seen[0].iter().flatten().collect(), seen[1].iter().flatten().collect()];
     ops.push(Op::StartTextSection);
     ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Invisible });
     for (face, chars) in [(Face::Regular, &used[0]), (Face::Bold, &used[1])] {
@@ -98,7 +109,7 @@ fn census(ops: &mut Vec<Op>, pages: &[Page], meta: &Meta) {
         }
         ops.push(Op::SetFont { font: font_handle(face), size: Pt(1.0) });
         ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(0.0), Pt(0.0)) });
-        ops.push(Op::ShowText { items: vec![TextItem::Text(chars.iter().collect())] });
+        ops.push(Op::ShowText { items: vec![TextItem::Text(chars.clone())] });
     }
     ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Fill });
     ops.push(Op::EndTextSection);
@@ -118,7 +129,7 @@ fn page_ops(fonts: &Fonts, pages: &[Page], number: usize, meta: &Meta) -> Vec<Op
     let total = pages.len();
     let mut ops = Vec::with_capacity(page.lines.len() * 4 + 32);
     if number == 1 {
-        census(&mut ops, pages, meta);
+        census(&mut ops, fonts, pages, meta);
     }
 
     if meta.draft {
@@ -193,11 +204,29 @@ static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
 });
 
 fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2), level);
-    // Writing to a Vec cannot fail.
-    let _ = e.write_all(data);
-    e.finish().unwrap_or_default()
+    // A compressor's tables are large and zeroed on creation; one per thread, reset per stream,
+    // instead of one per stream (~30 per document).
+    thread_local! {
+        static FAST: std::cell::RefCell<flate2::Compress> =
+            std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), true));
+    }
+    let run = |c: &mut flate2::Compress| {
+        c.reset();
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        loop {
+            let consumed = c.total_in() as usize;
+            match c.compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return out,
+                Ok(_) => out.reserve(out.capacity().max(4096)),
+                Err(_) => return Vec::new(),
+            }
+        }
+    };
+    if level == flate2::Compression::fast() {
+        FAST.with(|c| run(&mut c.borrow_mut()))
+    } else {
+        run(&mut flate2::Compress::new(level, true))
+    }
 }
 
 /// Compresses every stream: the embedded fonts from the per-process cache, everything else
