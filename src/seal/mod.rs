@@ -52,13 +52,15 @@
 mod certs;
 mod pkcs12;
 mod sign;
+mod timestamp;
 mod verify;
 
 #[cfg(test)]
 mod tests;
 
 pub use certs::SealKeys;
-pub use sign::seal;
+pub use sign::{seal, seal_with};
+pub use timestamp::{Timestamper, http_timestamper};
 pub use verify::{SealReport, verify};
 
 /// Why keys could not be loaded or created, or a PDF could not be sealed.
@@ -85,6 +87,10 @@ pub enum SealError {
     /// update did not come out as expected.
     #[error("cannot seal the PDF: {0}")]
     Structure(String),
+    /// The timestamp authority could not be reached, refused, or replied with something that
+    /// is not a timestamp over this signature. The caller may seal without a timestamp.
+    #[error("timestamp: {0}")]
+    Timestamp(String),
 }
 
 /// SHA-256 of `der` as uppercase hex pairs joined by colons (`AB:01:…`), the form
@@ -115,6 +121,12 @@ mod oid {
     /// id-aa-signingCertificateV2 (RFC 5035).
     pub const SIGNING_CERTIFICATE_V2: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.47");
     pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+    pub const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+    pub const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+    /// id-ct-TSTInfo (RFC 3161).
+    pub const TST_INFO: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.1.4");
+    /// id-aa-signatureTimeStampToken (RFC 3161, appendix A).
+    pub const SIGNATURE_TIMESTAMP_TOKEN: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.14");
     pub const ECDSA_WITH_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
     pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
     pub const SECP256R1: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
