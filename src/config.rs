@@ -45,6 +45,9 @@ pub struct Config {
     /// sealing certificate generated into `<data>/seal` on first start.
     pub seal_pkcs12: Option<PathBuf>,
     pub seal_pkcs12_password: Option<SecretString>,
+    /// An RFC 3161 timestamp authority (`http://HOST[:PORT][/PATH]`): seals get a signature
+    /// timestamp (PAdES B-T). None: the signing time is the server's (B-B).
+    pub timestamp_url: Option<String>,
     /// `[smtp]`: deliver by SMTP. Absent: the `.eml` outbox is the transport.
     pub smtp: Option<crate::mail::settings::SmtpSettings>,
     /// `[delivery]`: retries and backoff of the sender.
@@ -71,6 +74,7 @@ impl Default for Config {
             policy_file: None,
             seal_pkcs12: None,
             seal_pkcs12_password: None,
+            timestamp_url: None,
             smtp: None,
             delivery: Default::default(),
             reminders: Default::default(),
@@ -140,6 +144,14 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_SEAL_PKCS12_PASSWORD") {
             self.seal_pkcs12_password = Some(SecretString::new(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_TIMESTAMP_URL") {
+            self.timestamp_url = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(url) = &self.timestamp_url
+            && !url.starts_with("http://")
+        {
+            return Err(format!("timestamp_url {url:?}: only plain http:// timestamp authorities are supported"));
         }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));
