@@ -192,6 +192,22 @@ mod tests {
     }
 
     #[test]
+    fn the_timestamp_url_comes_from_file_or_env_and_must_be_plain_http() {
+        let mut c: Config = toml::from_str("timestamp_url = \"http://tsa.example/tsr\"\n").expect("parses");
+        c.apply_env(|_| None).expect("env");
+        assert_eq!(c.timestamp_url.as_deref(), Some("http://tsa.example/tsr"));
+        c.apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(|| "http://127.0.0.1:3180".to_string())).expect("env");
+        assert_eq!(c.timestamp_url.as_deref(), Some("http://127.0.0.1:3180"));
+        let err = Config::default()
+            .apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(|| "https://tsa.example".to_string()))
+            .unwrap_err();
+        assert!(err.contains("http://"), "{err}");
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(String::new)).expect("empty unsets");
+        assert_eq!(c.timestamp_url, None);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<Config>("bnd = \"x\"").is_err());
     }

@@ -24,6 +24,12 @@
 //!   less, as PAdES asks of PDF 1.x files;
 //! - a cross-reference section of the original's kind and a trailer with `/Prev`.
 //!
+//! [`seal_with`] and a [`Timestamper`] (such as [`http_timestamper`]) make it PAdES B-T: the
+//! signature value is timestamped by an RFC 3161 authority and the token is added to the
+//! SignerInfo as the unsigned attribute id-aa-signatureTimeStampToken (6 KB more is reserved
+//! in `/Contents` for it). A failing authority is [`SealError::Timestamp`]; the caller decides
+//! (the signing service seals without the timestamp and records the failure).
+//!
 //! The space for `/Contents` is sized from the certificates in use (the CMS is built once with
 //! a maximum-length dummy signature), so the seal costs ~5 KB with the generated P-256
 //! certificates, and keeps fitting if a larger configured chain is used later.
@@ -47,7 +53,9 @@
 //! [`verify()`] checks the file's last signature (the one whose byte range reaches furthest):
 //! the byte range and the `/Contents` hole, the SHA-256 digest, the CMS signature with the
 //! embedded certificate, the signing-certificate-v2 binding, and whether the certificate
-//! chains to our CA; it reports bytes that follow the signed range.
+//! chains to our CA; it reports bytes that follow the signed range. A signature timestamp's
+//! message imprint must match the signature value; its genTime and authority are reported, and
+//! its signature is checked for P-256 authorities (the authority's trust chain is not).
 
 mod certs;
 mod pkcs12;

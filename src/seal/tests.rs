@@ -965,7 +965,12 @@ fn seal_costs() {
     eprintln!("B-B: median {ms:.2} ms, adds {b_b} bytes to a {}-byte PDF", original.len());
     let Some(tsa) = openssl_tsa() else { return };
     let timestamper = http_timestamper(&tsa.url);
-    let b_t = seal_with(&original, &keys, now(), Some(&timestamper)).unwrap().len() - original.len();
+    let b_t_pdf = seal_with(&original, &keys, now(), Some(&timestamper)).unwrap();
+    let b_t = b_t_pdf.len() - original.len();
+    let sd = signed_data_of(&b_t_pdf);
+    let token = sd.signer_infos.0.get(0).unwrap().unsigned_attrs.as_ref().unwrap().get(0).unwrap().values.get(0);
+    let token_len = der::Encode::encoded_len(token.unwrap()).unwrap();
+    eprintln!("B-T token: {token_len} bytes of DER");
     let ms = median(&|| seal_with(&original, &keys, now(), Some(&timestamper)).unwrap());
     eprintln!(
         "B-T: median {ms:.2} ms with the loopback openssl TSA (one `openssl ts -reply` per seal), adds {b_t} bytes"
