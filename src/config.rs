@@ -45,6 +45,9 @@ pub struct Config {
     /// sealing certificate generated into `<data>/seal` on first start.
     pub seal_pkcs12: Option<PathBuf>,
     pub seal_pkcs12_password: Option<SecretString>,
+    /// An RFC 3161 timestamp authority (`http://HOST[:PORT][/PATH]`): seals get a signature
+    /// timestamp (PAdES B-T). None: the signing time is the server's (B-B).
+    pub timestamp_url: Option<String>,
     /// `[smtp]`: deliver by SMTP. Absent: the `.eml` outbox is the transport.
     pub smtp: Option<crate::mail::settings::SmtpSettings>,
     /// `[delivery]`: retries and backoff of the sender.
@@ -71,6 +74,7 @@ impl Default for Config {
             policy_file: None,
             seal_pkcs12: None,
             seal_pkcs12_password: None,
+            timestamp_url: None,
             smtp: None,
             delivery: Default::default(),
             reminders: Default::default(),
@@ -141,6 +145,14 @@ impl Config {
         if let Some(v) = get("COUNTERSIGN_SEAL_PKCS12_PASSWORD") {
             self.seal_pkcs12_password = Some(SecretString::new(v));
         }
+        if let Some(v) = get("COUNTERSIGN_TIMESTAMP_URL") {
+            self.timestamp_url = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(url) = &self.timestamp_url
+            && !url.starts_with("http://")
+        {
+            return Err(format!("timestamp_url {url:?}: only plain http:// timestamp authorities are supported"));
+        }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));
         }
@@ -177,6 +189,22 @@ mod tests {
         c.apply_env(|k| (k == "COUNTERSIGN_LINK_EXPIRY_DAYS").then(|| "3".to_string())).expect("env");
         assert_eq!(c.link_expiry_days, 3);
         assert_eq!(c.base_url(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn the_timestamp_url_comes_from_file_or_env_and_must_be_plain_http() {
+        let mut c: Config = toml::from_str("timestamp_url = \"http://tsa.example/tsr\"\n").expect("parses");
+        c.apply_env(|_| None).expect("env");
+        assert_eq!(c.timestamp_url.as_deref(), Some("http://tsa.example/tsr"));
+        c.apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(|| "http://127.0.0.1:3180".to_string())).expect("env");
+        assert_eq!(c.timestamp_url.as_deref(), Some("http://127.0.0.1:3180"));
+        let err = Config::default()
+            .apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(|| "https://tsa.example".to_string()))
+            .unwrap_err();
+        assert!(err.contains("http://"), "{err}");
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(String::new)).expect("empty unsets");
+        assert_eq!(c.timestamp_url, None);
     }
 
     #[test]

@@ -26,33 +26,91 @@ pub fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, Vec<u8>), String> {
+    let auth = format!("Bearer {key}");
+    let mut headers = vec![("Authorization", auth.as_str()), ("Accept", "application/json")];
+    if let Some(t) = content_type {
+        headers.push(("Content-Type", t));
+    }
+    let limits = Limits { connect: Duration::from_secs(10), io: Duration::from_secs(300), max_reply: u64::MAX };
+    send(base, method, path, &headers, body, &limits).map_err(|e| match e {
+        SendError::Connect(e) => format!("cannot reach the server at {base}: {e}"),
+        SendError::Other(e) => e,
+    })
+}
+
+/// Timeouts and the largest reply [`send`] accepts.
+pub struct Limits {
+    pub connect: Duration,
+    /// Read and write timeout of each socket operation.
+    pub io: Duration,
+    pub max_reply: u64,
+}
+
+/// Why [`send`] failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection (refused, unreachable, timed out).
+    Connect(String),
+    /// A malformed base URL, an I/O error or timeout during the exchange, or a malformed reply.
+    Other(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) | SendError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Sends `method path` to `base` (`http://HOST[:PORT]`, port 80 by default) with `headers`
+/// and returns (status, body). Plain HTTP/1.1 with `Connection: close`; a chunked reply is
+/// decoded.
+pub fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limits: &Limits,
+) -> Result<(u16, Vec<u8>), SendError> {
     let hostport = base
         .strip_prefix("http://")
-        .ok_or_else(|| {
-            format!("{base:?}: this client speaks plain HTTP to a server on this machine (http://HOST:PORT)")
-        })?
+        .ok_or_else(|| SendError::Other(format!("{base:?}: this client speaks plain HTTP (http://HOST:PORT)")))?
         .trim_end_matches('/');
-    let addr = hostport
+    let with_port = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        && !hostport.ends_with(']')
+    {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = with_port
         .to_socket_addrs()
-        .map_err(|e| format!("{hostport}: {e}"))?
+        .map_err(|e| SendError::Connect(format!("{hostport}: {e}")))?
         .next()
-        .ok_or_else(|| format!("{hostport}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| format!("cannot reach the server at {base}: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(300)));
+        .ok_or_else(|| SendError::Connect(format!("{hostport}: no address")))?;
+    let mut s = TcpStream::connect_timeout(&addr, limits.connect).map_err(|e| SendError::Connect(e.to_string()))?;
+    let _ = s.set_read_timeout(Some(limits.io));
+    let _ = s.set_write_timeout(Some(limits.io));
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\nUser-Agent: countersign-cli/{}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\nUser-Agent: countersign/{}\r\n",
         body.len(),
         env!("CARGO_PKG_VERSION")
     );
-    if let Some(t) = content_type {
-        head.push_str(&format!("Content-Type: {t}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| format!("request to {base}: {e}"))?;
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .map_err(|e| SendError::Other(format!("request to {base}: {e}")))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("reply from {base}: {e}"))?;
-    parse_response(&raw)
+    (&mut s)
+        .take(limits.max_reply)
+        .read_to_end(&mut raw)
+        .map_err(|e| SendError::Other(format!("reply from {base}: {e}")))?;
+    parse_response(&raw).map_err(SendError::Other)
 }
 
 /// Splits a raw HTTP/1.1 reply into status and body.

@@ -24,6 +24,12 @@
 //!   less, as PAdES asks of PDF 1.x files;
 //! - a cross-reference section of the original's kind and a trailer with `/Prev`.
 //!
+//! [`seal_with`] and a [`Timestamper`] (such as [`http_timestamper`]) make it PAdES B-T: the
+//! signature value is timestamped by an RFC 3161 authority and the token is added to the
+//! SignerInfo as the unsigned attribute id-aa-signatureTimeStampToken (6 KB more is reserved
+//! in `/Contents` for it). A failing authority is [`SealError::Timestamp`]; the caller decides
+//! (the signing service seals without the timestamp and records the failure).
+//!
 //! The space for `/Contents` is sized from the certificates in use (the CMS is built once with
 //! a maximum-length dummy signature), so the seal costs ~5 KB with the generated P-256
 //! certificates, and keeps fitting if a larger configured chain is used later.
@@ -47,18 +53,22 @@
 //! [`verify()`] checks the file's last signature (the one whose byte range reaches furthest):
 //! the byte range and the `/Contents` hole, the SHA-256 digest, the CMS signature with the
 //! embedded certificate, the signing-certificate-v2 binding, and whether the certificate
-//! chains to our CA; it reports bytes that follow the signed range.
+//! chains to our CA; it reports bytes that follow the signed range. A signature timestamp's
+//! message imprint must match the signature value; its genTime and authority are reported, and
+//! its signature is checked for P-256 authorities (the authority's trust chain is not).
 
 mod certs;
 mod pkcs12;
 mod sign;
+mod timestamp;
 mod verify;
 
 #[cfg(test)]
 mod tests;
 
 pub use certs::SealKeys;
-pub use sign::seal;
+pub use sign::{seal, seal_with};
+pub use timestamp::{Timestamper, http_timestamper};
 pub use verify::{SealReport, verify};
 
 /// Why keys could not be loaded or created, or a PDF could not be sealed.
@@ -85,6 +95,10 @@ pub enum SealError {
     /// update did not come out as expected.
     #[error("cannot seal the PDF: {0}")]
     Structure(String),
+    /// The timestamp authority could not be reached, refused, or replied with something that
+    /// is not a timestamp over this signature. The caller may seal without a timestamp.
+    #[error("timestamp: {0}")]
+    Timestamp(String),
 }
 
 /// SHA-256 of `der` as uppercase hex pairs joined by colons (`AB:01:…`), the form
@@ -115,6 +129,12 @@ mod oid {
     /// id-aa-signingCertificateV2 (RFC 5035).
     pub const SIGNING_CERTIFICATE_V2: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.47");
     pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+    pub const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+    pub const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+    /// id-ct-TSTInfo (RFC 3161).
+    pub const TST_INFO: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.1.4");
+    /// id-aa-signatureTimeStampToken (RFC 3161, appendix A).
+    pub const SIGNATURE_TIMESTAMP_TOKEN: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.14");
     pub const ECDSA_WITH_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
     pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
     pub const SECP256R1: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");

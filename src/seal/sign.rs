@@ -18,6 +18,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
 use super::certs::{Cert, asn1_time};
+use super::timestamp::Timestamper;
 use super::{SealError, SealKeys, oid};
 
 /// Written in place of the three unknown `/ByteRange` numbers; ten digits, so any offset of a
@@ -31,6 +32,14 @@ const MAX_SIGNATURE_LEN: usize = 72;
 /// Spare bytes in `/Contents` beyond the computed CMS size.
 const CONTENTS_SLACK: usize = 32;
 
+/// Space reserved in `/Contents` for a timestamp token at first (DER bytes): a token from an
+/// authority with a P-256 or RSA-2048 certificate fits. A larger one is fetched again with
+/// room for its size.
+const TOKEN_RESERVE: usize = 6 * 1024;
+/// Room for the unsigned-attribute wrapping around the token and the longer DER lengths of
+/// the structures that enclose it.
+const TOKEN_OVERHEAD: usize = 64;
+
 /// Seals `pdf` with the current sealing key: one incremental update carrying a PAdES B-B
 /// signature over the whole file, made at `signing_time_unix` (the signed signing-time
 /// attribute and the `/M` entry). The input bytes are an exact prefix of the output.
@@ -39,6 +48,42 @@ const CONTENTS_SLACK: usize = 32;
 /// within the sealing certificate's validity, or validators would call the certificate
 /// expired or not yet valid, so a time outside it is refused.
 pub fn seal(pdf: &[u8], keys: &SealKeys, signing_time_unix: u64) -> Result<Vec<u8>, SealError> {
+    seal_with(pdf, keys, signing_time_unix, None)
+}
+
+/// [`seal`], and with `tsa` a PAdES B-T seal: the signature value is timestamped by the
+/// authority (RFC 3161) and the token is added as the unsigned attribute
+/// `id-aa-signatureTimeStampToken`. When the authority fails, the error is
+/// [`SealError::Timestamp`] and nothing is sealed: the caller decides whether to seal without
+/// a timestamp.
+pub fn seal_with(
+    pdf: &[u8],
+    keys: &SealKeys,
+    signing_time_unix: u64,
+    tsa: Option<Timestamper<'_>>,
+) -> Result<Vec<u8>, SealError> {
+    let first = if tsa.is_some() { TOKEN_RESERVE } else { 0 };
+    match seal_once(pdf, keys, signing_time_unix, tsa, first)? {
+        Ok(sealed) => Ok(sealed),
+        // The token did not fit: once more (with a new timestamp) with room for its size.
+        Err(needed) => match seal_once(pdf, keys, signing_time_unix, tsa, needed + 512)? {
+            Ok(sealed) => Ok(sealed),
+            Err(needed) => Err(SealError::Timestamp(format!(
+                "the timestamp token keeps outgrowing its space ({needed} bytes needed)"
+            ))),
+        },
+    }
+}
+
+/// One attempt: `Ok(Err(n))` when the timestamp token did not fit in `token_reserve` bytes and
+/// `n` bytes would have been needed.
+fn seal_once(
+    pdf: &[u8],
+    keys: &SealKeys,
+    signing_time_unix: u64,
+    tsa: Option<Timestamper<'_>>,
+    token_reserve: usize,
+) -> Result<Result<Vec<u8>, usize>, SealError> {
     // lopdf reads offsets relative to the `%PDF-` header but writes the update's offsets
     // relative to the start of the buffer; they agree only if the header comes first.
     let (from, to) = keys.current.validity_unix();
@@ -83,7 +128,8 @@ pub fn seal(pdf: &[u8], keys: &SealKeys, signing_time_unix: u64) -> Result<Vec<u
     let field_id: ObjectId = (first_id.checked_add(1).ok_or_else(|| structure("object numbers exhausted"))?, 0);
 
     // The CMS is built once with a maximum-length dummy signature to size `/Contents`.
-    let reserve = build_cms(keys, &[0; 32], signing_time_unix, None)?.len() + CONTENTS_SLACK;
+    let base_reserve = build_cms(keys, &[0; 32], signing_time_unix, None, None)?.len() + CONTENTS_SLACK;
+    let reserve = if tsa.is_some() { base_reserve + token_reserve + TOKEN_OVERHEAD } else { base_reserve };
 
     let sig = dictionary! {
         "Type" => "Sig",
@@ -231,13 +277,16 @@ pub fn seal(pdf: &[u8], keys: &SealKeys, signing_time_unix: u64) -> Result<Vec<u
     digest.update(&out[..hole_start]);
     digest.update(&out[hole_end..]);
     let digest: [u8; 32] = digest.finalize().into();
-    let cms = build_cms(keys, &digest, signing_time_unix, Some(&keys.key))?;
+    let cms = build_cms(keys, &digest, signing_time_unix, Some(&keys.key), tsa)?;
     if cms.len() > reserve {
+        if tsa.is_some() && cms.len() > base_reserve {
+            return Ok(Err(cms.len() - base_reserve));
+        }
         return Err(SealError::Crypto(format!("the signature ({} bytes) outgrew its space ({reserve})", cms.len())));
     }
     let hex = hex::encode_upper(&cms);
     out[hole_start + 1..hole_start + 1 + hex.len()].copy_from_slice(hex.as_bytes());
-    Ok(out)
+    Ok(Ok(out))
 }
 
 /// ESS `SigningCertificateV2` (RFC 5035).
@@ -267,12 +316,14 @@ pub(super) struct IssuerSerial {
 
 /// The DER `ContentInfo` of a detached CMS `SignedData` over a document whose SHA-256 is
 /// `digest`, signed by `key` — or, with `None`, a same-size stand-in with a maximum-length
-/// dummy signature, to size the `/Contents` placeholder.
+/// dummy signature, to size the `/Contents` placeholder. With `tsa` (and a key), the
+/// signature value is timestamped and the token added as an unsigned attribute.
 fn build_cms(
     keys: &SealKeys,
     digest: &[u8; 32],
     signing_time: u64,
     key: Option<&p256::ecdsa::SigningKey>,
+    tsa: Option<Timestamper<'_>>,
 ) -> Result<Vec<u8>, SealError> {
     let crypto = |what: &str, e: der::Error| SealError::Crypto(format!("{what}: {e}"));
     let seal_cert: &Cert = &keys.current;
@@ -312,6 +363,15 @@ fn build_cms(
         }
         None => vec![0; MAX_SIGNATURE_LEN],
     };
+    let unsigned_attrs = match (key, tsa) {
+        (Some(_), Some(tsa)) => {
+            let token = super::timestamp::fetch_token(tsa, &signature)?;
+            let token = Any::from_der(&token).map_err(|e| SealError::Timestamp(format!("the token: {e}")))?;
+            let attrs = vec![attribute(oid::SIGNATURE_TIMESTAMP_TOKEN, token)?];
+            Some(SetOfVec::try_from(attrs).map_err(|e| crypto("unsigned attributes", e))?)
+        }
+        _ => None,
+    };
     let sha256 = AlgorithmIdentifierOwned { oid: oid::SHA256, parameters: None };
     let signer = SignerInfo {
         version: CmsVersion::V1,
@@ -323,7 +383,7 @@ fn build_cms(
         signed_attrs: Some(signed_attrs),
         signature_algorithm: AlgorithmIdentifierOwned { oid: oid::ECDSA_WITH_SHA256, parameters: None },
         signature: OctetString::new(signature).map_err(|e| crypto("signature", e))?,
-        unsigned_attrs: None,
+        unsigned_attrs,
     };
     let certificates =
         [seal_cert].into_iter().chain(&keys.chain).map(|c| CertificateChoices::Certificate(c.cert.clone()));

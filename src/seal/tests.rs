@@ -159,6 +159,10 @@ fn sealed_pdf_is_valid_for_pdfsig_and_qpdf() {
             certificate_fingerprint: Some(keys.fingerprint()),
             signed_by_our_ca: true,
             signing_time: Some(t),
+            timestamped: false,
+            timestamp_time: None,
+            timestamp_authority: None,
+            timestamp_signature_checked: false,
             detail: report.detail.clone(),
         }
     );
@@ -668,4 +672,307 @@ fn existing_keys_load_from_a_read_only_directory() {
     std::fs::set_permissions(&seal_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(again.unwrap().fingerprint(), keys.fingerprint());
     assert!(!seal_dir.join(".lock").exists());
+}
+
+/// A timestamp authority on loopback: `openssl ts -reply` behind a tiny HTTP handler. Its CA,
+/// key and certificate (P-256, extendedKeyUsage critical timeStamping) live in `dir`.
+struct OpensslTsa {
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+const TSA_CNF: &str = "\
+[ tsa ]
+default_tsa = tsa_config1
+[ tsa_config1 ]
+dir = .
+serial = ./tsaserial
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = yes
+ess_cert_id_alg = sha256
+";
+
+/// Starts an [`OpensslTsa`]; `None` (with a note) if openssl is missing.
+fn openssl_tsa() -> Option<OpensslTsa> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("openssl not available: timestamp test skipped");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tsa.cnf"), TSA_CNF).unwrap();
+    std::fs::write(d.join("tsaserial"), "01\n").unwrap();
+    std::fs::write(
+        d.join("tsa-ext.cnf"),
+        "[v3]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n\
+         extendedKeyUsage=critical,timeStamping\n",
+    )
+    .unwrap();
+    let steps: [&[&str]; 5] = [
+        &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ca.key"],
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=Test TSA CA/O=Loopback",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "ca.pem",
+        ],
+        &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "tsa.key"],
+        &["req", "-new", "-key", "tsa.key", "-subj", "/CN=Test TSA/O=Loopback", "-out", "tsa.csr"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tsa.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-extfile",
+            "tsa-ext.cnf",
+            "-extensions",
+            "v3",
+            "-out",
+            "tsa.crt",
+        ],
+    ];
+    for step in steps {
+        assert!(openssl(d, step), "openssl {step:?}");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/tsa", listener.local_addr().unwrap());
+    let root = d.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let _ = answer_timestamp_request(stream, &root);
+        }
+    });
+    Some(OpensslTsa { url, dir })
+}
+
+/// Reads one POST, runs `openssl ts -reply` on its body, writes the reply.
+fn answer_timestamp_request(mut s: std::net::TcpStream, dir: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let body_start = loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..body_start]).to_lowercase();
+    assert!(head.starts_with("post /tsa http/1.1"), "{head}");
+    assert!(head.contains("content-type: application/timestamp-query"), "{head}");
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).unwrap();
+    while raw.len() < body_start + length {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    std::fs::write(dir.join("req.tsq"), &raw[body_start..])?;
+    let args = [
+        "ts",
+        "-reply",
+        "-config",
+        "tsa.cnf",
+        "-queryfile",
+        "req.tsq",
+        "-inkey",
+        "tsa.key",
+        "-signer",
+        "tsa.crt",
+        "-out",
+        "resp.tsr",
+    ];
+    let reply = if openssl(dir, &args) { std::fs::read(dir.join("resp.tsr"))? } else { Vec::new() };
+    let status = if reply.is_empty() { "500 Internal Server Error" } else { "200 OK" };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/timestamp-reply\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(&reply)
+}
+
+/// The CMS SignedData in the last signature's `/Contents`.
+fn signed_data_of(pdf: &[u8]) -> cms::signed_data::SignedData {
+    let (start, end) = hole(pdf);
+    let contents = hex::decode(&pdf[start + 1..end - 1]).unwrap();
+    let mut reader = der::SliceReader::new(&contents).unwrap();
+    let info = <cms::content_info::ContentInfo as der::Decode>::decode(&mut reader).unwrap();
+    info.content.decode_as().unwrap()
+}
+
+#[test]
+fn a_b_t_seal_carries_a_timestamp_that_verify_pdfsig_and_openssl_accept() {
+    use der::Encode;
+    use sha2::Digest;
+    let Some(tsa) = openssl_tsa() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_in(dir.path());
+    let original = agreement();
+    let t = now();
+    let timestamper = http_timestamper(&tsa.url);
+    let sealed = seal_with(&original, &keys, t, Some(&timestamper)).unwrap();
+    assert!(sealed.starts_with(&original));
+    eprintln!("B-T seal adds {} bytes", sealed.len() - original.len());
+    assert_qpdf_clean(&sealed);
+
+    let report = verify(&sealed, &keys);
+    assert!(report.valid && report.signed_by_our_ca && report.covers_whole_file, "{report:?}");
+    assert!(report.timestamped, "{report:?}");
+    let gen_time = report.timestamp_time.unwrap();
+    assert!(gen_time + 120 >= t && gen_time <= now() + 120, "genTime {gen_time} vs {t}");
+    assert!(report.timestamp_authority.as_deref().is_some_and(|a| a.contains("CN=Test TSA")), "{report:?}");
+    assert!(report.timestamp_signature_checked, "{report:?}");
+    assert!(
+        report.detail.contains("Timestamped (RFC 3161) by") && report.detail.contains("CN=Test TSA"),
+        "{}",
+        report.detail
+    );
+
+    // pdfsig still calls it valid (poppler 22 does not show the timestamp; see the README).
+    let out = assert_pdfsig_valid(&sealed, &keys);
+    eprintln!("{out}");
+
+    // openssl checks the token against the TSA's CA and the signature value's SHA-256.
+    let sd = signed_data_of(&sealed);
+    let signer = sd.signer_infos.0.get(0).unwrap();
+    let attr = signer.unsigned_attrs.as_ref().unwrap().iter().find(|a| a.oid == oid::SIGNATURE_TIMESTAMP_TOKEN);
+    let token = attr.unwrap().values.get(0).unwrap().to_der().unwrap();
+    std::fs::write(tsa.dir.path().join("token.der"), &token).unwrap();
+    let imprint = hex::encode(sha2::Sha256::digest(signer.signature.as_bytes()));
+    let args = ["ts", "-verify", "-in", "token.der", "-token_in", "-digest", &imprint, "-CAfile", "ca.pem"];
+    assert!(openssl(tsa.dir.path(), &args), "openssl ts -verify refused the token");
+    let wrong = hex::encode([0u8; 32]);
+    let args = ["ts", "-verify", "-in", "token.der", "-token_in", "-digest", &wrong, "-CAfile", "ca.pem"];
+    assert!(!openssl(tsa.dir.path(), &args));
+
+    // A second B-T seal on top verifies too.
+    let twice = seal_with(&sealed, &keys, now(), Some(&timestamper)).unwrap();
+    assert!(verify(&twice, &keys).timestamped);
+    assert_qpdf_clean(&twice);
+}
+
+#[test]
+fn a_token_over_another_signature_is_not_valid() {
+    use der::{Decode, Encode};
+    let Some(tsa) = openssl_tsa() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_in(dir.path());
+    let original = agreement();
+    let t = now();
+    let timestamper = http_timestamper(&tsa.url);
+    let a = seal_with(&original, &keys, t, Some(&timestamper)).unwrap();
+    // Another signing time, so another signature (ECDSA here is deterministic, RFC 6979).
+    let b = seal_with(&original, &keys, t + 1, Some(&timestamper)).unwrap();
+    assert!(verify(&b, &keys).valid);
+    // B's CMS with A's timestamp token: /Contents is not signed, so only the imprint tells.
+    let token_of = |sd: &cms::signed_data::SignedData| sd.signer_infos.0.get(0).unwrap().unsigned_attrs.clone();
+    let mut sd = signed_data_of(&b);
+    let mut signer = sd.signer_infos.0.get(0).unwrap().clone();
+    signer.unsigned_attrs = token_of(&signed_data_of(&a));
+    sd.signer_infos = cms::signed_data::SignerInfos(der::asn1::SetOfVec::try_from(vec![signer]).unwrap());
+    let info = cms::content_info::ContentInfo {
+        content_type: oid::SIGNED_DATA,
+        content: der::asn1::Any::from_der(&sd.to_der().unwrap()).unwrap(),
+    };
+    let cms = hex::encode_upper(info.to_der().unwrap());
+    let (start, end) = hole(&b);
+    let mut spliced = b.clone();
+    spliced[start + 1..end - 1].fill(b'0');
+    spliced[start + 1..start + 1 + cms.len()].copy_from_slice(cms.as_bytes());
+    let report = verify(&spliced, &keys);
+    assert!(report.sealed && !report.valid && !report.timestamped, "{report:?}");
+    assert!(report.detail.contains("message imprint mismatch"), "{}", report.detail);
+}
+
+#[test]
+fn an_unreachable_timestamp_authority_is_a_timestamp_error() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_in(dir.path());
+    let url = format!("http://127.0.0.1:{port}/tsa");
+    let err = seal_with(&agreement(), &keys, now(), Some(&http_timestamper(&url))).unwrap_err();
+    assert!(matches!(err, SealError::Timestamp(ref m) if m.contains(&url)), "{err}");
+    let err = seal_with(&agreement(), &keys, now(), Some(&http_timestamper("https://tsa.example"))).unwrap_err();
+    assert!(matches!(err, SealError::Timestamp(ref m) if m.contains("http://")), "{err}");
+    // A server that answers with an HTTP error.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            use std::io::Read;
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let err = seal_with(&agreement(), &keys, now(), Some(&http_timestamper(&url))).unwrap_err();
+    assert!(matches!(err, SealError::Timestamp(ref m) if m.contains("503")), "{err}");
+}
+
+/// Prints the cost of B-B and of B-T with the loopback openssl TSA (median of 15 seals each,
+/// and bytes added). Run in release: `cargo test --release --lib -- --ignored --nocapture
+/// seal_costs`. Nothing is asserted about time.
+#[test]
+#[ignore]
+fn seal_costs() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_in(dir.path());
+    let original = agreement();
+    let median = |f: &dyn Fn() -> Vec<u8>| {
+        let mut times: Vec<f64> = (0..15)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(f());
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let b_b = seal(&original, &keys, now()).unwrap().len() - original.len();
+    let ms = median(&|| seal(&original, &keys, now()).unwrap());
+    eprintln!("B-B: median {ms:.2} ms, adds {b_b} bytes to a {}-byte PDF", original.len());
+    let Some(tsa) = openssl_tsa() else { return };
+    let timestamper = http_timestamper(&tsa.url);
+    let b_t_pdf = seal_with(&original, &keys, now(), Some(&timestamper)).unwrap();
+    let b_t = b_t_pdf.len() - original.len();
+    let sd = signed_data_of(&b_t_pdf);
+    let token = sd.signer_infos.0.get(0).unwrap().unsigned_attrs.as_ref().unwrap().get(0).unwrap().values.get(0);
+    let token_len = der::Encode::encoded_len(token.unwrap()).unwrap();
+    eprintln!("B-T token: {token_len} bytes of DER");
+    let ms = median(&|| seal_with(&original, &keys, now(), Some(&timestamper)).unwrap());
+    eprintln!(
+        "B-T: median {ms:.2} ms with the loopback openssl TSA (one `openssl ts -reply` per seal), adds {b_t} bytes"
+    );
 }

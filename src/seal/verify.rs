@@ -16,6 +16,7 @@ use x509_cert::time::Time;
 
 use super::certs::Cert;
 use super::sign::{SigningCertificateV2, find};
+use super::timestamp::{digest_with, parse_tst_info, token_parts};
 use super::{SealKeys, fingerprint_of, oid};
 
 /// What [`verify`] found out about a PDF's last signature.
@@ -39,8 +40,19 @@ pub struct SealReport {
     /// The signer certificate was issued by our CA (its signature verifies with the CA key):
     /// the current sealing certificate or an older one.
     pub signed_by_our_ca: bool,
-    /// The signed signing-time attribute, Unix seconds.
+    /// The signed signing-time attribute, Unix seconds (the sealing server's clock).
     pub signing_time: Option<u64>,
+    /// The signature carries an RFC 3161 signature timestamp (PAdES B-T) whose message
+    /// imprint is that of the signature value (a mismatch makes the seal not valid).
+    pub timestamped: bool,
+    /// The timestamp's `genTime`, Unix seconds (the timestamp authority's clock).
+    pub timestamp_time: Option<u64>,
+    /// The subject of the certificate that signed the timestamp token.
+    pub timestamp_authority: Option<String>,
+    /// The timestamp token's own signature was checked with the certificate in the token
+    /// (ECDSA P-256 with SHA-256; other algorithms are not checked here). Whether that
+    /// certificate is a trusted timestamp authority is not checked.
+    pub timestamp_signature_checked: bool,
     /// One or two sentences for people: what was found, or what failed.
     pub detail: String,
 }
@@ -57,6 +69,10 @@ pub fn verify(pdf: &[u8], keys: &SealKeys) -> SealReport {
         certificate_fingerprint: None,
         signed_by_our_ca: false,
         signing_time: None,
+        timestamped: false,
+        timestamp_time: None,
+        timestamp_authority: None,
+        timestamp_signature_checked: false,
         detail: String::new(),
     };
     let Some(sig) = last_signature(pdf) else {
@@ -95,6 +111,16 @@ pub fn verify(pdf: &[u8], keys: &SealKeys) -> SealReport {
         }
         Err(problem) => format!("The signature is not valid: {problem}."),
     };
+    if report.valid && report.timestamped {
+        let when = report.timestamp_time.map(format_time).unwrap_or_default();
+        let by = report.timestamp_authority.as_deref().unwrap_or("an unnamed authority");
+        let checked = if report.timestamp_signature_checked {
+            "its signature verifies"
+        } else {
+            "its signature was not checked (unsupported algorithm)"
+        };
+        detail.push_str(&format!(" Timestamped (RFC 3161) by {by} at {when}; {checked}."));
+    }
     if report.modified_after_seal {
         detail.push_str(&format!(" {} bytes were added after the signed range.", pdf.len() - end));
     } else if !report.covers_whole_file {
@@ -268,6 +294,31 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
     let signed = attrs.to_der().map_err(|e| format!("cannot encode the signed attributes ({e})"))?;
     key.verify(&signed, &signature).map_err(|_| "the CMS signature does not verify with the signer certificate")?;
 
+    // The signature timestamp (PAdES B-T), an unsigned attribute over the signature value.
+    let token = signer
+        .unsigned_attrs
+        .iter()
+        .flat_map(|attrs| attrs.iter())
+        .find(|a| a.oid == oid::SIGNATURE_TIMESTAMP_TOKEN)
+        .and_then(|a| a.values.get(0));
+    if let Some(token) = token {
+        report.timestamped = true;
+        let token = token.to_der().map_err(|e| format!("the timestamp token does not encode ({e})"))?;
+        let (token_sd, tst) = token_parts(&token).map_err(|e| format!("the timestamp token is malformed: {e}"))?;
+        let info = parse_tst_info(&tst).map_err(|e| format!("the timestamp token is malformed: {e}"))?;
+        report.timestamp_time = Some(info.gen_time);
+        let expected = digest_with(&info.imprint.hash_algorithm.oid, signer.signature.as_bytes())
+            .ok_or_else(|| format!("unsupported timestamp hash algorithm {}", info.imprint.hash_algorithm.oid))?;
+        if info.imprint.hashed_message.as_bytes() != expected.as_slice() {
+            report.timestamped = false;
+            return Err("the timestamp token is over another signature (message imprint mismatch)".into());
+        }
+        let (authority, checked) =
+            check_token_signature(&token_sd, &tst).map_err(|e| format!("the timestamp token's signature: {e}"))?;
+        report.timestamp_authority = Some(authority);
+        report.timestamp_signature_checked = checked;
+    }
+
     if let Some(t) = report.signing_time {
         let (from, to) = signer_cert.validity_unix();
         if t < from || t > to {
@@ -276,6 +327,60 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
     }
     Ok(which)
 }
+
+/// Checks the timestamp token's signer: its message-digest attribute against the `TSTInfo`, and
+/// (for ECDSA P-256 with SHA-256) its signature with the certificate in the token. Returns the
+/// signer's subject and whether the signature was checked.
+fn check_token_signature(sd: &SignedData, tst: &[u8]) -> Result<(String, bool), String> {
+    let [signer]: [&SignerInfo; 1] =
+        sd.signer_infos.0.iter().collect::<Vec<_>>().try_into().map_err(|_| "not exactly one signer")?;
+    let certs: Vec<Cert> = sd
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|choice| match choice {
+            cms::cert::CertificateChoices::Certificate(cert) => cert_with_der(cert),
+            _ => None,
+        })
+        .collect();
+    let cert = certs.iter().find(|c| match &signer.sid {
+        SignerIdentifier::IssuerAndSerialNumber(id) => {
+            c.cert.tbs_certificate.issuer == id.issuer && c.cert.tbs_certificate.serial_number == id.serial_number
+        }
+        SignerIdentifier::SubjectKeyIdentifier(skid) => {
+            c.cert.tbs_certificate.extensions.iter().flatten().filter(|e| e.extn_id == SUBJECT_KEY_IDENTIFIER).any(
+                |e| OctetString::from_der(e.extn_value.as_bytes()).is_ok_and(|v| v.as_bytes() == skid.0.as_bytes()),
+            )
+        }
+    });
+    let cert = cert.ok_or("the authority's certificate is not in the token")?;
+    let subject = cert.cert.tbs_certificate.subject.to_string();
+    let attrs = signer.signed_attrs.as_ref().ok_or("no signed attributes")?;
+    let attr = |oid: ObjectIdentifier| attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.get(0));
+    if attr(oid::CONTENT_TYPE).and_then(|v| v.decode_as::<ObjectIdentifier>().ok()) != Some(oid::TST_INFO) {
+        return Err("the content-type attribute is not id-ct-TSTInfo".into());
+    }
+    let expected = digest_with(&signer.digest_alg.oid, tst)
+        .ok_or_else(|| format!("unsupported digest algorithm {}", signer.digest_alg.oid))?;
+    let signed_digest = attr(oid::MESSAGE_DIGEST)
+        .and_then(|v| v.decode_as::<OctetString>().ok())
+        .ok_or("the message-digest attribute is missing")?;
+    if signed_digest.as_bytes() != expected.as_slice() {
+        return Err("digest mismatch: the TSTInfo was changed".into());
+    }
+    let ecdsa_sha256 = signer.digest_alg.oid == oid::SHA256
+        && matches!(signer.signature_algorithm.oid, o if o == oid::ECDSA_WITH_SHA256 || o == oid::EC_PUBLIC_KEY);
+    let Some(key) = cert.p256_key().filter(|_| ecdsa_sha256) else {
+        return Ok((subject, false));
+    };
+    let signature = Signature::from_der(signer.signature.as_bytes()).map_err(|_| "the signature value is malformed")?;
+    let signed = attrs.to_der().map_err(|e| format!("cannot encode the signed attributes ({e})"))?;
+    key.verify(&signed, &signature).map_err(|_| "it does not verify with the authority's certificate")?;
+    Ok((subject, true))
+}
+
+/// id-ce-subjectKeyIdentifier.
+const SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 
 /// The `ContentInfo` at the start of `bytes`; what follows it must be zero padding.
 fn decode_padded(bytes: &[u8]) -> Option<ContentInfo> {

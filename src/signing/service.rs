@@ -968,8 +968,21 @@ impl Service {
         let signed = append::append_pages(&sent, &appendix).map_err(|e| ServiceError::Internal(e.to_string()))?;
         // One more incremental update: the PAdES seal over the whole file (sent bytes, executed
         // signature page, certificate of completion).
-        let final_pdf =
-            crate::seal::seal(&signed, &self.seal, now).map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
+        // With a timestamp authority configured, B-T; if it fails, B-B and the failure goes into
+        // the audit trail (completion must not be lost because the authority is down).
+        let sealing = |tsa: Option<crate::seal::Timestamper<'_>>| crate::seal::seal_with(&signed, &self.seal, now, tsa);
+        let (sealed, timestamp) = match &self.config.timestamp_url {
+            None => (sealing(None), None),
+            Some(url) => match sealing(Some(&crate::seal::http_timestamper(url))) {
+                Ok(pdf) => (Ok(pdf), Some(serde_json::json!({"status": "added", "url": url}))),
+                Err(crate::seal::SealError::Timestamp(e)) => {
+                    tracing::warn!(agreement = %a.id, error = %e, "sealing without a timestamp");
+                    (sealing(None), Some(serde_json::json!({"status": "failed", "url": url, "error": e})))
+                }
+                Err(e) => (Err(e), None),
+            },
+        };
+        let final_pdf = sealed.map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
         let final_sha = sha(&final_pdf);
         a.status = Status::Executed;
         a.executed_at = Some(now);
@@ -981,7 +994,10 @@ impl Service {
             "completed",
             &system,
             &final_sha,
-            serde_json::json!({"sent_sha256": sent_sha}),
+            match timestamp {
+                Some(t) => serde_json::json!({"sent_sha256": sent_sha, "seal_timestamp": t}),
+                None => serde_json::json!({"sent_sha256": sent_sha}),
+            },
         ));
         change.events.push(self.event(
             a,

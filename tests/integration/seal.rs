@@ -120,3 +120,39 @@ fn the_seal_certificate_can_be_exported_and_rotated_keeping_old_seals_verifiable
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     assert!(String::from_utf8_lossy(&v.stdout).contains("seal: valid"), "an older certificate's seal still verifies");
 }
+
+#[test]
+fn a_timestamp_authority_that_is_down_does_not_lose_the_completion() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("http://127.0.0.1:{port}/tsa");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tsa = url.clone();
+    let app = spawn_app_with(dir.path(), countersign::clock::ManualClock::at(T0), "127.0.0.1:0", move |c| {
+        c.timestamp_url = Some(tsa);
+    });
+    let (id, pdf) = executed(&app);
+    let a = app.get(&format!("/api/v1/agreements/{id}")).json();
+    assert_eq!(a["status"], "executed", "{a}");
+    assert_qpdf_ok(&pdf);
+    let keys = countersign::seal::SealKeys::load_or_create(&dir.path().join("seal")).expect("seal keys");
+    let report = countersign::seal::verify(&pdf, &keys);
+    assert!(report.valid && report.covers_whole_file && !report.timestamped, "{report:?}");
+    let (out, _) = pdfsig(&pdf, &keys.ca_pem());
+    assert!(out.contains("Signature is Valid"), "{out}");
+
+    let audit = app.get(&format!("/api/v1/agreements/{id}/audit")).json();
+    let completed = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["kind"] == "completed")
+        .expect("a completed event")
+        .clone();
+    let ts = &completed["detail"]["seal_timestamp"];
+    assert_eq!(ts["status"], "failed", "{completed}");
+    assert_eq!(ts["url"], url.as_str(), "{completed}");
+    assert!(ts["error"].as_str().is_some_and(|e| e.contains(&url)), "{completed}");
+    let v = app.get("/api/v1/audit/verify").json();
+    assert_eq!(v["ok"], true, "{v}");
+}
