@@ -224,17 +224,10 @@ pub fn append_pages(original: &[u8], appendix: &[u8]) -> Result<Vec<u8>, AppendE
     // Trailer facts, taken before `prev` moves into the incremental document.
     let new_count = i64::try_from(pages.len()).ok().and_then(|n| old_count.checked_add(n));
     let new_count = new_count.ok_or_else(|| AppendError::Structure("page count overflows".into()))?;
-    let xref_start =
-        i64::try_from(prev.xref_start).map_err(|_| AppendError::Structure("startxref out of range".into()))?;
-    let info = prev.trailer.get(b"Info").ok().cloned();
+    let revision = Revision::of(&prev, Object::String(fnv128(&[original]).to_vec(), StringFormat::Hexadecimal))
+        .ok_or_else(|| AppendError::Structure("startxref out of range".into()))?;
     let revision_id = Object::String(fnv128(&[original, appendix]).to_vec(), StringFormat::Hexadecimal);
-    let permanent_id = match prev.trailer.get(b"ID").and_then(Object::as_array) {
-        Ok(ids) if matches!(ids.first(), Some(Object::String(..))) => ids[0].clone(),
-        _ => Object::String(fnv128(&[original]).to_vec(), StringFormat::Hexadecimal),
-    };
     let needed_version = newer_version(&prev, &extra);
-    let version = prev.version.clone();
-    let binary_mark = prev.binary_mark.clone();
 
     let mut inc = IncrementalDocument::create_from(original.to_vec(), prev);
     let new = &mut inc.new_document;
@@ -279,21 +272,7 @@ pub fn append_pages(original: &[u8], appendix: &[u8]) -> Result<Vec<u8>, AppendE
             .set("Version", Object::Name(v.into_bytes()));
     }
 
-    let new = &mut inc.new_document;
-    new.max_id = new.max_id.max(last_id);
-    new.version = version;
-    if binary_mark.len() >= 4 && binary_mark.iter().all(|&b| b >= 128) {
-        new.binary_mark = binary_mark;
-    }
-    let mut trailer = Dictionary::new();
-    trailer.set("Root", Object::Reference(root_id));
-    if let Some(info) = info {
-        trailer.set("Info", info);
-    }
-    trailer.set("ID", Object::Array(vec![permanent_id, revision_id]));
-    trailer.set("Prev", Object::Integer(xref_start));
-    // `/Size` is filled in when the section is written.
-    new.trailer = trailer;
+    revision.finish(&mut inc, root_id, last_id, revision_id);
 
     let mut out = Vec::with_capacity(original.len() + appendix.len() + 1024);
     inc.save_to(&mut out).map_err(|e| AppendError::Structure(format!("writing the update: {e}")))?;
@@ -413,6 +392,54 @@ fn fnv128(parts: &[&[u8]]) -> [u8; 16] {
         }
     }
     h.to_be_bytes()
+}
+
+/// The trailer facts of an incremental update, taken from the previous revision before it moves
+/// into the [`IncrementalDocument`]. Shared by the appendix and the seal.
+pub(crate) struct Revision {
+    xref_start: i64,
+    info: Option<Object>,
+    permanent_id: Object,
+    version: String,
+    binary_mark: Vec<u8>,
+}
+
+impl Revision {
+    /// `fallback_id` becomes the permanent `/ID` when the previous trailer has none. `None` when
+    /// the previous `startxref` does not fit a PDF integer.
+    pub(crate) fn of(prev: &Document, fallback_id: Object) -> Option<Revision> {
+        let permanent_id = match prev.trailer.get(b"ID").and_then(Object::as_array) {
+            Ok(ids) if matches!(ids.first(), Some(Object::String(..))) => ids[0].clone(),
+            _ => fallback_id,
+        };
+        Some(Revision {
+            xref_start: i64::try_from(prev.xref_start).ok()?,
+            info: prev.trailer.get(b"Info").ok().cloned(),
+            permanent_id,
+            version: prev.version.clone(),
+            binary_mark: prev.binary_mark.clone(),
+        })
+    }
+
+    /// Writes the new section's trailer (`/Root`, `/Info`, `/ID [permanent revision]`, `/Prev`;
+    /// `/Size` is filled in when the section is written) and keeps the header's version and
+    /// binary mark.
+    pub(crate) fn finish(self, inc: &mut IncrementalDocument, root_id: ObjectId, max_id: u32, revision_id: Object) {
+        let new = &mut inc.new_document;
+        new.max_id = new.max_id.max(max_id);
+        new.version = self.version;
+        if self.binary_mark.len() >= 4 && self.binary_mark.iter().all(|&b| b >= 128) {
+            new.binary_mark = self.binary_mark;
+        }
+        let mut trailer = Dictionary::new();
+        trailer.set("Root", Object::Reference(root_id));
+        if let Some(info) = self.info {
+            trailer.set("Info", info);
+        }
+        trailer.set("ID", Object::Array(vec![self.permanent_id, revision_id]));
+        trailer.set("Prev", Object::Integer(self.xref_start));
+        new.trailer = trailer;
+    }
 }
 
 #[cfg(test)]

@@ -152,18 +152,12 @@ fn seal_once(
     };
 
     // Trailer facts, taken before `prev` moves into the incremental document.
-    let xref_start = i64::try_from(prev.xref_start).map_err(|_| structure("startxref out of range"))?;
-    let info = prev.trailer.get(b"Info").ok().cloned();
     let mut revision = Sha256::new();
     revision.update(pdf);
     revision.update(signing_time_unix.to_be_bytes());
     let revision_id = Object::String(revision.finalize()[..16].to_vec(), StringFormat::Hexadecimal);
-    let permanent_id = match prev.trailer.get(b"ID").and_then(Object::as_array) {
-        Ok(ids) if matches!(ids.first(), Some(Object::String(..))) => ids[0].clone(),
-        _ => revision_id.clone(),
-    };
-    let version = prev.version.clone();
-    let binary_mark = prev.binary_mark.clone();
+    let revision = crate::render::append::Revision::of(&prev, revision_id.clone())
+        .ok_or_else(|| structure("startxref out of range"))?;
 
     let mut inc = IncrementalDocument::create_from(pdf.to_vec(), prev);
     inc.new_document.objects.insert(sig_id, Object::Dictionary(sig));
@@ -232,20 +226,7 @@ fn seal_once(
         set(&mut inc, root_id, "Version", Object::Name(b"1.7".to_vec()))?;
     }
 
-    let new = &mut inc.new_document;
-    new.max_id = new.max_id.max(field_id.0);
-    new.version = version;
-    if binary_mark.len() >= 4 && binary_mark.iter().all(|&b| b >= 128) {
-        new.binary_mark = binary_mark;
-    }
-    let mut trailer = Dictionary::new();
-    trailer.set("Root", Object::Reference(root_id));
-    if let Some(info) = info {
-        trailer.set("Info", info);
-    }
-    trailer.set("ID", Object::Array(vec![permanent_id, revision_id]));
-    trailer.set("Prev", Object::Integer(xref_start));
-    new.trailer = trailer;
+    revision.finish(&mut inc, root_id, field_id.0, revision_id);
 
     let mut out = Vec::with_capacity(pdf.len() + 2 * reserve + 4096);
     inc.save_to(&mut out).map_err(|e| structure(&format!("writing the update: {e}")))?;
