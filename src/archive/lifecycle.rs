@@ -235,87 +235,39 @@ impl Service {
         Ok(self.store.events(id)?.into_iter().filter(|e| e.kind == "downloaded").collect())
     }
 
-    /// Is this byte-for-byte an archived document? A near miss (same length as an archived copy
-    /// with a few bytes changed, or an archived copy with bytes added after it) is said plainly.
+    /// Is this byte-for-byte an archived document (a copy sent for signature or a countersigned
+    /// copy)? Looked up by SHA-256 in the in-memory digest map, so the cost does not grow with
+    /// the archive. A near miss is said plainly: the same length as an archived copy with a few
+    /// bytes changed, or an archived copy followed by added bytes (found by hashing the prefixes
+    /// that end at each `%%EOF`).
     pub fn verify(&self, bytes: &[u8]) -> Result<Verification, ServiceError> {
         let sha = hex::encode(Sha256::digest(bytes));
         let seal = crate::seal::verify(bytes, &self.seal);
-        let all = self.store.agreements()?;
-        let signers = |a: &Agreement| -> Vec<serde_json::Value> {
-            a.signers
+        let hit = self.digests.read().unwrap_or_else(|p| p.into_inner()).get(&sha).cloned();
+        if let Some((id, copy, _)) = hit {
+            let a = self.store.agreement(&id)?;
+            // The archived bytes are re-checked on read; a corrupt archive is no match.
+            self.store.document(&sha)?;
+            let signers = a
+                .signers
                 .iter()
                 .map(|s| {
                     serde_json::json!({"name": s.name, "title": s.title, "party": s.party_name,
-                    "signed_at": s.signature.as_ref().map(|x| rfc3339(x.signed_at))})
+                        "signed_at": s.signature.as_ref().map(|x| rfc3339(x.signed_at))})
                 })
-                .collect()
-        };
-        for a in &all {
-            let copy = if a.final_sha256.as_deref() == Some(sha.as_str()) {
-                Some("final")
-            } else if a.sent_sha256.as_deref() == Some(sha.as_str()) {
-                Some("sent")
-            } else {
-                None
-            };
-            let version = if copy.is_some() {
-                Some(a.version)
-            } else {
-                self.store.versions(&a.id)?.iter().find(|v| v.sha256 == sha).map(|v| v.version)
-            };
-            if let Some(version) = version {
-                // The archived bytes are re-checked on read; a corrupt archive is no match.
-                self.store.document(&sha)?;
-                return Ok(Verification {
-                    matched: true,
-                    sha256: sha,
-                    agreement_id: Some(a.id.clone()),
-                    copy: Some(copy.unwrap_or("draft").into()),
-                    version: Some(version),
-                    status: Some(a.status),
-                    executed_at: a.executed_at.map(rfc3339),
-                    signers: signers(a),
-                    near_miss: None,
-                    seal,
-                });
-            }
-        }
-        // Near misses: compare with the archived final and sent copies.
-        let mut near = None;
-        for a in &all {
-            for (label, doc_sha) in
-                [("countersigned copy", &a.final_sha256), ("copy sent for signature", &a.sent_sha256)]
-            {
-                let Some(doc_sha) = doc_sha else { continue };
-                let Ok(doc) = self.store.document(doc_sha) else { continue };
-                if doc.len() == bytes.len() {
-                    let diff = doc.iter().zip(bytes).filter(|(x, y)| x != y).count();
-                    if diff <= 64 {
-                        near = Some(format!(
-                            "not a match: this file is the same size as the archived {label} of agreement {} but {diff} byte(s) differ — it was altered",
-                            a.id
-                        ));
-                    }
-                } else if bytes.len() > doc.len() && bytes.starts_with(&doc) {
-                    near = Some(format!(
-                        "not a match: this file begins with the archived {label} of agreement {} but has {} byte(s) added after it",
-                        a.id,
-                        bytes.len() - doc.len()
-                    ));
-                } else if doc.len() > bytes.len() && doc.starts_with(bytes) && !bytes.is_empty() {
-                    near = Some(format!(
-                        "not a match: this file is the first {} bytes of the archived {label} of agreement {} (truncated)",
-                        bytes.len(),
-                        a.id
-                    ));
-                }
-                if near.is_some() {
-                    break;
-                }
-            }
-            if near.is_some() {
-                break;
-            }
+                .collect();
+            return Ok(Verification {
+                matched: true,
+                sha256: sha,
+                agreement_id: Some(a.id.clone()),
+                copy: Some(copy.into()),
+                version: Some(a.version),
+                status: Some(a.status),
+                executed_at: a.executed_at.map(rfc3339),
+                signers,
+                near_miss: None,
+                seal,
+            });
         }
         Ok(Verification {
             matched: false,
@@ -326,8 +278,47 @@ impl Service {
             status: None,
             executed_at: None,
             signers: Vec::new(),
-            near_miss: near,
+            near_miss: self.near_miss(bytes),
             seal,
+        })
+    }
+
+    fn near_miss(&self, bytes: &[u8]) -> Option<String> {
+        let label = |copy: &str| if copy == "final" { "countersigned copy" } else { "copy sent for signature" };
+        let (same_len, appended) = {
+            let d = self.digests.read().unwrap_or_else(|p| p.into_inner());
+            let same_len: Vec<(String, String, &'static str)> = d
+                .iter()
+                .filter(|(_, (_, _, len))| *len == bytes.len() as u64)
+                .map(|(sha, (id, copy, _))| (sha.clone(), id.clone(), *copy))
+                .collect();
+            // An archived copy followed by more bytes: it ends at one of the file's `%%EOF`s.
+            let mut appended = None;
+            for end in memmem_all(bytes, b"%%EOF") {
+                for cut in [end + 5, end + 6, end + 7] {
+                    if cut >= bytes.len() {
+                        continue;
+                    }
+                    let prefix = hex::encode(Sha256::digest(&bytes[..cut]));
+                    if let Some((id, copy, _)) = d.get(&prefix) {
+                        appended = Some((id.clone(), *copy, bytes.len() - cut));
+                    }
+                }
+            }
+            (same_len, appended)
+        };
+        for (sha, id, copy) in same_len {
+            let Ok(doc) = self.store.document(&sha) else { continue };
+            let diff = doc.iter().zip(bytes).filter(|(x, y)| x != y).count();
+            if diff <= 64 {
+                return Some(format!(
+                    "not a match: this file is the same size as the archived {} of agreement {id} but {diff} byte(s) differ — it was altered",
+                    label(copy)
+                ));
+            }
+        }
+        appended.map(|(id, copy, extra)| {
+            format!("not a match: this file begins with the archived {} of agreement {id} but has {extra} byte(s) added after it", label(copy))
         })
     }
 
@@ -418,4 +409,9 @@ impl Service {
         })?;
         Ok(a)
     }
+}
+
+/// Start offsets of every occurrence of `needle` in `hay`.
+fn memmem_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
 }

@@ -198,6 +198,11 @@ pub struct Agreement {
     pub sent_sha256: Option<String>,
     pub executed_at: Option<u64>,
     pub final_sha256: Option<String>,
+    /// Lengths of the sent and final documents (verification's near-miss check uses them).
+    #[serde(default)]
+    pub sent_bytes: Option<u64>,
+    #[serde(default)]
+    pub final_bytes: Option<u64>,
     pub void_reason: Option<String>,
     /// The current version's departures from policy need approval before sending.
     #[serde(default)]

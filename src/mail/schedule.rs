@@ -323,6 +323,8 @@ mod tests {
             sent_sha256: None,
             executed_at: None,
             final_sha256: None,
+            sent_bytes: None,
+            final_bytes: None,
             void_reason: None,
             needs_approval: false,
             approval: None,

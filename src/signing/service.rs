@@ -147,6 +147,21 @@ pub struct Service {
     /// The archive search index: in memory, rebuilt from the store at start, updated after
     /// every commit (under the write lock, so it never runs ahead of what is durable).
     pub index: RwLock<Index>,
+    /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
+    /// length. Verification looks files up here instead of reading the archive.
+    pub digests: RwLock<Digests>,
+}
+
+/// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
+pub type Digests = std::collections::HashMap<String, (String, &'static str, u64)>;
+
+fn add_digests(d: &mut Digests, a: &Agreement) {
+    if let (Some(sha), Some(len)) = (&a.sent_sha256, a.sent_bytes) {
+        d.insert(sha.clone(), (a.id.clone(), "sent", len));
+    }
+    if let (Some(sha), Some(len)) = (&a.final_sha256, a.final_bytes) {
+        d.insert(sha.clone(), (a.id.clone(), "final", len));
+    }
 }
 
 /// Intake facts kept on the agreement record.
@@ -193,6 +208,7 @@ impl Service {
             seal,
             write_lock: Mutex::new(()),
             index: RwLock::new(Index::new()),
+            digests: RwLock::new(Digests::new()),
             mail_wake: Default::default(),
         };
         service.rebuild_index();
@@ -203,11 +219,18 @@ impl Service {
     pub fn rebuild_index(&self) {
         let today = self.today();
         let mut index = Index::new();
+        let mut digests = Digests::new();
         match self.store.agreements() {
-            Ok(all) => all.iter().for_each(|a| index.upsert(entry(a, today))),
+            Ok(all) => all.iter().for_each(|a| {
+                index.upsert(entry(a, today));
+                if a.disposed_at.is_none() {
+                    add_digests(&mut digests, a);
+                }
+            }),
             Err(e) => tracing::error!(error = %e, "could not read agreements to build the search index"),
         }
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
     }
 
     /// Today's date (UTC) by the service clock.
@@ -226,6 +249,12 @@ impl Service {
         if let Some(a) = a {
             let today = self.today();
             self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(entry(&a, today));
+            let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());
+            if a.disposed_at.is_some() {
+                d.retain(|_, (id, _, _)| *id != a.id);
+            } else {
+                add_digests(&mut d, &a);
+            }
         }
         if queued {
             self.mail_wake.notify_one();
@@ -350,6 +379,8 @@ impl Service {
             sent_sha256: None,
             executed_at: None,
             final_sha256: None,
+            sent_bytes: None,
+            final_bytes: None,
             void_reason: None,
             facts: facts(&intake),
             termination: None,
@@ -536,6 +567,7 @@ impl Service {
         a.sent_at = Some(now);
         a.sent_by = Some(actor.who.clone());
         a.sent_sha256 = Some(r.report.sha256.clone());
+        a.sent_bytes = Some(r.pdf.len() as u64);
         a.document_sha256 = r.report.sha256.clone();
         a.updated_at = now;
         a.revision += 1;
@@ -987,6 +1019,7 @@ impl Service {
         a.status = Status::Executed;
         a.executed_at = Some(now);
         a.final_sha256 = Some(final_sha.clone());
+        a.final_bytes = Some(final_pdf.len() as u64);
         a.document_sha256 = final_sha.clone();
         let system = Actor { who: "system".into(), ..Actor::default() };
         change.events.push(self.event(

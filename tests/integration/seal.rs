@@ -100,6 +100,12 @@ fn one_changed_byte_in_the_signed_range_is_a_digest_mismatch_for_pdfsig_and_veri
     let v = app.req("POST", "/api/v1/verify", Some(&vm), "application/pdf", &appended).json();
     assert_eq!(v["seal"]["modified_after_seal"], true);
     assert_eq!(v["match"], false);
+    assert!(
+        v["near_miss"].as_str().is_some_and(
+            |m| m.contains("begins with the archived countersigned copy") && m.contains("12 byte(s) added")
+        ),
+        "{v}"
+    );
 }
 
 #[test]
