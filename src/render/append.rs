@@ -119,19 +119,7 @@ pub fn append_pages(original: &[u8], appendix: &[u8]) -> Result<Vec<u8>, AppendE
 
     // New object numbers: pages first, then everything they reach, breadth-first in file
     // order, so the same inputs always give the same numbering.
-    let first_id = prev
-        .max_id
-        .max(prev.objects.keys().next_back().map_or(0, |id| id.0))
-        .max(
-            prev.trailer
-                .get(b"Size")
-                .and_then(Object::as_i64)
-                .ok()
-                .and_then(|s| u32::try_from(s.saturating_sub(1)).ok())
-                .unwrap_or(0),
-        )
-        .checked_add(1)
-        .ok_or_else(|| AppendError::Structure("object numbers exhausted".into()))?;
+    let first_id = next_object_id(&prev).ok_or_else(|| AppendError::Structure("object numbers exhausted".into()))?;
     // Streams the original already holds byte for byte — in practice the embedded font
     // programs, the bulk of the appendix — are referenced, not copied again.
     let mut known: HashMap<&[u8], Vec<(ObjectId, &Dictionary)>> = HashMap::new();
@@ -394,6 +382,14 @@ fn fnv128(parts: &[&[u8]]) -> [u8; 16] {
     h.to_be_bytes()
 }
 
+/// The first object number an incremental update may use: above every object the previous
+/// revisions hold and above their `/Size`. Shared by the appendix and the seal.
+pub(crate) fn next_object_id(prev: &Document) -> Option<u32> {
+    let size = prev.trailer.get(b"Size").and_then(Object::as_i64).ok();
+    let below_size = size.and_then(|s| u32::try_from(s.saturating_sub(1)).ok()).unwrap_or(0);
+    prev.max_id.max(prev.objects.keys().next_back().map_or(0, |id| id.0)).max(below_size).checked_add(1)
+}
+
 /// The trailer facts of an incremental update, taken from the previous revision before it moves
 /// into the [`IncrementalDocument`]. Shared by the appendix and the seal.
 pub(crate) struct Revision {
@@ -442,8 +438,10 @@ impl Revision {
     }
 }
 
+/// Test helpers shared with the seal's tests: PDFs made as `render::pdf` makes them, and the
+/// real tools that check them.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lopdf::{Stream, dictionary};
     use printpdf::{FontId, Mm, Op, ParsedFont, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions, Pt};
@@ -457,7 +455,7 @@ mod tests {
     /// A PDF as `render::pdf` makes one: printpdf with both embedded faces, regular as
     /// `font_name` and bold as `font_name` + "B"; one entry of `pages` per page, one line per
     /// string, bold where the line starts with `*`.
-    fn render(font_name: &str, pages: &[&[&str]]) -> Vec<u8> {
+    pub(crate) fn render(font_name: &str, pages: &[&[&str]]) -> Vec<u8> {
         let bold_name = format!("{font_name}B");
         let mut doc = PdfDocument::new("Test");
         for (name, path) in [(font_name, REGULAR), (bold_name.as_str(), BOLD)] {
@@ -502,7 +500,7 @@ mod tests {
     }
 
     /// Runs `program args… file` on `pdf`; (success, stdout + stderr).
-    fn run(program: &str, args: &[&str], pdf: &[u8]) -> (bool, String) {
+    pub(crate) fn run(program: &str, args: &[&str], pdf: &[u8]) -> (bool, String) {
         let mut file = tempfile::Builder::new().suffix(".pdf").tempfile().unwrap();
         file.write_all(pdf).unwrap();
         file.flush().unwrap();
@@ -511,7 +509,7 @@ mod tests {
         (out.status.success(), text)
     }
 
-    fn assert_qpdf_clean(pdf: &[u8]) {
+    pub(crate) fn assert_qpdf_clean(pdf: &[u8]) {
         let (ok, out) = run("qpdf", &["--check"], pdf);
         assert!(ok, "qpdf --check failed:\n{out}");
         assert!(out.contains("No syntax or stream encoding errors"), "{out}");

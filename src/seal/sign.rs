@@ -111,19 +111,7 @@ fn seal_once(
     let field_name = unique_field_name(&prev, catalog);
     let pdf_version = effective_version(&prev, catalog);
 
-    let first_id = prev
-        .max_id
-        .max(prev.objects.keys().next_back().map_or(0, |id| id.0))
-        .max(
-            prev.trailer
-                .get(b"Size")
-                .and_then(Object::as_i64)
-                .ok()
-                .and_then(|s| u32::try_from(s.saturating_sub(1)).ok())
-                .unwrap_or(0),
-        )
-        .checked_add(1)
-        .ok_or_else(|| structure("object numbers exhausted"))?;
+    let first_id = crate::render::append::next_object_id(&prev).ok_or_else(|| structure("object numbers exhausted"))?;
     let sig_id: ObjectId = (first_id, 0);
     let field_id: ObjectId = (first_id.checked_add(1).ok_or_else(|| structure("object numbers exhausted"))?, 0);
 

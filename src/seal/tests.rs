@@ -2,44 +2,18 @@
 //! make `pdfsig` trust our CA), `qpdf --check`.
 
 use super::*;
-use lopdf::{Document, Object, StringFormat};
-use printpdf::{FontId, Mm, Op, ParsedFont, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions, Pt};
-use printpdf::{TextItem, TextMatrix};
+use lopdf::{Document, Object};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const REGULAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/NotoSerif-Regular-subset.ttf");
+use crate::render::append::tests::{assert_qpdf_clean, run};
 
 /// A printpdf PDF with the embedded Noto Serif, one entry of `pages` per page.
 fn render(pages: &[&[&str]]) -> Vec<u8> {
-    let mut doc = PdfDocument::new("Seal test");
-    let bytes = std::fs::read(REGULAR).unwrap();
-    let parsed = ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()).unwrap();
-    doc.resources.fonts.map.insert(FontId("F1".into()), PdfFont::new(parsed));
-    doc.pages = pages
-        .iter()
-        .map(|lines| {
-            let mut ops = vec![Op::StartTextSection];
-            for (i, line) in lines.iter().enumerate() {
-                ops.push(Op::SetFont { font: PdfFontHandle::External(FontId("F1".into())), size: Pt(12.0) });
-                ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(72.0), Pt(700.0 - 20.0 * i as f32)) });
-                ops.push(Op::ShowText { items: vec![TextItem::Text(line.to_string())] });
-            }
-            ops.push(Op::EndTextSection);
-            PdfPage::new(Mm(215.9), Mm(279.4), ops)
-        })
-        .collect();
-    let opts = PdfSaveOptions { subset_fonts: false, ..PdfSaveOptions::default() };
-    let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut Vec::new());
-    lo.compress();
-    let id = Object::String(b"0123456789abcdef".to_vec(), StringFormat::Hexadecimal);
-    lo.trailer.set("ID", Object::Array(vec![id.clone(), id]));
-    let mut out = Vec::new();
-    lo.save_to(&mut out).unwrap();
-    out
+    crate::render::append::tests::render("F1", pages)
 }
 
 fn agreement() -> Vec<u8> {
@@ -54,23 +28,6 @@ fn agreement() -> Vec<u8> {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// Runs `program args… file` on `pdf`; (success, stdout + stderr).
-fn run(program: &str, args: &[&str], pdf: &[u8]) -> (bool, String) {
-    let mut file = tempfile::Builder::new().suffix(".pdf").tempfile().unwrap();
-    file.write_all(pdf).unwrap();
-    file.flush().unwrap();
-    let out = Command::new(program).args(args).arg(file.path()).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-fn assert_qpdf_clean(pdf: &[u8]) {
-    let (ok, out) = run("qpdf", &["--check"], pdf);
-    assert!(ok, "qpdf --check failed:\n{out}");
-    assert!(out.contains("No syntax or stream encoding errors"), "{out}");
-    assert!(!out.to_lowercase().contains("warning"), "{out}");
 }
 
 fn has_certutil() -> bool {
