@@ -661,15 +661,18 @@ impl Service {
         if let crate::domain::intake::Kind::Baa(b) = &mut intake.kind
             && let Choice::On(lds) = &mut b.provisions.limited_data_set
             && lds.dua_reference.is_none()
-            && let Ok(all) = self.store.agreements()
         {
-            let same = |a: &Agreement| {
-                a.kind == "dua"
-                    && names.contains(&a.upstream_name)
-                    && names.contains(&a.downstream_name)
-                    && a.status != Status::Voided
+            // The search index narrows to DUAs naming the first party; exact names decide.
+            let q = crate::archive::search::Query {
+                kind: Some("dua".into()),
+                counterparty: Some(names[0].clone()),
+                ..Default::default()
             };
-            let best = all.iter().filter(|a| same(a)).max_by_key(|a| (a.status == Status::Executed, a.updated_at));
+            let found = self.index.read().unwrap_or_else(|p| p.into_inner()).export(&q);
+            let best = found
+                .iter()
+                .filter(|e| names.contains(&e.parties[0]) && names.contains(&e.parties[1]) && e.status != "voided")
+                .max_by_key(|e| (e.status == "executed", e.updated_at));
             if let Some(dua) = best {
                 lds.dua_reference = Some(format!("{} ({})", dua.id, dua.title));
             }

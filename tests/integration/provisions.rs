@@ -207,3 +207,23 @@ fn invalid_provisions_are_rejected_with_their_pointer() {
         assert!(err.iter().any(|f| f.pointer.as_deref() == Some(ptr)), "{p}: {err:?}");
     }
 }
+
+#[test]
+fn the_limited_data_set_statement_cross_references_an_existing_dua_between_the_same_parties() {
+    let (app, _dir) = spawn_app();
+    let mut dua = example_json(DUA);
+    dua["covered_entity"] = example_json(BAA)["covered_entity"].clone();
+    dua["data_recipient"] = example_json(BAA)["business_associate"].clone();
+    dua["signers"][0]["email"] = json!("priya@northwind.example");
+    dua["signers"][1]["email"] = json!("zoe@lakeside.example");
+    let dua_id = app.create(&dua.to_string())["id"].as_str().expect("id").to_string();
+    // A DUA between other parties must not be picked.
+    let other = app.create(&example_text(DUA))["id"].as_str().expect("id").to_string();
+
+    let baa = app.create(&with_provisions(json!({"limited_data_set": true})).to_string());
+    let id = baa["id"].as_str().expect("id");
+    let text = fold(&pdftotext(&app.get(&format!("/api/v1/agreements/{id}/document")).body));
+    assert!(text.contains("Limited Data Sets"), "the statement is included");
+    assert!(text.contains(&format!("{dua_id} (Data Use Agreement)")), "cross-references {dua_id}");
+    assert!(!text.contains(&other), "never a DUA between other parties");
+}
