@@ -123,6 +123,10 @@ pub struct Facts {
     pub term_months: u16,
     pub auto_renew: bool,
     pub parent_agreement_id: Option<String>,
+    /// The disclosing party's privacy contact (name, email): replies to signing emails go here
+    /// when the sender is not a person with an address. Absent in records written before it.
+    #[serde(default)]
+    pub upstream_contact: Option<(String, String)>,
 }
 
 /// Termination of an executed agreement.

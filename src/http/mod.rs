@@ -81,9 +81,22 @@ pub async fn run(
     if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
         tracing::warn!("mail sender did not stop in time");
     }
-    let flushed = tokio::task::spawn_blocking(move || service.store.flush()).await;
-    match flushed {
-        Ok(Ok(())) => tracing::info!("storage flushed; stopped"),
+    // Blocking work a handler started (a render, a commit) may still hold the service after the
+    // last connection closed; wait for it, so that the store is ours alone to close.
+    let started = std::time::Instant::now();
+    while Arc::strong_count(&service) > 1 && started.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Flush, then drop the last reference: the store is closed and its lock released (see
+    // `SledStore`) before `run` returns, so a restart on the same directory never finds it busy.
+    let closed = tokio::task::spawn_blocking(move || {
+        let flushed = service.store.flush();
+        drop(service);
+        flushed
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => tracing::info!("storage flushed and closed; stopped"),
         Ok(Err(e)) => tracing::error!(error = %e, "flush at shutdown failed"),
         Err(e) => tracing::error!(error = %e, "flush task failed"),
     }

@@ -78,6 +78,21 @@ pub fn requester(a: &Agreement) -> String {
     }
 }
 
+/// Where a recipient's reply should go, never the service's own From address (nobody reads
+/// it): the person who sent the agreement when that is an address; else the operator's
+/// configured `reply_to`; else the disclosing party's privacy contact from the intake.
+pub fn reply_to(a: &Agreement, config: &Config) -> Option<String> {
+    match a.sent_by.as_deref() {
+        Some(who) if who.contains('@') && !who.contains(':') => Some(who.to_string()),
+        _ => config.smtp.as_ref().and_then(|s| s.reply_to.clone()).or_else(|| {
+            a.facts.upstream_contact.as_ref().map(|(name, email)| {
+                let name = name.replace(['"', '\\'], "");
+                if name.is_empty() { email.clone() } else { format!("\"{name}\" <{email}>") }
+            })
+        }),
+    }
+}
+
 /// The shared context of every message about an agreement.
 pub fn agreement_context(a: &Agreement) -> Context {
     let mut ctx = Context::new();
@@ -137,6 +152,7 @@ pub fn build(config: &Config, a: &Agreement, mut d: Draft, now: u64) -> Message 
         next_attempt_at: None,
         last_attempt_at: None,
         reply: None,
+        reply_to: reply_to(a, config),
     }
 }
 

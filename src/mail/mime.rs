@@ -60,7 +60,8 @@ pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, String> {
     for to in recipients(m, config)? {
         b = b.to(to);
     }
-    if let Some(r) = config.smtp.as_ref().and_then(|s| s.reply_to.as_ref()) {
+    // The message's own Reply-To (who sent the agreement) wins over the configured default.
+    if let Some(r) = m.reply_to.as_ref().or_else(|| config.smtp.as_ref().and_then(|s| s.reply_to.as_ref())) {
         b = b.reply_to(r.parse::<Mailbox>().map_err(|e| format!("reply_to {r:?} is not valid: {e}"))?);
     }
     let built = match &m.html {
@@ -105,6 +106,7 @@ mod tests {
             next_attempt_at: None,
             last_attempt_at: None,
             reply: None,
+            reply_to: None,
         }
     }
 

@@ -357,6 +357,7 @@ mod tests {
             next_attempt_at: None,
             last_attempt_at: None,
             reply: None,
+            reply_to: None,
         }
     }
 

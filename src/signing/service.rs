@@ -175,6 +175,10 @@ fn facts(intake: &Intake) -> Facts {
             crate::domain::intake::Kind::Baa(b) => b.parent_agreement_id.clone(),
             crate::domain::intake::Kind::Dua(_) => None,
         },
+        upstream_contact: Some((
+            intake.upstream.privacy_contact.name.clone(),
+            intake.upstream.privacy_contact.email.as_str().to_string(),
+        )),
     }
 }
 
@@ -1227,6 +1231,7 @@ impl Message {
             next_attempt_at: None,
             last_attempt_at: None,
             reply: None,
+            reply_to: None,
         }
     }
 }

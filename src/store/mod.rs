@@ -39,6 +39,9 @@ pub struct Message {
     /// Signer id for link messages (delivery status per signer).
     #[serde(default)]
     pub signer_id: Option<String>,
+    /// Reply-To for this message (the person or party behind it); None: the configured one.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     /// Not before this time (unix seconds): the retry backoff. None: at once.
     #[serde(default)]
     pub next_attempt_at: Option<u64>,

@@ -30,6 +30,32 @@ pub struct SledStore {
     heads: Tree,
     outbox: Tree,
     apikeys: Tree,
+    /// Declared last, so dropped last: waits until sled has let go of its file lock.
+    _released: LockReleased,
+}
+
+/// Dropping a sled `Db` signals its background threads but returns before they have all let go
+/// of the data file, and with it the exclusive lock. A process that stops a server and reopens
+/// the same directory (a restart, an operator command) would then find it "in use". Dropping a
+/// [`SledStore`] therefore waits until the lock can be taken — the event itself, not a delay —
+/// so that once the store is dropped, the directory is free.
+struct LockReleased(PathBuf);
+
+impl Drop for LockReleased {
+    fn drop(&mut self) {
+        let started = std::time::Instant::now();
+        loop {
+            match File::open(&self.0).map(|f| f.try_lock()) {
+                // Taken (and released again when `f` closes), or the file is gone: free.
+                Ok(Ok(())) | Err(_) => return,
+                Ok(Err(_)) if started.elapsed() > std::time::Duration::from_secs(30) => {
+                    tracing::warn!(path = %self.0.display(), "sled still holds its lock 30 s after closing");
+                    return;
+                }
+                Ok(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
+    }
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -85,6 +111,7 @@ impl SledStore {
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
             dir: dir.join("sled"),
+            _released: LockReleased(dir.join("sled").join("db")),
             db,
         })
     }

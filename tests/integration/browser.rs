@@ -1,6 +1,8 @@
 //! The signer page in a real headless browser (Chromium driven over WebDriver by chromedriver):
 //! the consent checkbox blocks submission until ticked, the form posts with the browser's own
-//! Origin header and CSRF token, the page fits a phone screen, and signing completes.
+//! Origin header and CSRF token, the page fits a phone screen whatever fonts the machine has,
+//! axe-core finds no serious or critical accessibility violation, and signing completes. The
+//! signing email's HTML part is rendered in the same browser and must fit a phone too.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +21,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    /// A headless Chromium whose viewport is `width` CSS pixels wide. Widths under Chrome's
+    /// smallest window (500) use device emulation, so a "phone" really is 390 px wide.
+    fn start(width: u32) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -39,7 +43,12 @@ impl Driver {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-                     format!("--user-data-dir={}", profile.path().display()), "--window-size=390,844"]
+                     format!("--user-data-dir={}", profile.path().display()), format!("--window-size={},900", width.max(500))],
+            "mobileEmulation": if width < 500 {
+                json!({"deviceMetrics": {"width": width, "height": 844, "pixelRatio": 1.0}})
+            } else {
+                json!({"deviceMetrics": {"width": width, "height": 900, "pixelRatio": 1.0}})
+            }
         }}}});
         let mut d = Driver { child, base, http, session: String::new(), _profile: profile };
         let v = d.call("POST", "/session", Some(caps));
@@ -103,6 +112,47 @@ impl Driver {
         let v = self.call("GET", &self.s("/screenshot"), None);
         base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")).expect("png")
     }
+
+    /// Saves a screenshot as `target/screenshots/{name}.png` (for people to look at) and
+    /// returns its bytes.
+    fn save_screenshot(&self, name: &str) -> Vec<u8> {
+        let png = self.screenshot();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot of {name}");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{name}.png")), &png);
+        png
+    }
+
+    /// True when the page's content is no wider than `width` CSS pixels and its viewport no
+    /// wider either (no sideways scrolling on a screen that wide).
+    fn fits(&self, width: u32) -> bool {
+        let v = self.script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth];");
+        let n = |i: usize| v[i].as_u64().unwrap_or_else(|| panic!("widths: {v}"));
+        n(0) <= u64::from(width) && n(1) <= u64::from(width)
+    }
+
+    /// Runs axe-core (vendored in `tests/assets`) on the current page; returns the serious and
+    /// critical violations as "rule: target" lines.
+    fn axe_violations(&self) -> Vec<String> {
+        let axe = include_str!("../assets/axe.min.js");
+        self.script(&format!("{axe}\n;return true;"));
+        let v = self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({"script": "const done = arguments[arguments.length - 1];
+                axe.run(document, {resultTypes: ['violations']})
+                   .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact,
+                       targets: v.nodes.map(n => n.target.join(' '))}))))
+                   .catch(e => done([{id: 'axe-error', impact: 'critical', targets: [String(e)]}]));",
+                "args": []})),
+        );
+        let list = v.as_array().unwrap_or_else(|| panic!("axe answered {v}"));
+        list.iter()
+            .filter(|x| matches!(x["impact"].as_str(), Some("serious" | "critical")))
+            .map(|x| format!("{}: {}", x["id"].as_str().unwrap_or("?"), x["targets"]))
+            .collect()
+    }
 }
 
 impl Drop for Driver {
@@ -123,18 +173,20 @@ fn a_signer_signs_in_a_real_browser_on_a_phone_sized_screen() {
     assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
     let link = app.sign_link("priya@northwind.example");
 
-    let d = Driver::start();
+    let d = Driver::start(390);
     d.go(&link);
     let html = d.source();
     assert!(html.contains("Business Associate Agreement") && html.contains("Sign the agreement"), "{html}");
-    assert_eq!(
-        d.script("return document.documentElement.scrollWidth <= window.innerWidth + 1"),
-        json!(true),
-        "no sideways scrolling on a phone"
-    );
-    let png = d.screenshot();
-    assert!(png.starts_with(b"\x89PNG"), "a screenshot of the page");
-    let _ = std::fs::write(std::env::temp_dir().join("countersign-signer-page.png"), &png);
+    // Whatever fonts this machine has, the page (with its 64-character SHA-256) must fit; the
+    // widest monospace font makes the unbroken hash longest, so force it on every element.
+    assert!(d.fits(390), "no sideways scrolling on a phone");
+    d.script("document.querySelectorAll('*').forEach(e => e.style.fontFamily = 'monospace'); return true;");
+    assert!(d.fits(390), "no sideways scrolling on a phone, even in a wide monospace font");
+    d.go(&link);
+    d.save_screenshot("signer-page-390");
+    assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core: no serious or critical violation");
+    // The agreement text scrolls by itself, so it must be reachable by keyboard.
+    assert_eq!(d.script("return document.querySelector('section.doc').tabIndex"), json!(0));
 
     // Without consent the browser refuses to submit (the field is required): still on the form.
     d.type_into("#typed_name", "Priya Raman");
@@ -167,4 +219,39 @@ fn a_signer_signs_in_a_real_browser_on_a_phone_sized_screen() {
     // Reopening the used link in the browser shows the outcome.
     d.go(&link);
     assert!(d.source().contains("You have already signed"));
+    d.save_screenshot("signer-done-390");
+    assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core on the outcome page");
+}
+
+#[test]
+fn the_signing_email_fits_a_phone_and_replies_go_to_the_sending_party() {
+    use base64::Engine;
+    let (app, _dir) = spawn_app();
+    let a = app.create(&example_text(BAA));
+    let id = a["id"].as_str().expect("id").to_string();
+    assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
+    let eml = std::fs::read_dir(app.data.join("outbox"))
+        .expect("outbox")
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read(e.path()).expect("eml"))
+        .find(|raw| String::from_utf8_lossy(raw).contains("priya@northwind.example"))
+        .expect("the signing email");
+    let parsed = mailparse::parse_mail(&eml).expect("MIME");
+    let reply_to = parsed.headers.iter().find(|h| h.get_key() == "Reply-To").map(|h| h.get_value());
+    // Sent with the bootstrap key (not a person): replies go to the disclosing party's privacy
+    // contact from the intake, never to the service's own From address.
+    assert_eq!(reply_to.as_deref(), Some("\"Dana Ortiz\" <privacy@lakeside.example>"));
+    let html = crate::smtp::html_part(&parsed).expect("an HTML part");
+
+    for width in [600, 390] {
+        let d = Driver::start(width);
+        let url = format!(
+            "data:text/html;charset=utf-8;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(html.as_bytes())
+        );
+        d.go(&url);
+        assert!(d.source().contains("Review and sign"), "the email renders");
+        assert!(d.fits(width), "the signing email has no sideways scrolling at {width} px");
+        d.save_screenshot(&format!("signing-email-{width}"));
+    }
 }
