@@ -3,6 +3,7 @@
 
 pub mod service;
 pub mod token;
+pub mod views;
 
 /// The version label of [`CONSENT_TEXT`]; recorded with every signature.
 pub const CONSENT_VERSION: &str = "esign-consent-2026-11";

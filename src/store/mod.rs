@@ -5,6 +5,7 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub mod audit;
+pub mod group;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,16 @@ pub trait Store: Send + Sync + 'static {
     fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
     /// Commits atomically and durably.
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError>;
+    /// Commits atomically but returns before the disk, with a ticket for [`Store::sync`]: nothing
+    /// may be acknowledged until `sync(ticket)` returns. Lets concurrent writers share one fsync
+    /// (group commit). The default commits durably at once.
+    fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
+        Ok((self.commit(change)?, 0))
+    }
+    /// Waits until the commit behind `ticket` is durable.
+    fn sync(&self, _ticket: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn messages(&self) -> Result<Vec<Message>, StoreError>;
     /// One outbox message by id.
     fn message(&self, id: &str) -> Result<Message, StoreError> {

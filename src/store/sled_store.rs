@@ -8,6 +8,8 @@
 //! a power cut (it neither syncs file metadata nor guarantees the drive cache is flushed). After
 //! each commit we therefore flush sled and then `fsync` its data file through a separate handle;
 //! fsync acts on the inode, so this makes everything sled wrote durable before we acknowledge.
+//! Concurrent commits share that flush + fsync (group commit, [`super::group`]): a commit returns
+//! only after a flush that started after its transaction has finished.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ pub struct SledStore {
     heads: Tree,
     outbox: Tree,
     apikeys: Tree,
+    /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
+    group: super::group::GroupCommit,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -110,14 +114,26 @@ impl SledStore {
             heads: tree("heads")?,
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
+            group: Default::default(),
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
         })
     }
 
-    /// Flush sled, then fsync its files (see the module comment for why both).
+    /// Makes every write applied so far durable, sharing the flush with concurrent callers.
     fn durable(&self) -> Result<(), StoreError> {
+        let ticket = self.group.ticket();
+        self.group.wait(ticket, || self.flush_files())
+    }
+
+    /// Flushes performed so far (group commit: fewer than commits under concurrency).
+    pub fn flushes(&self) -> u64 {
+        self.group.flushes()
+    }
+
+    /// Flush sled, then fsync its files (see the module comment for why both).
+    fn flush_files(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
         for name in ["db", "conf"] {
             let p = self.dir.join(name);
@@ -186,6 +202,16 @@ impl Store for SledStore {
     }
 
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let (sealed, ticket) = self.commit_nowait(change)?;
+        self.sync(ticket)?;
+        Ok(sealed)
+    }
+
+    fn sync(&self, ticket: u64) -> Result<(), StoreError> {
+        self.group.wait(ticket, || self.flush_files())
+    }
+
+    fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
         let docs: Vec<(String, &Vec<u8>)> =
             change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
         let trees = (&self.agreements, &self.versions, &self.documents, &self.events, &self.heads, &self.outbox);
@@ -233,8 +259,8 @@ impl Store for SledStore {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => io(e),
         })?;
-        self.durable()?;
-        Ok(sealed)
+        // Issued after the transaction returned: any flush that starts from here covers it.
+        Ok((sealed, self.group.ticket()))
     }
 
     fn messages(&self) -> Result<Vec<Message>, StoreError> {

@@ -16,3 +16,4 @@ mod provisions;
 mod render;
 mod seal;
 mod signing;
+mod speed;
