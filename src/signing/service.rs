@@ -1145,7 +1145,7 @@ impl Service {
 
     /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
     pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
-        let mut ms: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == id).collect();
+        let mut ms: Vec<Message> = self.store.agreement_messages(id)?;
         ms.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
         Ok(ms.iter().map(Delivery::of).collect())
     }
@@ -1159,7 +1159,7 @@ impl Service {
         }
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
-        for m in self.store.messages()? {
+        for m in self.store.queued_messages()? {
             if m.status == MessageStatus::Queued
                 && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
             {

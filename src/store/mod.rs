@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod group;
+mod outbox_index;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,14 @@ pub trait Store: Send + Sync + 'static {
         self.messages()?.into_iter().find(|m| m.id == id).ok_or(StoreError::NotFound)
     }
     fn put_message(&self, m: &Message) -> Result<(), StoreError>;
+    /// The queued messages (the sender's work), without reading the rest of the outbox.
+    fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
+        Ok(self.messages()?.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
+    }
+    /// One agreement's messages, without reading the rest of the outbox.
+    fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {
+        Ok(self.messages()?.into_iter().filter(|m| m.agreement_id == agreement).collect())
+    }
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;

@@ -176,3 +176,90 @@ fn concurrent_commits_share_flushes_and_every_acknowledged_one_is_there_after_re
     let chains = reopened.raw_chains().expect("chains");
     assert_eq!(chains.len(), 16);
 }
+
+fn message(id: &str, agreement: &str, status: countersign::store::MessageStatus) -> countersign::store::Message {
+    countersign::store::Message {
+        id: id.into(),
+        agreement_id: agreement.into(),
+        kind: "link".into(),
+        to_name: "Priya".into(),
+        to: "priya@northwind.example".into(),
+        subject: "Please sign".into(),
+        text: "…".into(),
+        html: None,
+        message_id: format!("{id}@countersign.test"),
+        created_at: 1_800_000_000,
+        status,
+        attempts: 0,
+        last_error: None,
+        sent_at: None,
+        signer_id: Some("s1".into()),
+        reply_to: None,
+        next_attempt_at: None,
+        last_attempt_at: None,
+        reply: None,
+    }
+}
+
+fn ids(ms: Vec<countersign::store::Message>) -> Vec<String> {
+    ms.into_iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn the_outbox_index_answers_queued_and_per_agreement_messages_and_follows_status_changes() {
+    use countersign::store::MessageStatus::{Queued, Sent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("open");
+    let change = Change {
+        messages: vec![message("m1", "ag_a", Queued), message("m2", "ag_b", Queued), message("m3", "ag_a", Sent)],
+        ..Change::default()
+    };
+    store.commit(change).expect("commit");
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m1", "m2"]);
+    assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m3"]);
+    assert_eq!(ids(store.agreement_messages("ag_b").expect("ag_b")), ["m2"]);
+    assert!(store.agreement_messages("ag_").expect("prefix only").is_empty(), "an id prefix matches nothing");
+    let mut sent = message("m1", "ag_a", Sent);
+    sent.attempts = 1;
+    store.put_message(&sent).expect("put");
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(store.agreement_messages("ag_a").expect("ag_a")[0].attempts, 1);
+
+    // Backup and restore: the index is derived, left out of the backup and rebuilt.
+    let mut backup = Vec::new();
+    store.dump(&mut backup).expect("dump");
+    assert!(!String::from_utf8_lossy(&backup).contains("outbox_index"));
+    let other = tempfile::tempdir().expect("tempdir");
+    let restored = SledStore::open(other.path()).expect("open");
+    restored.restore(&backup[..]).expect("restore");
+    assert_eq!(ids(restored.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(ids(restored.agreement_messages("ag_a").expect("ag_a")), ["m1", "m3"]);
+}
+
+#[test]
+fn a_data_directory_written_before_the_outbox_index_gets_one_when_opened() {
+    use countersign::store::MessageStatus::{Queued, Sent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // What the previous release wrote: messages in `outbox`, no index tree.
+        let db = sled::open(dir.path().join("sled")).expect("sled");
+        let outbox = db.open_tree("outbox").expect("outbox");
+        for m in [message("m1", "ag_a", Sent), message("m2", "ag_a", Queued)] {
+            outbox.insert(m.id.as_bytes(), serde_json::to_vec(&m).expect("json")).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    // sled lets go of its lock shortly after the handle is dropped: wait for that event.
+    let started = std::time::Instant::now();
+    let store = loop {
+        match SledStore::open(dir.path()) {
+            Ok(s) => break s,
+            Err(countersign::store::StoreError::Locked(_)) if started.elapsed().as_secs() < 30 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    };
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m2"]);
+}
