@@ -1189,6 +1189,7 @@ pub fn entry(a: &Agreement, today: crate::domain::intake::Date) -> Entry {
         created_at: a.created_at,
         updated_at: a.updated_at,
         final_sha256: a.final_sha256.clone(),
+        created_by: a.created_by.clone(),
     }
 }
 
