@@ -35,6 +35,7 @@
 //! Errors that users see are [`domain::findings::Finding`]s: one JSON shape for intake errors
 //! (`/signers/1/email: not an email address`), missing clauses and advisories.
 
+pub mod app;
 pub mod archive;
 pub mod cli;
 pub mod clock;
@@ -42,6 +43,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod pdf;
 pub mod render;
 pub mod seal;
 pub mod secret;

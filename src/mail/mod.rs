@@ -17,15 +17,13 @@
 //! Messages carry no PHI: the agreement title, the parties' names, the recipient's name and
 //! role, who asked, the link and its expiry.
 
-pub mod cli;
 pub mod content;
 pub mod mime;
 pub mod notices;
-pub mod outbox;
-pub mod schedule;
-pub mod sender;
-pub mod settings;
 pub mod smtp;
+
+/// The mail settings live with the rest of the configuration ([`crate::config::mail`]).
+pub use crate::config::mail as settings;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -184,7 +182,7 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config) -> std::io::Result<bo
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::signing::service::new_id("", 6)));
+    let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::store::ids::new_id("", 6)));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
