@@ -1,14 +1,15 @@
-//! Outgoing mail: content, MIME, the `.eml` outbox, SMTP delivery, retries, reminders and staff
-//! notices.
+//! Outgoing mail: content, MIME, the `.eml` outbox, SMTP, and staff notices. The sender task,
+//! the outbox as staff see it and the reminder schedule use these from the application layer
+//! (`app::sender`, `app::outbox`, `app::schedule`).
 //!
 //! * The sled outbox is the source of truth. A message is queued in the same transaction as the
 //!   change that causes it (`store::Change::messages`), with its content already rendered from
 //!   the templates ([`content`]) and a stable Message-ID.
-//! * [`sender`] is a background task that delivers due messages ([`smtp`], or the `.eml` outbox
+//! * `app::sender` is a background task that delivers due messages ([`smtp`], or the `.eml` outbox
 //!   when no SMTP server is configured), records the server's reply, and retries transient
 //!   failures with exponential backoff and jitter up to a limit, then marks the message failed
 //!   with the reason and tells staff ([`notices`]).
-//! * [`schedule`] decides which reminders, expiry warnings and term notices are due (a pure
+//! * `app::schedule` decides which reminders, expiry warnings and term notices are due (a pure
 //!   function of the agreement, its messages and the time); the sender's tick queues them with
 //!   deterministic ids, so a restart never queues one twice.
 //! * With `eml_outbox` (the default) every message is also written as `<data>/outbox/<id>.eml`:
