@@ -21,9 +21,9 @@ use tera::{Context, Tera};
 
 use super::error::ApiError;
 use super::{AppState, actor, blocking};
+use crate::app::service::{Link, LinkError, ServiceError, SignForm};
 use crate::clock::rfc3339;
 use crate::domain::agreement::{SignerStatus, Status};
-use crate::signing::service::{Link, LinkError, ServiceError, SignForm};
 use crate::signing::token::Purpose;
 use crate::signing::{CONSENT_TEXT, CONSENT_VERSION};
 
@@ -225,7 +225,7 @@ fn csrf(state: &AppState, token: &str) -> String {
 
 /// The page for a link: the agreement and the form, or the outcome if the signer acted.
 /// The first view is recorded durably before the page shows; later views are counted in memory
-/// (the first-view rule, [`crate::signing::views`]) and, once the document's HTML is cached,
+/// (the first-view rule, [`crate::app::views`]) and, once the document's HTML is cached,
 /// need no storage work beyond verifying the link.
 async fn page(
     SignerLink(link): SignerLink,

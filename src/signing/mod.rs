@@ -1,9 +1,7 @@
 //! Signing: HMAC-signed signer links ([`token`]) and the ceremony that carries an agreement
 //! from draft to executed ([`service`]).
 
-pub mod service;
 pub mod token;
-pub mod views;
 
 /// The version label of [`CONSENT_TEXT`]; recorded with every signature.
 pub const CONSENT_VERSION: &str = "esign-consent-2026-11";
