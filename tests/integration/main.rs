@@ -10,6 +10,7 @@ mod helpers;
 mod smtp;
 
 mod cli;
+mod counsel;
 mod mail;
 mod properties;
 mod provisions;
