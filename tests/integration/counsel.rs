@@ -109,7 +109,7 @@ fn a_governmental_covered_entity_indemnifies_only_as_far_as_its_state_law_permit
     assert!(text.contains("prevails over any limitation or exclusion of liability in the Service Arrangement"));
     assert!(text.contains("let it control the defence") && text.contains("admits fault"));
     // A public body that is not a party is refused at its pointer.
-    let err = countersign::cli::load_intake(
+    let err = countersign::app::load_intake(
         &with_provisions(json!({"liability": {"public_body": "data_recipient"}})).to_string(),
     )
     .expect_err("not a party of a BAA");

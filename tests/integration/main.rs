@@ -11,6 +11,7 @@ mod smtp;
 
 mod cli;
 mod counsel;
+mod layout;
 mod mail;
 mod properties;
 mod provisions;
