@@ -782,7 +782,7 @@ impl Parser<'_> {
         let options = self.opt(top, "options", |p, v, ptr| p.options(v, ptr));
         let provisions = self.opt(top, "provisions", |p, v, ptr| p.provisions(v, ptr, relationship));
         Ok(Baa {
-            provisions: provisions?.unwrap_or_default(),
+            provisions: Box::new(provisions?.unwrap_or_default()),
             relationship,
             parent_agreement_id: parent_agreement_id?.flatten(),
             services: services?,

@@ -227,17 +227,11 @@ impl Default for BreachCostsPolicy {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgencyPolicy {
     /// An agency relationship (the business associate as the covered entity's agent) is approved.
     pub agency_approved: bool,
-}
-
-impl Default for AgencyPolicy {
-    fn default() -> Self {
-        AgencyPolicy { agency_approved: false }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -165,7 +165,7 @@ impl Renderer {
             selection.addenda.iter().map(|s| (s.code.clone(), s.name.clone())).collect();
         // Negotiated provisions apply to BAAs; a DUA is still held to the policy's breach clock.
         let choices = match &intake.kind {
-            Kind::Baa(b) => b.provisions.clone(),
+            Kind::Baa(b) => (*b.provisions).clone(),
             Kind::Dua(_) => ProvisionChoices::default(),
         };
         let (provisions, mut departures) =
