@@ -10,6 +10,9 @@ mod helpers;
 mod smtp;
 
 mod cli;
+mod crash;
+mod fuzz;
+mod fuzzing;
 mod mail;
 mod properties;
 mod provisions;
