@@ -205,7 +205,8 @@ fn get_json(http: &ureq::Agent, srv: &Server, path: &str) -> Value {
 }
 
 /// The checks after a restart; `kills` is how many times the server was killed so far.
-fn check(srv: &Server, smtp: &SmtpServer, acked: &Acked, kills: usize, round: usize) {
+fn check(srv: &Server, smtp: &SmtpServer, acked: &Acked, kills: usize, round: usize) -> BTreeMap<String, usize> {
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     let http = agent();
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
@@ -258,6 +259,7 @@ fn check(srv: &Server, smtp: &SmtpServer, acked: &Acked, kills: usize, round: us
             other => panic!("round {round}: {id}: events {kinds:?} explain no state ({other:?})"),
         };
         assert_eq!(a["status"], expected, "round {round}: {id}: events {kinds:?}");
+        *statuses.entry(expected.to_string()).or_default() += 1;
         if expected == "executed" {
             assert!(a["final_sha256"].is_string(), "round {round}: {id} executed without a final document");
         }
@@ -289,11 +291,14 @@ fn check(srv: &Server, smtp: &SmtpServer, acked: &Acked, kills: usize, round: us
         extra <= kills,
         "round {round}: {extra} duplicate deliveries after {kills} kills (at most one per crash): {received:?}"
     );
+    statuses.insert("duplicate deliveries".into(), extra);
+    statuses
 }
 
 /// Runs `rounds` kill-and-restart rounds with `workers` concurrent flows; returns the number of
-/// acknowledged signatures checked.
-pub fn crash_rounds(rounds: usize, workers: usize, seed: u64, max_kill_ms: u64) -> usize {
+/// acknowledged signatures checked. Each round kills the server `min_kill_ms` plus up to
+/// `max_kill_ms` (random) after it came up: a debug build needs a few seconds for a flow.
+pub fn crash_rounds(rounds: usize, workers: usize, seed: u64, min_kill_ms: u64, max_kill_ms: u64) -> usize {
     eprintln!(
         "crash rounds: {rounds} rounds, {workers} workers, seed {seed} (CRASH_SEED={seed} replays the kill moments)"
     );
@@ -319,7 +324,8 @@ pub fn crash_rounds(rounds: usize, workers: usize, seed: u64, max_kill_ms: u64) 
     for round in 1..=rounds {
         let srv = start(&bin, &data, port, &config, &log);
         if round > 1 {
-            check(&srv, &smtp, &acked, kills, round - 1);
+            let seen = check(&srv, &smtp, &acked, kills, round - 1);
+            eprintln!("round {}: checked after restart: {seen:?}", round - 1);
         }
         let down = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -337,7 +343,7 @@ pub fn crash_rounds(rounds: usize, workers: usize, seed: u64, max_kill_ms: u64) 
             }));
         }
         // the random moment: somewhere in the middle of creating, sending, signing and mailing
-        let after = 300 + rng.below(max_kill_ms as usize) as u64;
+        let after = min_kill_ms + rng.below(max_kill_ms as usize) as u64;
         std::thread::sleep(Duration::from_millis(after));
         let mut srv = srv;
         down.store(true, Ordering::SeqCst);
@@ -355,7 +361,8 @@ pub fn crash_rounds(rounds: usize, workers: usize, seed: u64, max_kill_ms: u64) 
     }
     // a last restart to check the last round, then kill -9 and verify offline with the CLI
     let mut srv = start(&bin, &data, port, &config, &log);
-    check(&srv, &smtp, &acked, kills, rounds);
+    let seen = check(&srv, &smtp, &acked, kills, rounds);
+    eprintln!("round {rounds}: checked after restart: {seen:?}");
     srv.child.kill().expect("kill -9");
     let _ = srv.child.wait();
     let out = Command::new(&bin).args(["audit", "verify", "--data"]).arg(&data).output().expect("audit verify runs");
@@ -378,7 +385,7 @@ fn seed_from_env() -> u64 {
 
 #[test]
 fn signatures_survive_kill_9_and_restarts_with_state_audit_and_outbox_intact() {
-    let acked = crash_rounds(2, 3, seed_from_env(), 2500);
+    let acked = crash_rounds(2, 3, seed_from_env(), 3000, 4000);
     // the short form must have exercised something: at least one signature went through
     assert!(acked > 0, "no signature was acknowledged in two rounds");
 }
@@ -389,5 +396,5 @@ fn signatures_survive_kill_9_and_restarts_with_state_audit_and_outbox_intact() {
 fn many_crash_rounds() {
     let rounds = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let workers = std::env::var("CRASH_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
-    crash_rounds(rounds, workers, seed_from_env(), 3000);
+    crash_rounds(rounds, workers, seed_from_env(), 300, 3000);
 }

@@ -7,6 +7,7 @@ mod app;
 mod archive;
 mod browser;
 mod helpers;
+mod hostile;
 mod smtp;
 
 mod cli;
