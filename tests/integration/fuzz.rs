@@ -289,7 +289,7 @@ fn intake(n: u64, seed: u64) -> Outcome {
         },
         |input| {
             let text = String::from_utf8_lossy(input);
-            let _ = countersign::cli::load_intake(&text);
+            let _ = countersign::app::load_intake(&text);
             Ok(())
         },
     )
@@ -454,7 +454,7 @@ fn render(n: u64, seed: u64) -> Outcome {
     let bases: Vec<serde_json::Value> =
         corpus("intake").iter().filter_map(|b| serde_json::from_slice(b).ok()).collect();
     let bases: Vec<serde_json::Value> =
-        bases.into_iter().filter(|v| countersign::cli::load_intake(&v.to_string()).is_ok()).collect();
+        bases.into_iter().filter(|v| countersign::app::load_intake(&v.to_string()).is_ok()).collect();
     assert!(!bases.is_empty(), "the intake corpus has valid intakes");
     let parsed = std::cell::Cell::new(0u64);
     let mut out = run_loop(
@@ -477,7 +477,7 @@ fn render(n: u64, seed: u64) -> Outcome {
         },
         |input| {
             let text = std::str::from_utf8(input).map_err(|e| e.to_string())?;
-            match countersign::cli::load_intake(text) {
+            match countersign::app::load_intake(text) {
                 Ok(intake) => {
                     parsed.set(parsed.get() + 1);
                     let mode = if input.len() % 2 == 0 { Mode::Draft } else { Mode::ForSignature };
@@ -510,7 +510,7 @@ pub fn pdf_seeds() -> PdfSeeds {
     let intakes = corpus("intake");
     let mut rendered = Vec::new();
     for text in intakes.iter().filter_map(|b| std::str::from_utf8(b).ok()) {
-        if let Ok(i) = countersign::cli::load_intake(text) {
+        if let Ok(i) = countersign::app::load_intake(text) {
             rendered.push(r.render(&i, Options { mode: Mode::ForSignature, version: 1 }).expect("renders").pdf);
         }
         if rendered.len() == 2 {
@@ -520,7 +520,7 @@ pub fn pdf_seeds() -> PdfSeeds {
     let appendix = rendered.last().expect("a rendered PDF").clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = SealKeys::load_or_create(dir.path()).expect("seal keys");
-    let appended = countersign::render::append::append_pages(&rendered[0], &appendix).expect("appends");
+    let appended = countersign::pdf::append::append_pages(&rendered[0], &appendix).expect("appends");
     let sealed = countersign::seal::seal(&appended, &keys, 1_800_000_000).expect("seals");
     let mut docs = vec![rendered[0].clone(), appended, sealed];
     docs.extend(corpus("pdf"));
@@ -539,7 +539,7 @@ fn pdf_append(n: u64, seed: u64) -> Outcome {
             let base = rng.pick(&s.docs).clone();
             mutate(rng, &base, PDF_WORDS, &s.docs)
         },
-        |input| match countersign::render::append::append_pages(input, &s.appendix) {
+        |input| match countersign::pdf::append::append_pages(input, &s.appendix) {
             Ok(out) if !out.starts_with(input) => Err("the appended file does not start with the input".into()),
             _ => Ok(()),
         },

@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod fuzz;
 mod fuzzing;
+mod layout;
 mod mail;
 mod properties;
 mod provisions;
