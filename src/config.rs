@@ -57,6 +57,8 @@ pub struct Config {
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
+    /// `[web]`: the staff web app's sessions.
+    pub web: crate::people::WebSettings,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             delivery: Default::default(),
             reminders: Default::default(),
             staff_notice_to: None,
+            web: Default::default(),
         }
     }
 }

@@ -22,6 +22,8 @@
 //! * [`archive`] — finding and keeping executed agreements: the in-memory search index, verify,
 //!   lifecycle (renewal, termination, return or destruction of PHI), retention and disposal.
 //! * [`staff`] — API keys (hashed) and roles.
+//! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
+//!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`.
 //! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate
@@ -42,6 +44,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod people;
 pub mod render;
 pub mod seal;
 pub mod secret;

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod ops;
 pub mod serve;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,9 @@ pub enum Command {
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
     Outbox(crate::mail::cli::OutboxArgs),
+    /// People who sign in to the web app: invite one (prints the one-time link and emails it),
+    /// or list everyone. Works while the server runs (through its API).
+    User(user::UserArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -325,6 +329,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, data } => ops::restore(&from, &data),
         Command::Outbox(args) => crate::mail::cli::run(args),
+        Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

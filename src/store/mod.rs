@@ -5,6 +5,7 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub mod audit;
+pub mod people;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -143,4 +144,6 @@ pub trait Store: Send + Sync + 'static {
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// People, sessions and the staff security log (the web app), in the same store.
+    fn people(&self) -> &dyn people::PeopleStore;
 }

@@ -30,6 +30,8 @@ pub struct SledStore {
     heads: Tree,
     outbox: Tree,
     apikeys: Tree,
+    /// People, invitations, sessions, security log (see [`super::people`]).
+    people: super::people::PeopleTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -110,6 +112,7 @@ impl SledStore {
             heads: tree("heads")?,
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
+            people: super::people::PeopleTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -299,11 +302,24 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        self
+    }
 }
 
 impl SledStore {
-    fn named_trees(&self) -> [(&'static str, &Tree); 7] {
-        [
+    pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
+        &self.people
+    }
+
+    /// Makes everything written so far durable (see [`SledStore::durable`]).
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+
+    fn named_trees(&self) -> Vec<(&'static str, &Tree)> {
+        let mut trees = vec![
             ("agreements", &self.agreements),
             ("versions", &self.versions),
             ("documents", &self.documents),
@@ -311,7 +327,9 @@ impl SledStore {
             ("heads", &self.heads),
             ("outbox", &self.outbox),
             ("apikeys", &self.apikeys),
-        ]
+        ];
+        trees.extend(self.people.named());
+        trees
     }
 
     /// Loads a `dump` into this (empty) store; refuses a store that already holds data.

@@ -8,6 +8,7 @@ mod archive;
 mod browser;
 mod helpers;
 mod smtp;
+mod web;
 
 mod cli;
 mod mail;
