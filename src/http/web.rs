@@ -278,14 +278,21 @@ async fn login_page(
     login_form(&state, "", None, notice, StatusCode::OK)
 }
 
-/// A cross-site form post shows a foreign Origin; refuse it (login CSRF).
-fn foreign_origin(headers: &HeaderMap) -> bool {
-    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) else {
+/// A cross-site form post shows a foreign Origin; refuse it (login CSRF, before any session
+/// exists). `Origin: null` (sent under `Referrer-Policy: no-referrer`) is no evidence either way;
+/// SameSite=Lax cookies and the per-session tokens cover the rest.
+fn foreign_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let origin = origin.to_str().unwrap_or("");
-    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
-    origin_host != host.to_str().unwrap_or("")
+    if origin == "null" {
+        return false;
+    }
+    let base = state.service.config.base_url();
+    let same_base = base == origin || base.starts_with(&format!("{origin}/"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let same_host = origin.split_once("://").is_some_and(|(_, h)| h == host);
+    !(same_base || same_host)
 }
 
 async fn login(
@@ -294,7 +301,7 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    if foreign_origin(&headers) {
+    if foreign_origin(&state, &headers) {
         return message(&state, None, StatusCode::FORBIDDEN, "Not allowed", "Sign in from this site's own page.");
     }
     let email = f.get("email").cloned().unwrap_or_default();
@@ -441,7 +448,7 @@ async fn accept(
     a: Acceptance,
     path: &str,
 ) -> Response {
-    if foreign_origin(&headers) {
+    if foreign_origin(&state, &headers) {
         return message(&state, None, StatusCode::FORBIDDEN, "Not allowed", "Use this site's own page.");
     }
     let people = state.people.clone();

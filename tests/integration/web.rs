@@ -258,6 +258,33 @@ fn check_page(d: &Driver, name: &str, width: u32) {
     d.save_screenshot(&format!("web-{name}-{width}"));
 }
 
+/// Waits (up to 15 s) until the page has an element matching `css`: a click returns before
+/// the next page has loaded. WebDriver's find answers errors as values, so this asks the page.
+fn has(d: &Driver, css: &str) -> bool {
+    poll(|| d.script(&format!("return document.querySelector({}) !== null;", json!(css))).as_bool().unwrap_or(false))
+}
+
+/// Waits until the page's text contains `text`.
+fn shows(d: &Driver, text: &str) -> bool {
+    poll(|| d.source().contains(text))
+}
+
+/// Waits until the browser is at `path`.
+fn at(d: &Driver, path: &str) -> bool {
+    poll(|| current_path(d) == path && d.script("return document.readyState;") == "complete")
+}
+
+fn poll(mut f: impl FnMut() -> bool) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(15) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 fn current_path(d: &Driver) -> String {
     let url = d.call("GET", &d.s("/url"), None);
     path_of(url.as_str().unwrap_or(""))
@@ -273,7 +300,7 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
         let fresh = width == 1280;
         // Signed out: `/` goes to the sign-in page.
         d.go(&app.url("/"));
-        assert_eq!(current_path(&d), "/login");
+        assert!(at(&d, "/login"), "{}", d.source());
         check_page(&d, "login", width);
         if fresh {
             d.go(&app.url(&setup));
@@ -284,25 +311,25 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             d.type_into("#f-password_confirm", "something else entirely");
             d.click("button[type=submit]");
             // The error sits beside its field, tied to it for screen readers.
-            let confirm = d.find("#f-password_confirm[aria-invalid=true][aria-describedby=e-password_confirm]");
-            assert!(!confirm.is_empty());
-            assert!(d.source().contains("does not match the password"));
+            let tied = "#f-password_confirm[aria-invalid=true][aria-describedby=e-password_confirm]";
+            assert!(has(&d, tied), "{}", d.source());
+            assert!(shows(&d, "does not match the password"), "{}", d.source());
             check_page(&d, "setup-error", width);
             d.type_into("#f-password", PASSWORD);
             d.type_into("#f-password_confirm", PASSWORD);
             d.click("button[type=submit]");
-            assert_eq!(current_path(&d), "/login?welcome=1");
+            assert!(at(&d, "/login?welcome=1"), "{}", d.source());
         }
         d.go(&app.url("/login"));
         d.type_into("#email", "ada@example.com");
         d.type_into("#password", "wrong password here");
         d.click("button[type=submit]");
-        assert!(d.source().contains("The email or password is not right."));
+        assert!(shows(&d, "The email or password is not right."), "{}", d.source());
         check_page(&d, "login-error", width);
         d.type_into("#email", "ada@example.com");
         d.type_into("#password", PASSWORD);
         d.click("button[type=submit]");
-        assert_eq!(current_path(&d), "/");
+        assert!(at(&d, "/"), "{}", d.source());
         check_page(&d, "agreements", width);
         d.go(&app.url("/people"));
         check_page(&d, "people", width);
@@ -311,10 +338,11 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             d.type_into("#f-email", "not an email");
             d.type_into("#f-name", "Lena Legal");
             d.click("form[action='/people'] button[type=submit]");
-            assert!(!d.find("#f-email[aria-invalid=true][aria-describedby=e-email]").is_empty());
+            assert!(has(&d, "#f-email[aria-invalid=true][aria-describedby=e-email]"), "{}", d.source());
             check_page(&d, "people-invite-error", width);
             d.type_into("#f-email", "lena@example.com");
             d.click("form[action='/people'] button[type=submit]");
+            assert!(shows(&d, "Invitation queued for <strong>lena@example.com"), "{}", d.source());
             let shown = d.script("return document.getElementById('invite-url').textContent;");
             let legal_url = shown.as_str().expect("the invite link is shown once").trim().to_string();
             assert!(legal_url.contains("/invite/"));
@@ -324,6 +352,7 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             d.type_into("#f-name", "Sam Sales");
             d.script("document.getElementById('f-role').value = 'sales'; return true;");
             d.click("form[action='/people'] button[type=submit]");
+            assert!(shows(&d, "Invitation queued for <strong>sam@example.com"), "{}", d.source());
             let sales_url = d.script("return document.getElementById('invite-url').textContent;");
             let sales_url = sales_url.as_str().expect("shown").trim().to_string();
             // A form posted without its CSRF token is refused and changes nothing.
@@ -333,31 +362,33 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             d.script(&format!(
                 "const f = document.querySelector(\"{sel}\"); f.querySelector('input[name=csrf]').remove(); f.submit(); return true;"
             ));
-            assert!(d.source().contains("This form has expired"));
+            assert!(shows(&d, "This form has expired"), "{}", d.source());
             check_page(&d, "csrf-refused", width);
             assert_eq!(person(&app, "sam@example.com")["status"], "invited", "nothing changed");
             // Sam accepts in the same browser after Ada signs out, and meets the 403 page.
             d.go(&app.url("/"));
             d.click(".signout button");
-            assert_eq!(current_path(&d), "/login");
+            assert!(at(&d, "/login"), "{}", d.source());
             d.go(&sales_url);
+            assert!(has(&d, "#f-password_confirm"), "{}", d.source());
             check_page(&d, "invite", width);
             d.type_into("#f-password", PASSWORD);
             d.type_into("#f-password_confirm", PASSWORD);
             d.click("button[type=submit]");
+            assert!(at(&d, "/login?welcome=1"), "{}", d.source());
             check_page(&d, "login-welcome", width);
             d.type_into("#email", "sam@example.com");
             d.type_into("#password", PASSWORD);
             d.click("button[type=submit]");
-            assert_eq!(current_path(&d), "/");
+            assert!(at(&d, "/"), "{}", d.source());
             assert!(!d.source().contains("href=\"/people\""), "no People link for sales");
             d.go(&app.url("/people"));
-            assert!(d.source().contains("Not allowed"));
+            assert!(shows(&d, "Not allowed"), "{}", d.source());
             check_page(&d, "forbidden", width);
             let _ = legal_url;
         }
         d.go(&app.url("/no/such/page"));
-        assert!(d.source().contains("Page not found"));
+        assert!(shows(&d, "Page not found"), "{}", d.source());
         check_page(&d, "not-found", width);
     }
 }
