@@ -402,7 +402,7 @@ async fn with<T: Send + 'static>(
 }
 
 /// Loads an agreement the caller may see (`sales` only its own; others answer 404).
-fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
+pub(crate) fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
     let a = svc.get(id)?;
     if staff.role == Sales && a.created_by != staff.who {
         return Err(ServiceError::NotFound);
@@ -411,7 +411,7 @@ fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agree
 }
 
 /// The agreement as staff see it: state, check, signers and delivery — never link tokens.
-fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
+pub(crate) fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
     let report = svc.store.version(&a.id, a.version).map(|v| v.report).unwrap_or(Value::Null);
     let deliveries = svc.deliveries(&a.id)?;
     let signers: Vec<Value> = a

@@ -27,6 +27,7 @@ use super::error::ApiError;
 use super::{AppState, blocking};
 use crate::archive::search;
 use crate::people::{Acceptance, PeopleError, PersonView, SignedIn};
+use crate::signing::service::ServiceError;
 use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
@@ -36,6 +37,7 @@ const LOGIN: &str = include_str!("../../templates/web/app/login.html.tera");
 const ACCEPT: &str = include_str!("../../templates/web/app/accept.html.tera");
 const HOME: &str = include_str!("../../templates/web/app/home.html.tera");
 const PEOPLE: &str = include_str!("../../templates/web/app/people.html.tera");
+const AGREEMENT: &str = include_str!("../../templates/web/app/agreement.html.tera");
 /// The stylesheet, embedded in the binary.
 pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
 
@@ -66,6 +68,7 @@ impl WebPages {
             ("accept.html.tera", ACCEPT),
             ("home.html.tera", HOME),
             ("people.html.tera", PEOPLE),
+            ("agreement.html.tera", AGREEMENT),
         ] {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -81,6 +84,9 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/invite/{token}", get(invite_page).post(accept_invite))
         .route("/setup/{token}", get(setup_page).post(accept_setup))
+        .route("/agreements/{id}", get(agreement_page))
+        .route("/agreements/{id}/document", get(agreement_document))
+        .route("/agreements/{id}/send", post(send))
         .route("/people", get(people_page).post(invite))
         .route("/people/{id}/role", post(change_role))
         .route("/people/{id}/disable", post(disable))
@@ -661,6 +667,183 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+// ---- one agreement -----------------------------------------------------------------------
+
+/// The roles of the API route doing the same thing: one authorization table for both.
+fn api_roles(method: &str, path: &str) -> &'static [Role] {
+    super::api::allowed(method, path)
+}
+
+fn service_problem(e: ServiceError) -> Result<(String, Vec<crate::domain::findings::Finding>), ApiError> {
+    match e {
+        ServiceError::CheckFailed(f) => Ok(("The agreement does not pass its checks, so it was not sent.".into(), f)),
+        ServiceError::NeedsApproval(f) => {
+            Ok(("The agreement departs from policy: legal or an administrator must approve it first.".into(), f))
+        }
+        ServiceError::Invalid(f) => Ok(("The intake is invalid.".into(), f)),
+        ServiceError::State(m) => Ok((m, Vec::new())),
+        e => Err(ApiError::from(e)),
+    }
+}
+
+async fn agreement_view(
+    state: AppState,
+    viewer: Viewer,
+    id: String,
+    done: Option<&str>,
+    problem: Option<(String, Vec<crate::domain::findings::Finding>)>,
+    status: StatusCode,
+) -> Response {
+    let w = match viewer.require(api_roles("GET", "/agreements/{id}")) {
+        Ok(w) => w.clone(),
+        Err(r) => return r,
+    };
+    let staff = w.staff();
+    let svc = state.service.clone();
+    let loaded = blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>), ServiceError> {
+        let a = super::api::visible(&svc, &staff, &id)?;
+        Ok((super::api::view(&svc, &a)?, svc.audit(&id)?))
+    })
+    .await;
+    let (a, events) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(ServiceError::NotFound)) => {
+            return message(
+                &state,
+                Some(&viewer),
+                StatusCode::NOT_FOUND,
+                "Agreement not found",
+                "There is no such agreement, or it is not yours to see.",
+            );
+        }
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let elements: Vec<serde_json::Value> = a["check"]["elements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({"summary": e["summary"].as_str().or(e["id"].as_str()).unwrap_or(""),
+                "clause": e["clause"].as_str().unwrap_or("—"), "citation": e["citation"].as_str().unwrap_or(""),
+                "status": e["status"].as_str().unwrap_or("").replace('_', " ")})
+        })
+        .collect();
+    let breach =
+        a["check"]["breach_clock"]["text"].as_str().map(|t| match a["check"]["breach_clock"]["explanation"].as_str() {
+            Some(x) => format!("Breach notice: {t} {x}"),
+            None => format!("Breach notice: {t}"),
+        });
+    let events: Vec<serde_json::Value> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            let what = e.kind.replace('_', " ");
+            let what = what.chars().next().map(|c| c.to_uppercase().collect::<String>() + &what[c.len_utf8()..]).unwrap_or_default();
+            serde_json::json!({"what": what, "who": e.actor, "when": e.time.replace('T', " ").trim_end_matches('Z'), "ip": e.ip})
+        })
+        .collect();
+    let can_send = a["status"] == "draft" && api_roles("POST", "/agreements/{id}/send").contains(&w.role);
+    let (problem, findings) = match problem {
+        Some((m, f)) => (Some(m), f),
+        None => (None, Vec::new()),
+    };
+    let mut ctx = Context::new();
+    ctx.insert("title", a["title"].as_str().unwrap_or("Agreement"));
+    ctx.insert("status_label", &a["status"].as_str().unwrap_or("").replace('_', " "));
+    ctx.insert("a", &a);
+    ctx.insert("elements", &elements);
+    ctx.insert("breach", &breach);
+    ctx.insert("events", &events);
+    ctx.insert("can_send", &can_send);
+    ctx.insert("done", &done);
+    ctx.insert("problem", &problem);
+    ctx.insert("findings", &findings);
+    render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status)
+}
+
+async fn agreement_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let done = q.contains_key("sent").then_some("Sent: the first signer's link is on its way.");
+    agreement_view(state, viewer, id, done, None, StatusCode::OK).await
+}
+
+/// The current PDF, logged in the access log under the person's email.
+async fn agreement_document(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let w = match viewer.require(api_roles("GET", "/agreements/{id}/document")) {
+        Ok(w) => w.clone(),
+        Err(r) => return r,
+    };
+    let staff = w.staff();
+    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let svc = state.service.clone();
+    match blocking(move || {
+        super::api::visible(&svc, &staff, &id)?;
+        svc.document(&id, &who)
+    })
+    .await
+    {
+        Ok(Ok((bytes, sha))) => super::api::pdf_response(bytes, &sha, "agreement.pdf"),
+        Ok(Err(ServiceError::NotFound)) => message(
+            &state,
+            Some(&viewer),
+            StatusCode::NOT_FOUND,
+            "Agreement not found",
+            "There is no such agreement, or it is not yours to see.",
+        ),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn send(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let w = match viewer.form(api_roles("POST", "/agreements/{id}/send"), f) {
+        Ok((w, _)) => w.clone(),
+        Err(r) => return r,
+    };
+    let staff = w.staff();
+    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let svc = state.service.clone();
+    let id2 = id.clone();
+    let result = blocking(move || {
+        super::api::visible(&svc, &staff, &id2)?;
+        svc.send(&id2, &who)?;
+        svc.flush_outbox()
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => Redirect::to(&format!("/agreements/{id}?sent=1")).into_response(),
+        Ok(Err(ServiceError::NotFound)) => message(
+            &state,
+            Some(&viewer),
+            StatusCode::NOT_FOUND,
+            "Agreement not found",
+            "There is no such agreement, or it is not yours to see.",
+        ),
+        Ok(Err(e)) => match service_problem(e) {
+            Ok(p) => agreement_view(state, viewer, id, None, Some(p), StatusCode::UNPROCESSABLE_ENTITY).await,
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
 }
 
 // ---- people (admin) ------------------------------------------------------------------------

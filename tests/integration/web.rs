@@ -295,6 +295,8 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
     let dir = tempfile::tempdir().expect("tempdir");
     let setup = setup_link(dir.path(), "http://127.0.0.1:9");
     let app = spawn_app_at(dir.path(), ManualClock::at(T0));
+    let agreement = app.create(&crate::helpers::example_text(crate::helpers::BAA));
+    let agreement_path = format!("/agreements/{}", agreement["id"].as_str().expect("id"));
     for width in [1280, 390] {
         let d = Driver::start(width);
         let fresh = width == 1280;
@@ -330,7 +332,16 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
         d.type_into("#password", PASSWORD);
         d.click("button[type=submit]");
         assert!(at(&d, "/"), "{}", d.source());
+        assert!(has(&d, &format!("a[href='{agreement_path}']")), "{}", d.source());
         check_page(&d, "agreements", width);
+        d.go(&app.url(&agreement_path));
+        assert!(has(&d, "#check"), "{}", d.source());
+        check_page(&d, "agreement", width);
+        if fresh {
+            d.click(&format!("form[action='{agreement_path}/send'] button"));
+            assert!(shows(&d, "Sent: the first signer"), "{}", d.source());
+            check_page(&d, "agreement-sent", width);
+        }
         d.go(&app.url("/people"));
         check_page(&d, "people", width);
         if fresh {
@@ -341,6 +352,7 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             assert!(has(&d, "#f-email[aria-invalid=true][aria-describedby=e-email]"), "{}", d.source());
             check_page(&d, "people-invite-error", width);
             d.type_into("#f-email", "lena@example.com");
+            d.script("document.getElementById('f-role').value = 'legal'; return true;");
             d.click("form[action='/people'] button[type=submit]");
             assert!(shows(&d, "Invitation queued for <strong>lena@example.com"), "{}", d.source());
             let shown = d.script("return document.getElementById('invite-url').textContent;");
@@ -385,10 +397,53 @@ fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enfor
             d.go(&app.url("/people"));
             assert!(shows(&d, "Not allowed"), "{}", d.source());
             check_page(&d, "forbidden", width);
+            // Sam did not create the agreement: it does not exist for him.
+            d.go(&app.url(&agreement_path));
+            assert!(shows(&d, "Agreement not found"), "{}", d.source());
             let _ = legal_url;
         }
         d.go(&app.url("/no/such/page"));
         assert!(shows(&d, "Page not found"), "{}", d.source());
         check_page(&d, "not-found", width);
     }
+}
+
+#[test]
+fn a_signed_in_person_sends_from_the_agreement_page_under_their_own_name() {
+    let (app, _dir) = spawn_app();
+    let (_, url) = invite(&app, "ada@example.com", "Ada Admin", "admin");
+    let (_, sales_url) = invite(&app, "sam@example.com", "Sam Sales", "sales");
+    let mut ada = Client::new(&app);
+    accept(&mut ada, &url);
+    let mut sam = Client::new(&app);
+    accept(&mut sam, &sales_url);
+    assert_eq!(ada.login("ada@example.com", PASSWORD).0, 303);
+    assert_eq!(sam.login("sam@example.com", PASSWORD).0, 303);
+    let a = app.create(&crate::helpers::example_text(crate::helpers::BAA));
+    let id = a["id"].as_str().expect("id");
+    let page = format!("/agreements/{id}");
+    let (status, _, body) = ada.send("GET", &page, &[]);
+    assert_eq!(status, 200);
+    assert!(body.contains("Required elements") && body.contains(">Send</button>"), "{body}");
+    // A sales person sees only agreements they created.
+    assert_eq!(sam.send("GET", &page, &[]).0, 404);
+    assert_eq!(sam.send("GET", &format!("{page}/document"), &[]).0, 404);
+    // Without the CSRF token nothing is sent.
+    assert_eq!(ada.send("POST", &format!("{page}/send"), &[]).0, 403);
+    assert_eq!(app.get(&format!("/api/v1{page}")).json()["status"], "draft");
+    let token = ada.csrf(&page);
+    let (status, loc, _) = ada.send("POST", &format!("{page}/send"), &[("csrf", token.as_str())]);
+    assert_eq!((status, loc.as_str()), (303, format!("{page}?sent=1").as_str()));
+    assert_eq!(app.get(&format!("/api/v1{page}")).json()["status"], "sent");
+    let audit = app.get(&format!("/api/v1{page}/audit")).json();
+    let sent =
+        audit["items"].as_array().expect("items").iter().find(|e| e["kind"] == "sent").cloned().expect("a sent event");
+    assert_eq!(sent["actor"], "ada@example.com");
+    // The page's PDF is the API's PDF, byte for byte.
+    let url = format!("{}{page}/document", app.base);
+    let mut r = ada.http.get(&url).header("Cookie", &ada.cookie).call().expect("answers");
+    assert_eq!(r.status().as_u16(), 200);
+    let web_pdf = r.body_mut().with_config().limit(64 << 20).read_to_vec().expect("pdf");
+    let api_pdf = app.get(&format!("/api/v1{page}/document")).body;
+    assert!(web_pdf.starts_with(b"%PDF") && web_pdf == api_pdf);
 }
