@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod ops;
+pub mod outbox;
 pub mod serve;
 pub mod user;
 
@@ -16,13 +17,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
+use crate::app::load_intake;
 use crate::domain::addenda::Catalog;
 use crate::domain::findings::{Finding, Level};
-use crate::domain::intake::Intake;
-use crate::domain::parse::parse_intake;
 use crate::render::check::Status;
 use crate::render::context::Templates;
-use crate::render::fonts::printable;
 use crate::render::{Mode, Options, Renderer, Report};
 
 #[derive(Parser, Debug)]
@@ -127,7 +126,7 @@ pub enum Command {
     },
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
-    Outbox(crate::mail::cli::OutboxArgs),
+    Outbox(crate::cli::outbox::OutboxArgs),
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
     /// or list everyone. Works while the server runs (through its API).
     User(user::UserArgs),
@@ -260,11 +259,6 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Parses an intake file; `Err` carries the findings.
-pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
-    parse_intake(text, &printable)
-}
-
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Render { intake: Some(path), out, for_signature, templates, policy, .. } => {
@@ -328,7 +322,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, data } => ops::restore(&from, &data),
-        Command::Outbox(args) => crate::mail::cli::run(args),
+        Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
@@ -381,8 +375,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
 }
-
-pub use serve::verify_chains;
 
 fn default_out(intake: &Path) -> PathBuf {
     let stem = intake.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agreement".into());

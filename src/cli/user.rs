@@ -61,7 +61,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
         }
         (UserCommand::List, Some((base, key))) => call(&base, &key, "GET", "/api/v1/users", None)?,
         (command, None) => {
-            let (state, _, _) = super::serve::build_state(config, Arc::new(SystemClock))?;
+            let (state, _, _) = crate::http::state::build_state(config, Arc::new(SystemClock))?;
             let people = &state.people;
             match command {
                 UserCommand::Invite { email, name, role } => {

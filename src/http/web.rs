@@ -8,7 +8,7 @@
 //! closed (signed out → 303 to `/login`, signed in with another role → the 403 page). Every
 //! state-changing form carries the session's CSRF token and is checked by [`Viewer::form`]
 //! before anything else runs: without it, 403 and nothing changes. Handlers call the
-//! application layer ([`crate::people::Directory`], the [`crate::signing::service::Service`])
+//! application layer ([`crate::people::Directory`], the [`crate::app::service::Service`])
 //! and never the store.
 
 use std::collections::HashMap;
@@ -25,9 +25,9 @@ use tera::{Context, Tera};
 
 use super::error::ApiError;
 use super::{AppState, blocking};
+use crate::app::service::ServiceError;
 use crate::archive::search;
 use crate::people::{Acceptance, PeopleError, PersonView, SignedIn};
-use crate::signing::service::ServiceError;
 use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
@@ -147,11 +147,11 @@ impl FromRequestParts<AppState> for Viewer {
 
 impl Viewer {
     /// The one authorization check of the web app: signed in, with one of `roles`.
-    fn require(&self, roles: &[Role]) -> Result<&SignedIn, Response> {
+    fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
         match &self.who {
-            None => Err(Redirect::to("/login").into_response()),
+            None => Err(Box::new(Redirect::to("/login").into_response())),
             Some(w) if roles.contains(&w.role) => Ok(w),
-            Some(_) => Err(forbidden(&self.state, self)),
+            Some(_) => Err(Box::new(forbidden(&self.state, self))),
         }
     }
 
@@ -160,17 +160,17 @@ impl Viewer {
         &self,
         roles: &[Role],
         mut fields: HashMap<String, String>,
-    ) -> Result<(&SignedIn, HashMap<String, String>), Response> {
+    ) -> Result<(&SignedIn, HashMap<String, String>), Box<Response>> {
         let w = self.require(roles)?;
         let token = fields.remove("csrf").unwrap_or_default();
         if !w.csrf_ok(&token) {
-            return Err(message(
+            return Err(Box::new(message(
                 &self.state,
                 Some(self),
                 StatusCode::FORBIDDEN,
                 "This form has expired",
                 "The form was sent without its security token, so nothing was changed. Go back, reload the page and try again.",
-            ));
+            )));
         }
         Ok((w, fields))
     }
@@ -345,7 +345,7 @@ async fn login(
 async fn logout(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
     let w = match viewer.form(ANY, f) {
         Ok((w, _)) => w.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (people, ip) = (state.people.clone(), viewer.ip.clone());
     if let Ok(Err(e)) = blocking(move || people.logout(&w, &ip)).await {
@@ -534,11 +534,14 @@ fn row(e: &search::Entry) -> Row {
 
 const PAGE: usize = 25;
 
+/// One page of the table, the total, the next page's cursor, and what needs attention.
+type Listing = (Vec<search::Entry>, usize, Option<String>, Vec<search::Entry>);
+
 /// `GET /`: what needs the person first, then the searchable table.
 async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Response {
     let w = match viewer.require(ANY) {
         Ok(w) => w.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let raw: HashMap<String, String> = uri
         .query()
@@ -570,42 +573,41 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     let staff = w.staff();
     let valid = problems.is_empty();
     let q2 = q.clone();
-    let listed =
-        blocking(move || -> Result<(Vec<search::Entry>, usize, Option<String>, Vec<search::Entry>), ApiError> {
-            let own: Option<Vec<String>> = if staff.role == Sales {
-                Some(
-                    svc.store
-                        .agreements()
-                        .map_err(|e| ApiError::Internal(e.to_string()))?
-                        .into_iter()
-                        .filter(|a| a.created_by == staff.who)
-                        .map(|a| a.id)
-                        .collect(),
-                )
-            } else {
-                None
-            };
-            let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-            let mine = |e: &search::Entry| own.as_ref().is_none_or(|o| o.contains(&e.id));
-            let attention: Vec<search::Entry> = index
-                .export(&search::Query::default())
-                .into_iter()
-                .filter(|e| mine(e) && matches!(e.status.as_str(), "declined" | "expired"))
-                .take(20)
-                .collect();
-            if !valid {
-                return Ok((Vec::new(), 0, None, attention));
-            }
-            if own.is_some() {
-                let mut all: Vec<search::Entry> = index.export(&q2).into_iter().filter(|e| mine(e)).collect();
-                let total = all.len();
-                all.truncate(PAGE);
-                return Ok((all, total, None, attention));
-            }
-            let page = index.search(&q2);
-            Ok((page.items, page.total, page.next_cursor, attention))
-        })
-        .await;
+    let listed = blocking(move || -> Result<Listing, ApiError> {
+        let own: Option<Vec<String>> = if staff.role == Sales {
+            Some(
+                svc.store
+                    .agreements()
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .into_iter()
+                    .filter(|a| a.created_by == staff.who)
+                    .map(|a| a.id)
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
+        let mine = |e: &search::Entry| own.as_ref().is_none_or(|o| o.contains(&e.id));
+        let attention: Vec<search::Entry> = index
+            .export(&search::Query::default())
+            .into_iter()
+            .filter(|e| mine(e) && matches!(e.status.as_str(), "declined" | "expired"))
+            .take(20)
+            .collect();
+        if !valid {
+            return Ok((Vec::new(), 0, None, attention));
+        }
+        if own.is_some() {
+            let mut all: Vec<search::Entry> = index.export(&q2).into_iter().filter(|e| mine(e)).collect();
+            let total = all.len();
+            all.truncate(PAGE);
+            return Ok((all, total, None, attention));
+        }
+        let page = index.search(&q2);
+        Ok((page.items, page.total, page.next_cursor, attention))
+    })
+    .await;
     let (items, total, next, attention) = match listed {
         Ok(Ok(x)) => x,
         Ok(Err(e)) | Err(e) => return e.into_response(),
@@ -698,7 +700,7 @@ async fn agreement_view(
 ) -> Response {
     let w = match viewer.require(api_roles("GET", "/agreements/{id}")) {
         Ok(w) => w.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let staff = w.staff();
     let svc = state.service.clone();
@@ -784,7 +786,7 @@ async fn agreement_document(
 ) -> Response {
     let w = match viewer.require(api_roles("GET", "/agreements/{id}/document")) {
         Ok(w) => w.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let staff = w.staff();
     let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
@@ -817,7 +819,7 @@ async fn send(
 ) -> Response {
     let w = match viewer.form(api_roles("POST", "/agreements/{id}/send"), f) {
         Ok((w, _)) => w.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let staff = w.staff();
     let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
@@ -856,12 +858,10 @@ struct Invited {
 fn people_view(
     state: &AppState,
     viewer: &Viewer,
-    people: Vec<PersonView>,
-    log: Vec<crate::store::people::SecurityEvent>,
+    (people, log): (Vec<PersonView>, Vec<crate::store::people::SecurityEvent>),
     form: &HashMap<String, String>,
     errors: &[(String, String)],
-    invited: Option<Invited>,
-    problem: Option<String>,
+    (invited, problem): (Option<Invited>, Option<String>),
     status: StatusCode,
 ) -> Response {
     let err = |n: &str| errors.iter().find(|(f, _)| f.trim_start_matches('/') == n).map(|(_, m)| m.clone());
@@ -930,7 +930,7 @@ async fn people_page_with(
 ) -> Response {
     let people = state.people.clone();
     match blocking(move || Ok::<_, PeopleError>((people.people()?, people.security_log()?))).await {
-        Ok(Ok((ps, log))) => people_view(&state, &viewer, ps, log, &form, &errors, invited, problem, status),
+        Ok(Ok(loaded)) => people_view(&state, &viewer, loaded, &form, &errors, (invited, problem), status),
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
         Err(e) => e.into_response(),
     }
@@ -938,7 +938,7 @@ async fn people_page_with(
 
 async fn people_page(State(state): State<AppState>, viewer: Viewer) -> Response {
     if let Err(r) = viewer.require(ADMIN) {
-        return r;
+        return *r;
     }
     people_page_with(state, viewer, HashMap::new(), Vec::new(), None, None, StatusCode::OK).await
 }
@@ -946,7 +946,7 @@ async fn people_page(State(state): State<AppState>, viewer: Viewer) -> Response 
 async fn invite(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
     let (w, form) = match viewer.form(ADMIN, f) {
         Ok((w, form)) => (w.clone(), form),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let people = state.people.clone();
     let (ip, f2) = (viewer.ip.clone(), form.clone());
@@ -982,7 +982,7 @@ async fn person_action(
 ) -> Response {
     let (w, form) = match viewer.form(ADMIN, f) {
         Ok((w, form)) => (w.clone(), form),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let people = state.people.clone();
     let ip = viewer.ip.clone();

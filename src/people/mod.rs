@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::signing::service::Service;
+use crate::app::service::Service;
 use crate::staff::{Role, Staff};
 use crate::store::people::{InviteRecord, NewSecurityEvent, PeopleStore, PersonRecord, SecurityEvent, SessionRecord};
 use crate::store::{Change, Message, MessageStatus, StoreError};
@@ -35,22 +35,6 @@ pub const INVITE_SECS: u64 = 72 * 3600;
 pub const ACCOUNT_LIMIT: u32 = 5;
 pub const ADDRESS_LIMIT: u32 = 20;
 pub const LIMIT_WINDOW: u64 = 15 * 60;
-
-/// `[web]` in the configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebSettings {
-    /// A session ends after this many minutes without a request.
-    pub session_idle_minutes: u64,
-    /// …and this many hours after sign-in, whatever happens.
-    pub session_max_hours: u64,
-}
-
-impl Default for WebSettings {
-    fn default() -> Self {
-        WebSettings { session_idle_minutes: 30, session_max_hours: 12 }
-    }
-}
 
 /// Why a people operation failed; the web pages show each beside its field.
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +299,7 @@ impl Directory {
             return Err(PeopleError::Fields(vec![("/email".into(), "someone with this email already exists".into())]));
         }
         let now = self.now();
-        let id = crate::signing::service::new_id("p", 8);
+        let id = crate::store::ids::new_id("p", 8);
         let person = PersonRecord {
             id,
             email,
@@ -366,7 +350,7 @@ impl Directory {
         })?;
         p.invite_hash = Some(hash);
         self.store().put_person(&p)?;
-        let id = crate::signing::service::message_id(now);
+        let id = crate::store::ids::message_id(now);
         let c = &self.svc.config;
         let text = format!(
             "Hello {},\n\n{by} invited you to Countersign as {}.\n\nChoose your password here (the link works once, for 72 hours):\n{url}\n",
@@ -474,7 +458,7 @@ impl Directory {
                 let email = parse_email(&a.email).map_err(|m| errors.push(("email".into(), m))).ok();
                 let name = parse_name(&a.name).map_err(|m| errors.push(("name".into(), m))).ok();
                 PersonRecord {
-                    id: crate::signing::service::new_id("p", 8),
+                    id: crate::store::ids::new_id("p", 8),
                     email: email.unwrap_or_default(),
                     name: name.unwrap_or_default(),
                     role: Role::Admin.as_str().into(),

@@ -55,7 +55,7 @@ pub fn acceptable(password: &str, email: &str) -> Result<(), String> {
         return Err(format!("use at most {MAX_LEN} characters"));
     }
     let lower = password.to_lowercase();
-    if COMMON.contains(&lower.as_str()) || lower.chars().all(|c| Some(c) == lower.chars().next()) {
+    if COMMON.contains(&lower.as_str()) || lower.chars().all(|c| lower.starts_with(c)) {
         return Err("this password is too common; choose another".into());
     }
     if !email.is_empty() && lower == email.to_lowercase() {

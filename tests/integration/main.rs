@@ -11,6 +11,7 @@ mod smtp;
 mod web;
 
 mod cli;
+mod layout;
 mod mail;
 mod properties;
 mod provisions;

@@ -18,7 +18,7 @@ const PASSWORD: &str = "a quiet harbour at dusk";
 fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
     let config = Config { data_dir: data.to_path_buf(), public_base_url: Some(base_hint.into()), ..Config::default() };
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(T0));
-    let (state, _, _) = countersign::cli::serve::build_state(config, clock).expect("state");
+    let (state, _, _) = countersign::http::state::build_state(config, clock).expect("state");
     let url = state.people.setup_link().expect("link").expect("nobody exists yet, so a link");
     // The path only: the server that serves it is started afterwards on another port.
     url.split_once("/setup/").map(|(_, t)| format!("/setup/{t}")).expect("a setup path")
