@@ -7,10 +7,15 @@ mod app;
 mod archive;
 mod browser;
 mod helpers;
+mod hostile;
 mod smtp;
 mod web;
 
 mod cli;
+mod counsel;
+mod crash;
+mod fuzz;
+mod fuzzing;
 mod layout;
 mod mail;
 mod properties;
