@@ -8,6 +8,7 @@ pub use crate::domain::audit;
 pub mod group;
 pub mod ids;
 mod outbox_index;
+pub mod people;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -164,4 +165,6 @@ pub trait Store: Send + Sync + 'static {
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// People, sessions and the staff security log (the web app), in the same store.
+    fn people(&self) -> &dyn people::PeopleStore;
 }

@@ -36,6 +36,8 @@ pub struct SledStore {
     outbox_index: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
+    /// People, invitations, sessions, security log (see [`super::people`]).
+    people: super::people::PeopleTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -118,6 +120,7 @@ impl SledStore {
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
             group: Default::default(),
+            people: super::people::PeopleTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -356,11 +359,24 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        self
+    }
 }
 
 impl SledStore {
-    fn named_trees(&self) -> [(&'static str, &Tree); 7] {
-        [
+    pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
+        &self.people
+    }
+
+    /// Makes everything written so far durable (see [`SledStore::durable`]).
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+
+    fn named_trees(&self) -> Vec<(&'static str, &Tree)> {
+        let mut trees = vec![
             ("agreements", &self.agreements),
             ("versions", &self.versions),
             ("documents", &self.documents),
@@ -368,7 +384,9 @@ impl SledStore {
             ("heads", &self.heads),
             ("outbox", &self.outbox),
             ("apikeys", &self.apikeys),
-        ]
+        ];
+        trees.extend(self.people.named());
+        trees
     }
 
     /// Loads a `dump` into this (empty) store; refuses a store that already holds data.

@@ -9,6 +9,7 @@ mod browser;
 mod helpers;
 mod hostile;
 mod smtp;
+mod web;
 
 mod cli;
 mod counsel;
