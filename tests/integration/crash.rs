@@ -390,11 +390,14 @@ fn signatures_survive_kill_9_and_restarts_with_state_audit_and_outbox_intact() {
     assert!(acked > 0, "no signature was acknowledged in two rounds");
 }
 
-/// The long form: `scripts/crash-rounds N` (CRASH_ROUNDS, CRASH_SEED, CRASH_WORKERS).
+/// The long form: `scripts/crash-rounds N` (CRASH_ROUNDS, CRASH_SEED, CRASH_WORKERS, and the
+/// kill window CRASH_MIN_MS + up to CRASH_MAX_MS after start-up).
 #[test]
 #[ignore = "long: run with scripts/crash-rounds N"]
 fn many_crash_rounds() {
     let rounds = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let workers = std::env::var("CRASH_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
-    crash_rounds(rounds, workers, seed_from_env(), 300, 3000);
+    let min = std::env::var("CRASH_MIN_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let max = std::env::var("CRASH_MAX_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    crash_rounds(rounds, workers, seed_from_env(), min, max);
 }
