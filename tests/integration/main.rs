@@ -11,6 +11,7 @@ mod hostile;
 mod smtp;
 
 mod cli;
+mod counsel;
 mod crash;
 mod fuzz;
 mod fuzzing;
@@ -21,3 +22,4 @@ mod provisions;
 mod render;
 mod seal;
 mod signing;
+mod speed;
