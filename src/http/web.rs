@@ -736,7 +736,7 @@ async fn agreement_view(
         .collect();
     let breach =
         a["check"]["breach_clock"]["text"].as_str().map(|t| match a["check"]["breach_clock"]["explanation"].as_str() {
-            Some(x) => format!("Breach notice: {t} {x}"),
+            Some(x) => format!("Breach notice: {t} — {}.", x.trim_end_matches('.')),
             None => format!("Breach notice: {t}"),
         });
     let events: Vec<serde_json::Value> = events

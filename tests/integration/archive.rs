@@ -51,10 +51,12 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/audit/verify"
             | "/backup"
             | "/openapi.json"
-            | "/outbox",
+            | "/outbox"
+            | "/users"
+            | "/security-log",
         ) => 200,
         ("POST", "/verify") => 200,
-        ("POST", "/agreements" | "/apikeys") => 201,
+        ("POST", "/agreements" | "/apikeys" | "/users") => 201,
         _ => 404,
     }
 }
@@ -72,6 +74,8 @@ fn body_for(route: &countersign::http::api::RouteDoc) -> (String, &'static str) 
                 }
                 "/agreements/{id}/signers/{signer}" => r#"{"name": "X Y"}"#.into(),
                 "/apikeys" => r#"{"name": "made in matrix", "role": "sales"}"#.into(),
+                "/users" => r#"{"email": "matrix@example.com", "name": "Made in matrix", "role": "sales"}"#.into(),
+                "/users/{id}" => r#"{"role": "legal"}"#.into(),
                 _ => r#"{"reason": "x"}"#.into(),
             },
             "application/json",
