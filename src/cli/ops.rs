@@ -59,7 +59,7 @@ pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
     let v: serde_json::Value = match access(data)? {
         Access::Direct(store) => {
             let svc = service(store, data)?;
-            serde_json::to_value(svc.verify(&bytes).map_err(|e| e.to_string())?).unwrap_or_default()
+            serde_json::to_value(svc.verify(&bytes, true).map_err(|e| e.to_string())?).unwrap_or_default()
         }
         Access::Server(url, key) => {
             let (status, body) =

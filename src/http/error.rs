@@ -76,6 +76,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
             ServiceError::Internal(m) => ApiError::Internal(m),
+            ServiceError::Busy(_) => ApiError::TooManyRequests,
         }
     }
 }

@@ -93,9 +93,9 @@ async fn public_verify(
     if let Err(e) = super::api::check_pdf_type(&headers) {
         return e.into_response();
     }
-    let svc = state.service.clone();
-    match blocking(move || svc.verify(&body)).await {
-        Ok(Ok(v)) => axum::Json(serde_json::json!({
+    // No near-miss search on the public route: it would say nothing the answer shows anyway.
+    match state.service.clone().verify_bounded(body, false).await {
+        Ok(v) => axum::Json(serde_json::json!({
             "match": v.matched,
             "sha256": v.sha256,
             "seal": {
@@ -107,8 +107,7 @@ async fn public_verify(
             },
         }))
         .into_response(),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

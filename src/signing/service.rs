@@ -64,6 +64,9 @@ pub enum ServiceError {
     Store(StoreError),
     #[error("internal: {0}")]
     Internal(String),
+    /// Over a concurrency cap or a time budget (429): try again later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<StoreError> for ServiceError {

@@ -15,4 +15,5 @@ mod properties;
 mod provisions;
 mod render;
 mod seal;
+mod security;
 mod signing;
