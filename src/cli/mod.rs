@@ -117,10 +117,13 @@ pub enum Command {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
-    /// Load a backup into an empty data directory.
+    /// Load a backup into an empty data directory, then verify every audit chain.
     Restore {
         #[arg(long)]
         from: PathBuf,
+        /// Your copy of the data directory's audit-head.key (backups do not hold it).
+        #[arg(long)]
+        head_key: Option<PathBuf>,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -323,7 +326,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
-        Command::Restore { from, data } => ops::restore(&from, &data),
+        Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
         Command::Outbox(args) => crate::mail::cli::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {

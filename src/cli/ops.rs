@@ -180,12 +180,37 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
+/// Loads a backup, then walks every audit chain against its authenticated head: a backup with
+/// events removed or heads rewritten is reported (exit 1), not silently accepted. `head_key`
+/// is the copy of `<data>/audit-head.key` the operator kept apart from the backup.
+pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<ExitCode, String> {
     let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    if let Some(k) = head_key {
+        let target = crate::store::format::head_key_path(data);
+        if target.exists() {
+            return Err(format!("{} already exists: restore needs an empty data directory", target.display()));
+        }
+        crate::store::perms::secure_data_dir(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        std::fs::copy(k, &target).map_err(|e| format!("cannot copy {}: {e}", k.display()))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", target.display()))?;
+    }
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
     let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
     println!("restored {n} records into {}", data.display());
-    Ok(ExitCode::SUCCESS)
+    match super::verify_chains(&store) {
+        Ok((chains, events)) => {
+            println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            println!("audit trail BROKEN: {b}");
+            if head_key.is_none() {
+                println!("(restore with --head-key <copy of audit-head.key> if the heads were made under another key)");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 pub fn seal_cert(cmd: SealCertCommand) -> Result<ExitCode, String> {

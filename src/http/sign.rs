@@ -63,8 +63,23 @@ impl Pages {
     }
 }
 
+/// The pages' stylesheet (served, not inline: the Content-Security-Policy allows no inline style).
+const STYLESHEET: &str = include_str!("../../templates/web/countersign.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/assets/countersign.css", get(stylesheet))
         .route("/sign", get(missing_token))
         .route("/sign/", get(missing_token))
         .route("/sign/{token}", get(page).post(submit))

@@ -11,6 +11,7 @@ mod smtp;
 
 mod cli;
 mod mail;
+mod migration;
 mod properties;
 mod provisions;
 mod render;
