@@ -16,11 +16,11 @@ fn load(name: &str) -> String {
 
 fn bench(c: &mut Criterion) {
     let renderer = Renderer::builtin().expect("templates");
-    let baa = countersign::cli::load_intake(&load("baa-tx-ca.json")).expect("baa parses");
-    let dua = countersign::cli::load_intake(&load("dua-ny-research.json")).expect("dua parses");
+    let baa = countersign::app::load_intake(&load("baa-tx-ca.json")).expect("baa parses");
+    let dua = countersign::app::load_intake(&load("dua-ny-research.json")).expect("dua parses");
     let mut all = serde_json::from_str::<serde_json::Value>(&load("baa-tx-ca.json")).expect("json");
     all["states"] = serde_json::json!(["CA", "TX", "NY", "FL", "WA", "IL", "CO", "MA"]);
-    let all = countersign::cli::load_intake(&all.to_string()).expect("all-states parses");
+    let all = countersign::app::load_intake(&all.to_string()).expect("all-states parses");
 
     for (name, i) in [("baa", &baa), ("dua", &dua), ("baa_all_addenda", &all)] {
         let r = renderer.render(i, Options::default()).expect("renders");
@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("parse_baa_intake", |b| {
         let text = load("baa-tx-ca.json");
-        b.iter(|| countersign::cli::load_intake(black_box(&text)).expect("parses"))
+        b.iter(|| countersign::app::load_intake(black_box(&text)).expect("parses"))
     });
 }
 

@@ -7,12 +7,12 @@ fn main() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
         .expect("example");
     let r = Renderer::builtin().expect("templates");
-    let intake = countersign::cli::load_intake(&text).expect("parses");
+    let intake = countersign::app::load_intake(&text).expect("parses");
     let _ = r.render(&intake, Options::default());
     let n: u32 = std::env::var("PROFILE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let t = Instant::now();
     for _ in 0..n {
-        let _ = countersign::cli::load_intake(&text);
+        let _ = countersign::app::load_intake(&text);
     }
     println!("parse     {:>8.3} ms", t.elapsed().as_secs_f64() * 1e3 / f64::from(n));
     let t = Instant::now();

@@ -3,38 +3,47 @@
 //!
 //! # Layout
 //!
-//! The pipeline reads top to bottom in the module names:
+//! Dependencies point one way, from the outside in; a module names only modules listed before
+//! it (checked by `cargo test --test integration layout`: no module imports [`cli`], `domain`
+//! imports nothing else from the crate, and top-level modules form no cycle).
 //!
-//! * [`domain`] — intake and agreement types, validated at the edge ([`domain::parse`]), and the
+//! * [`domain`] — intake and agreement types, validated at the edge ([`domain::parse`]), the
 //!   regulatory tables: required elements with citations ([`domain::elements`]), the 16
-//!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]).
-//!   No I/O, no HTTP, no storage.
+//!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
+//!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
+//!   formats ([`domain::time`]). No HTTP, no storage.
+//! * [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
+//!   [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the consent text;
+//!   [`config`] — layered configuration, mail settings included ([`config::mail`]).
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
 //!   ([`render::model`]) → required-elements check on the *rendered* model ([`render::check`])
 //!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]).
-//!   Pure and deterministic: the same intake gives the same bytes.
-//! * [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the ceremony that carries an
-//!   agreement from draft to executed ([`signing::service`]): one read–modify–commit per change
-//!   under a write lock, PDF work off the async threads.
+//!   Deterministic: the same intake gives the same bytes.
+//! * [`pdf`] — incremental updates ([`pdf::append`]): the appendix and the seal are added after
+//!   the sent bytes, which stay an exact prefix.
+//! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate
+//!   (or a PKCS#12 file), CMS signing as one more incremental update, RFC 3161 timestamps, and
+//!   verification.
 //! * [`store`] — sled behind the narrow [`store::Store`] trait: atomic multi-tree commits made
 //!   durable (fsync) before anything is acknowledged, content-addressed documents re-checked on
-//!   every read, and a hash chain of audit events per agreement ([`store::audit`]).
-//! * [`archive`] — finding and keeping executed agreements: the in-memory search index, verify,
-//!   lifecycle (renewal, termination, return or destruction of PHI), retention and disposal.
-//! * [`staff`] — API keys (hashed) and roles.
+//!   every read, the audit chain per agreement.
+//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index.
+//! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
+//!   lettre, staff notices.
+//! * [`app`] — the application layer: the service that carries an agreement from draft to
+//!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
+//!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
+//!   the reminder schedule, the sender task with retries and backoff). [`app::open`] builds it
+//!   from configuration.
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
-//!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`.
-//! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate
-//!   (or a PKCS#12 file), CMS signing as one more incremental update, and verification.
-//! * [`mail`] — outgoing mail: tera templates (text + HTML), MIME, the sled outbox as source of
-//!   truth, the sender task (SMTP via lettre or `.eml` files; retries with backoff), reminders,
-//!   expiry warnings and staff notices.
-//! * [`cli`] — the `countersign` command; [`config`] — layered configuration; [`clock`] — time
-//!   behind a trait so tests move it; [`secret`] — secrets that never print.
+//!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
+//!   [`http::state::build_state`] assembles the server's state.
+//! * [`cli`] — the `countersign` command, outermost: nothing imports it.
 //!
 //! Errors that users see are [`domain::findings::Finding`]s: one JSON shape for intake errors
 //! (`/signers/1/email: not an email address`), missing clauses and advisories.
 
+pub mod app;
 pub mod archive;
 pub mod cli;
 pub mod clock;
@@ -42,6 +51,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod pdf;
 pub mod render;
 pub mod seal;
 pub mod secret;

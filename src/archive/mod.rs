@@ -2,5 +2,4 @@
 //!
 //! * [`search`] — the in-memory search index behind `GET /api/v1/agreements` and `export.csv`.
 
-pub mod lifecycle;
 pub mod search;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod ops;
+pub mod outbox;
 pub mod serve;
 
 use std::io::Write;
@@ -15,13 +16,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
+use crate::app::load_intake;
 use crate::domain::addenda::Catalog;
 use crate::domain::findings::{Finding, Level};
-use crate::domain::intake::Intake;
-use crate::domain::parse::parse_intake;
 use crate::render::check::Status;
 use crate::render::context::Templates;
-use crate::render::fonts::printable;
 use crate::render::{Mode, Options, Renderer, Report};
 
 #[derive(Parser, Debug)]
@@ -129,7 +128,7 @@ pub enum Command {
     },
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
-    Outbox(crate::mail::cli::OutboxArgs),
+    Outbox(crate::cli::outbox::OutboxArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -259,11 +258,6 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Parses an intake file; `Err` carries the findings.
-pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
-    parse_intake(text, &printable)
-}
-
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Render { intake: Some(path), out, for_signature, templates, policy, .. } => {
@@ -327,7 +321,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
-        Command::Outbox(args) => crate::mail::cli::run(args),
+        Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());
@@ -379,8 +373,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
 }
-
-pub use serve::verify_chains;
 
 fn default_out(intake: &Path) -> PathBuf {
     let stem = intake.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "agreement".into());

@@ -40,11 +40,11 @@ fn now() -> u64 {
 }
 
 /// A service over a directly opened store, for commands that need its logic.
-fn service(store: SledStore, data: &Path) -> Result<crate::signing::service::Service, String> {
+fn service(store: SledStore, data: &Path) -> Result<crate::app::service::Service, String> {
     let keys = crate::signing::token::KeyRing::load_or_create(&data.join("link-keys")).map_err(|e| e.to_string())?;
     let config = crate::config::Config { data_dir: data.to_path_buf(), ..Default::default() };
-    let seal = super::serve::seal_keys(&config)?;
-    Ok(crate::signing::service::Service::new(
+    let seal = crate::app::seal_keys(&config)?;
+    Ok(crate::app::service::Service::new(
         std::sync::Arc::new(store),
         keys,
         crate::render::Renderer::builtin().map_err(|e| e.to_string())?,
@@ -198,7 +198,7 @@ pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<Exit
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
     let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
     println!("restored {n} records into {}", data.display());
-    match super::verify_chains(&store) {
+    match crate::app::verify_chains(&store) {
         Ok((chains, events)) => {
             println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
             Ok(ExitCode::SUCCESS)

@@ -278,7 +278,7 @@ impl Agreement {
     /// in effect have a date; one in effect is kept.
     pub fn retention_until(&self) -> Option<super::intake::Date> {
         let created = {
-            let (y, m, d) = crate::clock::civil_from_days((self.created_at / 86_400) as i64);
+            let (y, m, d) = super::time::civil_from_days((self.created_at / 86_400) as i64);
             super::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
         };
         let last_in_effect = match self.status {

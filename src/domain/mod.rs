@@ -2,6 +2,7 @@
 
 pub mod addenda;
 pub mod agreement;
+pub mod audit;
 pub mod elements;
 pub mod findings;
 pub mod identifiers;
@@ -9,4 +10,5 @@ pub mod intake;
 pub mod parse;
 pub mod provisions;
 pub mod states;
+pub mod time;
 pub mod words;

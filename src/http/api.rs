@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 use super::auth::Staff;
 use super::error::ApiError;
 use super::{AppState, actor, blocking};
+use crate::app::service::{Service, ServiceError, SignerPatch};
 use crate::archive::search;
 use crate::clock::rfc3339;
 use crate::domain::agreement::Agreement;
-use crate::signing::service::{Service, ServiceError, SignerPatch};
 use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
 
 /// Largest intake body accepted.
@@ -667,10 +667,10 @@ struct Reason {
 /// A state change with a `{reason}` body, after the caller's role was checked.
 async fn with_reason(
     state: AppState,
-    who: crate::signing::service::Actor,
+    who: crate::app::service::Actor,
     id: String,
     body: Bytes,
-    op: fn(&Service, &str, &str, &crate::signing::service::Actor) -> Result<Agreement, ServiceError>,
+    op: fn(&Service, &str, &str, &crate::app::service::Actor) -> Result<Agreement, ServiceError>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let Reason { reason } = json_body(&body)?;
     Ok(axum::Json(with(&state, move |svc| view(svc, &op(svc, &id, &reason, &who)?)).await?))
@@ -930,7 +930,7 @@ async fn revoke_key(
 /// asks for when the server holds the data directory).
 async fn audit_verify(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     staff.require(allowed("GET", "/audit/verify"))?;
-    let result = with(&state, |svc| Ok(crate::cli::verify_chains(svc.store.as_ref()))).await?;
+    let result = with(&state, |svc| Ok(crate::app::verify_chains(svc.store.as_ref()))).await?;
     Ok(axum::Json(match result {
         Ok((chains, events)) => json!({"ok": true, "chains": chains, "events": events}),
         Err(msg) => json!({"ok": false, "break": msg}),

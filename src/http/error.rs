@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::app::service::{LinkError, ServiceError};
 use crate::domain::findings::Finding;
-use crate::signing::service::{LinkError, ServiceError};
 use crate::store::StoreError;
 
 #[derive(Debug)]

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod outbox;
 pub mod sign;
+pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::signing::service::{Actor, Service};
+use crate::app::service::{Actor, Service};
 
 /// Shared state for every handler.
 #[derive(Clone)]
@@ -90,7 +91,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let service = state.service.clone();
     let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sender = crate::mail::sender::spawn(service.clone(), async {
+    let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
     });
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -11,7 +11,7 @@ use super::api::allowed;
 use super::auth::Staff;
 use super::error::ApiError;
 use super::{AppState, blocking};
-use crate::mail::outbox;
+use crate::app::outbox;
 
 pub fn router() -> Router<AppState> {
     Router::new()

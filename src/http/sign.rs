@@ -20,9 +20,9 @@ use tera::{Context, Tera};
 
 use super::error::ApiError;
 use super::{AppState, actor, blocking};
+use crate::app::service::{Link, LinkError, ServiceError, SignForm};
 use crate::clock::rfc3339;
 use crate::domain::agreement::{SignerStatus, Status};
-use crate::signing::service::{Link, LinkError, ServiceError, SignForm};
 use crate::signing::token::Purpose;
 use crate::signing::{CONSENT_TEXT, CONSENT_VERSION};
 

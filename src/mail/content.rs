@@ -132,7 +132,7 @@ pub fn build(config: &Config, a: &Agreement, mut d: Draft, now: u64) -> Message 
             (d.fallback, None)
         }
     };
-    let id = d.id.unwrap_or_else(|| crate::signing::service::message_id(now));
+    let id = d.id.unwrap_or_else(|| crate::store::ids::message_id(now));
     Message {
         message_id: message_id_for(&id, config),
         id,

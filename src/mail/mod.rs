@@ -1,14 +1,15 @@
-//! Outgoing mail: content, MIME, the `.eml` outbox, SMTP delivery, retries, reminders and staff
-//! notices.
+//! Outgoing mail: content, MIME, the `.eml` outbox, SMTP, and staff notices. The sender task,
+//! the outbox as staff see it and the reminder schedule use these from the application layer
+//! (`app::sender`, `app::outbox`, `app::schedule`).
 //!
 //! * The sled outbox is the source of truth. A message is queued in the same transaction as the
 //!   change that causes it (`store::Change::messages`), with its content already rendered from
 //!   the templates ([`content`]) and a stable Message-ID.
-//! * [`sender`] is a background task that delivers due messages ([`smtp`], or the `.eml` outbox
+//! * `app::sender` is a background task that delivers due messages ([`smtp`], or the `.eml` outbox
 //!   when no SMTP server is configured), records the server's reply, and retries transient
 //!   failures with exponential backoff and jitter up to a limit, then marks the message failed
 //!   with the reason and tells staff ([`notices`]).
-//! * [`schedule`] decides which reminders, expiry warnings and term notices are due (a pure
+//! * `app::schedule` decides which reminders, expiry warnings and term notices are due (a pure
 //!   function of the agreement, its messages and the time); the sender's tick queues them with
 //!   deterministic ids, so a restart never queues one twice.
 //! * With `eml_outbox` (the default) every message is also written as `<data>/outbox/<id>.eml`:
@@ -17,15 +18,13 @@
 //! Messages carry no PHI: the agreement title, the parties' names, the recipient's name and
 //! role, who asked, the link and its expiry.
 
-pub mod cli;
 pub mod content;
 pub mod mime;
 pub mod notices;
-pub mod outbox;
-pub mod schedule;
-pub mod sender;
-pub mod settings;
 pub mod smtp;
+
+/// The mail settings live with the rest of the configuration ([`crate::config::mail`]).
+pub use crate::config::mail as settings;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -184,7 +183,7 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config) -> std::io::Result<bo
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::signing::service::new_id("", 6)));
+    let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::store::ids::new_id("", 6)));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;

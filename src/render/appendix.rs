@@ -1,15 +1,15 @@
 //! The pages appended on completion: the executed signature page and the certificate of
 //! completion. Laid out and written by the same engine as the agreement, then appended to the
-//! sent PDF as an incremental update (`render::append`), so the sent bytes stay a prefix.
+//! sent PDF as an incremental update (`pdf::append`), so the sent bytes stay a prefix.
 
 use sha2::{Digest, Sha256};
 
 use super::fonts::fonts;
 use super::model::{Article, Attachment, Block, Clause, Document, Run};
 use super::{layout, pdf};
-use crate::clock::rfc3339;
 use crate::domain::agreement::Agreement;
-use crate::store::Event;
+use crate::domain::audit::Event;
+use crate::domain::time::rfc3339;
 
 fn para(text: impl Into<String>) -> Block {
     Block::Paragraph { runs: vec![Run { text: text.into(), bold: false }] }

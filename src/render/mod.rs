@@ -3,7 +3,6 @@
 //! The pipeline is pure and CPU-bound (about a millisecond per agreement); servers call it from
 //! `spawn_blocking`, the batch command from rayon.
 
-pub mod append;
 pub mod appendix;
 pub mod check;
 pub mod context;

@@ -111,7 +111,7 @@ fn seal_once(
     let field_name = unique_field_name(&prev, catalog);
     let pdf_version = effective_version(&prev, catalog);
 
-    let first_id = crate::render::append::next_object_id(&prev).ok_or_else(|| structure("object numbers exhausted"))?;
+    let first_id = crate::pdf::append::next_object_id(&prev).ok_or_else(|| structure("object numbers exhausted"))?;
     let sig_id: ObjectId = (first_id, 0);
     let field_id: ObjectId = (first_id.checked_add(1).ok_or_else(|| structure("object numbers exhausted"))?, 0);
 
@@ -144,7 +144,7 @@ fn seal_once(
     revision.update(pdf);
     revision.update(signing_time_unix.to_be_bytes());
     let revision_id = Object::String(revision.finalize()[..16].to_vec(), StringFormat::Hexadecimal);
-    let revision = crate::render::append::Revision::of(&prev, revision_id.clone())
+    let revision = crate::pdf::append::Revision::of(&prev, revision_id.clone())
         .ok_or_else(|| structure("startxref out of range"))?;
 
     let mut inc = IncrementalDocument::create_from(pdf.to_vec(), prev);

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::render::append::tests::{assert_qpdf_clean, run};
+use crate::pdf::append::tests::{assert_qpdf_clean, run};
 
 /// A printpdf PDF with the embedded Noto Serif, one entry of `pages` per page.
 fn render(pages: &[&[&str]]) -> Vec<u8> {
-    crate::render::append::tests::render("F1", pages)
+    crate::pdf::append::tests::render("F1", pages)
 }
 
 fn agreement() -> Vec<u8> {

@@ -26,24 +26,35 @@ const MAX_REPLY: u64 = 256 * 1024;
 
 /// A [`Timestamper`] that POSTs the request to `url` (`http://HOST[:PORT][/PATH]`) as
 /// `application/timestamp-query`, the RFC 3161 HTTP transport. Plain HTTP only: the token is
-/// signed by the authority, so transport security adds nothing to its integrity.
+/// signed by the authority, so transport security adds nothing to its integrity (and the HTTP
+/// client is built without TLS). No proxy, no redirects; a reply larger than 256 KiB is an error.
 pub fn http_timestamper(url: &str) -> impl Fn(&[u8]) -> Result<Vec<u8>, SealError> + '_ {
     move |request: &[u8]| {
         let failed = |e: String| SealError::Timestamp(format!("timestamp authority {url}: {e}"));
-        let rest = url.strip_prefix("http://").ok_or_else(|| failed("the URL must start with http://".into()))?;
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let base = format!("http://{hostport}");
-        let headers = [("Content-Type", "application/timestamp-query"), ("Accept", "application/timestamp-reply")];
-        let limits = crate::cli::client::Limits { connect: CONNECT_TIMEOUT, io: IO_TIMEOUT, max_reply: MAX_REPLY };
-        let (status, body) = crate::cli::client::send(&base, "POST", path, &headers, request, &limits)
+        if !url.starts_with("http://") {
+            return Err(failed("the URL must start with http://".into()));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_per_read(Some(IO_TIMEOUT))
+            .timeout_per_write(Some(IO_TIMEOUT))
+            .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let mut resp = agent
+            .post(url)
+            .header("Content-Type", "application/timestamp-query")
+            .header("Accept", "application/timestamp-reply")
+            .send(request)
             .map_err(|e| failed(e.to_string()))?;
+        let status = resp.status().as_u16();
         if status != 200 {
             return Err(failed(format!("HTTP status {status}")));
         }
-        Ok(body)
+        resp.body_mut().with_config().limit(MAX_REPLY).read_to_vec().map_err(|e| failed(e.to_string()))
     }
 }
 

@@ -4,15 +4,16 @@
 //! Every state change is one [`Change`], committed atomically across all trees and made durable
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
-pub mod audit;
+pub use crate::domain::audit;
 pub mod format;
+pub mod ids;
 pub mod perms;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::agreement::{Agreement, VersionRecord};
-pub use audit::{Event, NewEvent};
+pub use crate::domain::audit::{Event, NewEvent};
 
 /// An outgoing message, queued in the same transaction as the change that causes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

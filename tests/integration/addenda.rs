@@ -85,7 +85,7 @@ fn a_california_licensed_facility_gets_the_five_business_day_cap() {
 
 #[test]
 fn an_unknown_state_is_rejected_at_its_pointer_and_a_state_without_an_addendum_is_advised() {
-    let err = countersign::cli::load_intake(&with_states(&["ZZ"], 30).to_string()).expect_err("ZZ is no state");
+    let err = countersign::app::load_intake(&with_states(&["ZZ"], 30).to_string()).expect_err("ZZ is no state");
     assert!(err.iter().any(|f| f.pointer.as_deref() == Some("/states/0")), "{err:?}");
     let r = render(&intake_from(&with_states(&["ME"], 60)), Options::default());
     assert_eq!(r.report.breach_clock.days, 30, "Maine's clock still counts");

@@ -50,7 +50,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
     };
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let (state, key, _) = countersign::cli::serve::build_state(config, dyn_clock).expect("state builds");
+    let (state, key, _) = countersign::http::state::build_state(config, dyn_clock).expect("state builds");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");

@@ -22,7 +22,7 @@ pub const BAA: &str = "baa-tx-ca.json";
 pub const DUA: &str = "dua-ny-research.json";
 
 pub fn intake(text: &str) -> Intake {
-    match countersign::cli::load_intake(text) {
+    match countersign::app::load_intake(text) {
         Ok(i) => i,
         Err(f) => panic!("intake should parse: {f:?}"),
     }

@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use countersign::app::service::{Actor, SignForm};
 use countersign::clock::{Clock, ManualClock};
 use countersign::config::Config;
+use countersign::config::mail::{SmtpSettings, TlsMode};
 use countersign::http::AppState;
-use countersign::mail::settings::{SmtpSettings, TlsMode};
-use countersign::signing::service::{Actor, SignForm};
 use countersign::store::{Message, MessageStatus};
 use serde_json::Value;
 
@@ -225,7 +225,7 @@ fn offline_state(data: &Path, clock: &ManualClock, configure: impl FnOnce(&mut C
     };
     configure(&mut config);
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    countersign::cli::serve::build_state(config, clock).expect("state").0
+    countersign::http::state::build_state(config, clock).expect("state").0
 }
 
 #[test]

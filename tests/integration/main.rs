@@ -10,6 +10,7 @@ mod helpers;
 mod smtp;
 
 mod cli;
+mod layout;
 mod mail;
 mod migration;
 mod properties;

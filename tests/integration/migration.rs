@@ -36,7 +36,7 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     let store = SledStore::open(&data).expect("opens");
     assert_eq!(store.migration(), Migration { from: 1, to: FORMAT_VERSION });
     assert!(store.chain_heads().expect("heads").iter().all(|h| h.authentic));
-    let (chains, events) = countersign::cli::verify_chains(&store).expect("audit intact");
+    let (chains, events) = countersign::app::verify_chains(&store).expect("audit intact");
     assert!(chains >= 4 && events > chains, "{chains} chains, {events} events");
     drop(store);
     let audit = countersign(&["audit", "verify", "--data", data.to_str().expect("p")], tmp.path());
@@ -81,7 +81,7 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     // Second open: nothing to migrate, and the trail (with the new signature) still verifies.
     let store = SledStore::open(&data).expect("reopens");
     assert!(store.migration().is_noop(), "{:?}", store.migration());
-    assert!(countersign::cli::verify_chains(&store).is_ok());
+    assert!(countersign::app::verify_chains(&store).is_ok());
 }
 
 #[test]

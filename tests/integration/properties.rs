@@ -49,7 +49,7 @@ proptest! {
     /// No input makes the parser or the renderer panic.
     #[test]
     fn no_input_panics(s in ".{0,400}") {
-        if let Ok(i) = countersign::cli::load_intake(&s) {
+        if let Ok(i) = countersign::app::load_intake(&s) {
             let _ = Renderer::builtin().expect("templates").render(&i, Options::default());
         }
     }
@@ -64,7 +64,7 @@ proptest! {
             "/effective_date", "/term", "/states", "/breach_notice_days", "/options", "/subcontractors/0"];
         let mut v = example_json(BAA);
         set(&mut v, fields[field], val);
-        if let Ok(i) = countersign::cli::load_intake(&v.to_string()) {
+        if let Ok(i) = countersign::app::load_intake(&v.to_string()) {
             let _ = Renderer::builtin().expect("templates").render(&i, Options::default());
         }
     }

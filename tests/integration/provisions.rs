@@ -203,7 +203,7 @@ fn invalid_provisions_are_rejected_with_their_pointer() {
         (json!({"governing_law": "ZZ"}), "/provisions/governing_law"),
         (json!({"liabilty": false}), "/provisions/liabilty"),
     ] {
-        let err = countersign::cli::load_intake(&with_provisions(p.clone()).to_string()).expect_err("must be rejected");
+        let err = countersign::app::load_intake(&with_provisions(p.clone()).to_string()).expect_err("must be rejected");
         assert!(err.iter().any(|f| f.pointer.as_deref() == Some(ptr)), "{p}: {err:?}");
     }
 }

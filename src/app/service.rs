@@ -16,8 +16,6 @@ use crate::seal::SealKeys;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::CONSENT_VERSION;
-use super::token::{KeyRing, Purpose, TokenError};
 use crate::clock::{Clock, long_date, rfc3339};
 use crate::config::Config;
 use crate::domain::agreement::{
@@ -26,8 +24,11 @@ use crate::domain::agreement::{
 use crate::domain::findings::Finding;
 use crate::domain::intake::{Intake, Side};
 use crate::mail;
+use crate::pdf::append;
 use crate::render::model::Document;
-use crate::render::{Mode, Options, Renderer, append, appendix};
+use crate::render::{Mode, Options, Renderer, appendix};
+use crate::signing::CONSENT_VERSION;
+use crate::signing::token::{KeyRing, Purpose, TokenError};
 use crate::store::{Change, Event, Message, MessageStatus, NewEvent, Store, StoreError};
 
 /// Who is acting, and from where (recorded in every audit event).
@@ -185,13 +186,7 @@ fn facts(intake: &Intake) -> Facts {
     }
 }
 
-/// A random id with a prefix: `ag_3f9c…`.
-pub fn new_id(prefix: &str, bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    // getrandom only fails when the OS has no entropy source; there is no safe fallback.
-    getrandom::fill(&mut b).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
-    format!("{prefix}{}", hex::encode(b))
-}
+pub use crate::store::ids::{message_id, new_id};
 
 fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -296,7 +291,7 @@ impl Service {
     }
 
     fn parse(&self, text: &str) -> Result<Intake, ServiceError> {
-        crate::cli::load_intake(text).map_err(ServiceError::Invalid)
+        crate::app::load_intake(text).map_err(ServiceError::Invalid)
     }
 
     /// Renders a draft version of the intake: its record and the documents to store (the PDF
@@ -1210,14 +1205,6 @@ impl Delivery {
             next_attempt_at: m.next_attempt_at.filter(|_| m.status == MessageStatus::Queued).map(rfc3339),
         }
     }
-}
-
-/// Message ids sort in creation order: time, then a per-process sequence (messages created in
-/// the same second keep their order), then randomness against collisions across processes.
-pub fn message_id(now: u64) -> String {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("m{now:012x}{seq:08x}{}", &new_id("", 4))
 }
 
 impl Message {

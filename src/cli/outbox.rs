@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::outbox;
+use crate::app::outbox;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Overrides};
 use crate::store::StoreError;
@@ -101,7 +101,7 @@ pub fn run(args: OutboxArgs) -> Result<ExitCode, String> {
                 match &backend {
                     Backend::Store(store) => outbox::view(
                         &outbox::retry(store.as_ref(), &id, SystemClock.now(), "cli:outbox").map_err(|e| match e {
-                            crate::signing::service::ServiceError::NotFound => format!("no message {id}"),
+                            crate::app::service::ServiceError::NotFound => format!("no message {id}"),
                             e => e.to_string(),
                         })?,
                     ),

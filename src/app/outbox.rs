@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::signing::service::{Delivery, Service, ServiceError};
+use crate::app::service::{Delivery, Service, ServiceError};
 use crate::store::{Change, Message, MessageStatus, NewEvent, Store};
 
 /// A message as operators see it: the delivery fields plus the agreement and subject (never the

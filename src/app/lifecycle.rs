@@ -5,10 +5,10 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::app::service::{Actor, Service, ServiceError};
 use crate::clock::rfc3339;
 use crate::domain::agreement::{Agreement, Disposition, Status, Termination};
 use crate::domain::intake::Date;
-use crate::signing::service::{Actor, Service, ServiceError};
 use crate::store::{Change, Event};
 
 /// What `verify` found.

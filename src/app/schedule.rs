@@ -17,13 +17,13 @@
 
 use std::collections::HashSet;
 
-use super::notices::{self, TermEvent};
-use super::settings::ReminderSettings;
-use super::{SignerMail, signer_message};
+use crate::app::service::{Service, ServiceError};
 use crate::clock::long_date;
+use crate::config::mail::ReminderSettings;
 use crate::domain::agreement::{Agreement, SignerRecord, SignerStatus, Status};
 use crate::domain::intake::Date;
-use crate::signing::service::{Service, ServiceError};
+use crate::mail::notices::{self, TermEvent};
+use crate::mail::{SignerMail, signer_message};
 use crate::signing::token::Purpose;
 use crate::store::{Change, Message, NewEvent};
 
@@ -268,7 +268,7 @@ impl Service {
     /// The term of an executed agreement, from its current version's intake.
     fn term(&self, a: &Agreement) -> Option<Term> {
         let v = self.store.version(&a.id, a.version).ok()?;
-        let intake = crate::cli::load_intake(&v.intake).ok()?;
+        let intake = crate::app::load_intake(&v.intake).ok()?;
         Some(Term { effective: intake.effective_date, months: intake.term.months, auto_renew: intake.term.auto_renew })
     }
 }

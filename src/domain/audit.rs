@@ -89,7 +89,7 @@ impl Event {
     pub fn seal(e: NewEvent, seq: u64, prev: &str) -> Event {
         let mut ev = Event {
             seq,
-            time: crate::clock::rfc3339(e.at),
+            time: super::time::rfc3339(e.at),
             agreement_id: e.agreement_id,
             kind: e.kind,
             at: e.at,

@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use lettre::Address;
 
-use super::notices;
 use super::schedule::still_wanted;
-use super::settings::DeliverySettings;
-use super::smtp::{Outcome, Smtp};
-use crate::signing::service::{Service, ServiceError};
+use crate::app::service::{Service, ServiceError};
+use crate::config::mail::DeliverySettings;
+use crate::mail::notices;
+use crate::mail::smtp::{Outcome, Smtp};
 use crate::store::{Change, Message, MessageStatus, NewEvent, StoreError};
 
 /// How messages leave.
@@ -51,7 +51,7 @@ impl Transport {
         let c = &service.config;
         match &c.smtp {
             Some(s) => {
-                let from = super::mime::from_mailbox(c)?.email;
+                let from = crate::mail::mime::from_mailbox(c)?.email;
                 Ok(Transport::Smtp(Smtp::new(s, from)?))
             }
             None if c.eml_outbox => Ok(Transport::Eml),
@@ -187,19 +187,19 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
             let dir = config.data_dir.join("outbox");
             let m2 = m.clone();
             let c = config.clone();
-            match tokio::task::spawn_blocking(move || super::write_eml(&dir, &m2, &c)).await {
+            match tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c)).await {
                 Ok(Ok(_)) => Outcome::Sent(format!(
                     "written to {} (no SMTP server configured)",
-                    super::eml_path(&config.data_dir.join("outbox"), &m).display()
+                    crate::mail::eml_path(&config.data_dir.join("outbox"), &m).display()
                 )),
                 Ok(Err(e)) => Outcome::Transient(format!("cannot write the .eml copy: {e}")),
                 Err(e) => Outcome::Transient(format!("task failed: {e}")),
             }
         }
         Transport::Smtp(smtp) => {
-            let built = super::mime::format(&m, config).and_then(|bytes| {
+            let built = crate::mail::mime::format(&m, config).and_then(|bytes| {
                 let to: Result<Vec<Address>, String> =
-                    super::mime::recipients(&m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
+                    crate::mail::mime::recipients(&m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
                 Ok((bytes, to?))
             });
             match built {
@@ -208,7 +208,9 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
                     if config.eml_outbox {
                         let dir = config.data_dir.join("outbox");
                         let (m2, c) = (m.clone(), config.clone());
-                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || super::write_eml(&dir, &m2, &c)).await {
+                        if let Ok(Err(e)) =
+                            tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c)).await
+                        {
                             tracing::warn!(message = %m.id, error = %e, "cannot write the .eml copy; sending anyway");
                         }
                     }
@@ -252,7 +254,7 @@ fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
     };
     if let Some(reason) = skip {
         if s.config.eml_outbox {
-            let _ = super::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
+            let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
         }
         m.status = MessageStatus::Skipped;
         m.last_error = Some(reason);

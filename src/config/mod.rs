@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::secret::SecretString;
 
+pub mod mail;
+
 /// A link-signing key given in the config file instead of the generated key file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,11 +51,11 @@ pub struct Config {
     /// timestamp (PAdES B-T). None: the signing time is the server's (B-B).
     pub timestamp_url: Option<String>,
     /// `[smtp]`: deliver by SMTP. Absent: the `.eml` outbox is the transport.
-    pub smtp: Option<crate::mail::settings::SmtpSettings>,
+    pub smtp: Option<crate::config::mail::SmtpSettings>,
     /// `[delivery]`: retries and backoff of the sender.
-    pub delivery: crate::mail::settings::DeliverySettings,
+    pub delivery: crate::config::mail::DeliverySettings,
     /// `[reminders]`: signer reminders, expiry warnings, term notices.
-    pub reminders: crate::mail::settings::ReminderSettings,
+    pub reminders: crate::config::mail::ReminderSettings,
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
@@ -159,7 +161,7 @@ impl Config {
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");
         }
-        crate::mail::settings::apply_env(self, &get)?;
+        crate::config::mail::apply_env(self, &get)?;
         Ok(())
     }
 
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let text = include_str!("../countersign.example.toml");
+        let text = include_str!("../../countersign.example.toml");
         toml::from_str::<Config>(text).expect("example config is valid");
     }
 }

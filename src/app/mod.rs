@@ -1,0 +1,132 @@
+//! The application layer: the [`service::Service`] that carries agreements from intake to
+//! archive, whatever calls it (the HTTP API, the signer pages, the mail sender, the CLI).
+//!
+//! * [`service`] — the service object, drafting and the signing ceremony.
+//! * [`lifecycle`] — verify, renewal, termination, return or destruction of PHI, retention.
+//! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
+//!   reminders and notices are due, and the background task that sends due mail.
+//!
+//! It depends on everything below it (`domain`, `render`, `pdf`, `seal`, `store`, `mail`
+//! composition) and on nothing above it (`http`, `cli`).
+
+pub mod lifecycle;
+pub mod outbox;
+pub mod schedule;
+pub mod sender;
+pub mod service;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::findings::Finding;
+use crate::domain::intake::Intake;
+use crate::render::Renderer;
+use crate::signing::token::KeyRing;
+use crate::store::sled_store::SledStore;
+use crate::store::{Store, StoreError, audit};
+use service::Service;
+
+/// Parses intake JSON into a validated [`Intake`], or the findings (JSON pointer and reason)
+/// that say what is wrong. Text the embedded font cannot print is a finding too.
+pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
+    crate::domain::parse::parse_intake(text, &crate::render::fonts::printable)
+}
+
+/// The sealing keys: a configured PKCS#12 file (whose certificate signs; the generated CA's
+/// certificates still verify older seals), or the private CA generated into `<data>/seal`.
+pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
+    let generated =
+        crate::seal::SealKeys::load_or_create(&config.data_dir.join("seal")).map_err(|e| format!("seal keys: {e}"))?;
+    match &config.seal_pkcs12 {
+        None => Ok(generated),
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let password = config.seal_pkcs12_password.as_ref().map(|p| p.expose()).unwrap_or("");
+            let keys =
+                crate::seal::SealKeys::from_pkcs12(&bytes, password).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(keys.also_trust(&generated))
+        }
+    }
+}
+
+/// Opens the service a server runs on, from configuration: the store, the link keys, the
+/// renderer, the seal; messages committed before a crash but not yet written out are flushed.
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
+    crate::config::mail::validate(&config)?;
+    crate::mail::content::check()?;
+    let store = SledStore::open(&config.data_dir).map_err(|e| match e {
+        StoreError::Locked(d) => {
+            format!("the data directory {d} is in use by another countersign process; stop it or choose --data")
+        }
+        e => e.to_string(),
+    })?;
+    let keys = if config.link_keys.is_empty() {
+        KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(|e| format!("link keys: {e}"))?
+    } else {
+        let pairs = config
+            .link_keys
+            .iter()
+            .map(|k| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k.secret.expose().trim_end_matches('='))
+                    .map(|b| (k.id.clone(), crate::secret::Secret::new(b)))
+                    .map_err(|_| format!("link key {}: secret is not base64url", k.id))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        KeyRing::new(pairs).map_err(|e| format!("link keys: {e}"))?
+    };
+    let mut renderer = Renderer::builtin().map_err(|e| e.to_string())?;
+    if let Some(p) = &config.policy_file {
+        renderer = renderer.with_policy(crate::domain::provisions::Policy::load(p)?);
+    }
+    let seal = seal_keys(&config)?;
+    let service = Service::new(Arc::new(store), keys, renderer, config, clock, seal);
+    // Messages committed before a crash but not yet written out.
+    service.flush_outbox().map_err(|e| e.to_string())?;
+    Ok(service)
+}
+
+/// Walks every chain; `Ok((chains, events))` or the first break as a sentence.
+pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
+    let chains = store.raw_chains().map_err(|e| e.to_string())?;
+    let heads: std::collections::HashMap<String, crate::store::ChainHead> =
+        store.chain_heads().map_err(|e| e.to_string())?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
+    let mut events = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (id, raw) in &chains {
+        let n = audit::verify_chain(id, raw)
+            .map_err(|b| format!("agreement {}: event #{}: {}", b.agreement_id, b.position, b.reason))?;
+        // The chain must end where its authenticated head says: events removed from the end
+        // (or the head rewritten) show here.
+        let head = heads.get(id).ok_or_else(|| format!("agreement {id}: its chain has no recorded head"))?;
+        if !head.authentic {
+            return Err(format!(
+                "agreement {id}: the chain's head is not authentic (its MAC does not match: rewritten?)"
+            ));
+        }
+        let last = raw.last().and_then(|b| serde_json::from_slice::<audit::Event>(b).ok()).map(|e| e.hash);
+        if head.seq != n as u64 || last.as_deref() != Some(head.hash.as_str()) {
+            return Err(format!(
+                "agreement {id}: the chain has {n} event(s) but its head records {}: events were deleted",
+                head.seq
+            ));
+        }
+        seen.insert(id.clone());
+        events += n;
+    }
+    // A head whose chain is gone entirely.
+    if let Some(h) = heads.values().find(|h| !seen.contains(&h.agreement_id)) {
+        return Err(format!(
+            "agreement {}: its head records {} event(s) but the chain is missing",
+            h.agreement_id, h.seq
+        ));
+    }
+    // Every agreement has a chain (each begins with `created`).
+    let agreements = store.agreements().map_err(|e| e.to_string())?;
+    if let Some(a) = agreements.iter().find(|a| !seen.contains(&a.id)) {
+        return Err(format!("agreement {}: it has no audit chain (its events were deleted)", a.id));
+    }
+    Ok((chains.len(), events))
+}

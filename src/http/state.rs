@@ -1,0 +1,25 @@
+//! The server's shared state, built from configuration (also used by tests).
+
+use std::sync::Arc;
+
+use super::{AppState, auth, sign};
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// Everything a server needs: the application service ([`crate::app::open`]), the bootstrap
+/// admin key (returned, with whether it was created now), rate limiters and the signer pages.
+pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), String> {
+    let data_dir = config.data_dir.clone();
+    let service = crate::app::open(config, clock)?;
+    let (admin_key, created) =
+        auth::load_or_create_bootstrap(&data_dir).map_err(|e| format!("bootstrap admin key: {e}"))?;
+    let pages = sign::Pages::new()?;
+    let state = AppState {
+        service: Arc::new(service),
+        bootstrap: Arc::new(crate::secret::SecretString::new(admin_key.clone())),
+        limiter: Arc::new(auth::FailureLimiter::new()),
+        public_limiter: Arc::new(auth::RequestLimiter::new()),
+        pages: Arc::new(pages),
+    };
+    Ok((state, admin_key, created))
+}
