@@ -129,6 +129,9 @@ impl FromRequestParts<AppState> for Staff {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        // Behind a trusted reverse proxy, the client named in X-Forwarded-For.
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let ip = state.service.config.http.client_ip(ip, forwarded);
         let now = state.service.clock.now();
         let presented = match parts.headers.get(axum::http::header::AUTHORIZATION) {
             None => String::new(),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod outbox;
 pub mod sign;
@@ -94,8 +95,8 @@ pub async fn run(
     let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
     });
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let limits = service.config.http.clone();
+    conn::serve(listener, app(state), limits, shutdown).await?;
     let _ = stop_mail.send(());
     if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
         tracing::warn!("mail sender did not stop in time");

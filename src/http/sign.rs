@@ -98,16 +98,23 @@ pub fn router() -> Router<AppState> {
 async fn public_verify(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers();
     let now = state.service.clock.now();
-    if state.public_limiter.hit(addr.ip(), now) {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = state.service.config.http.client_ip(addr.ip(), forwarded);
+    // The budget is checked before the body is read: a source over it cannot upload first.
+    if state.public_limiter.hit(client, now) {
         return ApiError::TooManyRequests.into_response();
     }
-    if let Err(e) = super::api::check_pdf_type(&headers) {
+    if let Err(e) = super::api::check_pdf_type(headers) {
         return e.into_response();
     }
+    let body = match axum::body::to_bytes(request.into_body(), super::api::MAX_PDF).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::TooLarge.into_response(),
+    };
     // No near-miss search on the public route: it would say nothing the answer shows anyway.
     match state.service.clone().verify_bounded(body, false).await {
         Ok(v) => axum::Json(serde_json::json!({

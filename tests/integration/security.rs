@@ -274,3 +274,49 @@ fn pages_carry_a_content_security_policy_with_no_inline_style_and_hsts_only_over
     let r = https.get_anon("/healthz");
     assert!(r.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")), "HSTS");
 }
+
+#[test]
+fn a_slow_loris_connection_is_closed_after_the_header_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_with(dir.path(), countersign::clock::ManualClock::at(T0), "127.0.0.1:0", |c| {
+        c.http.header_read_timeout_secs = 1;
+    });
+    // Headers a line at a time, then nothing; and a connection that sends nothing at all.
+    let mut slow = std::net::TcpStream::connect(app.addr()).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("partial head");
+    let silent = std::net::TcpStream::connect(app.addr()).expect("connect");
+    // Others are served meanwhile.
+    assert_eq!(app.get_anon("/healthz").status, 200);
+    for mut s in [slow, silent] {
+        // Wait for the server to close it (the event): read returns end of file or a reset. The
+        // read timeout only turns a server that never closes into a failure instead of a hang.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("timeout");
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(n) => assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{n} bytes"),
+            Err(e) => assert!(
+                matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+                "not closed: {e}"
+            ),
+        }
+    }
+    assert_eq!(app.get_anon("/healthz").status, 200);
+}
+
+#[test]
+fn the_public_verify_budget_is_checked_before_the_upload_is_read() {
+    let (app, _dir) = spawn_app();
+    let mut spent = 0;
+    while app.req("POST", "/verify", None, "application/pdf", b"%PDF-1.7\n%%EOF\n").status == 200 {
+        spent += 1;
+        assert!(spent <= 1000, "no budget");
+    }
+    // Over budget: a 30 MB upload is answered 429 from its headers alone, its body never read
+    // (the server answers and closes while the client has sent nothing after the headers).
+    let head = format!(
+        "POST /verify HTTP/1.1\r\nHost: {}\r\nContent-Type: application/pdf\r\nContent-Length: 30000000\r\nConnection: close\r\n\r\n",
+        app.addr()
+    );
+    let (status, body) = read_answer(send_raw(&app, &head, b""));
+    assert_eq!(status, 429, "{body}");
+}
