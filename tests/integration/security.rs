@@ -320,3 +320,19 @@ fn the_public_verify_budget_is_checked_before_the_upload_is_read() {
     let (status, body) = read_answer(send_raw(&app, &head, b""));
     assert_eq!(status, 429, "{body}");
 }
+
+#[test]
+fn rotating_link_keys_keeps_links_already_mailed_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_at(dir.path(), countersign::clock::ManualClock::at(T0));
+    let id = app.create(&example_text(BAA))["id"].as_str().expect("id").to_string();
+    assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
+    let old = app.sign_link("priya@northwind.example");
+    app.stop();
+    let out = countersign(&["keys", "rotate", "--data", dir.path().to_str().expect("p")], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k1, k2"), "{}", String::from_utf8_lossy(&out.stdout));
+    let app = spawn_app_at(dir.path(), countersign::clock::ManualClock::at(T0 + 60));
+    assert_eq!(app.open(&old).0, 200, "a link signed with the old key still opens");
+    assert_eq!(app.sign(&old, "Priya Raman", "Privacy Officer").status, 200);
+}
