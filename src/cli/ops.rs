@@ -13,13 +13,13 @@ use crate::store::{Store, StoreError};
 
 /// Either the store, or the running server that holds it.
 enum Access {
-    Direct(SledStore),
+    Direct(Box<SledStore>),
     Server(String, String),
 }
 
 fn access(data: &Path) -> Result<Access, String> {
     match SledStore::open(data) {
-        Ok(s) => Ok(Access::Direct(s)),
+        Ok(s) => Ok(Access::Direct(Box::new(s))),
         Err(StoreError::Locked(_)) => client::server(data).map(|(u, k)| Access::Server(u, k)),
         Err(e) => Err(e.to_string()),
     }
@@ -58,7 +58,7 @@ pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let v: serde_json::Value = match access(data)? {
         Access::Direct(store) => {
-            let svc = service(store, data)?;
+            let svc = service(*store, data)?;
             serde_json::to_value(svc.verify(&bytes, true).map_err(|e| e.to_string())?).unwrap_or_default()
         }
         Access::Server(url, key) => {
@@ -185,6 +185,9 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
 /// is the copy of `<data>/audit-head.key` the operator kept apart from the backup.
 pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<ExitCode, String> {
     let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    // What was in `data` before, so a failed restore leaves nothing behind (no half store).
+    let before: Option<Vec<std::path::PathBuf>> =
+        std::fs::read_dir(data).ok().map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect());
     if let Some(k) = head_key {
         let target = crate::store::format::head_key_path(data);
         if target.exists() {
@@ -196,7 +199,25 @@ pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<Exit
             .map_err(|e| format!("{}: {e}", target.display()))?;
     }
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
-    let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
+    let n = match store.restore(std::io::BufReader::new(f)) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(store);
+            match &before {
+                None => {
+                    let _ = std::fs::remove_dir_all(data);
+                }
+                Some(kept) => {
+                    for p in std::fs::read_dir(data).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+                        if !kept.contains(&p) {
+                            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                        }
+                    }
+                }
+            }
+            return Err(e.to_string());
+        }
+    };
     println!("restored {n} records into {}", data.display());
     match crate::app::verify_chains(&store) {
         Ok((chains, events)) => {

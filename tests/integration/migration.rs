@@ -71,7 +71,10 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     assert!(key.is_some_and(|k| k["revoked_at"].is_null()), "{keys}");
     // A signing link mailed before the upgrade still works.
     // (The same address got links for the other agreements too: the voided one's no longer open.)
-    let link = app.links_for(&id("pending_signer"), "/sign/").into_iter().rev().find(|l| app.open(l).0 == 200);
+    // The fixture's server listened on another port: the path (with its token) is what counts.
+    let here = |l: String| l.find("/sign/").map(|i| format!("{}{}", app.base, &l[i..])).unwrap_or(l);
+    let link =
+        app.links_for(&id("pending_signer"), "/sign/").into_iter().map(here).rev().find(|l| app.open(l).0 == 200);
     let link = link.expect("the pending agreement's link still opens");
     assert_eq!(app.sign(&link, &id("pending_signer_name"), "Privacy Officer").status, 200);
     let pending = app.get(&format!("/api/v1/agreements/{}", id("pending"))).json();
