@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::secret::SecretString;
 
+pub mod http;
 pub mod mail;
 pub mod web;
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub staff_notice_to: Option<String>,
     /// `[web]`: the staff web app's sessions.
     pub web: web::WebSettings,
+    /// `[http]`: header and request timeouts, the connection cap, trusted proxies.
+    pub http: crate::config::http::HttpLimits,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             reminders: Default::default(),
             staff_notice_to: None,
             web: Default::default(),
+            http: Default::default(),
         }
     }
 }

@@ -896,7 +896,7 @@ async fn verify(
 ) -> Result<axum::Json<Value>, ApiError> {
     staff.require(allowed("POST", "/verify"))?;
     check_pdf_type(&headers)?;
-    let v = with(&state, move |svc| svc.verify(&body)).await?;
+    let v = state.service.clone().verify_bounded(body, true).await?;
     Ok(axum::Json(serde_json::to_value(v).unwrap_or_default()))
 }
 
