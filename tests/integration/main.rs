@@ -12,6 +12,7 @@ mod smtp;
 mod cli;
 mod layout;
 mod mail;
+mod openapi;
 mod properties;
 mod provisions;
 mod render;
