@@ -59,6 +59,29 @@ pub struct Config {
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
+    /// `text` (default) or `json`: one JSON object a line, with the request id of each
+    /// request's lines (`--log-format`, `COUNTERSIGN_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("log format {s:?}: expected text or json")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -81,6 +104,7 @@ impl Default for Config {
             delivery: Default::default(),
             reminders: Default::default(),
             staff_notice_to: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -91,6 +115,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -106,6 +131,9 @@ impl Config {
         }
         if let Some(b) = o.bind {
             c.bind = b;
+        }
+        if let Some(f) = o.log_format {
+            c.log_format = f;
         }
         Ok(c)
     }
@@ -157,6 +185,9 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
+            self.log_format = v.parse().map_err(|e| format!("COUNTERSIGN_LOG_FORMAT: {e}"))?;
         }
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");

@@ -48,16 +48,47 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Logs each request by its route *pattern* (never the path: signer paths carry tokens) and
-/// adds headers that keep tokens out of referrers and pages out of frames and caches.
+/// The request id: the caller's `X-Request-Id` when it is well-formed (1–64 characters of
+/// `A–Z a–z 0–9 . _ -`, so nothing a caller sends can forge log structure), else 16 random bytes
+/// in hex.
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    });
+    match given {
+        Some(v) => v.to_string(),
+        None => {
+            let mut raw = [0u8; 16];
+            // getrandom failing leaves zeros: the id is for correlation, not security.
+            let _ = getrandom::fill(&mut raw);
+            hex::encode(raw)
+        }
+    }
+}
+
+/// Logs each request by its route *pattern* (never the path: signer paths carry tokens) inside
+/// a span holding the request id, so every line logged while serving it carries the id, which
+/// the response returns as `x-request-id`; and adds headers that keep tokens out of referrers
+/// and pages out of frames and caches. Headers and bodies are never logged.
 async fn log_and_harden(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
+    let id = request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
-    let mut resp = next.run(req).await;
-    tracing::info!(%method, %route, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    let mut resp = async move {
+        let resp = next.run(req).await;
+        tracing::info!(status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+        resp
+    }
+    .instrument(span)
+    .await;
     let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -118,5 +149,9 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
 
 /// Runs blocking service work (rendering, fsync) off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
+    // Blocking work logs under the request's span too (its lines carry the request id).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
 }

@@ -12,6 +12,7 @@ mod smtp;
 mod cli;
 mod layout;
 mod mail;
+mod observe;
 mod openapi;
 mod properties;
 mod provisions;
