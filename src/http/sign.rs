@@ -283,8 +283,20 @@ async fn submit(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<SignSubmit>,
+    form: Result<Form<SignSubmit>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A body that is not a form (wrong content type, too large, undecodable) gets the
+    // rejection's status on an HTML page, like every other answer of the signer pages.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => {
+            return state.pages.message(
+                e.status(),
+                "This form cannot be accepted",
+                "The form could not be read. Open your link again and submit from the page.",
+            );
+        }
+    };
     let tag = hex::decode(form.csrf.trim()).unwrap_or_default();
     if foreign_origin(&state, &headers) || !state.service.keys.verify_mac("csrf", link.token.as_bytes(), &tag) {
         return state.pages.message(

@@ -7,9 +7,14 @@ mod app;
 mod archive;
 mod browser;
 mod helpers;
+mod hostile;
 mod smtp;
 
 mod cli;
+mod counsel;
+mod crash;
+mod fuzz;
+mod fuzzing;
 mod layout;
 mod mail;
 mod observe;
