@@ -62,6 +62,12 @@ pub struct Config {
     /// `text` (default) or `json`: one JSON object a line, with the request id of each
     /// request's lines (`--log-format`, `COUNTERSIGN_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// `/metrics` needs `Authorization: Bearer <metrics_token>` (from any address) when set
+    /// (`COUNTERSIGN_METRICS_TOKEN`).
+    pub metrics_token: Option<SecretString>,
+    /// Serve `/metrics` on this separate address instead of the main one
+    /// (`COUNTERSIGN_METRICS_BIND`). Neither set: `/metrics` answers loopback callers only.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// How the server writes its log lines.
@@ -105,6 +111,8 @@ impl Default for Config {
             reminders: Default::default(),
             staff_notice_to: None,
             log_format: LogFormat::Text,
+            metrics_token: None,
+            metrics_bind: None,
         }
     }
 }
@@ -188,6 +196,12 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
             self.log_format = v.parse().map_err(|e| format!("COUNTERSIGN_LOG_FORMAT: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_METRICS_TOKEN") {
+            self.metrics_token = Some(SecretString::new(v)).filter(|t| !t.expose().is_empty());
+        }
+        if let Some(v) = get("COUNTERSIGN_METRICS_BIND") {
+            self.metrics_bind = Some(v.parse().map_err(|e| format!("COUNTERSIGN_METRICS_BIND: {e}"))?);
         }
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");

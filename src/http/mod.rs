@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod sign;
 pub mod state;
@@ -44,7 +45,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/v1", api::router())
         .merge(sign::router())
-        .layer(middleware::from_fn(log_and_harden))
+        .merge(metrics::router())
+        .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .with_state(state)
 }
 
@@ -70,17 +72,23 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
 /// a span holding the request id, so every line logged while serving it carries the id, which
 /// the response returns as `x-request-id`; and adds headers that keep tokens out of referrers
 /// and pages out of frames and caches. Headers and bodies are never logged.
-async fn log_and_harden(req: Request, next: Next) -> Response {
+async fn log_and_harden(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     use tracing::Instrument;
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     let id = request_id(req.headers());
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = std::time::Instant::now();
     let mut resp = async move {
         let resp = next.run(req).await;
-        tracing::info!(status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+        let elapsed = started.elapsed();
+        tracing::info!(status = resp.status().as_u16(), ms = elapsed.as_millis() as u64, "request");
+        state.service.metrics.request(method.as_str(), &route, resp.status().as_u16(), elapsed.as_secs_f64());
         resp
     }
     .instrument(span)
@@ -103,6 +111,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = state.service.clone();
+    // The separate metrics listener (`metrics_bind`), stopped with the main one.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match service.config.metrics_bind {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            let m = metrics::separate_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, m)
+                    .with_graceful_shutdown(async {
+                        let _ = metrics_stopped.await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
     let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
     let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
@@ -110,6 +135,10 @@ pub async fn run(
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let _ = stop_mail.send(());
+    let _ = stop_metrics.send(());
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
         tracing::warn!("mail sender did not stop in time");
     }

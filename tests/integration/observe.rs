@@ -104,3 +104,105 @@ fn json_logs_carry_the_request_id_the_response_returns_and_never_the_key() {
     let line = s.next_line_where(|l| l.contains(&id)).expect("logged");
     assert!(!line.contains("secret-token-in-path"), "{line}");
 }
+
+/// The value of the sample whose name and labels are exactly `series` (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' ').and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_scrape_after_a_signing_flow_shows_requests_renders_signatures_and_statuses_moved() {
+    use crate::app::*;
+    use crate::helpers::*;
+    let (app, dir) = spawn_app();
+    let before = app.get_anon("/metrics");
+    assert_eq!(before.status, 200, "loopback callers may scrape");
+    assert!(before.header("content-type").is_some_and(|c| c.starts_with("text/plain")));
+    let before = before.text();
+    assert_eq!(sample(&before, "countersign_signatures_total"), 0.0);
+
+    let a = app.create(&example_text(BAA));
+    let id = a["id"].as_str().expect("id").to_string();
+    assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
+    let mut signed = 0;
+    for _ in 0..4 {
+        let a = app.get(&format!("/api/v1/agreements/{id}")).json();
+        for s in a["signers"].as_array().expect("signers") {
+            if s["status"] == "notified" || s["status"] == "opened" {
+                let email = s["email"].as_str().expect("email");
+                let link = app.links_for(email, "/sign/").into_iter().rev().find(|l| app.open(l).0 == 200);
+                if let Some(link) = link {
+                    assert_eq!(app.sign(&link, s["name"].as_str().expect("n"), "Signer").status, 200);
+                    signed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(app.get(&format!("/api/v1/agreements/{id}")).json()["status"], "executed");
+
+    let after = app.get_anon("/metrics").text();
+    assert_eq!(sample(&after, "countersign_signatures_total"), f64::from(signed), "{after}");
+    assert!(signed >= 2);
+    assert_eq!(sample(&after, r#"countersign_agreements{status="executed"}"#), 1.0, "{after}");
+    assert_eq!(sample(&after, r#"countersign_agreements{status="draft"}"#), 0.0);
+    assert_eq!(
+        sample(&after, r#"countersign_http_requests_total{method="POST",route="/api/v1/agreements",status="201"}"#),
+        1.0,
+        "{after}"
+    );
+    assert!(sample(&after, r#"countersign_http_request_duration_seconds_count{route="/sign/{token}"}"#) >= 1.0);
+    assert!(sample(&after, r#"countersign_documents_rendered_total{mode="draft"}"#) >= 1.0);
+    assert_eq!(sample(&after, r#"countersign_documents_rendered_total{mode="for_signature"}"#), 1.0);
+    assert!(sample(&after, r#"countersign_render_duration_seconds_count{mode="for_signature"}"#) >= 1.0);
+    assert!(sample(&after, r#"countersign_audit_events_total{kind="signed"}"#) >= f64::from(signed));
+    assert!(sample(&after, "countersign_store_size_bytes") > 0.0);
+    assert!(after.contains("countersign_outbox_queued "), "{after}");
+    // No token, key or address appears in the exposition: route patterns only.
+    assert!(!after.contains(&app.key) && !after.contains(&id), "{after}");
+
+    // A restart seeds the status gauges from the index it rebuilds; counters start again.
+    app.stop();
+    let app = spawn_app_at(dir.path(), countersign::clock::ManualClock::at(T0));
+    let again = app.get_anon("/metrics").text();
+    assert_eq!(sample(&again, r#"countersign_agreements{status="executed"}"#), 1.0, "{again}");
+    assert_eq!(sample(&again, "countersign_signatures_total"), 0.0);
+}
+
+#[test]
+fn metrics_can_require_a_token_or_move_to_their_own_address() {
+    use crate::app::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_with(dir.path(), countersign::clock::ManualClock::at(T0), "127.0.0.1:0", |c| {
+        c.metrics_token = Some(countersign::secret::SecretString::new("scrape-me-please".into()));
+    });
+    assert_eq!(app.get_anon("/metrics").status, 401);
+    assert_eq!(app.get_with_key("/metrics", "scrape-me-please!").status, 401);
+    let ok = app.get_with_key("/metrics", "scrape-me-please");
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("countersign_http_requests_total"));
+    app.stop();
+
+    // A free loopback port for the separate listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let app = spawn_app_with(dir.path(), countersign::clock::ManualClock::at(T0), "127.0.0.1:0", |c| {
+        c.metrics_bind = Some(metrics_addr);
+    });
+    assert_eq!(app.get_anon("/metrics").status, 404, "not on the main listener");
+    let http = agent();
+    let url = format!("http://{metrics_addr}/metrics");
+    // The listener starts with the server: poll until it answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        match http.get(&url).call() {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("metrics listener never answered: {e}"),
+        }
+    };
+    assert_eq!(r.status(), 200);
+    assert_eq!(http.get(format!("http://{metrics_addr}/api/v1/agreements")).call().expect("answers").status(), 404);
+}
