@@ -151,6 +151,8 @@ pub struct Service {
     /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
     /// length. Verification looks files up here instead of reading the archive.
     pub digests: RwLock<Digests>,
+    /// Signer-link views after the first, not yet written (the first-view rule, issue 14).
+    pub views: super::views::Views,
     /// Prometheus metrics; the agreements-by-status gauges move with the index, on each commit.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -210,6 +212,7 @@ impl Service {
             write_lock: Mutex::new(()),
             index: RwLock::new(Index::new()),
             digests: RwLock::new(Digests::new()),
+            views: Default::default(),
             mail_wake: Default::default(),
             metrics: Default::default(),
         };
@@ -243,14 +246,25 @@ impl Service {
         crate::domain::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
     }
 
-    /// Commits a change and brings the search index up to date with it.
     /// Commits a change, brings the search index up to date with it, and wakes the mail sender
-    /// when it queued messages.
+    /// when it queued messages. Returns once the change is on disk.
     pub(crate) fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let (sealed, ticket, queued) = self.apply(change)?;
+        self.durable(ticket, queued)?;
+        Ok(sealed)
+    }
+
+    /// The first half of [`Service::commit`]: applies the change atomically and updates the
+    /// index, without waiting for the disk. Call it under the write lock, then release the lock
+    /// and call [`Service::durable`] before acknowledging anything: concurrent writers then
+    /// share one fsync (group commit, see [`crate::store::group`]). The change is visible to
+    /// readers a moment before it is durable, as it already was between sled's write and the
+    /// fsync; nothing is acknowledged, and no mail is woken, before it is durable.
+    pub(crate) fn apply(&self, change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
         let a = change.agreement.clone();
         let queued = !change.messages.is_empty();
         let kinds: Vec<String> = change.events.iter().map(|e| e.kind.clone()).collect();
-        let sealed = self.store.commit(change)?;
+        let (sealed, ticket) = self.store.commit_nowait(change)?;
         kinds.iter().for_each(|k| self.metrics.event(k));
         if let Some(a) = a {
             let today = self.today();
@@ -266,10 +280,17 @@ impl Service {
                 add_digests(&mut d, &a);
             }
         }
+        Ok((sealed, ticket, queued))
+    }
+
+    /// The second half of [`Service::commit`]: waits until the change behind `ticket` is on disk
+    /// (sharing the flush with other writers), then wakes the mail sender if it queued mail.
+    pub(crate) fn durable(&self, ticket: u64, queued: bool) -> Result<(), StoreError> {
+        self.store.sync(ticket)?;
         if queued {
             self.mail_wake.notify_one();
         }
-        Ok(sealed)
+        Ok(())
     }
 
     pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
@@ -909,14 +930,23 @@ impl Service {
         Ok(link)
     }
 
-    /// Records that a signer opened their link.
+    /// Records the first view of a signer's link (status `opened` and an `opened` event, durably).
+    /// A later view, or one that lost the race to another first view, is only counted in memory
+    /// and written with the signer's next real event (see [`super::views`]).
     pub fn opened(&self, link: &Link, actor: &Actor) -> Result<(), ServiceError> {
+        if link.signer.status != SignerStatus::Notified {
+            self.views.bump(&link.agreement.id, &link.signer.id);
+            return Ok(());
+        }
         let _g = self.write();
         let mut a = self.store.agreement(&link.agreement.id)?;
         let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else { return Err(ServiceError::NotFound) };
-        if s.status == SignerStatus::Notified {
-            s.status = SignerStatus::Opened;
+        // Re-checked under the lock: of two concurrent first views, only one is recorded.
+        if s.status != SignerStatus::Notified {
+            self.views.bump(&link.agreement.id, &link.signer.id);
+            return Ok(());
         }
+        s.status = SignerStatus::Opened;
         a.revision += 1;
         let ev = self.event(
             &a,
@@ -951,9 +981,10 @@ impl Service {
                 ));
             }
         }
-        let _g = self.write();
+        let g = self.write();
         // Re-resolve under the lock: two submissions of the same link cannot both sign.
         let link = self.resolve_open(token)?;
+        let later_views = self.views.peek(&link.agreement.id, &link.signer.id);
         let mut a = link.agreement;
         let now = self.clock.now();
         let doc = a.sent_sha256.clone().unwrap_or_default();
@@ -986,7 +1017,8 @@ impl Service {
             "signed",
             actor,
             &doc,
-            serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title}),
+            serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title,
+                "later_views": later_views}),
         ));
         a.status = Status::PartiallySigned;
         a.updated_at = now;
@@ -997,7 +1029,12 @@ impl Service {
             self.advance(&mut a, &Actor { who: "system".into(), ..Actor::default() }, &mut change);
         }
         change.agreement = Some(a.clone());
-        self.commit(change)?;
+        let (_, ticket, queued) = self.apply(change)?;
+        // The lock is released before the fsync so that concurrent signers share it (group
+        // commit); the signature is acknowledged only once `durable` returns.
+        drop(g);
+        self.durable(ticket, queued)?;
+        self.views.written(&a.id, &link.signer.id, later_views);
         Ok(a)
     }
 
@@ -1076,6 +1113,7 @@ impl Service {
         }
         let _g = self.write();
         let link = self.resolve_open(token)?;
+        let later_views = self.views.peek(&link.agreement.id, &link.signer.id);
         let mut a = link.agreement;
         let doc = a.sent_sha256.clone().unwrap_or_default();
         if let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) {
@@ -1085,8 +1123,13 @@ impl Service {
         a.status = Status::Declined;
         a.updated_at = self.clock.now();
         a.revision += 1;
-        let ev =
-            self.event(&a, "declined", actor, &doc, serde_json::json!({"signer": link.signer.id, "reason": reason}));
+        let ev = self.event(
+            &a,
+            "declined",
+            actor,
+            &doc,
+            serde_json::json!({"signer": link.signer.id, "reason": reason, "later_views": later_views}),
+        );
         let notice = mail::notices::declined(&self.config, &a, &link.signer, self.clock.now());
         self.commit(Change {
             agreement: Some(a.clone()),
@@ -1094,6 +1137,7 @@ impl Service {
             messages: vec![notice],
             ..Change::default()
         })?;
+        self.views.written(&a.id, &link.signer.id, later_views);
         Ok(a)
     }
 
@@ -1111,7 +1155,7 @@ impl Service {
 
     /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
     pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
-        let mut ms: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == id).collect();
+        let mut ms: Vec<Message> = self.store.agreement_messages(id)?;
         ms.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
         Ok(ms.iter().map(Delivery::of).collect())
     }
@@ -1125,7 +1169,7 @@ impl Service {
         }
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
-        for m in self.store.messages()? {
+        for m in self.store.queued_messages()? {
             if m.status == MessageStatus::Queued
                 && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
             {
@@ -1155,6 +1199,7 @@ pub fn entry(a: &Agreement, today: crate::domain::intake::Date) -> Entry {
         created_at: a.created_at,
         updated_at: a.updated_at,
         final_sha256: a.final_sha256.clone(),
+        created_by: a.created_by.clone(),
     }
 }
 

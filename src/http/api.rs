@@ -471,18 +471,9 @@ async fn list(
     let q = parse_query(uri.query())?;
     let index = state.service.index.read().unwrap_or_else(|p| p.into_inner());
     if s.role == Sales {
-        // Sales see their own drafts only: filter by creator, then page.
-        let own: Vec<String> = state
-            .service
-            .store
-            .agreements()
-            .map_err(ServiceError::from)?
-            .into_iter()
-            .filter(|a| a.created_by == s.who)
-            .map(|a| a.id)
-            .collect();
+        // Sales see their own drafts only: filter by creator (kept in the index), then page.
         let mut all = index.export(&q);
-        all.retain(|e| own.contains(&e.id));
+        all.retain(|e| e.created_by == s.who);
         let total = all.len();
         let limit = q.limit.unwrap_or(50);
         all.truncate(limit);

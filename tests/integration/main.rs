@@ -24,3 +24,4 @@ mod provisions;
 mod render;
 mod seal;
 mod signing;
+mod speed;
