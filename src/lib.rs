@@ -12,7 +12,8 @@
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
 //!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
 //!   formats ([`domain::time`]). No HTTP, no storage.
-//! * [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
+//! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
+//!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
 //!   [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the consent text;
 //!   [`config`] — layered configuration, mail settings included ([`config::mail`]).
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
@@ -53,6 +54,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod pdf;
 pub mod people;
 pub mod render;

@@ -93,6 +93,10 @@ pub enum Command {
         /// Address to listen on (overrides config and COUNTERSIGN_BIND).
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
+        /// Log lines as `text` or `json` (one object a line, with each request's id; overrides
+        /// config and COUNTERSIGN_LOG_FORMAT).
+        #[arg(long, value_name = "text|json")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Is FILE byte-for-byte an archived document? Exit 0 only on a match.
     Verify {
@@ -333,7 +337,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
+        Command::Serve { config, data, bind, log_format } => {
+            serve::serve(crate::config::Overrides { config, data, bind, log_format })
+        }
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Verify { file, data } => ops::verify(&file, &data),
         Command::SealCert { command } => ops::seal_cert(command),

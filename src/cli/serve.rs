@@ -11,12 +11,19 @@ use crate::store::StoreError;
 use crate::store::sled_store::SledStore;
 
 pub fn serve(o: Overrides) -> Result<ExitCode, String> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
     let config = Config::load(&o)?;
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into());
+    // JSON: one object a line; each line logged during a request carries the request span's
+    // fields (`span.request_id`), so a shipper can join them with the `x-request-id` header.
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter()).try_init(),
+        crate::config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .try_init(),
+    };
     if config.smtp.is_some() && is_loopback_url(&config.base_url()) {
         let msg = format!(
             "email is configured but links point at {}, a loopback address recipients cannot reach; set public_base_url",

@@ -44,7 +44,12 @@ pub enum UserCommand {
 }
 
 pub fn run(args: UserArgs) -> Result<ExitCode, String> {
-    let config = Config::load(&Overrides { config: args.config.clone(), data: args.data.clone(), bind: None })?;
+    let config = Config::load(&Overrides {
+        config: args.config.clone(),
+        data: args.data.clone(),
+        bind: None,
+        log_format: None,
+    })?;
     // Only to learn whether a server holds the directory; closed again before anything else.
     let running = match SledStore::open(&config.data_dir) {
         Ok(store) => {

@@ -3,7 +3,8 @@
 //! [`ROUTES`] is the one description of every route: its method and path, the roles allowed, a
 //! summary, and what it takes and returns. Handlers check their caller against their row's roles,
 //! `/api/v1/openapi.json` is generated from the table, and the authorization-matrix test walks it.
-//! Every route takes [`Staff`], so none runs unauthenticated. `sales` keys see only agreements
+//! Every route takes [`Staff`], so none runs unauthenticated — except those in [`PUBLIC`]
+//! (the API description: it holds no secrets, and integrators read it before they have a key). `sales` keys see only agreements
 //! they created (others answer 404, so existence does not leak).
 
 use std::net::SocketAddr;
@@ -301,7 +302,7 @@ pub const ROUTES: &[RouteDoc] = &[
         Body::None,
         (200, "application/x-ndjson"),
     ),
-    r("GET", "/openapi.json", ANY, "This description", Body::None, (200, "OpenAPI 3.1")),
+    r("GET", "/openapi.json", ANY, "This description (public: no key needed)", Body::None, (200, "OpenAPI 3.1")),
     // People who sign in to the web app (src/http/users.rs).
     r(
         "GET",
@@ -352,6 +353,15 @@ pub const ROUTES: &[RouteDoc] = &[
         (200, "intact, items"),
     ),
 ];
+
+/// Routes that answer without a key (method, path relative to `/api/v1`). Only the API
+/// description: it is generated from this table and names no agreement, key or secret.
+pub const PUBLIC: &[(&str, &str)] = &[("GET", "/openapi.json")];
+
+/// True when a route answers without a key.
+pub fn is_public(method: &str, path: &str) -> bool {
+    PUBLIC.iter().any(|&(m, p)| m == method && p == path)
+}
 
 /// The roles allowed on a route (none for a route missing from the table).
 pub fn allowed(method: &str, path: &str) -> &'static [Role] {
@@ -991,9 +1001,9 @@ async fn backup(staff: Staff, State(state): State<AppState>) -> Result<Response,
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
 }
 
-async fn openapi(staff: Staff) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/openapi.json"))?;
-    Ok(axum::Json(openapi_document()))
+/// `GET /api/v1/openapi.json`: public (see [`PUBLIC`]), so it takes no [`Staff`].
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(openapi_document())
 }
 
 /// The OpenAPI 3.1 description, generated from [`ROUTES`].
@@ -1009,7 +1019,7 @@ pub fn openapi_document() -> Value {
         let mut op = json!({
             "summary": r.summary,
             "operationId": format!("{} {}", r.method.to_lowercase(), r.path),
-            "security": [{"bearer": []}],
+            "security": if is_public(r.method, r.path) { json!([]) } else { json!([{"bearer": []}]) },
             "x-roles": r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
             "parameters": params,
             "responses": {
@@ -1041,7 +1051,7 @@ pub fn openapi_document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Countersign API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "HIPAA BAAs, DUAs and state addenda from intake to countersigned archive. Every route needs an API key (Authorization: Bearer); x-roles lists the roles allowed."},
+                 "description": "HIPAA BAAs, DUAs and state addenda from intake to countersigned archive. Every route but this description needs an API key (Authorization: Bearer); x-roles lists the roles allowed."},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

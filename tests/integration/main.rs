@@ -19,6 +19,8 @@ mod fuzzing;
 mod layout;
 mod mail;
 mod migration;
+mod observe;
+mod openapi;
 mod properties;
 mod provisions;
 mod render;
