@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod schedule;
 pub mod sender;
 pub mod service;
+pub mod update;
 
 use std::sync::Arc;
 
