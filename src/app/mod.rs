@@ -16,6 +16,9 @@ pub mod sender;
 pub mod service;
 pub mod update;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use crate::clock::Clock;

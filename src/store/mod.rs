@@ -6,6 +6,7 @@
 
 pub use crate::domain::audit;
 pub mod ids;
+pub mod memory;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
