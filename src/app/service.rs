@@ -163,6 +163,9 @@ pub struct Service {
     /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
     /// length. Verification looks files up here instead of reading the archive.
     pub digests: RwLock<Digests>,
+    /// Outbox passes the mail sender has finished since start: what tests wait for instead of
+    /// sleeping before they check that nothing was sent.
+    pub sender_passes: std::sync::atomic::AtomicU64,
 }
 
 /// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
@@ -221,6 +224,7 @@ impl Service {
             index: RwLock::new(Index::new()),
             digests: RwLock::new(Digests::new()),
             mail_wake: Default::default(),
+            sender_passes: Default::default(),
         };
         service.rebuild_index();
         service

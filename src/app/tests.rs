@@ -12,8 +12,8 @@ use crate::render::Renderer;
 use crate::seal::SealKeys;
 use crate::secret::Secret;
 use crate::signing::token::{KeyRing, Purpose};
-use crate::store::memory::MemoryStore;
 use crate::store::Change;
+use crate::store::memory::MemoryStore;
 
 use super::service::Service;
 
