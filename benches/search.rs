@@ -109,6 +109,7 @@ fn entries() -> Vec<Entry> {
                 updated_at: 1_600_000_000 + rng.below(200_000_000) as u64,
                 final_sha256: executed
                     .then(|| format!("{:016x}{:016x}{:016x}{:016x}", rng.next(), rng.next(), rng.next(), rng.next())),
+                created_by: format!("key:k{:08x}", rng.below(50)),
             }
         })
         .collect()

@@ -3,6 +3,7 @@
 //!
 //! * [`service`] — the service object, drafting and the signing ceremony.
 //! * [`lifecycle`] — verify, renewal, termination, return or destruction of PHI, retention.
+//! * [`views`] — the first-view rule: later views of a signer link counted in memory.
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
 //!   reminders and notices are due, and the background task that sends due mail.
 //!
@@ -16,6 +17,7 @@ pub mod schedule;
 pub mod sender;
 pub mod service;
 pub mod update;
+pub mod views;
 
 #[cfg(test)]
 mod tests;

@@ -194,7 +194,6 @@ impl Service {
         let r = self.config.reminders.clone();
         let mut queued = 0;
         let all = self.store.agreements()?;
-        let mut messages: Option<Vec<Message>> = None;
         for listed in all {
             let a = match listed.status {
                 s if s.is_out_for_signature() => self.get(&listed.id)?, // may move it to expired
@@ -205,18 +204,15 @@ impl Service {
                 continue;
             }
             let term = if a.status == Status::Executed { self.term(&a) } else { None };
-            let ms = match &messages {
-                Some(ms) => ms,
-                None => messages.insert(self.store.messages()?),
-            };
-            let mine: Vec<Message> = ms.iter().filter(|m| m.agreement_id == a.id).cloned().collect();
+            // Through the outbox index: this agreement's messages only.
+            let mine: Vec<Message> = self.store.agreement_messages(&a.id)?;
             if due(&a, &mine, self.clock.now(), &r, term.as_ref()).is_empty() {
                 continue;
             }
             // Something is due: decide again under the lock from fresh data, then commit.
             let _g = self.write();
             let a = self.store.agreement(&a.id)?;
-            let mine: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == a.id).collect();
+            let mine: Vec<Message> = self.store.agreement_messages(&a.id)?;
             let now = self.clock.now();
             let mut change = Change::default();
             for d in due(&a, &mine, now, &r, term.as_ref()) {
@@ -236,7 +232,6 @@ impl Service {
             queued += change.messages.len();
             if !change.messages.is_empty() {
                 self.commit(change)?;
-                messages = None;
             }
         }
         if queued > 0 {

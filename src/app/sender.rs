@@ -154,7 +154,7 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
         return Ok(None);
     }
     let now = service.clock.now();
-    let mut due: Vec<Message> = blocking(service, |s| Ok(s.store.messages()?))
+    let mut due: Vec<Message> = blocking(service, |s| Ok(s.store.queued_messages()?))
         .await?
         .into_iter()
         .filter(|m| m.status == MessageStatus::Queued && m.next_attempt_at.unwrap_or(0) <= now)
@@ -166,7 +166,7 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
             tracing::error!(message = %id, error = %e, "delivery bookkeeping failed");
         }
     }
-    let pending = blocking(service, |s| Ok(s.store.messages()?)).await?;
+    let pending = blocking(service, |s| Ok(s.store.queued_messages()?)).await?;
     Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())
 }
 

@@ -20,7 +20,6 @@ use crate::seal::SealKeys;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::update::Touch;
 use crate::clock::{Clock, long_date, rfc3339};
 use crate::config::Config;
 use crate::domain::actions::{Action, Refusal};
@@ -166,6 +165,8 @@ pub struct Service {
     /// Outbox passes the mail sender has finished since start: what tests wait for instead of
     /// sleeping before they check that nothing was sent.
     pub sender_passes: std::sync::atomic::AtomicU64,
+    /// Signer-link views after the first, not yet written (the first-view rule, issue 14).
+    pub views: super::views::Views,
 }
 
 /// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
@@ -223,6 +224,7 @@ impl Service {
             write_lock: Mutex::new(()),
             index: RwLock::new(Index::new()),
             digests: RwLock::new(Digests::new()),
+            views: Default::default(),
             mail_wake: Default::default(),
             sender_passes: Default::default(),
         };
@@ -254,13 +256,24 @@ impl Service {
         crate::domain::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
     }
 
-    /// Commits a change and brings the search index up to date with it.
     /// Commits a change, brings the search index up to date with it, and wakes the mail sender
-    /// when it queued messages.
+    /// when it queued messages. Returns once the change is on disk.
     pub(crate) fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let (sealed, ticket, queued) = self.apply(change)?;
+        self.durable(ticket, queued)?;
+        Ok(sealed)
+    }
+
+    /// The first half of [`Service::commit`]: applies the change atomically and updates the
+    /// index, without waiting for the disk. Call it under the write lock, then release the lock
+    /// and call [`Service::durable`] before acknowledging anything: concurrent writers then
+    /// share one fsync (group commit, see [`crate::store::group`]). The change is visible to
+    /// readers a moment before it is durable, as it already was between sled's write and the
+    /// fsync; nothing is acknowledged, and no mail is woken, before it is durable.
+    pub(crate) fn apply(&self, change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
         let a = change.agreement.clone();
         let queued = !change.messages.is_empty();
-        let sealed = self.store.commit(change)?;
+        let (sealed, ticket) = self.store.commit_nowait(change)?;
         if let Some(a) = a {
             let today = self.today();
             self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(entry(&a, today));
@@ -271,10 +284,17 @@ impl Service {
                 add_digests(&mut d, &a);
             }
         }
+        Ok((sealed, ticket, queued))
+    }
+
+    /// The second half of [`Service::commit`]: waits until the change behind `ticket` is on disk
+    /// (sharing the flush with other writers), then wakes the mail sender if it queued mail.
+    pub(crate) fn durable(&self, ticket: u64, queued: bool) -> Result<(), StoreError> {
+        self.store.sync(ticket)?;
         if queued {
             self.mail_wake.notify_one();
         }
-        Ok(sealed)
+        Ok(())
     }
 
     pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
@@ -893,24 +913,32 @@ impl Service {
         Self::still_open(Self::link_in(a.clone(), &claims, token)?)
     }
 
-    /// Records that a signer opened their link.
+    /// Records the first view of a signer's link (status `opened` and an `opened` event, durably).
+    /// A later view, or one that lost the race to another first view, is only counted in memory
+    /// and written with the signer's next real event (see [`super::views`]).
     pub fn opened(&self, link: &Link, actor: &Actor) -> Result<(), ServiceError> {
-        self.update_with(&link.agreement.id, Touch::Quiet, |a, change| {
-            let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else {
-                return Err(ServiceError::NotFound);
-            };
-            if s.status == SignerStatus::Notified {
-                s.status = SignerStatus::Opened;
-            }
-            change.events.push(self.event(
-                a,
-                "opened",
-                actor,
-                a.sent_sha256.as_deref().unwrap_or_default(),
-                serde_json::json!({"signer": link.signer.id}),
-            ));
-            Ok(())
-        })?;
+        if link.signer.status != SignerStatus::Notified {
+            self.views.bump(&link.agreement.id, &link.signer.id);
+            return Ok(());
+        }
+        let _g = self.write();
+        let mut a = self.store.agreement(&link.agreement.id)?;
+        let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else { return Err(ServiceError::NotFound) };
+        // Re-checked under the lock: of two concurrent first views, only one is recorded.
+        if s.status != SignerStatus::Notified {
+            self.views.bump(&link.agreement.id, &link.signer.id);
+            return Ok(());
+        }
+        s.status = SignerStatus::Opened;
+        a.revision += 1;
+        let ev = self.event(
+            &a,
+            "opened",
+            actor,
+            a.sent_sha256.as_deref().unwrap_or_default(),
+            serde_json::json!({"signer": link.signer.id}),
+        );
+        self.commit(Change { agreement: Some(a), events: vec![ev], ..Change::default() })?;
         Ok(())
     }
 
@@ -939,8 +967,9 @@ impl Service {
         // The agreement the link opens; the link is checked again on every attempt of the
         // update, so two submissions of the same link cannot both sign.
         let id = self.resolve_open(token)?.agreement.id;
-        let (a, ()) = self.update(&id, |a, change| {
+        let (a, (signer, later_views)) = self.update(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
+            let later_views = self.views.peek(&a.id, &link.signer.id);
             let now = self.clock.now();
             let doc = a.sent_sha256.clone().unwrap_or_default();
             let snapshot = a.clone();
@@ -971,7 +1000,8 @@ impl Service {
                 "signed",
                 actor,
                 &doc,
-                serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title}),
+                serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title,
+                    "later_views": later_views}),
             ));
             a.status = Status::PartiallySigned;
             if a.all_signed() {
@@ -980,8 +1010,9 @@ impl Service {
             } else {
                 self.advance(a, &Actor { who: "system".into(), ..Actor::default() }, change);
             }
-            Ok(())
+            Ok((link.signer.id, later_views))
         })?;
+        self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }
 
@@ -1059,8 +1090,9 @@ impl Service {
             return Err(ServiceError::Field("/reason".into(), "at most 2000 characters".into()));
         }
         let id = self.resolve_open(token)?.agreement.id;
-        let (a, ()) = self.update(&id, |a, change| {
+        let (a, (signer, later_views)) = self.update(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
+            let later_views = self.views.peek(&a.id, &link.signer.id);
             let doc = a.sent_sha256.clone().unwrap_or_default();
             if let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) {
                 s.status = SignerStatus::Declined;
@@ -1072,11 +1104,12 @@ impl Service {
                 "declined",
                 actor,
                 &doc,
-                serde_json::json!({"signer": link.signer.id, "reason": reason}),
+                serde_json::json!({"signer": link.signer.id, "reason": reason, "later_views": later_views}),
             ));
             change.messages.push(mail::notices::declined(&self.config, a, &link.signer, self.clock.now()));
-            Ok(())
+            Ok((link.signer.id.clone(), later_views))
         })?;
+        self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }
 
@@ -1094,7 +1127,7 @@ impl Service {
 
     /// Messages queued for an agreement (delivery status for staff; bodies stay server-side).
     pub fn deliveries(&self, id: &str) -> Result<Vec<Delivery>, ServiceError> {
-        let mut ms: Vec<Message> = self.store.messages()?.into_iter().filter(|m| m.agreement_id == id).collect();
+        let mut ms: Vec<Message> = self.store.agreement_messages(id)?;
         ms.sort_by(|x, y| (x.created_at, &x.id).cmp(&(y.created_at, &y.id)));
         Ok(ms.iter().map(Delivery::of).collect())
     }
@@ -1108,7 +1141,7 @@ impl Service {
         }
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
-        for m in self.store.messages()? {
+        for m in self.store.queued_messages()? {
             if m.status == MessageStatus::Queued
                 && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
             {
@@ -1138,6 +1171,7 @@ pub fn entry(a: &Agreement, today: crate::domain::intake::Date) -> Entry {
         created_at: a.created_at,
         updated_at: a.updated_at,
         final_sha256: a.final_sha256.clone(),
+        created_by: a.created_by.clone(),
     }
 }
 

@@ -21,15 +21,6 @@ use super::service::{Service, ServiceError};
 /// How many times a change is decided before a conflict is reported.
 const ATTEMPTS: usize = 3;
 
-/// Whether the change is a visible change of the agreement (bumps `updated_at`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Touch {
-    /// The agreement changed: `updated_at` becomes now.
-    Updated,
-    /// A bookkeeping change (a signer opened a link): `updated_at` stays.
-    Quiet,
-}
-
 impl Service {
     /// Loads agreement `id`, lets `decide` change it and fill the [`Change`] (events, documents,
     /// messages, versions) outside any lock, then commits agreement and change together if no
@@ -39,15 +30,6 @@ impl Service {
     pub(crate) fn update<T>(
         &self,
         id: &str,
-        decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
-    ) -> Result<(Agreement, T), ServiceError> {
-        self.update_with(id, Touch::Updated, decide)
-    }
-
-    pub(crate) fn update_with<T>(
-        &self,
-        id: &str,
-        touch: Touch,
         mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T), ServiceError> {
         for _ in 0..ATTEMPTS {
@@ -57,17 +39,21 @@ impl Service {
             let mut change = Change::default();
             let out = decide(&mut a, &mut change)?;
             a.revision = revision + 1;
-            if touch == Touch::Updated {
-                a.updated_at = self.clock.now();
-            }
+            a.updated_at = self.clock.now();
             change.agreement = Some(a.clone());
-            // Short critical section: re-read the revision, commit, update the index.
-            let _g = self.write();
+            // Short critical section: re-read the revision, apply, update the index. The lock
+            // is released before the fsync, which concurrent writers share (group commit);
+            // nothing is acknowledged before `durable` returns.
+            let g = self.write();
             if self.store.agreement(id)?.revision != revision {
                 continue;
             }
-            match self.commit(change) {
-                Ok(_) => return Ok((a, out)),
+            match self.apply(change) {
+                Ok((_, ticket, queued)) => {
+                    drop(g);
+                    self.durable(ticket, queued)?;
+                    return Ok((a, out));
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

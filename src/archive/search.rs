@@ -135,6 +135,10 @@ pub struct Entry {
     /// Unix seconds.
     pub updated_at: u64,
     pub final_sha256: Option<String>,
+    /// Who created it (`sales` keys list their own): kept here so that list is an index
+    /// lookup, not a decode of every agreement. Not part of the API's entry shape.
+    #[serde(default, skip_serializing)]
+    pub created_by: String,
 }
 
 /// The query string of `GET /api/v1/agreements` (and of `export.csv`, which ignores `limit`
@@ -927,6 +931,7 @@ mod tests {
             // Few distinct values, so ties on the key are common.
             updated_at: 1_700_000_000 + rng.below(40) as u64,
             final_sha256: executed.then(|| format!("{:064x}", rng.next())),
+            created_by: String::new(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod serve;
 #[cfg(test)]
 mod tests;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -128,6 +129,9 @@ pub enum Command {
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
     Outbox(crate::cli::outbox::OutboxArgs),
+    /// People who sign in to the web app: invite one (prints the one-time link and emails it),
+    /// or list everyone. Works while the server runs (through its API).
+    User(user::UserArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -321,6 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, data } => ops::restore(&from, &data),
         Command::Outbox(args) => crate::cli::outbox::run(args),
+        Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -183,8 +183,29 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
 
 pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
     let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    // What was in `data` before, so a failed restore leaves nothing behind (no half store).
+    let before: Option<Vec<std::path::PathBuf>> =
+        std::fs::read_dir(data).ok().map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect());
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
-    let n = store.restore(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
+    let n = match store.restore(std::io::BufReader::new(f)) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(store);
+            match &before {
+                None => {
+                    let _ = std::fs::remove_dir_all(data);
+                }
+                Some(kept) => {
+                    for p in std::fs::read_dir(data).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+                        if !kept.contains(&p) {
+                            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                        }
+                    }
+                }
+            }
+            return Err(e.to_string());
+        }
+    };
     println!("restored {n} records into {}", data.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::secret::SecretString;
 
 pub mod mail;
+pub mod web;
 
 /// A link-signing key given in the config file instead of the generated key file.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +60,8 @@ pub struct Config {
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
+    /// `[web]`: the staff web app's sessions.
+    pub web: web::WebSettings,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             delivery: Default::default(),
             reminders: Default::default(),
             staff_notice_to: None,
+            web: Default::default(),
         }
     }
 }

@@ -4,17 +4,26 @@
 //! The facts live in `addenda/states.toml` (schema in `addenda/README.md`), the texts in
 //! `addenda/<CODE>.md.tera`; both are embedded at build time. The effective clock is the
 //! minimum of the intake's `breach_notice_days`, 60 days (45 CFR 164.410(b)) and each selected
-//! state's clock, so the agreement never promises less than the strictest applicable law:
+//! state's clock, so the agreement never promises less than the strictest applicable law, and
+//! leaves the covered entity its own time (the owner margin, policy `breach_clock`):
 //!
-//! * a state's clock is its explicit vendor→owner deadline if its law gives one, otherwise the
-//!   shortest owner→individual deadline (in calendar days) that the vendor must leave room for,
-//!   otherwise none;
+//! * a state's explicit vendor→owner deadline (FL 10 days, NY 30) binds the business associate
+//!   as it stands;
+//! * every deadline that binds the covered entity for this PHI and runs from discovery or
+//!   determination (HIPAA's 60 days to individuals, 45 CFR 164.404(b); CA's 30 days; TX's 30 to
+//!   the Attorney General; …) gives the business associate at most N − margin, in the deadline's
+//!   own unit (`owner_margin_days`, `owner_margin_business_days`), never less than
+//!   `minimum_clock_days`. A deadline that runs from another notice (CA's AG sample, NY's and
+//!   IL's copy of the HHS notice) does not bind, nor does one the state deems met by a notice
+//!   under HIPAA (`hipaa_deemed` in states.toml: NY's and WA's resident notices);
+//! * in a subcontractor BAA the clock is at most the upstream business associate's own clock
+//!   (the first-tier result, without this intake's number) less the margin;
 //! * a state whose law says "immediately" makes the clause "immediately, and in no case later
 //!   than N days";
 //! * a state without an addendum still counts with its clock from the `other_state` table;
-//! * where the covered entity is a California-licensed facility, the business-day cap of the
-//!   California entry applies: a calendar minimum `c` stands if `c ≤ b`, else the clock is
-//!   `b` business days.
+//! * where the covered entity is a California-licensed facility, its 15 business days
+//!   (H&S 1280.15) less the business-day margin cap the clock: a calendar minimum `c` stands if
+//!   `c ≤ b`, else the clock is `b` business days.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -192,9 +201,23 @@ pub struct Deadline {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The days run from the owner's discovery or determination of the breach (not from another
+    /// notice), so the deadline binds the covered entity and the agreement leaves it the margin.
+    #[serde(default)]
+    pub from_discovery: bool,
+    /// The state deems a notice given under HIPAA sufficient for this deadline, for PHI: the
+    /// citation of that rule. Such a deadline does not bind; HIPAA's own 60 days do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hipaa_deemed: Option<String>,
 }
 
 impl Deadline {
+    /// True when this deadline binds the covered entity's clock for PHI (and so the business
+    /// associate's, less the margin).
+    pub fn binds_owner(&self) -> bool {
+        self.days.is_some() && self.from_discovery && self.hipaa_deemed.is_none()
+    }
+
     /// One line: "affected California residents within 30 calendar days after discovery …".
     pub fn describe(&self) -> String {
         let mut s = format!("notice to {}", self.who);
@@ -211,23 +234,22 @@ impl Deadline {
         if let Some(n) = &self.note {
             s.push_str(&format!(" ({n})"));
         }
+        if let Some(d) = &self.hipaa_deemed {
+            s.push_str(&format!("; a notice under HIPAA satisfies it for PHI ({d})"));
+        }
         s
     }
 }
 
-/// A cap in business days on the vendor's notice, for a covered entity that itself must report
-/// within a number of business days (California H&S 1280.15). The arithmetic is data:
-/// `days = facility_days - reserve_days`, checked on load.
+/// A covered entity's own deadline in business days (California H&S 1280.15 for licensed
+/// facilities). The vendor's cap is `facility_days` less the policy's business-day margin
+/// (`owner_margin_business_days`, 10 by default: 15 − 10 = 5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessDayCap {
     pub rule: String,
     /// The covered entity's own deadline, in business days.
     pub facility_days: u32,
-    /// The business days the covered entity keeps for itself.
-    pub reserve_days: u32,
-    /// The cap on the vendor's notice, in business days.
-    pub days: u32,
     pub cite: String,
     pub status: Status,
 }
@@ -258,17 +280,9 @@ impl StateLaw {
         ADDENDUM_TEMPLATES.iter().find(|(c, _)| *c == self.code).map(|(_, t)| *t)
     }
 
-    /// The clock this state adds to the minimum, with the citation that sets it: the explicit
-    /// vendor deadline, else the shortest calendar-day deadline to individuals, else none.
-    pub fn clock(&self) -> Option<(u32, &str)> {
-        if let Some(d) = self.vendor_notice.days {
-            return Some((d, self.vendor_notice.cite.as_str()));
-        }
-        self.deadlines
-            .iter()
-            .filter(|d| d.notify == Audience::Individuals && d.unit == DayUnit::Calendar)
-            .filter_map(|d| d.days.map(|n| (n, d.cite.as_str())))
-            .min_by_key(|(n, _)| *n)
+    /// The deadlines that bind the covered entity for PHI (see [`Deadline::binds_owner`]).
+    pub fn owner_deadlines(&self) -> impl Iterator<Item = &Deadline> {
+        self.deadlines.iter().filter(|d| d.binds_owner())
     }
 
     /// Every fact with its citation and status, in file order.
@@ -303,6 +317,7 @@ struct Fact<'a> {
 }
 
 /// A state or territory without an addendum whose breach-notice clock is shorter than 60 days.
+/// Its deadline binds the owner from discovery, so it enters the clock less the owner margin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtherStateClock {
@@ -407,13 +422,13 @@ impl Catalog {
                     days_ok(&format!("state {c} deadline {:?}", d.who), n)?;
                 }
             }
-            if let Some(cap) = &s.licensed_facility_cap
-                && (cap.days == 0 || cap.facility_days.checked_sub(cap.reserve_days) != Some(cap.days))
-            {
-                return Err(format!(
-                    "state {c} licensed_facility_cap: days ({}) must equal facility_days ({}) - reserve_days ({}) and be at least 1",
-                    cap.days, cap.facility_days, cap.reserve_days
-                ));
+            if let Some(cap) = &s.licensed_facility_cap {
+                days_ok(&format!("state {c} licensed_facility_cap facility_days"), cap.facility_days)?;
+            }
+            for d in &s.deadlines {
+                if d.from_discovery && d.days.is_none() {
+                    return Err(format!("state {c} deadline {:?}: from_discovery needs days", d.who));
+                }
             }
             for Fact { cite, .. } in s.facts() {
                 let listed = s
@@ -469,12 +484,57 @@ fn is_iso_date(s: &str) -> bool {
 // The effective breach clock
 // ----------------------------------------------------------------------------------------------
 
+/// The owner margin: how much of each owner deadline the agreement leaves the covered entity
+/// (or, in a subcontractor BAA, the upstream business associate). From the policy's
+/// `breach_clock` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Margins {
+    /// Calendar days kept back from a calendar-day deadline (`owner_margin_days`).
+    pub calendar_days: u32,
+    /// Business days kept back from a business-day deadline (`owner_margin_business_days`).
+    pub business_days: u32,
+    /// The floor: a deadline no longer than the margin still gives this many days
+    /// (`minimum_clock_days`), never zero.
+    pub minimum_days: u32,
+}
+
+impl Default for Margins {
+    fn default() -> Self {
+        Margins { calendar_days: 15, business_days: 10, minimum_days: 5 }
+    }
+}
+
+impl Margins {
+    /// The margin in a unit.
+    pub fn of(&self, unit: DayUnit) -> u32 {
+        match unit {
+            DayUnit::Calendar => self.calendar_days,
+            DayUnit::Business => self.business_days,
+        }
+    }
+
+    /// N − margin, floored at `minimum_days` (or N itself if shorter), never zero; and whether
+    /// the floor applied.
+    pub fn apply(&self, n: u32, unit: DayUnit) -> (u32, bool) {
+        let less = n.saturating_sub(self.of(unit));
+        let floor = self.minimum_days.min(n).max(1);
+        if less >= floor { (less, false) } else { (floor, true) }
+    }
+}
+
+/// The HIPAA owner deadline: notice to individuals within 60 days of discovery.
+pub const HIPAA_OWNER_CITE: &str = "45 CFR 164.404(b)";
+/// The source of the subcontractor step.
+pub const UPSTREAM_SOURCE: &str = "the upstream business associate’s clock";
+
 /// The breach-notice deadline of the agreement body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BreachClock {
     pub days: u32,
     pub unit: DayUnit,
     pub immediately: bool,
+    /// The margins that applied.
+    pub margins: Margins,
     /// Every rule considered, in order: HIPAA, the intake, then the states in intake order.
     pub steps: Vec<ClockStep>,
 }
@@ -485,31 +545,62 @@ pub struct ClockStep {
     /// The law or intake field, e.g. `45 CFR 164.410(b)`, `intake /breach_notice_days`,
     /// `Fla. Stat. § 501.171(6)(a)`.
     pub source: String,
-    /// None for a step that only adds "immediately".
+    /// None for a step that only adds "immediately". After the margin, where one applies.
     pub days: Option<u32>,
     pub unit: DayUnit,
     pub immediately: bool,
+    /// The owner's own deadline before the margin, for a step that leaves the owner its time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_days: Option<u32>,
+    /// The margin kept back (0 without one).
+    pub margin: u32,
+    /// The floor (`minimum_clock_days`) applied because the deadline is no longer than the margin.
+    pub floored: bool,
     /// This step set the final number or the "immediately".
     pub decisive: bool,
 }
 
 impl ClockStep {
     fn days(source: impl Into<String>, days: u32, unit: DayUnit) -> ClockStep {
-        ClockStep { source: source.into(), days: Some(days), unit, immediately: false, decisive: false }
+        ClockStep {
+            source: source.into(),
+            days: Some(days),
+            unit,
+            immediately: false,
+            owner_days: None,
+            margin: 0,
+            floored: false,
+            decisive: false,
+        }
+    }
+
+    /// An owner deadline of `n` days: the business associate gets `n` less the margin.
+    fn owner(source: impl Into<String>, n: u32, unit: DayUnit, m: &Margins) -> ClockStep {
+        let (days, floored) = m.apply(n, unit);
+        ClockStep { owner_days: Some(n), margin: m.of(unit), floored, ..ClockStep::days(source, days, unit) }
     }
 
     fn immediately(source: impl Into<String>) -> ClockStep {
-        ClockStep { source: source.into(), days: None, unit: DayUnit::Calendar, immediately: true, decisive: false }
+        ClockStep { days: None, immediately: true, ..ClockStep::days(source, 0, DayUnit::Calendar) }
     }
 
     fn is_intake(&self) -> bool {
         self.source == INTAKE_SOURCE
     }
 
-    /// `the intake (breach_notice_days = 10)` or the citation.
+    /// `the intake (breach_notice_days = 10)`, the citation, or
+    /// `Cal. Civ. Code § 1798.82 (30) less the 15-day owner margin`.
     fn name(&self) -> String {
-        match self.days {
-            Some(d) if self.is_intake() => format!("the intake (breach_notice_days = {d})"),
+        match (self.days, self.owner_days) {
+            (Some(d), _) if self.is_intake() => format!("the intake (breach_notice_days = {d})"),
+            (Some(d), Some(n)) => {
+                let unit = if self.unit == DayUnit::Business { "-business-day" } else { "-day" };
+                let mut s = format!("{} ({n}) less the {}{unit} owner margin", self.source, self.margin);
+                if self.floored {
+                    s.push_str(&format!(", floored at {d}"));
+                }
+                s
+            }
             _ => self.source.clone(),
         }
     }
@@ -517,7 +608,7 @@ impl ClockStep {
 
 impl BreachClock {
     /// Combines the steps: the calendar minimum `c`; a business-day cap `b` wins only if `c > b`.
-    fn from_steps(mut steps: Vec<ClockStep>) -> BreachClock {
+    fn from_steps(mut steps: Vec<ClockStep>, margins: Margins) -> BreachClock {
         let min_of =
             |steps: &[ClockStep], unit: DayUnit| steps.iter().filter(|s| s.unit == unit).filter_map(|s| s.days).min();
         let calendar = min_of(&steps, DayUnit::Calendar).unwrap_or(HIPAA_DAYS);
@@ -529,7 +620,12 @@ impl BreachClock {
         for s in &mut steps {
             s.decisive = s.immediately || (s.days == Some(days) && s.unit == unit);
         }
-        BreachClock { days, unit, immediately, steps }
+        BreachClock { days, unit, immediately, margins, steps }
+    }
+
+    /// The laws that set the number, as named in the explanation.
+    pub fn bound_by(&self) -> Vec<String> {
+        dedup(self.steps.iter().filter(|s| s.days == Some(self.days) && s.unit == self.unit).map(ClockStep::name))
     }
 
     /// The clause wording, e.g. "immediately, and in no case later than ten (10) calendar days
@@ -545,26 +641,22 @@ impl BreachClock {
         )
     }
 
-    /// One line: how the number was reached, naming the law that set it.
+    /// One line: how the number was reached, naming the law and the margin that set it.
     pub fn explain(&self) -> String {
         let sets_number = |s: &ClockStep| s.days == Some(self.days) && s.unit == self.unit;
-        let setters: Vec<String> = self.steps.iter().filter(|s| sets_number(s)).map(ClockStep::name).collect();
-        let others: Vec<String> = self
-            .steps
-            .iter()
-            .filter(|s| !sets_number(s))
-            .filter_map(|s| {
-                let d = s.days?;
-                Some(match s.unit {
-                    _ if s.is_intake() => s.name(),
-                    DayUnit::Calendar => format!("{} ({d})", s.name()),
-                    DayUnit::Business => format!("{} ({d} business days)", s.name()),
-                })
+        let setters = self.bound_by();
+        let others: Vec<String> = dedup(self.steps.iter().filter(|s| !sets_number(s)).filter_map(|s| {
+            let d = s.days?;
+            Some(match s.unit {
+                _ if s.is_intake() => s.name(),
+                _ if s.owner_days.is_some() => format!("{}: {d}", s.name()),
+                DayUnit::Calendar => format!("{} ({d})", s.name()),
+                DayUnit::Business => format!("{} ({d} business days)", s.name()),
             })
-            .collect();
+        }));
         let mut line =
             format!("{} {} {} set by {}", self.days, self.unit.as_str(), plural_days(self.days), join(&setters, "and"));
-        if self.unit == DayUnit::Business {
+        if self.unit == DayUnit::Business && self.steps.iter().any(|s| sets_number(s) && s.source.contains("1280.15")) {
             line.push_str(
                 " (the cap for a California-licensed facility, which keeps the rest of its own reporting time)",
             );
@@ -593,17 +685,26 @@ pub struct Selection<'a> {
     pub findings: Vec<Finding>,
 }
 
+/// The facts of the clock besides the states: the intake's number, the covered entity's
+/// licensing, the relationship and the policy's margins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockInput {
+    pub intake_days: u32,
+    pub ca_licensed_facility: bool,
+    /// A subcontractor BAA: the clock leaves the upstream business associate its margin.
+    pub subcontract: bool,
+    pub margins: Margins,
+}
+
 /// Picks the addenda for the intake's states, computes the effective breach clock and reports
 /// states without addenda, facts to verify with counsel, and how the clock was reached.
-pub fn select<'a>(
-    catalog: &'a Catalog,
-    states: &[StateCode],
-    intake_breach_days: u32,
-    ca_licensed_facility: bool,
-) -> Selection<'a> {
-    let mut steps = vec![
+pub fn select<'a>(catalog: &'a Catalog, states: &[StateCode], input: ClockInput) -> Selection<'a> {
+    let m = &input.margins;
+    // The first tier: what binds a business associate of the covered entity. HIPAA's outer
+    // limit for the business associate, and the covered entity's own 60 days less the margin.
+    let mut tier = vec![
         ClockStep::days(HIPAA_CITE, HIPAA_DAYS, DayUnit::Calendar),
-        ClockStep::days(INTAKE_SOURCE, intake_breach_days, DayUnit::Calendar),
+        ClockStep::owner(HIPAA_OWNER_CITE, HIPAA_DAYS, DayUnit::Calendar, m),
     ];
     let mut addenda = Vec::new();
     let mut findings = Vec::new();
@@ -616,29 +717,33 @@ pub fn select<'a>(
         match catalog.addendum(code.code()) {
             Some(law) => {
                 addenda.push(law);
-                if let Some((d, cite)) = law.clock() {
-                    let same = cite == law.vendor_notice.cite;
-                    let mut step = ClockStep::days(cite, d, DayUnit::Calendar);
-                    step.immediately = same && law.vendor_notice.immediately;
-                    steps.push(step);
-                    if !same && law.vendor_notice.immediately {
-                        steps.push(ClockStep::immediately(&law.vendor_notice.cite));
+                let vn = &law.vendor_notice;
+                match vn.days {
+                    Some(d) => {
+                        let mut step = ClockStep::days(&vn.cite, d, DayUnit::Calendar);
+                        step.immediately = vn.immediately;
+                        tier.push(step);
                     }
-                } else if law.vendor_notice.immediately {
-                    steps.push(ClockStep::immediately(&law.vendor_notice.cite));
+                    None if vn.immediately => tier.push(ClockStep::immediately(&vn.cite)),
+                    None => {}
                 }
-                if ca_licensed_facility
+                for d in law.owner_deadlines() {
+                    if let Some(n) = d.days {
+                        tier.push(ClockStep::owner(&d.cite, n, d.unit, m));
+                    }
+                }
+                if input.ca_licensed_facility
                     && law.code == LICENSED_FACILITY_STATE
                     && let Some(cap) = &law.licensed_facility_cap
                 {
-                    steps.push(ClockStep::days(&cap.cite, cap.days, DayUnit::Business));
+                    tier.push(ClockStep::owner(&cap.cite, cap.facility_days, DayUnit::Business, m));
                 }
                 findings.extend(counsel_findings(law));
             }
             None => {
                 let other = catalog.other_state(code.code());
                 if let Some(o) = other {
-                    steps.push(ClockStep::days(&o.cite, o.days, o.unit));
+                    tier.push(ClockStep::owner(&o.cite, o.days, o.unit, m));
                 }
                 findings.push(no_addendum(i, *code, other));
             }
@@ -646,22 +751,23 @@ pub fn select<'a>(
     }
 
     // The 1280.15 cap follows the covered entity, even if the intake did not list California.
-    if ca_licensed_facility
+    if input.ca_licensed_facility
         && !addenda.iter().any(|a| a.code == LICENSED_FACILITY_STATE)
         && let Some(law) = catalog.addendum(LICENSED_FACILITY_STATE)
         && let Some(cap) = &law.licensed_facility_cap
     {
-        steps.push(ClockStep::days(&cap.cite, cap.days, DayUnit::Business));
+        let step = ClockStep::owner(&cap.cite, cap.facility_days, DayUnit::Business, m);
         let message = format!(
             "the covered entity is marked as a {}-licensed facility, so the {} cap of {} business days applies, \
              but {} is not among the states and its addendum is not attached; verify with counsel ({} {})",
             law.name,
             cap.cite,
-            cap.days,
+            step.days.unwrap_or(cap.facility_days),
             law.code,
             cap.status.symbol(),
             cap.status.describe()
         );
+        tier.push(step);
         findings.push(
             Finding::new(Level::Advisory, "licensed_facility_without_state", message)
                 .with_pointer("/states")
@@ -670,7 +776,21 @@ pub fn select<'a>(
         );
     }
 
-    let clock = BreachClock::from_steps(steps);
+    let intake = ClockStep::days(INTAKE_SOURCE, input.intake_days, DayUnit::Calendar);
+    let steps = if input.subcontract {
+        // The upstream business associate's own clock is the first-tier result for the same
+        // states (its agreement with the covered entity); the subcontractor gets that less the
+        // margin. "Immediately" carries down.
+        let upstream = BreachClock::from_steps(tier.clone(), *m);
+        let mut steps = vec![ClockStep::days(HIPAA_CITE, HIPAA_DAYS, DayUnit::Calendar), intake];
+        steps.push(ClockStep::owner(UPSTREAM_SOURCE, upstream.days, upstream.unit, m));
+        steps.extend(tier.iter().filter(|s| s.immediately).map(|s| ClockStep::immediately(&s.source)));
+        steps
+    } else {
+        tier.insert(1, intake);
+        tier
+    };
+    let clock = BreachClock::from_steps(steps, *m);
     findings.push(Finding::new(Level::Advisory, "breach_clock", clock.explain()));
     Selection { addenda, clock, findings }
 }
@@ -774,6 +894,17 @@ fn group(n: u32) -> String {
     out
 }
 
+/// In first-seen order, without repeats (two deadlines of one statute read as one).
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// "a", "a and b", "a, b and c"
 fn join(items: &[String], conj: &str) -> String {
     match items {
@@ -792,7 +923,23 @@ mod tests {
     }
 
     fn run(list: &[&str], days: u32, facility: bool) -> Selection<'static> {
-        select(Catalog::embedded(), &codes(list), days, facility)
+        let input = ClockInput {
+            intake_days: days,
+            ca_licensed_facility: facility,
+            subcontract: false,
+            margins: Margins::default(),
+        };
+        select(Catalog::embedded(), &codes(list), input)
+    }
+
+    fn run_sub(list: &[&str], days: u32) -> Selection<'static> {
+        let input = ClockInput {
+            intake_days: days,
+            ca_licensed_facility: false,
+            subcontract: true,
+            margins: Margins::default(),
+        };
+        select(Catalog::embedded(), &codes(list), input)
     }
 
     fn decisive(sel: &Selection) -> Vec<String> {
@@ -832,23 +979,29 @@ mod tests {
     #[test]
     fn state_clocks_follow_the_design() {
         let c = Catalog::embedded();
-        let clock = |code: &str| c.addendum(code).unwrap().clock().map(|(d, _)| d);
-        assert_eq!(clock("FL"), Some(10));
-        assert_eq!(clock("NY"), Some(30));
-        assert_eq!(clock("CA"), Some(30));
-        assert_eq!(clock("WA"), Some(30));
-        assert_eq!(clock("CO"), Some(30));
-        assert_eq!(clock("TX"), Some(60));
-        assert_eq!(clock("IL"), None);
-        assert_eq!(clock("MA"), None);
+        // The owner deadlines that bind the covered entity for PHI: from discovery, not deemed
+        // met by a HIPAA notice.
+        let binding = |code: &str| -> Vec<(u32, String)> {
+            c.addendum(code).unwrap().owner_deadlines().map(|d| (d.days.unwrap(), d.who.clone())).collect()
+        };
+        assert_eq!(binding("CA"), [(30, "affected California residents".to_string())]);
+        assert_eq!(binding("TX").iter().map(|(d, _)| *d).collect::<Vec<_>>(), [60, 30]);
+        assert_eq!(binding("NY"), [], "NY: a HIPAA notice satisfies the resident notice; the AG copy runs from HHS");
+        assert_eq!(binding("WA"), [(30, "Attorney General".to_string())], "WA: the AG notice remains");
+        assert_eq!(binding("FL"), [(30, "Department of Legal Affairs".to_string())]);
+        assert_eq!(binding("CO").len(), 2, "CO: the shortest timeframe controls, no deemed compliance");
+        assert!(binding("IL").is_empty() && binding("MA").is_empty());
+        assert_eq!(c.addendum("FL").unwrap().vendor_notice.days, Some(10));
+        assert_eq!(c.addendum("NY").unwrap().vendor_notice.days, Some(30));
         let immediate: Vec<&str> =
             c.supported().filter(|s| s.vendor_notice.immediately).map(|s| s.code.as_str()).collect();
         assert_eq!(immediate, ["CA", "IL", "NY", "TX", "WA"]);
         let cap = c.addendum("CA").unwrap().licensed_facility_cap.as_ref().unwrap();
-        assert_eq!((cap.facility_days, cap.reserve_days, cap.days), (15, 10, 5));
+        assert_eq!(cap.facility_days, 15);
         assert_eq!(c.other_state("ME").map(|o| o.days), Some(30));
         assert_eq!(c.other_state("VT").map(|o| o.days), Some(45));
-        assert_eq!(c.other_states().count(), 12);
+        assert_eq!(c.other_state("PR").map(|o| (o.days, o.status)), Some((10, Status::Verified)));
+        assert_eq!(c.other_states().count(), 13);
     }
 
     #[test]
@@ -877,7 +1030,7 @@ mod tests {
         assert_eq!(Status::Unverified.symbol(), "⚠");
         assert_eq!(serde_json::to_string(&Status::Unverified).unwrap(), "\"unverified\"");
         let ca = serde_json::to_value(Catalog::embedded().addendum("CA").unwrap()).unwrap();
-        assert_eq!(ca["licensed_facility_cap"]["days"], 5);
+        assert_eq!(ca["licensed_facility_cap"]["facility_days"], 15);
         assert_eq!(ca["deadlines"][1]["threshold"]["more_than"], 500);
         assert_eq!(ca["citations"][0]["status"], "verified");
     }
@@ -891,7 +1044,10 @@ mod tests {
         };
         assert!(bad("as_of = \"2026-06-30\"", "as_of = \"2026-06-30\"\ncolour = \"red\"").contains("colour"));
         assert!(bad("status = \"secondary\"", "status = \"likely\"").contains("likely"));
-        assert!(bad("reserve_days = 10", "reserve_days = 9").contains("facility_days"));
+        assert!(bad("facility_days = 15", "facility_days = 0").contains("facility_days"));
+        assert!(
+            bad("(SB 446)\"\nfrom_discovery = true", "(SB 446)\"\nfrom_discovery = \"yes\"").contains("from_discovery")
+        );
         assert!(bad("code = \"CA\"", "code = \"ZZ\"").contains("ZZ"));
         assert!(bad("name = \"Texas\"", "name = \"Texas Republic\"").contains("Texas"));
         assert!(bad("code = \"ME\"", "code = \"CA\"").contains("twice"));
@@ -970,7 +1126,8 @@ mod tests {
         assert_eq!(decisive(&sel), [INTAKE_SOURCE]);
         assert_eq!(
             sel.clock.explain(),
-            "30 calendar days set by the intake (breach_notice_days = 30), below 45 CFR 164.410(b) (60)"
+            "30 calendar days set by the intake (breach_notice_days = 30), below 45 CFR 164.410(b) (60) and \
+             45 CFR 164.404(b) (60) less the 15-day owner margin: 45"
         );
         assert!(sel.addenda.is_empty());
         assert_eq!(sel.findings.len(), 1);
@@ -978,13 +1135,52 @@ mod tests {
     }
 
     #[test]
-    fn intake_sixty_ties_with_hipaa() {
+    fn hipaa_sixty_days_to_individuals_leave_the_business_associate_forty_five() {
         let sel = run(&[], 60, false);
-        assert_eq!(sel.clock.days, 60);
+        assert_eq!(sel.clock.days, 45);
         assert_eq!(
             sel.clock.explain(),
-            "60 calendar days set by 45 CFR 164.410(b) and the intake (breach_notice_days = 60)"
+            "45 calendar days set by 45 CFR 164.404(b) (60) less the 15-day owner margin, below 45 CFR 164.410(b) (60) \
+             and the intake (breach_notice_days = 60)"
         );
+    }
+
+    #[test]
+    fn california_and_texas_at_thirty_days_leave_the_covered_entity_fifteen() {
+        let sel = run(&["CA", "TX"], 30, false);
+        assert_eq!((sel.clock.days, sel.clock.unit, sel.clock.immediately), (15, DayUnit::Calendar, true));
+        assert_eq!(
+            sel.clock.bound_by(),
+            [
+                "Cal. Civ. Code § 1798.82 (30) less the 15-day owner margin",
+                "Tex. Bus. & Com. Code § 521.053(i) (30) less the 15-day owner margin"
+            ]
+        );
+        let why = sel.clock.explain();
+        assert!(why.starts_with("15 calendar days set by Cal. Civ. Code § 1798.82 (30) less the 15-day owner margin"));
+        assert!(why.contains("Tex. Bus. & Com. Code § 521.053(b) (60) less the 15-day owner margin: 45"), "{why}");
+        // Texas alone: the Attorney General's 30 days from determination bind, not the 60.
+        assert_eq!(run(&["TX"], 60, false).clock.days, 15);
+    }
+
+    #[test]
+    fn deadlines_running_from_another_notice_or_deemed_met_by_hipaa_do_not_bind() {
+        // NY: HIPAA notice satisfies the resident notice; the AG copy runs from the HHS notice.
+        // The service-provider rule (30 days) still binds the business associate itself.
+        let ny = run(&["NY"], 60, false);
+        assert_eq!((ny.clock.days, ny.clock.immediately), (30, true));
+        assert_eq!(decisive(&ny), ["N.Y. Gen. Bus. Law § 899-aa(3)"]);
+        assert!(!ny.clock.steps.iter().any(|s| s.unit == DayUnit::Business));
+        // IL: only the 5 business days after the HHS notice, which do not bind: HIPAA's 45.
+        let il = run(&["IL"], 60, false);
+        assert_eq!((il.clock.days, il.clock.unit), (45, DayUnit::Calendar));
+        assert_eq!(il.clock.bound_by(), ["45 CFR 164.404(b) (60) less the 15-day owner margin"]);
+        // WA: the resident notice is deemed met for PHI, the AG notice remains.
+        let wa = run(&["WA"], 60, false);
+        assert_eq!(wa.clock.bound_by(), ["RCW 19.255.010 (30) less the 15-day owner margin"]);
+        assert_eq!(wa.clock.days, 15);
+        // CO: no deemed compliance, the shortest timeframe controls.
+        assert_eq!(run(&["CO"], 60, false).clock.days, 15);
     }
 
     #[test]
@@ -996,10 +1192,12 @@ mod tests {
             "without unreasonable delay, and in no case later than ten (10) calendar days after discovery"
         );
         assert_eq!(decisive(&sel), ["Fla. Stat. § 501.171(6)(a)"]);
-        assert_eq!(
-            sel.clock.explain(),
-            "10 calendar days set by Fla. Stat. § 501.171(6)(a), below 45 CFR 164.410(b) (60) and the intake (breach_notice_days = 30)"
+        assert!(
+            sel.clock.explain().starts_with("10 calendar days set by Fla. Stat. § 501.171(6)(a), below"),
+            "{}",
+            sel.clock.explain()
         );
+        assert!(sel.clock.explain().contains("Fla. Stat. § 501.171 (30) less the 15-day owner margin: 15"));
         assert_eq!(sel.addenda.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), ["FL"]);
     }
 
@@ -1012,41 +1210,12 @@ mod tests {
             decisive(&sel),
             [INTAKE_SOURCE, "Tex. Bus. & Com. Code § 521.053(c)", "Cal. Civ. Code § 1798.82(b)"]
         );
-        assert_eq!(
-            sel.clock.explain(),
-            "10 calendar days set by the intake (breach_notice_days = 10), below 45 CFR 164.410(b) (60), \
-             Tex. Bus. & Com. Code § 521.053(b) (60) and Cal. Civ. Code § 1798.82 (30); \
-             “immediately” required by Tex. Bus. & Com. Code § 521.053(c), Cal. Civ. Code § 1798.82(b)"
+        let why = sel.clock.explain();
+        assert!(why.starts_with("10 calendar days set by the intake (breach_notice_days = 10), below"), "{why}");
+        assert!(
+            why.ends_with("“immediately” required by Tex. Bus. & Com. Code § 521.053(c), Cal. Civ. Code § 1798.82(b)")
         );
         assert_eq!(sel.addenda.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), ["TX", "CA"]);
-    }
-
-    #[test]
-    fn new_york_service_provider_rule() {
-        let sel = run(&["NY"], 60, false);
-        assert_eq!((sel.clock.days, sel.clock.unit, sel.clock.immediately), (30, DayUnit::Calendar, true));
-        assert_eq!(
-            sel.clock.text(),
-            "immediately, and in no case later than thirty (30) calendar days after discovery"
-        );
-        assert_eq!(decisive(&sel), ["N.Y. Gen. Bus. Law § 899-aa(3)"]);
-        assert_eq!(
-            sel.clock.explain(),
-            "30 calendar days set by N.Y. Gen. Bus. Law § 899-aa(3), below 45 CFR 164.410(b) (60) and the intake \
-             (breach_notice_days = 60); “immediately” required by N.Y. Gen. Bus. Law § 899-aa(3)"
-        );
-    }
-
-    #[test]
-    fn immediately_without_setting_the_number() {
-        let sel = run(&["NY"], 10, false);
-        assert_eq!((sel.clock.days, sel.clock.immediately), (10, true));
-        assert_eq!(decisive(&sel), [INTAKE_SOURCE, "N.Y. Gen. Bus. Law § 899-aa(3)"]);
-        assert_eq!(
-            sel.clock.explain(),
-            "10 calendar days set by the intake (breach_notice_days = 10), below 45 CFR 164.410(b) (60) and \
-             N.Y. Gen. Bus. Law § 899-aa(3) (30); “immediately” required by N.Y. Gen. Bus. Law § 899-aa(3)"
-        );
     }
 
     #[test]
@@ -1055,8 +1224,10 @@ mod tests {
         assert_eq!((sel.clock.days, sel.clock.unit, sel.clock.immediately), (5, DayUnit::Business, true));
         assert_eq!(sel.clock.text(), "immediately, and in no case later than five (5) business days after discovery");
         assert_eq!(decisive(&sel), ["Cal. Civ. Code § 1798.82(b)", "Cal. Health & Safety Code § 1280.15"]);
-        assert!(sel.clock.explain().starts_with("5 business days set by Cal. Health & Safety Code § 1280.15"));
-        assert!(sel.clock.explain().contains("Cal. Civ. Code § 1798.82 (30)"));
+        assert!(sel.clock.explain().starts_with(
+            "5 business days set by Cal. Health & Safety Code § 1280.15 (15) less the 10-business-day owner margin"
+        ));
+        assert!(sel.clock.explain().contains("Cal. Civ. Code § 1798.82 (30) less the 15-day owner margin: 15"));
         assert!(with_code(&sel, "licensed_facility_without_state").is_empty());
     }
 
@@ -1065,7 +1236,7 @@ mod tests {
         let sel = run(&["CA"], 5, true);
         assert_eq!((sel.clock.days, sel.clock.unit), (5, DayUnit::Calendar));
         assert_eq!(decisive(&sel), [INTAKE_SOURCE, "Cal. Civ. Code § 1798.82(b)"]);
-        assert!(sel.clock.explain().contains("Cal. Health & Safety Code § 1280.15 (5 business days)"));
+        assert!(sel.clock.explain().contains("Cal. Health & Safety Code § 1280.15 (15) less the 10-business-day"));
     }
 
     #[test]
@@ -1081,9 +1252,43 @@ mod tests {
     }
 
     #[test]
-    fn maine_without_addendum_counts_with_an_advisory() {
+    fn a_deadline_no_longer_than_the_margin_gives_the_floor_never_zero() {
+        // Puerto Rico: 10 days to DACO from detection, no addendum.
+        let sel = run(&["PR"], 60, false);
+        assert_eq!((sel.clock.days, sel.clock.unit), (5, DayUnit::Calendar));
+        assert_eq!(sel.clock.bound_by(), ["10 L.P.R.A. § 4052 (10) less the 15-day owner margin, floored at 5"]);
+        let m = Margins::default();
+        assert_eq!(m.apply(30, DayUnit::Calendar), (15, false));
+        assert_eq!(m.apply(15, DayUnit::Calendar), (5, true));
+        assert_eq!(m.apply(18, DayUnit::Calendar), (5, true));
+        assert_eq!(m.apply(3, DayUnit::Calendar), (3, true));
+        assert_eq!(m.apply(15, DayUnit::Business), (5, false));
+        let zero = Margins { calendar_days: 0, business_days: 0, minimum_days: 1 };
+        assert_eq!(zero.apply(30, DayUnit::Calendar), (30, false));
+        for n in 1..=60 {
+            assert!(m.apply(n, DayUnit::Calendar).0 >= 1);
+        }
+    }
+
+    #[test]
+    fn a_subcontractor_gets_the_upstream_clock_less_the_margin() {
+        // No states: the upstream business associate has 45 days (HIPAA's 60 less 15); the
+        // subcontractor 30.
+        let sel = run_sub(&[], 60);
+        assert_eq!(sel.clock.days, 30);
+        assert_eq!(sel.clock.bound_by(), ["the upstream business associate’s clock (45) less the 15-day owner margin"]);
+        // CA + TX: upstream 15, so the subcontractor gets the 5-day floor, still "immediately".
+        let sel = run_sub(&["CA", "TX"], 30);
+        assert_eq!((sel.clock.days, sel.clock.immediately), (5, true));
+        assert!(sel.clock.explain().contains("(15) less the 15-day owner margin, floored at 5"));
+        // The intake's shorter number still wins.
+        assert_eq!(run_sub(&[], 10).clock.days, 10);
+    }
+
+    #[test]
+    fn maine_without_addendum_counts_less_the_margin_with_an_advisory() {
         let sel = run(&["ME"], 60, false);
-        assert_eq!((sel.clock.days, sel.clock.unit, sel.clock.immediately), (30, DayUnit::Calendar, false));
+        assert_eq!((sel.clock.days, sel.clock.unit, sel.clock.immediately), (15, DayUnit::Calendar, false));
         assert_eq!(decisive(&sel), ["Me. Rev. Stat. tit. 10, § 1348"]);
         assert!(sel.addenda.is_empty());
         let f = with_code(&sel, "no_addendum");
@@ -1097,7 +1302,7 @@ mod tests {
     #[test]
     fn state_without_addendum_or_clock() {
         let sel = run(&["GA", "VT"], 60, false);
-        assert_eq!(sel.clock.days, 45);
+        assert_eq!(sel.clock.days, 30);
         let f = with_code(&sel, "no_addendum");
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].pointer.as_deref(), Some("/states/0"));
@@ -1110,7 +1315,7 @@ mod tests {
     fn duplicates_are_folded() {
         let sel = run(&["FL", "TX", "FL", "ME", "tx", "ME"], 45, false);
         assert_eq!(sel.addenda.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), ["FL", "TX"]);
-        let states_in_steps = sel.clock.steps.iter().filter(|s| s.source.contains("501.171")).count();
+        let states_in_steps = sel.clock.steps.iter().filter(|s| s.source.contains("501.171(6)")).count();
         assert_eq!(states_in_steps, 1);
         let f = with_code(&sel, "no_addendum");
         assert_eq!(f.len(), 1);
@@ -1129,8 +1334,10 @@ mod tests {
         assert!(cites.contains(&("CA", "Cal. Civ. Code § 56.101(c)")));
         assert!(cites.contains(&("CA", "Cal. Civ. Code § 1798.82")));
         assert!(cites.contains(&("CA", "Cal. Civ. Code § 1798.82(b)")));
+        assert!(cites.contains(&("CA", "Cal. Civ. Code § 1798.82(e)")));
         assert!(cites.contains(&("CA", "Cal. Health & Safety Code § 1280.15")));
         assert!(cites.contains(&("MA", "201 CMR 17.03")));
+        assert!(cites.contains(&("MA", "M.G.L. c. 93H, § 3A")));
         assert!(!cites.iter().any(|(_, c)| *c == "Cal. Civ. Code § 56.36" || *c == "201 CMR 17.04"));
         // One finding per citation, grouping its facts.
         let mut unique = cites.clone();
@@ -1151,11 +1358,13 @@ mod tests {
         let f = with_code(&sel, "breach_clock");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].message, sel.clock.explain());
-        assert_eq!((sel.clock.days, sel.clock.immediately), (30, true));
+        assert_eq!((sel.clock.days, sel.clock.immediately), (15, true));
         assert_eq!(
             sel.clock.explain(),
-            "30 calendar days set by RCW 19.255.010 and Colo. Rev. Stat. § 6-1-716, below 45 CFR 164.410(b) (60) \
-             and the intake (breach_notice_days = 60); “immediately” required by RCW 19.255.010(2), 815 ILCS 530/10(b)"
+            "15 calendar days set by RCW 19.255.010 (30) less the 15-day owner margin and Colo. Rev. Stat. § 6-1-716 \
+             (30) less the 15-day owner margin, below 45 CFR 164.410(b) (60), the intake (breach_notice_days = 60) and \
+             45 CFR 164.404(b) (60) less the 15-day owner margin: 45; “immediately” required by RCW 19.255.010(2), \
+             815 ILCS 530/10(b)"
         );
     }
 
@@ -1183,7 +1392,13 @@ mod tests {
         for n in 1..=60 {
             assert!(number_words(n).chars().all(|c| c.is_ascii_lowercase() || c == '-'));
         }
-        let one = BreachClock { days: 1, unit: DayUnit::Calendar, immediately: false, steps: vec![] };
+        let one = BreachClock {
+            days: 1,
+            unit: DayUnit::Calendar,
+            immediately: false,
+            margins: Margins::default(),
+            steps: vec![],
+        };
         assert_eq!(
             one.text(),
             "without unreasonable delay, and in no case later than one (1) calendar day after discovery"

@@ -48,7 +48,9 @@ pub struct Baa {
     pub subcontractors: Vec<Subcontractor>,
     pub options: BaaOptions,
     /// Negotiated provisions as the intake chose them (defaults come from the policy).
-    pub provisions: super::provisions::ProvisionChoices,
+    /// Boxed: the negotiated choices are the largest part of a BAA, and boxing keeps `Kind`'s
+    /// variants of similar size (clippy::large_enum_variant).
+    pub provisions: Box<super::provisions::ProvisionChoices>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -25,7 +25,8 @@ use super::intake::{
     Side, Signer, StateCode, Subcontractor, Term,
 };
 use super::provisions::{
-    AuditInput, Cap, Choice, CostBearer, InsuranceInput, LdsInput, LiabilityInput, ProvisionChoices,
+    AuditInput, BreachCostsInput, Cap, Choice, CostBearer, InsuranceInput, LdsInput, LiabilityInput, ProvisionChoices,
+    SecurityInput,
 };
 
 /// Names, titles, street and city lines, exhibit titles.
@@ -57,9 +58,19 @@ const PROVISION_FIELDS: &[&str] = &[
     "cure_period_days",
     "limited_data_set",
     "governing_law",
+    "security_controls",
+    "data_location",
+    "subcontractor_objection_days",
+    "breach_costs",
+    "part2",
+    "agency",
+    "change_in_law_days",
 ];
+const SECURITY_FIELDS: &[&str] = &["log_retention_years"];
+const BREACH_COSTS_FIELDS: &[&str] = &["credit_monitoring_months"];
 const AUDIT_FIELDS: &[&str] = &["notice_days", "per_year", "cost"];
-const LIABILITY_FIELDS: &[&str] = &["mutual", "cap_multiple_of_fees", "cap_amount_usd", "phi_carve_out"];
+const LIABILITY_FIELDS: &[&str] =
+    &["mutual", "cap_multiple_of_fees", "cap_amount_usd", "cap_floor_usd", "phi_carve_out", "public_body"];
 const INSURANCE_FIELDS: &[&str] = &["coverage_usd"];
 const LDS_FIELDS: &[&str] = &["dua_reference"];
 const DUA_FIELDS: &[&str] = &["purpose", "project_description", "permitted_recipients", "data_elements"];
@@ -769,9 +780,9 @@ impl Parser<'_> {
         let subcontractors =
             self.opt(top, "subcontractors", |p, v, ptr| p.list(v, ptr, false, |p, v, ptr| p.subcontractor(v, ptr)));
         let options = self.opt(top, "options", |p, v, ptr| p.options(v, ptr));
-        let provisions = self.opt(top, "provisions", |p, v, ptr| p.provisions(v, ptr));
+        let provisions = self.opt(top, "provisions", |p, v, ptr| p.provisions(v, ptr, relationship));
         Ok(Baa {
-            provisions: provisions?.unwrap_or_default(),
+            provisions: Box::new(provisions?.unwrap_or_default()),
             relationship,
             parent_agreement_id: parent_agreement_id?.flatten(),
             services: services?,
@@ -818,7 +829,7 @@ impl Parser<'_> {
         }
     }
 
-    fn provisions(&mut self, v: &Value, ptr: &str) -> Res<ProvisionChoices> {
+    fn provisions(&mut self, v: &Value, ptr: &str, relationship: Relationship) -> Res<ProvisionChoices> {
         let o = self.object(v, ptr, PROVISION_FIELDS, &[])?;
         let audit_rights = self.opt(&o, "audit_rights", |p, v, ptr| {
             p.choice(v, ptr, |p, v, ptr| {
@@ -857,6 +868,21 @@ impl Parser<'_> {
                     p.integer(v, ptr, 1, 1_000_000_000_000, "must be a whole number of US dollars, at least 1")
                 });
                 let carve = p.opt(&o, "phi_carve_out", |p, v, ptr| p.boolean(v, ptr));
+                let floor = p.opt(&o, "cap_floor_usd", |p, v, ptr| {
+                    p.integer(v, ptr, 1, 1_000_000_000_000, "must be a whole number of US dollars, at least 1")
+                });
+                let parties: [&str; 2] = match relationship {
+                    Relationship::CoveredEntityToBusinessAssociate => ["covered_entity", "business_associate"],
+                    Relationship::BusinessAssociateToSubcontractor => ["business_associate", "subcontractor"],
+                };
+                let public_body = p.opt(&o, "public_body", |p, v, ptr| {
+                    let s = p.text(v, ptr, 40)?;
+                    if parties.contains(&s.as_str()) {
+                        Ok(s)
+                    } else {
+                        p.fail(ptr, format!("{} is not one of {}", quote(&s), parties.join(", ")))
+                    }
+                });
                 let (multiple, amount) = (multiple?, amount?);
                 let cap = match (multiple, amount) {
                     (Some(_), Some(_)) => {
@@ -867,7 +893,18 @@ impl Parser<'_> {
                     (None, Some(a)) => Some(Cap::AmountUsd(a as u64)),
                     (None, None) => None,
                 };
-                Ok(LiabilityInput { mutual: mutual?, cap, phi_carve_out: carve? })
+                let cap_floor_usd = floor?.map(|n| n as u64);
+                if cap_floor_usd.is_some() && matches!(cap, Some(Cap::AmountUsd(_))) {
+                    return p
+                        .fail(&o.ptr("cap_floor_usd"), "a floor goes with cap_multiple_of_fees, not cap_amount_usd");
+                }
+                Ok(LiabilityInput {
+                    mutual: mutual?,
+                    cap,
+                    cap_floor_usd,
+                    phi_carve_out: carve?,
+                    public_body: public_body?,
+                })
             })
         });
         let preemption = self.opt(&o, "preemption", |p, v, ptr| p.boolean(v, ptr));
@@ -890,7 +927,32 @@ impl Parser<'_> {
             }),
         });
         let law = self.opt(&o, "governing_law", |p, v, ptr| p.state(v, ptr));
+        let security = self.opt(&o, "security_controls", |p, v, ptr| {
+            p.choice(v, ptr, |p, v, ptr| {
+                let o = p.object(v, ptr, SECURITY_FIELDS, &[])?;
+                let y = p.opt(&o, "log_retention_years", |p, v, ptr| p.integer(v, ptr, 1, 50, "must be 1–50 years"));
+                Ok(SecurityInput { log_retention_years: y?.map(|n| n as u32) })
+            })
+        });
+        let location = self.opt(&o, "data_location", |p, v, ptr| p.boolean(v, ptr));
+        let objection =
+            self.opt(&o, "subcontractor_objection_days", |p, v, ptr| p.integer(v, ptr, 0, 60, "must be 0–60 days"));
+        let costs = self.opt(&o, "breach_costs", |p, v, ptr| {
+            let o = p.object(v, ptr, BREACH_COSTS_FIELDS, &[])?;
+            let m = p.opt(&o, "credit_monitoring_months", |p, v, ptr| p.integer(v, ptr, 0, 60, "must be 0–60 months"));
+            Ok(BreachCostsInput { credit_monitoring_months: m?.map(|n| n as u32) })
+        });
+        let part2 = self.opt(&o, "part2", |p, v, ptr| p.boolean(v, ptr));
+        let agency = self.opt(&o, "agency", |p, v, ptr| p.boolean(v, ptr));
+        let change = self.opt(&o, "change_in_law_days", |p, v, ptr| p.integer(v, ptr, 1, 365, "must be 1–365 days"));
         Ok(ProvisionChoices {
+            security_controls: security?.unwrap_or_default(),
+            data_location: location?,
+            subcontractor_objection_days: objection?.map(|n| n as u32),
+            breach_costs: costs?,
+            part2: part2?,
+            agency: agency?,
+            change_in_law_days: change?.map(|n| n as u32),
             audit_rights: audit_rights?.unwrap_or_default(),
             liability: liability?.unwrap_or_default(),
             preemption: preemption?,
@@ -1179,7 +1241,7 @@ mod tests {
         let Kind::Dua(dua) = &i.kind else { panic!("not a DUA") };
         assert_eq!(dua.purpose, Purpose::Research);
         assert_eq!(dua.project_description, "Retrospective study of appointment no-show rates by distance to clinic");
-        assert_eq!(dua.permitted_recipients.len(), 1);
+        assert_eq!(dua.permitted_recipients.len(), 2);
         assert_eq!(
             dua.data_elements,
             ["dates of service", "5-digit ZIP code", "age at visit", "diagnosis codes", "appointment status"]

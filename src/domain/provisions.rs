@@ -55,7 +55,22 @@ pub struct AuditInput {
 pub struct LiabilityInput {
     pub mutual: Option<bool>,
     pub cap: Option<Cap>,
+    /// The floor of a cap stated as a multiple of fees: the cap is the greater of the two.
+    pub cap_floor_usd: Option<u64>,
     pub phi_carve_out: Option<bool>,
+    /// The role key (`covered_entity`, …) of a party that is a governmental entity and may
+    /// indemnify only as far as its state's law permits.
+    pub public_body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SecurityInput {
+    pub log_retention_years: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct BreachCostsInput {
+    pub credit_monitoring_months: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -79,6 +94,19 @@ pub struct ProvisionChoices {
     /// Off unless the intake says a limited data set is shared.
     pub limited_data_set: Choice<LdsInput>,
     pub governing_law: Option<StateCode>,
+    /// The security controls compliance teams ask vendors for (on by default).
+    pub security_controls: Choice<SecurityInput>,
+    /// PHI stored and accessed only in the United States (on by default).
+    pub data_location: Option<bool>,
+    /// Days after notice of a new subcontractor within which the upstream party may object.
+    pub subcontractor_objection_days: Option<u32>,
+    pub breach_costs: Option<BreachCostsInput>,
+    /// The covered entity holds 42 CFR Part 2 substance use disorder records (off by default).
+    pub part2: Option<bool>,
+    /// The parties intend the business associate to act as the covered entity's agent.
+    pub agency: Option<bool>,
+    /// Days to agree an amendment after a change in law before either party may terminate.
+    pub change_in_law_days: Option<u32>,
 }
 
 /// The policy legal maintains: approved defaults and ranges.
@@ -93,12 +121,144 @@ pub struct Policy {
     pub cyber_insurance: InsurancePolicy,
     pub cure_period: CurePolicy,
     pub governing_law: LawPolicy,
+    // Sections added in counsel's review, round 1. A policy file written for the previous
+    // release lacks them and still loads, with the shipped defaults.
+    #[serde(default)]
+    pub security_controls: SecurityPolicy,
+    #[serde(default)]
+    pub data_location: TogglePolicy,
+    #[serde(default)]
+    pub subcontractor_objection: ObjectionPolicy,
+    #[serde(default)]
+    pub breach_costs: BreachCostsPolicy,
+    #[serde(default)]
+    pub agency: AgencyPolicy,
+    #[serde(default)]
+    pub change_in_law: ChangeInLawPolicy,
+    #[serde(default)]
+    pub dua: DuaPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreachPolicy {
     pub max_days: u32,
+    /// Calendar days of each owner deadline left to the covered entity (or upstream business
+    /// associate).
+    #[serde(default = "default_margin_days")]
+    pub owner_margin_days: u32,
+    /// Business days of each business-day owner deadline left to it.
+    #[serde(default = "default_margin_business_days")]
+    pub owner_margin_business_days: u32,
+    /// The floor where a deadline is no longer than the margin.
+    #[serde(default = "default_minimum_clock_days")]
+    pub minimum_clock_days: u32,
+}
+
+fn default_margin_days() -> u32 {
+    15
+}
+fn default_margin_business_days() -> u32 {
+    10
+}
+fn default_minimum_clock_days() -> u32 {
+    5
+}
+
+impl BreachPolicy {
+    pub fn margins(&self) -> crate::domain::addenda::Margins {
+        crate::domain::addenda::Margins {
+            calendar_days: self.owner_margin_days,
+            business_days: self.owner_margin_business_days,
+            minimum_days: self.minimum_clock_days,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPolicy {
+    pub default_on: bool,
+    pub may_be_off: bool,
+    pub default_log_retention_years: u32,
+    pub min_log_retention_years: u32,
+}
+
+impl Default for SecurityPolicy {
+    fn default() -> Self {
+        SecurityPolicy {
+            default_on: true,
+            may_be_off: false,
+            default_log_retention_years: 6,
+            min_log_retention_years: 6,
+        }
+    }
+}
+
+impl Default for TogglePolicy {
+    fn default() -> Self {
+        TogglePolicy { default_on: true, may_be_off: false }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectionPolicy {
+    pub default_days: u32,
+    pub min_days: u32,
+}
+
+impl Default for ObjectionPolicy {
+    fn default() -> Self {
+        ObjectionPolicy { default_days: 15, min_days: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreachCostsPolicy {
+    pub default_credit_monitoring_months: u32,
+    pub min_credit_monitoring_months: u32,
+}
+
+impl Default for BreachCostsPolicy {
+    fn default() -> Self {
+        BreachCostsPolicy { default_credit_monitoring_months: 24, min_credit_monitoring_months: 18 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyPolicy {
+    /// An agency relationship (the business associate as the covered entity's agent) is approved.
+    pub agency_approved: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeInLawPolicy {
+    pub default_days: u32,
+    pub min_days: u32,
+    pub max_days: u32,
+}
+
+impl Default for ChangeInLawPolicy {
+    fn default() -> Self {
+        ChangeInLawPolicy { default_days: 60, min_days: 30, max_days: 90 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuaPolicy {
+    /// Results that could identify someone: no cell under this count (0: no suppression rule).
+    pub small_cell_minimum: u32,
+}
+
+impl Default for DuaPolicy {
+    fn default() -> Self {
+        DuaPolicy { small_cell_minimum: 11 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,6 +285,15 @@ pub struct LiabilityPolicy {
     pub min_cap_multiple: f64,
     pub min_cap_amount_usd: u64,
     pub carve_out_required: bool,
+    /// A cap stated as a multiple of fees is never less than this amount (the greater of both).
+    #[serde(default = "default_cap_floor")]
+    pub default_cap_floor_usd: u64,
+    #[serde(default = "default_cap_floor")]
+    pub min_cap_floor_usd: u64,
+}
+
+fn default_cap_floor() -> u64 {
+    1_000_000
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -178,6 +347,14 @@ impl Policy {
         if !(p.cure_period.min_days..=p.cure_period.max_days).contains(&p.cure_period.default_days) {
             return Err("cure_period.default_days must be within min_days..=max_days".into());
         }
+        let b = &p.breach_clock;
+        if b.minimum_clock_days == 0 || b.minimum_clock_days > 60 || b.owner_margin_days >= 60 {
+            return Err("breach_clock: minimum_clock_days must be 1–60 and owner_margin_days under 60".into());
+        }
+        let c = &p.change_in_law;
+        if !(c.min_days <= c.default_days && c.default_days <= c.max_days) {
+            return Err("change_in_law: min_days ≤ default_days ≤ max_days".into());
+        }
         Ok(p)
     }
 
@@ -197,6 +374,16 @@ pub struct Provisions {
     pub cure_period_days: u32,
     pub limited_data_set: Option<LdsInput>,
     pub governing_law: StateCode,
+    /// Log retention in years, when the security controls provision is on.
+    pub security_controls: Option<u32>,
+    pub data_location: bool,
+    pub subcontractor_objection_days: u32,
+    pub credit_monitoring_months: u32,
+    pub part2: bool,
+    pub agency: bool,
+    pub change_in_law_days: u32,
+    /// DUA: no cell under this count in results (0: none).
+    pub small_cell_minimum: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -210,7 +397,10 @@ pub struct Audit {
 pub struct Liability {
     pub mutual: bool,
     pub cap: Cap,
+    /// With a multiple-of-fees cap: the cap is at least this amount.
+    pub cap_floor_usd: Option<u64>,
     pub phi_carve_out: bool,
+    pub public_body: Option<String>,
 }
 
 fn departure(pointer: &str, rule: &str, message: String) -> Finding {
@@ -248,6 +438,31 @@ pub fn usd(n: u64) -> String {
 
 fn days_text(n: u32) -> String {
     format!("{} ({n}) days", number_words(n))
+}
+
+fn years_text(n: u32) -> String {
+    format!("{} ({n}) {}", number_words(n), if n == 1 { "year" } else { "years" })
+}
+
+fn months_text(n: u32) -> String {
+    format!("{} ({n}) months", number_words(n))
+}
+
+/// The cap as printed: a fixed amount, or the greater of a multiple of fees and a floor.
+fn cap_text(l: &Liability) -> String {
+    match (l.cap, l.cap_floor_usd) {
+        (Cap::AmountUsd(a), _) => usd(a),
+        (Cap::MultipleOfFees(m), floor) => {
+            let fees = format!(
+                "{} the fees paid or payable under the Service Arrangement in the twelve (12) months before the event giving rise to the claim",
+                multiple_text(m)
+            );
+            match floor {
+                Some(f) => format!("the greater of (a) {fees} and (b) {}", usd(f)),
+                None => fees,
+            }
+        }
+    }
 }
 
 impl Provisions {
@@ -345,14 +560,35 @@ impl Provisions {
             Choice::Default => Some(Liability {
                 mutual: lp.default_mutual,
                 cap: Cap::MultipleOfFees(lp.default_cap_multiple),
+                cap_floor_usd: Some(lp.default_cap_floor_usd),
                 phi_carve_out: true,
+                public_body: None,
             }),
             Choice::On(i) => {
+                let cap = i.cap.unwrap_or(Cap::MultipleOfFees(lp.default_cap_multiple));
                 let l = Liability {
                     mutual: i.mutual.unwrap_or(lp.default_mutual),
-                    cap: i.cap.unwrap_or(Cap::MultipleOfFees(lp.default_cap_multiple)),
+                    cap,
+                    cap_floor_usd: match cap {
+                        Cap::MultipleOfFees(_) => Some(i.cap_floor_usd.unwrap_or(lp.default_cap_floor_usd)),
+                        Cap::AmountUsd(_) => None,
+                    },
                     phi_carve_out: i.phi_carve_out.unwrap_or(true),
+                    public_body: i.public_body.clone(),
                 };
+                if let Some(f) = l.cap_floor_usd
+                    && f < lp.min_cap_floor_usd
+                {
+                    out.push(departure(
+                        &format!("{base}/liability/cap_floor_usd"),
+                        "liability.min_cap_floor_usd",
+                        format!(
+                            "a cap floor of {} is below the approved minimum of {}",
+                            usd(f),
+                            usd(lp.min_cap_floor_usd)
+                        ),
+                    ));
+                }
                 if !l.mutual && !lp.one_way_approved {
                     out.push(departure(
                         &format!("{base}/liability/mutual"),
@@ -452,6 +688,98 @@ impl Provisions {
             ));
         }
 
+        let sp = &policy.security_controls;
+        let security_controls = match &c.security_controls {
+            Choice::Off => {
+                if !sp.may_be_off {
+                    out.push(departure(
+                        &format!("{base}/security_controls"),
+                        "security_controls.may_be_off",
+                        "removing the security controls provision needs approval".into(),
+                    ));
+                }
+                None
+            }
+            Choice::Default if !sp.default_on => None,
+            Choice::Default => Some(sp.default_log_retention_years),
+            Choice::On(i) => {
+                let years = i.log_retention_years.unwrap_or(sp.default_log_retention_years);
+                if years < sp.min_log_retention_years {
+                    out.push(departure(
+                        &format!("{base}/security_controls/log_retention_years"),
+                        "security_controls.min_log_retention_years",
+                        format!(
+                            "keeping audit logs {years} year(s) is less than the approved minimum of {}",
+                            sp.min_log_retention_years
+                        ),
+                    ));
+                }
+                Some(years)
+            }
+        };
+
+        let dp = &policy.data_location;
+        let data_location = c.data_location.unwrap_or(dp.default_on);
+        if !data_location && !dp.may_be_off {
+            out.push(departure(
+                &format!("{base}/data_location"),
+                "data_location.may_be_off",
+                "allowing PHI to be stored or accessed outside the United States needs approval".into(),
+            ));
+        }
+
+        let op = &policy.subcontractor_objection;
+        let subcontractor_objection_days = c.subcontractor_objection_days.unwrap_or(op.default_days);
+        if subcontractor_objection_days < op.min_days {
+            out.push(departure(
+                &format!("{base}/subcontractor_objection_days"),
+                "subcontractor_objection.min_days",
+                format!(
+                    "{subcontractor_objection_days} days to object to a new subcontractor is less than the approved minimum of {}",
+                    op.min_days
+                ),
+            ));
+        }
+
+        let bp = &policy.breach_costs;
+        let credit_monitoring_months = c
+            .breach_costs
+            .as_ref()
+            .and_then(|b| b.credit_monitoring_months)
+            .unwrap_or(bp.default_credit_monitoring_months);
+        if credit_monitoring_months < bp.min_credit_monitoring_months {
+            out.push(departure(
+                &format!("{base}/breach_costs/credit_monitoring_months"),
+                "breach_costs.min_credit_monitoring_months",
+                format!(
+                    "{credit_monitoring_months} months of credit monitoring is less than the approved minimum of {}",
+                    bp.min_credit_monitoring_months
+                ),
+            ));
+        }
+
+        let agency = c.agency.unwrap_or(false);
+        if agency && !policy.agency.agency_approved {
+            out.push(departure(
+                &format!("{base}/agency"),
+                "agency.agency_approved",
+                "making the business associate the covered entity's agent needs approval: its discovery and acts become the covered entity's (45 CFR 164.404(a)(2), 160.402(c))".into(),
+            ));
+        }
+
+        let lp = &policy.change_in_law;
+        let change_in_law_days = c.change_in_law_days.unwrap_or(lp.default_days);
+        if !(lp.min_days..=lp.max_days).contains(&change_in_law_days) {
+            out.push(departure(
+                &format!("{base}/change_in_law_days"),
+                "change_in_law",
+                format!(
+                    "{change_in_law_days} days to agree an amendment after a change in law is outside the approved range of {}–{} days",
+                    lp.min_days, lp.max_days
+                ),
+            ));
+        }
+
         (
             Provisions {
                 audit_rights,
@@ -461,6 +789,14 @@ impl Provisions {
                 cure_period_days,
                 limited_data_set,
                 governing_law,
+                security_controls,
+                data_location,
+                subcontractor_objection_days,
+                credit_monitoring_months,
+                part2: c.part2.unwrap_or(false),
+                agency,
+                change_in_law_days,
+                small_cell_minimum: policy.dua.small_cell_minimum,
             },
             out,
         )
@@ -479,17 +815,24 @@ impl Provisions {
             })),
             "liability": self.liability.as_ref().map(|l| json!({
                 "mutual": l.mutual,
-                "cap_text": match l.cap {
-                    Cap::MultipleOfFees(m) => format!("{} the fees paid or payable under the Service Arrangement in the twelve (12) months before the event giving rise to the claim", multiple_text(m)),
-                    Cap::AmountUsd(a) => usd(a),
-                },
+                "cap_text": cap_text(l),
                 "carve_out": l.phi_carve_out,
+                "public_body": l.public_body,
             })),
             "preemption": self.preemption,
             "insurance": self.cyber_insurance.map(|c| json!({"coverage_text": usd(c)})),
             "cure": {"days": self.cure_period_days, "text": days_text(self.cure_period_days)},
             "lds": self.limited_data_set.as_ref().map(|l| json!({"dua_reference": l.dua_reference})),
             "governing_law": {"code": self.governing_law.code(), "name": self.governing_law.name()},
+            "security": self.security_controls.map(|y| json!({"log_years_text": years_text(y)})),
+            "location": self.data_location,
+            "objection": {"days": self.subcontractor_objection_days, "text": days_text(self.subcontractor_objection_days)},
+            "costs": {"months": self.credit_monitoring_months, "text": months_text(self.credit_monitoring_months)},
+            "part2": self.part2,
+            "agency": self.agency,
+            "change_in_law": {"days": self.change_in_law_days, "text": days_text(self.change_in_law_days)},
+            "small_cell": self.small_cell_minimum,
+            "small_cell_text": format!("{} ({})", number_words(self.small_cell_minimum), self.small_cell_minimum),
         })
     }
 
@@ -522,6 +865,33 @@ impl Provisions {
             ),
             row("P-LAW", "Governing law", true, json!({"state": self.governing_law.code()})),
             row("P-NOTICES", "Notices", true, json!({})),
+            row(
+                "P-SECURITY",
+                "Security controls (MFA, encryption, logging, access reviews, testing, incident response)",
+                self.security_controls.is_some(),
+                json!({"log_retention_years": self.security_controls}),
+            ),
+            row(
+                "P-LOCATION",
+                "Data location: PHI stored and accessed only in the United States",
+                self.data_location,
+                json!({"united_states_only": self.data_location}),
+            ),
+            row(
+                "P-OBJECTION",
+                "Right to object to a new subcontractor",
+                true,
+                json!({"days": self.subcontractor_objection_days}),
+            ),
+            row(
+                "P-COSTS",
+                "Breach notification and its costs",
+                true,
+                json!({"credit_monitoring_months": self.credit_monitoring_months}),
+            ),
+            row("P-AGENCY", "Independent contractor (or agency)", true, json!({"agent": self.agency})),
+            row("P-CHANGE", "Change in law", true, json!({"days_to_amend": self.change_in_law_days})),
+            row("P-PART2", "42 CFR Part 2 (substance use disorder records)", self.part2, json!({"part2": self.part2})),
         ]
     }
 
@@ -538,8 +908,17 @@ impl Provisions {
                 })
                 .collect(),
             "P-INSURANCE" => self.cyber_insurance.iter().map(|c| usd(*c)).collect(),
+            "P-CURE" if self.cure_period_days == 0 => vec!["without a cure period".to_string()],
             "P-CURE" => vec![days_text(self.cure_period_days)],
             "P-LAW" => vec![self.governing_law.name().to_string()],
+            "P-SECURITY" => self.security_controls.iter().map(|y| years_text(*y)).collect(),
+            "P-LOCATION" => vec!["United States".to_string()],
+            "P-OBJECTION" => vec![days_text(self.subcontractor_objection_days)],
+            "P-COSTS" => vec![months_text(self.credit_monitoring_months)],
+            "P-AGENCY" if self.agency => vec!["agent of".to_string()],
+            "P-AGENCY" => vec!["independent contractor".to_string()],
+            "P-CHANGE" => vec![days_text(self.change_in_law_days)],
+            "P-PART2" => vec!["42 CFR Part 2".to_string(), "2.11".to_string()],
             _ => Vec::new(),
         }
     }

@@ -11,6 +11,8 @@ pub mod error;
 pub mod outbox;
 pub mod sign;
 pub mod state;
+pub mod users;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +38,10 @@ pub struct AppState {
     /// Budget for the public, unauthenticated `/verify`.
     pub public_limiter: Arc<auth::RequestLimiter>,
     pub pages: Arc<sign::Pages>,
+    /// People and web sessions (the application layer the web pages call).
+    pub people: Arc<crate::people::Directory>,
+    /// The staff web app's templates.
+    pub web: Arc<web::WebPages>,
 }
 
 /// The whole application.
@@ -44,6 +50,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/v1", api::router())
         .merge(sign::router())
+        .merge(web::router())
+        .fallback(web::not_found)
         .layer(middleware::from_fn(log_and_harden))
         .with_state(state)
 }

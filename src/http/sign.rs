@@ -8,6 +8,7 @@
 //! refused when the browser reports a foreign Origin.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
@@ -29,20 +30,75 @@ use crate::signing::{CONSENT_TEXT, CONSENT_VERSION};
 const SIGN_PAGE: &str = include_str!("../../templates/web/sign.html.tera");
 const MESSAGE_PAGE: &str = include_str!("../../templates/web/message.html.tera");
 const BASE: &str = include_str!("../../templates/web/base.html.tera");
+const DOCUMENT: &str = include_str!("../../templates/web/document.html.tera");
 
 /// The HTML templates (autoescaped: every value is HTML-escaped).
 pub struct Pages {
     tera: Tera,
+    /// The agreement text as HTML, by (agreement id, sent SHA-256): rendered once per frozen
+    /// document and reused by every view (only the signer's name and the CSRF token differ, and
+    /// they are outside it). Safe to share because a sent document never changes; the state
+    /// shown around it (signed, declined, closed) is read fresh for every request. At most
+    /// [`DOC_CACHE`] entries (~60 KB each); when full it is emptied, which only costs a render.
+    docs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SentDoc>>>,
+}
+
+/// Documents kept rendered in [`Pages`] (bounded so the idle footprint stays small).
+const DOC_CACHE: usize = 64;
+
+/// The parts of the signer page that depend only on the frozen document.
+#[derive(serde::Serialize)]
+pub struct SentDoc {
+    title: String,
+    subtitle: Vec<String>,
+    #[serde(skip)]
+    html: String,
 }
 
 impl Pages {
     pub fn new() -> Result<Pages, String> {
         let mut tera = Tera::new();
         tera.autoescape_on([".html.tera"]);
-        for (n, s) in [("base.html.tera", BASE), ("sign.html.tera", SIGN_PAGE), ("message.html.tera", MESSAGE_PAGE)] {
+        for (n, s) in [
+            ("base.html.tera", BASE),
+            ("sign.html.tera", SIGN_PAGE),
+            ("message.html.tera", MESSAGE_PAGE),
+            ("document.html.tera", DOCUMENT),
+        ] {
             tera.add_raw_template(n, s).map_err(|e| format!("{n}: {e}"))?;
         }
-        Ok(Pages { tera })
+        Ok(Pages { tera, docs: Default::default() })
+    }
+
+    fn doc_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Arc<SentDoc>>> {
+        // A cache: a panic elsewhere cannot leave an entry half-written (entries are immutable).
+        self.docs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cached_doc(&self, a: &crate::domain::agreement::Agreement) -> Option<Arc<SentDoc>> {
+        let sha = a.sent_sha256.clone()?;
+        self.doc_cache().get(&(a.id.clone(), sha)).cloned()
+    }
+
+    /// Renders the agreement text of a sent document and keeps it for the next view.
+    fn render_doc(
+        &self,
+        a: &crate::domain::agreement::Agreement,
+        model: &crate::render::model::Document,
+    ) -> Result<Arc<SentDoc>, ApiError> {
+        let mut ctx = Context::new();
+        ctx.insert("doc", model);
+        let html =
+            self.tera.render("document.html.tera", &ctx).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
+        let doc = Arc::new(SentDoc { title: model.title.clone(), subtitle: model.subtitle.clone(), html });
+        if let Some(sha) = a.sent_sha256.clone() {
+            let mut cache = self.doc_cache();
+            if cache.len() >= DOC_CACHE {
+                cache.clear();
+            }
+            cache.insert((a.id.clone(), sha), doc.clone());
+        }
+        Ok(doc)
     }
 
     fn render(&self, name: &str, ctx: &Context) -> Response {
@@ -168,6 +224,9 @@ fn csrf(state: &AppState, token: &str) -> String {
 }
 
 /// The page for a link: the agreement and the form, or the outcome if the signer acted.
+/// The first view is recorded durably before the page shows; later views are counted in memory
+/// (the first-view rule, [`crate::app::views`]) and, once the document's HTML is cached,
+/// need no storage work beyond verifying the link.
 async fn page(
     SignerLink(link): SignerLink,
     State(state): State<AppState>,
@@ -177,20 +236,41 @@ async fn page(
     if let Some(r) = outcome_page(&state, &link) {
         return r;
     }
+    let cached = state.pages.cached_doc(&link.agreement);
+    if let (Some(doc), false) = (&cached, link.signer.status == SignerStatus::Notified) {
+        state.service.views.bump(&link.agreement.id, &link.signer.id);
+        return sign_page(&state, &link, doc, None, StatusCode::OK);
+    }
     let who = actor(format!("signer:{} <{}>", link.signer.id, link.signer.email), Some(addr), &headers);
     let svc = state.service.clone();
+    let pages = state.pages.clone();
     let l = link.clone();
-    let model = match blocking(move || {
+    let doc = match blocking(move || -> Result<Arc<SentDoc>, ApiError> {
         svc.opened(&l, &who)?;
-        svc.sent_model(&l.agreement)
+        match cached {
+            Some(doc) => Ok(doc),
+            None => pages.render_doc(&l.agreement, &svc.sent_model(&l.agreement)?),
+        }
     })
     .await
     {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return e.into_response(),
         Err(e) => return e.into_response(),
     };
-    sign_page(&state, &link, &model, None, StatusCode::OK)
+    sign_page(&state, &link, &doc, None, StatusCode::OK)
+}
+
+/// The document part of the signer page, from the cache or rendered now.
+async fn sent_doc(state: &AppState, link: &Link) -> Result<Arc<SentDoc>, Response> {
+    if let Some(doc) = state.pages.cached_doc(&link.agreement) {
+        return Ok(doc);
+    }
+    let (svc, pages, a) = (state.service.clone(), state.pages.clone(), link.agreement.clone());
+    match blocking(move || -> Result<Arc<SentDoc>, ApiError> { pages.render_doc(&a, &svc.sent_model(&a)?) }).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) | Err(e) => Err(e.into_response()),
+    }
 }
 
 /// When the signer already acted or signing closed, the page shows that (409 for a used link).
@@ -226,15 +306,10 @@ fn outcome_page(state: &AppState, link: &Link) -> Option<Response> {
     }
 }
 
-fn sign_page(
-    state: &AppState,
-    link: &Link,
-    model: &crate::render::model::Document,
-    error: Option<&str>,
-    status: StatusCode,
-) -> Response {
+fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, error: Option<&str>, status: StatusCode) -> Response {
     let mut ctx = Context::new();
-    ctx.insert("doc", model);
+    ctx.insert("doc", doc);
+    ctx.insert("doc_html", &doc.html);
     ctx.insert("title", &link.agreement.title);
     ctx.insert("signer", &link.signer);
     ctx.insert("token", &link.token);
@@ -283,8 +358,20 @@ async fn submit(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<SignSubmit>,
+    form: Result<Form<SignSubmit>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A body that is not a form (wrong content type, too large, undecodable) gets the
+    // rejection's status on an HTML page, like every other answer of the signer pages.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => {
+            return state.pages.message(
+                e.status(),
+                "This form cannot be accepted",
+                "The form could not be read. Open your link again and submit from the page.",
+            );
+        }
+    };
     let tag = hex::decode(form.csrf.trim()).unwrap_or_default();
     if foreign_origin(&state, &headers) || !state.service.keys.verify_mac("csrf", link.token.as_bytes(), &tag) {
         return state.pages.message(
@@ -334,15 +421,10 @@ async fn submit(
             };
             state.pages.message(StatusCode::OK, title, &body)
         }
-        Ok(Err(ServiceError::Field(_, reason))) => {
-            let svc = state.service.clone();
-            let l = link.clone();
-            match blocking(move || svc.sent_model(&l.agreement)).await {
-                Ok(Ok(model)) => sign_page(&state, &link, &model, Some(&reason), StatusCode::UNPROCESSABLE_ENTITY),
-                Ok(Err(e)) => ApiError::from(e).into_response(),
-                Err(e) => e.into_response(),
-            }
-        }
+        Ok(Err(ServiceError::Field(_, reason))) => match sent_doc(&state, &link).await {
+            Ok(doc) => sign_page(&state, &link, &doc, Some(&reason), StatusCode::UNPROCESSABLE_ENTITY),
+            Err(r) => r,
+        },
         Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => e.into_response(),

@@ -254,6 +254,17 @@ pub fn check_provisions(doc: &Document, p: &Provisions, findings: &mut Vec<Findi
             (false, None) => {}
         }
     }
+    if p.part2 {
+        findings.push(
+            Finding::new(
+                Level::Advisory,
+                "verify_with_counsel",
+                "verify with counsel: the 42 CFR Part 2 clause rests on the facts sheet for the qualified service                  organization terms (2.11) and the 2024 final rule's compliance date (✅); its redisclosure notice                  (2.32) and the rule's security and breach terms are stated from secondary sources (◐)",
+            )
+            .with_element("P-PART2")
+            .with_citation("42 CFR 2.11"),
+        );
+    }
     rows
 }
 
@@ -313,7 +324,8 @@ fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut 
     if !matches!(intake.kind, Kind::Baa(_)) {
         return;
     }
-    for (c, t) in clauses {
+    // The independent-contractor clause names agency on purpose (45 CFR 164.404(a)(2)).
+    for (c, t) in clauses.iter().filter(|(c, _)| !c.elements.iter().any(|e| e == "P-AGENCY")) {
         let words = || t.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty());
         if words().any(|w| w == "agent" || w == "agents") {
             findings.push(

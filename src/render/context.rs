@@ -13,6 +13,7 @@ use tera::{Context, Tera};
 use super::model;
 use crate::domain::addenda::{self, BreachClock};
 use crate::domain::intake::{Intake, Kind, Party, Purpose, Relationship};
+use crate::domain::states::{StateCode, esign_laws};
 use crate::domain::words::number_words;
 
 /// The built-in agreement templates.
@@ -149,7 +150,17 @@ pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)
         .enumerate()
         .map(|(i, e)| json!({"letter": exhibit_letter(i), "title": e.title}))
         .collect();
+    // Electronic signatures: the law of the governing-law state, then of each party's state.
+    let mut esign_states: Vec<StateCode> = Vec::new();
+    if let Some(code) = prov["governing_law"]["code"].as_str()
+        && let Ok(s) = StateCode::parse(code)
+    {
+        esign_states.push(s);
+    }
+    esign_states.push(intake.upstream.address.state);
+    esign_states.push(intake.downstream.address.state);
     let mut v = json!({
+        "esign_laws": esign_laws(&esign_states),
         "title": title(intake),
         "up": party(&intake.upstream),
         "down": party(&intake.downstream),

@@ -265,9 +265,11 @@ fn heading_item(fonts: &Fonts, text: &str, size: f32, space_before: f32) -> Item
     item
 }
 
-fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause) {
-    let mut head = heading_item(fonts, &format!("{} {}", c.number, c.heading), BODY, 5.5);
-    if !c.elements.is_empty() {
+/// The note on a clause heading. The draft for counsel traces each clause to its element ids
+/// ("Satisfies BAA-04: 45 CFR …"); the copy sent for signature is a contract and carries only the
+/// citations, with no tool vocabulary (element and provision ids stay in the check report).
+fn clause_note(c: &Clause, draft: bool) -> Option<String> {
+    if draft {
         let cites: Vec<String> = c
             .elements
             .iter()
@@ -276,7 +278,20 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause) {
                 None => id.clone(),
             })
             .collect();
-        let note = format!("Satisfies {}", cites.join(" · "));
+        return (!cites.is_empty()).then(|| format!("Satisfies {}", cites.join(" · ")));
+    }
+    let mut cites: Vec<&str> = Vec::new();
+    for e in c.elements.iter().filter_map(|id| element(id)) {
+        if !cites.contains(&e.citation) {
+            cites.push(e.citation);
+        }
+    }
+    (!cites.is_empty()).then(|| cites.join(" · "))
+}
+
+fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
+    let mut head = heading_item(fonts, &format!("{} {}", c.number, c.heading), BODY, 5.5);
+    if let Some(note) = clause_note(c, draft) {
         // The citation rides on the heading line when it fits, else on its own small line.
         let note_w = fonts.regular.width(&note, SMALL);
         let fits = head.lines.len() == 1
@@ -300,8 +315,12 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause) {
     blocks(fonts, items, &c.body);
 }
 
-fn attachment_items(fonts: &Fonts, items: &mut Vec<Item>, a: &Attachment) {
-    let mut head = heading_item(fonts, &format!("{} — {}", a.label, a.heading), 13.0, 0.0);
+fn attachment_items(fonts: &Fonts, items: &mut Vec<Item>, a: &Attachment, draft: bool) {
+    // "Addendum TX — Texas State-Law Addendum"; a heading that already starts with the label
+    // prints alone ("Certificate of Completion", not "Certificate — Certificate of Completion").
+    let title =
+        if a.heading.starts_with(&a.label) { a.heading.clone() } else { format!("{} — {}", a.label, a.heading) };
+    let mut head = heading_item(fonts, &title, 13.0, 0.0);
     head.page_break_before = true;
     items.push(head);
     for n in &a.notes {
@@ -312,7 +331,7 @@ fn attachment_items(fonts: &Fonts, items: &mut Vec<Item>, a: &Attachment) {
     }
     blocks(fonts, items, &a.intro);
     for c in &a.clauses {
-        clause_items(fonts, items, c);
+        clause_items(fonts, items, c, draft);
     }
 }
 
@@ -416,11 +435,11 @@ fn flow(fonts: &Fonts, doc: &Document) -> Vec<Item> {
         }
         blocks(fonts, &mut items, &a.intro);
         for c in &a.clauses {
-            clause_items(fonts, &mut items, c);
+            clause_items(fonts, &mut items, c, doc.draft_notice.is_some());
         }
     }
     for a in &doc.attachments {
-        attachment_items(fonts, &mut items, a);
+        attachment_items(fonts, &mut items, a, doc.draft_notice.is_some());
     }
     signature_items(fonts, &mut items, doc);
     items

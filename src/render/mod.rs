@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::addenda::{self, BreachClock, Catalog};
 use crate::domain::findings::{Finding, Level};
-use crate::domain::intake::{Intake, Kind, Party};
+use crate::domain::intake::{Intake, Kind, Party, Relationship};
 use crate::domain::provisions::{Policy, ProvisionChoices, ProvisionRow, Provisions};
 use check::{Check, ElementRow};
 use context::{TemplateError, Templates};
@@ -64,6 +64,10 @@ pub struct ClockReport {
     pub immediately: bool,
     pub text: String,
     pub explanation: String,
+    /// The laws (with the margin each left the owner) that set the number.
+    pub bound_by: Vec<String>,
+    /// The policy's owner margins and floor that applied.
+    pub margins: addenda::Margins,
 }
 
 /// The element report, printed by `render` and `check` and returned by the API.
@@ -145,13 +149,23 @@ impl Renderer {
     /// Builds the document model and runs every check, without laying out pages.
     pub fn document(&self, intake: &Intake, opts: Options) -> Result<(Document, BreachClock, Check), RenderError> {
         let catalog = Catalog::embedded();
-        let selection =
-            addenda::select(catalog, &intake.states, u32::from(intake.breach_notice_days), intake.ca_licensed_facility);
+        let subcontract =
+            matches!(&intake.kind, Kind::Baa(b) if b.relationship == Relationship::BusinessAssociateToSubcontractor);
+        let selection = addenda::select(
+            catalog,
+            &intake.states,
+            addenda::ClockInput {
+                intake_days: u32::from(intake.breach_notice_days),
+                ca_licensed_facility: intake.ca_licensed_facility,
+                subcontract,
+                margins: self.policy.breach_clock.margins(),
+            },
+        );
         let addenda_names: Vec<(String, String)> =
             selection.addenda.iter().map(|s| (s.code.clone(), s.name.clone())).collect();
         // Negotiated provisions apply to BAAs; a DUA is still held to the policy's breach clock.
         let choices = match &intake.kind {
-            Kind::Baa(b) => b.provisions.clone(),
+            Kind::Baa(b) => (*b.provisions).clone(),
             Kind::Dua(_) => ProvisionChoices::default(),
         };
         let (provisions, mut departures) =
@@ -305,6 +319,8 @@ impl Renderer {
                 immediately: clock.immediately,
                 text: clock.text(),
                 explanation: clock.explain(),
+                bound_by: clock.bound_by(),
+                margins: clock.margins,
             },
             addenda: doc
                 .attachments

@@ -27,6 +27,7 @@ struct Maps {
 #[derive(Default)]
 pub struct MemoryStore {
     maps: Mutex<Maps>,
+    people: super::memory_people::MemoryPeople,
 }
 
 impl MemoryStore {
@@ -160,5 +161,9 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        &self.people
     }
 }

@@ -5,8 +5,12 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub use crate::domain::audit;
+pub mod group;
 pub mod ids;
 pub mod memory;
+pub mod memory_people;
+mod outbox_index;
+pub mod people;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -128,12 +132,30 @@ pub trait Store: Send + Sync + 'static {
     fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
     /// Commits atomically and durably.
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError>;
+    /// Commits atomically but returns before the disk, with a ticket for [`Store::sync`]: nothing
+    /// may be acknowledged until `sync(ticket)` returns. Lets concurrent writers share one fsync
+    /// (group commit). The default commits durably at once.
+    fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
+        Ok((self.commit(change)?, 0))
+    }
+    /// Waits until the commit behind `ticket` is durable.
+    fn sync(&self, _ticket: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn messages(&self) -> Result<Vec<Message>, StoreError>;
     /// One outbox message by id.
     fn message(&self, id: &str) -> Result<Message, StoreError> {
         self.messages()?.into_iter().find(|m| m.id == id).ok_or(StoreError::NotFound)
     }
     fn put_message(&self, m: &Message) -> Result<(), StoreError>;
+    /// The queued messages (the sender's work), without reading the rest of the outbox.
+    fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
+        Ok(self.messages()?.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
+    }
+    /// One agreement's messages, without reading the rest of the outbox.
+    fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {
+        Ok(self.messages()?.into_iter().filter(|m| m.agreement_id == agreement).collect())
+    }
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
@@ -145,4 +167,6 @@ pub trait Store: Send + Sync + 'static {
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// People, sessions and the staff security log (the web app), in the same store.
+    fn people(&self) -> &dyn people::PeopleStore;
 }

@@ -8,6 +8,8 @@
 //! a power cut (it neither syncs file metadata nor guarantees the drive cache is flushed). After
 //! each commit we therefore flush sled and then `fsync` its data file through a separate handle;
 //! fsync acts on the inode, so this makes everything sled wrote durable before we acknowledge.
+//! Concurrent commits share that flush + fsync (group commit, [`super::group`]): a commit returns
+//! only after a flush that started after its transaction has finished.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,12 @@ pub struct SledStore {
     heads: Tree,
     outbox: Tree,
     apikeys: Tree,
+    /// Queued messages and messages per agreement ([`super::outbox_index`]; derived, not backed up).
+    outbox_index: Tree,
+    /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
+    group: super::group::GroupCommit,
+    /// People, invitations, sessions, security log (see [`super::people`]).
+    people: super::people::PeopleTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -102,7 +110,8 @@ impl SledStore {
             }
         })?;
         let tree = |n: &str| db.open_tree(n).map_err(io);
-        Ok(SledStore {
+        let store = SledStore {
+            outbox_index: tree("outbox_index")?,
             agreements: tree("agreements")?,
             versions: tree("versions")?,
             documents: tree("documents")?,
@@ -110,14 +119,29 @@ impl SledStore {
             heads: tree("heads")?,
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
+            group: Default::default(),
+            people: super::people::PeopleTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
-        })
+        };
+        super::outbox_index::ensure_built(&store.outbox, &store.outbox_index)?;
+        Ok(store)
+    }
+
+    /// Makes every write applied so far durable, sharing the flush with concurrent callers.
+    fn durable(&self) -> Result<(), StoreError> {
+        let ticket = self.group.ticket();
+        self.group.wait(ticket, || self.flush_files())
+    }
+
+    /// Flushes performed so far (group commit: fewer than commits under concurrency).
+    pub fn flushes(&self) -> u64 {
+        self.group.flushes()
     }
 
     /// Flush sled, then fsync its files (see the module comment for why both).
-    fn durable(&self) -> Result<(), StoreError> {
+    fn flush_files(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
         for name in ["db", "conf"] {
             let p = self.dir.join(name);
@@ -186,10 +210,28 @@ impl Store for SledStore {
     }
 
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
+        let (sealed, ticket) = self.commit_nowait(change)?;
+        self.sync(ticket)?;
+        Ok(sealed)
+    }
+
+    fn sync(&self, ticket: u64) -> Result<(), StoreError> {
+        self.group.wait(ticket, || self.flush_files())
+    }
+
+    fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
         let docs: Vec<(String, &Vec<u8>)> =
             change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
-        let trees = (&self.agreements, &self.versions, &self.documents, &self.events, &self.heads, &self.outbox);
-        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox)| {
+        let trees = (
+            &self.agreements,
+            &self.versions,
+            &self.documents,
+            &self.events,
+            &self.heads,
+            &self.outbox,
+            &self.outbox_index,
+        );
+        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index)| {
             if let Some(a) = &change.agreement {
                 let stored_rev = match agreements.get(a.id.as_bytes())? {
                     Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
@@ -223,6 +265,7 @@ impl Store for SledStore {
             }
             for m in &change.messages {
                 put_json(outbox, m.id.as_bytes(), m)?;
+                super::outbox_index::index_tx(outbox_index, m)?;
             }
             for sha in &change.delete_documents {
                 documents.remove(sha.as_bytes())?;
@@ -233,8 +276,8 @@ impl Store for SledStore {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => io(e),
         })?;
-        self.durable()?;
-        Ok(sealed)
+        // Issued after the transaction returned: any flush that starts from here covers it.
+        Ok((sealed, self.group.ticket()))
     }
 
     fn messages(&self) -> Result<Vec<Message>, StoreError> {
@@ -246,8 +289,25 @@ impl Store for SledStore {
     }
 
     fn put_message(&self, m: &Message) -> Result<(), StoreError> {
-        self.outbox.insert(m.id.as_bytes(), serde_json::to_vec(m).map_err(io)?).map_err(io)?;
+        let bytes = serde_json::to_vec(m).map_err(io)?;
+        (&self.outbox, &self.outbox_index)
+            .transaction(|(outbox, index)| {
+                outbox.insert(m.id.as_bytes(), bytes.as_slice())?;
+                super::outbox_index::index_tx::<StoreError>(index, m)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => io(e),
+            })?;
         self.durable()
+    }
+
+    fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
+        super::outbox_index::queued(&self.outbox, &self.outbox_index)
+    }
+
+    fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {
+        super::outbox_index::of_agreement(&self.outbox, &self.outbox_index, agreement)
     }
 
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -299,11 +359,24 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        self
+    }
 }
 
 impl SledStore {
-    fn named_trees(&self) -> [(&'static str, &Tree); 7] {
-        [
+    pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
+        &self.people
+    }
+
+    /// Makes everything written so far durable (see [`SledStore::durable`]).
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+
+    fn named_trees(&self) -> Vec<(&'static str, &Tree)> {
+        let mut trees = vec![
             ("agreements", &self.agreements),
             ("versions", &self.versions),
             ("documents", &self.documents),
@@ -311,7 +384,9 @@ impl SledStore {
             ("heads", &self.heads),
             ("outbox", &self.outbox),
             ("apikeys", &self.apikeys),
-        ]
+        ];
+        trees.extend(self.people.named());
+        trees
     }
 
     /// Loads a `dump` into this (empty) store; refuses a store that already holds data.
@@ -337,6 +412,7 @@ impl SledStore {
             t.insert(key, value).map_err(io)?;
             n += 1;
         }
+        super::outbox_index::rebuild(&self.outbox, &self.outbox_index)?;
         self.durable()?;
         Ok(n)
     }

@@ -88,7 +88,7 @@ fn an_unknown_state_is_rejected_at_its_pointer_and_a_state_without_an_addendum_i
     let err = countersign::app::load_intake(&with_states(&["ZZ"], 30).to_string()).expect_err("ZZ is no state");
     assert!(err.iter().any(|f| f.pointer.as_deref() == Some("/states/0")), "{err:?}");
     let r = render(&intake_from(&with_states(&["ME"], 60)), Options::default());
-    assert_eq!(r.report.breach_clock.days, 30, "Maine's clock still counts");
+    assert_eq!(r.report.breach_clock.days, 15, "Maine's 30 days still count, less the 15-day owner margin");
     assert!(r.report.findings.iter().any(|f| f.code == "no_addendum" && f.pointer.as_deref() == Some("/states/0")));
 }
 

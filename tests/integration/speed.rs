@@ -1,0 +1,265 @@
+//! Issue 14 behaviour, checked for correctness (speed itself is measured by `scripts/load` and
+//! the benches, never asserted here): the first-view rule, the cached signer page staying
+//! current, and group commit keeping every acknowledged write on disk.
+
+use std::sync::Arc;
+
+use countersign::store::sled_store::SledStore;
+use countersign::store::{Change, NewEvent, Store};
+
+use crate::app::*;
+use crate::helpers::*;
+
+fn created_and_sent(app: &TestApp, intake: &str) -> String {
+    let a = app.create(intake);
+    let id = a["id"].as_str().expect("id").to_string();
+    let r = app.post(&format!("/api/v1/agreements/{id}/send"), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    id
+}
+
+fn events_of(app: &TestApp, id: &str, kind: &str) -> Vec<serde_json::Value> {
+    let all = app.get(&format!("/api/v1/agreements/{id}/audit")).json();
+    all["items"].as_array().expect("items").iter().filter(|e| e["kind"] == kind).cloned().collect()
+}
+
+/// The agreement text section of a signer page.
+fn doc_section(html: &str) -> &str {
+    let start = html.find("<section class=\"doc\"").expect("document section");
+    let end = html[start..].find("</section>").expect("section end") + start;
+    &html[start..end]
+}
+
+#[test]
+fn a_link_opened_many_times_records_one_opened_event_and_the_later_views_go_with_the_signature() {
+    let (app, _dir) = spawn_app();
+    let id = created_and_sent(&app, &example_text(BAA));
+    let priya = app.sign_link("priya@northwind.example");
+    let events_before = app.get(&format!("/api/v1/agreements/{id}/audit")).json()["items"].as_array().map(Vec::len);
+    let (status, first, _) = app.open(&priya);
+    assert_eq!(status, 200);
+    assert_eq!(app.get(&format!("/api/v1/agreements/{id}")).json()["signers"][0]["status"], "opened");
+    for _ in 0..4 {
+        let (status, again, _) = app.open(&priya);
+        assert_eq!(status, 200);
+        assert_eq!(again, first, "a later view shows the same page as the first (cached document HTML)");
+    }
+    let items = app.get(&format!("/api/v1/agreements/{id}/audit")).json()["items"].as_array().map(Vec::len);
+    assert_eq!(items, events_before.map(|n| n + 1), "five views add exactly one event");
+    assert_eq!(events_of(&app, &id, "opened").len(), 1);
+
+    // `sign` opens the page once more before posting: 4 + 1 later views.
+    let r = app.sign(&priya, "Priya Raman", "VP, Legal");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let signed = events_of(&app, &id, "signed");
+    assert_eq!(signed.len(), 1);
+    assert_eq!(signed[0]["detail"]["later_views"], 5, "{}", signed[0]);
+    assert_eq!(events_of(&app, &id, "opened").len(), 1);
+}
+
+#[test]
+fn concurrent_first_views_record_one_opened_event() {
+    let (app, _dir) = spawn_app();
+    let id = created_and_sent(&app, &example_text(BAA));
+    let priya = app.sign_link("priya@northwind.example");
+    let app = Arc::new(app);
+    let views: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, link) = (app.clone(), priya.clone());
+            std::thread::spawn(move || app.open(&link).0)
+        })
+        .collect();
+    for v in views {
+        assert_eq!(v.join().expect("viewer"), 200);
+    }
+    assert_eq!(events_of(&app, &id, "opened").len(), 1);
+}
+
+#[test]
+fn signers_of_one_agreement_share_the_document_html_but_see_their_own_name_and_form_token() {
+    let (app, _dir) = spawn_app();
+    let mut v = example_json(BAA);
+    v["signers"][1]["order"] = serde_json::json!(1);
+    created_and_sent(&app, &v.to_string());
+    let (s1, priya, csrf1) = app.open(&app.sign_link("priya@northwind.example"));
+    let (s2, zoe, csrf2) = app.open(&app.sign_link("zoe@lakeside.example"));
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(doc_section(&priya), doc_section(&zoe));
+    assert!(doc_section(&priya).contains("Northwind Patient Messaging, Inc."));
+    assert!(priya.contains("Priya Raman") && !priya.contains("value=\"Zoë"), "each page names its own signer");
+    assert!(zoe.contains("Zoë Ångström"));
+    assert!(!csrf1.is_empty() && csrf1 != csrf2, "each link has its own form token");
+}
+
+#[test]
+fn the_page_shows_the_current_state_while_views_and_a_signature_run_concurrently() {
+    let (app, _dir) = spawn_app();
+    let id = created_and_sent(&app, &example_text(BAA));
+    let priya = app.sign_link("priya@northwind.example");
+    let (_, _, csrf) = app.open(&priya);
+    let app = Arc::new(app);
+    let viewers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, link) = (app.clone(), priya.clone());
+            std::thread::spawn(move || (0..10).map(|_| app.open(&link).0).collect::<Vec<u16>>())
+        })
+        .collect();
+    let r = app.form(
+        &priya,
+        &[
+            ("action", "sign"),
+            ("consent", "yes"),
+            ("typed_name", "Priya Raman"),
+            ("typed_title", "VP"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Acknowledged: every view from now on shows the outcome, never the form.
+    let (status, html, _) = app.open(&priya);
+    assert_eq!(status, 409);
+    assert!(html.contains("You have already signed"));
+    assert!(!html.contains("name=\"typed_name\""));
+    for v in viewers {
+        for status in v.join().expect("viewer") {
+            assert!(status == 200 || status == 409, "a view during signing answered {status}");
+        }
+    }
+    let signed = events_of(&app, &id, "signed");
+    assert_eq!(signed.len(), 1);
+    let later = signed[0]["detail"]["later_views"].as_u64().expect("later_views");
+    assert!(later <= 40, "views counted before the signature: {later}");
+}
+
+fn event(agreement: &str, n: usize) -> NewEvent {
+    NewEvent {
+        agreement_id: agreement.to_string(),
+        kind: "note".into(),
+        at: 1_800_000_000 + n as u64,
+        actor: "test".into(),
+        ip: String::new(),
+        user_agent: String::new(),
+        document_sha256: String::new(),
+        detail: serde_json::json!({"n": n}),
+    }
+}
+
+#[test]
+fn concurrent_commits_share_flushes_and_every_acknowledged_one_is_there_after_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SledStore::open(dir.path()).expect("open"));
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..20 {
+                    store
+                        .commit(Change { events: vec![event(&format!("ag{w}"), n)], ..Change::default() })
+                        .expect("commit");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let flushes = store.flushes();
+    assert!(flushes < 320, "320 concurrent commits shared no fsync ({flushes})");
+    drop(store);
+    let reopened = SledStore::open(dir.path()).expect("reopen");
+    for w in 0..16 {
+        let events = reopened.events(&format!("ag{w}")).expect("events");
+        assert_eq!(events.len(), 20, "writer {w}");
+        let ns: Vec<u64> = events.iter().map(|e| e.detail["n"].as_u64().unwrap_or(99)).collect();
+        assert_eq!(ns, (0..20).collect::<Vec<u64>>(), "writer {w}'s commits in order");
+    }
+    let chains = reopened.raw_chains().expect("chains");
+    assert_eq!(chains.len(), 16);
+}
+
+fn message(id: &str, agreement: &str, status: countersign::store::MessageStatus) -> countersign::store::Message {
+    countersign::store::Message {
+        id: id.into(),
+        agreement_id: agreement.into(),
+        kind: "link".into(),
+        to_name: "Priya".into(),
+        to: "priya@northwind.example".into(),
+        subject: "Please sign".into(),
+        text: "…".into(),
+        html: None,
+        message_id: format!("{id}@countersign.test"),
+        created_at: 1_800_000_000,
+        status,
+        attempts: 0,
+        last_error: None,
+        sent_at: None,
+        signer_id: Some("s1".into()),
+        reply_to: None,
+        next_attempt_at: None,
+        last_attempt_at: None,
+        reply: None,
+    }
+}
+
+fn ids(ms: Vec<countersign::store::Message>) -> Vec<String> {
+    ms.into_iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn the_outbox_index_answers_queued_and_per_agreement_messages_and_follows_status_changes() {
+    use countersign::store::MessageStatus::{Queued, Sent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("open");
+    let change = Change {
+        messages: vec![message("m1", "ag_a", Queued), message("m2", "ag_b", Queued), message("m3", "ag_a", Sent)],
+        ..Change::default()
+    };
+    store.commit(change).expect("commit");
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m1", "m2"]);
+    assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m3"]);
+    assert_eq!(ids(store.agreement_messages("ag_b").expect("ag_b")), ["m2"]);
+    assert!(store.agreement_messages("ag_").expect("prefix only").is_empty(), "an id prefix matches nothing");
+    let mut sent = message("m1", "ag_a", Sent);
+    sent.attempts = 1;
+    store.put_message(&sent).expect("put");
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(store.agreement_messages("ag_a").expect("ag_a")[0].attempts, 1);
+
+    // Backup and restore: the index is derived, left out of the backup and rebuilt.
+    let mut backup = Vec::new();
+    store.dump(&mut backup).expect("dump");
+    assert!(!String::from_utf8_lossy(&backup).contains("outbox_index"));
+    let other = tempfile::tempdir().expect("tempdir");
+    let restored = SledStore::open(other.path()).expect("open");
+    restored.restore(&backup[..]).expect("restore");
+    assert_eq!(ids(restored.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(ids(restored.agreement_messages("ag_a").expect("ag_a")), ["m1", "m3"]);
+}
+
+#[test]
+fn a_data_directory_written_before_the_outbox_index_gets_one_when_opened() {
+    use countersign::store::MessageStatus::{Queued, Sent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // What the previous release wrote: messages in `outbox`, no index tree.
+        let db = sled::open(dir.path().join("sled")).expect("sled");
+        let outbox = db.open_tree("outbox").expect("outbox");
+        for m in [message("m1", "ag_a", Sent), message("m2", "ag_a", Queued)] {
+            outbox.insert(m.id.as_bytes(), serde_json::to_vec(&m).expect("json")).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    // sled lets go of its lock shortly after the handle is dropped: wait for that event.
+    let started = std::time::Instant::now();
+    let store = loop {
+        match SledStore::open(dir.path()) {
+            Ok(s) => break s,
+            Err(countersign::store::StoreError::Locked(_)) if started.elapsed().as_secs() < 30 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    };
+    assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
+    assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m2"]);
+}
