@@ -413,7 +413,7 @@ pub fn hostile_text(rng: &mut Rng) -> String {
                 s.push(c);
             }
         } else {
-            s.push_str(rng.pick(PIECES));
+            s.push_str(*rng.pick(PIECES));
         }
     }
     s
