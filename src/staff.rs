@@ -146,6 +146,23 @@ impl From<&ApiKeyRecord> for KeyInfo {
     }
 }
 
+/// Why a key could not be created or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The name given for a new key is empty, too long or has control characters.
+    #[error("name: 1–100 printable characters")]
+    Name,
+    #[error("no key {0}")]
+    NoSuchKey(String),
+    /// A rule forbids it (the bootstrap key is the last active admin key).
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
 /// Creates a key; returns the key string (shown once) and its record.
 pub fn create(
     store: &dyn Store,
@@ -154,14 +171,16 @@ pub fn create(
     expires_at: Option<u64>,
     by: &str,
     now: u64,
-) -> Result<(String, ApiKeyRecord), String> {
+) -> Result<(String, ApiKeyRecord), ChangeError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err("name: 1–100 printable characters".into());
+        return Err(ChangeError::Name);
     }
     let mut id = [0u8; 4];
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut id).and_then(|_| getrandom::fill(&mut secret)).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut id)
+        .and_then(|_| getrandom::fill(&mut secret))
+        .map_err(|e| ChangeError::Random(e.to_string()))?;
     let id = format!("k{}", hex::encode(id));
     let key = format!("csk_{id}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
     let rec = ApiKeyRecord {
@@ -175,19 +194,21 @@ pub fn create(
         revoked_at: None,
         last_used: None,
     };
-    store.put_api_key(&rec).map_err(|e| e.to_string())?;
+    store.put_api_key(&rec)?;
     Ok((key, rec))
 }
 
 /// Revokes a key. The bootstrap key can be revoked once another active admin key exists.
-pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyRecord, String> {
-    let keys = store.api_keys().map_err(|e| e.to_string())?;
+pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyRecord, ChangeError> {
+    let keys = store.api_keys()?;
     if id == BOOTSTRAP_ID {
         let other_admin = keys.iter().any(|k| {
             k.id != BOOTSTRAP_ID && k.role == "admin" && k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now)
         });
         if !other_admin {
-            return Err("the bootstrap key can be revoked only once another active admin key exists".into());
+            return Err(ChangeError::Refused(
+                "the bootstrap key can be revoked only once another active admin key exists",
+            ));
         }
         let rec = ApiKeyRecord {
             id: BOOTSTRAP_ID.into(),
@@ -200,13 +221,13 @@ pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyR
             revoked_at: Some(now),
             last_used: None,
         };
-        store.put_api_key(&rec).map_err(|e| e.to_string())?;
+        store.put_api_key(&rec)?;
         return Ok(rec);
     }
-    let mut rec = keys.into_iter().find(|k| k.id == id).ok_or_else(|| format!("no key {id}"))?;
+    let mut rec = keys.into_iter().find(|k| k.id == id).ok_or_else(|| ChangeError::NoSuchKey(id.to_string()))?;
     if rec.revoked_at.is_none() {
         rec.revoked_at = Some(now);
-        store.put_api_key(&rec).map_err(|e| e.to_string())?;
+        store.put_api_key(&rec)?;
     }
     Ok(rec)
 }

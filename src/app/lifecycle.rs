@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::service::{Actor, Service, ServiceError};
 use crate::clock::rfc3339;
+use crate::domain::actions::Action;
 use crate::domain::agreement::{Agreement, Disposition, Status, Termination};
 use crate::domain::intake::Date;
 use crate::store::{Change, Event};
@@ -113,28 +114,21 @@ impl Service {
         if reason.is_empty() {
             return Err(field("/reason", "a reason is required"));
         }
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if a.status != Status::Executed {
-            return Err(ServiceError::State(format!(
-                "only an executed agreement can be terminated; this one is {}",
-                a.status.as_str()
-            )));
-        }
-        let now = self.clock.now();
-        a.termination =
-            Some(Termination { date: date.to_string(), reason: reason.into(), by: actor.who.clone(), at: now });
-        a.status = Status::Terminated;
-        a.updated_at = now;
-        a.revision += 1;
-        let ev = self.event(
-            &a,
-            "terminated",
-            actor,
-            &a.document_sha256,
-            serde_json::json!({"date": date.to_string(), "reason": reason}),
-        );
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Terminate)?;
+            let now = self.clock.now();
+            a.termination =
+                Some(Termination { date: date.to_string(), reason: reason.into(), by: actor.who.clone(), at: now });
+            a.status = Status::Terminated;
+            change.events.push(self.event(
+                a,
+                "terminated",
+                actor,
+                &a.document_sha256,
+                serde_json::json!({"date": date.to_string(), "reason": reason}),
+            ));
+            Ok(())
+        })?;
         Ok(a)
     }
 
@@ -165,34 +159,27 @@ impl Service {
                 "when return or destruction is infeasible, state the protections that continue and the purposes that limit further use",
             ));
         }
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if a.status != Status::Terminated {
-            return Err(ServiceError::State(format!(
-                "return or destruction is certified after termination; this agreement is {}",
-                a.status.as_str()
-            )));
-        }
-        let now = self.clock.now();
-        a.disposition = Some(Disposition {
-            method: method.into(),
-            date: date.to_string(),
-            certified_by: certified_by.into(),
-            protections: protections.map(String::from),
-            by: actor.who.clone(),
-            at: now,
-        });
-        a.status = Status::Closed;
-        a.updated_at = now;
-        a.revision += 1;
-        let ev = self.event(
-            &a,
-            "phi_disposition_certified",
-            actor,
-            &a.document_sha256,
-            serde_json::json!({"method": method, "date": date.to_string(), "certified_by": certified_by, "protections": protections}),
-        );
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::CertifyDisposition)?;
+            let now = self.clock.now();
+            a.disposition = Some(Disposition {
+                method: method.into(),
+                date: date.to_string(),
+                certified_by: certified_by.into(),
+                protections: protections.map(String::from),
+                by: actor.who.clone(),
+                at: now,
+            });
+            a.status = Status::Closed;
+            change.events.push(self.event(
+                a,
+                "phi_disposition_certified",
+                actor,
+                &a.document_sha256,
+                serde_json::json!({"method": method, "date": date.to_string(), "certified_by": certified_by, "protections": protections}),
+            ));
+            Ok(())
+        })?;
         Ok(a)
     }
 

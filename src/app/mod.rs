@@ -10,12 +10,17 @@
 //! It depends on everything below it (`domain`, `render`, `pdf`, `seal`, `store`, `mail`
 //! composition) and on nothing above it (`http`, `cli`).
 
+pub mod keys;
 pub mod lifecycle;
 pub mod outbox;
 pub mod schedule;
 pub mod sender;
 pub mod service;
+pub mod update;
 pub mod views;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

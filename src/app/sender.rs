@@ -120,6 +120,7 @@ pub fn spawn(
                     None
                 }
             };
+            service.sender_passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut wait = poll.min(next_tick.saturating_duration_since(tokio::time::Instant::now()));
             if let Some(at) = next_due {
                 wait = wait.min(Duration::from_secs(at.saturating_sub(service.clock.now())));

@@ -1,9 +1,13 @@
 //! The signing service: every operation on an agreement, as one read–modify–commit.
 //!
-//! Concurrency: one process owns the data directory (sled locks it), and every state change runs
-//! under [`Service::write`], a mutex around read → decide → commit. Changes are small and the
-//! commit's fsync dominates, so serializing them costs little and rules out lost updates between
-//! two signers of the same order. The store's revision check backs this up.
+//! Concurrency: one process owns the data directory (sled locks it). Every change to an
+//! agreement goes through [`Service::update`] (`app/update.rs`): the change is decided without
+//! a lock — rendering, sealing and the timestamp authority included — and committed under
+//! [`Service::write`], a short mutex around re-check → commit → index update, only if the
+//! agreement's revision is unchanged since it was loaded; otherwise it is decided again. So no
+//! update is lost between two signers of the same order, and slow work on one agreement never
+//! holds up another. Creating an agreement and events-only commits (downloads) take the lock
+//! directly: there is nothing to race with.
 //!
 //! All methods are synchronous and may render PDFs: the HTTP layer calls them through
 //! `spawn_blocking`, never on the async threads.
@@ -18,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, long_date, rfc3339};
 use crate::config::Config;
+use crate::domain::actions::{Action, Refusal};
 use crate::domain::agreement::{
     Agreement, Approval, Facts, Signature, SignerRecord, SignerStatus, Status, VersionRecord,
 };
@@ -28,7 +33,7 @@ use crate::pdf::append;
 use crate::render::model::Document;
 use crate::render::{Mode, Options, Renderer, appendix};
 use crate::signing::CONSENT_VERSION;
-use crate::signing::token::{KeyRing, Purpose, TokenError};
+use crate::signing::token::{Claims, KeyRing, Purpose, TokenError};
 use crate::store::{Change, Event, Message, MessageStatus, NewEvent, Store, StoreError};
 
 /// Who is acting, and from where (recorded in every audit event).
@@ -68,6 +73,12 @@ pub enum ServiceError {
     /// Over a concurrency cap or a time budget (429): try again later.
     #[error("{0}")]
     Busy(String),
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> Self {
+        ServiceError::State(r.to_string())
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -154,6 +165,9 @@ pub struct Service {
     /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
     /// length. Verification looks files up here instead of reading the archive.
     pub digests: RwLock<Digests>,
+    /// Outbox passes the mail sender has finished since start: what tests wait for instead of
+    /// sleeping before they check that nothing was sent.
+    pub sender_passes: std::sync::atomic::AtomicU64,
     /// Signer-link views after the first, not yet written (the first-view rule, issue 14).
     pub views: super::views::Views,
     /// Prometheus metrics; the agreements-by-status gauges move with the index, on each commit.
@@ -218,6 +232,7 @@ impl Service {
             views: Default::default(),
             mail_wake: Default::default(),
             metrics: Default::default(),
+            sender_passes: Default::default(),
         };
         service.rebuild_index();
         service
@@ -440,36 +455,27 @@ impl Service {
     /// Replaces a draft's intake (a new version).
     pub fn replace(&self, id: &str, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
         let intake = self.with_dua_reference(self.parse(text)?);
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if !a.status.is_draft() {
-            return Err(ServiceError::State(format!(
-                "only a draft can be replaced; this agreement is {}",
-                a.status.as_str()
-            )));
-        }
-        let version = a.version + 1;
-        let d = self.draft_version(&intake, text, version)?;
-        a.version = version;
-        a.status = Self::draft_status(&d);
-        a.document_sha256 = d.record.sha256.clone();
-        a.check_passes = d.passes;
-        a.needs_approval = d.needs_approval;
-        a.approval = None;
-        a.title = crate::render::context::title(&intake).into();
-        a.upstream_name = intake.upstream.legal_name.clone();
-        a.downstream_name = intake.downstream.legal_name.clone();
-        a.facts = facts(&intake);
-        a.signers = Self::signer_records(&intake, &a.signers);
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        let ev = self.event(&a, "version_replaced", actor, &d.record.sha256, serde_json::json!({"version": version}));
-        self.commit(Change {
-            agreement: Some(a.clone()),
-            versions: vec![d.record],
-            documents: d.documents,
-            events: vec![ev],
-            ..Change::default()
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Replace)?;
+            let version = a.version + 1;
+            let d = self.draft_version(&intake, text, version)?;
+            a.version = version;
+            a.status = Self::draft_status(&d);
+            a.document_sha256 = d.record.sha256.clone();
+            a.check_passes = d.passes;
+            a.needs_approval = d.needs_approval;
+            a.approval = None;
+            a.title = crate::render::context::title(&intake).into();
+            a.upstream_name = intake.upstream.legal_name.clone();
+            a.downstream_name = intake.downstream.legal_name.clone();
+            a.facts = facts(&intake);
+            a.signers = Self::signer_records(&intake, &a.signers);
+            let ev =
+                self.event(a, "version_replaced", actor, &d.record.sha256, serde_json::json!({"version": version}));
+            change.versions.push(d.record);
+            change.documents.extend(d.documents);
+            change.events.push(ev);
+            Ok(())
         })?;
         Ok(a)
     }
@@ -573,53 +579,49 @@ impl Service {
 
     /// Freezes the document and sends the first signing order its links.
     pub fn send(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if !a.status.is_draft() {
-            return Err(ServiceError::State(format!(
-                "only a draft can be sent; this agreement is {}",
-                a.status.as_str()
-            )));
-        }
-        let v = self.store.version(id, a.version)?;
-        let intake = self.with_dua_reference(self.parse(&v.intake)?);
-        let started = std::time::Instant::now();
-        let r = self
-            .renderer
-            .render(&intake, Options { mode: Mode::ForSignature, version: a.version })
-            .inspect(|_| self.metrics.rendered("for_signature", started.elapsed().as_secs_f64()))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        if r.report.errors() > 0 || !a.check_passes {
-            let findings =
-                r.report.findings.into_iter().filter(|f| f.level == crate::domain::findings::Level::Error).collect();
-            return Err(ServiceError::CheckFailed(findings));
-        }
-        // Departures from policy block sending until this very version is approved.
-        let approved = a.approval.as_ref().map(|x| x.version) == Some(a.version);
-        if (a.status == Status::AwaitingApproval || !r.report.departures.is_empty()) && !approved {
-            return Err(ServiceError::NeedsApproval(r.report.departures));
-        }
-        let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let now = self.clock.now();
-        a.status = Status::Sent;
-        a.sent_at = Some(now);
-        a.sent_by = Some(actor.who.clone());
-        a.sent_sha256 = Some(r.report.sha256.clone());
-        a.sent_bytes = Some(r.pdf.len() as u64);
-        a.document_sha256 = r.report.sha256.clone();
-        a.updated_at = now;
-        a.revision += 1;
-        let mut change = Change { documents: vec![r.pdf, model.clone()], ..Change::default() };
-        change.events.push(self.event(
-            &a,
-            "sent",
-            actor,
-            &r.report.sha256,
-            serde_json::json!({"version": a.version, "model_sha256": sha(&model)}),
-        ));
-        self.advance(&mut a, actor, &mut change);
-        change.agreement = Some(a.clone());
-        self.commit(change)?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Send)?;
+            let v = self.store.version(id, a.version)?;
+            let intake = self.with_dua_reference(self.parse(&v.intake)?);
+            let started = std::time::Instant::now();
+            let r = self
+                .renderer
+                .render(&intake, Options { mode: Mode::ForSignature, version: a.version })
+                .inspect(|_| self.metrics.rendered("for_signature", started.elapsed().as_secs_f64()))
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if r.report.errors() > 0 || !a.check_passes {
+                let findings = r
+                    .report
+                    .findings
+                    .into_iter()
+                    .filter(|f| f.level == crate::domain::findings::Level::Error)
+                    .collect();
+                return Err(ServiceError::CheckFailed(findings));
+            }
+            // Departures from policy block sending until this very version is approved.
+            let approved = a.approval.as_ref().map(|x| x.version) == Some(a.version);
+            if (a.status == Status::AwaitingApproval || !r.report.departures.is_empty()) && !approved {
+                return Err(ServiceError::NeedsApproval(r.report.departures));
+            }
+            let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let now = self.clock.now();
+            a.status = Status::Sent;
+            a.sent_at = Some(now);
+            a.sent_by = Some(actor.who.clone());
+            a.sent_sha256 = Some(r.report.sha256.clone());
+            a.sent_bytes = Some(r.pdf.len() as u64);
+            a.document_sha256 = r.report.sha256.clone();
+            change.events.push(self.event(
+                a,
+                "sent",
+                actor,
+                &r.report.sha256,
+                serde_json::json!({"version": a.version, "model_sha256": sha(&model)}),
+            ));
+            change.documents.extend([r.pdf, model]);
+            self.advance(a, actor, change);
+            Ok(())
+        })?;
         Ok(a)
     }
 
@@ -643,28 +645,22 @@ impl Service {
         if reason.is_empty() {
             return Err(ServiceError::Field("/reason".into(), "a reason is required".into()));
         }
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if a.status != Status::AwaitingApproval {
-            return Err(ServiceError::State(format!(
-                "only an agreement awaiting approval can be approved; this one is {}",
-                a.status.as_str()
-            )));
-        }
-        let v = self.store.version(id, a.version)?;
-        let now = self.clock.now();
-        a.approval = Some(Approval { version: a.version, by: actor.who.clone(), reason: reason.to_string(), at: now });
-        a.status = Status::Draft;
-        a.updated_at = now;
-        a.revision += 1;
-        let ev = self.event(
-            &a,
-            "approved",
-            actor,
-            &a.document_sha256,
-            serde_json::json!({"version": a.version, "reason": reason, "departures": v.report.get("departures")}),
-        );
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Approve)?;
+            let v = self.store.version(id, a.version)?;
+            let now = self.clock.now();
+            a.approval =
+                Some(Approval { version: a.version, by: actor.who.clone(), reason: reason.to_string(), at: now });
+            a.status = Status::Draft;
+            change.events.push(self.event(
+                a,
+                "approved",
+                actor,
+                &a.document_sha256,
+                serde_json::json!({"version": a.version, "reason": reason, "departures": v.report.get("departures")}),
+            ));
+            Ok(())
+        })?;
         Ok(a)
     }
 
@@ -723,61 +719,50 @@ impl Service {
         if reason.is_empty() {
             return Err(ServiceError::Field("/reason".into(), "a reason is required".into()));
         }
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        // Void only before execution: an executed (then terminated, closed) agreement is kept
-        // for six years from when it was last in effect; voiding it would move that back to
-        // its creation date. `executed_at` catches any later state too.
-        if a.executed_at.is_some()
-            || matches!(a.status, Status::Executed | Status::Terminated | Status::Closed | Status::Voided)
-        {
-            return Err(ServiceError::State(format!(
-                "this agreement is {} and cannot be voided: only an agreement not yet executed can be",
-                a.status.as_str()
-            )));
-        }
-        a.status = Status::Voided;
-        a.void_reason = Some(reason.to_string());
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        let ev = self.event(&a, "voided", actor, &a.document_sha256, serde_json::json!({"reason": reason}));
-        self.commit(Change { agreement: Some(a.clone()), events: vec![ev], ..Change::default() })?;
+        let (a, ()) = self.update(id, |a, change| {
+            // Void only before execution (the table in `domain::actions` says why).
+            a.status.allows(Action::Void)?;
+            a.status = Status::Voided;
+            a.void_reason = Some(reason.to_string());
+            change.events.push(self.event(
+                a,
+                "voided",
+                actor,
+                &a.document_sha256,
+                serde_json::json!({"reason": reason}),
+            ));
+            Ok(())
+        })?;
         Ok(a)
     }
 
     /// A new link for one signer; the old one stops working. Brings an expired agreement back.
     pub fn resend(&self, id: &str, signer_id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if !(a.status.is_out_for_signature() || a.status == Status::Expired) {
-            return Err(ServiceError::State(format!(
-                "links can only be resent while out for signature; this agreement is {}",
-                a.status.as_str()
-            )));
-        }
-        let snapshot = a.clone();
-        let current = a.current_order();
-        let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
-        if matches!(s.status, SignerStatus::Signed | SignerStatus::Declined) {
-            return Err(ServiceError::State(format!("signer {signer_id} has already responded")));
-        }
-        if Some(s.order) != current {
-            return Err(ServiceError::State(format!("signer {signer_id} is not yet due to sign (order {})", s.order)));
-        }
-        s.generation += 1;
-        let mut change = Change::default();
-        self.issue_link(&snapshot, s, actor, &mut change);
-        if a.status == Status::Expired {
-            a.status = if a.signers.iter().any(|s| s.status == SignerStatus::Signed) {
-                Status::PartiallySigned
-            } else {
-                Status::Sent
-            };
-        }
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        change.agreement = Some(a.clone());
-        self.commit(change)?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Resend)?;
+            let snapshot = a.clone();
+            let current = a.current_order();
+            let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
+            if matches!(s.status, SignerStatus::Signed | SignerStatus::Declined) {
+                return Err(ServiceError::State(format!("signer {signer_id} has already responded")));
+            }
+            if Some(s.order) != current {
+                return Err(ServiceError::State(format!(
+                    "signer {signer_id} is not yet due to sign (order {})",
+                    s.order
+                )));
+            }
+            s.generation += 1;
+            self.issue_link(&snapshot, s, actor, change);
+            if a.status == Status::Expired {
+                a.status = if a.signers.iter().any(|s| s.status == SignerStatus::Signed) {
+                    Status::PartiallySigned
+                } else {
+                    Status::Sent
+                };
+            }
+            Ok(())
+        })?;
         Ok(a)
     }
 
@@ -827,88 +812,71 @@ impl Service {
             ),
             None => None,
         };
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if matches!(a.status, Status::Executed | Status::Voided | Status::Declined) {
-            return Err(ServiceError::State(format!("signers cannot change; this agreement is {}", a.status.as_str())));
-        }
-        let current = a.current_order();
-        let snapshot = a.clone();
-        let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
-        if s.status == SignerStatus::Signed {
-            return Err(ServiceError::State(format!("signer {signer_id} has already signed")));
-        }
-        let before = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
-        if let Some(n) = name {
-            s.name = n;
-        }
-        if let Some(t) = title {
-            s.title = t;
-        }
-        if let Some(e) = email {
-            s.email = e;
-        }
-        let after = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
-        let mut change = Change::default();
-        s.generation += 1;
-        let doc = snapshot.document_sha256.clone();
-        change.events.push(self.event(
-            &snapshot,
-            "signer_updated",
-            actor,
-            &doc,
-            serde_json::json!({"signer": signer_id, "before": before, "after": after, "generation": s.generation}),
-        ));
-        if snapshot.status.is_out_for_signature() && Some(s.order) == current {
-            self.issue_link(&snapshot, s, actor, &mut change);
-        }
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        change.agreement = Some(a.clone());
-        self.commit(change)?;
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::UpdateSigner)?;
+            let current = a.current_order();
+            let snapshot = a.clone();
+            let s = a.signers.iter_mut().find(|s| s.id == signer_id).ok_or(ServiceError::NotFound)?;
+            if s.status == SignerStatus::Signed {
+                return Err(ServiceError::State(format!("signer {signer_id} has already signed")));
+            }
+            let before = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
+            if let Some(n) = &name {
+                s.name = n.clone();
+            }
+            if let Some(t) = &title {
+                s.title = t.clone();
+            }
+            if let Some(e) = &email {
+                s.email = e.clone();
+            }
+            let after = serde_json::json!({"name": s.name, "title": s.title, "email": s.email});
+            s.generation += 1;
+            let doc = snapshot.document_sha256.clone();
+            change.events.push(self.event(
+                &snapshot,
+                "signer_updated",
+                actor,
+                &doc,
+                serde_json::json!({"signer": signer_id, "before": before, "after": after, "generation": s.generation}),
+            ));
+            if snapshot.status.is_out_for_signature() && Some(s.order) == current {
+                self.issue_link(&snapshot, s, actor, change);
+            }
+            Ok(())
+        })?;
         Ok(a)
     }
 
     /// After a decline: back to draft as a new version, from the declined version's intake.
     pub fn revise(&self, id: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let _g = self.write();
-        let mut a = self.store.agreement(id)?;
-        if a.status != Status::Declined {
-            return Err(ServiceError::State(format!(
-                "only a declined agreement can be revised; this one is {}",
-                a.status.as_str()
-            )));
-        }
-        let old = self.store.version(id, a.version)?;
-        let intake = self.with_dua_reference(self.parse(&old.intake)?);
-        let version = a.version + 1;
-        let d = self.draft_version(&intake, &old.intake, version)?;
-        a.status = Self::draft_status(&d);
-        a.version = version;
-        a.document_sha256 = d.record.sha256.clone();
-        a.check_passes = d.passes;
-        a.needs_approval = d.needs_approval;
-        a.approval = None;
-        a.facts = facts(&intake);
-        a.signers = Self::signer_records(&intake, &a.signers);
-        a.sent_at = None;
-        a.sent_by = None;
-        a.sent_sha256 = None;
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        let ev = self.event(
-            &a,
-            "revised",
-            actor,
-            &d.record.sha256,
-            serde_json::json!({"version": version, "from_version": version - 1}),
-        );
-        self.commit(Change {
-            agreement: Some(a.clone()),
-            versions: vec![d.record],
-            documents: d.documents,
-            events: vec![ev],
-            ..Change::default()
+        let (a, ()) = self.update(id, |a, change| {
+            a.status.allows(Action::Revise)?;
+            let old = self.store.version(id, a.version)?;
+            let intake = self.with_dua_reference(self.parse(&old.intake)?);
+            let version = a.version + 1;
+            let d = self.draft_version(&intake, &old.intake, version)?;
+            a.status = Self::draft_status(&d);
+            a.version = version;
+            a.document_sha256 = d.record.sha256.clone();
+            a.check_passes = d.passes;
+            a.needs_approval = d.needs_approval;
+            a.approval = None;
+            a.facts = facts(&intake);
+            a.signers = Self::signer_records(&intake, &a.signers);
+            a.sent_at = None;
+            a.sent_by = None;
+            a.sent_sha256 = None;
+            change.events.push(self.event(
+                a,
+                "revised",
+                actor,
+                &d.record.sha256,
+                serde_json::json!({"version": version, "from_version": version - 1}),
+            ));
+            change.versions.push(d.record);
+            change.documents.extend(d.documents);
+            Ok(())
         })?;
         Ok(a)
     }
@@ -916,6 +884,13 @@ impl Service {
     /// Verifies a link token and loads what it opens, checking in order: format, key, tag,
     /// expiry, agreement and signer, generation, state.
     pub fn resolve(&self, token: &str, want: Purpose) -> Result<Link, LinkError> {
+        let claims = self.claims(token, want)?;
+        let a = self.store.agreement(&claims.agreement).map_err(|_| LinkError::Gone)?;
+        Self::link_in(a, &claims, token)
+    }
+
+    /// The claims of a genuine, unexpired token for `want`.
+    fn claims(&self, token: &str, want: Purpose) -> Result<Claims, LinkError> {
         let claims = match self.keys.verify(token, self.clock.now()) {
             Ok(c) => c,
             Err(TokenError::Malformed) => return Err(LinkError::Malformed),
@@ -926,7 +901,11 @@ impl Service {
         if claims.purpose != want {
             return Err(LinkError::Malformed);
         }
-        let a = self.store.agreement(&claims.agreement).map_err(|_| LinkError::Gone)?;
+        Ok(claims)
+    }
+
+    /// What a token's claims open in agreement `a`: its signer, if the link is still theirs.
+    fn link_in(a: Agreement, claims: &Claims, token: &str) -> Result<Link, LinkError> {
         let signer = a.signer_by_index(claims.signer).cloned().ok_or(LinkError::Gone)?;
         if claims.generation != signer.generation {
             return Err(if a.status == Status::Voided { LinkError::Voided } else { LinkError::Superseded });
@@ -939,14 +918,26 @@ impl Service {
 
     /// A signing link that may still act (not yet used, agreement open).
     pub fn resolve_open(&self, token: &str) -> Result<Link, LinkError> {
-        let link = self.resolve(token, Purpose::Sign)?;
+        Self::still_open(self.resolve(token, Purpose::Sign)?)
+    }
+
+    fn still_open(link: Link) -> Result<Link, LinkError> {
         if matches!(link.signer.status, SignerStatus::Signed | SignerStatus::Declined) {
             return Err(LinkError::AlreadyUsed);
         }
-        if !link.agreement.status.is_out_for_signature() {
+        if link.agreement.status.allows(Action::Sign).is_err() {
             return Err(LinkError::Closed(link.agreement.status.as_str().into()));
         }
         Ok(link)
+    }
+
+    /// The open signing link `token` in the freshly loaded agreement `a` (inside an update).
+    fn open_link_in(&self, a: &Agreement, token: &str) -> Result<Link, LinkError> {
+        let claims = self.claims(token, Purpose::Sign)?;
+        if claims.agreement != a.id {
+            return Err(LinkError::Gone);
+        }
+        Self::still_open(Self::link_in(a.clone(), &claims, token)?)
     }
 
     /// Records the first view of a signer's link (status `opened` and an `opened` event, durably).
@@ -1000,60 +991,55 @@ impl Service {
                 ));
             }
         }
-        let g = self.write();
-        // Re-resolve under the lock: two submissions of the same link cannot both sign.
-        let link = self.resolve_open(token)?;
-        let later_views = self.views.peek(&link.agreement.id, &link.signer.id);
-        let mut a = link.agreement;
-        let now = self.clock.now();
-        let doc = a.sent_sha256.clone().unwrap_or_default();
-        let snapshot = a.clone();
-        let mut change = Change::default();
-        {
-            let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else {
-                return Err(ServiceError::NotFound);
-            };
-            s.status = SignerStatus::Signed;
-            s.signature = Some(Signature {
-                typed_name: typed_name.clone(),
-                typed_title: typed_title.clone(),
-                signed_at: now,
-                ip: actor.ip.clone(),
-                user_agent: actor.user_agent.clone(),
-                consent_version: CONSENT_VERSION.into(),
-                signature_id: new_id("sig_", 8),
-            });
-        }
-        change.events.push(self.event(
-            &snapshot,
-            "consented",
-            actor,
-            &doc,
-            serde_json::json!({"signer": link.signer.id, "consent_version": CONSENT_VERSION}),
-        ));
-        change.events.push(self.event(
-            &snapshot,
-            "signed",
-            actor,
-            &doc,
-            serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title,
-                "later_views": later_views}),
-        ));
-        a.status = Status::PartiallySigned;
-        a.updated_at = now;
-        a.revision += 1;
-        if a.all_signed() {
-            self.complete(&mut a, &mut change, &doc)?;
-        } else {
-            self.advance(&mut a, &Actor { who: "system".into(), ..Actor::default() }, &mut change);
-        }
-        change.agreement = Some(a.clone());
-        let (_, ticket, queued) = self.apply(change)?;
-        // The lock is released before the fsync so that concurrent signers share it (group
-        // commit); the signature is acknowledged only once `durable` returns.
-        drop(g);
-        self.durable(ticket, queued)?;
-        self.views.written(&a.id, &link.signer.id, later_views);
+        // The agreement the link opens; the link is checked again on every attempt of the
+        // update, so two submissions of the same link cannot both sign.
+        let id = self.resolve_open(token)?.agreement.id;
+        let (a, (signer, later_views)) = self.update(&id, |a, change| {
+            let link = self.open_link_in(a, token)?;
+            let later_views = self.views.peek(&a.id, &link.signer.id);
+            let now = self.clock.now();
+            let doc = a.sent_sha256.clone().unwrap_or_default();
+            let snapshot = a.clone();
+            {
+                let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) else {
+                    return Err(ServiceError::NotFound);
+                };
+                s.status = SignerStatus::Signed;
+                s.signature = Some(Signature {
+                    typed_name: typed_name.clone(),
+                    typed_title: typed_title.clone(),
+                    signed_at: now,
+                    ip: actor.ip.clone(),
+                    user_agent: actor.user_agent.clone(),
+                    consent_version: CONSENT_VERSION.into(),
+                    signature_id: new_id("sig_", 8),
+                });
+            }
+            change.events.push(self.event(
+                &snapshot,
+                "consented",
+                actor,
+                &doc,
+                serde_json::json!({"signer": link.signer.id, "consent_version": CONSENT_VERSION}),
+            ));
+            change.events.push(self.event(
+                &snapshot,
+                "signed",
+                actor,
+                &doc,
+                serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title,
+                    "later_views": later_views}),
+            ));
+            a.status = Status::PartiallySigned;
+            if a.all_signed() {
+                // Rendering, sealing and the timestamp authority run here, outside the lock.
+                self.complete(a, change, &doc)?;
+            } else {
+                self.advance(a, &Actor { who: "system".into(), ..Actor::default() }, change);
+            }
+            Ok((link.signer.id, later_views))
+        })?;
+        self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }
 
@@ -1130,33 +1116,27 @@ impl Service {
         if reason.chars().count() > 2000 {
             return Err(ServiceError::Field("/reason".into(), "at most 2000 characters".into()));
         }
-        let _g = self.write();
-        let link = self.resolve_open(token)?;
-        let later_views = self.views.peek(&link.agreement.id, &link.signer.id);
-        let mut a = link.agreement;
-        let doc = a.sent_sha256.clone().unwrap_or_default();
-        if let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) {
-            s.status = SignerStatus::Declined;
-            s.decline_reason = Some(reason.clone());
-        }
-        a.status = Status::Declined;
-        a.updated_at = self.clock.now();
-        a.revision += 1;
-        let ev = self.event(
-            &a,
-            "declined",
-            actor,
-            &doc,
-            serde_json::json!({"signer": link.signer.id, "reason": reason, "later_views": later_views}),
-        );
-        let notice = mail::notices::declined(&self.config, &a, &link.signer, self.clock.now());
-        self.commit(Change {
-            agreement: Some(a.clone()),
-            events: vec![ev],
-            messages: vec![notice],
-            ..Change::default()
+        let id = self.resolve_open(token)?.agreement.id;
+        let (a, (signer, later_views)) = self.update(&id, |a, change| {
+            let link = self.open_link_in(a, token)?;
+            let later_views = self.views.peek(&a.id, &link.signer.id);
+            let doc = a.sent_sha256.clone().unwrap_or_default();
+            if let Some(s) = a.signers.iter_mut().find(|s| s.id == link.signer.id) {
+                s.status = SignerStatus::Declined;
+                s.decline_reason = Some(reason.clone());
+            }
+            a.status = Status::Declined;
+            change.events.push(self.event(
+                a,
+                "declined",
+                actor,
+                &doc,
+                serde_json::json!({"signer": link.signer.id, "reason": reason, "later_views": later_views}),
+            ));
+            change.messages.push(mail::notices::declined(&self.config, a, &link.signer, self.clock.now()));
+            Ok((link.signer.id.clone(), later_views))
         })?;
-        self.views.written(&a.id, &link.signer.id, later_views);
+        self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }
 

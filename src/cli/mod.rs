@@ -7,6 +7,8 @@ pub mod client;
 pub mod ops;
 pub mod outbox;
 pub mod serve;
+#[cfg(test)]
+mod tests;
 pub mod user;
 
 use std::io::Write;

@@ -105,7 +105,8 @@ pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
             let role = crate::staff::Role::parse(&role).ok_or("role must be sales, legal, vendor_manager or admin")?;
             let t = now();
             let (key, rec) =
-                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), "cli", t)?;
+                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), "cli", t)
+                    .map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!("created key {} ({}, {}); it is shown only once", rec.id, rec.name, rec.role);
         }
@@ -129,7 +130,7 @@ pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
         }
         ApikeyCommand::Revoke { id, data } => {
             let store = direct(&data, "DELETE /api/v1/apikeys/{id}")?;
-            let rec = crate::staff::revoke(&store, &id, now(), "cli")?;
+            let rec = crate::staff::revoke(&store, &id, now(), "cli").map_err(|e| e.to_string())?;
             println!("revoked {} ({})", rec.id, rec.name);
         }
     }

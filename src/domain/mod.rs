@@ -1,5 +1,6 @@
 //! Domain: intake and agreement types, the regulatory tables. No HTTP, no storage.
 
+pub mod actions;
 pub mod addenda;
 pub mod agreement;
 pub mod audit;

@@ -927,7 +927,7 @@ async fn retention(staff: Staff, State(state): State<AppState>) -> Result<axum::
 
 async fn list_keys(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     staff.require(allowed("GET", "/apikeys"))?;
-    let keys = with(&state, |svc| crate::staff::list(svc.store.as_ref()).map_err(ServiceError::from)).await?;
+    let keys = with(&state, |svc| svc.api_keys()).await?;
     Ok(axum::Json(json!({"items": keys})))
 }
 
@@ -953,11 +953,7 @@ async fn create_key(staff: Staff, State(state): State<AppState>, body: Bytes) ->
             )],
         });
     };
-    let (key, rec) = with(&state, move |svc| {
-        crate::staff::create(svc.store.as_ref(), &k.name, role, k.expires_at, &s.who, svc.clock.now())
-            .map_err(|m| ServiceError::Field("/name".into(), m))
-    })
-    .await?;
+    let (key, rec) = with(&state, move |svc| svc.create_api_key(&k.name, role, k.expires_at, &s.who)).await?;
     let mut v = serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default();
     v["key"] = Value::String(key);
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
@@ -969,11 +965,7 @@ async fn revoke_key(
     Path(key_id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("DELETE", "/apikeys/{key_id}"))?.clone();
-    let rec = with(&state, move |svc| {
-        crate::staff::revoke(svc.store.as_ref(), &key_id, svc.clock.now(), &s.who)
-            .map_err(|m| if m.starts_with("no key") { ServiceError::NotFound } else { ServiceError::State(m) })
-    })
-    .await?;
+    let rec = with(&state, move |svc| svc.revoke_api_key(&key_id, &s.who)).await?;
     Ok(axum::Json(serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default()))
 }
 

@@ -8,6 +8,8 @@ pub use crate::domain::audit;
 pub mod format;
 pub mod group;
 pub mod ids;
+pub mod memory;
+pub mod memory_people;
 mod outbox_index;
 pub mod people;
 pub mod perms;

@@ -12,11 +12,25 @@ pub struct TestApp {
     pub data: PathBuf,
     pub clock: ManualClock,
     pub http: ureq::Agent,
+    /// The server's service, for what only it can tell (how many sender passes have run).
+    pub service: Arc<countersign::app::service::Service>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A fixed start time: 2027-01-04T12:00:00Z.
+impl TestApp {
+    /// Returns once the mail sender has finished `n` more passes than when called: after it,
+    /// the sender has looked at the outbox at least once since the caller's last change.
+    pub fn sender_passes(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let start = self.service.sender_passes.load(Ordering::SeqCst);
+        crate::smtp::eventually(10, "mail sender passes", || {
+            self.service.sender_passes.load(Ordering::SeqCst) >= start + n
+        });
+    }
+}
+
 pub const T0: u64 = 1_799_064_000;
 
 /// Starts a server on a fresh temp data dir.
@@ -51,6 +65,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let (state, key, _) = countersign::http::state::build_state(config, dyn_clock).expect("state builds");
+    let service = state.service.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -71,6 +86,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
         data: data.to_path_buf(),
         clock,
         http,
+        service,
         stop: Some(tx),
         thread: Some(thread),
     }

@@ -148,7 +148,7 @@ fn a_server_that_refuses_then_accepts_delivers_exactly_once_after_the_backoff() 
 
     // Not before the backoff is over (the sender looks every 25 ms; give it a few looks)…
     app.clock.advance(30);
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    app.sender_passes(2);
     assert_eq!(message(&app, &id, "link")["attempts"], 1);
     // …then exactly once.
     app.clock.advance(31);
@@ -257,7 +257,7 @@ fn messages_queued_before_a_restart_all_arrive_once() {
     // And a second restart sends nothing again.
     let app = spawn_app_with(dir.path(), clock.clone(), "127.0.0.1:0", with_smtp(smtp.port));
     clock.advance(DAY);
-    std::thread::sleep(std::time::Duration::from_millis(150)); // a few sender passes
+    app.sender_passes(2);
     let again = app.get("/api/v1/outbox").json();
     assert_eq!(again["items"].as_array().map(Vec::len), Some(4));
     let mut ids: Vec<String> = smtp.messages().iter().filter_map(|m| m.header("Message-ID")).collect();

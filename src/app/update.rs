@@ -1,0 +1,63 @@
+//! One read–modify–commit for every change to an agreement: [`Service::update`].
+//!
+//! Concurrency: the change is decided *without* a lock — rendering, sealing and the timestamp
+//! authority may take seconds and must not hold up other agreements — and committed under the
+//! service's write lock only if the agreement's revision is still the one that was loaded. If
+//! another change landed in between, the whole decision runs again on the fresh agreement (its
+//! checks included, so two submissions of one signing link cannot both sign). The store checks
+//! the revision once more inside its transaction. After [`ATTEMPTS`] lost races the caller gets
+//! a 409 and may retry.
+//!
+//! Events committed without the agreement (downloads of an executed copy) do not bump the
+//! revision; no such event can be written while an agreement is being decided here in a way
+//! that matters, because downloads exist only for executed agreements, which no signing action
+//! changes.
+
+use crate::domain::agreement::Agreement;
+use crate::store::{Change, StoreError};
+
+use super::service::{Service, ServiceError};
+
+/// How many times a change is decided before a conflict is reported.
+const ATTEMPTS: usize = 3;
+
+impl Service {
+    /// Loads agreement `id`, lets `decide` change it and fill the [`Change`] (events, documents,
+    /// messages, versions) outside any lock, then commits agreement and change together if no
+    /// other change was committed meanwhile; else decides again. `decide` sees a fresh copy on
+    /// every attempt and must not have effects outside its arguments. Returns the agreement as
+    /// committed and what `decide` returned.
+    pub(crate) fn update<T>(
+        &self,
+        id: &str,
+        mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
+    ) -> Result<(Agreement, T), ServiceError> {
+        for _ in 0..ATTEMPTS {
+            let loaded = self.store.agreement(id)?;
+            let revision = loaded.revision;
+            let mut a = loaded;
+            let mut change = Change::default();
+            let out = decide(&mut a, &mut change)?;
+            a.revision = revision + 1;
+            a.updated_at = self.clock.now();
+            change.agreement = Some(a.clone());
+            // Short critical section: re-read the revision, apply, update the index. The lock
+            // is released before the fsync, which concurrent writers share (group commit);
+            // nothing is acknowledged before `durable` returns.
+            let g = self.write();
+            if self.store.agreement(id)?.revision != revision {
+                continue;
+            }
+            match self.apply(change) {
+                Ok((_, ticket, queued)) => {
+                    drop(g);
+                    self.durable(ticket, queued)?;
+                    return Ok((a, out));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Store(StoreError::Conflict))
+    }
+}
