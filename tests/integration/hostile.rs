@@ -48,7 +48,7 @@ fn report(failures: &[String], area: &str, n: usize) {
 fn api_shape(r: &Resp, pointer: Option<&str>) -> Result<(), String> {
     let v: Value = serde_json::from_slice(&r.body).map_err(|_| format!("not JSON: {}", r.text()))?;
     let e = &v["error"];
-    if !e["code"].is_string() || !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+    if !e["code"].is_string() || e["message"].as_str().is_none_or(|m| m.is_empty()) {
         return Err(format!("no error code and message: {v}"));
     }
     if let Some(p) = pointer {
