@@ -99,9 +99,11 @@ fn post_json(http: &ureq::Agent, url: &str, key: &str, body: &str) -> Option<(u1
     Some((status, text))
 }
 
+// The child goes back to the caller inside `Server`, which kills and waits for it each round.
+#[allow(clippy::zombie_processes)]
 fn start(bin: &Path, data: &Path, port: u16, config: &Path, log: &Path) -> Server {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    let child = Command::new(bin)
+    let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(config)
         .arg("--data")
@@ -127,7 +129,11 @@ fn start(bin: &Path, data: &Path, port: u16, config: &Path, log: &Path) -> Serve
                 return Server { child, base, key };
             }
         }
-        assert!(Instant::now() < deadline, "the server did not come up on {base} within 60 s");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not come up on {base} within 60 s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

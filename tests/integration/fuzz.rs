@@ -413,7 +413,8 @@ pub fn hostile_text(rng: &mut Rng) -> String {
                 s.push(c);
             }
         } else {
-            s.push_str(*rng.pick(PIECES));
+            let piece: &&str = rng.pick(PIECES);
+            s.push_str(piece);
         }
     }
     s

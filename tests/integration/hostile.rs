@@ -48,7 +48,7 @@ fn report(failures: &[String], area: &str, n: usize) {
 fn api_shape(r: &Resp, pointer: Option<&str>) -> Result<(), String> {
     let v: Value = serde_json::from_slice(&r.body).map_err(|_| format!("not JSON: {}", r.text()))?;
     let e = &v["error"];
-    if !e["code"].is_string() || !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+    if !e["code"].is_string() || e["message"].as_str().is_none_or(|m| m.is_empty()) {
         return Err(format!("no error code and message: {v}"));
     }
     if let Some(p) = pointer {
@@ -720,7 +720,6 @@ fn the_public_verify_refuses_hostile_uploads_with_a_clear_4xx_and_writes_nothing
 /// commit needs. A 120 KB upload of `%%EOF` lines must be answered promptly and leave writes
 /// free (the test waits for both answers, it does not time them).
 #[test]
-#[ignore = "fixed by sec: issue 11 §2.1 (one pass over /verify uploads, no lock while hashing); not on main yet"]
 fn a_verify_upload_of_repeated_eof_markers_is_answered_and_does_not_hold_up_writes() {
     let (app, _dir) = spawn_app();
     let eofs = b"%%EOF\n".repeat(20_000);
@@ -731,7 +730,6 @@ fn a_verify_upload_of_repeated_eof_markers_is_answered_and_does_not_hold_up_writ
 
 /// Issue 11 §2.8: correcting a signer accepted a 100,000-character name (intake caps at 200).
 #[test]
-#[ignore = "fixed by sec: issue 11 §2.8 (signer corrections capped like intake); not on main yet"]
 fn a_signer_correction_with_a_100000_character_name_is_refused_and_changes_nothing() {
     let f = fixture();
     let before = fingerprint(&f.app);
