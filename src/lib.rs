@@ -36,6 +36,8 @@
 //!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
 //!   the reminder schedule, the sender task with retries and backoff). [`app::open`] builds it
 //!   from configuration.
+//! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
+//!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
 //!   [`http::state::build_state`] assembles the server's state.
@@ -54,6 +56,7 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod pdf;
+pub mod people;
 pub mod render;
 pub mod seal;
 pub mod secret;

@@ -111,9 +111,9 @@ pub fn authenticate(store: &dyn Store, bootstrap: &str, presented: &str, now: u6
         return Err(AuthError::Expired);
     }
     let role = Role::parse(&rec.role).ok_or(AuthError::Invalid)?;
-    let mut touched = rec.clone();
-    touched.last_used = Some(now);
-    let _ = store.touch_api_key(&touched);
+    // Only the time of use is written, never the record: a revocation committed meanwhile
+    // stays (an earlier version wrote the whole record back and undid revocations).
+    let _ = store.touch_api_key(&rec.id, now);
     Ok(Staff { who: format!("key:{} {}", rec.id, rec.name), key_id: rec.id, role })
 }
 
@@ -213,4 +213,25 @@ pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyR
 
 pub fn list(store: &dyn Store) -> Result<Vec<KeyInfo>, StoreError> {
     Ok(store.api_keys()?.iter().map(KeyInfo::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sled_store::SledStore;
+
+    #[test]
+    fn a_use_recorded_after_a_revocation_leaves_the_key_revoked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("store");
+        let (key, rec) = create(&store, "sales", Role::Sales, None, "test", 100).expect("created");
+        // A request authenticated before the revocation records its use after it.
+        assert!(authenticate(&store, "", &key, 150).is_ok());
+        revoke(&store, &rec.id, 200, "test").expect("revoked");
+        store.touch_api_key(&rec.id, 201).expect("touched");
+        let after = store.api_keys().expect("keys").into_iter().find(|k| k.id == rec.id).expect("key");
+        assert_eq!(after.revoked_at, Some(200));
+        assert_eq!(after.last_used, Some(201));
+        assert!(matches!(authenticate(&store, "", &key, 202), Err(AuthError::Revoked)));
+    }
 }

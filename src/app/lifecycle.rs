@@ -237,11 +237,16 @@ impl Service {
 
     /// Is this byte-for-byte an archived document (a copy sent for signature or a countersigned
     /// copy)? Looked up by SHA-256 in the in-memory digest map, so the cost does not grow with
-    /// the archive. A near miss is said plainly: the same length as an archived copy with a few
-    /// bytes changed, or an archived copy followed by added bytes (found by hashing the prefixes
-    /// that end at each `%%EOF`).
-    pub fn verify(&self, bytes: &[u8]) -> Result<Verification, ServiceError> {
-        let sha = hex::encode(Sha256::digest(bytes));
+    /// the archive. With `near_miss` (staff only), a near miss is said plainly: the same length
+    /// as an archived copy with a few bytes changed, or an archived copy followed by added bytes.
+    ///
+    /// One pass over the bytes: the SHA-256 state is kept at each `%%EOF` as the file is hashed,
+    /// and only the last [`LAST_EOFS`] of them are considered as the end of an archived copy (an
+    /// earlier version made quadratic work out of a file of repeated `%%EOF`s). The digest map's
+    /// read lock is taken only for the look-ups, after all hashing, so commits never wait on a
+    /// verification.
+    pub fn verify(&self, bytes: &[u8], near_miss: bool) -> Result<Verification, ServiceError> {
+        let (sha, prefixes) = digest_with_eof_prefixes(bytes);
         let seal = crate::seal::verify(bytes, &self.seal);
         let hit = self.digests.read().unwrap_or_else(|p| p.into_inner()).get(&sha).cloned();
         if let Some((id, copy, _)) = hit {
@@ -278,33 +283,50 @@ impl Service {
             status: None,
             executed_at: None,
             signers: Vec::new(),
-            near_miss: self.near_miss(bytes),
+            near_miss: if near_miss { self.near_miss(bytes, &prefixes) } else { None },
             seal,
         })
     }
 
-    fn near_miss(&self, bytes: &[u8]) -> Option<String> {
+    /// [`Service::verify`] under a concurrency cap ([`VERIFY_SLOTS`] at once; more wait their
+    /// turn) and a time budget ([`VERIFY_BUDGET`], waiting included): past it the caller gets
+    /// [`ServiceError::Busy`]. The slot is held by the blocking task itself, so a verification
+    /// that outlives its budget still counts against the cap until it ends.
+    pub async fn verify_bounded(
+        self: std::sync::Arc<Self>,
+        bytes: axum::body::Bytes,
+        near_miss: bool,
+    ) -> Result<Verification, ServiceError> {
+        let work = async move {
+            let permit =
+                VERIFY_GATE.acquire().await.map_err(|_| ServiceError::Internal("verification gate closed".into()))?;
+            tokio::task::spawn_blocking(move || {
+                let _slot = permit;
+                self.verify(&bytes, near_miss)
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("verify task failed: {e}")))?
+        };
+        tokio::time::timeout(VERIFY_BUDGET, work)
+            .await
+            .map_err(|_| ServiceError::Busy("verification is busy; try again in a minute".into()))?
+    }
+
+    fn near_miss(&self, bytes: &[u8], prefixes: &[(usize, String)]) -> Option<String> {
         let label = |copy: &str| if copy == "final" { "countersigned copy" } else { "copy sent for signature" };
         let (same_len, appended) = {
+            // Look-ups only: the hashing is already done.
             let d = self.digests.read().unwrap_or_else(|p| p.into_inner());
             let same_len: Vec<(String, String, &'static str)> = d
                 .iter()
                 .filter(|(_, (_, _, len))| *len == bytes.len() as u64)
+                .take(NEAR_MISS_SAME_LENGTH)
                 .map(|(sha, (id, copy, _))| (sha.clone(), id.clone(), *copy))
                 .collect();
-            // An archived copy followed by more bytes: it ends at one of the file's `%%EOF`s.
-            let mut appended = None;
-            for end in memmem_all(bytes, b"%%EOF") {
-                for cut in [end + 5, end + 6, end + 7] {
-                    if cut >= bytes.len() {
-                        continue;
-                    }
-                    let prefix = hex::encode(Sha256::digest(&bytes[..cut]));
-                    if let Some((id, copy, _)) = d.get(&prefix) {
-                        appended = Some((id.clone(), *copy, bytes.len() - cut));
-                    }
-                }
-            }
+            // An archived copy followed by more bytes: it ends at one of the file's last `%%EOF`s.
+            let appended = prefixes
+                .iter()
+                .find_map(|(cut, prefix)| d.get(prefix).map(|(id, copy, _)| (id.clone(), *copy, bytes.len() - cut)));
             (same_len, appended)
         };
         for (sha, id, copy) in same_len {
@@ -411,7 +433,99 @@ impl Service {
     }
 }
 
-/// Start offsets of every occurrence of `needle` in `hay`.
-fn memmem_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+/// How many of a file's last `%%EOF`s are tried as the end of an archived copy.
+pub const LAST_EOFS: usize = 8;
+/// How many archived documents of the same length are compared byte by byte.
+const NEAR_MISS_SAME_LENGTH: usize = 4;
+/// Verifications running at once (each is CPU-bound: one per core on the reference machine).
+pub const VERIFY_SLOTS: usize = 2;
+/// A verification's budget, waiting for a slot included. One pass over 32 MiB takes well
+/// under a second; the rest is for waiting behind others.
+pub const VERIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+/// The cap on concurrent verifications, process-wide: the public and the staff route share it,
+/// so an unauthenticated flood cannot take more than these slots' worth of CPU.
+static VERIFY_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFY_SLOTS);
+
+/// SHA-256 of `bytes` and, in the same single pass, the SHA-256 of each prefix that could be an
+/// archived copy with bytes appended: ending at one of the last [`LAST_EOFS`] `%%EOF` markers,
+/// plus an optional `\r`, `\n` or `\r\n` (the prefix must be shorter than the file). Each prefix
+/// digest costs one clone of the hash state and one final block, so the whole is linear in the
+/// length of the file however many markers it holds. Returned as (prefix length, hex digest),
+/// the longest prefix first.
+pub fn digest_with_eof_prefixes(bytes: &[u8]) -> (String, Vec<(usize, String)>) {
+    const EOF: &[u8] = b"%%EOF";
+    let mut h = Sha256::new();
+    let mut fed = 0;
+    // Hash states just after each `%%EOF` (the last LAST_EOFS only), with their offsets.
+    let mut states: std::collections::VecDeque<(usize, Sha256)> = std::collections::VecDeque::new();
+    let mut from = 0;
+    while let Some(at) = find_from(bytes, EOF, from) {
+        let end = at + EOF.len();
+        h.update(&bytes[fed..end]);
+        fed = end;
+        if states.len() == LAST_EOFS {
+            states.pop_front();
+        }
+        states.push_back((end, h.clone()));
+        from = end;
+    }
+    h.update(&bytes[fed..]);
+    let whole = hex::encode(h.finalize());
+    let mut prefixes = Vec::new();
+    for (end, state) in states.into_iter().rev() {
+        for tail in [&b""[..], b"\n", b"\r", b"\r\n"] {
+            let cut = end + tail.len();
+            if cut >= bytes.len() || &bytes[end..cut] != tail {
+                continue;
+            }
+            let mut st = state.clone();
+            st.update(tail);
+            prefixes.push((cut, hex::encode(st.finalize())));
+        }
+    }
+    (whole, prefixes)
+}
+
+/// The first occurrence of `needle` in `hay` at or after `from` (linear: the first byte is
+/// searched with `position`, which the compiler vectorizes).
+fn find_from(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        i += hay[i..=hay.len() - needle.len()].iter().position(|&b| b == first)?;
+        if &hay[i + 1..i + needle.len()] == rest {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn each_prefix_digest_equals_the_digest_of_that_prefix() {
+        let mut file = b"%PDF-1.7\n1 0 obj\n%%EOF\nmore\n%%EOF\r\nx%%EOF".to_vec();
+        file.extend_from_slice(b" tail");
+        let (whole, prefixes) = digest_with_eof_prefixes(&file);
+        assert_eq!(whole, hex::encode(Sha256::digest(&file)));
+        assert!(!prefixes.is_empty());
+        for (cut, d) in &prefixes {
+            assert_eq!(*d, hex::encode(Sha256::digest(&file[..*cut])), "prefix of {cut} bytes");
+        }
+        let cuts: Vec<usize> = prefixes.iter().map(|(c, _)| *c).collect();
+        let first = file.windows(5).position(|w| w == b"%%EOF").map(|i| i + 5);
+        assert!(first.is_some_and(|f| cuts.contains(&f) && cuts.contains(&(f + 1))), "{cuts:?}");
+    }
+
+    #[test]
+    fn a_file_of_repeated_eof_markers_yields_only_the_last_few_prefixes() {
+        let file = b"%%EOF\n".repeat(100_000);
+        let (_, prefixes) = digest_with_eof_prefixes(&file);
+        // At most: no tail and "\n" for each of the last LAST_EOFS markers.
+        assert!(prefixes.len() <= 2 * LAST_EOFS, "{}", prefixes.len());
+        assert!(prefixes.iter().all(|(cut, _)| *cut >= file.len() - 6 * (LAST_EOFS + 1)));
+    }
 }

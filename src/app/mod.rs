@@ -93,12 +93,42 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
 /// Walks every chain; `Ok((chains, events))` or the first break as a sentence.
 pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
     let chains = store.raw_chains().map_err(|e| e.to_string())?;
+    let heads: std::collections::HashMap<String, crate::store::ChainHead> =
+        store.chain_heads().map_err(|e| e.to_string())?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
     let mut events = 0;
+    let mut seen = std::collections::HashSet::new();
     for (id, raw) in &chains {
-        match audit::verify_chain(id, raw) {
-            Ok(n) => events += n,
-            Err(b) => return Err(format!("agreement {}: event #{}: {}", b.agreement_id, b.position, b.reason)),
+        let n = audit::verify_chain(id, raw)
+            .map_err(|b| format!("agreement {}: event #{}: {}", b.agreement_id, b.position, b.reason))?;
+        // The chain must end where its authenticated head says: events removed from the end
+        // (or the head rewritten) show here.
+        let head = heads.get(id).ok_or_else(|| format!("agreement {id}: its chain has no recorded head"))?;
+        if !head.authentic {
+            return Err(format!(
+                "agreement {id}: the chain's head is not authentic (its MAC does not match: rewritten?)"
+            ));
         }
+        let last = raw.last().and_then(|b| serde_json::from_slice::<audit::Event>(b).ok()).map(|e| e.hash);
+        if head.seq != n as u64 || last.as_deref() != Some(head.hash.as_str()) {
+            return Err(format!(
+                "agreement {id}: the chain has {n} event(s) but its head records {}: events were deleted",
+                head.seq
+            ));
+        }
+        seen.insert(id.clone());
+        events += n;
+    }
+    // A head whose chain is gone entirely.
+    if let Some(h) = heads.values().find(|h| !seen.contains(&h.agreement_id)) {
+        return Err(format!(
+            "agreement {}: its head records {} event(s) but the chain is missing",
+            h.agreement_id, h.seq
+        ));
+    }
+    // Every agreement has a chain (each begins with `created`).
+    let agreements = store.agreements().map_err(|e| e.to_string())?;
+    if let Some(a) = agreements.iter().find(|a| !seen.contains(&a.id)) {
+        return Err(format!("agreement {}: it has no audit chain (its events were deleted)", a.id));
     }
     Ok((chains.len(), events))
 }

@@ -65,6 +65,9 @@ pub enum ServiceError {
     Store(StoreError),
     #[error("internal: {0}")]
     Internal(String),
+    /// Over a concurrency cap or a time budget (429): try again later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<StoreError> for ServiceError {
@@ -722,8 +725,16 @@ impl Service {
         }
         let _g = self.write();
         let mut a = self.store.agreement(id)?;
-        if matches!(a.status, Status::Executed | Status::Voided) {
-            return Err(ServiceError::State(format!("this agreement is {} and cannot be voided", a.status.as_str())));
+        // Void only before execution: an executed (then terminated, closed) agreement is kept
+        // for six years from when it was last in effect; voiding it would move that back to
+        // its creation date. `executed_at` catches any later state too.
+        if a.executed_at.is_some()
+            || matches!(a.status, Status::Executed | Status::Terminated | Status::Closed | Status::Voided)
+        {
+            return Err(ServiceError::State(format!(
+                "this agreement is {} and cannot be voided: only an agreement not yet executed can be",
+                a.status.as_str()
+            )));
         }
         a.status = Status::Voided;
         a.void_reason = Some(reason.to_string());
@@ -786,6 +797,14 @@ impl Service {
                     let s: String = unicode_normalization::UnicodeNormalization::nfc(s.trim()).collect();
                     if s.is_empty() {
                         return Err(ServiceError::Field(ptr.into(), "must not be empty".into()));
+                    }
+                    // The intake's cap: a correction is no way around it.
+                    let n = s.chars().count();
+                    if n > crate::domain::parse::MAX_NAME_CHARS {
+                        return Err(ServiceError::Field(
+                            ptr.into(),
+                            format!("must be at most {} characters (has {n})", crate::domain::parse::MAX_NAME_CHARS),
+                        ));
                     }
                     if let Some(c) = s.chars().find(|c| !crate::render::fonts::printable(*c)) {
                         return Err(ServiceError::Field(

@@ -7,6 +7,7 @@ pub mod client;
 pub mod ops;
 pub mod outbox;
 pub mod serve;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,16 +121,29 @@ pub enum Command {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
-    /// Load a backup into an empty data directory.
+    /// Load a backup into an empty data directory, then verify every audit chain.
     Restore {
         #[arg(long)]
         from: PathBuf,
+        /// Your copy of the data directory's audit-head.key (backups do not hold it).
+        #[arg(long)]
+        head_key: Option<PathBuf>,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
+    },
+    /// Link keys: `keys rotate` adds a new signing key to `<data>/link-keys`; links signed
+    /// with the older keys keep working until they expire. A running server picks the new key
+    /// up when restarted.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
     Outbox(crate::cli::outbox::OutboxArgs),
+    /// People who sign in to the web app: invite one (prints the one-time link and emails it),
+    /// or list everyone. Works while the server runs (through its API).
+    User(user::UserArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -209,6 +223,15 @@ pub enum SealCertCommand {
         data: PathBuf,
     },
     /// Issue a new sealing certificate from the same CA; older ones still verify old seals.
+    Rotate {
+        #[arg(long, default_value = "countersign-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a new link-signing key; new links use it, old links still verify.
     Rotate {
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
@@ -320,11 +343,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Verify { file, data } => ops::verify(&file, &data),
         Command::SealCert { command } => ops::seal_cert(command),
+        Command::Keys { command: KeysCommand::Rotate { data } } => {
+            let path = data.join("link-keys");
+            let ring = crate::signing::token::KeyRing::rotate(&path).map_err(|e| e.to_string())?;
+            println!(
+                "link keys in {}: {} (new links use the last; links signed with the others keep working until they expire; restart a running server to use it)",
+                path.display(),
+                ring.key_ids().collect::<Vec<_>>().join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
-        Command::Restore { from, data } => ops::restore(&from, &data),
+        Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
         Command::Outbox(args) => crate::cli::outbox::run(args),
+        Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -13,13 +13,13 @@ use crate::store::{Store, StoreError};
 
 /// Either the store, or the running server that holds it.
 enum Access {
-    Direct(SledStore),
+    Direct(Box<SledStore>),
     Server(String, String),
 }
 
 fn access(data: &Path) -> Result<Access, String> {
     match SledStore::open(data) {
-        Ok(s) => Ok(Access::Direct(s)),
+        Ok(s) => Ok(Access::Direct(Box::new(s))),
         Err(StoreError::Locked(_)) => client::server(data).map(|(u, k)| Access::Server(u, k)),
         Err(e) => Err(e.to_string()),
     }
@@ -58,8 +58,8 @@ pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let v: serde_json::Value = match access(data)? {
         Access::Direct(store) => {
-            let svc = service(store, data)?;
-            serde_json::to_value(svc.verify(&bytes).map_err(|e| e.to_string())?).unwrap_or_default()
+            let svc = service(*store, data)?;
+            serde_json::to_value(svc.verify(&bytes, true).map_err(|e| e.to_string())?).unwrap_or_default()
         }
         Access::Server(url, key) => {
             let (status, body) =
@@ -180,11 +180,24 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
+/// Loads a backup, then walks every audit chain against its authenticated head: a backup with
+/// events removed or heads rewritten is reported (exit 1), not silently accepted. `head_key`
+/// is the copy of `<data>/audit-head.key` the operator kept apart from the backup.
+pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<ExitCode, String> {
     let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     // What was in `data` before, so a failed restore leaves nothing behind (no half store).
     let before: Option<Vec<std::path::PathBuf>> =
         std::fs::read_dir(data).ok().map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect());
+    if let Some(k) = head_key {
+        let target = crate::store::format::head_key_path(data);
+        if target.exists() {
+            return Err(format!("{} already exists: restore needs an empty data directory", target.display()));
+        }
+        crate::store::perms::secure_data_dir(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        std::fs::copy(k, &target).map_err(|e| format!("cannot copy {}: {e}", k.display()))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", target.display()))?;
+    }
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
     let n = match store.restore(std::io::BufReader::new(f)) {
         Ok(n) => n,
@@ -206,7 +219,19 @@ pub fn restore(from: &Path, data: &Path) -> Result<ExitCode, String> {
         }
     };
     println!("restored {n} records into {}", data.display());
-    Ok(ExitCode::SUCCESS)
+    match crate::app::verify_chains(&store) {
+        Ok((chains, events)) => {
+            println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            println!("audit trail BROKEN: {b}");
+            if head_key.is_none() {
+                println!("(restore with --head-key <copy of audit-head.key> if the heads were made under another key)");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 pub fn seal_cert(cmd: SealCertCommand) -> Result<ExitCode, String> {

@@ -36,6 +36,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
     let base = config.base_url();
     let data = config.data_dir.clone();
     let (state, _key, created) = crate::http::state::build_state(config, Arc::new(SystemClock))?;
+    // A fresh machine: nobody can sign in to the web app yet, so print a one-time link that
+    // creates the first administrator (a new link each start until someone exists).
+    let setup = state.people.setup_link().map_err(|e| format!("first-admin link: {e}"))?;
     let key_path = auth::bootstrap_key_path(&data);
     let rt = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async move {
@@ -52,6 +55,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
             if created { "created" } else { "in" },
             key_path.display()
         );
+        if let Some(url) = &setup {
+            println!("no one can sign in yet: create the first administrator at {url} (works once, for 72 hours)");
+        }
         let r = crate::http::run(listener, state, shutdown_signal()).await.map_err(|e| e.to_string());
         let _ = std::fs::remove_file(&url_file);
         r

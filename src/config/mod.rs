@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use crate::secret::SecretString;
 
+pub mod http;
 pub mod mail;
+pub mod web;
 
 /// A link-signing key given in the config file instead of the generated key file.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +61,10 @@ pub struct Config {
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
+    /// `[web]`: the staff web app's sessions.
+    pub web: web::WebSettings,
+    /// `[http]`: header and request timeouts, the connection cap, trusted proxies.
+    pub http: crate::config::http::HttpLimits,
     /// `text` (default) or `json`: one JSON object a line, with the request id of each
     /// request's lines (`--log-format`, `COUNTERSIGN_LOG_FORMAT`).
     pub log_format: LogFormat,
@@ -110,6 +116,8 @@ impl Default for Config {
             delivery: Default::default(),
             reminders: Default::default(),
             staff_notice_to: None,
+            web: Default::default(),
+            http: Default::default(),
             log_format: LogFormat::Text,
             metrics_token: None,
             metrics_bind: None,

@@ -303,6 +303,55 @@ pub const ROUTES: &[RouteDoc] = &[
         (200, "application/x-ndjson"),
     ),
     r("GET", "/openapi.json", ANY, "This description (public: no key needed)", Body::None, (200, "OpenAPI 3.1")),
+    // People who sign in to the web app (src/http/users.rs).
+    r(
+        "GET",
+        "/users",
+        ADMIN,
+        "People with web sign-in: role and status (invited, active, disabled)",
+        Body::None,
+        (200, "items"),
+    ),
+    r(
+        "POST",
+        "/users",
+        ADMIN,
+        "Invite a person (queues the invitation email; the link is returned once and works once, for 72 hours)",
+        Body::Json("email, name, role"),
+        (201, "id, invite_url, person"),
+    ),
+    r(
+        "PATCH",
+        "/users/{id}",
+        ADMIN,
+        "Change a person's role (ends their sessions)",
+        Body::Json("role"),
+        (200, "the person"),
+    ),
+    r(
+        "POST",
+        "/users/{id}/disable",
+        ADMIN,
+        "Disable a person (ends their sessions at once)",
+        Body::None,
+        (200, "the person"),
+    ),
+    r(
+        "POST",
+        "/users/{id}/reinvite",
+        ADMIN,
+        "A new invitation link for someone who has not accepted yet",
+        Body::None,
+        (200, "id, invite_url"),
+    ),
+    r(
+        "GET",
+        "/security-log",
+        ADMIN,
+        "The hash-chained staff security log (sign-ins, invites, roles, disabling)",
+        Body::None,
+        (200, "intact, items"),
+    ),
 ];
 
 /// Routes that answer without a key (method, path relative to `/api/v1`). Only the API
@@ -349,6 +398,7 @@ pub fn router() -> Router<AppState> {
         .route("/backup", get(backup))
         .route("/openapi.json", get(openapi))
         .merge(super::outbox::router())
+        .merge(super::users::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 
@@ -362,7 +412,7 @@ async fn with<T: Send + 'static>(
 }
 
 /// Loads an agreement the caller may see (`sales` only its own; others answer 404).
-fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
+pub(crate) fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
     let a = svc.get(id)?;
     if staff.role == Sales && a.created_by != staff.who {
         return Err(ServiceError::NotFound);
@@ -371,7 +421,7 @@ fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agree
 }
 
 /// The agreement as staff see it: state, check, signers and delivery — never link tokens.
-fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
+pub(crate) fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
     let report = svc.store.version(&a.id, a.version).map(|v| v.report).unwrap_or(Value::Null);
     let deliveries = svc.deliveries(&a.id)?;
     let signers: Vec<Value> = a
@@ -856,7 +906,7 @@ async fn verify(
 ) -> Result<axum::Json<Value>, ApiError> {
     staff.require(allowed("POST", "/verify"))?;
     check_pdf_type(&headers)?;
-    let v = with(&state, move |svc| svc.verify(&body)).await?;
+    let v = state.service.clone().verify_bounded(body, true).await?;
     Ok(axum::Json(serde_json::to_value(v).unwrap_or_default()))
 }
 

@@ -13,10 +13,12 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
 
-/// Failed authentication attempts per source address: after `LIMIT` failures within `WINDOW`
-/// seconds, that source gets 429 until the window has passed (successes do not count).
+/// Failed authentication attempts per source address and per presented key id: after `LIMIT`
+/// failures within `WINDOW` seconds, further *failures* from that source (or against that key
+/// id) are answered 429 until the window has passed. A valid key is never refused: the key is
+/// checked first, so nobody can lock staff out by failing from a shared (proxy) address.
 pub struct FailureLimiter {
-    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, u64)>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (u32, u64)>>,
 }
 
 impl FailureLimiter {
@@ -27,17 +29,17 @@ impl FailureLimiter {
         FailureLimiter { seen: std::sync::Mutex::new(std::collections::HashMap::new()) }
     }
 
-    fn blocked(&self, ip: std::net::IpAddr, now: u64) -> bool {
+    fn blocked(&self, who: &str, now: u64) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&ip).is_some_and(|&(n, start)| n >= Self::LIMIT && now < start + Self::WINDOW)
+        seen.get(who).is_some_and(|&(n, start)| n >= Self::LIMIT && now < start + Self::WINDOW)
     }
 
-    fn fail(&self, ip: std::net::IpAddr, now: u64) {
+    fn fail(&self, who: &str, now: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() > 10_000 {
             seen.retain(|_, &mut (_, start)| now < start + Self::WINDOW);
         }
-        let e = seen.entry(ip).or_insert((0, now));
+        let e = seen.entry(who.to_string()).or_insert((0, now));
         if now >= e.1 + Self::WINDOW {
             *e = (0, now);
         }
@@ -55,10 +57,11 @@ impl RequestLimiter {
 
     /// Counts a request; true when this source is over its budget.
     pub fn hit(&self, ip: std::net::IpAddr, now: u64) -> bool {
-        if self.0.blocked(ip, now) {
+        let ip = ip.to_string();
+        if self.0.blocked(&ip, now) {
             return true;
         }
-        self.0.fail(ip, now);
+        self.0.fail(&ip, now);
         false
     }
 }
@@ -126,14 +129,19 @@ impl FromRequestParts<AppState> for Staff {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        // Behind a trusted reverse proxy, the client named in X-Forwarded-For.
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let ip = state.service.config.http.client_ip(ip, forwarded);
         let now = state.service.clock.now();
-        if state.limiter.blocked(ip, now) {
-            return Err(ApiError::TooManyRequests);
-        }
         let presented = match parts.headers.get(axum::http::header::AUTHORIZATION) {
             None => String::new(),
             Some(v) => v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("\u{0}").to_string(),
         };
+        // The key id a failure is counted against (`csk_<id>_…`), before `presented` moves.
+        let key_id = format!(
+            "key:{}",
+            presented.strip_prefix("csk_").and_then(|r| r.split_once('_')).map(|(id, _)| id).unwrap_or("bootstrap")
+        );
         let svc = state.service.clone();
         let bootstrap = state.bootstrap.clone();
         let result = super::blocking(move || {
@@ -143,7 +151,13 @@ impl FromRequestParts<AppState> for Staff {
         match result {
             Ok(s) => Ok(Staff(s)),
             Err(e) => {
-                state.limiter.fail(ip, now);
+                let ip = format!("ip:{ip}");
+                let blocked = state.limiter.blocked(&ip, now) || state.limiter.blocked(&key_id, now);
+                state.limiter.fail(&ip, now);
+                state.limiter.fail(&key_id, now);
+                if blocked {
+                    return Err(ApiError::TooManyRequests);
+                }
                 Err(ApiError::Unauthorized(match e {
                     AuthError::Missing => "missing API key: send Authorization: Bearer <key>",
                     AuthError::Invalid => "invalid API key",

@@ -35,6 +35,8 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String, findings: Vec<Finding> },
     /// 500: logged, never detailed to the client.
     Internal(String),
+    /// 503: over a time budget; try again.
+    Unavailable(String),
 }
 
 impl From<ServiceError> for ApiError {
@@ -76,6 +78,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
             ServiceError::Internal(m) => ApiError::Internal(m),
+            ServiceError::Busy(_) => ApiError::TooManyRequests,
         }
     }
 }
@@ -102,6 +105,7 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable { code, message, findings } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message, findings)
             }
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, vec![]),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_string(), vec![])
@@ -118,4 +122,27 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+impl From<crate::people::PeopleError> for ApiError {
+    fn from(e: crate::people::PeopleError) -> Self {
+        use crate::people::PeopleError as P;
+        match e {
+            P::Fields(fields) => ApiError::Unprocessable {
+                code: "invalid_person",
+                message: e_message(&fields),
+                findings: fields.into_iter().map(|(p, m)| Finding::field(p, m)).collect(),
+            },
+            P::NotFound => ApiError::NotFound,
+            P::Conflict(m) => ApiError::Conflict(m),
+            P::BadCredentials => ApiError::Unauthorized("the email or password is not right"),
+            P::TooMany => ApiError::TooManyRequests,
+            P::Link(m) => ApiError::Conflict(m.to_string()),
+            P::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn e_message(fields: &[(String, String)]) -> String {
+    fields.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ")
 }

@@ -7,11 +7,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
 pub mod sign;
 pub mod state;
+pub mod users;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,17 +40,41 @@ pub struct AppState {
     /// Budget for the public, unauthenticated `/verify`.
     pub public_limiter: Arc<auth::RequestLimiter>,
     pub pages: Arc<sign::Pages>,
+    /// People and web sessions (the application layer the web pages call).
+    pub people: Arc<crate::people::Directory>,
+    /// The staff web app's templates.
+    pub web: Arc<web::WebPages>,
 }
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let hsts = state.service.config.public_base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/v1", api::router())
         .merge(sign::router())
         .merge(metrics::router())
+        .merge(web::router())
+        .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
+        .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))
         .with_state(state)
+}
+
+/// Every asset is Countersign's own and no page needs inline script or style: the policy says
+/// so, which turns an injected `<script>` or `<style>` into nothing. HSTS only when the public
+/// address is https (over plain http it would be ignored, and a loopback test must not pin it).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    if hsts {
+        h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    resp
 }
 
 /// The request id: the caller's `X-Request-Id` when it is well-formed (1–64 characters of
@@ -132,8 +159,8 @@ pub async fn run(
     let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
     });
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let limits = service.config.http.clone();
+    conn::serve(listener, app(state), limits, shutdown).await?;
     let _ = stop_mail.send(());
     let _ = stop_metrics.send(());
     if let Some(m) = metrics_server {

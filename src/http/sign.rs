@@ -119,8 +119,23 @@ impl Pages {
     }
 }
 
+/// The pages' stylesheet (served, not inline: the Content-Security-Policy allows no inline style).
+const STYLESHEET: &str = include_str!("../../templates/web/countersign.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/assets/countersign.css", get(stylesheet))
         .route("/sign", get(missing_token))
         .route("/sign/", get(missing_token))
         .route("/sign/{token}", get(page).post(submit))
@@ -139,19 +154,26 @@ pub fn router() -> Router<AppState> {
 async fn public_verify(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers();
     let now = state.service.clock.now();
-    if state.public_limiter.hit(addr.ip(), now) {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = state.service.config.http.client_ip(addr.ip(), forwarded);
+    // The budget is checked before the body is read: a source over it cannot upload first.
+    if state.public_limiter.hit(client, now) {
         return ApiError::TooManyRequests.into_response();
     }
-    if let Err(e) = super::api::check_pdf_type(&headers) {
+    if let Err(e) = super::api::check_pdf_type(headers) {
         return e.into_response();
     }
-    let svc = state.service.clone();
-    match blocking(move || svc.verify(&body)).await {
-        Ok(Ok(v)) => axum::Json(serde_json::json!({
+    let body = match axum::body::to_bytes(request.into_body(), super::api::MAX_PDF).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::TooLarge.into_response(),
+    };
+    // No near-miss search on the public route: it would say nothing the answer shows anyway.
+    match state.service.clone().verify_bounded(body, false).await {
+        Ok(v) => axum::Json(serde_json::json!({
             "match": v.matched,
             "sha256": v.sha256,
             "seal": {
@@ -163,8 +185,7 @@ async fn public_verify(
             },
         }))
         .into_response(),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -298,7 +298,7 @@ fn create_ca(dir: &Path) -> Result<(), SealError> {
     ];
     let cert = issue(&key, subject.clone(), subject, validity, &key, extensions)?;
     write_file(&dir.join("ca-key.pem"), key_pem(&key)?.as_bytes(), 0o600)?;
-    write_file(&dir.join("ca.pem"), cert_pem(&cert)?.as_bytes(), 0o644)
+    write_file(&dir.join("ca.pem"), cert_pem(&cert)?.as_bytes(), 0o600)
 }
 
 /// Issues `seal-{index}` (key first, certificate last).
@@ -330,7 +330,7 @@ fn issue_seal(dir: &Path, index: u32, ca: &Cert, ca_key: &SigningKey) -> Result<
     let issuer = ca.cert.tbs_certificate.subject.clone();
     let cert = issue(&key, issuer, name(SEAL_SUBJECT)?, validity, ca_key, extensions)?;
     write_file(&dir.join(format!("seal-{index}-key.pem")), key_pem(&key)?.as_bytes(), 0o600)?;
-    write_file(&dir.join(format!("seal-{index}.pem")), cert_pem(&cert)?.as_bytes(), 0o644)
+    write_file(&dir.join(format!("seal-{index}.pem")), cert_pem(&cert)?.as_bytes(), 0o600)
 }
 
 /// A v3 certificate for `key`, signed by `issuer_key` with ECDSA-with-SHA256.

@@ -895,3 +895,29 @@ fn an_unreachable_timestamp_authority_is_a_timestamp_error() {
     let err = seal_with(&agreement(), &keys, now(), Some(&http_timestamper(&url))).unwrap_err();
     assert!(matches!(err, SealError::Timestamp(ref m) if m.contains("503")), "{err}");
 }
+
+#[test]
+fn many_byte_range_markers_cost_one_scan_and_a_few_bounded_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_in(dir.path());
+    let sealed = seal(&agreement(), &keys, now()).unwrap();
+    // Markers whose ranges each frame a hole of nearly the whole sealed file (non-hex inside):
+    // an earlier verifier decoded every one of them, quadratic in the number of markers.
+    let open = sealed.iter().position(|&b| b == b'<').unwrap();
+    let close = sealed.iter().rposition(|&b| b == b'>').unwrap() + 1;
+    let mut pdf = sealed.clone();
+    for _ in 0..20_000 {
+        pdf.extend_from_slice(format!("/ByteRange [0 {open} {close} 0]\n").as_bytes());
+    }
+    verify::HOLE_BYTES_READ.with(|n| n.set(0));
+    let report = verify(&pdf, &keys);
+    let read = verify::HOLE_BYTES_READ.with(|n| n.get());
+    assert!(report.sealed && !report.valid, "{report:?}");
+    assert!(read <= verify::LAST_CANDIDATES * sealed.len(), "{read} hole bytes read for 20,000 markers");
+
+    // A few unusable markers after a real seal leave the seal found: valid, modified after.
+    let mut appended = sealed.clone();
+    appended.extend_from_slice(b"\n% /ByteRange [x] /ByteRange [0 1 2]\n");
+    let report = verify(&appended, &keys);
+    assert!(report.sealed && report.valid && report.modified_after_seal, "{report:?}");
+}

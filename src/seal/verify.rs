@@ -138,27 +138,54 @@ struct Candidate {
     contents: Vec<u8>,
 }
 
-/// The signature whose byte range ends last (on a tie, the one written last).
+/// How many of the file's last `/ByteRange` markers are considered. The seal is the last
+/// incremental update, so its dictionary is among the last markers; looking at every marker
+/// made a file of repeated markers quadratic work (each hole was decoded).
+pub const LAST_CANDIDATES: usize = 8;
+
+/// The largest `/Contents` hole decoded, in bytes of the file (hex digits and white space). Our
+/// seals reserve a few KiB; other signers' with long chains and timestamps stay well below.
+pub const MAX_HOLE: usize = 1024 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes of `/Contents` holes read by [`last_signature`] on this thread (tests count work
+    /// instead of timing it).
+    pub(super) static HOLE_BYTES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The signature whose byte range ends last (on a tie, the one written last), among the last
+/// [`LAST_CANDIDATES`] markers. Each range is checked (bounds, hole size, the `<`…`>` around
+/// the hole) before its hole is decoded, and holes are decoded best first, so the work is one
+/// scan for the markers plus at most a few bounded holes.
 fn last_signature(pdf: &[u8]) -> Option<Candidate> {
-    let mut best: Option<Candidate> = None;
+    let mut marks = std::collections::VecDeque::with_capacity(LAST_CANDIDATES);
     let mut from = 0;
     while let Some(at) = find(pdf, b"/ByteRange", from) {
         from = at + 1;
-        let Some(candidate) = parse_candidate(pdf, at + b"/ByteRange".len()) else { continue };
-        let end = candidate.range[2] + candidate.range[3];
-        if best.as_ref().is_none_or(|b| end >= b.range[2] + b.range[3]) {
-            best = Some(candidate);
+        if marks.len() == LAST_CANDIDATES {
+            marks.pop_front();
         }
+        marks.push_back(at);
     }
-    best
+    let mut ranges: Vec<(usize, [usize; 4])> = marks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &at)| Some((i, parse_range(pdf, at + b"/ByteRange".len())?)))
+        .collect();
+    // Best first: the furthest end, then the one written last.
+    ranges.sort_by(|(i, a), (j, b)| (b[2] + b[3], j).cmp(&(a[2] + a[3], i)));
+    ranges.into_iter().find_map(|(_, range)| Some(Candidate { range, contents: decode_hole(pdf, &range)? }))
 }
 
-/// `[a b c d]` at `at` (after optional white space), with a well-formed hex-string hole
-/// between the two ranges.
-fn parse_candidate(pdf: &[u8], mut at: usize) -> Option<Candidate> {
+/// `[a b c d]` at `at` (after optional white space), checked against the file without reading
+/// the hole: inside the file, a hole of at most [`MAX_HOLE`] bytes between `<` and `>`.
+fn parse_range(pdf: &[u8], mut at: usize) -> Option<[usize; 4]> {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0');
     let skip = |at: &mut usize| {
-        while pdf.get(*at).is_some_and(|&b| is_space(b)) {
+        // Bounded: a marker followed by megabytes of white space is not a signature.
+        let start = *at;
+        while pdf.get(*at).is_some_and(|&b| is_space(b)) && *at - start < 256 {
             *at += 1;
         }
     };
@@ -183,19 +210,29 @@ fn parse_candidate(pdf: &[u8], mut at: usize) -> Option<Candidate> {
     let [a, b, c, d] = range;
     let hole_start = a.checked_add(b)?;
     let end = c.checked_add(d)?;
-    if hole_start + 2 > c || end > pdf.len() || pdf[hole_start] != b'<' || pdf[c - 1] != b'>' {
+    if hole_start.checked_add(2)? > c || c - hole_start > MAX_HOLE || end > pdf.len() {
         return None;
     }
-    let digits: Vec<u8> = pdf[hole_start + 1..c - 1].iter().copied().filter(|&b| !is_space(b)).collect();
+    if pdf[hole_start] != b'<' || pdf[c - 1] != b'>' {
+        return None;
+    }
+    Some(range)
+}
+
+/// The hole's bytes decoded from hex (white space ignored, an odd digit padded with 0).
+fn decode_hole(pdf: &[u8], range: &[usize; 4]) -> Option<Vec<u8>> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0');
+    let hole = &pdf[range[0] + range[1] + 1..range[2] - 1];
+    #[cfg(test)]
+    HOLE_BYTES_READ.with(|n| n.set(n.get() + hole.len()));
+    let mut digits: Vec<u8> = hole.iter().copied().filter(|&b| !is_space(b)).collect();
     if !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    let mut digits = digits;
     if digits.len() % 2 == 1 {
         digits.push(b'0');
     }
-    let contents = hex::decode(&digits).ok()?;
-    Some(Candidate { range, contents })
+    hex::decode(&digits).ok()
 }
 
 /// Checks the signature; fills in what it learns on the way. `Ok` names the signer

@@ -5,9 +5,12 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub use crate::domain::audit;
+pub mod format;
 pub mod group;
 pub mod ids;
 mod outbox_index;
+pub mod people;
+pub mod perms;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -118,6 +121,16 @@ pub enum StoreError {
 /// One agreement's audit chain as stored: (agreement id, each event's raw bytes in order).
 pub type RawChain = (String, Vec<Vec<u8>>);
 
+/// A chain's stored head: its last event's seq and hash, and whether the head's MAC (under the
+/// key kept outside the store, see [`format`]) checks out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub agreement_id: String,
+    pub seq: u64,
+    pub hash: String,
+    pub authentic: bool,
+}
+
 /// The storage interface the service uses.
 pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
@@ -156,12 +169,17 @@ pub trait Store: Send + Sync + 'static {
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
-    /// Records a key's last use without waiting for the disk (informational only).
-    fn touch_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Records a key's last use without waiting for the disk (informational only). Kept apart
+    /// from the key record, so it can never write back a record a revocation has replaced.
+    fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError>;
     /// Writes every tree as JSON lines: a consistent snapshot (`backup`).
     fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError>;
     /// Every agreement's raw event chain, for `audit verify`.
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
+    /// Every chain's head, its MAC checked, for `audit verify`.
+    fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// People, sessions and the staff security log (the web app), in the same store.
+    fn people(&self) -> &dyn people::PeopleStore;
 }

@@ -19,7 +19,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::audit::{Event, GENESIS};
-use super::{ApiKeyRecord, Change, Message, RawChain, Store, StoreError};
+use super::format::{self, HeadKey, Migration};
+use super::{ApiKeyRecord, ChainHead, Change, Message, RawChain, Store, StoreError};
 use crate::domain::agreement::{Agreement, VersionRecord};
 
 pub struct SledStore {
@@ -32,10 +33,20 @@ pub struct SledStore {
     heads: Tree,
     outbox: Tree,
     apikeys: Tree,
+    /// Key id → last use (u64 big-endian), apart from `apikeys` (see `touch_api_key`).
+    key_last_used: Tree,
+    /// `format_version` (see [`format`]).
+    meta: Tree,
+    /// Authenticates chain heads; read from a file outside sled (see [`format`]).
+    head_key: HeadKey,
+    /// What the open's migration did.
+    migration: Migration,
     /// Queued messages and messages per agreement ([`super::outbox_index`]; derived, not backed up).
     outbox_index: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
+    /// People, invitations, sessions, security log (see [`super::people`]).
+    people: super::people::PeopleTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -92,13 +103,17 @@ fn prefix(id: &str) -> Vec<u8> {
 struct Head {
     seq: u64,
     hash: String,
+    /// HMAC of (agreement id, seq, hash) under the head key; empty in format 1.
+    #[serde(default)]
+    mac: String,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`. A directory held by a running server fails with
     /// [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        // umask 077 and 0700/0600 before anything is written (see `perms`).
+        super::perms::secure_data_dir(dir).map_err(io)?;
         let db = sled::Config::new().path(dir.join("sled")).open().map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable") {
@@ -108,6 +123,21 @@ impl SledStore {
             }
         })?;
         let tree = |n: &str| db.open_tree(n).map_err(io);
+        // A current directory that holds chains must come with its head key: a new key would
+        // make every head look forged. Anything else (new, or older and about to be migrated)
+        // gets a key made now.
+        let current_with_chains = format::stored_version(&db)?.is_some_and(|v| v >= 2) && !tree("heads")?.is_empty();
+        let head_key = match format::load_head_key(dir, !current_with_chains)? {
+            Some(k) => k,
+            None => {
+                return Err(StoreError::Io(format!(
+                    "{} is missing: it authenticates the audit trail and is kept outside the store and its \
+                     backups. Copy it back from where you keep it (countersign restore --head-key).",
+                    format::head_key_path(dir).display()
+                )));
+            }
+        };
+        let migration = format::migrate(&db, dir, &head_key)?;
         let store = SledStore {
             outbox_index: tree("outbox_index")?,
             agreements: tree("agreements")?,
@@ -117,7 +147,12 @@ impl SledStore {
             heads: tree("heads")?,
             outbox: tree("outbox")?,
             apikeys: tree("apikeys")?,
+            key_last_used: tree("apikey_last_used")?,
+            meta: tree("meta")?,
+            head_key,
+            migration,
             group: Default::default(),
+            people: super::people::PeopleTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -253,11 +288,12 @@ impl Store for SledStore {
             for e in &change.events {
                 let head = match heads.get(e.agreement_id.as_bytes())? {
                     Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
-                    None => Head { seq: 0, hash: GENESIS.to_string() },
+                    None => Head { seq: 0, hash: GENESIS.to_string(), mac: String::new() },
                 };
                 let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
                 put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
-                put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone() })?;
+                let mac = self.head_key.mac(&ev.agreement_id, ev.seq, &ev.hash);
+                put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone(), mac })?;
                 sealed.push(ev);
             }
             for m in &change.messages {
@@ -308,7 +344,19 @@ impl Store for SledStore {
     }
 
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.apikeys.iter().values().map(|v| serde_json::from_slice(&v.map_err(io)?).map_err(io)).collect()
+        self.apikeys
+            .iter()
+            .values()
+            .map(|v| {
+                let mut k: ApiKeyRecord = serde_json::from_slice(&v.map_err(io)?).map_err(io)?;
+                // A record written by an earlier release may carry its own `last_used`.
+                if let Some(at) = self.key_last_used.get(k.id.as_bytes()).map_err(io)? {
+                    let at = u64::from_be_bytes(at.as_ref().try_into().unwrap_or_default());
+                    k.last_used = k.last_used.max(Some(at));
+                }
+                Ok(k)
+            })
+            .collect()
     }
 
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -316,8 +364,9 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn touch_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.apikeys.insert(k.id.as_bytes(), serde_json::to_vec(k).map_err(io)?).map_err(io)?;
+    fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError> {
+        // Its own tree: the key record (and with it `revoked_at`) is never rewritten here.
+        self.key_last_used.insert(id.as_bytes(), &at.to_be_bytes()).map_err(io)?;
         Ok(())
     }
 
@@ -353,14 +402,45 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
+        self.heads
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(io)?;
+                let id = String::from_utf8_lossy(&k).into_owned();
+                let h: Head = serde_json::from_slice(&v).map_err(io)?;
+                let authentic = self.head_key.check(&id, h.seq, &h.hash, &h.mac);
+                Ok(ChainHead { agreement_id: id, seq: h.seq, hash: h.hash, authentic })
+            })
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
+    }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        self
     }
 }
 
 impl SledStore {
-    fn named_trees(&self) -> [(&'static str, &Tree); 7] {
-        [
+    pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
+        &self.people
+    }
+
+    /// Makes everything written so far durable (see [`SledStore::durable`]).
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+
+    /// What opening this directory migrated (`from == to`: nothing).
+    pub fn migration(&self) -> Migration {
+        self.migration
+    }
+
+    fn named_trees(&self) -> Vec<(&'static str, &Tree)> {
+        let mut trees = vec![
             ("agreements", &self.agreements),
             ("versions", &self.versions),
             ("documents", &self.documents),
@@ -368,16 +448,23 @@ impl SledStore {
             ("heads", &self.heads),
             ("outbox", &self.outbox),
             ("apikeys", &self.apikeys),
-        ]
+            ("apikey_last_used", &self.key_last_used),
+            ("meta", &self.meta),
+        ];
+        trees.extend(self.people.named());
+        trees
     }
 
     /// Loads a `dump` into this (empty) store; refuses a store that already holds data.
     pub fn restore(&self, input: impl std::io::BufRead) -> Result<usize, StoreError> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        if self.named_trees().iter().any(|(_, t)| !t.is_empty()) {
+        // `meta` holds only the version a new directory was stamped with at open.
+        if self.named_trees().iter().any(|(n, t)| *n != "meta" && !t.is_empty()) {
             return Err(StoreError::Io("restore needs an empty data directory".into()));
         }
+        // The backup's own version (or none: format 1) decides what migration runs after.
+        self.meta.remove(format::VERSION_KEY).map_err(io)?;
         let mut n = 0;
         for (i, line) in input.lines().enumerate() {
             let line = line.map_err(io)?;
@@ -394,6 +481,8 @@ impl SledStore {
             t.insert(key, value).map_err(io)?;
             n += 1;
         }
+        // A backup from an earlier format is upgraded like a directory would be at open.
+        format::migrate(&self.db, &self.dir, &self.head_key)?;
         super::outbox_index::rebuild(&self.outbox, &self.outbox_index)?;
         self.durable()?;
         Ok(n)

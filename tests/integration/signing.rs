@@ -324,6 +324,12 @@ fn correcting_a_signer_revokes_the_old_link_and_mails_the_new_address() {
     assert_eq!(status, 200);
     assert!(html.contains("Priya R. Raman"));
     assert_eq!(app.patch(&format!("/api/v1/agreements/{id}/signers/s1"), r#"{"email": "nope"}"#).status, 422);
+    // The intake's 200-character cap holds for corrections too; nothing is written.
+    let long = serde_json::json!({"name": "x".repeat(100_000)}).to_string();
+    let r = app.patch(&format!("/api/v1/agreements/{id}/signers/s1"), &long);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("/name") && r.text().contains("at most 200"), "{}", r.text());
+    assert_eq!(app.open(&new).0, 200, "the current link still works");
     let audit = app.get(&format!("/api/v1/agreements/{id}/audit")).text();
     assert!(audit.contains("signer_updated"));
 }
