@@ -48,7 +48,7 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
         config: args.config.clone(),
         data: args.data.clone(),
         bind: None,
-        log_format: None,
+        ..Default::default()
     })?;
     // Only to learn whether a server holds the directory; closed again before anything else.
     let running = match SledStore::open(&config.data_dir) {
