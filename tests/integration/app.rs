@@ -13,24 +13,25 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub http: ureq::Agent,
     /// The server's service, for what only it can tell (how many sender passes have run).
-    pub service: Arc<countersign::app::service::Service>,
+    /// Weak: stopping the server waits for the last strong reference, so the test must not
+    /// hold one.
+    service: std::sync::Weak<countersign::app::service::Service>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// A fixed start time: 2027-01-04T12:00:00Z.
 impl TestApp {
     /// Returns once the mail sender has finished `n` more passes than when called: after it,
     /// the sender has looked at the outbox at least once since the caller's last change.
     pub fn sender_passes(&self, n: u64) {
         use std::sync::atomic::Ordering;
-        let start = self.service.sender_passes.load(Ordering::SeqCst);
-        crate::smtp::eventually(10, "mail sender passes", || {
-            self.service.sender_passes.load(Ordering::SeqCst) >= start + n
-        });
+        let passes = || self.service.upgrade().expect("the server runs").sender_passes.load(Ordering::SeqCst);
+        let start = passes();
+        crate::smtp::eventually(10, "mail sender passes", || passes() >= start + n);
     }
 }
 
+/// A fixed start time: 2027-01-04T12:00:00Z.
 pub const T0: u64 = 1_799_064_000;
 
 /// Starts a server on a fresh temp data dir.
@@ -65,7 +66,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let (state, key, _) = countersign::http::state::build_state(config, dyn_clock).expect("state builds");
-    let service = state.service.clone();
+    let service = Arc::downgrade(&state.service);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
