@@ -12,7 +12,8 @@
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
 //!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
 //!   formats ([`domain::time`]). No HTTP, no storage.
-//! * [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
+//! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
+//!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
 //!   [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the consent text;
 //!   [`config`] — layered configuration, mail settings included ([`config::mail`]).
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
@@ -35,6 +36,8 @@
 //!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
 //!   the reminder schedule, the sender task with retries and backoff). [`app::open`] builds it
 //!   from configuration.
+//! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
+//!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
 //!   [`http::state::build_state`] assembles the server's state.
@@ -51,7 +54,9 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod pdf;
+pub mod people;
 pub mod render;
 pub mod seal;
 pub mod secret;

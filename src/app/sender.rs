@@ -166,6 +166,8 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
         }
     }
     let pending = blocking(service, |s| Ok(s.store.queued_messages()?)).await?;
+    // The sender reads the queue anyway: the scrape reads this number, not the store.
+    service.metrics.outbox_queued(pending.iter().filter(|m| m.status == MessageStatus::Queued).count());
     Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())
 }
 
@@ -283,16 +285,19 @@ fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), Service
             m.last_error = None;
             m.next_attempt_at = None;
             s.store.put_message(&m)?;
+            s.metrics.outbox_sent();
             return Ok(());
         }
         Outcome::Transient(e) if m.attempts < s.config.delivery.max_attempts => {
             m.last_error = Some(e);
             s.store.put_message(&m)?;
+            s.metrics.outbox_failure("transient");
             return Ok(());
         }
         Outcome::Transient(e) => format!("{e} (gave up after {} attempts)", m.attempts),
         Outcome::Permanent(e) => e,
     };
+    s.metrics.outbox_failure("final");
     m.status = MessageStatus::Failed;
     m.last_error = Some(reason.clone());
     m.next_attempt_at = None;

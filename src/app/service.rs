@@ -156,6 +156,8 @@ pub struct Service {
     pub digests: RwLock<Digests>,
     /// Signer-link views after the first, not yet written (the first-view rule, issue 14).
     pub views: super::views::Views,
+    /// Prometheus metrics; the agreements-by-status gauges move with the index, on each commit.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
@@ -215,6 +217,7 @@ impl Service {
             digests: RwLock::new(Digests::new()),
             views: Default::default(),
             mail_wake: Default::default(),
+            metrics: Default::default(),
         };
         service.rebuild_index();
         service
@@ -234,6 +237,8 @@ impl Service {
             }),
             Err(e) => tracing::error!(error = %e, "could not read agreements to build the search index"),
         }
+        // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
+        self.metrics.seed_agreements(index.export(&Default::default()).iter().map(|e| e.status.as_str()));
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
     }
@@ -261,10 +266,16 @@ impl Service {
     pub(crate) fn apply(&self, change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
         let a = change.agreement.clone();
         let queued = !change.messages.is_empty();
+        let kinds: Vec<String> = change.events.iter().map(|e| e.kind.clone()).collect();
         let (sealed, ticket) = self.store.commit_nowait(change)?;
+        kinds.iter().for_each(|k| self.metrics.event(k));
         if let Some(a) = a {
             let today = self.today();
-            self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(entry(&a, today));
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let before = index.get(&a.id).map(|e| e.status.clone());
+            index.upsert(entry(&a, today));
+            self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
+            drop(index);
             let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());
             if a.disposed_at.is_some() {
                 d.retain(|_, (id, _, _)| *id != a.id);
@@ -318,9 +329,11 @@ impl Service {
     /// Renders a draft version of the intake: its record and the documents to store (the PDF
     /// and the document model, for diffs).
     fn draft_version(&self, intake: &Intake, text: &str, version: u32) -> Result<Draft, ServiceError> {
+        let started = std::time::Instant::now();
         let r = self
             .renderer
             .render(intake, Options { mode: Mode::Draft, version })
+            .inspect(|_| self.metrics.rendered("draft", started.elapsed().as_secs_f64()))
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let model = serde_json::to_vec(&r.document).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let record = VersionRecord {
@@ -570,9 +583,11 @@ impl Service {
         }
         let v = self.store.version(id, a.version)?;
         let intake = self.with_dua_reference(self.parse(&v.intake)?);
+        let started = std::time::Instant::now();
         let r = self
             .renderer
             .render(&intake, Options { mode: Mode::ForSignature, version: a.version })
+            .inspect(|_| self.metrics.rendered("for_signature", started.elapsed().as_secs_f64()))
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         if r.report.errors() > 0 || !a.check_passes {
             let findings =

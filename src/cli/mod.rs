@@ -7,6 +7,7 @@ pub mod client;
 pub mod ops;
 pub mod outbox;
 pub mod serve;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,10 @@ pub enum Command {
         /// Address to listen on (overrides config and COUNTERSIGN_BIND).
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
+        /// Log lines as `text` or `json` (one object a line, with each request's id; overrides
+        /// config and COUNTERSIGN_LOG_FORMAT).
+        #[arg(long, value_name = "text|json")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Is FILE byte-for-byte an archived document? Exit 0 only on a match.
     Verify {
@@ -136,6 +141,9 @@ pub enum Command {
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
     /// attempts), and retrying one. Works while the server runs (through its API).
     Outbox(crate::cli::outbox::OutboxArgs),
+    /// People who sign in to the web app: invite one (prints the one-time link and emails it),
+    /// or list everyone. Works while the server runs (through its API).
+    User(user::UserArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -329,7 +337,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { config, data, bind } => serve::serve(crate::config::Overrides { config, data, bind }),
+        Command::Serve { config, data, bind, log_format } => {
+            serve::serve(crate::config::Overrides { config, data, bind, log_format })
+        }
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Verify { file, data } => ops::verify(&file, &data),
         Command::SealCert { command } => ops::seal_cert(command),
@@ -348,6 +358,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Backup { out, data } => ops::backup(&out, &data),
         Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
         Command::Outbox(args) => crate::cli::outbox::run(args),
+        Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

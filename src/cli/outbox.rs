@@ -49,7 +49,12 @@ pub enum OutboxCommand {
 }
 
 pub fn run(args: OutboxArgs) -> Result<ExitCode, String> {
-    let config = Config::load(&Overrides { config: args.config.clone(), data: args.data.clone(), bind: None })?;
+    let config = Config::load(&Overrides {
+        config: args.config.clone(),
+        data: args.data.clone(),
+        bind: None,
+        ..Default::default()
+    })?;
     let command = args.command.unwrap_or(OutboxCommand::List { status: None, json: false });
     let backend = match SledStore::open(&config.data_dir) {
         Ok(store) => Backend::Store(Box::new(store)),

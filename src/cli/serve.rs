@@ -11,12 +11,19 @@ use crate::store::StoreError;
 use crate::store::sled_store::SledStore;
 
 pub fn serve(o: Overrides) -> Result<ExitCode, String> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
     let config = Config::load(&o)?;
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into());
+    // JSON: one object a line; each line logged during a request carries the request span's
+    // fields (`span.request_id`), so a shipper can join them with the `x-request-id` header.
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter()).try_init(),
+        crate::config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .try_init(),
+    };
     if config.smtp.is_some() && is_loopback_url(&config.base_url()) {
         let msg = format!(
             "email is configured but links point at {}, a loopback address recipients cannot reach; set public_base_url",
@@ -29,6 +36,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
     let base = config.base_url();
     let data = config.data_dir.clone();
     let (state, _key, created) = crate::http::state::build_state(config, Arc::new(SystemClock))?;
+    // A fresh machine: nobody can sign in to the web app yet, so print a one-time link that
+    // creates the first administrator (a new link each start until someone exists).
+    let setup = state.people.setup_link().map_err(|e| format!("first-admin link: {e}"))?;
     let key_path = auth::bootstrap_key_path(&data);
     let rt = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async move {
@@ -45,6 +55,9 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
             if created { "created" } else { "in" },
             key_path.display()
         );
+        if let Some(url) = &setup {
+            println!("no one can sign in yet: create the first administrator at {url} (works once, for 72 hours)");
+        }
         let r = crate::http::run(listener, state, shutdown_signal()).await.map_err(|e| e.to_string());
         let _ = std::fs::remove_file(&url_file);
         r

@@ -12,6 +12,7 @@ use crate::secret::SecretString;
 
 pub mod http;
 pub mod mail;
+pub mod web;
 
 /// A link-signing key given in the config file instead of the generated key file.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,8 +61,39 @@ pub struct Config {
     /// Where staff notices go (declines, failed messages, expiries, term dates); comma-separated.
     /// None: notices are kept in the outbox (and `.eml` copies) only.
     pub staff_notice_to: Option<String>,
+    /// `[web]`: the staff web app's sessions.
+    pub web: web::WebSettings,
     /// `[http]`: header and request timeouts, the connection cap, trusted proxies.
     pub http: crate::config::http::HttpLimits,
+    /// `text` (default) or `json`: one JSON object a line, with the request id of each
+    /// request's lines (`--log-format`, `COUNTERSIGN_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// `/metrics` needs `Authorization: Bearer <metrics_token>` (from any address) when set
+    /// (`COUNTERSIGN_METRICS_TOKEN`).
+    pub metrics_token: Option<SecretString>,
+    /// Serve `/metrics` on this separate address instead of the main one
+    /// (`COUNTERSIGN_METRICS_BIND`). Neither set: `/metrics` answers loopback callers only.
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// How the server writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("log format {s:?}: expected text or json")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -84,7 +116,11 @@ impl Default for Config {
             delivery: Default::default(),
             reminders: Default::default(),
             staff_notice_to: None,
+            web: Default::default(),
             http: Default::default(),
+            log_format: LogFormat::Text,
+            metrics_token: None,
+            metrics_bind: None,
         }
     }
 }
@@ -95,6 +131,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -110,6 +147,9 @@ impl Config {
         }
         if let Some(b) = o.bind {
             c.bind = b;
+        }
+        if let Some(f) = o.log_format {
+            c.log_format = f;
         }
         Ok(c)
     }
@@ -161,6 +201,15 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
+            self.log_format = v.parse().map_err(|e| format!("COUNTERSIGN_LOG_FORMAT: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_METRICS_TOKEN") {
+            self.metrics_token = Some(SecretString::new(v)).filter(|t| !t.expose().is_empty());
+        }
+        if let Some(v) = get("COUNTERSIGN_METRICS_BIND") {
+            self.metrics_bind = Some(v.parse().map_err(|e| format!("COUNTERSIGN_METRICS_BIND: {e}"))?);
         }
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");

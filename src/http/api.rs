@@ -3,7 +3,8 @@
 //! [`ROUTES`] is the one description of every route: its method and path, the roles allowed, a
 //! summary, and what it takes and returns. Handlers check their caller against their row's roles,
 //! `/api/v1/openapi.json` is generated from the table, and the authorization-matrix test walks it.
-//! Every route takes [`Staff`], so none runs unauthenticated. `sales` keys see only agreements
+//! Every route takes [`Staff`], so none runs unauthenticated — except those in [`PUBLIC`]
+//! (the API description: it holds no secrets, and integrators read it before they have a key). `sales` keys see only agreements
 //! they created (others answer 404, so existence does not leak).
 
 use std::net::SocketAddr;
@@ -301,8 +302,66 @@ pub const ROUTES: &[RouteDoc] = &[
         Body::None,
         (200, "application/x-ndjson"),
     ),
-    r("GET", "/openapi.json", ANY, "This description", Body::None, (200, "OpenAPI 3.1")),
+    r("GET", "/openapi.json", ANY, "This description (public: no key needed)", Body::None, (200, "OpenAPI 3.1")),
+    // People who sign in to the web app (src/http/users.rs).
+    r(
+        "GET",
+        "/users",
+        ADMIN,
+        "People with web sign-in: role and status (invited, active, disabled)",
+        Body::None,
+        (200, "items"),
+    ),
+    r(
+        "POST",
+        "/users",
+        ADMIN,
+        "Invite a person (queues the invitation email; the link is returned once and works once, for 72 hours)",
+        Body::Json("email, name, role"),
+        (201, "id, invite_url, person"),
+    ),
+    r(
+        "PATCH",
+        "/users/{id}",
+        ADMIN,
+        "Change a person's role (ends their sessions)",
+        Body::Json("role"),
+        (200, "the person"),
+    ),
+    r(
+        "POST",
+        "/users/{id}/disable",
+        ADMIN,
+        "Disable a person (ends their sessions at once)",
+        Body::None,
+        (200, "the person"),
+    ),
+    r(
+        "POST",
+        "/users/{id}/reinvite",
+        ADMIN,
+        "A new invitation link for someone who has not accepted yet",
+        Body::None,
+        (200, "id, invite_url"),
+    ),
+    r(
+        "GET",
+        "/security-log",
+        ADMIN,
+        "The hash-chained staff security log (sign-ins, invites, roles, disabling)",
+        Body::None,
+        (200, "intact, items"),
+    ),
 ];
+
+/// Routes that answer without a key (method, path relative to `/api/v1`). Only the API
+/// description: it is generated from this table and names no agreement, key or secret.
+pub const PUBLIC: &[(&str, &str)] = &[("GET", "/openapi.json")];
+
+/// True when a route answers without a key.
+pub fn is_public(method: &str, path: &str) -> bool {
+    PUBLIC.iter().any(|&(m, p)| m == method && p == path)
+}
 
 /// The roles allowed on a route (none for a route missing from the table).
 pub fn allowed(method: &str, path: &str) -> &'static [Role] {
@@ -339,6 +398,7 @@ pub fn router() -> Router<AppState> {
         .route("/backup", get(backup))
         .route("/openapi.json", get(openapi))
         .merge(super::outbox::router())
+        .merge(super::users::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 
@@ -352,7 +412,7 @@ async fn with<T: Send + 'static>(
 }
 
 /// Loads an agreement the caller may see (`sales` only its own; others answer 404).
-fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
+pub(crate) fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agreement, ServiceError> {
     let a = svc.get(id)?;
     if staff.role == Sales && a.created_by != staff.who {
         return Err(ServiceError::NotFound);
@@ -361,7 +421,7 @@ fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> Result<Agree
 }
 
 /// The agreement as staff see it: state, check, signers and delivery — never link tokens.
-fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
+pub(crate) fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> {
     let report = svc.store.version(&a.id, a.version).map(|v| v.report).unwrap_or(Value::Null);
     let deliveries = svc.deliveries(&a.id)?;
     let signers: Vec<Value> = a
@@ -941,9 +1001,9 @@ async fn backup(staff: Staff, State(state): State<AppState>) -> Result<Response,
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
 }
 
-async fn openapi(staff: Staff) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/openapi.json"))?;
-    Ok(axum::Json(openapi_document()))
+/// `GET /api/v1/openapi.json`: public (see [`PUBLIC`]), so it takes no [`Staff`].
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(openapi_document())
 }
 
 /// The OpenAPI 3.1 description, generated from [`ROUTES`].
@@ -959,7 +1019,7 @@ pub fn openapi_document() -> Value {
         let mut op = json!({
             "summary": r.summary,
             "operationId": format!("{} {}", r.method.to_lowercase(), r.path),
-            "security": [{"bearer": []}],
+            "security": if is_public(r.method, r.path) { json!([]) } else { json!([{"bearer": []}]) },
             "x-roles": r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
             "parameters": params,
             "responses": {
@@ -991,7 +1051,7 @@ pub fn openapi_document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Countersign API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "HIPAA BAAs, DUAs and state addenda from intake to countersigned archive. Every route needs an API key (Authorization: Bearer); x-roles lists the roles allowed."},
+                 "description": "HIPAA BAAs, DUAs and state addenda from intake to countersigned archive. Every route but this description needs an API key (Authorization: Bearer); x-roles lists the roles allowed."},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

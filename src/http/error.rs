@@ -123,3 +123,26 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::people::PeopleError> for ApiError {
+    fn from(e: crate::people::PeopleError) -> Self {
+        use crate::people::PeopleError as P;
+        match e {
+            P::Fields(fields) => ApiError::Unprocessable {
+                code: "invalid_person",
+                message: e_message(&fields),
+                findings: fields.into_iter().map(|(p, m)| Finding::field(p, m)).collect(),
+            },
+            P::NotFound => ApiError::NotFound,
+            P::Conflict(m) => ApiError::Conflict(m),
+            P::BadCredentials => ApiError::Unauthorized("the email or password is not right"),
+            P::TooMany => ApiError::TooManyRequests,
+            P::Link(m) => ApiError::Conflict(m.to_string()),
+            P::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn e_message(fields: &[(String, String)]) -> String {
+    fields.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ")
+}

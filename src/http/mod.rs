@@ -9,9 +9,12 @@ pub mod api;
 pub mod auth;
 pub mod conn;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod sign;
 pub mod state;
+pub mod users;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +40,10 @@ pub struct AppState {
     /// Budget for the public, unauthenticated `/verify`.
     pub public_limiter: Arc<auth::RequestLimiter>,
     pub pages: Arc<sign::Pages>,
+    /// People and web sessions (the application layer the web pages call).
+    pub people: Arc<crate::people::Directory>,
+    /// The staff web app's templates.
+    pub web: Arc<web::WebPages>,
 }
 
 /// The whole application.
@@ -46,7 +53,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/v1", api::router())
         .merge(sign::router())
-        .layer(middleware::from_fn(log_and_harden))
+        .merge(web::router())
+        .merge(metrics::router())
+        .fallback(web::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))
         .with_state(state)
 }
@@ -67,16 +77,53 @@ async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
     resp
 }
 
-/// Logs each request by its route *pattern* (never the path: signer paths carry tokens) and
-/// adds headers that keep tokens out of referrers and pages out of frames and caches.
-async fn log_and_harden(req: Request, next: Next) -> Response {
+/// The request id: the caller's `X-Request-Id` when it is well-formed (1–64 characters of
+/// `A–Z a–z 0–9 . _ -`, so nothing a caller sends can forge log structure), else 16 random bytes
+/// in hex.
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    });
+    match given {
+        Some(v) => v.to_string(),
+        None => {
+            let mut raw = [0u8; 16];
+            // getrandom failing leaves zeros: the id is for correlation, not security.
+            let _ = getrandom::fill(&mut raw);
+            hex::encode(raw)
+        }
+    }
+}
+
+/// Logs each request by its route *pattern* (never the path: signer paths carry tokens) inside
+/// a span holding the request id, so every line logged while serving it carries the id, which
+/// the response returns as `x-request-id`; and adds headers that keep tokens out of referrers
+/// and pages out of frames and caches. Headers and bodies are never logged.
+async fn log_and_harden(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use tracing::Instrument;
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
+    let id = request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = std::time::Instant::now();
-    let mut resp = next.run(req).await;
-    tracing::info!(%method, %route, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    let mut resp = async move {
+        let resp = next.run(req).await;
+        let elapsed = started.elapsed();
+        tracing::info!(status = resp.status().as_u16(), ms = elapsed.as_millis() as u64, "request");
+        state.service.metrics.request(method.as_str(), &route, resp.status().as_u16(), elapsed.as_secs_f64());
+        resp
+    }
+    .instrument(span)
+    .await;
     let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -91,6 +138,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = state.service.clone();
+    // The separate metrics listener (`metrics_bind`), stopped with the main one.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match service.config.metrics_bind {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            let m = metrics::separate_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, m)
+                    .with_graceful_shutdown(async {
+                        let _ = metrics_stopped.await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
     let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
     let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
@@ -98,6 +162,10 @@ pub async fn run(
     let limits = service.config.http.clone();
     conn::serve(listener, app(state), limits, shutdown).await?;
     let _ = stop_mail.send(());
+    let _ = stop_metrics.send(());
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
         tracing::warn!("mail sender did not stop in time");
     }
@@ -137,5 +205,9 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
 
 /// Runs blocking service work (rendering, fsync) off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
+    // Blocking work logs under the request's span too (its lines carry the request id).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
 }

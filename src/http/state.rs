@@ -14,8 +14,11 @@ pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, S
     let (admin_key, created) =
         auth::load_or_create_bootstrap(&data_dir).map_err(|e| format!("bootstrap admin key: {e}"))?;
     let pages = sign::Pages::new()?;
+    let service = Arc::new(service);
     let state = AppState {
-        service: Arc::new(service),
+        people: Arc::new(crate::people::Directory::new(service.clone())),
+        web: Arc::new(super::web::WebPages::new()?),
+        service,
         bootstrap: Arc::new(crate::secret::SecretString::new(admin_key.clone())),
         limiter: Arc::new(auth::FailureLimiter::new()),
         public_limiter: Arc::new(auth::RequestLimiter::new()),

@@ -9,6 +9,7 @@ pub mod format;
 pub mod group;
 pub mod ids;
 mod outbox_index;
+pub mod people;
 pub mod perms;
 pub mod sled_store;
 
@@ -179,4 +180,6 @@ pub trait Store: Send + Sync + 'static {
     fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// People, sessions and the staff security log (the web app), in the same store.
+    fn people(&self) -> &dyn people::PeopleStore;
 }

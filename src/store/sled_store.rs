@@ -45,6 +45,8 @@ pub struct SledStore {
     outbox_index: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
+    /// People, invitations, sessions, security log (see [`super::people`]).
+    people: super::people::PeopleTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -150,6 +152,7 @@ impl SledStore {
             head_key,
             migration,
             group: Default::default(),
+            people: super::people::PeopleTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -415,16 +418,29 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
+
+    fn people(&self) -> &dyn super::people::PeopleStore {
+        self
+    }
 }
 
 impl SledStore {
+    pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
+        &self.people
+    }
+
+    /// Makes everything written so far durable (see [`SledStore::durable`]).
+    pub(super) fn make_durable(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+
     /// What opening this directory migrated (`from == to`: nothing).
     pub fn migration(&self) -> Migration {
         self.migration
     }
 
-    fn named_trees(&self) -> [(&'static str, &Tree); 9] {
-        [
+    fn named_trees(&self) -> Vec<(&'static str, &Tree)> {
+        let mut trees = vec![
             ("agreements", &self.agreements),
             ("versions", &self.versions),
             ("documents", &self.documents),
@@ -434,7 +450,9 @@ impl SledStore {
             ("apikeys", &self.apikeys),
             ("apikey_last_used", &self.key_last_used),
             ("meta", &self.meta),
-        ]
+        ];
+        trees.extend(self.people.named());
+        trees
     }
 
     /// Loads a `dump` into this (empty) store; refuses a store that already holds data.

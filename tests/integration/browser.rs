@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::app::*;
 use crate::helpers::*;
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     http: ureq::Agent,
@@ -23,7 +23,7 @@ struct Driver {
 impl Driver {
     /// A headless Chromium whose viewport is `width` CSS pixels wide. Widths under Chrome's
     /// smallest window (500) use device emulation, so a "phone" really is 390 px wide.
-    fn start(width: u32) -> Driver {
+    pub(crate) fn start(width: u32) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -56,7 +56,7 @@ impl Driver {
         d
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.base);
         let resp = match (method, body) {
             ("GET", _) => self.http.get(&url).call(),
@@ -71,15 +71,15 @@ impl Driver {
         v["value"].clone()
     }
 
-    fn s(&self, path: &str) -> String {
+    pub(crate) fn s(&self, path: &str) -> String {
         format!("/session/{}{path}", self.session)
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.call("POST", &self.s("/url"), Some(json!({"url": url})));
     }
 
-    fn find(&self, css: &str) -> String {
+    pub(crate) fn find(&self, css: &str) -> String {
         let v = self.call("POST", &self.s("/element"), Some(json!({"using": "css selector", "value": css})));
         v.as_object()
             .and_then(|o| o.values().next())
@@ -88,26 +88,26 @@ impl Driver {
             .to_string()
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let id = self.find(css);
         self.call("POST", &self.s(&format!("/element/{id}/click")), None);
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
         self.call("POST", &self.s(&format!("/element/{id}/clear")), None);
         self.call("POST", &self.s(&format!("/element/{id}/value")), Some(json!({"text": text})));
     }
 
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         self.call("GET", &self.s("/source"), None).as_str().unwrap_or("").to_string()
     }
 
-    fn script(&self, js: &str) -> Value {
+    pub(crate) fn script(&self, js: &str) -> Value {
         self.call("POST", &self.s("/execute/sync"), Some(json!({"script": js, "args": []})))
     }
 
-    fn screenshot(&self) -> Vec<u8> {
+    pub(crate) fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
         let v = self.call("GET", &self.s("/screenshot"), None);
         base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")).expect("png")
@@ -115,7 +115,7 @@ impl Driver {
 
     /// Saves a screenshot as `target/screenshots/{name}.png` (for people to look at) and
     /// returns its bytes.
-    fn save_screenshot(&self, name: &str) -> Vec<u8> {
+    pub(crate) fn save_screenshot(&self, name: &str) -> Vec<u8> {
         let png = self.screenshot();
         assert!(png.starts_with(b"\x89PNG"), "a screenshot of {name}");
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
@@ -126,7 +126,7 @@ impl Driver {
 
     /// True when the page's content is no wider than `width` CSS pixels and its viewport no
     /// wider either (no sideways scrolling on a screen that wide).
-    fn fits(&self, width: u32) -> bool {
+    pub(crate) fn fits(&self, width: u32) -> bool {
         let v = self.script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth];");
         let n = |i: usize| v[i].as_u64().unwrap_or_else(|| panic!("widths: {v}"));
         n(0) <= u64::from(width) && n(1) <= u64::from(width)
@@ -134,7 +134,7 @@ impl Driver {
 
     /// Runs axe-core (vendored in `tests/assets`) on the current page; returns the serious and
     /// critical violations as "rule: target" lines.
-    fn axe_violations(&self) -> Vec<String> {
+    pub(crate) fn axe_violations(&self) -> Vec<String> {
         let axe = include_str!("../assets/axe.min.js");
         self.script(&format!("{axe}\n;return true;"));
         let v = self.call(

@@ -5,6 +5,7 @@
 use countersign::render::{Mode, Options};
 use serde_json::json;
 
+use crate::app::*;
 use crate::helpers::*;
 
 fn baa(states: &[&str], days: u32) -> serde_json::Value {
@@ -291,32 +292,23 @@ fn check_json_lists_the_new_provisions_with_parameters_and_a_departure_for_each_
 }
 
 #[test]
-fn the_certificate_heading_says_it_once() {
-    use countersign::render::model::{Attachment, Document};
-    let doc = Document {
-        title: "Executed Signature Page".into(),
-        subtitle: Vec::new(),
-        parties: Vec::new(),
-        draft_notice: None,
-        articles: Vec::new(),
-        attachments: vec![Attachment {
-            label: "Certificate".into(),
-            heading: "Certificate of Completion".into(),
-            notes: Vec::new(),
-            intro: Vec::new(),
-            clauses: Vec::new(),
-        }],
-        signature_note: None,
-        signatures: Vec::new(),
-        subject: String::new(),
-        author: String::new(),
-    };
-    let pages = countersign::render::layout::layout(countersign::render::fonts::fonts(), &doc);
-    let lines: Vec<String> = pages
-        .iter()
-        .flat_map(|p| p.lines.iter())
-        .map(|(_, l)| fold(&l.spans.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ")))
-        .collect();
-    assert!(lines.iter().any(|l| l.contains("Certificate of Completion")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("Certificate —")), "{lines:?}");
+fn signers_read_no_element_ids_and_the_executed_certificate_heading_says_it_once() {
+    let (app, _dir) = spawn_app();
+    let created = app.create(&example_text(BAA));
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
+    let priya = app.sign_link("priya@northwind.example");
+    let (status, html, _) = app.open(&priya);
+    assert_eq!(status, 200);
+    assert!(html.contains("Security Controls"), "the signer page shows the new clauses");
+    for tool in ["Satisfies", "BAA-04", "P-AUDIT"] {
+        assert!(!html.contains(tool), "the signer page says {tool:?}");
+    }
+    assert_eq!(app.sign(&priya, "Priya Raman", "VP, Legal").status, 200);
+    let zoe = app.sign_link("zoe@lakeside.example");
+    assert_eq!(app.sign(&zoe, "Zoë Ångström", "Chief Compliance Officer").status, 200);
+    let text = fold(&pdftotext(&app.get(&format!("/api/v1/agreements/{id}/document")).body));
+    assert!(text.contains("Certificate of Completion"));
+    assert!(!text.contains("Certificate — Certificate"), "the heading names the certificate once");
+    assert!(!text.contains("Satisfies"), "the executed copy carries no element ids");
 }

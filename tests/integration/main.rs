@@ -9,6 +9,7 @@ mod browser;
 mod helpers;
 mod hostile;
 mod smtp;
+mod web;
 
 mod cli;
 mod counsel;
@@ -18,6 +19,8 @@ mod fuzzing;
 mod layout;
 mod mail;
 mod migration;
+mod observe;
+mod openapi;
 mod properties;
 mod provisions;
 mod render;

@@ -1,0 +1,1074 @@
+//! The staff web app: server-rendered pages (tera), plain forms that work without JavaScript,
+//! one stylesheet served from the binary at `/assets/app.css` (no inline style or script, so a
+//! strict Content-Security-Policy holds).
+//!
+//! Sign-in state is a session cookie (HttpOnly, SameSite=Lax; `Secure` with the `__Host-`
+//! prefix when `public_base_url` is https) checked by [`Viewer`]. Authorization is decided in
+//! one place, [`Viewer::require`]: a page names the roles it allows and anything else fails
+//! closed (signed out → 303 to `/login`, signed in with another role → the 403 page). Every
+//! state-changing form carries the session's CSRF token and is checked by [`Viewer::form`]
+//! before anything else runs: without it, 403 and nothing changes. Handlers call the
+//! application layer ([`crate::people::Directory`], the [`crate::app::service::Service`])
+//! and never the store.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use super::error::ApiError;
+use super::{AppState, blocking};
+use crate::app::service::ServiceError;
+use crate::archive::search;
+use crate::people::{Acceptance, PeopleError, PersonView, SignedIn};
+use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
+
+const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
+const FIELD: &str = include_str!("../../templates/web/app/field.html.tera");
+const MESSAGE: &str = include_str!("../../templates/web/app/message.html.tera");
+const LOGIN: &str = include_str!("../../templates/web/app/login.html.tera");
+const ACCEPT: &str = include_str!("../../templates/web/app/accept.html.tera");
+const HOME: &str = include_str!("../../templates/web/app/home.html.tera");
+const PEOPLE: &str = include_str!("../../templates/web/app/people.html.tera");
+const AGREEMENT: &str = include_str!("../../templates/web/app/agreement.html.tera");
+/// The stylesheet, embedded in the binary.
+pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
+
+const ANY: &[Role] = &[Sales, Legal, VendorManager, Admin];
+const ADMIN: &[Role] = &[Admin];
+
+const ROLES: [(&str, &str); 4] =
+    [("sales", "Sales"), ("legal", "Legal"), ("vendor_manager", "Vendor manager"), ("admin", "Administrator")];
+
+fn role_label(r: &str) -> &'static str {
+    ROLES.iter().find(|(v, _)| *v == r).map_or("staff", |(_, l)| l)
+}
+
+/// The web app's templates (autoescaped).
+pub struct WebPages {
+    tera: Tera,
+}
+
+impl WebPages {
+    pub fn new() -> Result<WebPages, String> {
+        let mut tera = Tera::new();
+        tera.autoescape_on([".html.tera"]);
+        for (n, s) in [
+            ("layout.html.tera", LAYOUT),
+            ("field.html.tera", FIELD),
+            ("message.html.tera", MESSAGE),
+            ("login.html.tera", LOGIN),
+            ("accept.html.tera", ACCEPT),
+            ("home.html.tera", HOME),
+            ("people.html.tera", PEOPLE),
+            ("agreement.html.tera", AGREEMENT),
+        ] {
+            tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
+        }
+        Ok(WebPages { tera })
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/assets/app.css", get(css))
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/invite/{token}", get(invite_page).post(accept_invite))
+        .route("/setup/{token}", get(setup_page).post(accept_setup))
+        .route("/agreements/{id}", get(agreement_page))
+        .route("/agreements/{id}/document", get(agreement_document))
+        .route("/agreements/{id}/send", post(send))
+        .route("/people", get(people_page).post(invite))
+        .route("/people/{id}/role", post(change_role))
+        .route("/people/{id}/disable", post(disable))
+        .route("/people/{id}/reinvite", post(reinvite))
+}
+
+/// The signed-in person as the layout shows them.
+#[derive(Serialize)]
+struct Me {
+    name: String,
+    email: String,
+    role: String,
+    role_label: &'static str,
+    csrf: String,
+}
+
+/// A form field as `field.html.tera` draws it.
+#[derive(Serialize, Default)]
+struct Field {
+    name: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    value: String,
+    error: Option<String>,
+    hint: Option<&'static str>,
+    autocomplete: &'static str,
+    options: Vec<(&'static str, &'static str)>,
+}
+
+/// Who is asking: the live session (if any) and the source address.
+pub struct Viewer {
+    pub who: Option<SignedIn>,
+    pub ip: String,
+    secure: bool,
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+        let name = state.people.cookie_name();
+        let cookie = cookie_value(&parts.headers, name).unwrap_or_default();
+        let people = state.people.clone();
+        let who = if cookie.is_empty() {
+            None
+        } else {
+            match blocking(move || people.session(&cookie)).await {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => return Err(page_error(state, None, e)),
+                Err(e) => return Err(e.into_response()),
+            }
+        };
+        Ok(Viewer { who, ip, secure: state.people.secure_cookies(), state: state.clone() })
+    }
+}
+
+impl Viewer {
+    /// The one authorization check of the web app: signed in, with one of `roles`.
+    fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
+        match &self.who {
+            None => Err(Box::new(Redirect::to("/login").into_response())),
+            Some(w) if roles.contains(&w.role) => Ok(w),
+            Some(_) => Err(Box::new(forbidden(&self.state, self))),
+        }
+    }
+
+    /// [`Viewer::require`], then the form's CSRF token; returns the remaining fields.
+    fn form(
+        &self,
+        roles: &[Role],
+        mut fields: HashMap<String, String>,
+    ) -> Result<(&SignedIn, HashMap<String, String>), Box<Response>> {
+        let w = self.require(roles)?;
+        let token = fields.remove("csrf").unwrap_or_default();
+        if !w.csrf_ok(&token) {
+            return Err(Box::new(message(
+                &self.state,
+                Some(self),
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "The form was sent without its security token, so nothing was changed. Go back, reload the page and try again.",
+            )));
+        }
+        Ok((w, fields))
+    }
+
+    fn me(&self) -> Option<Me> {
+        self.who.as_ref().map(|w| Me {
+            name: w.person.name.clone(),
+            email: w.person.email.clone(),
+            role: w.person.role.clone(),
+            role_label: role_label(&w.person.role),
+            csrf: w.session.csrf.clone(),
+        })
+    }
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn render(
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    name: &str,
+    nav: &str,
+    mut ctx: Context,
+    status: StatusCode,
+) -> Response {
+    ctx.insert("me", &viewer.and_then(Viewer::me));
+    ctx.insert("nav", nav);
+    match state.web.tera.render(name, &ctx) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => ApiError::Internal(format!("page {name}: {e}")).into_response(),
+    }
+}
+
+fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("title", title);
+    ctx.insert("body", body);
+    ctx.insert("link", &None::<()>);
+    render(state, viewer, "message.html.tera", "", ctx, status)
+}
+
+fn forbidden(state: &AppState, viewer: &Viewer) -> Response {
+    message(
+        state,
+        Some(viewer),
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        "Your role does not allow this page. Ask an administrator if you need access.",
+    )
+}
+
+/// The 404 page for every unknown path (JSON under `/api/`).
+pub async fn not_found(State(state): State<AppState>, uri: Uri, viewer: Viewer) -> Response {
+    if uri.path().starts_with("/api/") {
+        return ApiError::NotFound.into_response();
+    }
+    message(&state, Some(&viewer), StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")
+}
+
+fn page_error(state: &AppState, viewer: Option<&Viewer>, e: PeopleError) -> Response {
+    match e {
+        PeopleError::NotFound => message(state, viewer, StatusCode::NOT_FOUND, "Not found", "There is no such person."),
+        PeopleError::Link(m) => message(state, viewer, StatusCode::GONE, "This link does not work", m),
+        PeopleError::Conflict(m) => message(state, viewer, StatusCode::CONFLICT, "Not done", &m),
+        e => ApiError::from(e).into_response(),
+    }
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        APP_CSS,
+    )
+        .into_response()
+}
+
+// ---- sign-in -------------------------------------------------------------------------------
+
+fn login_form(
+    state: &AppState,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("title", "Sign in");
+    ctx.insert("email", email);
+    ctx.insert("error", &error);
+    ctx.insert("notice", &notice);
+    render(state, None, "login.html.tera", "", ctx, status)
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if viewer.who.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    let notice = q.contains_key("welcome").then_some("Your password is set. Sign in to continue.");
+    login_form(&state, "", None, notice, StatusCode::OK)
+}
+
+/// A cross-site form post shows a foreign Origin; refuse it (login CSRF, before any session
+/// exists). `Origin: null` (sent under `Referrer-Policy: no-referrer`) is no evidence either way;
+/// SameSite=Lax cookies and the per-session tokens cover the rest.
+fn foreign_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if origin == "null" {
+        return false;
+    }
+    let base = state.service.config.base_url();
+    let same_base = base == origin || base.starts_with(&format!("{origin}/"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let same_host = origin.split_once("://").is_some_and(|(_, h)| h == host);
+    !(same_base || same_host)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if foreign_origin(&state, &headers) {
+        return message(&state, None, StatusCode::FORBIDDEN, "Not allowed", "Sign in from this site's own page.");
+    }
+    let email = f.get("email").cloned().unwrap_or_default();
+    let password = f.get("password").cloned().unwrap_or_default();
+    let (people, ip, e2) = (state.people.clone(), viewer.ip.clone(), email.clone());
+    let result = match blocking(move || people.login(&e2, &password, &ip)).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let shown: String = email.chars().take(254).collect();
+    match result {
+        Ok((cookie, _)) => {
+            let mut r = Redirect::to("/").into_response();
+            let attrs = if viewer.secure { "; Secure" } else { "" };
+            let c = format!("{}={cookie}; Path=/; HttpOnly; SameSite=Lax{attrs}", state.people.cookie_name());
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(PeopleError::BadCredentials) => {
+            login_form(&state, &shown, Some("The email or password is not right."), None, StatusCode::UNAUTHORIZED)
+        }
+        Err(PeopleError::TooMany) => login_form(
+            &state,
+            &shown,
+            Some("Too many failed sign-ins. Wait 15 minutes and try again."),
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(e) => page_error(&state, None, e),
+    }
+}
+
+async fn logout(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
+    let w = match viewer.form(ANY, f) {
+        Ok((w, _)) => w.clone(),
+        Err(r) => return *r,
+    };
+    let (people, ip) = (state.people.clone(), viewer.ip.clone());
+    if let Ok(Err(e)) = blocking(move || people.logout(&w, &ip)).await {
+        return page_error(&state, None, e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    let attrs = if viewer.secure { "; Secure" } else { "" };
+    let c = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{attrs}", state.people.cookie_name());
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---- invitations and first-admin setup -----------------------------------------------------
+
+fn accept_form(
+    state: &AppState,
+    action: String,
+    person: Option<&crate::store::people::PersonRecord>,
+    a: &Acceptance,
+    errors: &[(String, String)],
+    status: StatusCode,
+) -> Response {
+    let err = |n: &str| errors.iter().find(|(f, _)| f == n).map(|(_, m)| m.clone());
+    let mut fields = Vec::new();
+    if person.is_none() {
+        fields.push(Field {
+            name: "email",
+            label: "Email",
+            kind: "email",
+            value: a.email.clone(),
+            error: err("email"),
+            autocomplete: "username",
+            ..Field::default()
+        });
+        fields.push(Field {
+            name: "name",
+            label: "Name",
+            kind: "text",
+            value: a.name.clone(),
+            error: err("name"),
+            autocomplete: "name",
+            ..Field::default()
+        });
+    }
+    fields.push(Field {
+        name: "password",
+        label: "Password",
+        kind: "password",
+        error: err("password"),
+        hint: Some("At least 12 characters; a short phrase is easiest to remember."),
+        autocomplete: "new-password",
+        ..Field::default()
+    });
+    fields.push(Field {
+        name: "password_confirm",
+        label: "Password again",
+        kind: "password",
+        error: err("password_confirm"),
+        autocomplete: "new-password",
+        ..Field::default()
+    });
+    let mut ctx = Context::new();
+    ctx.insert("title", if person.is_some() { "Accept your invitation" } else { "Set up Countersign" });
+    ctx.insert("action", &action);
+    ctx.insert(
+        "person",
+        &person.map(|p| serde_json::json!({"name": p.name, "email": p.email, "role_label": role_label(&p.role)})),
+    );
+    ctx.insert("fields", &fields);
+    render(state, None, "accept.html.tera", "", ctx, status)
+}
+
+async fn show_invite(state: AppState, token: String, path: &str) -> Response {
+    let people = state.people.clone();
+    let t = token.clone();
+    match blocking(move || people.open_invite(&t)).await {
+        Ok(Ok(open)) if (path == "setup") == open.person.is_none() => accept_form(
+            &state,
+            format!("/{path}/{token}"),
+            open.person.as_ref(),
+            &Acceptance::default(),
+            &[],
+            StatusCode::OK,
+        ),
+        Ok(Ok(_)) => message(&state, None, StatusCode::NOT_FOUND, "This link does not work", "This link is not valid."),
+        Ok(Err(e)) => page_error(&state, None, e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn invite_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    show_invite(state, token, "invite").await
+}
+
+async fn setup_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    show_invite(state, token, "setup").await
+}
+
+async fn accept(
+    state: AppState,
+    viewer: Viewer,
+    headers: HeaderMap,
+    token: String,
+    a: Acceptance,
+    path: &str,
+) -> Response {
+    if foreign_origin(&state, &headers) {
+        return message(&state, None, StatusCode::FORBIDDEN, "Not allowed", "Use this site's own page.");
+    }
+    let people = state.people.clone();
+    let (t, a2, ip) = (token.clone(), a.clone(), viewer.ip.clone());
+    let result = blocking(move || {
+        let open = people.open_invite(&t)?;
+        people.accept(&t, &a2, &ip).map(|p| (p, open))
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => Redirect::to("/login?welcome=1").into_response(),
+        Ok(Err(PeopleError::Fields(errors))) => {
+            let people = state.people.clone();
+            let t = token.clone();
+            let person =
+                blocking(move || people.open_invite(&t)).await.ok().and_then(Result::ok).and_then(|o| o.person);
+            accept_form(
+                &state,
+                format!("/{path}/{token}"),
+                person.as_ref(),
+                &a,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+        Ok(Err(e)) => page_error(&state, None, e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept_invite(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(a): Form<Acceptance>,
+) -> Response {
+    accept(state, viewer, headers, token, a, "invite").await
+}
+
+async fn accept_setup(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(a): Form<Acceptance>,
+) -> Response {
+    accept(state, viewer, headers, token, a, "setup").await
+}
+
+// ---- agreements ----------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    title: String,
+    kind: String,
+    parties: [String; 2],
+    states: Vec<String>,
+    status: String,
+    status_label: String,
+    updated: String,
+}
+
+fn row(e: &search::Entry) -> Row {
+    Row {
+        id: e.id.clone(),
+        title: e.title.clone(),
+        kind: e.kind.clone(),
+        parties: e.parties.clone(),
+        states: e.states.clone(),
+        status: e.status.clone(),
+        status_label: e.status.replace('_', " "),
+        updated: crate::clock::rfc3339(e.updated_at).replace('T', " ").trim_end_matches('Z').to_string(),
+    }
+}
+
+const PAGE: usize = 25;
+
+/// One page of the table, the total, the next page's cursor, and what needs attention.
+type Listing = (Vec<search::Entry>, usize, Option<String>, Vec<search::Entry>);
+
+/// `GET /`: what needs the person first, then the searchable table.
+async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Response {
+    let w = match viewer.require(ANY) {
+        Ok(w) => w.clone(),
+        Err(r) => return *r,
+    };
+    let raw: HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |k: &str| raw.get(k).cloned();
+    let q = search::Query {
+        q: get("q"),
+        kind: get("kind"),
+        status: get("status"),
+        sort: get("sort"),
+        cursor: get("cursor"),
+        limit: Some(PAGE),
+        ..search::Query::default()
+    };
+    let mut errors: HashMap<&str, Option<String>> = [("q", None), ("status", None)].into_iter().collect();
+    let problems = q.validate().err().unwrap_or_default();
+    for (p, m) in &problems {
+        let key = if p.contains("status") { "status" } else { "q" };
+        errors.insert(key, Some(m.clone()));
+    }
+    let svc = state.service.clone();
+    let staff = w.staff();
+    let valid = problems.is_empty();
+    let q2 = q.clone();
+    let listed = blocking(move || -> Result<Listing, ApiError> {
+        let own: Option<Vec<String>> = if staff.role == Sales {
+            Some(
+                svc.store
+                    .agreements()
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .into_iter()
+                    .filter(|a| a.created_by == staff.who)
+                    .map(|a| a.id)
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
+        let mine = |e: &search::Entry| own.as_ref().is_none_or(|o| o.contains(&e.id));
+        let attention: Vec<search::Entry> = index
+            .export(&search::Query::default())
+            .into_iter()
+            .filter(|e| mine(e) && matches!(e.status.as_str(), "declined" | "expired"))
+            .take(20)
+            .collect();
+        if !valid {
+            return Ok((Vec::new(), 0, None, attention));
+        }
+        if own.is_some() {
+            let mut all: Vec<search::Entry> = index.export(&q2).into_iter().filter(|e| mine(e)).collect();
+            let total = all.len();
+            all.truncate(PAGE);
+            return Ok((all, total, None, attention));
+        }
+        let page = index.search(&q2);
+        Ok((page.items, page.total, page.next_cursor, attention))
+    })
+    .await;
+    let (items, total, next, attention) = match listed {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) | Err(e) => return e.into_response(),
+    };
+    let next = next.map(|c| {
+        let mut parts: Vec<String> = ["q", "kind", "status", "sort"]
+            .iter()
+            .filter_map(|k| raw.get(*k).map(|v| format!("{k}={}", encode(v))))
+            .collect();
+        parts.push(format!("cursor={}", encode(&c)));
+        format!("/?{}", parts.join("&"))
+    });
+    let mut ctx = Context::new();
+    ctx.insert("title", "Agreements");
+    ctx.insert(
+        "q",
+        &serde_json::json!({"q": get("q").unwrap_or_default(), "kind": get("kind").unwrap_or_default(),
+        "status": get("status").unwrap_or_default(), "sort": get("sort").unwrap_or_default()}),
+    );
+    ctx.insert("errors", &errors);
+    ctx.insert("items", &items.iter().map(row).collect::<Vec<_>>());
+    ctx.insert("attention", &attention.iter().map(row).collect::<Vec<_>>());
+    ctx.insert("total", &total);
+    ctx.insert("next", &next);
+    ctx.insert("kinds", &[("baa", "BAA"), ("dua", "DUA")]);
+    ctx.insert("statuses", &["draft", "sent", "partially_signed", "executed", "declined", "expired", "voided"]);
+    ctx.insert(
+        "sorts",
+        &[("", "Last activity"), ("counterparty", "Counterparty"), ("effective_date", "Effective date")],
+    );
+    let status = if valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    render(&state, Some(&viewer), "home.html.tera", "agreements", ctx, status)
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |x: u8| (x as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ---- one agreement -----------------------------------------------------------------------
+
+/// The roles of the API route doing the same thing: one authorization table for both.
+fn api_roles(method: &str, path: &str) -> &'static [Role] {
+    super::api::allowed(method, path)
+}
+
+fn service_problem(e: ServiceError) -> Result<(String, Vec<crate::domain::findings::Finding>), ApiError> {
+    match e {
+        ServiceError::CheckFailed(f) => Ok(("The agreement does not pass its checks, so it was not sent.".into(), f)),
+        ServiceError::NeedsApproval(f) => {
+            Ok(("The agreement departs from policy: legal or an administrator must approve it first.".into(), f))
+        }
+        ServiceError::Invalid(f) => Ok(("The intake is invalid.".into(), f)),
+        ServiceError::State(m) => Ok((m, Vec::new())),
+        e => Err(ApiError::from(e)),
+    }
+}
+
+async fn agreement_view(
+    state: AppState,
+    viewer: Viewer,
+    id: String,
+    done: Option<&str>,
+    problem: Option<(String, Vec<crate::domain::findings::Finding>)>,
+    status: StatusCode,
+) -> Response {
+    let w = match viewer.require(api_roles("GET", "/agreements/{id}")) {
+        Ok(w) => w.clone(),
+        Err(r) => return *r,
+    };
+    let staff = w.staff();
+    let svc = state.service.clone();
+    let loaded = blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>), ServiceError> {
+        let a = super::api::visible(&svc, &staff, &id)?;
+        Ok((super::api::view(&svc, &a)?, svc.audit(&id)?))
+    })
+    .await;
+    let (a, events) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(ServiceError::NotFound)) => {
+            return message(
+                &state,
+                Some(&viewer),
+                StatusCode::NOT_FOUND,
+                "Agreement not found",
+                "There is no such agreement, or it is not yours to see.",
+            );
+        }
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let elements: Vec<serde_json::Value> = a["check"]["elements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({"summary": e["summary"].as_str().or(e["id"].as_str()).unwrap_or(""),
+                "clause": e["clause"].as_str().unwrap_or("—"), "citation": e["citation"].as_str().unwrap_or(""),
+                "status": e["status"].as_str().unwrap_or("").replace('_', " ")})
+        })
+        .collect();
+    let breach =
+        a["check"]["breach_clock"]["text"].as_str().map(|t| match a["check"]["breach_clock"]["explanation"].as_str() {
+            Some(x) => format!("Breach notice: {t} — {}.", x.trim_end_matches('.')),
+            None => format!("Breach notice: {t}"),
+        });
+    let events: Vec<serde_json::Value> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            let what = e.kind.replace('_', " ");
+            let what = what.chars().next().map(|c| c.to_uppercase().collect::<String>() + &what[c.len_utf8()..]).unwrap_or_default();
+            serde_json::json!({"what": what, "who": e.actor, "when": e.time.replace('T', " ").trim_end_matches('Z'), "ip": e.ip})
+        })
+        .collect();
+    let can_send = a["status"] == "draft" && api_roles("POST", "/agreements/{id}/send").contains(&w.role);
+    let (problem, findings) = match problem {
+        Some((m, f)) => (Some(m), f),
+        None => (None, Vec::new()),
+    };
+    let mut ctx = Context::new();
+    ctx.insert("title", a["title"].as_str().unwrap_or("Agreement"));
+    ctx.insert("status_label", &a["status"].as_str().unwrap_or("").replace('_', " "));
+    ctx.insert("a", &a);
+    ctx.insert("elements", &elements);
+    ctx.insert("breach", &breach);
+    ctx.insert("events", &events);
+    ctx.insert("can_send", &can_send);
+    ctx.insert("done", &done);
+    ctx.insert("problem", &problem);
+    ctx.insert("findings", &findings);
+    render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status)
+}
+
+async fn agreement_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let done = q.contains_key("sent").then_some("Sent: the first signer's link is on its way.");
+    agreement_view(state, viewer, id, done, None, StatusCode::OK).await
+}
+
+/// The current PDF, logged in the access log under the person's email.
+async fn agreement_document(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let w = match viewer.require(api_roles("GET", "/agreements/{id}/document")) {
+        Ok(w) => w.clone(),
+        Err(r) => return *r,
+    };
+    let staff = w.staff();
+    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let svc = state.service.clone();
+    match blocking(move || {
+        super::api::visible(&svc, &staff, &id)?;
+        svc.document(&id, &who)
+    })
+    .await
+    {
+        Ok(Ok((bytes, sha))) => super::api::pdf_response(bytes, &sha, "agreement.pdf"),
+        Ok(Err(ServiceError::NotFound)) => message(
+            &state,
+            Some(&viewer),
+            StatusCode::NOT_FOUND,
+            "Agreement not found",
+            "There is no such agreement, or it is not yours to see.",
+        ),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn send(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let w = match viewer.form(api_roles("POST", "/agreements/{id}/send"), f) {
+        Ok((w, _)) => w.clone(),
+        Err(r) => return *r,
+    };
+    let staff = w.staff();
+    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let svc = state.service.clone();
+    let id2 = id.clone();
+    let result = blocking(move || {
+        super::api::visible(&svc, &staff, &id2)?;
+        svc.send(&id2, &who)?;
+        svc.flush_outbox()
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => Redirect::to(&format!("/agreements/{id}?sent=1")).into_response(),
+        Ok(Err(ServiceError::NotFound)) => message(
+            &state,
+            Some(&viewer),
+            StatusCode::NOT_FOUND,
+            "Agreement not found",
+            "There is no such agreement, or it is not yours to see.",
+        ),
+        Ok(Err(e)) => match service_problem(e) {
+            Ok(p) => agreement_view(state, viewer, id, None, Some(p), StatusCode::UNPROCESSABLE_ENTITY).await,
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+// ---- people (admin) ------------------------------------------------------------------------
+
+struct Invited {
+    email: String,
+    url: String,
+}
+
+fn people_view(
+    state: &AppState,
+    viewer: &Viewer,
+    (people, log): (Vec<PersonView>, Vec<crate::store::people::SecurityEvent>),
+    form: &HashMap<String, String>,
+    errors: &[(String, String)],
+    (invited, problem): (Option<Invited>, Option<String>),
+    status: StatusCode,
+) -> Response {
+    let err = |n: &str| errors.iter().find(|(f, _)| f.trim_start_matches('/') == n).map(|(_, m)| m.clone());
+    let val = |n: &str| form.get(n).cloned().unwrap_or_default();
+    let fields = vec![
+        Field {
+            name: "email",
+            label: "Email",
+            kind: "email",
+            value: val("email"),
+            error: err("email"),
+            autocomplete: "off",
+            ..Field::default()
+        },
+        Field {
+            name: "name",
+            label: "Name",
+            kind: "text",
+            value: val("name"),
+            error: err("name"),
+            autocomplete: "off",
+            ..Field::default()
+        },
+        Field {
+            name: "role",
+            label: "Role",
+            kind: "select",
+            value: form.get("role").cloned().unwrap_or_else(|| "sales".into()),
+            error: err("role"),
+            options: ROLES.to_vec(),
+            ..Field::default()
+        },
+    ];
+    let verified = crate::store::people::verify_security_log(&log);
+    let mut ctx = Context::new();
+    ctx.insert("title", "People");
+    ctx.insert("fields", &fields);
+    ctx.insert("people", &people);
+    ctx.insert("roles", &ROLES);
+    ctx.insert("invited", &invited.map(|i| serde_json::json!({"email": i.email, "url": i.url})));
+    ctx.insert("problem", &problem);
+    ctx.insert("intact", &verified.is_ok());
+    ctx.insert("broken_at", &verified.err());
+    ctx.insert("log_total", &log.len());
+    let rows: Vec<serde_json::Value> = log
+        .iter()
+        .rev()
+        .take(100)
+        .map(|e| {
+            serde_json::json!({"when": crate::clock::rfc3339(e.at).replace('T', " ").trim_end_matches('Z'), "who": e.who,
+                "action": e.action, "detail": e.detail, "ip": e.ip})
+        })
+        .collect();
+    ctx.insert("log", &rows);
+    render(state, Some(viewer), "people.html.tera", "people", ctx, status)
+}
+
+async fn people_page_with(
+    state: AppState,
+    viewer: Viewer,
+    form: HashMap<String, String>,
+    errors: Vec<(String, String)>,
+    invited: Option<Invited>,
+    problem: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let people = state.people.clone();
+    match blocking(move || Ok::<_, PeopleError>((people.people()?, people.security_log()?))).await {
+        Ok(Ok(loaded)) => people_view(&state, &viewer, loaded, &form, &errors, (invited, problem), status),
+        Ok(Err(e)) => page_error(&state, Some(&viewer), e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn people_page(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if let Err(r) = viewer.require(ADMIN) {
+        return *r;
+    }
+    people_page_with(state, viewer, HashMap::new(), Vec::new(), None, None, StatusCode::OK).await
+}
+
+async fn invite(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
+    let (w, form) = match viewer.form(ADMIN, f) {
+        Ok((w, form)) => (w.clone(), form),
+        Err(r) => return *r,
+    };
+    let people = state.people.clone();
+    let (ip, f2) = (viewer.ip.clone(), form.clone());
+    let v = |k: &str| f2.get(k).cloned().unwrap_or_default();
+    let (email, name, role) = (v("email"), v("name"), v("role"));
+    let by = w.person.email.clone();
+    match blocking(move || people.invite(&by, &ip, &email, &name, &role)).await {
+        Ok(Ok((p, url))) => {
+            let invited = Some(Invited { email: p.email, url });
+            people_page_with(state, viewer, HashMap::new(), Vec::new(), invited, None, StatusCode::CREATED).await
+        }
+        Ok(Err(PeopleError::Fields(errors))) => {
+            people_page_with(state, viewer, form, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Ok(Err(e)) => page_error(&state, Some(&viewer), e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One admin action on a person, then back to the people page (303, so reload does not repeat it).
+async fn person_action(
+    state: AppState,
+    viewer: Viewer,
+    f: HashMap<String, String>,
+    act: impl FnOnce(
+        &crate::people::Directory,
+        &str,
+        &str,
+        &HashMap<String, String>,
+    ) -> Result<Option<Invited>, PeopleError>
+    + Send
+    + 'static,
+) -> Response {
+    let (w, form) = match viewer.form(ADMIN, f) {
+        Ok((w, form)) => (w.clone(), form),
+        Err(r) => return *r,
+    };
+    let people = state.people.clone();
+    let ip = viewer.ip.clone();
+    let by = w.person.email.clone();
+    match blocking(move || act(&people, &by, &ip, &form)).await {
+        Ok(Ok(None)) => Redirect::to("/people").into_response(),
+        Ok(Ok(Some(invited))) => {
+            people_page_with(state, viewer, HashMap::new(), Vec::new(), Some(invited), None, StatusCode::OK).await
+        }
+        Ok(Err(PeopleError::Fields(errors))) => {
+            let problem = errors.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ");
+            people_page_with(
+                state,
+                viewer,
+                HashMap::new(),
+                Vec::new(),
+                None,
+                Some(problem),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Ok(Err(PeopleError::Conflict(m))) => {
+            people_page_with(state, viewer, HashMap::new(), Vec::new(), None, Some(m), StatusCode::CONFLICT).await
+        }
+        Ok(Err(e)) => page_error(&state, Some(&viewer), e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    person_action(state, viewer, f, move |p, by, ip, form| {
+        p.set_role(by, ip, &id, form.get("role").map_or("", String::as_str)).map(|_| None)
+    })
+    .await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    person_action(state, viewer, f, move |p, by, ip, _| p.disable(by, ip, &id).map(|_| None)).await
+}
+
+async fn reinvite(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    person_action(state, viewer, f, move |p, by, ip, _| {
+        let url = p.reinvite(by, ip, &id)?;
+        let email = p.people()?.into_iter().find(|x| x.id == id).map(|x| x.email).unwrap_or_default();
+        Ok(Some(Invited { email, url }))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_compile() {
+        WebPages::new().expect("templates compile");
+    }
+
+    #[test]
+    fn query_values_decode_and_encode_back() {
+        assert_eq!(decode("a%20b+c%2Fd"), "a b c/d");
+        assert_eq!(decode("bad%zz%"), "bad%zz%");
+        assert_eq!(encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn a_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; countersign=xyz; b=2"));
+        assert_eq!(cookie_value(&h, "countersign").as_deref(), Some("xyz"));
+        assert_eq!(cookie_value(&h, "other"), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! Prometheus metrics (`/metrics`, text format), one [`Metrics`] per service: requests by route
+//! pattern and status with latency histograms, documents rendered and render time, signatures and
+//! audit events, agreements by status, the mail outbox, the store's size.
+//!
+//! Built on `prometheus-client` (5 small crates: dtoa, parking_lot, a derive macro) rather than
+//! `metrics` + `metrics-exporter-prometheus` (which pulls metrics-util, quanta, crossbeam,
+//! sketches, hashbrown, indexmap). Pure: it names nothing else in the crate.
+//!
+//! Every value is kept current where it changes — counters by the code that does the work, the
+//! agreements-by-status gauge on each commit (seeded once at start from the search index) — so a
+//! scrape only encodes numbers; it never scans the store.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Seconds: 1 ms to about 33 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    request_seconds: Histograms,
+    rendered: Family<Labels, Counter>,
+    render_seconds: Histograms,
+    signatures: Counter,
+    events: Family<Labels, Counter>,
+    agreements: Family<Labels, Gauge>,
+    outbox_queued: Gauge,
+    outbox_sent: Counter,
+    outbox_failures: Family<Labels, Counter>,
+    store_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("countersign");
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            rendered: Family::default(),
+            render_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            signatures: Counter::default(),
+            events: Family::default(),
+            agreements: Family::default(),
+            outbox_queued: Gauge::default(),
+            outbox_sent: Counter::default(),
+            outbox_failures: Family::default(),
+            store_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests by method, route pattern and status", m.requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route pattern",
+            m.request_seconds.clone(),
+        );
+        registry.register("documents_rendered", "PDFs rendered, by mode (draft, for_signature)", m.rendered.clone());
+        registry.register("render_duration_seconds", "PDF render time, by mode", m.render_seconds.clone());
+        registry.register("signatures", "Signatures recorded", m.signatures.clone());
+        registry.register("audit_events", "Audit events committed, by kind", m.events.clone());
+        registry.register("agreements", "Agreements by status", m.agreements.clone());
+        registry.register(
+            "outbox_queued",
+            "Messages queued for delivery (as of the sender's last pass)",
+            m.outbox_queued.clone(),
+        );
+        registry.register("outbox_sent", "Messages delivered", m.outbox_sent.clone());
+        registry.register(
+            "outbox_failures",
+            "Failed delivery attempts: transient (will retry) or final",
+            m.outbox_failures.clone(),
+        );
+        registry.register("store_size_bytes", "Bytes the store's files take on disk", m.store_bytes.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&vec![
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.request_seconds.get_or_create(&vec![("route", route.to_string())]).observe(seconds);
+    }
+
+    pub fn rendered(&self, mode: &'static str, seconds: f64) {
+        let l = vec![("mode", mode.to_string())];
+        self.rendered.get_or_create(&l).inc();
+        self.render_seconds.get_or_create(&l).observe(seconds);
+    }
+
+    /// An audit event was committed; `signed` events are signatures.
+    pub fn event(&self, kind: &str) {
+        self.events.get_or_create(&vec![("kind", kind.to_string())]).inc();
+        if kind == "signed" {
+            self.signatures.inc();
+        }
+    }
+
+    /// An agreement moved from `from` (None: it is new) to `to` (None: it left the index).
+    pub fn agreement_status(&self, from: Option<&str>, to: Option<&str>) {
+        if from == to {
+            return;
+        }
+        if let Some(f) = from {
+            self.agreements.get_or_create(&vec![("status", f.to_string())]).dec();
+        }
+        if let Some(t) = to {
+            self.agreements.get_or_create(&vec![("status", t.to_string())]).inc();
+        }
+    }
+
+    /// Sets every status count at once (start, index rebuild).
+    pub fn seed_agreements<'a>(&self, statuses: impl Iterator<Item = &'a str>) {
+        self.agreements.clear();
+        for s in statuses {
+            self.agreements.get_or_create(&vec![("status", s.to_string())]).inc();
+        }
+    }
+
+    pub fn outbox_queued(&self, n: usize) {
+        self.outbox_queued.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn outbox_sent(&self) {
+        self.outbox_sent.inc();
+    }
+
+    /// `transient` (will retry) or `final`.
+    pub fn outbox_failure(&self, kind: &'static str) {
+        self.outbox_failures.get_or_create(&vec![("kind", kind.to_string())]).inc();
+    }
+
+    pub fn store_size(&self, bytes: u64) {
+        self.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition (OpenMetrics text, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_moves_keep_the_agreement_gauges_balanced() {
+        let m = Metrics::new();
+        m.seed_agreements(["draft", "draft", "executed"].into_iter());
+        m.agreement_status(Some("draft"), Some("sent"));
+        m.agreement_status(None, Some("draft"));
+        let text = m.encode();
+        assert!(text.contains("countersign_agreements{status=\"draft\"} 2"), "{text}");
+        assert!(text.contains("countersign_agreements{status=\"sent\"} 1"), "{text}");
+        assert!(text.contains("countersign_agreements{status=\"executed\"} 1"), "{text}");
+        m.event("signed");
+        assert!(m.encode().contains("countersign_signatures_total 1"));
+    }
+}
