@@ -177,7 +177,7 @@ fn restore_and_audit_verify_catch_deleted_events_deleted_chains_and_rewritten_he
     // A whole chain removed, head and all.
     let gone: Vec<String> = lines
         .iter()
-        .filter(|(t, k, _)| !of(t, k, &other) && !(t == "heads" && k == other.as_bytes()))
+        .filter(|(t, k, _)| !(of(t, k, &other) || (t == "heads" && k == other.as_bytes())))
         .map(|(_, _, l)| l.clone())
         .collect();
     let (ok, out) = restore(&gone, &head_key);
