@@ -1246,38 +1246,3 @@ impl Delivery {
         }
     }
 }
-
-impl Message {
-    pub fn new_link(
-        a: &Agreement,
-        s: &SignerRecord,
-        kind: &str,
-        subject: String,
-        text: String,
-        now: u64,
-        domain: &str,
-    ) -> Message {
-        let id = message_id(now);
-        Message {
-            message_id: format!("{id}@{domain}"),
-            id,
-            agreement_id: a.id.clone(),
-            kind: kind.into(),
-            to_name: s.name.clone(),
-            to: s.email.clone(),
-            subject,
-            text,
-            html: None,
-            created_at: now,
-            status: MessageStatus::Queued,
-            attempts: 0,
-            last_error: None,
-            sent_at: None,
-            signer_id: Some(s.id.clone()),
-            next_attempt_at: None,
-            last_attempt_at: None,
-            reply: None,
-            reply_to: None,
-        }
-    }
-}

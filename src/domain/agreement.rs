@@ -299,18 +299,7 @@ mod tests {
 
     #[test]
     fn status_names_match_their_json() {
-        for s in [
-            Status::Draft,
-            Status::AwaitingApproval,
-            Status::Sent,
-            Status::PartiallySigned,
-            Status::Executed,
-            Status::Declined,
-            Status::Voided,
-            Status::Expired,
-            Status::Terminated,
-            Status::Closed,
-        ] {
+        for s in Status::ALL {
             assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::String(s.as_str().into())));
         }
     }
