@@ -11,13 +11,13 @@ use super::{ApikeyCommand, SealCertCommand, client};
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError};
 
-/// Either the store, or the running server that holds it.
-enum Access {
+/// Either the store, or the running server that holds it (base URL, bootstrap key).
+pub(super) enum Access {
     Direct(Box<SledStore>),
     Server(String, String),
 }
 
-fn access(data: &Path) -> Result<Access, String> {
+pub(super) fn access(data: &Path) -> Result<Access, String> {
     match SledStore::open(data) {
         Ok(s) => Ok(Access::Direct(Box::new(s))),
         Err(StoreError::Locked(_)) => client::server(data).map(|(u, k)| Access::Server(u, k)),

@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Overrides};
-use crate::store::StoreError;
-use crate::store::sled_store::SledStore;
 
 #[derive(clap::Args, Debug)]
 pub struct UserArgs {
@@ -50,14 +48,11 @@ pub fn run(args: UserArgs) -> Result<ExitCode, String> {
         bind: None,
         ..Default::default()
     })?;
-    // Only to learn whether a server holds the directory; closed again before anything else.
-    let running = match SledStore::open(&config.data_dir) {
-        Ok(store) => {
-            drop(store);
-            None
-        }
-        Err(StoreError::Locked(_)) => Some(super::client::server(&config.data_dir)?),
-        Err(e) => return Err(e.to_string()),
+    // Only to learn whether a server holds the directory; a store opened here is closed again
+    // (dropped) before the offline path opens it for real.
+    let running = match super::ops::access(&config.data_dir)? {
+        super::ops::Access::Direct(_) => None,
+        super::ops::Access::Server(base, key) => Some((base, key)),
     };
     let result: Value = match (&args.command, running) {
         (UserCommand::Invite { email, name, role }, Some((base, key))) => {

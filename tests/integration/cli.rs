@@ -136,3 +136,40 @@ fn help_describes_every_command() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+#[test]
+fn user_invite_goes_through_the_running_server_and_user_list_reads_the_stopped_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let app = crate::app::spawn_app_at(dir.path(), countersign::clock::ManualClock::at(crate::app::T0));
+    // `serve` writes where it listens; the in-process test server does not, so say it here.
+    std::fs::write(dir.path().join("server.url"), format!("{}\n", app.base)).expect("server.url");
+    let out = countersign(
+        &[
+            "user",
+            "invite",
+            "--email",
+            "lee@lakeside.example",
+            "--name",
+            "Lee Legal",
+            "--role",
+            "legal",
+            "--data",
+            data,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("/invite/"), "the one-time link is printed: {printed}");
+    // The running server made it: its own API lists the person.
+    let listed = app.get("/api/v1/users").json();
+    assert!(listed["items"].to_string().contains("lee@lakeside.example"), "{listed}");
+    app.stop();
+    std::fs::remove_file(dir.path().join("server.url")).expect("server.url removed");
+    // With the server stopped, the command opens the store itself.
+    let out = countersign(&["user", "list", "--data", data], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("lee@lakeside.example") && printed.contains("legal"), "{printed}");
+}
