@@ -89,7 +89,8 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
         renderer = renderer.with_policy(crate::domain::provisions::Policy::load(p)?);
     }
     let seal = seal_keys(&config)?;
-    let service = Service::new(Arc::new(store), keys, renderer, config, clock, seal);
+    let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true).map_err(|e| e.to_string())?;
+    let service = Service::new(Arc::new(store), keys, renderer, config, clock, seal, vault);
     // Messages committed before a crash but not yet written out.
     service.flush_outbox().map_err(|e| e.to_string())?;
     Ok(service)

@@ -172,6 +172,9 @@ pub struct Service {
     pub views: super::views::Views,
     /// Prometheus metrics; the agreements-by-status gauges move with the index, on each commit.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Seals secrets at rest (two-factor seeds, webhook secrets) under a key kept outside the
+    /// store; see [`crate::secret::vault`].
+    pub vault: crate::secret::vault::Vault,
 }
 
 /// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
@@ -218,6 +221,7 @@ impl Service {
         config: Config,
         clock: Arc<dyn Clock>,
         seal: SealKeys,
+        vault: crate::secret::vault::Vault,
     ) -> Service {
         let service = Service {
             store,
@@ -233,6 +237,7 @@ impl Service {
             mail_wake: Default::default(),
             metrics: Default::default(),
             sender_passes: Default::default(),
+            vault,
         };
         service.rebuild_index();
         service

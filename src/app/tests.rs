@@ -32,6 +32,7 @@ fn service(dir: &std::path::Path) -> Service {
         config,
         Arc::new(ManualClock::at(NOW)),
         seal,
+        crate::secret::vault::Vault::ephemeral().expect("vault"),
     )
 }
 

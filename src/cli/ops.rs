@@ -44,6 +44,7 @@ fn service(store: SledStore, data: &Path) -> Result<crate::app::service::Service
     let keys = crate::signing::token::KeyRing::load_or_create(&data.join("link-keys")).map_err(|e| e.to_string())?;
     let config = crate::config::Config { data_dir: data.to_path_buf(), ..Default::default() };
     let seal = crate::app::seal_keys(&config)?;
+    let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true).map_err(|e| e.to_string())?;
     Ok(crate::app::service::Service::new(
         std::sync::Arc::new(store),
         keys,
@@ -51,6 +52,7 @@ fn service(store: SledStore, data: &Path) -> Result<crate::app::service::Service
         config,
         std::sync::Arc::new(crate::clock::SystemClock),
         seal,
+        vault,
     ))
 }
 

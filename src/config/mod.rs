@@ -74,6 +74,10 @@ pub struct Config {
     /// Serve `/metrics` on this separate address instead of the main one
     /// (`COUNTERSIGN_METRICS_BIND`). Neither set: `/metrics` answers loopback callers only.
     pub metrics_bind: Option<SocketAddr>,
+    /// The key that encrypts secrets at rest (two-factor seeds, webhook secrets); default
+    /// `<data>/vault.key`, made on first start. Keep a copy apart from backups
+    /// (`COUNTERSIGN_VAULT_KEY_FILE`).
+    pub vault_key_file: Option<PathBuf>,
 }
 
 /// How the server writes its log lines.
@@ -121,6 +125,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             metrics_token: None,
             metrics_bind: None,
+            vault_key_file: None,
         }
     }
 }
@@ -135,6 +140,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Where the vault key lives: `vault_key_file`, or `<data>/vault.key`.
+    pub fn vault_key_path(&self) -> PathBuf {
+        self.vault_key_file.clone().unwrap_or_else(|| crate::secret::vault::default_path(&self.data_dir))
+    }
+
     /// Loads defaults → file → environment → overrides.
     pub fn load(o: &Overrides) -> Result<Config, String> {
         let mut c = match &o.config {
@@ -172,6 +182,9 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_BIND") {
             self.bind = v.parse().map_err(|e| format!("COUNTERSIGN_BIND: {e}"))?;
+        }
+        if let Some(v) = get("COUNTERSIGN_VAULT_KEY_FILE") {
+            self.vault_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("COUNTERSIGN_PUBLIC_BASE_URL") {
             self.public_base_url = Some(v);

@@ -16,6 +16,8 @@
 //! constructed (a reallocated `Vec`, a deserializer's scratch buffer) or by the code that uses
 //! `expose()` are not covered.
 
+pub mod vault;
+
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{Ordering, compiler_fence};
