@@ -41,13 +41,13 @@ const AGREEMENT: &str = include_str!("../../templates/web/app/agreement.html.ter
 /// The stylesheet, embedded in the binary.
 pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
 
-const ANY: &[Role] = &[Sales, Legal, VendorManager, Admin];
-const ADMIN: &[Role] = &[Admin];
+pub(crate) const ANY: &[Role] = &[Sales, Legal, VendorManager, Admin];
+pub(crate) const ADMIN: &[Role] = &[Admin];
 
 const ROLES: [(&str, &str); 4] =
     [("sales", "Sales"), ("legal", "Legal"), ("vendor_manager", "Vendor manager"), ("admin", "Administrator")];
 
-fn role_label(r: &str) -> &'static str {
+pub(crate) fn role_label(r: &str) -> &'static str {
     ROLES.iter().find(|(v, _)| *v == r).map_or("staff", |(_, l)| l)
 }
 
@@ -95,7 +95,7 @@ pub fn router() -> Router<AppState> {
 
 /// The signed-in person as the layout shows them.
 #[derive(Serialize)]
-struct Me {
+pub(crate) struct Me {
     name: String,
     email: String,
     role: String,
@@ -105,7 +105,7 @@ struct Me {
 
 /// A form field as `field.html.tera` draws it.
 #[derive(Serialize, Default)]
-struct Field {
+pub(crate) struct Field {
     name: &'static str,
     label: &'static str,
     kind: &'static str,
@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Viewer {
 
 impl Viewer {
     /// The one authorization check of the web app: signed in, with one of `roles`.
-    fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
         match &self.who {
             None => Err(Box::new(Redirect::to("/login").into_response())),
             Some(w) if roles.contains(&w.role) => Ok(w),
@@ -156,7 +156,7 @@ impl Viewer {
     }
 
     /// [`Viewer::require`], then the form's CSRF token; returns the remaining fields.
-    fn form(
+    pub(crate) fn form(
         &self,
         roles: &[Role],
         mut fields: HashMap<String, String>,
@@ -175,7 +175,7 @@ impl Viewer {
         Ok((w, fields))
     }
 
-    fn me(&self) -> Option<Me> {
+    pub(crate) fn me(&self) -> Option<Me> {
         self.who.as_ref().map(|w| Me {
             name: w.person.name.clone(),
             email: w.person.email.clone(),
@@ -186,14 +186,14 @@ impl Viewer {
     }
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then(|| v.to_string())
     })
 }
 
-fn render(
+pub(crate) fn render(
     state: &AppState,
     viewer: Option<&Viewer>,
     name: &str,
@@ -209,7 +209,7 @@ fn render(
     }
 }
 
-fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
     let mut ctx = Context::new();
     ctx.insert("title", title);
     ctx.insert("body", body);
@@ -217,7 +217,7 @@ fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title:
     render(state, viewer, "message.html.tera", "", ctx, status)
 }
 
-fn forbidden(state: &AppState, viewer: &Viewer) -> Response {
+pub(crate) fn forbidden(state: &AppState, viewer: &Viewer) -> Response {
     message(
         state,
         Some(viewer),
@@ -235,7 +235,7 @@ pub async fn not_found(State(state): State<AppState>, uri: Uri, viewer: Viewer) 
     message(&state, Some(&viewer), StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")
 }
 
-fn page_error(state: &AppState, viewer: Option<&Viewer>, e: PeopleError) -> Response {
+pub(crate) fn page_error(state: &AppState, viewer: Option<&Viewer>, e: PeopleError) -> Response {
     match e {
         PeopleError::NotFound => message(state, viewer, StatusCode::NOT_FOUND, "Not found", "There is no such person."),
         PeopleError::Link(m) => message(state, viewer, StatusCode::GONE, "This link does not work", m),
@@ -642,7 +642,7 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     render(&state, Some(&viewer), "home.html.tera", "agreements", ctx, status)
 }
 
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -662,7 +662,7 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -674,11 +674,11 @@ fn encode(s: &str) -> String {
 // ---- one agreement -----------------------------------------------------------------------
 
 /// The roles of the API route doing the same thing: one authorization table for both.
-fn api_roles(method: &str, path: &str) -> &'static [Role] {
+pub(crate) fn api_roles(method: &str, path: &str) -> &'static [Role] {
     super::api::allowed(method, path)
 }
 
-fn service_problem(e: ServiceError) -> Result<(String, Vec<crate::domain::findings::Finding>), ApiError> {
+pub(crate) fn service_problem(e: ServiceError) -> Result<(String, Vec<crate::domain::findings::Finding>), ApiError> {
     match e {
         ServiceError::CheckFailed(f) => Ok(("The agreement does not pass its checks, so it was not sent.".into(), f)),
         ServiceError::NeedsApproval(f) => {
