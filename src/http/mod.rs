@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod conn;
+pub mod drafting;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sign::router())
         .merge(metrics::router())
         .merge(web::router())
+        .merge(drafting::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))

@@ -38,6 +38,8 @@ const ACCEPT: &str = include_str!("../../templates/web/app/accept.html.tera");
 const HOME: &str = include_str!("../../templates/web/app/home.html.tera");
 const PEOPLE: &str = include_str!("../../templates/web/app/people.html.tera");
 const AGREEMENT: &str = include_str!("../../templates/web/app/agreement.html.tera");
+const DRAFT: &str = include_str!("../../templates/web/app/draft.html.tera");
+const DRAFT_INPUT: &str = include_str!("../../templates/web/app/draft_input.html.tera");
 /// The stylesheet, embedded in the binary.
 pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
 
@@ -69,6 +71,8 @@ impl WebPages {
             ("home.html.tera", HOME),
             ("people.html.tera", PEOPLE),
             ("agreement.html.tera", AGREEMENT),
+            ("draft_input.html.tera", DRAFT_INPUT),
+            ("draft.html.tera", DRAFT),
         ] {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -209,7 +213,13 @@ pub(crate) fn render(
     }
 }
 
-pub(crate) fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn message(
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+) -> Response {
     let mut ctx = Context::new();
     ctx.insert("title", title);
     ctx.insert("body", body);
