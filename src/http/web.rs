@@ -783,7 +783,11 @@ async fn agreement_page(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let done = q.contains_key("sent").then_some("Sent: the first signer's link is on its way.");
+    let done = if q.contains_key("sent") {
+        Some("Sent: the first signer's link is on its way.")
+    } else {
+        q.contains_key("created").then_some("Draft saved. Review the required elements below, then send it.")
+    };
     agreement_view(state, viewer, id, done, None, StatusCode::OK).await
 }
 

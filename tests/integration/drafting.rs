@@ -6,8 +6,9 @@
 use serde_json::Value;
 
 use crate::app::*;
-use crate::helpers::{BAA, DUA, example_json, example_text};
-use crate::web::{Client, PASSWORD, accept, invite};
+use crate::browser::Driver;
+use crate::helpers::{BAA, DUA, example_json, example_path, example_text};
+use crate::web::{Client, PASSWORD, accept, at, check_page, current_path, has, invite, poll, shows};
 use countersign::domain::form::flatten;
 
 /// A person with `role`, signed in.
@@ -212,4 +213,51 @@ fn a_form_starts_from_an_agreement_the_person_may_see_and_roles_and_csrf_hold() 
     let (status, _, page) = post(&mut sam, &huge);
     assert_eq!(status, 422);
     assert!(page.contains("beyond the limit of 100 rows"), "{page}");
+}
+
+#[test]
+fn in_a_real_browser_a_legal_person_fills_the_baa_form_from_the_example_fixes_a_wrong_email_and_saves() {
+    let (app, _dir) = spawn_app();
+    let (_, url) = invite(&app, "lena@example.com", "Lena Legal", "legal");
+    accept(&mut Client::new(&app), &url);
+    for width in [1280, 390] {
+        let d = Driver::start(width);
+        d.go(&app.url("/login"));
+        d.type_into("#email", "lena@example.com");
+        d.type_into("#password", PASSWORD);
+        d.click("button[type=submit]");
+        assert!(at(&d, "/"), "{}", d.source());
+        d.click("nav a[href='/agreements/new']");
+        assert!(has(&d, "#f-covered_entity-legal_name"), "{}", d.source());
+        check_page(&d, "new-baa", width);
+        // Start from the example intake file.
+        d.click("details.start summary");
+        let file = d.find("#intake-file");
+        let path = example_path(BAA).display().to_string();
+        d.call("POST", &d.s(&format!("/element/{file}/value")), Some(serde_json::json!({"text": path})));
+        d.click("form[action='/agreements/new/upload'] button");
+        assert!(shows(&d, "Filled from the file"), "{}", d.source());
+        assert!(has(&d, "#f-signers-1-email[value='zoe@lakeside.example']"), "{}", d.source());
+        check_page(&d, "new-baa-filled", width);
+        // A wrong signer email: the error is beside that input and tied to it.
+        d.type_into("#f-signers-1-email", "zoe at lakeside");
+        d.click(".actions button[value=save]");
+        assert!(
+            has(&d, "#f-signers-1-email[aria-invalid=true][aria-describedby=ef-signers-1-email]"),
+            "{}",
+            d.source()
+        );
+        assert!(shows(&d, "not an email address"), "{}", d.source());
+        check_page(&d, "new-baa-error", width);
+        d.type_into("#f-signers-1-email", "zoe@lakeside.example");
+        d.click(".actions button[value=check]");
+        let text = || d.script("return document.querySelector('main').innerText;");
+        assert!(shows(&d, "The check passes"), "{}", text());
+        check_page(&d, "new-baa-checked", width);
+        d.click(".actions button[value=save]");
+        assert!(poll(|| current_path(&d).ends_with("?created=1")), "{}", d.source());
+        assert!(shows(&d, "Draft saved."), "{}", d.source());
+        check_page(&d, "new-baa-saved", width);
+    }
+    assert_eq!(total(&app), 2, "one draft from each browser");
 }
