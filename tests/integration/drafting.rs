@@ -261,3 +261,80 @@ fn in_a_real_browser_a_legal_person_fills_the_baa_form_from_the_example_fixes_a_
     }
     assert_eq!(total(&app), 2, "one draft from each browser");
 }
+
+/// A page's status and the headers that decide framing.
+fn framing(c: &Client, path: &str) -> (u16, String, String, String) {
+    let r = c.http.get(&format!("{}{path}", c.base)).header("Cookie", &c.cookie).call().expect("answers");
+    let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (r.status().as_u16(), h("content-security-policy"), h("x-frame-options"), h("content-type"))
+}
+
+#[test]
+fn on_the_agreement_page_legal_approves_a_departure_with_a_reason_sends_resends_corrects_and_voids() {
+    let (app, _dir) = spawn_app();
+    let mut lena = signed_in(&app, "lena@example.com", "legal");
+    let mut sam = signed_in(&app, "sam@example.com", "sales");
+    let mut intake = example_json(BAA);
+    intake["provisions"] = serde_json::json!({"liability": {"cap_multiple_of_fees": 1.0}});
+    let a = app.create(&intake.to_string());
+    let id = a["id"].as_str().expect("id").to_string();
+    assert_eq!(a["status"], "awaiting_approval");
+    let page = format!("/agreements/{id}");
+    let (status, _, html) = lena.send("GET", &page, &[]);
+    assert_eq!(status, 200);
+    assert!(html.contains("Departures from policy") && html.contains("cap_multiple_of_fees"), "{html}");
+    assert!(html.contains(&format!("<iframe class=\"pdf\" src=\"/agreements/{id}/pdf\"")));
+    let csrf = csrf_of(&html);
+    // A reason is required; without one nothing changes and the page says why.
+    let (status, _, html) = lena.send("POST", &format!("{page}/approve"), &[("csrf", &csrf), ("reason", " ")]);
+    assert_eq!(status, 422);
+    assert!(html.contains("Not done: a reason is required."), "{html}");
+    // Without the token, nothing either.
+    assert_eq!(lena.send("POST", &format!("{page}/approve"), &[("reason", "ok")]).0, 403);
+    assert_eq!(app.get(&format!("/api/v1{page}")).json()["status"], "awaiting_approval");
+    let (status, loc, _) =
+        lena.send("POST", &format!("{page}/approve"), &[("csrf", &csrf), ("reason", "Board approved the lower cap")]);
+    assert_eq!((status, loc.as_str()), (303, format!("{page}?done=approved").as_str()));
+    assert!(lena.send("GET", &loc, &[]).2.contains("Approved: the departures from policy are recorded"));
+    let audit = app.get(&format!("/api/v1{page}/audit")).json();
+    let approved = audit["items"].as_array().expect("items").iter().find(|e| e["kind"] == "approved").cloned();
+    assert_eq!(approved.expect("an approval event")["actor"], "lena@example.com");
+
+    assert_eq!(lena.send("POST", &format!("{page}/send"), &[("csrf", &csrf)]).0, 303);
+    let first = app.sign_link("priya@northwind.example");
+    let (status, loc, _) = lena.send("POST", &format!("{page}/signers/s1/resend"), &[("csrf", &csrf)]);
+    assert_eq!((status, loc.as_str()), (303, format!("{page}?done=resent").as_str()));
+    assert_ne!(app.sign_link("priya@northwind.example"), first, "a new link went out");
+    let (status, _, _) = lena.send(
+        "POST",
+        &format!("{page}/signers/s1/email"),
+        &[("csrf", &csrf), ("email", "priya.raman@northwind.example")],
+    );
+    assert_eq!(status, 303);
+    app.sign_link("priya.raman@northwind.example");
+    let (status, _, html) =
+        lena.send("POST", &format!("{page}/signers/s1/email"), &[("csrf", &csrf), ("email", "nope")]);
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("Not done:"), "{html}");
+    // A sales person cannot act on another's agreement: it does not exist for them.
+    let sam_csrf = csrf_of(&sam.send("GET", "/", &[]).2);
+    assert_eq!(sam.send("POST", &format!("{page}/void"), &[("csrf", &sam_csrf), ("reason", "x")]).0, 403);
+    assert_eq!(sam.send("GET", &format!("{page}/pdf"), &[]).0, 404);
+
+    // The PDF frame may be framed by this site only; every page still refuses frames.
+    let (status, csp, xfo, ctype) = framing(&lena, &format!("{page}/pdf"));
+    assert_eq!((status, ctype.as_str(), xfo.as_str()), (200, "application/pdf", "SAMEORIGIN"));
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+    let (_, csp, xfo, _) = framing(&lena, &page);
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("frame-src 'self'") && xfo == "DENY", "{csp} {xfo}");
+    let (_, csp, xfo, _) = framing(&lena, "/");
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("frame-src") && xfo == "DENY", "{csp}");
+
+    let (status, _, _) = lena.send("POST", &format!("{page}/void"), &[("csrf", &csrf), ("reason", "")]);
+    assert_eq!(status, 422);
+    let (status, loc, _) = lena.send("POST", &format!("{page}/void"), &[("csrf", &csrf), ("reason", "Deal cancelled")]);
+    assert_eq!((status, loc.as_str()), (303, format!("{page}?done=voided").as_str()));
+    assert_eq!(app.get(&format!("/api/v1{page}")).json()["status"], "voided");
+    let (_, _, html) = lena.send("GET", &page, &[]);
+    assert!(!html.contains(&format!("action=\"{page}/void\"")), "no Void form once voided");
+}
