@@ -40,7 +40,6 @@ impl Hit {
 struct Receiver {
     port: u16,
     hits: Arc<Mutex<Vec<Hit>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl Receiver {
@@ -49,7 +48,7 @@ impl Receiver {
         let port = listener.local_addr().expect("addr").port();
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
-        let (h, s) = (hits.clone(), script.clone());
+        let (h, s) = (hits.clone(), script);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -81,7 +80,7 @@ impl Receiver {
                 let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno");
             }
         });
-        Receiver { port, hits, script }
+        Receiver { port, hits }
     }
 
     fn url(&self) -> String {
