@@ -219,12 +219,12 @@ pub fn check_url(url: &str, local: bool) -> Result<(), String> {
     if local {
         return Ok(());
     }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        if let Some(why) = forbidden(ip) {
-            return Err(format!(
-                "{ip} is {why}; only public addresses receive webhooks (or create the endpoint with \"local\": true)"
-            ));
-        }
+    if let Ok(ip) = host.parse::<IpAddr>()
+        && let Some(why) = forbidden(ip)
+    {
+        return Err(format!(
+            "{ip} is {why}; only public addresses receive webhooks (or create the endpoint with \"local\": true)"
+        ));
     }
     let name = host.trim_end_matches('.').to_ascii_lowercase();
     if name == "localhost" || name.ends_with(".localhost") {
@@ -520,14 +520,13 @@ impl ureq::unversioned::resolver::Resolver for Guarded {
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
         use ureq::unversioned::resolver::DefaultResolver;
         let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
-        if !self.local {
-            if let Some((ip, why)) = addrs.iter().find_map(|a| forbidden(a.ip()).map(|w| (a.ip(), w))) {
-                let host = uri.host().unwrap_or("");
-                let reason =
-                    format!("{host} resolves to {ip}, {why}: refused (only public addresses receive webhooks)");
-                *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                return Err(ureq::Error::Io(std::io::Error::other(reason)));
-            }
+        if !self.local
+            && let Some((ip, why)) = addrs.iter().find_map(|a| forbidden(a.ip()).map(|w| (a.ip(), w)))
+        {
+            let host = uri.host().unwrap_or("");
+            let reason = format!("{host} resolves to {ip}, {why}: refused (only public addresses receive webhooks)");
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            return Err(ureq::Error::Io(std::io::Error::other(reason)));
         }
         Ok(addrs)
     }
