@@ -29,3 +29,4 @@ mod seal;
 mod security;
 mod signing;
 mod speed;
+mod webhooks;
