@@ -11,6 +11,7 @@ pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod rejection;
 pub mod sign;
 pub mod state;
 pub mod users;
@@ -56,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(web::router())
         .fallback(web::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))
         .with_state(state)
@@ -200,7 +202,7 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
         .chars()
         .take(300)
         .collect();
-    Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua }
+    Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua, own_only: false }
 }
 
 /// Runs blocking service work (rendering, fsync) off the async threads.

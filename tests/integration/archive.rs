@@ -55,7 +55,7 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/users"
             | "/security-log",
         ) => 200,
-        ("POST", "/verify") => 200,
+        ("POST", "/verify" | "/keys/link/rotate") => 200,
         ("POST", "/agreements" | "/apikeys" | "/users") => 201,
         _ => 404,
     }

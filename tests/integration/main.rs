@@ -25,6 +25,8 @@ mod properties;
 mod provisions;
 mod render;
 mod seal;
+mod secrets;
 mod security;
 mod signing;
 mod speed;
+mod verification;
