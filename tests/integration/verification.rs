@@ -261,3 +261,116 @@ fn a_sales_key_is_not_told_of_another_persons_dua_by_the_cross_reference() {
     let text = fold(&pdftotext(&app.get(&format!("/api/v1/agreements/{id}/document")).body));
     assert!(text.contains(&dua_id), "{text}");
 }
+
+/// True when `code` appears in `line` as a word of its own (not inside a longer run of letters
+/// and digits, such as a hash or a timestamp's fraction).
+fn names(line: &str, code: &str) -> bool {
+    line.match_indices(code).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + code.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        !word(before) && !word(after) && before != Some('.')
+    })
+}
+
+#[test]
+fn the_code_never_reaches_the_server_log() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = crate::observe::serve(dir.path(), &["--log-format", "json"]);
+    let key = std::fs::read_to_string(dir.path().join("bootstrap-admin.key")).expect("key").trim().to_string();
+    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let auth = format!("Bearer {key}");
+    let mut v = example_json(BAA);
+    v["signers"][0]["verify_email_code"] = json!(true);
+    let mut r = http
+        .post(format!("{}/api/v1/agreements", s.base))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/json")
+        .send(v.to_string())
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let a: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json");
+    let id = a["id"].as_str().expect("id");
+    let r = http.post(format!("{}/api/v1/agreements/{id}/send", s.base)).header("Authorization", &auth).send_empty();
+    assert_eq!(r.expect("send").status(), 200);
+
+    let mails = || -> Vec<String> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(dir.path().join("outbox"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            crate::smtp::readable(&std::fs::read(e.path()).expect("eml")),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|(_, t)| t).collect()
+    };
+    let link = mails()
+        .iter()
+        .filter(|t| t.contains(PRIYA))
+        .flat_map(|t| t.split_whitespace().filter(|w| w.contains("/sign/")).map(String::from).collect::<Vec<_>>())
+        .next_back()
+        .expect("a signing link");
+    // The server was started on port 0: the mailed link names the configured address, so the
+    // path is followed on the address it actually listens on.
+    let link = format!("{}/sign/{}", s.base, link.rsplit("/sign/").next().expect("path"));
+    let page = |http: &ureq::Agent| -> String {
+        let mut r = http.get(&link).call().expect("page");
+        let html = r.body_mut().read_to_string().expect("html");
+        html.split("name=\"csrf\" value=\"").nth(1).and_then(|x| x.split('"').next()).expect("csrf").to_string()
+    };
+    let csrf = page(&http);
+    let r = http.post(&link).send_form([("action", "send_code"), ("csrf", csrf.as_str())]).expect("send code");
+    assert_eq!(r.status(), 200);
+    let code = mails()
+        .iter()
+        .filter(|t| t.contains("Your one-time code"))
+        .find_map(|t| {
+            t.lines().map(str::trim).find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit())).map(String::from)
+        })
+        .expect("a code email");
+    let form = |code: &str| {
+        vec![
+            ("action", "sign".to_string()),
+            ("consent", "yes".into()),
+            ("typed_name", "Priya Raman".into()),
+            ("typed_title", "VP, Legal".into()),
+            ("code", code.to_string()),
+            ("csrf", csrf.clone()),
+        ]
+    };
+    let post = |fields: Vec<(&str, String)>| {
+        http.post(&link).send_form(fields.iter().map(|(k, v)| (*k, v.as_str()))).expect("post").status().as_u16()
+    };
+    assert_eq!(post(form(&wrong(&code))), 422);
+    assert_eq!(post(form(&code)), 200);
+
+    // Every line logged up to a marker request made after the signature.
+    let r = http.get(format!("{}/healthz", s.base)).header("X-Request-Id", "end-of-code-test").call();
+    assert_eq!(r.expect("healthz").status(), 200);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match s.lines.recv_timeout(left) {
+            Ok(l) => {
+                let end = l.contains("end-of-code-test");
+                lines.push(l);
+                if end {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("end-of-code-test")), "the log reached the marker: {lines:?}");
+    assert!(lines.len() > 5, "the requests were logged: {lines:?}");
+    let leaked: Vec<&String> = lines.iter().filter(|l| names(l, &code) || names(l, &wrong(&code))).collect();
+    assert!(leaked.is_empty(), "the code {code} is in the log: {leaked:?}");
+}
