@@ -618,7 +618,7 @@ async fn create(
     let s = staff.require(allowed("POST", "/agreements"))?;
     check_json_type(&headers)?;
     let text = intake_text(&body)?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     let v = with(&state, move |svc| {
         let a = svc.create(&text, &who)?;
         view(svc, &a)
@@ -806,7 +806,7 @@ async fn revise(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/revise"))?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.revise(&id, &who)?)).await?))
 }
 
@@ -818,7 +818,7 @@ async fn resend(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/signers/{signer}/resend"))?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.resend(&id, &signer, &who)?;
@@ -839,7 +839,7 @@ async fn update_signer(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("PATCH", "/agreements/{id}/signers/{signer}"))?;
     let patch: SignerPatch = json_body(&body)?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.update_signer(&id, &signer, patch, &who)?;
@@ -898,7 +898,7 @@ async fn terminate(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/terminate"))?;
     let t: Terminate = json_body(&body)?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.terminate(&id, &t.date, &t.reason, &who)?)).await?))
 }
 
@@ -921,7 +921,7 @@ async fn return_or_destroy(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/return-or-destroy"))?;
     let c: Certify = json_body(&body)?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             view(
@@ -941,7 +941,7 @@ async fn dispose(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/dispose"))?;
-    let who = staff_actor(&s, addr, &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.dispose(&id, &who)?)).await?))
 }
 

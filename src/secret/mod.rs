@@ -269,6 +269,7 @@ mod tests {
         assert!(v.is_empty(), "the length is reset");
         // The bytes past `len` were zeroed too.
         // SAFETY: `wipe` initialized the whole capacity.
+        #[allow(unsafe_code)]
         let whole = unsafe { std::slice::from_raw_parts(v.as_ptr(), v.capacity()) };
         assert!(whole.iter().all(|&b| b == 0));
     }
