@@ -30,3 +30,4 @@ mod security;
 mod signing;
 mod speed;
 mod verification;
+mod webhooks;
