@@ -10,9 +10,9 @@ impl Service {
     /// (required elements, departures from policy, findings) without storing anything. An
     /// invalid intake is [`ServiceError::Invalid`] with every field problem. CPU work: call it
     /// off the async threads.
-    pub fn check_intake(&self, text: &str) -> Result<Report, ServiceError> {
+    pub fn check_intake(&self, text: &str, actor: &super::service::Actor) -> Result<Report, ServiceError> {
         let intake = crate::app::load_intake(text).map_err(ServiceError::Invalid)?;
-        let intake = self.with_dua_reference(intake);
+        let intake = self.with_dua_reference(intake, actor);
         self.renderer
             .render(&intake, Options { mode: Mode::Draft, version: 1 })
             .map(|r| r.report)

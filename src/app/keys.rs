@@ -34,6 +34,26 @@ impl Service {
         Ok(crate::staff::create(self.store.as_ref(), name, role, expires_at, by, self.clock.now())?)
     }
 
+    /// Rotates the link keys of a running server: a new random key is appended to
+    /// `<data>/link-keys` (locked, fsynced) and the service's ring is replaced at once, so new
+    /// links are signed with it while links signed with the older keys keep working until they
+    /// expire. Refused (409) when the keys come from the configuration file: rotate them there.
+    /// Returns the new signing key id and every key id, oldest first.
+    pub fn rotate_link_keys(&self, by: &str) -> Result<(String, Vec<String>), ServiceError> {
+        if !self.config.link_keys.is_empty() {
+            return Err(ServiceError::State(
+                "the link keys are set in the configuration file (link_keys): add a key there and restart".into(),
+            ));
+        }
+        let path = self.config.data_dir.join("link-keys");
+        let ring = crate::signing::token::KeyRing::rotate(&path).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let signing = ring.signing_key_id().to_string();
+        let ids: Vec<String> = ring.key_ids().map(String::from).collect();
+        self.keys.replace(ring);
+        tracing::info!(by = %by, signing_key = %signing, keys = ids.len(), "link keys rotated");
+        Ok((signing, ids))
+    }
+
     /// Revokes a key (the bootstrap key once another active admin key exists).
     pub fn revoke_api_key(&self, id: &str, by: &str) -> Result<ApiKeyRecord, ServiceError> {
         Ok(crate::staff::revoke(self.store.as_ref(), id, self.clock.now(), by)?)

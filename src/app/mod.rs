@@ -3,6 +3,9 @@
 //!
 //! * [`service`] — the service object, drafting and the signing ceremony.
 //! * [`lifecycle`] — verify, renewal, termination, return or destruction of PHI, retention.
+//! * [`access`] — the access log: reads of archived documents, whichever route served them.
+//! * [`email_code`] — signer verification: a one-time code emailed to the signer, asked for
+//!   before the signature is accepted (when the intake or the policy turns it on).
 //! * [`views`] — the first-view rule: later views of a signer link counted in memory.
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
 //!   reminders and notices are due, and the background task that sends due mail.
@@ -12,7 +15,9 @@
 //! It depends on everything below it (`domain`, `render`, `pdf`, `seal`, `store`, `mail`
 //! composition) and on nothing above it (`http`, `cli`).
 
+pub mod access;
 pub mod drafting;
+pub mod email_code;
 pub mod keys;
 pub mod lifecycle;
 pub mod outbox;

@@ -296,6 +296,7 @@ mod tests {
             link_expires: expires,
             signature: None,
             decline_reason: None,
+            email_code: Default::default(),
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Actor {
     pub who: String,
     pub ip: String,
     pub user_agent: String,
+    /// The actor may see only agreements it created (a `sales` key): lookups made on its behalf,
+    /// such as the automatic DUA cross-reference, consider only those.
+    pub own_only: bool,
 }
 
 /// Why an operation failed. The HTTP layer maps each variant to one status.
@@ -150,7 +153,8 @@ pub struct SignerPatch {
 
 pub struct Service {
     pub store: Arc<dyn Store>,
-    pub keys: KeyRing,
+    /// The link keys; replaceable while serving (`Service::rotate_link_keys`).
+    pub keys: crate::signing::live::LiveKeyRing,
     pub renderer: Renderer,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
@@ -227,7 +231,7 @@ impl Service {
     ) -> Service {
         let service = Service {
             store,
-            keys,
+            keys: keys.into(),
             renderer,
             config,
             clock,
@@ -385,7 +389,8 @@ impl Service {
 
     /// Signer records for an intake. `after` is the previous round's signers: new links start
     /// at a higher generation so every link of an earlier round stays dead.
-    fn signer_records(intake: &Intake, after: &[SignerRecord]) -> Vec<SignerRecord> {
+    /// `policy_code`: the policy asks every signer for a one-time email code.
+    fn signer_records(intake: &Intake, after: &[SignerRecord], policy_code: bool) -> Vec<SignerRecord> {
         let generation = after.iter().map(|s| s.generation).max().unwrap_or(0) + 1;
         intake
             .signers
@@ -408,6 +413,10 @@ impl Service {
                     link_expires: None,
                     signature: None,
                     decline_reason: None,
+                    email_code: crate::domain::agreement::EmailCode {
+                        required: policy_code || s.verify_email_code,
+                        ..Default::default()
+                    },
                 }
             })
             .collect()
@@ -415,7 +424,7 @@ impl Service {
 
     /// Creates a draft from intake JSON.
     pub fn create(&self, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.with_dua_reference(self.parse(text)?);
+        let intake = self.with_dua_reference(self.parse(text)?, actor);
         let d = self.draft_version(&intake, text, 1)?;
         let now = self.clock.now();
         let a = Agreement {
@@ -448,7 +457,7 @@ impl Service {
             termination: None,
             disposition: None,
             disposed_at: None,
-            signers: Self::signer_records(&intake, &[]),
+            signers: Self::signer_records(&intake, &[], self.config.signer_email_code),
             revision: 1,
         };
         let ev = self.event(&a, "created", actor, &d.record.sha256, serde_json::json!({"version": 1}));
@@ -465,7 +474,7 @@ impl Service {
 
     /// Replaces a draft's intake (a new version).
     pub fn replace(&self, id: &str, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.with_dua_reference(self.parse(text)?);
+        let intake = self.with_dua_reference(self.parse(text)?, actor);
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Replace)?;
             let version = a.version + 1;
@@ -480,7 +489,7 @@ impl Service {
             a.upstream_name = intake.upstream.legal_name.clone();
             a.downstream_name = intake.downstream.legal_name.clone();
             a.facts = facts(&intake);
-            a.signers = Self::signer_records(&intake, &a.signers);
+            a.signers = Self::signer_records(&intake, &a.signers, self.config.signer_email_code);
             let ev =
                 self.event(a, "version_replaced", actor, &d.record.sha256, serde_json::json!({"version": version}));
             change.versions.push(d.record);
@@ -544,11 +553,7 @@ impl Service {
     pub fn document(&self, id: &str, actor: &Actor) -> Result<(Vec<u8>, String), ServiceError> {
         let a = self.store.agreement(id)?;
         let bytes = self.store.document(&a.document_sha256)?;
-        if matches!(a.status, Status::Executed | Status::Terminated | Status::Closed) {
-            let _g = self.write();
-            let ev = self.event(&a, "downloaded", actor, &a.document_sha256, serde_json::json!({}));
-            self.commit(Change { events: vec![ev], ..Change::default() })?;
-        }
+        self.record_read(&a, &a.document_sha256, actor, serde_json::json!({}))?;
         Ok((bytes, a.document_sha256))
     }
 
@@ -567,6 +572,8 @@ impl Service {
         let token = self.keys.issue(&a.id, s.index, Purpose::Sign, expires, s.generation);
         s.link_expires = Some(expires);
         s.status = SignerStatus::Notified;
+        // A new link unlocks a link locked by wrong codes and forgets any code sent for the old one.
+        s.email_code.reset();
         let url = self.link_url(&token, Purpose::Sign);
         let msg = mail::link_message(&self.config, a, s, &url, &long_date(expires), now);
         change.events.push(self.event(
@@ -593,7 +600,7 @@ impl Service {
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Send)?;
             let v = self.store.version(id, a.version)?;
-            let intake = self.with_dua_reference(self.parse(&v.intake)?);
+            let intake = self.with_dua_reference(self.parse(&v.intake)?, actor);
             let started = std::time::Instant::now();
             let r = self
                 .renderer
@@ -699,8 +706,10 @@ impl Service {
     }
 
     /// Fills a BAA's limited-data-set cross-reference with an existing DUA between the same
-    /// parties, when the intake asks for the statement but names no DUA.
-    pub(crate) fn with_dua_reference(&self, mut intake: Intake) -> Intake {
+    /// parties, when the intake asks for the statement but names no DUA. For an actor that sees
+    /// only its own agreements, only the DUAs it created: the reference would otherwise tell a
+    /// `sales` key of another person's DUA (its id and title land in the document).
+    pub(crate) fn with_dua_reference(&self, mut intake: Intake, actor: &Actor) -> Intake {
         use crate::domain::provisions::Choice;
         let names = [intake.upstream.legal_name.clone(), intake.downstream.legal_name.clone()];
         if let crate::domain::intake::Kind::Baa(b) = &mut intake.kind
@@ -717,6 +726,7 @@ impl Service {
             let best = found
                 .iter()
                 .filter(|e| names.contains(&e.parties[0]) && names.contains(&e.parties[1]) && e.status != "voided")
+                .filter(|e| !actor.own_only || e.created_by == actor.who)
                 .max_by_key(|e| (e.status == "executed", e.updated_at));
             if let Some(dua) = best {
                 lds.dua_reference = Some(format!("{} ({})", dua.id, dua.title));
@@ -864,7 +874,7 @@ impl Service {
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Revise)?;
             let old = self.store.version(id, a.version)?;
-            let intake = self.with_dua_reference(self.parse(&old.intake)?);
+            let intake = self.with_dua_reference(self.parse(&old.intake)?, actor);
             let version = a.version + 1;
             let d = self.draft_version(&intake, &old.intake, version)?;
             a.status = Self::draft_status(&d);
@@ -874,7 +884,7 @@ impl Service {
             a.needs_approval = d.needs_approval;
             a.approval = None;
             a.facts = facts(&intake);
-            a.signers = Self::signer_records(&intake, &a.signers);
+            a.signers = Self::signer_records(&intake, &a.signers, self.config.signer_email_code);
             a.sent_at = None;
             a.sent_by = None;
             a.sent_sha256 = None;
@@ -943,7 +953,7 @@ impl Service {
     }
 
     /// The open signing link `token` in the freshly loaded agreement `a` (inside an update).
-    fn open_link_in(&self, a: &Agreement, token: &str) -> Result<Link, LinkError> {
+    pub(crate) fn open_link_in(&self, a: &Agreement, token: &str) -> Result<Link, LinkError> {
         let claims = self.claims(token, Purpose::Sign)?;
         if claims.agreement != a.id {
             return Err(LinkError::Gone);
@@ -983,6 +993,19 @@ impl Service {
     /// Records a signature; when the order completes, the next order's links go out; when every
     /// signer has signed, the final PDF is built and archived.
     pub fn sign(&self, token: &str, form: SignForm, actor: &Actor) -> Result<Agreement, ServiceError> {
+        self.sign_with_code(token, form, None, actor)
+    }
+
+    /// [`Service::sign`] with the one-time code the signer typed, for signers who must give one
+    /// (see `app/email_code.rs`). A wrong code is recorded (and may lock the link) and answered
+    /// as a field error on `/code`; nothing is signed.
+    pub fn sign_with_code(
+        &self,
+        token: &str,
+        form: SignForm,
+        code: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Agreement, ServiceError> {
         if !form.consent {
             return Err(ServiceError::Field("/consent".into(), "consent to sign electronically is required".into()));
         }
@@ -1005,8 +1028,14 @@ impl Service {
         // The agreement the link opens; the link is checked again on every attempt of the
         // update, so two submissions of the same link cannot both sign.
         let id = self.resolve_open(token)?.agreement.id;
-        let (a, (signer, later_views)) = self.update(&id, |a, change| {
+        let (a, outcome) = self.update(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
+            // The one-time code, when this signer needs one: a wrong one is committed (as a
+            // counted failure) instead of the signature.
+            let verification = match self.check_code(a, &link, code, actor, change)? {
+                Ok(v) => v,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
             let later_views = self.views.peek(&a.id, &link.signer.id);
             let now = self.clock.now();
             let doc = a.sent_sha256.clone().unwrap_or_default();
@@ -1024,6 +1053,7 @@ impl Service {
                     user_agent: actor.user_agent.clone(),
                     consent_version: CONSENT_VERSION.into(),
                     signature_id: new_id("sig_", 8),
+                    verification: verification.into(),
                 });
             }
             change.events.push(self.event(
@@ -1039,7 +1069,7 @@ impl Service {
                 actor,
                 &doc,
                 serde_json::json!({"signer": link.signer.id, "typed_name": typed_name, "typed_title": typed_title,
-                    "later_views": later_views}),
+                    "later_views": later_views, "verification": verification}),
             ));
             a.status = Status::PartiallySigned;
             if a.all_signed() {
@@ -1048,8 +1078,9 @@ impl Service {
             } else {
                 self.advance(a, &Actor { who: "system".into(), ..Actor::default() }, change);
             }
-            Ok((link.signer.id, later_views))
+            Ok(Ok((link.signer.id, later_views)))
         })?;
+        let (signer, later_views) = outcome.map_err(|reason| ServiceError::Field("/code".into(), reason))?;
         self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }

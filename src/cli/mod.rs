@@ -118,11 +118,19 @@ pub enum Command {
         command: RetentionCommand,
     },
     /// Write a consistent snapshot of the store (asks the running server if there is one).
+    /// The snapshot holds live signing links: `--encrypt` seals it under a passphrase.
     Backup {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
+        /// Encrypt the snapshot (argon2id + XChaCha20-Poly1305) under the passphrase read from
+        /// --passphrase-file or COUNTERSIGN_BACKUP_PASSPHRASE (at least 12 characters).
+        #[arg(long)]
+        encrypt: bool,
+        /// A file whose first line is the passphrase (never give it on the command line).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Load a backup into an empty data directory, then verify every audit chain.
     Restore {
@@ -131,6 +139,10 @@ pub enum Command {
         /// Your copy of the data directory's audit-head.key (backups do not hold it).
         #[arg(long)]
         head_key: Option<PathBuf>,
+        /// For an encrypted backup: a file whose first line is the passphrase (or set
+        /// COUNTERSIGN_BACKUP_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -361,8 +373,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
-        Command::Backup { out, data } => ops::backup(&out, &data),
-        Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
+        Command::Backup { out, data, encrypt, passphrase_file } => {
+            let passphrase = if encrypt { Some(ops::passphrase(passphrase_file.as_deref())?) } else { None };
+            ops::backup(&out, &data, passphrase.as_ref())
+        }
+        Command::Restore { from, head_key, data, passphrase_file } => {
+            ops::restore(&from, &data, head_key.as_deref(), passphrase_file.as_deref())
+        }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
         Command::Webhooks(args) => webhooks::run(args),

@@ -155,7 +155,22 @@ pub fn retention(data: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
+/// The backup passphrase: the first line of `file`, else `COUNTERSIGN_BACKUP_PASSPHRASE`.
+/// Never a command-line argument (other users see those in the process list).
+pub fn passphrase(file: Option<&Path>) -> Result<crate::secret::SecretString, String> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+        None => std::env::var("COUNTERSIGN_BACKUP_PASSPHRASE").map_err(|_| {
+            "give the passphrase with --passphrase-file FILE or COUNTERSIGN_BACKUP_PASSPHRASE".to_string()
+        })?,
+    };
+    let line = text.lines().next().unwrap_or("").to_string();
+    drop(crate::secret::SecretString::new(text));
+    Ok(crate::secret::SecretString::new(line))
+}
+
+/// Writes a snapshot to `out` (0600), encrypted under `passphrase` when one is given.
+pub fn backup(out: &Path, data: &Path, passphrase: Option<&crate::secret::SecretString>) -> Result<ExitCode, String> {
     let bytes = match access(data)? {
         Access::Direct(store) => {
             let mut v = Vec::new();
@@ -170,15 +185,20 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
             body
         }
     };
+    let records = bytes.iter().filter(|&&b| b == b'\n').count();
+    let bytes = match passphrase {
+        Some(p) => crate::secret::sealed_file::seal(&bytes, p.expose()).map_err(|e| e.to_string())?,
+        None => bytes,
+    };
     let tmp = out.with_extension("partial");
     std::fs::write(&tmp, &bytes)
         .and_then(|_| std::fs::rename(&tmp, out))
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     println!(
-        "wrote {} ({} records, {} bytes)",
+        "wrote {} ({records} records, {} bytes{})",
         out.display(),
-        bytes.iter().filter(|&&b| b == b'\n').count(),
-        bytes.len()
+        bytes.len(),
+        if passphrase.is_some() { ", encrypted" } else { "" }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -186,8 +206,30 @@ pub fn backup(out: &Path, data: &Path) -> Result<ExitCode, String> {
 /// Loads a backup, then walks every audit chain against its authenticated head: a backup with
 /// events removed or heads rewritten is reported (exit 1), not silently accepted. `head_key`
 /// is the copy of `<data>/audit-head.key` the operator kept apart from the backup.
-pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<ExitCode, String> {
-    let f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+pub fn restore(
+    from: &Path,
+    data: &Path,
+    head_key: Option<&Path>,
+    passphrase_file: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let mut f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    // An encrypted backup is opened in memory first (it must be whole to authenticate); a
+    // wrong passphrase or a damaged file stops here, before anything is created.
+    let mut magic = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut f, crate::secret::sealed_file::MAGIC.len() as u64),
+        &mut magic,
+    )
+    .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    let input: Box<dyn std::io::Read> = if crate::secret::sealed_file::is_sealed(&magic) {
+        let sealed = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let p = passphrase(passphrase_file).map_err(|e| format!("{} is encrypted: {e}", from.display()))?;
+        let plain =
+            crate::secret::sealed_file::open(&sealed, p.expose()).map_err(|e| format!("{}: {e}", from.display()))?;
+        Box::new(std::io::Cursor::new(plain))
+    } else {
+        Box::new(std::io::Read::chain(std::io::Cursor::new(magic), f))
+    };
     // What was in `data` before, so a failed restore leaves nothing behind (no half store).
     let before: Option<Vec<std::path::PathBuf>> =
         std::fs::read_dir(data).ok().map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect());
@@ -202,7 +244,7 @@ pub fn restore(from: &Path, data: &Path, head_key: Option<&Path>) -> Result<Exit
             .map_err(|e| format!("{}: {e}", target.display()))?;
     }
     let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
-    let n = match store.restore(std::io::BufReader::new(f)) {
+    let n = match store.restore(std::io::BufReader::new(input)) {
         Ok(n) => n,
         Err(e) => {
             drop(store);

@@ -78,6 +78,10 @@ pub struct Config {
     /// `<data>/vault.key`, made on first start. Keep a copy apart from backups
     /// (`COUNTERSIGN_VAULT_KEY_FILE`).
     pub vault_key_file: Option<PathBuf>,
+    /// Every signer gives a one-time code sent to their email address before signing (the
+    /// policy-wide switch; an intake turns it on per signer with `verify_email_code`).
+    /// `COUNTERSIGN_SIGNER_EMAIL_CODE`.
+    pub signer_email_code: bool,
 }
 
 /// How the server writes its log lines.
@@ -126,6 +130,7 @@ impl Default for Config {
             metrics_token: None,
             metrics_bind: None,
             vault_key_file: None,
+            signer_email_code: false,
         }
     }
 }
@@ -223,6 +228,9 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_METRICS_BIND") {
             self.metrics_bind = Some(v.parse().map_err(|e| format!("COUNTERSIGN_METRICS_BIND: {e}"))?);
+        }
+        if let Some(v) = get("COUNTERSIGN_SIGNER_EMAIL_CODE") {
+            self.signer_email_code = matches!(v.as_str(), "1" | "true" | "yes");
         }
         if let Some(v) = get("COUNTERSIGN_EML_OUTBOX") {
             self.eml_outbox = matches!(v.as_str(), "1" | "true" | "yes");

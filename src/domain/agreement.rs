@@ -90,6 +90,55 @@ pub struct Signature {
     pub consent_version: String,
     /// A stable identifier printed on the executed signature page.
     pub signature_id: String,
+    /// How the signer was verified: `email_link`, or `email_link+email_code` when they also gave
+    /// a one-time code sent to their address. Empty in records written before the code existed
+    /// (they were verified by the link alone).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub verification: String,
+}
+
+/// The one-time email code a signer gives before signing (issue 11 §2.9). Off unless the intake
+/// (`/signers/N/verify_email_code`) or the policy (config `signer_email_code`) turns it on.
+/// The code itself is never stored: only its HMAC under the link key, which lives outside the
+/// store. The counters belong to the current link: a new link (resend, correction) resets them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EmailCode {
+    pub required: bool,
+    /// HMAC-SHA256 of the current code, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// When the current code stops working (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// Codes sent for the current link.
+    #[serde(default)]
+    pub sent: u32,
+    /// Wrong codes given for the current link; at [`EmailCode::MAX_FAILURES`] the link is locked
+    /// until a new link is sent.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+impl EmailCode {
+    /// Wrong codes before the link locks.
+    pub const MAX_FAILURES: u32 = 5;
+    /// Codes one link may ask for (each is an email to the signer).
+    pub const MAX_SENT: u32 = 5;
+    /// How long a code works, in seconds.
+    pub const VALID_SECS: u64 = 15 * 60;
+
+    pub fn locked(&self) -> bool {
+        self.failures >= Self::MAX_FAILURES
+    }
+
+    /// A fresh start for a new link: required stays, everything else resets.
+    pub fn reset(&mut self) {
+        *self = EmailCode { required: self.required, ..EmailCode::default() };
+    }
+
+    fn is_off(&self) -> bool {
+        *self == EmailCode::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +161,9 @@ pub struct SignerRecord {
     pub link_expires: Option<u64>,
     pub signature: Option<Signature>,
     pub decline_reason: Option<String>,
+    /// The one-time email code, when required (absent in records written before it existed).
+    #[serde(default, skip_serializing_if = "EmailCode::is_off")]
+    pub email_code: EmailCode,
 }
 
 /// Intake facts kept on the record (search, renewal, retention).

@@ -171,6 +171,9 @@ pub struct Signer {
     pub email: Email,
     /// ≥ 1. Signers with the same order sign in parallel.
     pub order: u32,
+    /// `verify_email_code`: the signer gives a one-time code sent to their address before the
+    /// signature is accepted (default false; the policy may require it for everyone).
+    pub verify_email_code: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

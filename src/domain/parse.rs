@@ -78,7 +78,7 @@ const PARTY_FIELDS: &[&str] = &["legal_name", "address", "privacy_contact", "sec
 const CA_FACILITY: &str = "california_licensed_facility";
 const ADDRESS_FIELDS: &[&str] = &["street", "city", "state", "postal_code"];
 const CONTACT_FIELDS: &[&str] = &["name", "email", "phone"];
-const SIGNER_FIELDS: &[&str] = &["party", "name", "title", "email", "order"];
+const SIGNER_FIELDS: &[&str] = &["party", "name", "title", "email", "order", "verify_email_code"];
 const TERM_FIELDS: &[&str] = &["months", "auto_renew"];
 const SUBCONTRACTOR_FIELDS: &[&str] = &["legal_name", "services", "baa_in_place"];
 const OPTIONS_FIELDS: &[&str] = &["management_and_administration", "data_aggregation", "de_identification"];
@@ -308,6 +308,7 @@ struct RawSigner {
     title: String,
     email: Email,
     order: u32,
+    verify_email_code: bool,
 }
 
 struct Parser<'p> {
@@ -703,7 +704,14 @@ impl Parser<'_> {
         }
         let mut signers: Vec<Signer> = raw
             .into_iter()
-            .map(|s| Signer { side: shape.side(s.role), name: s.name, title: s.title, email: s.email, order: s.order })
+            .map(|s| Signer {
+                side: shape.side(s.role),
+                name: s.name,
+                title: s.title,
+                email: s.email,
+                order: s.order,
+                verify_email_code: s.verify_email_code,
+            })
             .collect();
         signers.sort_by_key(|s| s.order); // stable: ties keep intake order
         Ok(signers)
@@ -733,12 +741,14 @@ impl Parser<'_> {
         let email = self.req(&o, "email", |p, v, ptr| p.email(v, ptr));
         let order_msg = format!("must be 1–{MAX_SIGNING_ORDER}");
         let order = self.req(&o, "order", |p, v, ptr| p.integer(v, ptr, 1, MAX_SIGNING_ORDER, &order_msg));
+        let code = self.opt(&o, "verify_email_code", |p, v, ptr| p.boolean(v, ptr));
         Ok(RawSigner {
             role: role?,
             name: name?,
             title: title?,
             email: email?,
             order: u32::try_from(order?).map_err(|_| Reported)?,
+            verify_email_code: code?.unwrap_or(false),
         })
     }
 

@@ -70,7 +70,7 @@ async fn act(
         Err(r) => return *r,
     };
     let staff = w.staff();
-    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
     let svc = state.service.clone();
     let id2 = id.clone();
     let op = op(fields);
@@ -197,7 +197,7 @@ async fn inline_pdf(
         Err(r) => return *r,
     };
     let staff = w.staff();
-    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
     let svc = state.service.clone();
     match blocking(move || {
         super::api::visible(&svc, &staff, &id)?;

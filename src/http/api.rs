@@ -271,6 +271,14 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r("GET", "/audit/verify", ADMIN, "Walk every audit chain", Body::None, (200, "ok, chains, events or break")),
     r(
+        "POST",
+        "/keys/link/rotate",
+        ADMIN,
+        "Rotate the link keys: new links are signed with a new key; links already sent keep working until they expire (409 when the keys are set in the configuration file)",
+        Body::None,
+        (200, "signing_key_id, key_ids"),
+    ),
+    r(
         "GET",
         "/outbox",
         ADMIN,
@@ -437,12 +445,18 @@ pub fn router() -> Router<AppState> {
         .route("/apikeys", get(list_keys).post(create_key))
         .route("/apikeys/{key_id}", delete(revoke_key))
         .route("/audit/verify", get(audit_verify))
+        .route("/keys/link/rotate", post(rotate_link_keys))
         .route("/backup", get(backup))
         .route("/openapi.json", get(openapi))
         .merge(super::outbox::router())
         .merge(super::users::router())
         .merge(super::webhooks::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
+}
+
+/// The actor of a staff request: who, from where, and whether it sees only its own agreements.
+fn staff_actor(s: &crate::staff::Staff, addr: SocketAddr, headers: &HeaderMap) -> crate::app::service::Actor {
+    super::staff_actor(s, Some(addr), headers)
 }
 
 /// Runs service work off the async threads.
@@ -461,6 +475,14 @@ pub(crate) fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> R
         return Err(ServiceError::NotFound);
     }
     Ok(a)
+}
+
+/// Rotates the link keys of the running server (the ring is replaced at once).
+async fn rotate_link_keys(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let s = staff.require(allowed("POST", "/keys/link/rotate"))?;
+    let by = s.who.clone();
+    let (signing, ids) = with(&state, move |svc| svc.rotate_link_keys(&by)).await?;
+    Ok(axum::Json(json!({"signing_key_id": signing, "key_ids": ids})))
 }
 
 /// The agreement as staff see it: state, check, signers and delivery — never link tokens.
@@ -505,6 +527,23 @@ pub(crate) fn view(svc: &Service, a: &Agreement) -> Result<Value, ServiceError> 
         "signers": signers,
         "messages": deliveries,
     }))
+}
+
+/// The intake routes take JSON: `application/json` (any parameters, or a `+json` type) or no
+/// Content-Type; anything else is 415, before the body is judged.
+fn check_json_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(t) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let t = t.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if t == "application/json" || (t.starts_with("application/") && t.ends_with("+json")) {
+        return Ok(());
+    }
+    let message = format!("send the intake as JSON with Content-Type: application/json, not {t:?}");
+    Err(ApiError::Rejected {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: "unsupported_media_type",
+        findings: vec![crate::domain::findings::Finding::field("", message.clone())],
+        message,
+    })
 }
 
 fn intake_text(body: &Bytes) -> Result<String, ApiError> {
@@ -552,7 +591,10 @@ fn parse_query(raw: Option<&str>) -> Result<search::Query, ApiError> {
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     let uri: axum::http::Uri =
         format!("/?{raw}").parse().map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
-    Query::<T>::try_from_uri(&uri).map(|q| q.0).map_err(|e| query_error(vec![("?".into(), e.body_text())]))
+    Query::<T>::try_from_uri(&uri).map(|q| q.0).map_err(|e| {
+        let text = e.body_text();
+        query_error(vec![(super::rejection::pointer_in(&text, &[]), text)])
+    })
 }
 
 async fn list(
@@ -617,8 +659,9 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let s = staff.require(allowed("POST", "/agreements"))?;
+    check_json_type(&headers)?;
     let text = intake_text(&body)?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     let v = with(&state, move |svc| {
         let a = svc.create(&text, &who)?;
         view(svc, &a)
@@ -646,8 +689,9 @@ async fn replace(
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("PUT", "/agreements/{id}"))?.clone();
+    check_json_type(&headers)?;
     let text = intake_text(&body)?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(&s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             visible(svc, &s, &id)?;
@@ -665,7 +709,7 @@ async fn document(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = staff.require(allowed("GET", "/agreements/{id}/document"))?.clone();
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(&s, addr, &headers);
     let (bytes, sha) = with(&state, move |svc| {
         visible(svc, &s, &id)?;
         svc.document(&id, &who)
@@ -699,11 +743,14 @@ async fn version_document(
     staff: Staff,
     State(state): State<AppState>,
     Path((id, version)): Path<(String, u32)>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = staff.require(allowed("GET", "/agreements/{id}/versions/{version}/document"))?.clone();
+    let who = staff_actor(&s, addr, &headers);
     let (bytes, sha) = with(&state, move |svc| {
         visible(svc, &s, &id)?;
-        svc.version_document(&id, version)
+        svc.version_document_read(&id, version, &who)
     })
     .await?;
     Ok(pdf_response(bytes, &sha, &format!("agreement-v{version}.pdf")))
@@ -740,7 +787,7 @@ async fn send(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/send"))?.clone();
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(&s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             visible(svc, &s, &id)?;
@@ -802,7 +849,7 @@ async fn revise(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/revise"))?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.revise(&id, &who)?)).await?))
 }
 
@@ -814,7 +861,7 @@ async fn resend(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/signers/{signer}/resend"))?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.resend(&id, &signer, &who)?;
@@ -835,7 +882,7 @@ async fn update_signer(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("PATCH", "/agreements/{id}/signers/{signer}"))?;
     let patch: SignerPatch = json_body(&body)?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.update_signer(&id, &signer, patch, &who)?;
@@ -863,7 +910,7 @@ async fn access_log(
 ) -> Result<axum::Json<Value>, ApiError> {
     staff.require(allowed("GET", "/agreements/{id}/access-log"))?;
     let events = with(&state, move |svc| svc.access_log(&id)).await?;
-    let items: Vec<Value> = events.iter().map(|e| json!({"time": e.time, "who": e.actor, "ip": e.ip, "user_agent": e.user_agent, "document_sha256": e.document_sha256})).collect();
+    let items: Vec<Value> = events.iter().map(|e| json!({"time": e.time, "who": e.actor, "ip": e.ip, "user_agent": e.user_agent, "document_sha256": e.document_sha256, "detail": e.detail})).collect();
     Ok(axum::Json(json!({"items": items})))
 }
 
@@ -894,7 +941,7 @@ async fn terminate(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/terminate"))?;
     let t: Terminate = json_body(&body)?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.terminate(&id, &t.date, &t.reason, &who)?)).await?))
 }
 
@@ -917,7 +964,7 @@ async fn return_or_destroy(
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/return-or-destroy"))?;
     let c: Certify = json_body(&body)?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
             view(
@@ -937,7 +984,7 @@ async fn dispose(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("POST", "/agreements/{id}/dispose"))?;
-    let who = actor(s.who.clone(), Some(addr), &headers);
+    let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.dispose(&id, &who)?)).await?))
 }
 

@@ -846,7 +846,7 @@ async fn submit(
     let svc = state.service.clone();
     if action == "save" {
         let staff = w.staff();
-        let who = super::actor(staff.who, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+        let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
         return match blocking(move || svc.create(&text, &who)).await {
             Ok(Ok(a)) => Redirect::to(&format!("/agreements/{}?created=1", a.id)).into_response(),
             Ok(Err(ServiceError::Invalid(findings))) => form_page(
@@ -864,7 +864,8 @@ async fn submit(
         };
     }
     // Check (the default for Enter in a field): the same parse and render as saving, nothing stored.
-    match blocking(move || svc.check_intake(&text)).await {
+    let who = super::staff_actor(&w.staff(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    match blocking(move || svc.check_intake(&text, &who)).await {
         Ok(Ok(report)) => {
             let passes = report.passes();
             let checked = Checked {

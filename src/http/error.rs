@@ -4,7 +4,14 @@
 //! its variant documents. Client mistakes say exactly what is wrong (field errors carry the JSON
 //! pointer). Internal and storage errors are logged with their cause and answered with a bare
 //! 500: no internals, paths or secrets ever reach a client. Signer pages use the same variants
-//! but answer HTML (see `http::sign`).
+//! but answer HTML (see `http::sign`, built from [`ApiError::parts`]).
+//!
+//! Pointers name what was wrong: `/signers/1/email` in a JSON body, `/limit` for the query
+//! parameter `?limit=` (422 `invalid_query`), `/version` for the path segment `{version}`
+//! (400 `bad_request`). Requests axum refuses before a handler runs — a path or query that does
+//! not parse, a body over the limit (413 `too_large`), a wrong method (405), an unknown route
+//! (404) — get the same shapes through `http::rejection`; the intake routes take
+//! `application/json` (or no Content-Type) and answer anything else 415 `unsupported_media_type`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -33,6 +40,9 @@ pub enum ApiError {
     TooLarge,
     /// 422: the intake or a field is invalid, or the agreement fails its checks.
     Unprocessable { code: &'static str, message: String, findings: Vec<Finding> },
+    /// 4xx refused before a handler ran, or a body of the wrong type (415): axum's rejections
+    /// re-shaped by `http::rejection`, the finding's pointer naming the parameter.
+    Rejected { status: StatusCode, code: &'static str, message: String, findings: Vec<Finding> },
     /// 500: logged, never detailed to the client.
     Internal(String),
     /// 503: over a time budget; try again.
@@ -83,9 +93,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, findings) = match self {
+impl ApiError {
+    /// The status, code, client-facing message and findings of this error, as the policy above
+    /// says (an internal cause is logged here and never returned). JSON answers and the signer
+    /// pages' HTML answers are both built from these parts, so they cannot drift apart.
+    pub fn parts(self) -> (StatusCode, &'static str, String, Vec<Finding>) {
+        match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, vec![]),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string(), vec![]),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found".to_string(), vec![]),
@@ -106,11 +119,18 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message, findings)
             }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, vec![]),
+            ApiError::Rejected { status, code, message, findings } => (status, code, message, findings),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".to_string(), vec![])
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, findings) = self.parts();
         let mut body = json!({"error": {"code": code, "message": message}});
         if !findings.is_empty() {
             body["error"]["findings"] = json!(findings);

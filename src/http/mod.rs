@@ -13,6 +13,7 @@ pub mod drafting;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod rejection;
 pub mod sign;
 pub mod state;
 pub mod users;
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(drafting::router())
         .merge(agreement_page::router())
         .fallback(web::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))
         .with_state(state)
@@ -206,6 +208,13 @@ pub async fn run(
     Ok(())
 }
 
+/// A signed-in staff caller (API key or web session) as the application layer sees them: a
+/// `sales` caller sees only their own agreements, here and in what the service looks up for
+/// them (the DUA cross-reference).
+pub fn staff_actor(staff: &crate::staff::Staff, addr: Option<SocketAddr>, headers: &axum::http::HeaderMap) -> Actor {
+    Actor { own_only: staff.role == crate::staff::Role::Sales, ..actor(staff.who.clone(), addr, headers) }
+}
+
 /// Who is calling, from the connection and headers.
 pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::HeaderMap) -> Actor {
     let ua = headers
@@ -215,7 +224,7 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
         .chars()
         .take(300)
         .collect();
-    Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua }
+    Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua, own_only: false }
 }
 
 /// Runs blocking service work (rendering, fsync) off the async threads.

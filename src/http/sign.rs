@@ -216,6 +216,46 @@ fn link_error(state: &AppState, e: &LinkError, a_status: Option<&str>) -> Respon
     state.pages.message(status, title, &body)
 }
 
+/// A service or internal error on a signer page: the status the policy in `http::error` gives
+/// it, as an HTML page (signer pages never answer JSON).
+fn error_page(state: &AppState, e: ApiError) -> Response {
+    let (status, _, message, findings) = e.parts();
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "This cannot be done now",
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => "Please try again in a minute",
+        s if s.is_server_error() => "Something went wrong on our side",
+        _ => "This request cannot be accepted",
+    };
+    let mut body = message;
+    for f in findings {
+        body.push_str(&format!(" {f}."));
+    }
+    if status.is_server_error() {
+        body = "Nothing was recorded. Please try again in a minute; if it keeps happening, reply to the email that brought you the link.".into();
+    }
+    state.pages.message(status, title, &body)
+}
+
+/// The signer page again after a form was refused or a code sent, with the link re-read (the
+/// signer's code counters may have moved) and `note` beside the field it concerns.
+async fn refreshed_page(state: &AppState, link: &Link, note: Note<'_>, status: StatusCode) -> Response {
+    let svc = state.service.clone();
+    let token = link.token.clone();
+    let link = match blocking(move || svc.resolve(&token, Purpose::Sign)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return link_error(state, &e, None),
+        Err(e) => return error_page(state, e),
+    };
+    if let Some(r) = outcome_page(state, &link) {
+        return r;
+    }
+    match sent_doc(state, &link).await {
+        Ok(doc) => sign_page(state, &link, &doc, Some(note), status),
+        Err(r) => r,
+    }
+}
+
 /// A verified signing link: handlers that take it only run for a valid, current token.
 pub struct SignerLink(pub Link);
 
@@ -232,7 +272,7 @@ impl FromRequestParts<AppState> for SignerLink {
         })?;
         let svc = state.service.clone();
         let t = token.clone();
-        let res = blocking(move || svc.resolve(&t, Purpose::Sign)).await.map_err(IntoResponse::into_response)?;
+        let res = blocking(move || svc.resolve(&t, Purpose::Sign)).await.map_err(|e| error_page(state, e))?;
         match res {
             Ok(link) => Ok(SignerLink(link)),
             Err(e) => Err(link_error(state, &e, None)),
@@ -276,8 +316,7 @@ async fn page(
     .await
     {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => return e.into_response(),
-        Err(e) => return e.into_response(),
+        Ok(Err(e)) | Err(e) => return error_page(&state, e),
     };
     sign_page(&state, &link, &doc, None, StatusCode::OK)
 }
@@ -290,7 +329,7 @@ async fn sent_doc(state: &AppState, link: &Link) -> Result<Arc<SentDoc>, Respons
     let (svc, pages, a) = (state.service.clone(), state.pages.clone(), link.agreement.clone());
     match blocking(move || -> Result<Arc<SentDoc>, ApiError> { pages.render_doc(&a, &svc.sent_model(&a)?) }).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) | Err(e) => Err(e.into_response()),
+        Ok(Err(e)) | Err(e) => Err(error_page(state, e)),
     }
 }
 
@@ -327,7 +366,14 @@ fn outcome_page(state: &AppState, link: &Link) -> Option<Response> {
     }
 }
 
-fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, error: Option<&str>, status: StatusCode) -> Response {
+/// What the form says above or beside its fields: an error (tied to the field its pointer names:
+/// `/code` beside the code field, anything else above the form) or a notice.
+enum Note<'a> {
+    Error(&'a str, &'a str),
+    Notice(String),
+}
+
+fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, note: Option<Note<'_>>, status: StatusCode) -> Response {
     let mut ctx = Context::new();
     ctx.insert("doc", doc);
     ctx.insert("doc_html", &doc.html);
@@ -338,7 +384,18 @@ fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, error: Option<&str>, 
     ctx.insert("consent_text", CONSENT_TEXT);
     ctx.insert("consent_version", CONSENT_VERSION);
     ctx.insert("sha256", &link.agreement.sent_sha256);
+    let (error, code_error, notice) = match note {
+        Some(Note::Error("/code", m)) => (None, Some(m), None),
+        Some(Note::Error(_, m)) => (Some(m), None, None),
+        Some(Note::Notice(n)) => (None, None, Some(n)),
+        None => (None, None, None),
+    };
     ctx.insert("error", &error);
+    ctx.insert("code_error", &code_error);
+    ctx.insert("notice", &notice);
+    ctx.insert("email_code", &link.signer.email_code.required);
+    ctx.insert("code_locked", &link.signer.email_code.locked());
+    ctx.insert("masked_email", &crate::app::email_code::masked(&link.signer.email));
     let mut r = state.pages.render("sign.html.tera", &ctx);
     *r.status_mut() = status;
     r
@@ -358,6 +415,9 @@ pub struct SignSubmit {
     reason: String,
     #[serde(default)]
     csrf: String,
+    /// The one-time code from the signer's email, when the agreement asks for one.
+    #[serde(default)]
+    code: String,
 }
 
 /// True when the browser says the form came from another site. Our pages send
@@ -408,15 +468,45 @@ async fn submit(
     let svc = state.service.clone();
     let token = link.token.clone();
     let action = form.action.clone();
+    if action == "send_code" {
+        let svc = state.service.clone();
+        let result = blocking(move || {
+            let to = svc.send_code(&token, &who)?;
+            svc.flush_outbox()?;
+            Ok::<_, ServiceError>(to)
+        })
+        .await;
+        // The page again, with the signer's typed values lost only if they had typed any
+        // (the form posts them, but a fresh page is what a reload shows too).
+        return match result {
+            Ok(Ok(to)) => {
+                refreshed_page(
+                    &state,
+                    &link,
+                    Note::Notice(format!("We emailed a six-digit code to {to}. It works once, for 15 minutes.")),
+                    StatusCode::OK,
+                )
+                .await
+            }
+            Ok(Err(ServiceError::Field(ptr, reason))) => {
+                refreshed_page(&state, &link, Note::Error(&ptr, &reason), StatusCode::UNPROCESSABLE_ENTITY).await
+            }
+            Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
+            Ok(Err(e)) => error_page(&state, e.into()),
+            Err(e) => error_page(&state, e),
+        };
+    }
+    let code = form.code.clone();
     let result = blocking(move || {
         let r = match action.as_str() {
-            "sign" => svc.sign(
+            "sign" => svc.sign_with_code(
                 &token,
                 SignForm {
                     consent: form.consent.is_some(),
                     typed_name: form.typed_name,
                     typed_title: form.typed_title,
                 },
+                Some(&code),
                 &who,
             ),
             "decline" => svc.decline(&token, &form.reason, &who),
@@ -442,30 +532,34 @@ async fn submit(
             };
             state.pages.message(StatusCode::OK, title, &body)
         }
-        Ok(Err(ServiceError::Field(_, reason))) => match sent_doc(&state, &link).await {
-            Ok(doc) => sign_page(&state, &link, &doc, Some(&reason), StatusCode::UNPROCESSABLE_ENTITY),
-            Err(r) => r,
-        },
+        Ok(Err(ServiceError::Field(ptr, reason))) => {
+            refreshed_page(&state, &link, Note::Error(&ptr, &reason), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Ok(Err(e)) => error_page(&state, e.into()),
+        Err(e) => error_page(&state, e),
     }
 }
 
 /// The PDF exactly as sent, for the signer to read before signing.
-async fn sent_document(SignerLink(link): SignerLink, State(state): State<AppState>) -> Response {
-    let Some(sha) = link.agreement.sent_sha256.clone() else { return ApiError::NotFound.into_response() };
+/// After execution the read is recorded in the access log.
+async fn sent_document(
+    SignerLink(link): SignerLink,
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let who = actor(format!("signer:{} <{}>", link.signer.id, link.signer.email), Some(addr), &headers);
     let svc = state.service.clone();
-    let s = sha.clone();
-    match blocking(move || svc.store.document(&s)).await {
-        Ok(Ok(bytes)) => {
+    match blocking(move || svc.sent_document_read(&link, &who)).await {
+        Ok(Ok((bytes, sha))) => {
             let mut r = super::api::pdf_response(bytes, &sha, "agreement.pdf");
             r.headers_mut()
                 .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"agreement.pdf\""));
             r
         }
-        Ok(Err(e)) => ApiError::from(ServiceError::from(e)).into_response(),
-        Err(e) => e.into_response(),
+        Ok(Err(e)) => error_page(&state, e.into()),
+        Err(e) => error_page(&state, e),
     }
 }
 
@@ -483,7 +577,7 @@ async fn download(
             super::api::pdf_response(bytes, a.final_sha256.as_deref().unwrap_or_default(), "countersigned.pdf")
         }
         Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Ok(Err(e)) => error_page(&state, e.into()),
+        Err(e) => error_page(&state, e),
     }
 }

@@ -829,7 +829,7 @@ async fn agreement_document(
         Err(r) => return *r,
     };
     let staff = w.staff();
-    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
     let svc = state.service.clone();
     match blocking(move || {
         super::api::visible(&svc, &staff, &id)?;
@@ -862,7 +862,7 @@ async fn send(
         Err(r) => return *r,
     };
     let staff = w.staff();
-    let who = super::actor(staff.who.clone(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
     let svc = state.service.clone();
     let id2 = id.clone();
     let result = blocking(move || {

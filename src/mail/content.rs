@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::domain::agreement::Agreement;
 use crate::store::{Message, MessageStatus};
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("email/base.html.tera", include_str!("../../templates/email/base.html.tera")),
     ("email/signer.txt.tera", include_str!("../../templates/email/signer.txt.tera")),
     ("email/signer.html.tera", include_str!("../../templates/email/signer.html.tera")),
@@ -22,6 +22,8 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("email/completion.html.tera", include_str!("../../templates/email/completion.html.tera")),
     ("email/notice.txt.tera", include_str!("../../templates/email/notice.txt.tera")),
     ("email/notice.html.tera", include_str!("../../templates/email/notice.html.tera")),
+    ("email/code.txt.tera", include_str!("../../templates/email/code.txt.tera")),
+    ("email/code.html.tera", include_str!("../../templates/email/code.html.tera")),
 ];
 
 fn tera() -> Result<&'static Tera, String> {

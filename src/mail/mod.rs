@@ -122,6 +122,36 @@ pub fn link_message(config: &Config, a: &Agreement, s: &SignerRecord, url: &str,
     signer_message(config, a, s, SignerMail::Link, url, expires, now, None)
 }
 
+/// A signer's one-time code (issue 11 §2.9): the code is in the message and nowhere else in the
+/// store (the signer record keeps only its HMAC); the message is never logged.
+pub fn code_message(config: &Config, a: &Agreement, s: &SignerRecord, code: &str, minutes: u64, now: u64) -> Message {
+    let subject = format!("Your code to sign: {} — {} and {}", a.title, a.upstream_name, a.downstream_name);
+    let mut ctx: Context = content::agreement_context(a);
+    ctx.insert("name", &s.name);
+    ctx.insert("code", code);
+    ctx.insert("minutes", &minutes);
+    let fallback = format!(
+        "Hello {},\n\nYour one-time code to sign the {} is {code}. It works once, for {minutes} minutes.\n",
+        s.name, a.title
+    );
+    content::build(
+        config,
+        a,
+        Draft {
+            id: None,
+            kind: "email_code".into(),
+            to_name: s.name.clone(),
+            to: s.email.clone(),
+            subject,
+            signer_id: Some(s.id.clone()),
+            template: "code",
+            ctx,
+            fallback,
+        },
+        now,
+    )
+}
+
 /// The completion notice with a download link to the countersigned copy.
 pub fn completion_message(
     config: &Config,

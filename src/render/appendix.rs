@@ -25,6 +25,17 @@ fn item(i: usize, text: String) -> Block {
     Block::Item { ordered: false, index: i, depth: 0, runs: vec![Run { text, bold: false }] }
 }
 
+/// How a signer was verified, in words (records from before the code existed: the link alone).
+fn verification(method: &str) -> String {
+    match method {
+        "email_link+email_code" => {
+            "personal link sent to the signer’s email address, and a one-time code sent to that address".into()
+        }
+        "" | "email_link" => "personal link sent to the signer’s email address".into(),
+        other => other.into(),
+    }
+}
+
 /// Renders the appendix PDF for an executed agreement.
 pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64, seal_fingerprint: &str) -> Vec<u8> {
     let mut sig_blocks = vec![para(
@@ -48,6 +59,7 @@ pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64, seal
             labeled("Signer of record", format!("{} <{}>, {} of {}", s.name, s.email, s.title, s.party_name)),
             labeled("Signing order", s.order.to_string()),
             labeled("Consent", format!("accepted, text version {}", sig.consent_version)),
+            labeled("Verification", verification(&sig.verification)),
             labeled("IP address", sig.ip.clone()),
             labeled("Browser", sig.user_agent.clone()),
         ];

@@ -16,11 +16,10 @@
 //! constructed (a reallocated `Vec`, a deserializer's scratch buffer) or by the code that uses
 //! `expose()` are not covered.
 
+pub mod sealed_file;
 pub mod vault;
 
 use std::fmt;
-use std::mem::MaybeUninit;
-use std::sync::atomic::{Ordering, compiler_fence};
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use subtle::ConstantTimeEq;
@@ -206,18 +205,10 @@ impl Visitor<'_> for SecretVisitor {
     }
 }
 
-/// Overwrites `bytes` and its spare capacity with zeros in a way the optimizer does not remove.
+/// Overwrites `bytes` and its spare capacity with zeros in a way the optimizer does not remove
+/// (`zeroize`: volatile writes and a compiler fence; it also sets the length to 0).
 fn wipe(bytes: &mut Vec<u8>) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference to an initialized `u8`.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-    for b in bytes.spare_capacity_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference into the vector's allocation;
-        // writing a `MaybeUninit<u8>` there is always allowed.
-        unsafe { std::ptr::write_volatile(b, MaybeUninit::new(0)) };
-    }
-    compiler_fence(Ordering::SeqCst);
+    zeroize::Zeroize::zeroize(bytes);
 }
 
 #[cfg(test)]
@@ -275,9 +266,10 @@ mod tests {
         v.extend_from_slice(&[0x5A; 48]);
         v.truncate(16);
         wipe(&mut v);
-        assert!(v.iter().all(|&b| b == 0));
+        assert!(v.is_empty(), "the length is reset");
         // The bytes past `len` were zeroed too.
         // SAFETY: `wipe` initialized the whole capacity.
+        #[allow(unsafe_code)]
         let whole = unsafe { std::slice::from_raw_parts(v.as_ptr(), v.capacity()) };
         assert!(whole.iter().all(|&b| b == 0));
     }

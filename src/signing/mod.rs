@@ -1,6 +1,7 @@
 //! Signing: HMAC-signed signer links ([`token`]) and the ceremony that carries an agreement
 //! from draft to executed ([`service`]).
 
+pub mod live;
 pub mod token;
 
 /// The version label of [`CONSENT_TEXT`]; recorded with every signature.

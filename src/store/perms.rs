@@ -16,6 +16,7 @@ pub fn secure_data_dir(data: &Path) -> std::io::Result<usize> {
     // SAFETY: umask has no memory-safety preconditions; it only changes the process's file
     // creation mask (process-wide, which is what we want: nothing we write should be readable
     // by others).
+    #[allow(unsafe_code)]
     unsafe {
         libc::umask(0o077);
     }

@@ -56,7 +56,7 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/security-log"
             | "/webhooks",
         ) => 200,
-        ("POST", "/verify") => 200,
+        ("POST", "/verify" | "/keys/link/rotate") => 200,
         ("POST", "/agreements" | "/apikeys" | "/users" | "/webhooks") => 201,
         _ => 404,
     }

@@ -45,7 +45,7 @@ fn with_smtp(port: u16) -> impl FnOnce(&mut Config) {
 }
 
 fn admin() -> Actor {
-    Actor { who: "admin:test".into(), ip: "127.0.0.1".into(), user_agent: "test".into() }
+    Actor { who: "admin:test".into(), ip: "127.0.0.1".into(), user_agent: "test".into(), own_only: false }
 }
 
 fn send(app: &TestApp, intake: &str) -> String {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// `countersign serve` as a child process on 127.0.0.1:0; stdout lines arrive on a channel.
 pub(crate) struct Served {
     child: Child,
-    lines: Receiver<String>,
+    pub(crate) lines: Receiver<String>,
     pub(crate) base: String,
 }
 
