@@ -130,6 +130,10 @@ pub enum Command {
         /// Your copy of the data directory's audit-head.key (backups do not hold it).
         #[arg(long)]
         head_key: Option<PathBuf>,
+        /// Your copy of the data directory's vault.key (backups do not hold it): without it,
+        /// two-factor seeds do not open and people with two-factor sign-in need a reset.
+        #[arg(long)]
+        vault_key: Option<PathBuf>,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -358,7 +362,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data } => ops::backup(&out, &data),
-        Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
+        Command::Restore { from, head_key, vault_key, data } => {
+            ops::restore(&from, &data, head_key.as_deref(), vault_key.as_deref())
+        }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
         Command::Diff { intake, format } => {

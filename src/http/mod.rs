@@ -5,6 +5,8 @@
 //!   [`sign::SignerLink`] extractor that verifies the HMAC link before a handler runs.
 //! * [`error`] — the one error type and its status policy.
 
+pub mod account;
+pub mod admin_pages;
 pub mod api;
 pub mod auth;
 pub mod conn;
@@ -55,6 +57,8 @@ pub fn app(state: AppState) -> Router {
         .merge(sign::router())
         .merge(metrics::router())
         .merge(web::router())
+        .merge(account::router())
+        .merge(admin_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))

@@ -12,7 +12,7 @@ use crate::browser::Driver;
 use countersign::clock::{Clock, ManualClock};
 use countersign::config::Config;
 
-const PASSWORD: &str = "a quiet harbour at dusk";
+pub(crate) const PASSWORD: &str = "a quiet harbour at dusk";
 
 /// Writes a first-admin setup link into a fresh data directory (as `serve` does on start).
 fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
@@ -25,20 +25,20 @@ fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
 }
 
 /// A browser-less client that keeps one session cookie and does not follow redirects.
-struct Client {
+pub(crate) struct Client {
     http: ureq::Agent,
     base: String,
-    cookie: String,
+    pub(crate) cookie: String,
 }
 
 impl Client {
-    fn new(app: &TestApp) -> Client {
+    pub(crate) fn new(app: &TestApp) -> Client {
         let http: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
         Client { http, base: app.base.clone(), cookie: String::new() }
     }
 
-    fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let url = format!("{}{path}", self.base);
         let r = if method == "GET" {
             self.http.get(&url).header("Cookie", &self.cookie).call()
@@ -54,31 +54,31 @@ impl Client {
         (r.status().as_u16(), loc, body)
     }
 
-    fn login(&mut self, email: &str, password: &str) -> (u16, String, String) {
+    pub(crate) fn login(&mut self, email: &str, password: &str) -> (u16, String, String) {
         self.send("POST", "/login", &[("email", email), ("password", password)])
     }
 
     /// The CSRF token of the page at `path`.
-    fn csrf(&mut self, path: &str) -> String {
+    pub(crate) fn csrf(&mut self, path: &str) -> String {
         let (_, _, body) = self.send("GET", path, &[]);
         let i = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
         body[i..].split('"').next().unwrap_or("").to_string()
     }
 }
 
-fn invite(app: &TestApp, email: &str, name: &str, role: &str) -> (String, String) {
+pub(crate) fn invite(app: &TestApp, email: &str, name: &str, role: &str) -> (String, String) {
     let r = app.post("/api/v1/users", &json!({"email": email, "name": name, "role": role}).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     (v["id"].as_str().expect("id").to_string(), v["invite_url"].as_str().expect("invite_url").to_string())
 }
 
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.find('/').map_or("/".into(), |i| rest[i..].to_string())
 }
 
-fn accept(c: &mut Client, invite_url: &str) {
+pub(crate) fn accept(c: &mut Client, invite_url: &str) {
     let p = path_of(invite_url);
     let (status, loc, body) = c.send("POST", &p, &[("password", PASSWORD), ("password_confirm", PASSWORD)]);
     assert_eq!((status, loc.as_str()), (303, "/login?welcome=1"), "{body}");
