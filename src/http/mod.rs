@@ -8,6 +8,7 @@
 pub mod account;
 pub mod admin_pages;
 pub mod api;
+pub mod archive_pages;
 pub mod auth;
 pub mod conn;
 pub mod error;
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .merge(account::router())
         .merge(admin_pages::router())
+        .merge(archive_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))

@@ -73,6 +73,7 @@ impl WebPages {
         .into_iter()
         .chain(super::account::TEMPLATES.iter().copied())
         .chain(super::admin_pages::TEMPLATES.iter().copied())
+        .chain(super::archive_pages::TEMPLATES.iter().copied())
         {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }

@@ -248,3 +248,87 @@ fn a_person_changes_their_password_and_a_forgotten_one_is_reset_once_by_emailed_
     let statuses: Vec<u16> = (0..12).map(|_| anon.send("POST", "/forgot", &[("email", "x@example.com")]).0).collect();
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+/// In headless Chromium at 1280 and 390 px, each width with its own administrator: the
+/// forgotten-password page, enrolment from `/account` with the code typed from the secret the
+/// page shows, the recovery codes, the sign-in code step, the admin page with a new key shown
+/// once. axe-core on each page, a screenshot of each under `target/screenshots/`.
+#[test]
+fn in_a_real_browser_a_person_enrols_two_factor_signs_in_with_a_code_and_uses_the_admin_page() {
+    use crate::browser::Driver;
+    use crate::web::{at, check_page, has, shows};
+    let (app, _dir) = spawn_app();
+    for width in [1280, 390] {
+        let email = format!("ada{width}@example.com");
+        let (_, url) = invite(&app, &email, "Ada Admin", "admin");
+        accept(&mut Client::new(&app), &url);
+        let d = Driver::start(width);
+        d.go(&app.url("/forgot"));
+        assert!(has(&d, "#f-email"), "{}", d.source());
+        check_page(&d, "forgot", width);
+        d.type_into("#f-email", &email);
+        d.click("button[type=submit]");
+        assert!(shows(&d, "a link to choose a new password is on its way"), "{}", d.source());
+        check_page(&d, "forgot-sent", width);
+
+        d.go(&app.url("/login"));
+        d.type_into("#email", &email);
+        d.type_into("#password", PASSWORD);
+        d.click("button[type=submit]");
+        assert!(at(&d, "/"), "{}", d.source());
+        d.go(&app.url("/account"));
+        assert!(has(&d, "form[action='/account/totp'] button"), "{}", d.source());
+        check_page(&d, "account", width);
+        d.click("form[action='/account/totp'] button");
+        assert!(has(&d, "#totp-secret"), "{}", d.source());
+        assert!(has(&d, "svg.qr"), "{}", d.source());
+        check_page(&d, "account-enrol", width);
+        let secret = d.script("return document.getElementById('totp-secret').textContent;");
+        let seed = unbase32(secret.as_str().expect("the secret is shown").trim());
+        d.type_into("#f-code", "000000");
+        d.click("form[action='/account/totp/confirm'] button");
+        assert!(has(&d, "#f-code[aria-invalid=true][aria-describedby~=e-code]"), "{}", d.source());
+        check_page(&d, "account-enrol-error", width);
+        d.type_into("#f-code", &totp::code_at(&seed, app.clock.now_secs()));
+        d.click("form[action='/account/totp/confirm'] button");
+        assert!(has(&d, "#recovery-codes"), "{}", d.source());
+        check_page(&d, "account-recovery-codes", width);
+
+        // Sign out and in again: the second step asks for the code.
+        d.click(".signout button");
+        assert!(at(&d, "/login"), "{}", d.source());
+        d.type_into("#email", &email);
+        d.type_into("#password", PASSWORD);
+        d.click("button[type=submit]");
+        assert!(has(&d, "#code"), "{}", d.source());
+        check_page(&d, "login-code", width);
+        d.type_into("#code", "999999");
+        d.click("button[type=submit]");
+        assert!(has(&d, "#code[aria-invalid=true]"), "{}", d.source());
+        check_page(&d, "login-code-error", width);
+        app.clock.advance(30);
+        d.type_into("#code", &totp::code_at(&seed, app.clock.now_secs()));
+        d.click("button[type=submit]");
+        assert!(at(&d, "/"), "{}", d.source());
+        d.go(&app.url("/account"));
+        assert!(shows(&d, "recovery code(s) left"), "{}", d.source());
+        check_page(&d, "account-on", width);
+
+        d.go(&app.url("/admin"));
+        assert!(has(&d, "#seal-fingerprint"), "{}", d.source());
+        check_page(&d, "admin", width);
+        d.type_into("#f-name", &format!("Integration {width}"));
+        d.click("form[action='/admin/keys'] button");
+        assert!(has(&d, "#new-api-key"), "{}", d.source());
+        check_page(&d, "admin-key-created", width);
+        d.go(&app.url("/archive"));
+        assert!(has(&d, "form[action='/archive'] #f-q"), "{}", d.source());
+        check_page(&d, "archive", width);
+        d.go(&app.url("/archive?status=bogus"));
+        assert!(has(&d, "#f-status[aria-invalid=true]"), "{}", d.source());
+        check_page(&d, "archive-error", width);
+        d.go(&app.url("/people"));
+        assert!(has(&d, "form[action$='/totp/reset'] button"), "{}", d.source());
+        check_page(&d, "people-two-factor", width);
+    }
+}

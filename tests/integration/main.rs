@@ -7,6 +7,7 @@ mod addenda;
 mod admin_pages;
 mod app;
 mod archive;
+mod archive_pages;
 mod browser;
 mod helpers;
 mod hostile;

@@ -251,7 +251,7 @@ fn a_data_directory_from_before_people_existed_opens_unchanged() {
     invite(&app, "first@example.com", "First Admin", "admin");
 }
 
-fn check_page(d: &Driver, name: &str, width: u32) {
+pub(crate) fn check_page(d: &Driver, name: &str, width: u32) {
     let v = d.axe_violations();
     assert!(v.is_empty(), "{name}: axe-core found {v:?}");
     assert!(d.fits(width), "{name} scrolls sideways at {width} px");
@@ -260,17 +260,17 @@ fn check_page(d: &Driver, name: &str, width: u32) {
 
 /// Waits (up to 15 s) until the page has an element matching `css`: a click returns before
 /// the next page has loaded. WebDriver's find answers errors as values, so this asks the page.
-fn has(d: &Driver, css: &str) -> bool {
+pub(crate) fn has(d: &Driver, css: &str) -> bool {
     poll(|| d.script(&format!("return document.querySelector({}) !== null;", json!(css))).as_bool().unwrap_or(false))
 }
 
 /// Waits until the page's text contains `text`.
-fn shows(d: &Driver, text: &str) -> bool {
+pub(crate) fn shows(d: &Driver, text: &str) -> bool {
     poll(|| d.source().contains(text))
 }
 
 /// Waits until the browser is at `path`.
-fn at(d: &Driver, path: &str) -> bool {
+pub(crate) fn at(d: &Driver, path: &str) -> bool {
     poll(|| current_path(d) == path && d.script("return document.readyState;") == "complete")
 }
 
