@@ -124,7 +124,13 @@ impl Directory {
                         t.recovery.retain(|x| x != &h);
                         (t.recovery.len() < before).then(|| format!("with a recovery code ({} left)", t.recovery.len()))
                     } else {
-                        let seed = self.seed(&p, &t)?;
+                        // A store restored without its vault key cannot open seeds: say so
+                        // (an admin's reset is the way out), rather than "wrong code".
+                        let seed = self.seed(&p, &t).map_err(|_| {
+                            PeopleError::Conflict(
+                                "your two-factor key cannot be read on this server (its vault key is missing); sign in with a recovery code or ask an administrator to reset your two-factor sign-in".into(),
+                            )
+                        })?;
                         totp::verify(seed.expose(), code, now, t.last_step).map(|step| {
                             t.last_step = step;
                             "with an authenticator code".to_string()

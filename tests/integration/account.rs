@@ -332,3 +332,61 @@ fn in_a_real_browser_a_person_enrols_two_factor_signs_in_with_a_code_and_uses_th
         check_page(&d, "people-two-factor", width);
     }
 }
+
+/// Backups do not hold `vault.key`; `restore --vault-key` brings it, so a restored store still
+/// opens the two-factor seeds and the person signs in with their app's code. A file that is
+/// not a vault key is refused before anything is written.
+#[test]
+fn a_restore_with_the_vault_key_keeps_two_factor_sign_in_working() {
+    let (app, dir) = spawn_app();
+    let (_, seed, _) = enrolled(&app, "vic@example.com", "legal");
+    let backup = app.get("/api/v1/backup");
+    assert_eq!(backup.status, 200);
+    let file = dir.path().join("backup.jsonl");
+    std::fs::write(&file, &backup.body).expect("written");
+    let key = app.data.join("vault.key");
+    app.stop();
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let bad = work.path().join("not-a-key");
+    std::fs::write(&bad, "hello").expect("written");
+    let refused = work.path().join("refused");
+    let out = crate::helpers::countersign(
+        &[
+            "restore",
+            "--from",
+            file.to_str().expect("utf8"),
+            "--data",
+            refused.to_str().expect("utf8"),
+            "--vault-key",
+            bad.to_str().expect("utf8"),
+        ],
+        work.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vault-key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!refused.join("vault.key").exists());
+
+    let restored = work.path().join("restored");
+    let out = crate::helpers::countersign(
+        &[
+            "restore",
+            "--from",
+            file.to_str().expect("utf8"),
+            "--data",
+            restored.to_str().expect("utf8"),
+            "--vault-key",
+            key.to_str().expect("utf8"),
+        ],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(restored.join("vault.key")).expect("copied").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let app2 = spawn_app_at(&restored, ManualClock::at(T0 + 60));
+    let code = totp::code_at(&seed, app2.clock.now_secs());
+    let (status, body, _) = sign_in_with(&app2, "vic@example.com", &code);
+    assert_eq!(status, 303, "{body}");
+}
