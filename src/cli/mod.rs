@@ -10,6 +10,7 @@ pub mod serve;
 #[cfg(test)]
 mod tests;
 pub mod user;
+pub mod webhooks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,9 @@ pub enum Command {
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
     /// or list everyone. Works while the server runs (through its API).
     User(user::UserArgs),
+    /// Webhook endpoints: list, add (prints the secret once), remove, a delivery log, redeliver.
+    /// Works while the server runs (through its API).
+    Webhooks(webhooks::WebhooksArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -367,6 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
+        Command::Webhooks(args) => webhooks::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -30,6 +30,7 @@ struct Maps {
 pub struct MemoryStore {
     maps: Mutex<Maps>,
     people: super::memory_people::MemoryPeople,
+    webhooks: super::webhooks::MemoryWebhooks,
 }
 
 impl MemoryStore {
@@ -104,6 +105,8 @@ impl Store for MemoryStore {
         for sha in change.delete_documents {
             m.documents.remove(&sha);
         }
+        // Under the maps lock: the deliveries land with the rest of the change.
+        self.webhooks.queue(change.webhooks);
         Ok(sealed)
     }
 
@@ -192,5 +195,9 @@ impl Store for MemoryStore {
 
     fn people(&self) -> &dyn super::people::PeopleStore {
         &self.people
+    }
+
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        &self.webhooks
     }
 }

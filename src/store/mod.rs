@@ -14,6 +14,7 @@ mod outbox_index;
 pub mod people;
 pub mod perms;
 pub mod sled_store;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,8 @@ pub struct Change {
     pub messages: Vec<Message>,
     /// Documents to delete (retention disposal), by SHA-256.
     pub delete_documents: Vec<String>,
+    /// Webhook deliveries the change causes, queued in the same transaction (see [`webhooks`]).
+    pub webhooks: Vec<webhooks::Delivery>,
 }
 
 /// A staff API key. Only the SHA-256 of its secret is stored.
@@ -184,4 +187,6 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// People, sessions and the staff security log (the web app), in the same store.
     fn people(&self) -> &dyn people::PeopleStore;
+    /// Webhook endpoints and their deliveries, in the same store.
+    fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 }

@@ -47,6 +47,8 @@ pub struct SledStore {
     group: super::group::GroupCommit,
     /// People, invitations, sessions, security log (see [`super::people`]).
     people: super::people::PeopleTrees,
+    /// Webhook endpoints, deliveries and their queue (see [`super::webhooks`]).
+    webhooks: super::webhooks::WebhookTree,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -153,6 +155,7 @@ impl SledStore {
             migration,
             group: Default::default(),
             people: super::people::PeopleTrees::open(&db)?,
+            webhooks: super::webhooks::WebhookTree::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -262,8 +265,9 @@ impl Store for SledStore {
             &self.heads,
             &self.outbox,
             &self.outbox_index,
+            &self.webhooks.tree,
         );
-        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index)| {
+        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index, wh)| {
             if let Some(a) = &change.agreement {
                 let stored_rev = match agreements.get(a.id.as_bytes())? {
                     Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
@@ -302,6 +306,9 @@ impl Store for SledStore {
             }
             for sha in &change.delete_documents {
                 documents.remove(sha.as_bytes())?;
+            }
+            for d in &change.webhooks {
+                super::webhooks::put_delivery_tx(wh, d)?;
             }
             Ok(sealed)
         });
@@ -422,11 +429,19 @@ impl Store for SledStore {
     fn people(&self) -> &dyn super::people::PeopleStore {
         self
     }
+
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        self
+    }
 }
 
 impl SledStore {
     pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
         &self.people
+    }
+
+    pub(super) fn webhook_tree(&self) -> &super::webhooks::WebhookTree {
+        &self.webhooks
     }
 
     /// Makes everything written so far durable (see [`SledStore::durable`]).
@@ -452,6 +467,7 @@ impl SledStore {
             ("meta", &self.meta),
         ];
         trees.extend(self.people.named());
+        trees.push(self.webhooks.named());
         trees
     }
 

@@ -53,10 +53,11 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/openapi.json"
             | "/outbox"
             | "/users"
-            | "/security-log",
+            | "/security-log"
+            | "/webhooks",
         ) => 200,
         ("POST", "/verify") => 200,
-        ("POST", "/agreements" | "/apikeys" | "/users") => 201,
+        ("POST", "/agreements" | "/apikeys" | "/users" | "/webhooks") => 201,
         _ => 404,
     }
 }
@@ -76,6 +77,7 @@ fn body_for(route: &countersign::http::api::RouteDoc) -> (String, &'static str) 
                 "/apikeys" => r#"{"name": "made in matrix", "role": "sales"}"#.into(),
                 "/users" => r#"{"email": "matrix@example.com", "name": "Made in matrix", "role": "sales"}"#.into(),
                 "/users/{id}" => r#"{"role": "legal"}"#.into(),
+                "/webhooks" => r#"{"url": "https://hooks.example.com/in", "events": ["*"]}"#.into(),
                 _ => r#"{"reason": "x"}"#.into(),
             },
             "application/json",
@@ -91,6 +93,7 @@ fn concrete(path: &str) -> String {
             .replace("{version}", "1")
             .replace("{key_id}", "k00000000")
             .replace("{message}", "m000000000000")
+            .replace("{delivery}", "wd_0")
     ) + if path.ends_with("/diff") { "?from=1&to=2" } else { "" }
 }
 

@@ -31,3 +31,4 @@ mod seal;
 mod security;
 mod signing;
 mod speed;
+mod webhooks;
