@@ -143,6 +143,10 @@ pub enum Command {
         /// COUNTERSIGN_BACKUP_PASSPHRASE).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Your copy of the data directory's vault.key (backups do not hold it): without it,
+        /// two-factor seeds do not open and people with two-factor sign-in need a reset.
+        #[arg(long)]
+        vault_key: Option<PathBuf>,
         #[arg(long, default_value = "countersign-data")]
         data: PathBuf,
     },
@@ -377,8 +381,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let passphrase = if encrypt { Some(ops::passphrase(passphrase_file.as_deref())?) } else { None };
             ops::backup(&out, &data, passphrase.as_ref())
         }
-        Command::Restore { from, head_key, data, passphrase_file } => {
-            ops::restore(&from, &data, head_key.as_deref(), passphrase_file.as_deref())
+        Command::Restore { from, head_key, vault_key, data, passphrase_file } => {
+            ops::restore(&from, &data, head_key.as_deref(), vault_key.as_deref(), passphrase_file.as_deref())
         }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),

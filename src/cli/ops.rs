@@ -205,11 +205,13 @@ pub fn backup(out: &Path, data: &Path, passphrase: Option<&crate::secret::Secret
 
 /// Loads a backup, then walks every audit chain against its authenticated head: a backup with
 /// events removed or heads rewritten is reported (exit 1), not silently accepted. `head_key`
-/// is the copy of `<data>/audit-head.key` the operator kept apart from the backup.
+/// is the copy of `<data>/audit-head.key` the operator kept apart from the backup; `vault_key`
+/// the copy of `vault.key`, without which sealed secrets (two-factor seeds) do not open.
 pub fn restore(
     from: &Path,
     data: &Path,
     head_key: Option<&Path>,
+    vault_key: Option<&Path>,
     passphrase_file: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let mut f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
@@ -235,6 +237,17 @@ pub fn restore(
         std::fs::read_dir(data).ok().map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect());
     if let Some(k) = head_key {
         let target = crate::store::format::head_key_path(data);
+        if target.exists() {
+            return Err(format!("{} already exists: restore needs an empty data directory", target.display()));
+        }
+        crate::store::perms::secure_data_dir(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        std::fs::copy(k, &target).map_err(|e| format!("cannot copy {}: {e}", k.display()))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    if let Some(k) = vault_key {
+        crate::secret::vault::Vault::load(k, false).map_err(|e| format!("--vault-key: {e}"))?;
+        let target = crate::secret::vault::default_path(data);
         if target.exists() {
             return Err(format!("{} already exists: restore needs an empty data directory", target.display()));
         }

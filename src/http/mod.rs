@@ -6,7 +6,10 @@
 //! * [`error`] — the one error type and its status policy.
 
 pub mod agreement_page;
+pub mod account;
+pub mod admin_pages;
 pub mod api;
+pub mod archive_pages;
 pub mod auth;
 pub mod conn;
 pub mod drafting;
@@ -61,6 +64,9 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .merge(drafting::router())
         .merge(agreement_page::router())
+        .merge(account::router())
+        .merge(admin_pages::router())
+        .merge(archive_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))

@@ -27,7 +27,7 @@ use super::error::ApiError;
 use super::{AppState, blocking};
 use crate::app::service::ServiceError;
 use crate::archive::search;
-use crate::people::{Acceptance, PeopleError, PersonView, SignedIn};
+use crate::people::{Acceptance, LoginStep, PeopleError, PersonView, SignedIn};
 use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
@@ -73,7 +73,12 @@ impl WebPages {
             ("agreement.html.tera", AGREEMENT),
             ("draft_input.html.tera", DRAFT_INPUT),
             ("draft.html.tera", DRAFT),
-        ] {
+        ]
+        .into_iter()
+        .chain(super::account::TEMPLATES.iter().copied())
+        .chain(super::admin_pages::TEMPLATES.iter().copied())
+        .chain(super::archive_pages::TEMPLATES.iter().copied())
+        {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
         Ok(WebPages { tera })
@@ -154,6 +159,11 @@ impl Viewer {
     pub(crate) fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
         match &self.who {
             None => Err(Box::new(Redirect::to("/login").into_response())),
+            // `[web] require_mfa`: until enrolled, only the account page (which does not call
+            // this) is reachable.
+            Some(w) if self.state.people.must_enrol(&w.person) => {
+                Err(Box::new(Redirect::to("/account").into_response()))
+            }
             Some(w) if roles.contains(&w.role) => Ok(w),
             Some(_) => Err(Box::new(forbidden(&self.state, self))),
         }
@@ -163,9 +173,18 @@ impl Viewer {
     pub(crate) fn form(
         &self,
         roles: &[Role],
-        mut fields: HashMap<String, String>,
+        fields: HashMap<String, String>,
     ) -> Result<(&SignedIn, HashMap<String, String>), Box<Response>> {
         let w = self.require(roles)?;
+        self.csrf(w, fields)
+    }
+
+    /// The CSRF check of [`Viewer::form`] for a person already known to be signed in.
+    pub(crate) fn csrf<'a>(
+        &self,
+        w: &'a SignedIn,
+        mut fields: HashMap<String, String>,
+    ) -> Result<(&'a SignedIn, HashMap<String, String>), Box<Response>> {
         let token = fields.remove("csrf").unwrap_or_default();
         if !w.csrf_ok(&token) {
             return Err(Box::new(message(
@@ -290,7 +309,13 @@ async fn login_page(
     if viewer.who.is_some() {
         return Redirect::to("/").into_response();
     }
-    let notice = q.contains_key("welcome").then_some("Your password is set. Sign in to continue.");
+    let notice = if q.contains_key("welcome") {
+        Some("Your password is set. Sign in to continue.")
+    } else if q.contains_key("changed") {
+        Some("Your password is changed, and every session of yours has ended. Sign in with the new password.")
+    } else {
+        None
+    };
     login_form(&state, "", None, notice, StatusCode::OK)
 }
 
@@ -320,6 +345,9 @@ async fn login(
     if foreign_origin(&state, &headers) {
         return message(&state, None, StatusCode::FORBIDDEN, "Not allowed", "Sign in from this site's own page.");
     }
+    if let Some(pending) = f.get("pending") {
+        return super::account::second_step(&state, &viewer, pending, f.get("code").map_or("", String::as_str)).await;
+    }
     let email = f.get("email").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let (people, ip, e2) = (state.people.clone(), viewer.ip.clone(), email.clone());
@@ -329,15 +357,8 @@ async fn login(
     };
     let shown: String = email.chars().take(254).collect();
     match result {
-        Ok((cookie, _)) => {
-            let mut r = Redirect::to("/").into_response();
-            let attrs = if viewer.secure { "; Secure" } else { "" };
-            let c = format!("{}={cookie}; Path=/; HttpOnly; SameSite=Lax{attrs}", state.people.cookie_name());
-            if let Ok(v) = HeaderValue::from_str(&c) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
-        }
+        Ok(LoginStep::Done(cookie, _)) => signed_in_redirect(&state, &viewer, &cookie, "/"),
+        Ok(LoginStep::Code { pending }) => super::account::code_form(&state, &pending, None, StatusCode::OK),
         Err(PeopleError::BadCredentials) => {
             login_form(&state, &shown, Some("The email or password is not right."), None, StatusCode::UNAUTHORIZED)
         }
@@ -350,6 +371,17 @@ async fn login(
         ),
         Err(e) => page_error(&state, None, e),
     }
+}
+
+/// A 303 to `to` that sets the session cookie.
+pub(crate) fn signed_in_redirect(state: &AppState, viewer: &Viewer, cookie: &str, to: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    let attrs = if viewer.secure { "; Secure" } else { "" };
+    let c = format!("{}={cookie}; Path=/; HttpOnly; SameSite=Lax{attrs}", state.people.cookie_name());
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
 async fn logout(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
@@ -475,6 +507,14 @@ async fn accept(
     })
     .await;
     match result {
+        // Enrolment is part of accepting: sign the person in and take them to it.
+        Ok(Ok((p, _))) if state.service.config.web.require_mfa => {
+            let (people, ip, pw) = (state.people.clone(), viewer.ip.clone(), a.password.clone());
+            match blocking(move || people.login(&p.email, &pw, &ip)).await {
+                Ok(Ok(LoginStep::Done(cookie, _))) => signed_in_redirect(&state, &viewer, &cookie, "/account"),
+                _ => Redirect::to("/login?welcome=1").into_response(),
+            }
+        }
         Ok(Ok(_)) => Redirect::to("/login?welcome=1").into_response(),
         Ok(Err(PeopleError::Fields(errors))) => {
             let people = state.people.clone();

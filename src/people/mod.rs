@@ -14,7 +14,11 @@
 //!   forgives, which is acceptable for a limiter whose job is to slow guessing).
 //! * Everything that belongs to no agreement goes to the hash-chained staff security log.
 
+mod account;
 pub mod password;
+pub mod totp;
+
+pub use account::{Enrolment, LoginStep};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,6 +82,8 @@ pub struct PersonView {
     pub status: &'static str,
     pub created_at: String,
     pub created_by: String,
+    /// True when sign-in asks for a TOTP code.
+    pub two_factor: bool,
 }
 
 impl From<&PersonRecord> for PersonView {
@@ -90,6 +96,7 @@ impl From<&PersonRecord> for PersonView {
             status: status(p),
             created_at: crate::clock::rfc3339(p.created_at),
             created_by: p.created_by.clone(),
+            two_factor: p.has_totp(),
         }
     }
 }
@@ -215,11 +222,16 @@ fn parse_name(raw: &str) -> Result<String, String> {
 pub struct Directory {
     svc: Arc<Service>,
     limiter: Limiter,
+    /// Sign-ins waiting for their second factor (see [`account`]).
+    pending: account::Pending,
+    /// Serialises read–check–write of a person's two-factor record, so two requests with
+    /// the same code (or recovery code) cannot both see it unused.
+    mfa: Mutex<()>,
 }
 
 impl Directory {
     pub fn new(svc: Arc<Service>) -> Directory {
-        Directory { svc, limiter: Limiter::default() }
+        Directory { svc, limiter: Limiter::default(), pending: Default::default(), mfa: Mutex::new(()) }
     }
 
     fn store(&self) -> &dyn PeopleStore {
@@ -310,6 +322,8 @@ impl Directory {
             created_by: by.to_string(),
             disabled_at: None,
             invite_hash: None,
+            totp: None,
+            reset: None,
         };
         let url = self.issue_invite(person, by, ip, "invited")?;
         let p = self.store().person(&url.0)?;
@@ -467,6 +481,8 @@ impl Directory {
                     created_by: "setup".into(),
                     disabled_at: None,
                     invite_hash: None,
+                    totp: None,
+                    reset: None,
                 }
             }
         };
@@ -492,9 +508,11 @@ impl Directory {
         Ok(PersonView::from(&person))
     }
 
-    /// Checks an email and password; on success starts a session and returns the cookie value.
-    /// Every failure gives the same answer and costs the same argon2 work.
-    pub fn login(&self, email: &str, pass: &str, ip: &str) -> Result<(String, SignedIn), PeopleError> {
+    /// Checks an email and password; on success starts a session and returns the cookie value,
+    /// or, for a person with two-factor sign-in, a pending token for the code step
+    /// ([`Directory::second_factor`]). Every failure gives the same answer and costs the same
+    /// argon2 work.
+    pub fn login(&self, email: &str, pass: &str, ip: &str) -> Result<LoginStep, PeopleError> {
         let now = self.now();
         let email = email.trim().to_lowercase();
         let (acct, addr) = (format!("account:{email}"), format!("address:{ip}"));
@@ -507,11 +525,16 @@ impl Directory {
         let matches = password::verify(pass, stored.as_deref());
         match person {
             Some(p) if matches && p.disabled_at.is_none() => {
-                self.limiter.clear(&acct);
                 let role = Role::parse(&p.role).ok_or(PeopleError::BadCredentials)?;
+                if p.has_totp() {
+                    // The account limiter is cleared only once the code is right too.
+                    self.log(&p.email, "password_accepted", "awaiting two-factor code".into(), ip)?;
+                    return Ok(LoginStep::Code { pending: self.pending.start(&p.id, now)? });
+                }
+                self.limiter.clear(&acct);
                 let (cookie, session) = self.start_session(&p, ip)?;
                 self.log(&p.email, "signed_in", String::new(), ip)?;
-                Ok((cookie, SignedIn { person: p, session, role }))
+                Ok(LoginStep::Done(cookie, Box::new(SignedIn { person: p, session, role })))
             }
             _ => {
                 self.limiter.fail(&acct, now);

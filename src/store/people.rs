@@ -36,6 +36,45 @@ pub struct PersonRecord {
     /// SHA-256 of the one invitation token that still works (a re-invite replaces it).
     #[serde(default)]
     pub invite_hash: Option<String>,
+    /// Two-factor sign-in, once started (absent in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpRecord>,
+    /// A forgotten-password link that still works (one at a time; a new one replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetRecord>,
+}
+
+impl PersonRecord {
+    /// True when sign-in asks this person for a second factor.
+    pub fn has_totp(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some())
+    }
+}
+
+/// A person's TOTP enrolment. The seed is never stored in clear: it is sealed by the vault
+/// (key outside the store) under the context `totp:<person id>`, so a copy of the store
+/// alone cannot produce codes, and a seed moved to another person does not open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpRecord {
+    /// Base64 of the vault's sealed seed.
+    pub sealed_seed: String,
+    pub created_at: u64,
+    /// None while enrolment waits for its first code.
+    #[serde(default)]
+    pub confirmed_at: Option<u64>,
+    /// The last step a code was accepted for: later codes only (no replay).
+    #[serde(default)]
+    pub last_step: u64,
+    /// SHA-256 of each recovery code not used yet.
+    #[serde(default)]
+    pub recovery: Vec<String>,
+}
+
+/// A one-time forgotten-password link, stored as the SHA-256 of its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetRecord {
+    pub hash: String,
+    pub expires_at: u64,
 }
 
 /// A one-time invitation (or first-admin setup) link, stored by the SHA-256 of its token.
@@ -333,6 +372,8 @@ mod tests {
             created_by: "setup".into(),
             disabled_at: None,
             invite_hash: None,
+            totp: None,
+            reset: None,
         };
         let used = InviteRecord { used_at: Some(2), ..inv };
         store.accept_invite(&used, &p).expect("first acceptance");

@@ -10,7 +10,7 @@ use crate::helpers::*;
 const ROLES: [&str; 4] = ["sales", "legal", "vendor_manager", "admin"];
 
 /// Signs every signer of an agreement through its links.
-fn execute(app: &TestApp, id: &str) {
+pub(crate) fn execute(app: &TestApp, id: &str) {
     let a = app.get(&format!("/api/v1/agreements/{id}")).json();
     if a["status"] == "draft" {
         assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
@@ -30,7 +30,7 @@ fn execute(app: &TestApp, id: &str) {
     assert_eq!(app.get(&format!("/api/v1/agreements/{id}")).json()["status"], "executed");
 }
 
-fn intake_named(downstream: &str, upstream: &str) -> String {
+pub(crate) fn intake_named(downstream: &str, upstream: &str) -> String {
     let mut v = example_json(BAA);
     v["business_associate"]["legal_name"] = serde_json::json!(downstream);
     v["covered_entity"]["legal_name"] = serde_json::json!(upstream);

@@ -22,7 +22,7 @@ use crate::smtp::*;
 const DAY: u64 = 86_400;
 
 /// SMTP on `port` (no TLS), a fast poll, and a short retry schedule in clock seconds.
-fn with_smtp(port: u16) -> impl FnOnce(&mut Config) {
+pub(crate) fn with_smtp(port: u16) -> impl FnOnce(&mut Config) {
     move |c| {
         c.smtp = Some(SmtpSettings {
             host: "127.0.0.1".into(),

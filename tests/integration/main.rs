@@ -2,9 +2,12 @@
 //! Real parts only: sled on disk in a temp dir per test, a server on 127.0.0.1:0 driven over
 //! HTTP, PDFs checked with `qpdf --check` and `pdftotext` (poppler-utils).
 
+mod account;
 mod addenda;
+mod admin_pages;
 mod app;
 mod archive;
+mod archive_pages;
 mod browser;
 mod helpers;
 mod hostile;
