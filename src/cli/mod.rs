@@ -10,6 +10,7 @@ pub mod serve;
 #[cfg(test)]
 mod tests;
 pub mod user;
+pub mod vendors;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,9 @@ pub enum Command {
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
     /// or list everyone. Works while the server runs (through its API).
     User(user::UserArgs),
+    /// The vendor register: list vendors, show one, or write the executive report
+    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API).
+    Vendors(vendors::VendorsArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -361,6 +365,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Restore { from, head_key, data } => ops::restore(&from, &data, head_key.as_deref()),
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
+        Command::Vendors(args) => vendors::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -78,6 +78,9 @@ pub struct Config {
     /// `<data>/vault.key`, made on first start. Keep a copy apart from backups
     /// (`COUNTERSIGN_VAULT_KEY_FILE`).
     pub vault_key_file: Option<PathBuf>,
+    /// `[vendors]`: reassessment interval by risk tier, in months (`high_months = 12`,
+    /// `medium_months = 24`, `low_months = 36`).
+    pub vendors: crate::domain::vendor::ReassessPolicy,
 }
 
 /// How the server writes its log lines.
@@ -126,6 +129,7 @@ impl Default for Config {
             metrics_token: None,
             metrics_bind: None,
             vault_key_file: None,
+            vendors: Default::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod sign;
 pub mod state;
 pub mod users;
+pub mod vendors;
 pub mod web;
 
 use std::future::Future;

@@ -175,8 +175,23 @@ fn page_ops(fonts: &Fonts, pages: &[Page], number: usize, meta: &Meta) -> Vec<Op
     ops.push(Op::SetOutlineThickness { pt: Pt(0.6) });
     for (y, line) in &page.lines {
         for rule in &line.rules {
-            let Rule::Underline { x1, x2 } = *rule;
-            stroke(&mut ops, &[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false);
+            match *rule {
+                Rule::Underline { x1, x2 } => {
+                    stroke(&mut ops, &[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false)
+                }
+                // A bar is a stroke as thick as the bar is tall, through its middle.
+                Rule::Bar { x1, x2, height } => {
+                    ops.push(Op::SetOutlineColor {
+                        col: Color::Rgb(Rgb { r: 0.2, g: 0.36, b: 0.6, icc_profile: None }),
+                    });
+                    ops.push(Op::SetOutlineThickness { pt: Pt(height) });
+                    stroke(&mut ops, &[(MARGIN + x1, y + height / 2.0), (MARGIN + x2, y + height / 2.0)], false);
+                    ops.push(Op::SetOutlineColor {
+                        col: Color::Rgb(Rgb { r: 0.0, g: 0.0, b: 0.0, icc_profile: None }),
+                    });
+                    ops.push(Op::SetOutlineThickness { pt: Pt(0.6) });
+                }
+            }
         }
     }
     // A thin rule under the header.

@@ -14,6 +14,7 @@ mod outbox_index;
 pub mod people;
 pub mod perms;
 pub mod sled_store;
+pub mod vendors;
 
 use serde::{Deserialize, Serialize};
 
@@ -184,4 +185,6 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// People, sessions and the staff security log (the web app), in the same store.
     fn people(&self) -> &dyn people::PeopleStore;
+    /// The vendor register (issue 16), in the same store.
+    fn vendors(&self) -> &dyn vendors::VendorStore;
 }

@@ -47,6 +47,8 @@ pub struct SledStore {
     group: super::group::GroupCommit,
     /// People, invitations, sessions, security log (see [`super::people`]).
     people: super::people::PeopleTrees,
+    /// Vendors, their audit trails and files (see [`super::vendors`]).
+    vendors: super::vendors::VendorTrees,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -153,6 +155,7 @@ impl SledStore {
             migration,
             group: Default::default(),
             people: super::people::PeopleTrees::open(&db)?,
+            vendors: super::vendors::VendorTrees::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -422,11 +425,19 @@ impl Store for SledStore {
     fn people(&self) -> &dyn super::people::PeopleStore {
         self
     }
+
+    fn vendors(&self) -> &dyn super::vendors::VendorStore {
+        self
+    }
 }
 
 impl SledStore {
     pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
         &self.people
+    }
+
+    pub(super) fn vendor_trees(&self) -> &super::vendors::VendorTrees {
+        &self.vendors
     }
 
     /// Makes everything written so far durable (see [`SledStore::durable`]).
@@ -452,6 +463,7 @@ impl SledStore {
             ("meta", &self.meta),
         ];
         trees.extend(self.people.named());
+        trees.extend(self.vendors.named());
         trees
     }
 

@@ -53,10 +53,15 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/openapi.json"
             | "/outbox"
             | "/users"
-            | "/security-log",
+            | "/security-log"
+            | "/vendors"
+            | "/vendors/report"
+            | "/vendors/documents",
         ) => 200,
+        // The file's description in the query string is checked before the vendor is looked up.
+        ("POST", "/vendors/{id}/documents" | "/vendors/{id}/papers") => 422,
         ("POST", "/verify") => 200,
-        ("POST", "/agreements" | "/apikeys" | "/users") => 201,
+        ("POST", "/agreements" | "/apikeys" | "/users" | "/vendors") => 201,
         _ => 404,
     }
 }
@@ -76,6 +81,11 @@ fn body_for(route: &countersign::http::api::RouteDoc) -> (String, &'static str) 
                 "/apikeys" => r#"{"name": "made in matrix", "role": "sales"}"#.into(),
                 "/users" => r#"{"email": "matrix@example.com", "name": "Made in matrix", "role": "sales"}"#.into(),
                 "/users/{id}" => r#"{"role": "legal"}"#.into(),
+                "/vendors" => r#"{"legal_name": "Made in matrix"}"#.into(),
+                "/vendors/{id}" => r#"{"website": "https://matrix.example"}"#.into(),
+                "/vendors/{id}/questionnaire" => r#"{"handles_phi": true}"#.into(),
+                "/vendors/{id}/agreements" => r#"{"agreement_id": "ag_00000000000000000000"}"#.into(),
+                "/vendors/{id}/reassessed" => "{}".into(),
                 _ => r#"{"reason": "x"}"#.into(),
             },
             "application/json",
@@ -91,6 +101,7 @@ fn concrete(path: &str) -> String {
             .replace("{version}", "1")
             .replace("{key_id}", "k00000000")
             .replace("{message}", "m000000000000")
+            .replace("{sha256}", "00")
     ) + if path.ends_with("/diff") { "?from=1&to=2" } else { "" }
 }
 

@@ -28,3 +28,4 @@ mod seal;
 mod security;
 mod signing;
 mod speed;
+mod vendors;
