@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod sign;
 pub mod state;
 pub mod users;
+pub mod vendor_pages;
 pub mod vendors;
 pub mod web;
 
@@ -56,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sign::router())
         .merge(metrics::router())
         .merge(web::router())
+        .merge(vendor_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))

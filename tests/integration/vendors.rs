@@ -575,3 +575,100 @@ fn the_executive_reports_figures_equal_the_counts_computed_from_the_api() {
     let stdout = String::from_utf8_lossy(&list.stdout);
     assert!(stdout.contains("Çelik Fiber") && stdout.contains("5 vendor(s)"), "{stdout}");
 }
+
+const PASSWORD: &str = "a quiet harbour at dusk";
+
+fn poll(mut f: impl FnMut() -> bool) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(15) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn in_a_real_browser_the_vendor_pages_show_every_section_and_take_the_questionnaire() {
+    use crate::browser::Driver;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = {
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            public_base_url: Some("http://127.0.0.1:9".into()),
+            ..Config::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(T0));
+        let (state, _, _) = countersign::http::state::build_state(config, clock).expect("state");
+        let url = state.people.setup_link().expect("link").expect("a setup link");
+        url.split_once("/setup/").map(|(_, t)| format!("/setup/{t}")).expect("path")
+    };
+    let app = crate::app::spawn_app_at(dir.path(), ManualClock::at(T0));
+    let r = app.post(
+        "/api/v1/vendors",
+        &json!({"legal_name": "Northwind Patient Messaging, Inc.", "other_names": ["Northwind"],
+                "website": "https://northwind.example", "account_owner": "ada@example.com",
+                "privacy_contact": {"name": "Marta Núñez", "email": "privacy@northwind.example"},
+                "data_flows": {"phi_categories": ["contact_details", "appointment_information"], "systems": ["SMS gateway"],
+                               "locations": [{"country": "US", "state": "CA"}], "volume": "medium"},
+                "findings": [{"title": "Annual penetration test summary outstanding", "owner": "ada@example.com", "due": "2026-12-15"}],
+                "subcontractors": [{"name": "Harbor Cloud Hosting LLC", "services": "hosting", "downstream_baa_confirmed": true}]})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    for width in [1280, 390] {
+        let d = Driver::start(width);
+        if width == 1280 {
+            d.go(&app.url(&setup));
+            d.type_into("#f-email", "ada@example.com");
+            d.type_into("#f-name", "Ada Admin");
+            d.type_into("#f-password", PASSWORD);
+            d.type_into("#f-password_confirm", PASSWORD);
+            d.click("button[type=submit]");
+            assert!(poll(|| d.source().contains("welcome") || d.source().contains("Sign in")), "{}", d.source());
+        }
+        d.go(&app.url("/login"));
+        d.type_into("#email", "ada@example.com");
+        d.type_into("#password", PASSWORD);
+        d.click("button[type=submit]");
+        assert!(poll(|| d.source().contains("Sign out")), "{}", d.source());
+        d.go(&app.url("/vendors"));
+        assert!(poll(|| d.source().contains(&format!("href=\"/vendors/{id}\""))), "{}", d.source());
+        assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core on the vendor list at {width}");
+        assert!(d.fits(width), "the vendor list scrolls sideways at {width} px");
+        d.save_screenshot(&format!("vendor-list-{width}"));
+        d.go(&app.url(&format!("/vendors/{id}")));
+        assert!(poll(|| d.source().contains("Role determination")), "{}", d.source());
+        if width == 1280 {
+            // Submitting without the PHI answer: the error is shown and tied to the questions.
+            d.click("form[action$=questionnaire] button[type=submit]");
+            assert!(poll(|| d.source().contains("Answer whether the vendor handles PHI")), "{}", d.source());
+            d.click("#phi-yes");
+            d.click("form[action$=questionnaire] button[type=submit]");
+            assert!(poll(|| d.source().contains("needs an executed BAA before PHI flows")), "{}", d.source());
+        }
+        for section in [
+            "Identity",
+            "Data flows and risk",
+            "Due diligence",
+            "Open findings",
+            "Agreements",
+            "Subcontractors",
+            "Obligations",
+            "History",
+            "Needs attention",
+        ] {
+            assert!(d.source().contains(section), "{section} at {width}");
+        }
+        assert!(d.source().contains("PHI flows to this vendor and no executed BAA"), "flagged on the page");
+        assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core on the vendor page at {width}");
+        assert!(d.fits(width), "the vendor page scrolls sideways at {width} px");
+        d.save_screenshot(&format!("vendor-page-{width}"));
+    }
+    // The answer came from the page, recorded under the person's email.
+    let v = app.get(&format!("/api/v1/vendors/{id}")).json();
+    assert_eq!(v["determination"]["role"], "business_associate");
+    assert_eq!(v["determination"]["answered_by"], "ada@example.com");
+}
