@@ -1171,11 +1171,25 @@ impl Report {
     }
 }
 
-/// Lower case without accents, for sorting and search (`Éclair` → `eclair`).
+/// Lower case without accents, for sorting and search (`Éclair` → `eclair`, `Ærø` → `aero`):
+/// the archive search's rule (NFD, marks dropped, and the letters that do not decompose mapped).
 pub fn fold(s: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     use unicode_normalization::char::is_combining_mark;
-    s.nfd().flat_map(char::to_lowercase).filter(|c| !is_combining_mark(*c)).collect()
+    let mut out = String::with_capacity(s.len());
+    for l in s.nfd().flat_map(char::to_lowercase).filter(|c| !is_combining_mark(*c)) {
+        match l {
+            'ß' => out.push_str("ss"),
+            'ø' => out.push('o'),
+            'ł' => out.push('l'),
+            'đ' => out.push('d'),
+            'æ' => out.push_str("ae"),
+            'œ' => out.push_str("oe"),
+            'ı' => out.push('i'),
+            _ => out.push(l),
+        }
+    }
+    out
 }
 
 /// A CSV cell: quoted when needed, and a leading `= + - @` neutralised (spreadsheet formulas).
@@ -1499,5 +1513,6 @@ mod tests {
         assert!(csv.contains("\nbusiness_associates_without_baa,1\n"), "{csv}");
         assert!(csv.contains("v1,Acme Cloud,business_associate,medium,missing,2029-01-04"), "{csv}");
         assert_eq!(csv_cell("=cmd()"), "'=cmd()");
+        assert_eq!(fold("Ærø Médical ŁÓDŹ"), "aero medical lodz");
     }
 }
