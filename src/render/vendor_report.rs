@@ -25,6 +25,14 @@ fn item(i: usize, runs: Vec<Run>) -> Block {
     Block::Item { ordered: false, index: i, depth: 0, runs }
 }
 
+/// A determination's label (`dua_needed` → `DUA needed`).
+fn det_label(s: &str) -> String {
+    crate::domain::vendor::Role::ALL
+        .iter()
+        .find(|r| r.as_str() == s)
+        .map_or_else(|| "Not determined".to_string(), |r| r.label().to_string())
+}
+
 fn human(s: &str) -> String {
     let s = s.replace('_', " ");
     let mut c = s.chars();
@@ -54,7 +62,7 @@ fn document(r: &Report) -> Document {
     ];
     let mut tiers: Vec<Block> =
         r.by_tier.iter().map(|(t, n)| figure(&format!("{} risk", human(t)), *n)).collect::<Vec<_>>();
-    tiers.extend(r.by_determination.iter().map(|(d, n)| figure(&human(d), *n)));
+    tiers.extend(r.by_determination.iter().map(|(d, n)| figure(&det_label(d), *n)));
     let register: Vec<Block> = if r.rows.is_empty() {
         vec![para(vec![run("No vendors are on the register yet.", false)])]
     } else {
@@ -68,9 +76,10 @@ fn document(r: &Report) -> Document {
                         run(format!("{} ", row.name), true),
                         run(
                             format!(
-                                "— {}; {} risk; BAA {}; next reassessment {}",
-                                human(&row.determination),
+                                "— {}; {} risk; {} {}; next reassessment {}",
+                                det_label(&row.determination),
                                 row.tier.as_str(),
+                                if row.determination == "dua_needed" { "DUA" } else { "BAA" },
                                 row.baa_status.replace('_', " "),
                                 row.next_reassessment
                             ),
@@ -148,7 +157,7 @@ pub fn pdf(r: &Report, now: u64) -> Vec<u8> {
     ];
     pages.push(chart_page(&[
         ("Vendors by risk tier", r.by_tier.iter().map(|(t, n)| (format!("{} risk", human(t)), *n)).collect()),
-        ("Vendors by determination", r.by_determination.iter().map(|(d, n)| (human(d), *n)).collect()),
+        ("Vendors by determination", r.by_determination.iter().map(|(d, n)| (det_label(d), *n)).collect()),
         ("BAA coverage of business associates and subcontractors", coverage),
     ]));
     let digest = Sha256::digest(serde_json::to_vec(r).unwrap_or_default());
