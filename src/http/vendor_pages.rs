@@ -65,6 +65,8 @@ fn render(viewer: &Viewer, name: &str, mut ctx: Context, status: StatusCode) -> 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/vendors", get(list))
+        .route("/vendors/report.pdf", get(report_pdf))
+        .route("/vendors/report.csv", get(report_csv))
         .route("/vendors/{id}", get(page))
         .route("/vendors/{id}/questionnaire", axum::routing::post(questionnaire))
 }
@@ -136,6 +138,45 @@ async fn list(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     });
     ctx.insert("next", &next);
     render(&viewer, "vendors.html.tera", ctx, StatusCode::OK)
+}
+
+/// The executive report for a signed-in person (the API's needs a key).
+async fn report_pdf(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if let Err(r) = viewer.require(ANY) {
+        return *r;
+    }
+    let svc = state.service.clone();
+    match blocking(move || svc.vendor_report_pdf()).await {
+        Ok(Ok(pdf)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/pdf"),
+                (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"vendor-report.pdf\""),
+            ],
+            pdf,
+        )
+            .into_response(),
+        Ok(Err(e)) => problem(&state, &viewer, e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn report_csv(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if let Err(r) = viewer.require(ANY) {
+        return *r;
+    }
+    let svc = state.service.clone();
+    match blocking(move || svc.vendor_report().map(|r| r.to_csv())).await {
+        Ok(Ok(csv)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"vendor-report.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
+        Ok(Err(e)) => problem(&state, &viewer, e),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn page(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
