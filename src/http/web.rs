@@ -209,7 +209,13 @@ pub(crate) fn render(
     }
 }
 
-pub(crate) fn message(state: &AppState, viewer: Option<&Viewer>, status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn message(
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+) -> Response {
     let mut ctx = Context::new();
     ctx.insert("title", title);
     ctx.insert("body", body);

@@ -18,7 +18,7 @@
 //!   go last in the root's `/Kids`, so they come after every existing page;
 //! - the catalog, only if the appendix needs a newer PDF version than the original declares;
 //! - a cross-reference section of the same kind as the original's (a classic table for what
-//!   printpdf writes, a stream for files that use cross-reference streams) listing only these
+//!   `render::pdf` writes, a stream for files that use cross-reference streams) listing only these
 //!   objects, and a trailer with `/Size`, `/Prev` (the original's `startxref`), `/Root`, `/Info`
 //!   and an `/ID` that keeps the original's permanent first element.
 //!
@@ -444,55 +444,48 @@ impl Revision {
 pub(crate) mod tests {
     use super::*;
     use lopdf::{Stream, dictionary};
-    use printpdf::{FontId, Mm, Op, ParsedFont, PdfDocument, PdfFont, PdfFontHandle, PdfPage, PdfSaveOptions, Pt};
-    use printpdf::{TextItem, TextMatrix};
     use std::io::Write;
     use std::process::Command;
 
-    const REGULAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/NotoSerif-Regular-subset.ttf");
-    const BOLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fonts/NotoSerif-Bold-subset.ttf");
-
-    /// A PDF as `render::pdf` makes one: printpdf with both embedded faces, regular as
+    /// A PDF as `render::pdf` makes one (same writer, both embedded faces), regular as
     /// `font_name` and bold as `font_name` + "B"; one entry of `pages` per page, one line per
     /// string, bold where the line starts with `*`.
     pub(crate) fn render(font_name: &str, pages: &[&[&str]]) -> Vec<u8> {
+        use crate::render::fonts::{Face, fonts};
+        use crate::render::layout::{Line, Page, Span};
         let bold_name = format!("{font_name}B");
-        let mut doc = PdfDocument::new("Test");
-        for (name, path) in [(font_name, REGULAR), (bold_name.as_str(), BOLD)] {
-            let bytes = std::fs::read(path).unwrap();
-            let parsed = ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()).unwrap();
-            doc.resources.fonts.map.insert(FontId(name.into()), PdfFont::new(parsed));
-        }
-        doc.pages = pages
+        let laid: Vec<Page> = pages
             .iter()
-            .map(|lines| {
-                let mut ops = vec![Op::StartTextSection];
-                for (i, line) in lines.iter().enumerate() {
-                    let (name, line) = match line.strip_prefix('*') {
-                        Some(bold) => (bold_name.as_str(), bold),
-                        None => (font_name, *line),
-                    };
-                    ops.push(Op::SetFont { font: PdfFontHandle::External(FontId(name.into())), size: Pt(12.0) });
-                    ops.push(Op::SetTextMatrix {
-                        matrix: TextMatrix::Translate(Pt(72.0), Pt(700.0 - 20.0 * i as f32)),
-                    });
-                    ops.push(Op::ShowText { items: vec![TextItem::Text(line.to_string())] });
-                }
-                ops.push(Op::EndTextSection);
-                PdfPage::new(Mm(215.9), Mm(279.4), ops)
+            .map(|lines| Page {
+                lines: lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, line)| {
+                        let (face, text) = match line.strip_prefix('*') {
+                            Some(bold) => (Face::Bold, bold),
+                            None => (Face::Regular, *line),
+                        };
+                        let span = Span { x: 0.0, text: text.to_string(), face, size: 12.0, gray: false };
+                        (700.0 - 20.0 * i as f32, Line { height: 20.0, spans: vec![span], rules: Vec::new() })
+                    })
+                    .collect(),
+                frames: Vec::new(),
             })
             .collect();
-        let opts = PdfSaveOptions { subset_fonts: false, ..PdfSaveOptions::default() };
-        let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut Vec::new());
-        lo.compress();
-        let id = Object::String(
-            fnv128(&[font_name.as_bytes(), format!("{pages:?}").as_bytes()]).to_vec(),
-            StringFormat::Hexadecimal,
-        );
-        lo.trailer.set("ID", Object::Array(vec![id.clone(), id]));
-        let mut out = Vec::new();
-        lo.save_to(&mut out).unwrap();
-        out
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&fnv128(&[font_name.as_bytes(), format!("{pages:?}").as_bytes()]));
+        let meta = crate::render::pdf::Meta {
+            title: "Test",
+            subject: "",
+            author: "",
+            keywords: Vec::new(),
+            date_unix: 0,
+            header: "Test",
+            header_right: "",
+            draft: false,
+            id,
+        };
+        crate::render::pdf::write_named(fonts(), &laid, &meta, [font_name, &bold_name])
     }
 
     fn is_font_file(object: &Object) -> bool {
@@ -777,7 +770,7 @@ pub(crate) mod tests {
         assert!(text(&result, Some(6)).contains("Inherited B"));
         let info = page_info(&result, 5);
         assert!(info.contains("300 x 400") && info.contains("rot: 0"), "{info}");
-        // And the other way round: a flat, inheriting original gets printpdf pages.
+        // And the other way round: a flat, inheriting original gets our own pages.
         let original = handmade(&["Flat one"], false, [0, 0, 500, 500], 0);
         let result = append_pages(&original, &signature_pages("F1")).unwrap();
         assert_qpdf_clean(&result);

@@ -8,8 +8,6 @@
 
 use std::sync::LazyLock;
 
-use printpdf::ParsedFont;
-
 const REGULAR_TTF: &[u8] = include_bytes!("../../assets/fonts/NotoSerif-Regular-subset.ttf");
 const BOLD_TTF: &[u8] = include_bytes!("../../assets/fonts/NotoSerif-Bold-subset.ttf");
 
@@ -20,10 +18,21 @@ pub enum Face {
     Bold,
 }
 
-/// A parsed face with a fast advance-width table.
+/// A face with fast advance-width and glyph tables, and the metrics a PDF font descriptor
+/// names. Parsed once per process with `ttf-parser` (no allocation-heavy font model needed:
+/// the file is embedded whole, see [`crate::render::pdf`]).
 pub struct Font {
-    pub parsed: ParsedFont,
+    /// The TrueType program, embedded whole in every PDF.
+    pub bytes: &'static [u8],
+    /// The PostScript name the PDF gives the face (`/BaseFont`).
+    pub name: &'static str,
     units_per_em: f32,
+    /// Ascender, descender and cap height in font units.
+    pub ascent: i16,
+    pub descent: i16,
+    pub cap_height: i16,
+    /// The font's bounding box in font units: x min, y min, x max, y max.
+    pub bbox: [i16; 4],
     /// Advance widths in font units for U+0000..U+0180, 0 where the font has no glyph.
     low: [u16; 0x180],
     /// Advance widths above U+0180, sorted by code point.
@@ -31,35 +40,71 @@ pub struct Font {
     /// Glyph ids, same layout as the widths (0 = none).
     low_gid: [u16; 0x180],
     high_gid: Vec<(u32, u16)>,
+    /// Advance width in font units by glyph id.
+    gid_width: Vec<u16>,
 }
 
 impl Font {
-    fn load(bytes: &[u8]) -> Font {
-        let mut warnings = Vec::new();
+    fn load(bytes: &'static [u8], name: &'static str) -> Font {
         // The bytes are compiled in and covered by a unit test, so a parse failure is a
         // build defect, not an input error.
-        let parsed = ParsedFont::from_bytes(bytes, 0, &mut warnings).expect("embedded font parses");
+        let face = ttf_parser::Face::parse(bytes, 0).expect("embedded font parses");
         let mut low = [0u16; 0x180];
         let mut low_gid = [0u16; 0x180];
         let mut high = Vec::new();
         let mut high_gid = Vec::new();
-        for (&cp, &gid) in &parsed.codepoint_to_glyph {
-            let w = parsed.glyph_widths.get(&gid).copied().unwrap_or(0).max(1);
+        let mut gid_width = vec![0u16; usize::from(face.number_of_glyphs())];
+        let mut cps = Vec::new();
+        if let Some(cmap) = face.tables().cmap {
+            for sub in cmap.subtables.into_iter().filter(|s| s.is_unicode()) {
+                sub.codepoints(|cp| cps.push(cp));
+            }
+        }
+        cps.sort_unstable();
+        cps.dedup();
+        for cp in cps {
+            let Some(gid) = char::from_u32(cp).and_then(|c| face.glyph_index(c)) else { continue };
+            let w = face.glyph_hor_advance(gid).unwrap_or(0).max(1);
+            if let Some(slot) = gid_width.get_mut(usize::from(gid.0)) {
+                *slot = w;
+            }
             match usize::try_from(cp) {
                 Ok(i) if i < low.len() => {
                     low[i] = w;
-                    low_gid[i] = gid;
+                    low_gid[i] = gid.0;
                 }
                 _ => {
                     high.push((cp, w));
-                    high_gid.push((cp, gid));
+                    high_gid.push((cp, gid.0));
                 }
             }
         }
-        high.sort_unstable();
-        high_gid.sort_unstable();
-        let units_per_em = f32::from(parsed.units_per_em.max(1));
-        Font { parsed, units_per_em, low, high, low_gid, high_gid }
+        let b = face.global_bounding_box();
+        Font {
+            bytes,
+            name,
+            units_per_em: f32::from(face.units_per_em().max(1)),
+            ascent: face.ascender(),
+            descent: face.descender(),
+            cap_height: face.capital_height().unwrap_or(face.ascender()),
+            bbox: [b.x_min, b.y_min, b.x_max, b.y_max],
+            low,
+            high,
+            low_gid,
+            high_gid,
+            gid_width,
+        }
+    }
+
+    /// A glyph's advance in thousandths of an em (PDF glyph space), rounded.
+    pub fn pdf_width(&self, gid: u16) -> u32 {
+        let w = self.gid_width.get(usize::from(gid)).copied().unwrap_or(0);
+        (f32::from(w) * 1000.0 / self.units_per_em).round() as u32
+    }
+
+    /// A font-unit measure in thousandths of an em.
+    pub fn pdf_units(&self, v: i16) -> i32 {
+        (f32::from(v) * 1000.0 / self.units_per_em).round() as i32
     }
 
     fn advance_units(&self, c: char) -> Option<u16> {
@@ -110,8 +155,10 @@ impl Fonts {
     }
 }
 
-static FONTS: LazyLock<Fonts> =
-    LazyLock::new(|| Fonts { regular: Font::load(REGULAR_TTF), bold: Font::load(BOLD_TTF) });
+static FONTS: LazyLock<Fonts> = LazyLock::new(|| Fonts {
+    regular: Font::load(REGULAR_TTF, "NotoSerif-Regular"),
+    bold: Font::load(BOLD_TTF, "NotoSerif-Bold"),
+});
 
 pub fn fonts() -> &'static Fonts {
     &FONTS

@@ -1,16 +1,22 @@
-//! Pages → PDF bytes with printpdf's low-level operations.
+//! Pages → PDF bytes, written directly.
 //!
-//! Deterministic by construction: font resource names are fixed (`F1`, `F2`), document dates
-//! come from the intake, and the trailer `/ID` — which printpdf draws from a process-wide
-//! counter — is replaced with a hash of the document's content. The same intake therefore gives
-//! the same bytes in any process, on any machine.
+//! The writer knows the one shape of document Countersign makes, so it writes it in one pass
+//! without an intermediate object model: a catalog, a page tree, an info dictionary, both faces
+//! as Type0/Identity-H fonts (the TrueType program embedded whole, widths and a ToUnicode map
+//! for exactly the glyphs used), then per page a content stream, then the cross-reference
+//! table. Text is shown as big-endian glyph ids; the ToUnicode map makes it searchable and
+//! copyable. (Until November 2026 this went through printpdf and lopdf: translating operations
+//! and building lopdf's object map was most of the render time, and the two crates were a third
+//! of the dependency tree. lopdf stays for reading PDFs: `pdf::append`, the seal.)
+//!
+//! Deterministic by construction: object numbers, font resource names (`F1`, `F2`) and the order
+//! of everything are fixed, dates come from the intake, and the trailer `/ID` is a digest of
+//! what the document shows. The same intake gives the same bytes in any process.
 
-use super::fonts::{Face, Fonts};
+use std::fmt::Write as _;
+
+use super::fonts::{Face, Font, Fonts};
 use super::layout::{MARGIN, PAGE_H, PAGE_W, Page, Rule};
-use printpdf::{
-    Color, DictItem, FontId, Line as PdfLine, LinePoint, Mm, Op, PdfDocument, PdfFont, PdfFontHandle, PdfPage,
-    PdfSaveOptions, Point, Pt, Rgb, TextItem, TextMatrix,
-};
 
 /// Document-level facts the writer needs.
 pub struct Meta<'a> {
@@ -29,131 +35,211 @@ pub struct Meta<'a> {
     pub id: [u8; 16],
 }
 
-const REGULAR_ID: &str = "F1";
-const BOLD_ID: &str = "F2";
 const GRAY: f32 = 0.42;
+/// Object numbers: the fixed objects, then five per face, then two per page.
+const CATALOG: usize = 1;
+const PAGES: usize = 2;
+const INFO: usize = 3;
+const RESOURCES: usize = 4;
+const FIRST_FONT: usize = 5;
+const PER_FACE: usize = 5;
+const FIRST_PAGE: usize = FIRST_FONT + 2 * PER_FACE;
 
-fn font_handle(face: Face) -> PdfFontHandle {
-    PdfFontHandle::External(FontId(match face {
-        Face::Regular => REGULAR_ID.into(),
-        Face::Bold => BOLD_ID.into(),
-    }))
+/// Writes the PDF with the faces named `F1` (regular) and `F2` (bold).
+pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
+    write_named(fonts, pages, meta, ["F1", "F2"])
 }
 
-fn fill(v: f32) -> Op {
-    Op::SetFillColor { col: Color::Rgb(Rgb { r: v, g: v, b: v, icc_profile: None }) }
+/// [`write`] with other resource names for the two faces (tests of `pdf::append` use clashing
+/// names on purpose).
+pub fn write_named(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2]) -> Vec<u8> {
+    let mut used = [Used::default(), Used::default()];
+    let contents: Vec<Vec<u8>> = (1..=pages.len())
+        .map(|n| {
+            let mut pen = Pen { out: Vec::with_capacity(8 * 1024), fonts, names, used: &mut used, cur: None };
+            page_content(&mut pen, pages, n, meta);
+            deflate(&pen.out, flate2::Compression::fast())
+        })
+        .collect();
+
+    let mut w = Writer::new(FIRST_PAGE - 1 + 2 * pages.len());
+    // 1.3 is enough for what the writer uses (Type0 fonts, Flate); the seal raises the
+    // catalog's /Version when it adds what needs more.
+    w.out.extend_from_slice(b"%PDF-1.3\n%\xe2\xe3\xcf\xd3\n");
+
+    w.begin(CATALOG);
+    let _ = write!(w.text, "<< /Type /Catalog /Pages {PAGES} 0 R >>");
+    w.end_dict();
+
+    w.begin(PAGES);
+    w.text.push_str("<< /Type /Pages /Kids [");
+    for i in 0..pages.len() {
+        let _ = write!(w.text, "{} 0 R ", FIRST_PAGE + 2 * i);
+    }
+    let _ = write!(w.text, "] /Count {} >>", pages.len());
+    w.end_dict();
+
+    w.begin(INFO);
+    info(&mut w.text, meta);
+    w.end_dict();
+
+    w.begin(RESOURCES);
+    let _ = write!(
+        w.text,
+        "<< /Font << /{} {} 0 R /{} {} 0 R >> /ProcSet [/PDF /Text] >>",
+        names[0],
+        FIRST_FONT,
+        names[1],
+        FIRST_FONT + PER_FACE
+    );
+    w.end_dict();
+
+    for (slot, (font, packed)) in [(&fonts.regular, &PACKED[0]), (&fonts.bold, &PACKED[1])].into_iter().enumerate() {
+        embed(&mut w, FIRST_FONT + slot * PER_FACE, font, packed, &used[slot]);
+    }
+
+    let (wd, ht) = (num(PAGE_W), num(PAGE_H));
+    for (i, content) in contents.iter().enumerate() {
+        let (page, stream) = (FIRST_PAGE + 2 * i, FIRST_PAGE + 2 * i + 1);
+        w.begin(page);
+        let _ = write!(
+            w.text,
+            "<< /Type /Page /Parent {PAGES} 0 R /MediaBox [0 0 {wd} {ht}] /Resources {RESOURCES} 0 R /Contents {stream} 0 R >>"
+        );
+        w.end_dict();
+        w.stream(stream, "/Filter /FlateDecode", content);
+    }
+    w.finish(&meta.id)
 }
 
-/// Writes text into a page's operations, setting the font only when it changes.
-///
-/// The text is written as a raw `Tj` of big-endian glyph ids (the font is Identity-H and
-/// embedded whole, so ids are the font's own). printpdf's own text path allocates per character
-/// while collecting glyph usage and formats every glyph as hex; that was most of the PDF time.
-/// printpdf still writes the widths and ToUnicode map, from the glyph census on page 1.
+/// Glyphs a face shows: glyph id → the first character seen for it (for ToUnicode), as a
+/// table indexed by glyph id because this runs for every character.
+#[derive(Default)]
+struct Used(Vec<Option<char>>);
+
+impl Used {
+    fn mark(&mut self, gid: u16, c: char) {
+        let i = usize::from(gid);
+        if i >= self.0.len() {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i].get_or_insert(c);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u16, char)> + '_ {
+        self.0.iter().enumerate().filter_map(|(g, c)| Some((u16::try_from(g).ok()?, (*c)?)))
+    }
+}
+
+/// Writes one page's operators, setting the font only when it changes and noting the glyphs.
 struct Pen<'a> {
-    ops: &'a mut Vec<Op>,
+    out: Vec<u8>,
     fonts: &'a Fonts,
+    names: [&'a str; 2],
+    used: &'a mut [Used; 2],
     cur: Option<(Face, f32)>,
 }
 
 impl Pen<'_> {
-    fn text(&mut self, x: f32, y: f32, face: Face, size: f32, text: &str) {
+    fn op(&mut self, s: &str) {
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.push(b'\n');
+    }
+
+    fn nums(&mut self, vs: &[f32], op: &str) {
+        for v in vs {
+            push_num(&mut self.out, *v);
+            self.out.push(b' ');
+        }
+        self.op(op);
+    }
+
+    fn font(&mut self, face: Face, size: f32) {
         if self.cur != Some((face, size)) {
-            self.ops.push(Op::SetFont { font: font_handle(face), size: Pt(size) });
+            let name = self.names[slot(face)];
+            self.out.push(b'/');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.push(b' ');
+            self.nums(&[size], "Tf");
             self.cur = Some((face, size));
         }
-        self.ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(x), Pt(y)) });
+    }
+
+    /// `text` at (x, y) as a literal string of glyph ids.
+    fn text(&mut self, x: f32, y: f32, face: Face, size: f32, text: &str) {
+        self.font(face, size);
+        self.nums(&[1.0, 0.0, 0.0, 1.0, x, y], "Tm");
+        self.show(face, text);
+    }
+
+    fn show(&mut self, face: Face, text: &str) {
         let font = self.fonts.get(face);
-        let mut data = Vec::with_capacity(text.len() * 2);
+        let used = &mut self.used[slot(face)];
+        self.out.push(b'(');
         for c in text.chars() {
             // The intake parser admits only printable characters; anything else shows as .notdef.
-            data.extend_from_slice(&font.glyph(c).unwrap_or(0).to_be_bytes());
-        }
-        self.ops.push(Op::Unknown { key: "Tj".into(), value: vec![DictItem::String { data, literal: true }] });
-    }
-}
-
-/// One invisible string per face holding every character the document prints, so printpdf
-/// embeds each face with widths and a ToUnicode map covering exactly the glyphs used.
-fn census(ops: &mut Vec<Op>, fonts: &Fonts, pages: &[Page], meta: &Meta) {
-    // One slot per glyph id (the subset fonts have a few hundred glyphs), holding the first
-    // character seen for it: a table, not a set, because this runs over every character.
-    let mut seen: [Vec<Option<char>>; 2] = [vec![None; 1024], vec![None; 1024]];
-    let mut mark = |face: Face, text: &str| {
-        let (slot, font) = if face == Face::Regular { (0, &fonts.regular) } else { (1, &fonts.bold) };
-        for c in text.chars() {
-            if let Some(g) = font.glyph(c).map(usize::from).filter(|&g| g < 1024) {
-                seen[slot][g].get_or_insert(c);
+            let g = font.glyph(c).unwrap_or(0);
+            if g != 0 {
+                used.mark(g, c);
+            }
+            for b in g.to_be_bytes() {
+                match b {
+                    b'(' | b')' | b'\\' => self.out.extend_from_slice(&[b'\\', b]),
+                    // An end of line inside a literal string reads back as \n: escape both.
+                    b'\n' => self.out.extend_from_slice(b"\\n"),
+                    b'\r' => self.out.extend_from_slice(b"\\r"),
+                    _ => self.out.push(b),
+                }
             }
         }
-    };
-    for p in pages {
-        for (_, line) in &p.lines {
-            for s in &line.spans {
-                mark(s.face, &s.text);
-            }
+        self.out.extend_from_slice(b") Tj\n");
+    }
+
+    fn stroke(&mut self, points: &[(f32, f32)], closed: bool) {
+        for (i, &(x, y)) in points.iter().enumerate() {
+            self.nums(&[x, y], if i == 0 { "m" } else { "l" });
         }
+        self.op(if closed { "h S" } else { "S" });
     }
-    mark(Face::Regular, meta.header);
-    mark(Face::Regular, "Page of 0123456789");
-    mark(Face::Bold, meta.header_right);
-    if meta.draft {
-        mark(Face::Bold, "DRAFT");
-    }
-    let used: [String; 2] = [seen[0].iter().flatten().collect(), seen[1].iter().flatten().collect()];
-    ops.push(Op::StartTextSection);
-    ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Invisible });
-    for (face, chars) in [(Face::Regular, &used[0]), (Face::Bold, &used[1])] {
-        if chars.is_empty() {
-            continue;
-        }
-        ops.push(Op::SetFont { font: font_handle(face), size: Pt(1.0) });
-        ops.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(0.0), Pt(0.0)) });
-        ops.push(Op::ShowText { items: vec![TextItem::Text(chars.clone())] });
-    }
-    ops.push(Op::SetTextRenderingMode { mode: printpdf::TextRenderingMode::Fill });
-    ops.push(Op::EndTextSection);
 }
 
-fn stroke(ops: &mut Vec<Op>, points: &[(f32, f32)], closed: bool) {
-    ops.push(Op::DrawLine {
-        line: PdfLine {
-            points: points.iter().map(|&(x, y)| LinePoint { p: Point { x: Pt(x), y: Pt(y) }, bezier: false }).collect(),
-            is_closed: closed,
-        },
-    });
+fn slot(face: Face) -> usize {
+    match face {
+        Face::Regular => 0,
+        Face::Bold => 1,
+    }
 }
 
-fn page_ops(fonts: &Fonts, pages: &[Page], number: usize, meta: &Meta) -> Vec<Op> {
+fn page_content(pen: &mut Pen, pages: &[Page], number: usize, meta: &Meta) {
     let page = &pages[number - 1];
-    let total = pages.len();
-    let mut ops = Vec::with_capacity(page.lines.len() * 4 + 32);
-    if number == 1 {
-        census(&mut ops, fonts, pages, meta);
-    }
+    let fonts = pen.fonts;
 
     if meta.draft {
         // A light diagonal watermark, drawn first so text sits on top of it.
-        ops.push(Op::StartTextSection);
-        ops.push(fill(0.88));
-        ops.push(Op::SetFont { font: font_handle(Face::Bold), size: Pt(110.0) });
+        pen.op("BT");
+        pen.nums(&[0.88], "g");
+        pen.font(Face::Bold, 110.0);
         let w = fonts.bold.width("DRAFT", 110.0);
         let (c, s) = (std::f32::consts::FRAC_1_SQRT_2, std::f32::consts::FRAC_1_SQRT_2);
         let (cx, cy) = (PAGE_W / 2.0, PAGE_H / 2.0);
         let (x, y) = (cx - (w / 2.0) * c + 38.0 * s, cy - (w / 2.0) * s - 38.0 * c);
-        ops.push(Op::SetTextMatrix { matrix: TextMatrix::Raw([c, s, -s, c, x, y]) });
-        ops.push(Op::ShowText { items: vec![TextItem::Text("DRAFT".into())] });
-        ops.push(Op::EndTextSection);
+        // Four decimals for the rotation: two would skew the mark visibly.
+        for v in [c, s, -s, c] {
+            pen.out.extend_from_slice(format!("{v:.4} ").as_bytes());
+        }
+        pen.nums(&[x, y], "Tm");
+        pen.show(Face::Bold, "DRAFT");
+        pen.op("ET");
+        pen.cur = None;
     }
 
-    ops.push(Op::StartTextSection);
+    pen.op("BT");
     // Header and footer.
-    ops.push(fill(GRAY));
-    let mut pen = Pen { ops: &mut ops, fonts, cur: None };
+    pen.nums(&[GRAY], "g");
     pen.text(MARGIN, PAGE_H - 44.0, Face::Regular, 8.0, meta.header);
     let rw = fonts.get(Face::Bold).width(meta.header_right, 8.0);
     pen.text(PAGE_W - MARGIN - rw, PAGE_H - 44.0, Face::Bold, 8.0, meta.header_right);
-    let footer = format!("Page {number} of {total}");
+    let footer = format!("Page {number} of {}", pages.len());
     let fw = fonts.regular.width(&footer, 8.0);
     pen.text((PAGE_W - fw) / 2.0, 40.0, Face::Regular, 8.0, &footer);
 
@@ -162,60 +248,250 @@ fn page_ops(fonts: &Fonts, pages: &[Page], number: usize, meta: &Meta) -> Vec<Op
     for (y, line) in &page.lines {
         for span in &line.spans {
             if span.gray != gray {
-                pen.ops.push(fill(if span.gray { GRAY } else { 0.0 }));
+                pen.nums(&[if span.gray { GRAY } else { 0.0 }], "g");
                 gray = span.gray;
             }
             pen.text(MARGIN + span.x, *y, span.face, span.size, span.text.trim_end());
         }
     }
-    ops.push(Op::EndTextSection);
+    pen.op("ET");
 
     // Rules and frames.
-    ops.push(Op::SetOutlineColor { col: Color::Rgb(Rgb { r: 0.0, g: 0.0, b: 0.0, icc_profile: None }) });
-    ops.push(Op::SetOutlineThickness { pt: Pt(0.6) });
+    pen.op("0 G 0.6 w");
     for (y, line) in &page.lines {
         for rule in &line.rules {
             match *rule {
-                Rule::Underline { x1, x2 } => {
-                    stroke(&mut ops, &[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false)
-                }
-                // A bar is a stroke as thick as the bar is tall, through its middle.
+                Rule::Underline { x1, x2 } => pen.stroke(&[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false),
+                // A filled rectangle from the baseline up (the vendor report's bar charts).
                 Rule::Bar { x1, x2, height } => {
-                    ops.push(Op::SetOutlineColor {
-                        col: Color::Rgb(Rgb { r: 0.2, g: 0.36, b: 0.6, icc_profile: None }),
-                    });
-                    ops.push(Op::SetOutlineThickness { pt: Pt(height) });
-                    stroke(&mut ops, &[(MARGIN + x1, y + height / 2.0), (MARGIN + x2, y + height / 2.0)], false);
-                    ops.push(Op::SetOutlineColor {
-                        col: Color::Rgb(Rgb { r: 0.0, g: 0.0, b: 0.0, icc_profile: None }),
-                    });
-                    ops.push(Op::SetOutlineThickness { pt: Pt(0.6) });
+                    pen.nums(&[0.2, 0.36, 0.6], "rg");
+                    pen.nums(&[MARGIN + x1, *y, x2 - x1, height], "re");
+                    pen.op("f");
+                    pen.nums(&[0.0], "g");
                 }
             }
         }
     }
     // A thin rule under the header.
-    stroke(&mut ops, &[(MARGIN, PAGE_H - 50.0), (PAGE_W - MARGIN, PAGE_H - 50.0)], false);
+    pen.stroke(&[(MARGIN, PAGE_H - 50.0), (PAGE_W - MARGIN, PAGE_H - 50.0)], false);
     for f in &page.frames {
         let (l, r) = (MARGIN - 2.0, PAGE_W - MARGIN + 2.0);
-        stroke(&mut ops, &[(l, f.top), (r, f.top), (r, f.bottom), (l, f.bottom)], true);
+        pen.stroke(&[(l, f.top), (r, f.top), (r, f.bottom), (l, f.bottom)], true);
     }
-    ops
+}
+
+/// One face: the Type0 font, its CIDFontType2 descendant, the descriptor, the embedded program
+/// (compressed once per process) and the ToUnicode map — objects `first` to `first + 4`.
+fn embed(w: &mut Writer, first: usize, font: &Font, packed: &Packed, used: &Used) {
+    let (type0, cid, descriptor, file, to_unicode) = (first, first + 1, first + 2, first + 3, first + 4);
+    // A subset font's name carries a six-letter tag (ISO 32000 9.6.4).
+    let tag = if font.name.ends_with("Bold") { "CSGNAB" } else { "CSGNAA" };
+    let base = format!("{tag}+{}", font.name);
+
+    w.begin(type0);
+    let _ = write!(
+        w.text,
+        "<< /Type /Font /Subtype /Type0 /BaseFont /{base} /Encoding /Identity-H /DescendantFonts [{cid} 0 R] /ToUnicode {to_unicode} 0 R >>"
+    );
+    w.end_dict();
+
+    w.begin(cid);
+    let _ = write!(
+        w.text,
+        "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /{base} /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> /FontDescriptor {descriptor} 0 R /CIDToGIDMap /Identity /DW 1000 /W ["
+    );
+    for (gid, _) in used.iter() {
+        let _ = write!(w.text, "{gid} [{}] ", font.pdf_width(gid));
+    }
+    w.text.push_str("] >>");
+    w.end_dict();
+
+    w.begin(descriptor);
+    let [x0, y0, x1, y1] = font.bbox.map(|v| font.pdf_units(v));
+    let _ = write!(
+        w.text,
+        "<< /Type /FontDescriptor /FontName /{base} /Flags 6 /FontBBox [{x0} {y0} {x1} {y1}] /ItalicAngle 0 /Ascent {} /Descent {} /CapHeight {} /StemV 80 /FontFile2 {file} 0 R >>",
+        font.pdf_units(font.ascent),
+        font.pdf_units(font.descent),
+        font.pdf_units(font.cap_height),
+    );
+    w.end_dict();
+
+    w.stream(file, &format!("/Length1 {} /Filter /FlateDecode", packed.raw_len), &packed.deflated);
+
+    let cmap = to_unicode_cmap(used);
+    w.stream(to_unicode, "/Filter /FlateDecode", &deflate(cmap.as_bytes(), flate2::Compression::fast()));
+}
+
+/// The ToUnicode CMap: each glyph shown → its character, in `bfchar` blocks of at most 100.
+fn to_unicode_cmap(used: &Used) -> String {
+    let mut s = String::from(
+        "/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n\
+         /CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n\
+         /CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n\
+         1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n",
+    );
+    let all: Vec<(u16, char)> = used.iter().collect();
+    for block in all.chunks(100) {
+        let _ = writeln!(s, "{} beginbfchar", block.len());
+        for &(gid, c) in block {
+            let _ = write!(s, "<{gid:04X}> <");
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(s, "{u:04X}");
+            }
+            s.push_str(">\n");
+        }
+        s.push_str("endbfchar\n");
+    }
+    s.push_str("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
+    s
+}
+
+/// The info dictionary: title, subject, author, keywords, producer and dates.
+fn info(s: &mut String, meta: &Meta) {
+    let date = pdf_date(meta.date_unix);
+    s.push_str("<< /Title ");
+    text_string(s, meta.title);
+    s.push_str(" /Subject ");
+    text_string(s, meta.subject);
+    s.push_str(" /Author ");
+    text_string(s, meta.author);
+    s.push_str(" /Keywords ");
+    text_string(s, &meta.keywords.join(", "));
+    s.push_str(" /Creator (Countersign) /Producer ");
+    text_string(s, &format!("Countersign {}", env!("CARGO_PKG_VERSION")));
+    let _ = write!(s, " /CreationDate ({date}) /ModDate ({date}) >>");
+}
+
+/// `D:YYYYMMDDHHmmSSZ`.
+fn pdf_date(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (y, m, d) = crate::domain::time::civil_from_days(days);
+    format!("D:{y:04}{m:02}{d:02}{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// A PDF text string: a literal string when the text is printable ASCII, else UTF-16BE with a
+/// byte-order mark, in hex.
+fn text_string(s: &mut String, text: &str) {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        s.push('(');
+        for c in text.chars() {
+            if matches!(c, '(' | ')' | '\\') {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push(')');
+    } else {
+        s.push_str("<FEFF");
+        for u in text.encode_utf16() {
+            let _ = write!(s, "{u:04X}");
+        }
+        s.push('>');
+    }
+}
+
+/// A number with at most two decimals, without trailing zeros (`612`, `0.42`, `-3.5`).
+fn num(v: f32) -> String {
+    let mut out = Vec::new();
+    push_num(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn push_num(out: &mut Vec<u8>, v: f32) {
+    let hundredths = (f64::from(v) * 100.0).round() as i64;
+    if hundredths < 0 {
+        out.push(b'-');
+    }
+    let a = hundredths.unsigned_abs();
+    let mut buf = itoa_buf(a / 100);
+    out.append(&mut buf);
+    let frac = a % 100;
+    if frac != 0 {
+        out.push(b'.');
+        out.push(b'0' + (frac / 10) as u8);
+        if !frac.is_multiple_of(10) {
+            out.push(b'0' + (frac % 10) as u8);
+        }
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Vec<u8> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].to_vec()
+}
+
+/// Appends objects, recording each one's offset for the cross-reference table.
+struct Writer {
+    out: Vec<u8>,
+    offsets: Vec<usize>,
+    /// The dictionary being written (objects are short; one buffer reused).
+    text: String,
+}
+
+impl Writer {
+    fn new(objects: usize) -> Writer {
+        Writer { out: Vec::with_capacity(96 * 1024), offsets: vec![0; objects], text: String::with_capacity(4096) }
+    }
+
+    fn begin(&mut self, n: usize) {
+        self.offsets[n - 1] = self.out.len();
+        let _ = writeln!(self.text, "{n} 0 obj");
+    }
+
+    fn end_dict(&mut self) {
+        self.text.push_str("\nendobj\n");
+        self.out.extend_from_slice(self.text.as_bytes());
+        self.text.clear();
+    }
+
+    fn stream(&mut self, n: usize, dict: &str, data: &[u8]) {
+        self.begin(n);
+        let _ = write!(self.text, "<< /Length {} {dict} >>\nstream\n", data.len());
+        self.out.extend_from_slice(self.text.as_bytes());
+        self.text.clear();
+        self.out.extend_from_slice(data);
+        self.out.extend_from_slice(b"\nendstream\nendobj\n");
+    }
+
+    fn finish(mut self, id: &[u8; 16]) -> Vec<u8> {
+        let xref = self.out.len();
+        let mut t = format!("xref\n0 {}\n0000000000 65535 f \n", self.offsets.len() + 1);
+        for off in &self.offsets {
+            let _ = writeln!(t, "{off:010} 00000 n ");
+        }
+        let id = hex::encode_upper(id);
+        let _ = write!(
+            t,
+            "trailer\n<< /Size {} /Root {CATALOG} 0 R /Info {INFO} 0 R /ID [<{id}> <{id}>] >>\nstartxref\n{xref}\n%%EOF",
+            self.offsets.len() + 1
+        );
+        self.out.extend_from_slice(t.as_bytes());
+        self.out
+    }
 }
 
 /// A font program compressed once per process: embedding the same ~27 KB face in every
 /// document must not cost a deflate per document.
 struct Packed {
-    raw: &'static [u8],
+    raw_len: usize,
     deflated: Vec<u8>,
 }
 
 static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
     let f = super::fonts::fonts();
-    [&f.regular, &f.bold].map(|face| {
-        let raw: &'static [u8] = &face.parsed.original_bytes;
-        Packed { raw, deflated: deflate(raw, flate2::Compression::best()) }
-    })
+    [&f.regular, &f.bold]
+        .map(|face| Packed { raw_len: face.bytes.len(), deflated: deflate(face.bytes, flate2::Compression::best()) })
 });
 
 fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
@@ -244,62 +520,43 @@ fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
     }
 }
 
-/// Compresses every stream: the embedded fonts from the per-process cache, everything else
-/// (page content, CMaps) at a fast level. lopdf's own `compress` uses the slowest level on every
-/// stream, which cost ~20 ms per document. Deterministic either way.
-fn compress(lo: &mut lopdf::Document) {
-    for obj in lo.objects.values_mut() {
-        let lopdf::Object::Stream(stream) = obj else { continue };
-        if stream.dict.get(b"Filter").is_ok() {
-            continue;
-        }
-        let compressed = match PACKED.iter().find(|p| p.raw == stream.content.as_slice()) {
-            Some(p) => p.deflated.clone(),
-            None => deflate(&stream.content, flate2::Compression::fast()),
-        };
-        if compressed.len() + 19 < stream.content.len() {
-            stream.dict.set("Filter", "FlateDecode");
-            stream.set_content(compressed);
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Writes the PDF.
-pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
-    let mut doc = PdfDocument::new(meta.title);
-    doc.resources.fonts.map.insert(FontId(REGULAR_ID.into()), PdfFont::new(fonts.regular.parsed.clone()));
-    doc.resources.fonts.map.insert(FontId(BOLD_ID.into()), PdfFont::new(fonts.bold.parsed.clone()));
-    let info = &mut doc.metadata.info;
-    info.subject = meta.subject.to_string();
-    info.author = meta.author.to_string();
-    info.creator = "Countersign".into();
-    info.producer = format!("Countersign {} (printpdf)", env!("CARGO_PKG_VERSION"));
-    info.keywords = meta.keywords.clone();
-    if let Ok(d) = printpdf::OffsetDateTime::from_unix_timestamp(meta.date_unix) {
-        info.creation_date = d;
-        info.modification_date = d;
-        info.metadata_date = d;
+    #[test]
+    fn numbers_are_written_with_at_most_two_decimals() {
+        assert_eq!(num(612.0), "612");
+        assert_eq!(num(0.42), "0.42");
+        assert_eq!(num(-3.5), "-3.5");
+        assert_eq!(num(0.004), "0");
+        assert_eq!(num(71.999), "72");
     }
 
-    let mm = |pt: f32| Mm(pt * 25.4 / 72.0);
-    doc.pages = pages
-        .iter()
-        .enumerate()
-        .map(|(i, _)| PdfPage::new(mm(PAGE_W), mm(PAGE_H), page_ops(fonts, pages, i + 1, meta)))
-        .collect();
+    #[test]
+    fn text_strings_are_literal_for_ascii_and_utf16_otherwise() {
+        let mut s = String::new();
+        text_string(&mut s, "A (b) \\ c");
+        assert_eq!(s, "(A \\(b\\) \\\\ c)");
+        s.clear();
+        text_string(&mut s, "Zoë");
+        assert_eq!(s, "<FEFF005A006F00EB>");
+    }
 
-    // The fonts are already subset (scripts/subset-fonts.sh): embed them whole.
-    // `secure: false` lets our raw `Tj` operators through (see `text_at`).
-    let opts = PdfSaveOptions { subset_fonts: false, secure: false, ..PdfSaveOptions::default() };
-    let mut warnings = Vec::new();
-    let mut lo = printpdf::serialize::to_lopdf_doc(&doc, &opts, &mut warnings);
-    compress(&mut lo);
+    #[test]
+    fn dates_are_pdf_dates() {
+        assert_eq!(pdf_date(1_795_824_000), "D:20261128000000Z");
+        assert_eq!(pdf_date(1_795_824_000 + 3661), "D:20261128010101Z");
+    }
 
-    // printpdf draws /ID from a process-wide counter; a content digest makes it reproducible.
-    let id = lopdf::Object::String(meta.id.to_vec(), lopdf::StringFormat::Hexadecimal);
-    lo.trailer.set("ID", lopdf::Object::Array(vec![id.clone(), id]));
-    let mut out = Vec::with_capacity(64 * 1024);
-    // Writing into a Vec cannot fail.
-    let _ = lo.save_to(&mut out);
-    out
+    #[test]
+    fn to_unicode_maps_each_glyph_used_and_splits_blocks_of_a_hundred() {
+        let mut used = Used::default();
+        for (i, c) in ('a'..='z').cycle().take(150).enumerate() {
+            used.mark(u16::try_from(i + 1).unwrap(), c);
+        }
+        let cmap = to_unicode_cmap(&used);
+        assert!(cmap.contains("100 beginbfchar") && cmap.contains("50 beginbfchar"), "{cmap}");
+        assert!(cmap.contains("<0001> <0061>"));
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pdf::append::tests::{assert_qpdf_clean, run};
 
-/// A printpdf PDF with the embedded Noto Serif, one entry of `pages` per page.
+/// A PDF from `render::pdf` with the embedded Noto Serif, one entry of `pages` per page.
 fn render(pages: &[&[&str]]) -> Vec<u8> {
     crate::pdf::append::tests::render("F1", pages)
 }
