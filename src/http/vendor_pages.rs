@@ -65,8 +65,8 @@ fn render(viewer: &Viewer, name: &str, mut ctx: Context, status: StatusCode) -> 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/vendors", get(list))
-        .route("/vendors/report.pdf", get(report_pdf))
-        .route("/vendors/report.csv", get(report_csv))
+        .route("/vendor-report.pdf", get(report_pdf))
+        .route("/vendor-report.csv", get(report_csv))
         .route("/vendors/{id}", get(page))
         .route("/vendors/{id}/questionnaire", axum::routing::post(questionnaire))
 }

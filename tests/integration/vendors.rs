@@ -641,7 +641,7 @@ fn in_a_real_browser_the_vendor_pages_show_every_section_and_take_the_questionna
         d.save_screenshot(&format!("vendor-list-{width}"));
         // The report link works with the session (the API's report needs a key).
         let pdf =
-            d.script("return fetch('/vendors/report.pdf').then(r => r.status + ' ' + r.headers.get('content-type'));");
+            d.script("return fetch('/vendor-report.pdf').then(r => r.status + ' ' + r.headers.get('content-type'));");
         assert_eq!(pdf, "200 application/pdf");
         d.go(&app.url(&format!("/vendors/{id}")));
         assert!(poll(|| d.source().contains("Role determination")), "{}", d.source());
