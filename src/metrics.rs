@@ -38,6 +38,9 @@ pub struct Metrics {
     outbox_sent: Counter,
     outbox_failures: Family<Labels, Counter>,
     store_bytes: Gauge,
+    webhooks_queued: Gauge,
+    webhooks_delivered: Counter,
+    webhook_failures: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,6 +64,9 @@ impl Metrics {
             outbox_sent: Counter::default(),
             outbox_failures: Family::default(),
             store_bytes: Gauge::default(),
+            webhooks_queued: Gauge::default(),
+            webhooks_delivered: Counter::default(),
+            webhook_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by method, route pattern and status", m.requests.clone());
@@ -86,6 +92,21 @@ impl Metrics {
             m.outbox_failures.clone(),
         );
         registry.register("store_size_bytes", "Bytes the store's files take on disk", m.store_bytes.clone());
+        registry.register(
+            "webhooks_queued",
+            "Webhook deliveries queued (as of the webhook sender's last pass)",
+            m.webhooks_queued.clone(),
+        );
+        registry.register(
+            "webhooks_delivered",
+            "Webhook deliveries a receiver accepted (2xx)",
+            m.webhooks_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failures",
+            "Failed webhook attempts: transient (will retry) or final",
+            m.webhook_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -146,6 +167,19 @@ impl Metrics {
     /// `transient` (will retry) or `final`.
     pub fn outbox_failure(&self, kind: &'static str) {
         self.outbox_failures.get_or_create(&vec![("kind", kind.to_string())]).inc();
+    }
+
+    pub fn webhooks_queued(&self, n: usize) {
+        self.webhooks_queued.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn webhook_delivered(&self) {
+        self.webhooks_delivered.inc();
+    }
+
+    /// `transient` (will retry) or `final`.
+    pub fn webhook_failure(&self, kind: &'static str) {
+        self.webhook_failures.get_or_create(&vec![("kind", kind.to_string())]).inc();
     }
 
     pub fn store_size(&self, bytes: u64) {

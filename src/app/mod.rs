@@ -6,6 +6,8 @@
 //! * [`views`] — the first-view rule: later views of a signer link counted in memory.
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
 //!   reminders and notices are due, and the background task that sends due mail.
+//! * [`webhooks`] — signed webhook events, queued with the change that causes them, and the
+//!   task that delivers them.
 //!
 //! It depends on everything below it (`domain`, `render`, `pdf`, `seal`, `store`, `mail`
 //! composition) and on nothing above it (`http`, `cli`).
@@ -19,6 +21,7 @@ pub mod service;
 pub mod update;
 pub mod vendors;
 pub mod views;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

@@ -322,7 +322,8 @@ fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), Service
         }
     }
     change.messages.push(m);
-    s.store.commit(change)?;
+    // Through the service: the `message_failed` event queues its `delivery.failed` webhooks.
+    s.commit(change)?;
     s.mail_wake.notify_one();
     Ok(())
 }

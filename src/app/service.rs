@@ -175,6 +175,8 @@ pub struct Service {
     /// Seals secrets at rest (two-factor seeds, webhook secrets) under a key kept outside the
     /// store; see [`crate::secret::vault`].
     pub vault: crate::secret::vault::Vault,
+    /// The webhook sender's wake-up, passes and bookkeeping lock (see [`super::webhooks`]).
+    pub hooks: super::webhooks::Hooks,
 }
 
 /// SHA-256 → (agreement id, `sent` or `final`, length in bytes).
@@ -238,6 +240,7 @@ impl Service {
             metrics: Default::default(),
             sender_passes: Default::default(),
             vault,
+            hooks: Default::default(),
         };
         service.rebuild_index();
         service
@@ -283,9 +286,11 @@ impl Service {
     /// share one fsync (group commit, see [`crate::store::group`]). The change is visible to
     /// readers a moment before it is durable, as it already was between sled's write and the
     /// fsync; nothing is acknowledged, and no mail is woken, before it is durable.
-    pub(crate) fn apply(&self, change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
+    pub(crate) fn apply(&self, mut change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
+        // Webhook deliveries for the change's events, committed with it (see `app::webhooks`).
+        self.queue_webhooks(&mut change)?;
         let a = change.agreement.clone();
-        let queued = !change.messages.is_empty();
+        let queued = !change.messages.is_empty() || !change.webhooks.is_empty();
         let kinds: Vec<String> = change.events.iter().map(|e| e.kind.clone()).collect();
         let (sealed, ticket) = self.store.commit_nowait(change)?;
         kinds.iter().for_each(|k| self.metrics.event(k));
@@ -312,6 +317,7 @@ impl Service {
         self.store.sync(ticket)?;
         if queued {
             self.mail_wake.notify_one();
+            self.hooks.wake.notify_one();
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod serve;
 mod tests;
 pub mod user;
 pub mod vendors;
+pub mod webhooks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,9 @@ pub enum Command {
     /// The vendor register: list vendors, show one, or write the executive report
     /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API).
     Vendors(vendors::VendorsArgs),
+    /// Webhook endpoints: list, add (prints the secret once), remove, a delivery log, redeliver.
+    /// Works while the server runs (through its API).
+    Webhooks(webhooks::WebhooksArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
     SealCert {
@@ -366,6 +370,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
         Command::Vendors(args) => vendors::run(args),
+        Command::Webhooks(args) => webhooks::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {
                 return Err("give exactly two intakes: --intake OLD.json --intake NEW.json".into());

@@ -473,6 +473,48 @@ pub const ROUTES: &[RouteDoc] = &[
         Body::None,
         (200, "intact, items"),
     ),
+    // Webhook endpoints (src/http/webhooks.rs, src/app/webhooks.rs).
+    r("GET", "/webhooks", ADMIN, "Webhook endpoints (never their secrets)", Body::None, (200, "items")),
+    r(
+        "POST",
+        "/webhooks",
+        ADMIN,
+        "Add a webhook endpoint (https to a public address; \"local\": true allows http and loopback); the whsec_ secret is shown once",
+        Body::Json("{url, events, local?, description?}"),
+        (201, "the endpoint with its secret"),
+    ),
+    r(
+        "GET",
+        "/webhooks/{id}",
+        ADMIN,
+        "A webhook endpoint and its delivery log (status, response code, attempts, last error)",
+        Body::None,
+        (200, "the endpoint with deliveries"),
+    ),
+    r(
+        "DELETE",
+        "/webhooks/{id}",
+        ADMIN,
+        "Remove a webhook endpoint with its delivery log",
+        Body::None,
+        (200, "the endpoint"),
+    ),
+    r(
+        "POST",
+        "/webhooks/{id}/test",
+        ADMIN,
+        "Queue a webhook.test event to the endpoint",
+        Body::None,
+        (202, "the delivery"),
+    ),
+    r(
+        "POST",
+        "/webhooks/{id}/deliveries/{delivery}/redeliver",
+        ADMIN,
+        "Queue a delivery again (same webhook-id and body, attempts reset)",
+        Body::None,
+        (202, "the delivery"),
+    ),
 ];
 
 /// Routes that answer without a key (method, path relative to `/api/v1`). Only the API
@@ -521,6 +563,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::outbox::router())
         .merge(super::users::router())
         .merge(super::vendors::router())
+        .merge(super::webhooks::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
 

@@ -17,6 +17,7 @@ pub mod users;
 pub mod vendor_pages;
 pub mod vendors;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -162,15 +163,23 @@ pub async fn run(
     let sender = crate::app::sender::spawn(service.clone(), async {
         let _ = mail_stopped.await;
     });
+    let (stop_hooks, hooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let hooks = crate::app::webhooks::spawn(service.clone(), async {
+        let _ = hooks_stopped.await;
+    });
     let limits = service.config.http.clone();
     conn::serve(listener, app(state), limits, shutdown).await?;
     let _ = stop_mail.send(());
+    let _ = stop_hooks.send(());
     let _ = stop_metrics.send(());
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
     if tokio::time::timeout(std::time::Duration::from_secs(30), sender).await.is_err() {
         tracing::warn!("mail sender did not stop in time");
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(30), hooks).await.is_err() {
+        tracing::warn!("webhook sender did not stop in time");
     }
     // Blocking work a handler started (a render, a commit) may still hold the service after the
     // last connection closed; wait for it, so that the store is ours alone to close.

@@ -31,6 +31,7 @@ pub struct MemoryStore {
     maps: Mutex<Maps>,
     people: super::memory_people::MemoryPeople,
     vendors: super::vendors::MemoryVendors,
+    webhooks: super::webhooks::MemoryWebhooks,
 }
 
 impl MemoryStore {
@@ -105,6 +106,8 @@ impl Store for MemoryStore {
         for sha in change.delete_documents {
             m.documents.remove(&sha);
         }
+        // Under the maps lock: the deliveries land with the rest of the change.
+        self.webhooks.queue(change.webhooks);
         Ok(sealed)
     }
 
@@ -197,5 +200,9 @@ impl Store for MemoryStore {
 
     fn vendors(&self) -> &dyn super::vendors::VendorStore {
         &self.vendors
+    }
+
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        &self.webhooks
     }
 }

@@ -15,6 +15,7 @@ pub mod people;
 pub mod perms;
 pub mod sled_store;
 pub mod vendors;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,8 @@ pub struct Change {
     pub messages: Vec<Message>,
     /// Documents to delete (retention disposal), by SHA-256.
     pub delete_documents: Vec<String>,
+    /// Webhook deliveries the change causes, queued in the same transaction (see [`webhooks`]).
+    pub webhooks: Vec<webhooks::Delivery>,
 }
 
 /// A staff API key. Only the SHA-256 of its secret is stored.
@@ -187,4 +190,6 @@ pub trait Store: Send + Sync + 'static {
     fn people(&self) -> &dyn people::PeopleStore;
     /// The vendor register (issue 16), in the same store.
     fn vendors(&self) -> &dyn vendors::VendorStore;
+    /// Webhook endpoints and their deliveries, in the same store.
+    fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 }

@@ -49,6 +49,8 @@ pub struct SledStore {
     people: super::people::PeopleTrees,
     /// Vendors, their audit trails and files (see [`super::vendors`]).
     vendors: super::vendors::VendorTrees,
+    /// Webhook endpoints, deliveries and their queue (see [`super::webhooks`]).
+    webhooks: super::webhooks::WebhookTree,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
     _released: LockReleased,
 }
@@ -156,6 +158,7 @@ impl SledStore {
             group: Default::default(),
             people: super::people::PeopleTrees::open(&db)?,
             vendors: super::vendors::VendorTrees::open(&db)?,
+            webhooks: super::webhooks::WebhookTree::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
             db,
@@ -265,8 +268,9 @@ impl Store for SledStore {
             &self.heads,
             &self.outbox,
             &self.outbox_index,
+            &self.webhooks.tree,
         );
-        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index)| {
+        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index, wh)| {
             if let Some(a) = &change.agreement {
                 let stored_rev = match agreements.get(a.id.as_bytes())? {
                     Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
@@ -305,6 +309,9 @@ impl Store for SledStore {
             }
             for sha in &change.delete_documents {
                 documents.remove(sha.as_bytes())?;
+            }
+            for d in &change.webhooks {
+                super::webhooks::put_delivery_tx(wh, d)?;
             }
             Ok(sealed)
         });
@@ -429,6 +436,10 @@ impl Store for SledStore {
     fn vendors(&self) -> &dyn super::vendors::VendorStore {
         self
     }
+
+    fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
+        self
+    }
 }
 
 impl SledStore {
@@ -438,6 +449,10 @@ impl SledStore {
 
     pub(super) fn vendor_trees(&self) -> &super::vendors::VendorTrees {
         &self.vendors
+    }
+
+    pub(super) fn webhook_tree(&self) -> &super::webhooks::WebhookTree {
+        &self.webhooks
     }
 
     /// Makes everything written so far durable (see [`SledStore::durable`]).
@@ -464,6 +479,7 @@ impl SledStore {
         ];
         trees.extend(self.people.named());
         trees.extend(self.vendors.named());
+        trees.push(self.webhooks.named());
         trees
     }
 

@@ -56,12 +56,13 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/security-log"
             | "/vendors"
             | "/vendors/report"
-            | "/vendors/documents",
+            | "/vendors/documents"
+            | "/webhooks",
         ) => 200,
         // The file's description in the query string is checked before the vendor is looked up.
         ("POST", "/vendors/{id}/documents" | "/vendors/{id}/papers") => 422,
         ("POST", "/verify") => 200,
-        ("POST", "/agreements" | "/apikeys" | "/users" | "/vendors") => 201,
+        ("POST", "/agreements" | "/apikeys" | "/users" | "/vendors" | "/webhooks") => 201,
         _ => 404,
     }
 }
@@ -86,6 +87,7 @@ fn body_for(route: &countersign::http::api::RouteDoc) -> (String, &'static str) 
                 "/vendors/{id}/questionnaire" => r#"{"handles_phi": true}"#.into(),
                 "/vendors/{id}/agreements" => r#"{"agreement_id": "ag_00000000000000000000"}"#.into(),
                 "/vendors/{id}/reassessed" => "{}".into(),
+                "/webhooks" => r#"{"url": "https://hooks.example.com/in", "events": ["*"]}"#.into(),
                 _ => r#"{"reason": "x"}"#.into(),
             },
             "application/json",
@@ -102,6 +104,7 @@ fn concrete(path: &str) -> String {
             .replace("{key_id}", "k00000000")
             .replace("{message}", "m000000000000")
             .replace("{sha256}", "00")
+            .replace("{delivery}", "wd_0")
     ) + if path.ends_with("/diff") { "?from=1&to=2" } else { "" }
 }
 

@@ -29,3 +29,4 @@ mod security;
 mod signing;
 mod speed;
 mod vendors;
+mod webhooks;

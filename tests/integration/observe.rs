@@ -6,10 +6,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 /// `countersign serve` as a child process on 127.0.0.1:0; stdout lines arrive on a channel.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     lines: Receiver<String>,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Served {
@@ -19,7 +19,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(data: &std::path::Path, args: &[&str]) -> Served {
+pub(crate) fn serve(data: &std::path::Path, args: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -47,7 +47,7 @@ fn serve(data: &std::path::Path, args: &[&str]) -> Served {
 
 impl Served {
     /// The next stdout line matching `pred`, waiting up to 30 s for it to be written.
-    fn next_line_where(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+    pub(crate) fn next_line_where(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
