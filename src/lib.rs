@@ -37,7 +37,9 @@
 //!   the reminder schedule, the sender task with retries and backoff). [`app::open`] builds it
 //!   from configuration.
 //! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
-//!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`].
+//!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`],
+//!   the new-agreement form [`http::drafting`] (intake pointers ↔ form fields in
+//!   [`domain::form`]) and the agreement page's actions [`http::agreement_page`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
 //!   [`http::state::build_state`] assembles the server's state.

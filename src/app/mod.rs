@@ -12,6 +12,7 @@
 //! It depends on everything below it (`domain`, `render`, `pdf`, `seal`, `store`, `mail`
 //! composition) and on nothing above it (`http`, `cli`).
 
+pub mod drafting;
 pub mod keys;
 pub mod lifecycle;
 pub mod outbox;

@@ -700,7 +700,7 @@ impl Service {
 
     /// Fills a BAA's limited-data-set cross-reference with an existing DUA between the same
     /// parties, when the intake asks for the statement but names no DUA.
-    fn with_dua_reference(&self, mut intake: Intake) -> Intake {
+    pub(crate) fn with_dua_reference(&self, mut intake: Intake) -> Intake {
         use crate::domain::provisions::Choice;
         let names = [intake.upstream.legal_name.clone(), intake.downstream.legal_name.clone()];
         if let crate::domain::intake::Kind::Baa(b) = &mut intake.kind

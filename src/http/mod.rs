@@ -5,9 +5,11 @@
 //!   [`sign::SignerLink`] extractor that verifies the HMAC link before a handler runs.
 //! * [`error`] — the one error type and its status policy.
 
+pub mod agreement_page;
 pub mod api;
 pub mod auth;
 pub mod conn;
+pub mod drafting;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -59,6 +61,8 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(web::router())
         .merge(vendor_pages::router())
+        .merge(drafting::router())
+        .merge(agreement_page::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))
         .layer(middleware::from_fn(move |req: Request, next: Next| security_headers(hsts, req, next)))
@@ -68,13 +72,15 @@ pub fn app(state: AppState) -> Router {
 /// Every asset is Countersign's own and no page needs inline script or style: the policy says
 /// so, which turns an injected `<script>` or `<style>` into nothing. HSTS only when the public
 /// address is https (over plain http it would be ignored, and a loopback test must not pin it).
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    // A route may set a narrower exception of its own (the inline PDF may be framed by this
+    // site, `http::agreement_page`); every other response gets the policy above.
+    h.entry("content-security-policy").or_insert(HeaderValue::from_static(CSP));
     if hsts {
         h.insert("strict-transport-security", HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
@@ -130,7 +136,7 @@ async fn log_and_harden(
     }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.entry("x-frame-options").or_insert(HeaderValue::from_static("DENY"));
     h.entry("cache-control").or_insert(HeaderValue::from_static("no-store"));
     resp
 }

@@ -38,6 +38,8 @@ const ACCEPT: &str = include_str!("../../templates/web/app/accept.html.tera");
 const HOME: &str = include_str!("../../templates/web/app/home.html.tera");
 const PEOPLE: &str = include_str!("../../templates/web/app/people.html.tera");
 const AGREEMENT: &str = include_str!("../../templates/web/app/agreement.html.tera");
+const DRAFT: &str = include_str!("../../templates/web/app/draft.html.tera");
+const DRAFT_INPUT: &str = include_str!("../../templates/web/app/draft_input.html.tera");
 /// The stylesheet, embedded in the binary.
 pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
 
@@ -69,6 +71,8 @@ impl WebPages {
             ("home.html.tera", HOME),
             ("people.html.tera", PEOPLE),
             ("agreement.html.tera", AGREEMENT),
+            ("draft_input.html.tera", DRAFT_INPUT),
+            ("draft.html.tera", DRAFT),
         ] {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -696,7 +700,7 @@ pub(crate) fn service_problem(e: ServiceError) -> Result<(String, Vec<crate::dom
     }
 }
 
-async fn agreement_view(
+pub(crate) async fn agreement_view(
     state: AppState,
     viewer: Viewer,
     id: String,
@@ -710,12 +714,31 @@ async fn agreement_view(
     };
     let staff = w.staff();
     let svc = state.service.clone();
-    let loaded = blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>), ServiceError> {
-        let a = super::api::visible(&svc, &staff, &id)?;
-        Ok((super::api::view(&svc, &a)?, svc.audit(&id)?))
-    })
-    .await;
-    let (a, events) = match loaded {
+    let role = w.role;
+    let loaded =
+        blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>), ServiceError> {
+            let a = super::api::visible(&svc, &staff, &id)?;
+            // What this person may do here now: the status allows it and the API's table gives
+            // their role the route.
+            use crate::domain::actions::Action;
+            let can: Vec<&'static str> = [
+                ("approve", Action::Approve, "POST", "/agreements/{id}/approve"),
+                ("void", Action::Void, "POST", "/agreements/{id}/void"),
+                ("revise", Action::Revise, "POST", "/agreements/{id}/revise"),
+                ("resend", Action::Resend, "POST", "/agreements/{id}/signers/{signer}/resend"),
+                ("correct", Action::UpdateSigner, "PATCH", "/agreements/{id}/signers/{signer}"),
+                ("draft", Action::Replace, "POST", "/agreements"),
+            ]
+            .into_iter()
+            .filter(|(k, act, m, p)| {
+                (*k == "draft" || a.status.allows(*act).is_ok()) && api_roles(m, p).contains(&role)
+            })
+            .map(|(k, ..)| k)
+            .collect();
+            Ok((super::api::view(&svc, &a)?, svc.audit(&id)?, can))
+        })
+        .await;
+    let (a, events, can) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(ServiceError::NotFound)) => {
             return message(
@@ -767,10 +790,15 @@ async fn agreement_view(
     ctx.insert("breach", &breach);
     ctx.insert("events", &events);
     ctx.insert("can_send", &can_send);
+    ctx.insert("can", &can);
     ctx.insert("done", &done);
     ctx.insert("problem", &problem);
     ctx.insert("findings", &findings);
-    render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status)
+    let mut r = render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status);
+    if let Ok(v) = HeaderValue::from_str(&super::agreement_page::page_csp()) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
 }
 
 async fn agreement_page(
@@ -779,7 +807,13 @@ async fn agreement_page(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let done = q.contains_key("sent").then_some("Sent: the first signer's link is on its way.");
+    let done = if q.contains_key("sent") {
+        Some("Sent: the first signer's link is on its way.")
+    } else {
+        q.contains_key("created")
+            .then_some("Draft saved. Review the required elements below, then send it.")
+            .or_else(|| q.get("done").and_then(|k| super::agreement_page::done_message(k)))
+    };
     agreement_view(state, viewer, id, done, None, StatusCode::OK).await
 }
 

@@ -14,6 +14,7 @@ mod web;
 mod cli;
 mod counsel;
 mod crash;
+mod drafting;
 mod fuzz;
 mod fuzzing;
 mod layout;

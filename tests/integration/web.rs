@@ -12,7 +12,7 @@ use crate::browser::Driver;
 use countersign::clock::{Clock, ManualClock};
 use countersign::config::Config;
 
-const PASSWORD: &str = "a quiet harbour at dusk";
+pub(crate) const PASSWORD: &str = "a quiet harbour at dusk";
 
 /// Writes a first-admin setup link into a fresh data directory (as `serve` does on start).
 fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
@@ -25,20 +25,20 @@ fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
 }
 
 /// A browser-less client that keeps one session cookie and does not follow redirects.
-struct Client {
-    http: ureq::Agent,
-    base: String,
-    cookie: String,
+pub(crate) struct Client {
+    pub(crate) http: ureq::Agent,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
 }
 
 impl Client {
-    fn new(app: &TestApp) -> Client {
+    pub(crate) fn new(app: &TestApp) -> Client {
         let http: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
         Client { http, base: app.base.clone(), cookie: String::new() }
     }
 
-    fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let url = format!("{}{path}", self.base);
         let r = if method == "GET" {
             self.http.get(&url).header("Cookie", &self.cookie).call()
@@ -54,37 +54,37 @@ impl Client {
         (r.status().as_u16(), loc, body)
     }
 
-    fn login(&mut self, email: &str, password: &str) -> (u16, String, String) {
+    pub(crate) fn login(&mut self, email: &str, password: &str) -> (u16, String, String) {
         self.send("POST", "/login", &[("email", email), ("password", password)])
     }
 
     /// The CSRF token of the page at `path`.
-    fn csrf(&mut self, path: &str) -> String {
+    pub(crate) fn csrf(&mut self, path: &str) -> String {
         let (_, _, body) = self.send("GET", path, &[]);
         let i = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
         body[i..].split('"').next().unwrap_or("").to_string()
     }
 }
 
-fn invite(app: &TestApp, email: &str, name: &str, role: &str) -> (String, String) {
+pub(crate) fn invite(app: &TestApp, email: &str, name: &str, role: &str) -> (String, String) {
     let r = app.post("/api/v1/users", &json!({"email": email, "name": name, "role": role}).to_string());
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     (v["id"].as_str().expect("id").to_string(), v["invite_url"].as_str().expect("invite_url").to_string())
 }
 
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.find('/').map_or("/".into(), |i| rest[i..].to_string())
 }
 
-fn accept(c: &mut Client, invite_url: &str) {
+pub(crate) fn accept(c: &mut Client, invite_url: &str) {
     let p = path_of(invite_url);
     let (status, loc, body) = c.send("POST", &p, &[("password", PASSWORD), ("password_confirm", PASSWORD)]);
     assert_eq!((status, loc.as_str()), (303, "/login?welcome=1"), "{body}");
 }
 
-fn person(app: &TestApp, email: &str) -> Value {
+pub(crate) fn person(app: &TestApp, email: &str) -> Value {
     let list = app.get("/api/v1/users").json();
     list["items"].as_array().expect("items").iter().find(|p| p["email"] == email).cloned().expect("listed")
 }
@@ -251,7 +251,7 @@ fn a_data_directory_from_before_people_existed_opens_unchanged() {
     invite(&app, "first@example.com", "First Admin", "admin");
 }
 
-fn check_page(d: &Driver, name: &str, width: u32) {
+pub(crate) fn check_page(d: &Driver, name: &str, width: u32) {
     let v = d.axe_violations();
     assert!(v.is_empty(), "{name}: axe-core found {v:?}");
     assert!(d.fits(width), "{name} scrolls sideways at {width} px");
@@ -260,21 +260,21 @@ fn check_page(d: &Driver, name: &str, width: u32) {
 
 /// Waits (up to 15 s) until the page has an element matching `css`: a click returns before
 /// the next page has loaded. WebDriver's find answers errors as values, so this asks the page.
-fn has(d: &Driver, css: &str) -> bool {
+pub(crate) fn has(d: &Driver, css: &str) -> bool {
     poll(|| d.script(&format!("return document.querySelector({}) !== null;", json!(css))).as_bool().unwrap_or(false))
 }
 
 /// Waits until the page's text contains `text`.
-fn shows(d: &Driver, text: &str) -> bool {
+pub(crate) fn shows(d: &Driver, text: &str) -> bool {
     poll(|| d.source().contains(text))
 }
 
 /// Waits until the browser is at `path`.
-fn at(d: &Driver, path: &str) -> bool {
+pub(crate) fn at(d: &Driver, path: &str) -> bool {
     poll(|| current_path(d) == path && d.script("return document.readyState;") == "complete")
 }
 
-fn poll(mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(mut f: impl FnMut() -> bool) -> bool {
     let t = std::time::Instant::now();
     while t.elapsed() < std::time::Duration::from_secs(15) {
         if f() {
@@ -285,7 +285,7 @@ fn poll(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn current_path(d: &Driver) -> String {
+pub(crate) fn current_path(d: &Driver) -> String {
     let url = d.call("GET", &d.s("/url"), None);
     path_of(url.as_str().unwrap_or(""))
 }
