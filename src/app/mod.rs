@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod sender;
 pub mod service;
 pub mod update;
+pub mod vendors;
 pub mod views;
 pub mod webhooks;
 

@@ -234,6 +234,8 @@ impl Service {
                 self.commit(change)?;
             }
         }
+        // Vendor reassessment reminders (issue 16), with their own deterministic ids.
+        queued += self.queue_vendor_reminders()?;
         if queued > 0 {
             self.mail_wake.notify_one();
         }

@@ -10,6 +10,7 @@ pub mod serve;
 #[cfg(test)]
 mod tests;
 pub mod user;
+pub mod vendors;
 pub mod webhooks;
 
 use std::io::Write;
@@ -163,6 +164,9 @@ pub enum Command {
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
     /// or list everyone. Works while the server runs (through its API).
     User(user::UserArgs),
+    /// The vendor register: list vendors, show one, or write the executive report
+    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API).
+    Vendors(vendors::VendorsArgs),
     /// Webhook endpoints: list, add (prints the secret once), remove, a delivery log, redeliver.
     /// Works while the server runs (through its API).
     Webhooks(webhooks::WebhooksArgs),
@@ -386,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),
+        Command::Vendors(args) => vendors::run(args),
         Command::Webhooks(args) => webhooks::run(args),
         Command::Diff { intake, format } => {
             let [a, b] = intake.as_slice() else {

@@ -82,6 +82,9 @@ pub struct Config {
     /// policy-wide switch; an intake turns it on per signer with `verify_email_code`).
     /// `COUNTERSIGN_SIGNER_EMAIL_CODE`.
     pub signer_email_code: bool,
+    /// `[vendors]`: reassessment interval by risk tier, in months (`high_months = 12`,
+    /// `medium_months = 24`, `low_months = 36`).
+    pub vendors: crate::domain::vendor::ReassessPolicy,
 }
 
 /// How the server writes its log lines.
@@ -131,6 +134,7 @@ impl Default for Config {
             metrics_bind: None,
             vault_key_file: None,
             signer_email_code: false,
+            vendors: Default::default(),
         }
     }
 }

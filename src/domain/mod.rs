@@ -13,4 +13,5 @@ pub mod parse;
 pub mod provisions;
 pub mod states;
 pub mod time;
+pub mod vendor;
 pub mod words;

@@ -38,6 +38,10 @@ const LEGAL: &[Role] = &[Legal, Admin];
 const REVIEW: &[Role] = &[Legal, VendorManager, Admin];
 const ARCHIVE: &[Role] = &[VendorManager, Admin];
 const ADMIN: &[Role] = &[Admin];
+/// The vendor register: vendor managers and admins edit it; legal also answers the role
+/// questionnaire (the determination).
+const VENDOR_EDIT: &[Role] = &[VendorManager, Admin];
+const DETERMINE: &[Role] = &[Legal, VendorManager, Admin];
 
 /// What a route takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +364,123 @@ pub const ROUTES: &[RouteDoc] = &[
         Body::None,
         (200, "intact, items"),
     ),
+    // The vendor register (src/http/vendors.rs, issue 16).
+    r(
+        "GET",
+        "/vendors",
+        ANY,
+        "Search vendors (q, tier, determination, baa_status, flag, agreement, limit, cursor)",
+        Body::None,
+        (200, "items, total, next_cursor"),
+    ),
+    r(
+        "POST",
+        "/vendors",
+        VENDOR_EDIT,
+        "Add a vendor (only legal_name is required)",
+        Body::Json(
+            "legal_name, other_names?, address?, website?, account_owner?, privacy_contact?, security_contact?, data_flows?, findings?, subcontractors?, tier_override?, last_assessed?",
+        ),
+        (201, "the vendor with its standing"),
+    ),
+    r(
+        "GET",
+        "/vendors/report",
+        ANY,
+        "The executive report (?format=pdf|csv|json)",
+        Body::None,
+        (200, "application/pdf, text/csv or JSON"),
+    ),
+    r(
+        "GET",
+        "/vendors/documents",
+        ANY,
+        "Vendor documents and vendor-paper agreements (?q=, ?sha256=): never agreements executed in Countersign",
+        Body::None,
+        (200, "items, total"),
+    ),
+    r(
+        "GET",
+        "/vendors/{id}",
+        ANY,
+        "A vendor: record, determination (null until answered), standing, flags, obligations",
+        Body::None,
+        (200, "the vendor"),
+    ),
+    r(
+        "PATCH",
+        "/vendors/{id}",
+        VENDOR_EDIT,
+        "Update any sections of a vendor record",
+        Body::Json("any fields of POST /vendors; tier_override {tier, reason} or null"),
+        (200, "the vendor"),
+    ),
+    r(
+        "POST",
+        "/vendors/{id}/questionnaire",
+        DETERMINE,
+        "Answer the role questionnaire: the determination with reason and 45 CFR 160.103 citation",
+        Body::Json(
+            "handles_phi, transmission_only?, deidentified_only?, limited_data_set_only?, we_are_business_associate?",
+        ),
+        (200, "the vendor"),
+    ),
+    r(
+        "POST",
+        "/vendors/{id}/documents",
+        VENDOR_EDIT,
+        "Upload a due-diligence document (?kind=&issued=&expires=; the file is the body)",
+        Body::Pdf,
+        (201, "the vendor"),
+    ),
+    r(
+        "POST",
+        "/vendors/{id}/papers",
+        VENDOR_EDIT,
+        "Upload an executed agreement on the vendor's paper (?kind=&title=&effective_date=&term_months=&auto_renew=&breach_notice_days=&return_or_destroy=&notice_days=)",
+        Body::Pdf,
+        (201, "the vendor"),
+    ),
+    r(
+        "GET",
+        "/vendors/{id}/files/{sha256}",
+        REVIEW,
+        "A vendor document's bytes (re-checked against its SHA-256)",
+        Body::None,
+        (200, "the file"),
+    ),
+    r(
+        "POST",
+        "/vendors/{id}/agreements",
+        VENDOR_EDIT,
+        "Link an existing agreement, or create one from an intake and link it",
+        Body::Json("agreement_id | intake"),
+        (200, "vendor (and agreement when created: 201)"),
+    ),
+    r(
+        "GET",
+        "/vendors/{id}/intake",
+        ANY,
+        "The start of an intake for a new agreement with this vendor",
+        Body::None,
+        (200, "partial intake"),
+    ),
+    r(
+        "POST",
+        "/vendors/{id}/reassessed",
+        VENDOR_EDIT,
+        "Record a completed reassessment (today, or {date})",
+        Body::Json("{date?}"),
+        (200, "the vendor"),
+    ),
+    r(
+        "GET",
+        "/vendors/{id}/audit",
+        REVIEW,
+        "Every change to the vendor record, with who made it (hash chain)",
+        Body::None,
+        (200, "intact, items"),
+    ),
     // Webhook endpoints (src/http/webhooks.rs, src/app/webhooks.rs).
     r("GET", "/webhooks", ADMIN, "Webhook endpoints (never their secrets)", Body::None, (200, "items")),
     r(
@@ -450,6 +571,7 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(super::outbox::router())
         .merge(super::users::router())
+        .merge(super::vendors::router())
         .merge(super::webhooks::router())
         .layer(DefaultBodyLimit::max(MAX_INTAKE))
 }
@@ -997,7 +1119,15 @@ async fn verify(
     staff.require(allowed("POST", "/verify"))?;
     check_pdf_type(&headers)?;
     let v = state.service.clone().verify_bounded(body, true).await?;
-    Ok(axum::Json(serde_json::to_value(v).unwrap_or_default()))
+    let mut out = serde_json::to_value(&v).unwrap_or_default();
+    if !v.matched {
+        // Staff only: a vendor-provided copy on file is named as such, never as a match.
+        let sha = v.sha256.clone();
+        if let Some(c) = with(&state, move |svc| svc.vendor_copy(&sha)).await? {
+            out["vendor_copy"] = serde_json::to_value(c).unwrap_or_default();
+        }
+    }
+    Ok(axum::Json(out))
 }
 
 /// Verify takes `Content-Type: application/pdf` (or none).

@@ -20,6 +20,8 @@ pub mod rejection;
 pub mod sign;
 pub mod state;
 pub mod users;
+pub mod vendor_pages;
+pub mod vendors;
 pub mod web;
 pub mod webhooks;
 
@@ -62,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sign::router())
         .merge(metrics::router())
         .merge(web::router())
+        .merge(vendor_pages::router())
         .merge(drafting::router())
         .merge(agreement_page::router())
         .merge(account::router())

@@ -40,6 +40,8 @@ pub struct Span {
 pub enum Rule {
     /// A signature line from x1 to x2 at the baseline.
     Underline { x1: f32, x2: f32 },
+    /// A filled bar from x1 to x2, `height` points tall, from the baseline up (report charts).
+    Bar { x1: f32, x2: f32, height: f32 },
 }
 
 /// One line of a page: its height (leading) and what is on it.

@@ -11,6 +11,7 @@ pub mod fonts;
 pub mod layout;
 pub mod model;
 pub mod pdf;
+pub mod vendor_report;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

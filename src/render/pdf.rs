@@ -260,8 +260,16 @@ fn page_content(pen: &mut Pen, pages: &[Page], number: usize, meta: &Meta) {
     pen.op("0 G 0.6 w");
     for (y, line) in &page.lines {
         for rule in &line.rules {
-            let Rule::Underline { x1, x2 } = *rule;
-            pen.stroke(&[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false);
+            match *rule {
+                Rule::Underline { x1, x2 } => pen.stroke(&[(MARGIN + x1, y - 2.0), (MARGIN + x2, y - 2.0)], false),
+                // A filled rectangle from the baseline up (the vendor report's bar charts).
+                Rule::Bar { x1, x2, height } => {
+                    pen.nums(&[0.2, 0.36, 0.6], "rg");
+                    pen.nums(&[MARGIN + x1, *y, x2 - x1, height], "re");
+                    pen.op("f");
+                    pen.nums(&[0.0], "g");
+                }
+            }
         }
     }
     // A thin rule under the header.

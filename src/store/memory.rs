@@ -30,6 +30,7 @@ struct Maps {
 pub struct MemoryStore {
     maps: Mutex<Maps>,
     people: super::memory_people::MemoryPeople,
+    vendors: super::vendors::MemoryVendors,
     webhooks: super::webhooks::MemoryWebhooks,
 }
 
@@ -195,6 +196,10 @@ impl Store for MemoryStore {
 
     fn people(&self) -> &dyn super::people::PeopleStore {
         &self.people
+    }
+
+    fn vendors(&self) -> &dyn super::vendors::VendorStore {
+        &self.vendors
     }
 
     fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {

@@ -14,6 +14,7 @@ mod outbox_index;
 pub mod people;
 pub mod perms;
 pub mod sled_store;
+pub mod vendors;
 pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// People, sessions and the staff security log (the web app), in the same store.
     fn people(&self) -> &dyn people::PeopleStore;
+    /// The vendor register (issue 16), in the same store.
+    fn vendors(&self) -> &dyn vendors::VendorStore;
     /// Webhook endpoints and their deliveries, in the same store.
     fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 }

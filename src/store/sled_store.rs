@@ -47,6 +47,8 @@ pub struct SledStore {
     group: super::group::GroupCommit,
     /// People, invitations, sessions, security log (see [`super::people`]).
     people: super::people::PeopleTrees,
+    /// Vendors, their audit trails and files (see [`super::vendors`]).
+    vendors: super::vendors::VendorTrees,
     /// Webhook endpoints, deliveries and their queue (see [`super::webhooks`]).
     webhooks: super::webhooks::WebhookTree,
     /// Declared last, so dropped last: waits until sled has let go of its file lock.
@@ -155,6 +157,7 @@ impl SledStore {
             migration,
             group: Default::default(),
             people: super::people::PeopleTrees::open(&db)?,
+            vendors: super::vendors::VendorTrees::open(&db)?,
             webhooks: super::webhooks::WebhookTree::open(&db)?,
             dir: dir.join("sled"),
             _released: LockReleased(dir.join("sled").join("db")),
@@ -430,6 +433,10 @@ impl Store for SledStore {
         self
     }
 
+    fn vendors(&self) -> &dyn super::vendors::VendorStore {
+        self
+    }
+
     fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
         self
     }
@@ -438,6 +445,10 @@ impl Store for SledStore {
 impl SledStore {
     pub(super) fn people_trees(&self) -> &super::people::PeopleTrees {
         &self.people
+    }
+
+    pub(super) fn vendor_trees(&self) -> &super::vendors::VendorTrees {
+        &self.vendors
     }
 
     pub(super) fn webhook_tree(&self) -> &super::webhooks::WebhookTree {
@@ -467,6 +478,7 @@ impl SledStore {
             ("meta", &self.meta),
         ];
         trees.extend(self.people.named());
+        trees.extend(self.vendors.named());
         trees.push(self.webhooks.named());
         trees
     }

@@ -54,10 +54,15 @@ fn expected_for_allowed(method: &str, path: &str) -> u16 {
             | "/outbox"
             | "/users"
             | "/security-log"
+            | "/vendors"
+            | "/vendors/report"
+            | "/vendors/documents"
             | "/webhooks",
         ) => 200,
+        // The file's description in the query string is checked before the vendor is looked up.
+        ("POST", "/vendors/{id}/documents" | "/vendors/{id}/papers") => 422,
         ("POST", "/verify" | "/keys/link/rotate") => 200,
-        ("POST", "/agreements" | "/apikeys" | "/users" | "/webhooks") => 201,
+        ("POST", "/agreements" | "/apikeys" | "/users" | "/vendors" | "/webhooks") => 201,
         _ => 404,
     }
 }
@@ -77,6 +82,11 @@ fn body_for(route: &countersign::http::api::RouteDoc) -> (String, &'static str) 
                 "/apikeys" => r#"{"name": "made in matrix", "role": "sales"}"#.into(),
                 "/users" => r#"{"email": "matrix@example.com", "name": "Made in matrix", "role": "sales"}"#.into(),
                 "/users/{id}" => r#"{"role": "legal"}"#.into(),
+                "/vendors" => r#"{"legal_name": "Made in matrix"}"#.into(),
+                "/vendors/{id}" => r#"{"website": "https://matrix.example"}"#.into(),
+                "/vendors/{id}/questionnaire" => r#"{"handles_phi": true}"#.into(),
+                "/vendors/{id}/agreements" => r#"{"agreement_id": "ag_00000000000000000000"}"#.into(),
+                "/vendors/{id}/reassessed" => "{}".into(),
                 "/webhooks" => r#"{"url": "https://hooks.example.com/in", "events": ["*"]}"#.into(),
                 _ => r#"{"reason": "x"}"#.into(),
             },
@@ -93,6 +103,7 @@ fn concrete(path: &str) -> String {
             .replace("{version}", "1")
             .replace("{key_id}", "k00000000")
             .replace("{message}", "m000000000000")
+            .replace("{sha256}", "00")
             .replace("{delivery}", "wd_0")
     ) + if path.ends_with("/diff") { "?from=1&to=2" } else { "" }
 }

@@ -33,5 +33,6 @@ mod secrets;
 mod security;
 mod signing;
 mod speed;
+mod vendors;
 mod verification;
 mod webhooks;
