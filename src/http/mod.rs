@@ -5,9 +5,9 @@
 //!   [`sign::SignerLink`] extractor that verifies the HMAC link before a handler runs.
 //! * [`error`] — the one error type and its status policy.
 
-pub mod agreement_page;
 pub mod account;
 pub mod admin_pages;
+pub mod agreement_page;
 pub mod api;
 pub mod archive_pages;
 pub mod auth;
