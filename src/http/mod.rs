@@ -23,6 +23,7 @@ pub mod users;
 pub mod vendor_pages;
 pub mod vendors;
 pub mod web;
+pub mod webhook_pages;
 pub mod webhooks;
 
 use std::future::Future;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .merge(account::router())
         .merge(admin_pages::router())
         .merge(archive_pages::router())
+        .merge(webhook_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))

@@ -109,3 +109,59 @@ fn anyone_but_an_admin_gets_the_403_page_on_the_admin_page_and_changes_nothing()
     }
     assert_eq!(Client::new(&app).send("GET", "/admin", &[]).1, "/login", "signed out: to sign-in");
 }
+
+/// The webhook pages: a bad address is reported beside its field and nothing is made; a good one
+/// shows its `whsec_` secret once (never on the list or the endpoint's page again); a test event
+/// lands in the delivery log with a redeliver button; delete removes it; a form without its CSRF
+/// token changes nothing; anyone but an admin gets the 403 page.
+#[test]
+fn an_admin_adds_tests_and_deletes_a_webhook_endpoint_and_its_secret_is_shown_once() {
+    let (app, _dir) = spawn_app();
+    let mut ada = signed_in(&app, "ada@example.com", "admin");
+    let csrf = ada.csrf("/admin/webhooks");
+    let (status, _, body) = ada.send(
+        "POST",
+        "/admin/webhooks",
+        &[("csrf", &csrf), ("url", "http://10.0.0.7/hook"), ("events", "agreement.*"), ("description", "")],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("id=\"e-url\"") && body.contains("aria-invalid=\"true\""), "{body}");
+    assert!(app.get("/api/v1/webhooks").json()["items"].as_array().is_none_or(Vec::is_empty));
+
+    let (status, _, body) = ada.send(
+        "POST",
+        "/admin/webhooks",
+        &[
+            ("csrf", &csrf),
+            ("url", "https://crm.example.com/hooks/countersign"),
+            ("events", "agreement.signed, agreement.executed"),
+            ("description", "CRM"),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let secret = between(&body, "id=\"webhook-secret\">", "<").to_string();
+    assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    let listed = app.get("/api/v1/webhooks").json();
+    let id = listed["items"][0]["id"].as_str().expect("an endpoint").to_string();
+    assert_eq!(listed["items"][0]["events"], serde_json::json!(["agreement.signed", "agreement.executed"]));
+
+    let (status, _, list) = ada.send("GET", "/admin/webhooks", &[]);
+    assert_eq!(status, 200);
+    assert!(list.contains(&id) && !list.contains(&secret), "the secret is shown once only");
+    let (status, _, page) = ada.send("POST", &format!("/admin/webhooks/{id}/test"), &[("csrf", &csrf)]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("webhook.test") && page.contains("/redeliver"), "{page}");
+    assert!(!page.contains(&secret));
+
+    // Without the CSRF token nothing is deleted; with it the endpoint goes.
+    let (status, _, _) = ada.send("POST", &format!("/admin/webhooks/{id}/delete"), &[]);
+    assert_eq!(status, 403);
+    assert_eq!(app.get(&format!("/api/v1/webhooks/{id}")).status, 200);
+    let (status, _, _) = ada.send("POST", &format!("/admin/webhooks/{id}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    assert_eq!(app.get(&format!("/api/v1/webhooks/{id}")).status, 404);
+
+    let mut sam = signed_in(&app, "sam@example.com", "legal");
+    let (status, _, body) = sam.send("GET", "/admin/webhooks", &[]);
+    assert_eq!(status, 403, "{body}");
+}
