@@ -110,14 +110,38 @@ impl Service {
                 action: action.into(),
                 detail,
                 document,
+                webhooks: self.vendor_webhooks(&next, action)?,
             };
             match self.store.vendors().commit_vendor(c) {
-                Ok(_) => return Ok(next),
+                Ok(_) => {
+                    self.hooks.wake.notify_one();
+                    return Ok(next);
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(ServiceError::State("the vendor changed meanwhile; retry".into()))
+    }
+
+    /// The `vendor.*` webhook deliveries of a change to `v` (`created`, `determined` for the
+    /// questionnaire, `updated` for everything else), to commit with it. The summary names the
+    /// vendor, its determination and tier: never documents, contacts or free text.
+    fn vendor_webhooks(&self, v: &Vendor, action: &str) -> Result<Vec<crate::store::webhooks::Delivery>, ServiceError> {
+        let endpoints = self.store.webhooks().endpoints()?;
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kind = match action {
+            "created" => "vendor.created",
+            a if a.contains("questionnaire") || a.contains("determin") => "vendor.determined",
+            _ => "vendor.updated",
+        };
+        let data = json!({"vendor": {
+            "id": v.id, "legal_name": v.legal_name, "revision": v.revision,
+            "determination": v.determination.as_ref().map(|d| &d.role),
+        }, "action": action});
+        Ok(self.webhook_deliveries(&endpoints, kind, None, self.clock.now(), data))
     }
 
     /// Creates a vendor (only `legal_name` is required).
@@ -156,7 +180,9 @@ impl Service {
             action: "created".into(),
             detail: json!({"legal_name": v.legal_name, "sections": changed}),
             document: None,
+            webhooks: self.vendor_webhooks(&v, "created")?,
         })?;
+        self.hooks.wake.notify_one();
         Ok(v)
     }
 

@@ -59,6 +59,9 @@ pub const EVENTS: &[&str] = &[
     "agreement.terminated",
     "agreement.closed",
     "delivery.failed",
+    "vendor.created",
+    "vendor.updated",
+    "vendor.determined",
 ];
 
 /// Sent only by `POST /api/v1/webhooks/{id}/test`, to that endpoint.

@@ -199,10 +199,37 @@ impl Store for MemoryStore {
     }
 
     fn vendors(&self) -> &dyn super::vendors::VendorStore {
-        &self.vendors
+        self
     }
 
     fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
         &self.webhooks
+    }
+}
+
+/// The vendor register of the in-memory store: its own maps, plus the `vendor.*` deliveries of a
+/// change queued with the webhooks (nothing here is durable, so the two locks are enough).
+impl super::vendors::VendorStore for MemoryStore {
+    fn vendors(&self) -> Result<Vec<crate::domain::vendor::Vendor>, StoreError> {
+        self.vendors.vendors()
+    }
+
+    fn vendor(&self, id: &str) -> Result<crate::domain::vendor::Vendor, StoreError> {
+        self.vendors.vendor(id)
+    }
+
+    fn commit_vendor(&self, mut c: super::vendors::VendorChange) -> Result<super::vendors::VendorEvent, StoreError> {
+        let hooks = std::mem::take(&mut c.webhooks);
+        let ev = self.vendors.commit_vendor(c)?;
+        self.webhooks.queue(hooks);
+        Ok(ev)
+    }
+
+    fn vendor_document(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        self.vendors.vendor_document(sha256)
+    }
+
+    fn vendor_events(&self, id: &str) -> Result<Vec<super::vendors::VendorEvent>, StoreError> {
+        self.vendors.vendor_events(id)
     }
 }

@@ -60,6 +60,8 @@ pub struct VendorChange {
     pub action: String,
     pub detail: serde_json::Value,
     pub document: Option<Vec<u8>>,
+    /// `vendor.*` webhook deliveries, committed with the change (see [`crate::app::webhooks`]).
+    pub webhooks: Vec<super::webhooks::Delivery>,
 }
 
 /// Storage for the vendor register.
@@ -172,7 +174,8 @@ impl VendorStore for SledStore {
         };
         let ev = seal(&c, seq, prev);
         let ev_bytes = serde_json::to_vec(&ev).map_err(io)?;
-        let r = (&t.vendors, &t.events, &t.documents).transaction(|(vendors, events, documents)| {
+        let hooks = &self.webhook_tree().tree;
+        let r = (&t.vendors, &t.events, &t.documents, hooks).transaction(|(vendors, events, documents, hooks)| {
             let stored = match vendors.get(c.vendor.id.as_bytes())? {
                 Some(b) => {
                     serde_json::from_slice::<Vendor>(&b)
@@ -191,6 +194,9 @@ impl VendorStore for SledStore {
                 if documents.get(sha.as_bytes())?.is_none() {
                     documents.insert(sha.as_bytes(), bytes.as_slice())?;
                 }
+            }
+            for d in &c.webhooks {
+                super::webhooks::put_delivery_tx::<StoreError>(hooks, d)?;
             }
             Ok(())
         });

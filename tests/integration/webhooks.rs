@@ -400,3 +400,42 @@ fn the_cli_adds_lists_and_removes_endpoints_on_a_stopped_store() {
     let out = countersign(&["webhooks", "list", "--data", data], dir.path());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no webhook endpoints"));
 }
+
+/// The vendor register's changes reach endpoints too: `vendor.created`, then
+/// `vendor.determined` with the questionnaire's role, then `vendor.updated`, each signed, each
+/// queued in the vendor change's own commit (in the log when the API call returns), and an
+/// endpoint that asked only for agreement events gets none of them.
+#[test]
+fn vendor_changes_send_signed_vendor_events_to_the_endpoints_that_want_them() {
+    let (app, _dir) = spawn_app();
+    let rx = Receiver::start(&[]);
+    let (endpoint, secret) = add_endpoint(&app, json!({"url": rx.url(), "events": ["vendor.*"], "local": true}));
+    let other = Receiver::start(&[]);
+    let (agreements_only, _) =
+        add_endpoint(&app, json!({"url": other.url(), "events": ["agreement.*"], "local": true}));
+
+    let r = app.post("/api/v1/vendors", &json!({"legal_name": "Northwind Messaging"}).to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    assert!(deliveries(&app, &endpoint).iter().any(|d| d["type"] == "vendor.created"), "queued with the change");
+    let r = app.post(&format!("/api/v1/vendors/{id}/questionnaire"), &json!({"handles_phi": true}).to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = app.req(
+        "PATCH",
+        &format!("/api/v1/vendors/{id}"),
+        Some(&app.key),
+        "application/json",
+        json!({"website": "https://northwind.example"}).to_string().as_bytes(),
+    );
+    assert!(r.status == 200, "{}", r.text());
+
+    let hits = rx.wait_for(3);
+    let types: Vec<String> = hits.iter().map(|h| h.json()["type"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(types, ["vendor.created", "vendor.determined", "vendor.updated"]);
+    for h in &hits {
+        assert!(signature_ok(&secret, h), "signature of {}", h.header("webhook-id"));
+        assert_eq!(h.json()["data"]["vendor"]["id"], id.as_str());
+    }
+    assert_eq!(hits[1].json()["data"]["vendor"]["determination"], "business_associate");
+    assert!(deliveries(&app, &agreements_only).is_empty(), "an agreement.* endpoint gets no vendor events");
+}
