@@ -72,8 +72,6 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
-use unicode_normalization::char::is_combining_mark;
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -718,33 +716,7 @@ fn is_date(s: &str) -> bool {
     (1..=days).contains(&d)
 }
 
-/// Lowercase and strip accents: NFD, drop combining marks, and map the letters that do not
-/// decompose (`ß`→`ss`, `ø`→`o`, `ł`→`l`, `đ`→`d`, `æ`→`ae`, `œ`→`oe`, `ı`→`i`).
-pub fn fold(s: &str) -> String {
-    if s.is_ascii() {
-        return s.to_ascii_lowercase();
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.nfd() {
-        // Lowercasing may itself decompose (`İ` → `i` + U+0307), so marks are dropped after it.
-        for l in c.to_lowercase() {
-            if is_combining_mark(l) {
-                continue;
-            }
-            match l {
-                'ß' => out.push_str("ss"),
-                'ø' => out.push('o'),
-                'ł' => out.push('l'),
-                'đ' => out.push('d'),
-                'æ' => out.push_str("ae"),
-                'œ' => out.push_str("oe"),
-                'ı' => out.push('i'),
-                _ => out.push(l),
-            }
-        }
-    }
-    out
-}
+pub use crate::domain::fold::fold;
 
 /// [`fold`], with runs of whitespace collapsed to one space and the ends trimmed.
 fn search_key(s: &str) -> String {

@@ -6,6 +6,7 @@ pub mod agreement;
 pub mod audit;
 pub mod elements;
 pub mod findings;
+pub mod fold;
 pub mod form;
 pub mod identifiers;
 pub mod intake;

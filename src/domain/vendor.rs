@@ -1171,26 +1171,7 @@ impl Report {
     }
 }
 
-/// Lower case without accents, for sorting and search (`Éclair` → `eclair`, `Ærø` → `aero`):
-/// the archive search's rule (NFD, marks dropped, and the letters that do not decompose mapped).
-pub fn fold(s: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    use unicode_normalization::char::is_combining_mark;
-    let mut out = String::with_capacity(s.len());
-    for l in s.nfd().flat_map(char::to_lowercase).filter(|c| !is_combining_mark(*c)) {
-        match l {
-            'ß' => out.push_str("ss"),
-            'ø' => out.push('o'),
-            'ł' => out.push('l'),
-            'đ' => out.push('d'),
-            'æ' => out.push_str("ae"),
-            'œ' => out.push_str("oe"),
-            'ı' => out.push('i'),
-            _ => out.push(l),
-        }
-    }
-    out
-}
+pub use super::fold::fold;
 
 /// A CSV cell: quoted when needed, and a leading `= + - @` neutralised (spreadsheet formulas).
 pub fn csv_cell(s: &str) -> String {
