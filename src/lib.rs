@@ -11,9 +11,14 @@
 //!   regulatory tables: required elements with citations ([`domain::elements`]), the 16
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
 //!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
-//!   formats ([`domain::time`]). No HTTP, no storage.
+//!   formats ([`domain::time`]), the vendor register's rules — role determination with
+//!   citations, risk tier, reassessments, obligations, flags, the report's figures
+//!   ([`domain::vendor`]) —, and the one accent-folding rule of every search ([`domain::fold`]).
+//!   No HTTP, no storage.
 //! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
-//!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print;
+//!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print,
+//!   the vault that seals secrets at rest under a key file outside the store
+//!   ([`secret::vault`]: two-factor seeds, webhook secrets) and encrypted backups;
 //!   [`signing`] — HMAC-SHA256 signer links ([`signing::token`]) and the consent text;
 //!   [`config`] — layered configuration, mail settings included ([`config::mail`]).
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
@@ -27,19 +32,26 @@
 //!   verification.
 //! * [`store`] — sled behind the narrow [`store::Store`] trait: atomic multi-tree commits made
 //!   durable (fsync) before anything is acknowledged, content-addressed documents re-checked on
-//!   every read, the audit chain per agreement.
+//!   every read, the audit chain per agreement; sub-stores for people ([`store::people`]),
+//!   webhook endpoints and deliveries ([`store::webhooks`]) and the vendor register
+//!   ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index.
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
 //!   lettre, staff notices.
 //! * [`app`] — the application layer: the service that carries an agreement from draft to
 //!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
 //!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
-//!   the reminder schedule, the sender task with retries and backoff). [`app::open`] builds it
-//!   from configuration.
+//!   the reminder schedule, the sender task with retries and backoff), the signer's emailed
+//!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the
+//!   change's own commit, signed, sent with SSRF checks after DNS) and the vendor register
+//!   ([`app::vendors`]). [`app::open`] builds it from configuration.
 //! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
 //!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`],
 //!   the new-agreement form [`http::drafting`] (intake pointers ↔ form fields in
-//!   [`domain::form`]) and the agreement page's actions [`http::agreement_page`].
+//!   [`domain::form`]) and the agreement page's actions [`http::agreement_page`]; two-factor
+//!   and passwords [`http::account`], administration [`http::admin_pages`] and
+//!   [`http::webhook_pages`], the archive [`http::archive_pages`], vendors
+//!   [`http::vendor_pages`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
 //!   [`http::state::build_state`] assembles the server's state.
