@@ -183,6 +183,18 @@ impl Service {
         Ok(a)
     }
 
+    /// The seal on an agreement's countersigned copy, checked as `verify` checks an uploaded
+    /// file: none before execution. Reading the archived copy for this check is not a download
+    /// and is not logged.
+    pub fn seal_status(&self, a: &Agreement) -> Result<Option<crate::seal::SealReport>, ServiceError> {
+        let Some(sha) = a.final_sha256.as_deref() else { return Ok(None) };
+        if a.disposed_at.is_some() {
+            return Ok(None);
+        }
+        let bytes = self.store.document(sha)?;
+        Ok(Some(crate::seal::verify(&bytes, &self.seal)))
+    }
+
     /// The subcontractor chain: parents up to the top, children all the way down.
     pub fn chain(&self, id: &str) -> Result<Chain, ServiceError> {
         let all = self.store.agreements()?;

@@ -70,6 +70,7 @@ impl WebPages {
             ("accept.html.tera", ACCEPT),
             ("home.html.tera", HOME),
             ("people.html.tera", PEOPLE),
+            ("action_field.html.tera", super::agreement_page::ACTION_FIELD),
             ("agreement.html.tera", AGREEMENT),
             ("draft_input.html.tera", DRAFT_INPUT),
             ("draft.html.tera", DRAFT),
@@ -79,6 +80,7 @@ impl WebPages {
         .chain(super::admin_pages::TEMPLATES.iter().copied())
         .chain(super::archive_pages::TEMPLATES.iter().copied())
         .chain(super::webhook_pages::TEMPLATES.iter().copied())
+        .chain(super::agreement_page::TEMPLATES.iter().copied())
         {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -749,6 +751,19 @@ pub(crate) async fn agreement_view(
     problem: Option<(String, Vec<crate::domain::findings::Finding>)>,
     status: StatusCode,
 ) -> Response {
+    agreement_view_with(state, viewer, id, done, problem, None, status).await
+}
+
+/// [`agreement_view`] with a form sent back: its values, and its problem beside its field.
+pub(crate) async fn agreement_view_with(
+    state: AppState,
+    viewer: Viewer,
+    id: String,
+    done: Option<&str>,
+    problem: Option<(String, Vec<crate::domain::findings::Finding>)>,
+    posted: Option<super::agreement_page::Posted>,
+    status: StatusCode,
+) -> Response {
     let w = match viewer.require(api_roles("GET", "/agreements/{id}")) {
         Ok(w) => w.clone(),
         Err(r) => return *r,
@@ -756,8 +771,9 @@ pub(crate) async fn agreement_view(
     let staff = w.staff();
     let svc = state.service.clone();
     let role = w.role;
+    type Loaded = (serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>, serde_json::Value);
     let loaded =
-        blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>), ServiceError> {
+        blocking(move || -> Result<Loaded, ServiceError> {
             let a = super::api::visible(&svc, &staff, &id)?;
             // What this person may do here now: the status allows it and the API's table gives
             // their role the route.
@@ -776,10 +792,13 @@ pub(crate) async fn agreement_view(
             })
             .map(|(k, ..)| k)
             .collect();
-            Ok((super::api::view(&svc, &a)?, svc.audit(&id)?, can))
+            let (extras, more) = super::agreement_page::extras(&svc, &a, role)?;
+            let mut can = can;
+            can.extend(more);
+            Ok((super::api::view(&svc, &a)?, svc.audit(&id)?, can, extras))
         })
         .await;
-    let (a, events, can) = match loaded {
+    let (a, events, can, extras) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(ServiceError::NotFound)) => {
             return message(
@@ -809,15 +828,7 @@ pub(crate) async fn agreement_view(
             Some(x) => format!("Breach notice: {t} — {}.", x.trim_end_matches('.')),
             None => format!("Breach notice: {t}"),
         });
-    let events: Vec<serde_json::Value> = events
-        .iter()
-        .rev()
-        .map(|e| {
-            let what = e.kind.replace('_', " ");
-            let what = what.chars().next().map(|c| c.to_uppercase().collect::<String>() + &what[c.len_utf8()..]).unwrap_or_default();
-            serde_json::json!({"what": what, "who": e.actor, "when": e.time.replace('T', " ").trim_end_matches('Z'), "ip": e.ip})
-        })
-        .collect();
+    let events: Vec<serde_json::Value> = events.iter().rev().map(super::agreement_page::timeline_entry).collect();
     let can_send = a["status"] == "draft" && api_roles("POST", "/agreements/{id}/send").contains(&w.role);
     let (problem, findings) = match problem {
         Some((m, f)) => (Some(m), f),
@@ -835,6 +846,11 @@ pub(crate) async fn agreement_view(
     ctx.insert("done", &done);
     ctx.insert("problem", &problem);
     ctx.insert("findings", &findings);
+    ctx.insert("x", &extras);
+    let (drawn, values, errors) = super::agreement_page::form_state(posted.as_ref());
+    ctx.insert("ff", &drawn);
+    ctx.insert("fv", &values);
+    ctx.insert("fe", &errors);
     let mut r = render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status);
     if let Ok(v) = HeaderValue::from_str(&super::agreement_page::page_csp()) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);

@@ -32,6 +32,26 @@ pub struct ClauseDiff {
     pub added: Vec<String>,
     /// The changed passage with `[-removed-]{+added+}` marks and a little context.
     pub inline: String,
+    /// The same passage as pieces for a page to mark up (`<del>`/`<ins>`), so text that itself
+    /// contains `[-` or `{+` is never mistaken for a mark. Not part of the API's JSON.
+    #[serde(skip)]
+    pub segments: Vec<Segment>,
+}
+
+/// One piece of a changed passage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// `same`, `removed`, `added`, or `gap` (unchanged text left out between two changes).
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// Appends `text` as `kind`, merging it into the previous piece of the same kind.
+fn push(segments: &mut Vec<Segment>, kind: &'static str, text: &str) {
+    match segments.last_mut() {
+        Some(last) if last.kind == kind && kind != "gap" => last.text.push_str(text),
+        _ => segments.push(Segment { kind, text: text.to_string() }),
+    }
 }
 
 /// (key, number, text) for every clause and every article introduction.
@@ -83,26 +103,34 @@ pub fn diff(old: &Document, new: &Document) -> Vec<ClauseDiff> {
                 removed: words(text),
                 added: Vec::new(),
                 inline: String::new(),
+                segments: vec![Segment { kind: "removed", text: text.clone() }],
             }),
             Some((_, num2, text2)) if text2 != text => {
                 let d = TextDiff::from_words(text.as_str(), text2.as_str());
                 let (mut removed, mut added, mut inline) = (Vec::new(), Vec::new(), String::new());
+                let mut segments = Vec::new();
                 for group in d.grouped_ops(3) {
                     if !inline.is_empty() {
                         inline.push_str(" … ");
+                        push(&mut segments, "gap", " … ");
                     }
                     for op in group {
                         for ch in d.iter_changes(&op) {
                             let v = ch.value();
                             match ch.tag() {
-                                ChangeTag::Equal => inline.push_str(v),
+                                ChangeTag::Equal => {
+                                    inline.push_str(v);
+                                    push(&mut segments, "same", v);
+                                }
                                 ChangeTag::Delete => {
                                     removed.extend(words(v));
                                     inline.push_str(&format!("[-{v}-]"));
+                                    push(&mut segments, "removed", v);
                                 }
                                 ChangeTag::Insert => {
                                     added.extend(words(v));
                                     inline.push_str(&format!("{{+{v}+}}"));
+                                    push(&mut segments, "added", v);
                                 }
                             }
                         }
@@ -116,6 +144,7 @@ pub fn diff(old: &Document, new: &Document) -> Vec<ClauseDiff> {
                     removed,
                     added,
                     inline: inline.replace("-][-", "").replace("+}{+", ""),
+                    segments,
                 });
             }
             Some(_) => {}
@@ -131,6 +160,7 @@ pub fn diff(old: &Document, new: &Document) -> Vec<ClauseDiff> {
                 removed: Vec::new(),
                 added: words(text),
                 inline: String::new(),
+                segments: vec![Segment { kind: "added", text: text.clone() }],
             });
         }
     }

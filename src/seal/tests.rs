@@ -114,6 +114,7 @@ fn sealed_pdf_is_valid_for_pdfsig_and_qpdf() {
             covers_whole_file: true,
             modified_after_seal: false,
             certificate_fingerprint: Some(keys.fingerprint()),
+            certificate_subject: Some("CN=Countersign document seal,O=Countersign".into()),
             signed_by_our_ca: true,
             signing_time: Some(t),
             timestamped: false,

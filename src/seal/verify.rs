@@ -37,6 +37,8 @@ pub struct SealReport {
     pub modified_after_seal: bool,
     /// SHA-256 of the signer certificate's DER, in [`SealKeys::fingerprint`]'s format.
     pub certificate_fingerprint: Option<String>,
+    /// The signer certificate's subject (`CN=…,O=…`).
+    pub certificate_subject: Option<String>,
     /// The signer certificate was issued by our CA (its signature verifies with the CA key):
     /// the current sealing certificate or an older one.
     pub signed_by_our_ca: bool,
@@ -67,6 +69,7 @@ pub fn verify(pdf: &[u8], keys: &SealKeys) -> SealReport {
         covers_whole_file: false,
         modified_after_seal: false,
         certificate_fingerprint: None,
+        certificate_subject: None,
         signed_by_our_ca: false,
         signing_time: None,
         timestamped: false,
@@ -279,6 +282,7 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
         })
         .ok_or("the signer certificate is not in the CMS")?;
     report.certificate_fingerprint = Some(fingerprint_of(&signer_cert.der));
+    report.certificate_subject = Some(signer_cert.cert.tbs_certificate.subject.to_string());
     report.signed_by_our_ca = keys.issued_by_ours(signer_cert);
     let which = if keys.is_ours(&signer_cert.der) {
         if signer_cert.der == keys.current.der {

@@ -5,6 +5,7 @@
 mod account;
 mod addenda;
 mod admin_pages;
+mod agreement_page;
 mod app;
 mod archive;
 mod archive_pages;
