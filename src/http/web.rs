@@ -847,6 +847,8 @@ pub(crate) async fn agreement_view_with(
     ctx.insert("problem", &problem);
     ctx.insert("findings", &findings);
     ctx.insert("x", &extras);
+    // The alert at the top links to the input whose problem is shown beside it.
+    ctx.insert("problem_at", &posted.as_ref().and_then(|p| p.errors.keys().next().map(|f| format!("{}-{f}", p.form))));
     let (drawn, values, errors) = super::agreement_page::form_state(posted.as_ref());
     ctx.insert("ff", &drawn);
     ctx.insert("fv", &values);

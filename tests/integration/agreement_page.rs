@@ -145,6 +145,7 @@ fn an_executed_agreement_shows_a_valid_seal_and_a_vendor_manager_terminates_and_
     );
     assert_eq!(status, 422);
     assert!(error_beside(&html, "certify", "protections"), "{html}");
+    assert!(html.contains("<a href=\"#certify-protections\">Go to the field</a>"), "{html}");
     assert!(html.contains("option value=\"infeasible\" selected"), "the choice stays: {html}");
     let (status, _, html) = certify(&mut vera, &[("csrf", &csrf), ("method", ""), ("date", "2027-03-10"), ("certified_by", "P")]);
     assert_eq!(status, 422);
@@ -304,12 +305,15 @@ fn in_a_real_browser_the_seal_the_diff_and_the_lifecycle_forms_pass_axe_and_fit_
         d.go(&app.url(&page));
         assert!(shows(&d, "Sealed and valid."), "{}", d.source());
         check_page(&d, "agreement-executed", width);
+        d.script("document.getElementById('seal').scrollIntoView(); return true;");
+        check_page(&d, "agreement-executed-seal", width);
         // Terminate through the form (the date input takes the ISO date).
         d.script("document.getElementById('terminate-date').value = '2027-03-01'; return true;");
         d.type_into("#terminate-reason", "Contract ended");
         d.click(&format!("form[action='{page}/terminate'] button"));
         assert!(shows(&d, "Terminated: the agreement ends on the date given."), "{}", d.source());
         assert_eq!(status_of(&app, &id), "terminated");
+        d.script("document.getElementById('lifecycle').scrollIntoView(); return true;");
         check_page(&d, "agreement-terminated", width);
         // Infeasible without the continuing protections: the error beside that field.
         d.script("document.getElementById('certify-method').value = 'infeasible'; document.getElementById('certify-date').value = '2027-03-10'; return true;");
@@ -320,6 +324,8 @@ fn in_a_real_browser_the_seal_the_diff_and_the_lifecycle_forms_pass_axe_and_fit_
             "{}",
             d.source()
         );
+        assert!(has(&d, "a[href='#certify-protections']"), "the alert links to the field: {}", d.source());
+        d.script("document.getElementById('certify-protections').scrollIntoView({block: 'center'}); return true;");
         check_page(&d, "agreement-certify-error", width);
         d.type_into("#certify-protections", "Backups age out in 35 days; until then the BAA's protections continue.");
         d.click(&format!("form[action='{page}/return-or-destroy'] button"));
