@@ -69,7 +69,7 @@ const FORMS: &[(&str, &[Input])] = &[
     (
         "terminate",
         &[
-            ("date", "Termination date", "date", "The day the agreement ends (YYYY-MM-DD).", false),
+            ("date", "Termination date", "date", "The day the agreement ends (typed as YYYY-MM-DD where no calendar is offered).", false),
             ("reason", "Reason", "textarea", "", false),
         ],
     ),
@@ -77,7 +77,7 @@ const FORMS: &[(&str, &[Input])] = &[
         "certify",
         &[
             ("method", "What happened to the PHI", "select", "", false),
-            ("date", "Date", "date", "When it was returned or destroyed (YYYY-MM-DD).", false),
+            ("date", "Date", "date", "When it was returned or destroyed (typed as YYYY-MM-DD where no calendar is offered).", false),
             (
                 "certified_by",
                 "Certified by",
@@ -282,7 +282,9 @@ pub(crate) fn done_message(key: &str) -> Option<&'static str> {
         "revised" => "Back to draft: change the intake or send it again.",
         "resent" => "A new link is on its way to the signer; the old one no longer works.",
         "corrected" => "The signer's email is corrected and a new link is on its way.",
-        "terminated" => "Terminated: the agreement ends on the date given. Certify the return or destruction of PHI when it is done.",
+        "terminated" => {
+            "Terminated: the agreement ends on the date given. Certify the return or destruction of PHI when it is done."
+        }
         "certified" => "Certified: the return or destruction of PHI is recorded and the agreement is closed.",
         "disposed" => "Disposed of: the documents are deleted; the record and its audit trail remain.",
         _ => return None,
@@ -515,7 +517,13 @@ async fn version_document(
         Err(r) => return *r,
     };
     let not_found = |state: &AppState, viewer: &Viewer| {
-        message(state, Some(viewer), StatusCode::NOT_FOUND, "Version not found", "There is no such version of an agreement you may see.")
+        message(
+            state,
+            Some(viewer),
+            StatusCode::NOT_FOUND,
+            "Version not found",
+            "There is no such version of an agreement you may see.",
+        )
     };
     let Ok(version) = version.parse::<u32>() else { return not_found(&state, &viewer) };
     let staff = w.staff();

@@ -771,9 +771,8 @@ pub(crate) async fn agreement_view_with(
     let staff = w.staff();
     let svc = state.service.clone();
     let role = w.role;
-    type Loaded = (serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>, serde_json::Value);
     let loaded =
-        blocking(move || -> Result<Loaded, ServiceError> {
+        blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>), ServiceError> {
             let a = super::api::visible(&svc, &staff, &id)?;
             // What this person may do here now: the status allows it and the API's table gives
             // their role the route.
@@ -792,13 +791,14 @@ pub(crate) async fn agreement_view_with(
             })
             .map(|(k, ..)| k)
             .collect();
+            // Versions, the seal, renewal and retention, and the lifecycle actions allowed now.
             let (extras, more) = super::agreement_page::extras(&svc, &a, role)?;
-            let mut can = can;
-            can.extend(more);
-            Ok((super::api::view(&svc, &a)?, svc.audit(&id)?, can, extras))
+            let mut view = super::api::view(&svc, &a)?;
+            view["page"] = extras;
+            Ok((view, svc.audit(&id)?, can.into_iter().chain(more).collect()))
         })
         .await;
-    let (a, events, can, extras) = match loaded {
+    let (a, events, can) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(ServiceError::NotFound)) => {
             return message(
@@ -846,7 +846,7 @@ pub(crate) async fn agreement_view_with(
     ctx.insert("done", &done);
     ctx.insert("problem", &problem);
     ctx.insert("findings", &findings);
-    ctx.insert("x", &extras);
+    ctx.insert("x", &a["page"]);
     // The alert at the top links to the input whose problem is shown beside it.
     ctx.insert("problem_at", &posted.as_ref().and_then(|p| p.errors.keys().next().map(|f| format!("{}-{f}", p.form))));
     let (drawn, values, errors) = super::agreement_page::form_state(posted.as_ref());

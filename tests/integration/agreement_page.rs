@@ -141,23 +141,45 @@ fn an_executed_agreement_shows_a_valid_seal_and_a_vendor_manager_terminates_and_
     let certify = |c: &mut Client, f: &[(&str, &str)]| c.send("POST", &format!("{page}/return-or-destroy"), f);
     let (status, _, html) = certify(
         &mut vera,
-        &[("csrf", &csrf), ("method", "infeasible"), ("date", "2027-03-10"), ("certified_by", "Priya Raman, VP Legal"), ("protections", "")],
+        &[
+            ("csrf", &csrf),
+            ("method", "infeasible"),
+            ("date", "2027-03-10"),
+            ("certified_by", "Priya Raman, VP Legal"),
+            ("protections", ""),
+        ],
     );
     assert_eq!(status, 422);
     assert!(error_beside(&html, "certify", "protections"), "{html}");
     assert!(html.contains("<a href=\"#certify-protections\">Go to the field</a>"), "{html}");
     assert!(html.contains("option value=\"infeasible\" selected"), "the choice stays: {html}");
-    let (status, _, html) = certify(&mut vera, &[("csrf", &csrf), ("method", ""), ("date", "2027-03-10"), ("certified_by", "P")]);
+    let (status, _, html) =
+        certify(&mut vera, &[("csrf", &csrf), ("method", ""), ("date", "2027-03-10"), ("certified_by", "P")]);
     assert_eq!(status, 422);
     assert!(
-        html.contains("id=\"certify-method\" name=\"method\" aria-invalid=\"true\" aria-describedby=\"certify-method-error\""),
+        html.contains(
+            "id=\"certify-method\" name=\"method\" aria-invalid=\"true\" aria-describedby=\"certify-method-error\""
+        ),
         "{html}"
     );
-    assert_eq!(certify(&mut lena, &[("csrf", &lena_csrf), ("method", "destroyed"), ("date", "2027-03-10"), ("certified_by", "P")]).0, 403);
+    assert_eq!(
+        certify(
+            &mut lena,
+            &[("csrf", &lena_csrf), ("method", "destroyed"), ("date", "2027-03-10"), ("certified_by", "P")]
+        )
+        .0,
+        403
+    );
     assert_eq!(status_of(&app, &id), "terminated");
     let (status, loc, _) = certify(
         &mut vera,
-        &[("csrf", &csrf), ("method", "destroyed"), ("date", "2027-03-10"), ("certified_by", "Priya Raman, VP Legal"), ("protections", "")],
+        &[
+            ("csrf", &csrf),
+            ("method", "destroyed"),
+            ("date", "2027-03-10"),
+            ("certified_by", "Priya Raman, VP Legal"),
+            ("protections", ""),
+        ],
     );
     assert_eq!((status, loc.as_str()), (303, format!("{page}?done=certified").as_str()));
     assert_eq!(status_of(&app, &id), "closed");
@@ -167,7 +189,10 @@ fn an_executed_agreement_shows_a_valid_seal_and_a_vendor_manager_terminates_and_
     let (_, _, html) = vera.send("GET", &loc, &[]);
     assert!(html.contains("Destroyed on 2027-03-10, certified by Priya Raman, VP Legal"), "{html}");
     assert!(html.contains("Keep documents until</dt><dd>2033-03-01"), "six years from the end: {html}");
-    assert!(!html.contains(&format!("action=\"{page}/return-or-destroy\"")) && !html.contains(&format!("action=\"{page}/dispose\"")));
+    assert!(
+        !html.contains(&format!("action=\"{page}/return-or-destroy\""))
+            && !html.contains(&format!("action=\"{page}/dispose\""))
+    );
 
     // Past the retention date an administrator (only) may dispose of the documents.
     app.clock.advance(7 * 366 * 86_400);
@@ -247,7 +272,11 @@ fn the_versions_download_each_draft_and_the_diff_marks_changed_words_not_by_colo
     assert!(html.contains("Changes between versions 2 and 1"), "{html}");
     let (status, _, html) = lena.send("GET", &format!("{page}/diff?from=7&to=2"), &[]);
     assert_eq!(status, 422);
-    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"e-from\"") && html.contains("Choose a version from 1 to 2."), "{html}");
+    assert!(
+        html.contains("aria-invalid=\"true\" aria-describedby=\"e-from\"")
+            && html.contains("Choose a version from 1 to 2."),
+        "{html}"
+    );
     // A sales person who did not create it: it does not exist for them.
     assert_eq!(sam.send("GET", &format!("{page}/diff"), &[]).0, 404);
     assert_eq!(bytes(&sam, &format!("{page}/versions/1/document")).0, 404);
@@ -273,7 +302,13 @@ fn a_draft_dua_page_offers_no_lifecycle_action_and_the_timeline_names_who_create
     assert_eq!(status_of(&app, &id), "draft");
     // The draft was created with the bootstrap API key: the timeline names it and the time.
     let created = event(&app, &id, "created").expect("created");
-    assert!(html.contains(&format!("<strong>Draft created</strong> — {}, 2027-01-04 12:00 UTC", created["actor"].as_str().expect("actor"))), "{html}");
+    assert!(
+        html.contains(&format!(
+            "<strong>Draft created</strong> — {}, 2027-01-04 12:00 UTC",
+            created["actor"].as_str().expect("actor")
+        )),
+        "{html}"
+    );
 }
 
 #[test]
@@ -320,7 +355,10 @@ fn in_a_real_browser_the_seal_the_diff_and_the_lifecycle_forms_pass_axe_and_fit_
         d.type_into("#certify-certified_by", "Priya Raman, VP Legal");
         d.click(&format!("form[action='{page}/return-or-destroy'] button"));
         assert!(
-            has(&d, "#certify-protections[aria-invalid=true][aria-describedby='certify-protections-error certify-protections-hint']"),
+            has(
+                &d,
+                "#certify-protections[aria-invalid=true][aria-describedby='certify-protections-error certify-protections-hint']"
+            ),
             "{}",
             d.source()
         );
