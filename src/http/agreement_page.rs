@@ -69,7 +69,13 @@ const FORMS: &[(&str, &[Input])] = &[
     (
         "terminate",
         &[
-            ("date", "Termination date", "date", "The day the agreement ends (typed as YYYY-MM-DD where no calendar is offered).", false),
+            (
+                "date",
+                "Termination date",
+                "date",
+                "The day the agreement ends (typed as YYYY-MM-DD where no calendar is offered).",
+                false,
+            ),
             ("reason", "Reason", "textarea", "", false),
         ],
     ),
@@ -77,7 +83,13 @@ const FORMS: &[(&str, &[Input])] = &[
         "certify",
         &[
             ("method", "What happened to the PHI", "select", "", false),
-            ("date", "Date", "date", "When it was returned or destroyed (typed as YYYY-MM-DD where no calendar is offered).", false),
+            (
+                "date",
+                "Date",
+                "date",
+                "When it was returned or destroyed (typed as YYYY-MM-DD where no calendar is offered).",
+                false,
+            ),
             (
                 "certified_by",
                 "Certified by",
@@ -333,7 +345,7 @@ async fn act(
             let name = pointer.trim_start_matches('/').to_string();
             let form = FORMS.iter().find(|(f, inputs)| form_of(done) == *f && inputs.iter().any(|i| i.0 == name));
             let posted = form.map(|(f, _)| Posted {
-                form: *f,
+                form: f,
                 values: sent_back,
                 errors: [(name, sentence(&m))].into_iter().collect(),
             });
