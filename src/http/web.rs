@@ -78,6 +78,7 @@ impl WebPages {
         .chain(super::account::TEMPLATES.iter().copied())
         .chain(super::admin_pages::TEMPLATES.iter().copied())
         .chain(super::archive_pages::TEMPLATES.iter().copied())
+        .chain(super::verify_pages::TEMPLATES.iter().copied())
         .chain(super::webhook_pages::TEMPLATES.iter().copied())
         {
             tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
