@@ -151,6 +151,8 @@ fn story(width: u32) {
     let said = d.script("return document.getElementById('ef-signers-1-email').textContent;");
     assert!(said.as_str().is_some_and(|t| t.contains("not an email address")), "{said}");
     page(&d, "new-baa-error");
+    d.script("document.getElementById('f-signers-1-email').scrollIntoView({block: 'center'}); return true;");
+    page(&d, "new-baa-error-at-the-field");
     assert_eq!(app.get("/api/v1/agreements").json()["total"], 0, "nothing saved with an error");
     d.type_into("#f-signers-1-email", "zoe@lakeside.example");
     d.click(".actions button[value=check]");
