@@ -50,7 +50,8 @@
 //!   the new-agreement form [`http::drafting`] (intake pointers ↔ form fields in
 //!   [`domain::form`]) and the agreement page's actions [`http::agreement_page`]; two-factor
 //!   and passwords [`http::account`], administration [`http::admin_pages`] and
-//!   [`http::webhook_pages`], the archive [`http::archive_pages`], vendors
+//!   [`http::webhook_pages`], the archive [`http::archive_pages`], verifying a PDF (staff and
+//!   public upload forms) [`http::verify_pages`], vendors
 //!   [`http::vendor_pages`].
 //! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
 //!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;

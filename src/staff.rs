@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::store::people::NewSecurityEvent;
 use crate::store::{ApiKeyRecord, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,13 +164,24 @@ pub enum ChangeError {
     Random(String),
 }
 
-/// Creates a key; returns the key string (shown once) and its record.
+/// Appends an API key change to the staff security log (`api_key_created`,
+/// `api_key_revoked`), under who made it and from where. Every way of changing keys — the API,
+/// the admin pages, the command line on a stopped store — goes through [`create`] and
+/// [`revoke`], so each change is logged exactly once.
+fn log_change(store: &dyn Store, by: &str, action: &str, detail: String, ip: &str, now: u64) -> Result<(), StoreError> {
+    let e = NewSecurityEvent { at: now, who: by.to_string(), action: action.into(), detail, ip: ip.to_string() };
+    store.people().append_security(e).map(|_| ())
+}
+
+/// Creates a key; returns the key string (shown once) and its record. The change is in the
+/// security log under `by` (from `ip`, empty on the command line).
 pub fn create(
     store: &dyn Store,
     name: &str,
     role: Role,
     expires_at: Option<u64>,
     by: &str,
+    ip: &str,
     now: u64,
 ) -> Result<(String, ApiKeyRecord), ChangeError> {
     let name = name.trim();
@@ -195,11 +207,13 @@ pub fn create(
         last_used: None,
     };
     store.put_api_key(&rec)?;
+    log_change(store, by, "api_key_created", format!("{} ({}, {})", rec.name, rec.id, rec.role), ip, now)?;
     Ok((key, rec))
 }
 
-/// Revokes a key. The bootstrap key can be revoked once another active admin key exists.
-pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyRecord, ChangeError> {
+/// Revokes a key. The bootstrap key can be revoked once another active admin key exists. A
+/// key that changes is in the security log under `by` (revoking a revoked key changes nothing).
+pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str, ip: &str) -> Result<ApiKeyRecord, ChangeError> {
     let keys = store.api_keys()?;
     if id == BOOTSTRAP_ID {
         let other_admin = keys.iter().any(|k| {
@@ -222,12 +236,14 @@ pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str) -> Result<ApiKeyR
             last_used: None,
         };
         store.put_api_key(&rec)?;
+        log_change(store, by, "api_key_revoked", format!("{} ({})", rec.name, rec.id), ip, now)?;
         return Ok(rec);
     }
     let mut rec = keys.into_iter().find(|k| k.id == id).ok_or_else(|| ChangeError::NoSuchKey(id.to_string()))?;
     if rec.revoked_at.is_none() {
         rec.revoked_at = Some(now);
         store.put_api_key(&rec)?;
+        log_change(store, by, "api_key_revoked", format!("{} ({})", rec.name, rec.id), ip, now)?;
     }
     Ok(rec)
 }
@@ -245,10 +261,10 @@ mod tests {
     fn a_use_recorded_after_a_revocation_leaves_the_key_revoked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path()).expect("store");
-        let (key, rec) = create(&store, "sales", Role::Sales, None, "test", 100).expect("created");
+        let (key, rec) = create(&store, "sales", Role::Sales, None, "test", "", 100).expect("created");
         // A request authenticated before the revocation records its use after it.
         assert!(authenticate(&store, "", &key, 150).is_ok());
-        revoke(&store, &rec.id, 200, "test").expect("revoked");
+        revoke(&store, &rec.id, 200, "test", "").expect("revoked");
         store.touch_api_key(&rec.id, 201).expect("touched");
         let after = store.api_keys().expect("keys").into_iter().find(|k| k.id == rec.id).expect("key");
         assert_eq!(after.revoked_at, Some(200));

@@ -23,15 +23,17 @@ impl Service {
         Ok(crate::staff::list(self.store.as_ref())?)
     }
 
-    /// Creates a key: the key string (shown once) and its record.
+    /// Creates a key: the key string (shown once) and its record; in the security log under
+    /// `by` from `ip`.
     pub fn create_api_key(
         &self,
         name: &str,
         role: Role,
         expires_at: Option<u64>,
         by: &str,
+        ip: &str,
     ) -> Result<(String, ApiKeyRecord), ServiceError> {
-        Ok(crate::staff::create(self.store.as_ref(), name, role, expires_at, by, self.clock.now())?)
+        Ok(crate::staff::create(self.store.as_ref(), name, role, expires_at, by, ip, self.clock.now())?)
     }
 
     /// Rotates the link keys of a running server: a new random key is appended to
@@ -54,9 +56,10 @@ impl Service {
         Ok((signing, ids))
     }
 
-    /// Revokes a key (the bootstrap key once another active admin key exists).
-    pub fn revoke_api_key(&self, id: &str, by: &str) -> Result<ApiKeyRecord, ServiceError> {
-        Ok(crate::staff::revoke(self.store.as_ref(), id, self.clock.now(), by)?)
+    /// Revokes a key (the bootstrap key once another active admin key exists); in the security
+    /// log under `by` from `ip`.
+    pub fn revoke_api_key(&self, id: &str, by: &str, ip: &str) -> Result<ApiKeyRecord, ServiceError> {
+        Ok(crate::staff::revoke(self.store.as_ref(), id, self.clock.now(), by, ip)?)
     }
 }
 

@@ -258,7 +258,9 @@ impl Service {
                 let url = format!("{}/sign/{token}", self.config.base_url());
                 Some(signer_message(&self.config, a, s, which, &url, &long_date(expires), now, Some(id.clone())))
             }
-            Due::Term { event, date, .. } => Some(notices::term(&self.config, a, *event, *date, now)),
+            Due::Term { event, date, .. } => {
+                Some(notices::term(&self.config, a, *event, *date, &self.notice_to(a), now))
+            }
         }
     }
 

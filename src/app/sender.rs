@@ -315,7 +315,7 @@ fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), Service
             detail: serde_json::json!({"message": m.id, "kind": m.kind, "signer": m.signer_id, "attempts": m.attempts, "reason": reason}),
         });
         if !notices::is_notice(&m.kind) {
-            let notice = notices::failed(&s.config, &a, &m, now);
+            let notice = notices::failed(&s.config, &a, &m, &s.notice_to(&a), now);
             if s.store.message(&notice.id).is_err() {
                 change.messages.push(notice);
             }

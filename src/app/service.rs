@@ -505,6 +505,38 @@ impl Service {
         self.refresh_expiry(a)
     }
 
+    /// Who a staff notice about `a` goes to (comma-separated, each address once, in this
+    /// order): `staff_notice_to`, the agreement's creator when the creator is an active person
+    /// (an API key's name is no address), and every active person with the `legal` role. Read
+    /// from the people store at the moment the notice is queued; a store that cannot be read
+    /// leaves `staff_notice_to` alone (the notice is never held up by it).
+    pub fn notice_to(&self, a: &Agreement) -> String {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |addr: &str| {
+            let addr = addr.trim();
+            if !addr.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(addr)) {
+                out.push(addr.to_string());
+            }
+        };
+        for part in self.config.staff_notice_to.as_deref().unwrap_or("").split(',') {
+            add(part);
+        }
+        match self.store.people().people() {
+            Ok(mut people) => {
+                people.retain(|p| p.password_hash.is_some() && p.disabled_at.is_none());
+                people.sort_by(|x, y| x.email.cmp(&y.email));
+                if let Some(creator) = people.iter().find(|p| p.email.eq_ignore_ascii_case(&a.created_by)) {
+                    add(&creator.email);
+                }
+                for p in people.iter().filter(|p| p.role == "legal") {
+                    add(&p.email);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "staff notice: people not readable; staff_notice_to only"),
+        }
+        out.join(", ")
+    }
+
     /// Marks an agreement `expired` when every open link has expired unsigned.
     fn refresh_expiry(&self, a: Agreement) -> Result<Agreement, ServiceError> {
         if !a.status.is_out_for_signature() {
@@ -527,7 +559,7 @@ impl Service {
         let doc = a.sent_sha256.clone().unwrap_or_default();
         let ev =
             self.event(&a, "expired", &Actor { who: "system".into(), ..Actor::default() }, &doc, serde_json::json!({}));
-        let notice = mail::notices::expired(&self.config, &a, now);
+        let notice = mail::notices::expired(&self.config, &a, &self.notice_to(&a), now);
         self.commit(Change {
             agreement: Some(a.clone()),
             events: vec![ev],
@@ -1175,7 +1207,8 @@ impl Service {
                 &doc,
                 serde_json::json!({"signer": link.signer.id, "reason": reason, "later_views": later_views}),
             ));
-            change.messages.push(mail::notices::declined(&self.config, a, &link.signer, self.clock.now()));
+            let to = self.notice_to(a);
+            change.messages.push(mail::notices::declined(&self.config, a, &link.signer, &to, self.clock.now()));
             Ok((link.signer.id.clone(), later_views))
         })?;
         self.views.written(&a.id, &signer, later_views);

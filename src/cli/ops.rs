@@ -100,6 +100,15 @@ pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
     }
 }
 
+/// Who changes keys from the command line, as the security log records it: `cli:<login>`
+/// (the operating-system user that ran it, when the environment names one).
+fn cli_actor() -> String {
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(u) if !u.trim().is_empty() => format!("cli:{}", u.trim().chars().take(64).collect::<String>()),
+        _ => "cli".into(),
+    }
+}
+
 pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
     match cmd {
         ApikeyCommand::Create { role, name, expires_in_days, data } => {
@@ -107,7 +116,7 @@ pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
             let role = crate::staff::Role::parse(&role).ok_or("role must be sales, legal, vendor_manager or admin")?;
             let t = now();
             let (key, rec) =
-                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), "cli", t)
+                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), &cli_actor(), "", t)
                     .map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!("created key {} ({}, {}); it is shown only once", rec.id, rec.name, rec.role);
@@ -132,7 +141,7 @@ pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
         }
         ApikeyCommand::Revoke { id, data } => {
             let store = direct(&data, "DELETE /api/v1/apikeys/{id}")?;
-            let rec = crate::staff::revoke(&store, &id, now(), "cli").map_err(|e| e.to_string())?;
+            let rec = crate::staff::revoke(&store, &id, now(), &cli_actor(), "").map_err(|e| e.to_string())?;
             println!("revoked {} ({})", rec.id, rec.name);
         }
     }

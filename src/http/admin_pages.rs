@@ -178,13 +178,10 @@ async fn create_key(State(state): State<AppState>, viewer: Viewer, Form(f): Form
             return view(state, viewer, v, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    let (svc, people, ip, by) =
-        (state.service.clone(), state.people.clone(), viewer.ip.clone(), w.person.email.clone());
+    let (svc, ip, by) = (state.service.clone(), viewer.ip.clone(), w.person.email.clone());
+    // The service puts the change in the security log (as for the API and the CLI).
     let result = blocking(move || -> Result<(String, String), ServiceError> {
-        let (key, rec) = svc.create_api_key(&name, role, expires, &by)?;
-        people
-            .record(&by, "api_key_created", format!("{} ({}, {})", rec.name, rec.id, role.as_str()), &ip)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (key, rec) = svc.create_api_key(&name, role, expires, &by, &ip)?;
         Ok((rec.name, key))
     })
     .await;
@@ -223,15 +220,8 @@ async fn revoke_key(
         Ok((w, _)) => w.clone(),
         Err(r) => return *r,
     };
-    let (svc, people, ip, by) =
-        (state.service.clone(), state.people.clone(), viewer.ip.clone(), w.person.email.clone());
-    let result = blocking(move || -> Result<(), ServiceError> {
-        let rec = svc.revoke_api_key(&id, &by)?;
-        people
-            .record(&by, "api_key_revoked", format!("{} ({})", rec.name, rec.id), &ip)
-            .map_err(|e| ServiceError::Internal(e.to_string()))
-    })
-    .await;
+    let (svc, ip, by) = (state.service.clone(), viewer.ip.clone(), w.person.email.clone());
+    let result = blocking(move || -> Result<(), ServiceError> { svc.revoke_api_key(&id, &by, &ip).map(|_| ()) }).await;
     match result {
         Ok(Ok(())) => Redirect::to("/admin#keys").into_response(),
         Ok(Err(e)) => problem(state, viewer, e).await,

@@ -261,7 +261,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/apikeys",
         ADMIN,
-        "Create an API key; the key is shown once",
+        "Create an API key; the key is shown once (recorded in the security log)",
         Body::Json("{name, role, expires_at?}"),
         (201, "key, id, role"),
     ),
@@ -269,7 +269,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "DELETE",
         "/apikeys/{key_id}",
         ADMIN,
-        "Revoke an API key (the bootstrap key once another admin exists)",
+        "Revoke an API key (the bootstrap key once another admin exists; recorded in the security log)",
         Body::None,
         (200, "the key"),
     ),
@@ -1160,8 +1160,15 @@ struct NewKey {
     expires_at: Option<u64>,
 }
 
-async fn create_key(staff: Staff, State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn create_key(
+    staff: Staff,
+    State(state): State<AppState>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let s = staff.require(allowed("POST", "/apikeys"))?.clone();
+    let ip = staff_actor(&s, addr, &headers).ip;
     let k: NewKey = json_body(&body)?;
     let Some(role) = Role::parse(&k.role) else {
         return Err(ApiError::Unprocessable {
@@ -1173,7 +1180,7 @@ async fn create_key(staff: Staff, State(state): State<AppState>, body: Bytes) ->
             )],
         });
     };
-    let (key, rec) = with(&state, move |svc| svc.create_api_key(&k.name, role, k.expires_at, &s.who)).await?;
+    let (key, rec) = with(&state, move |svc| svc.create_api_key(&k.name, role, k.expires_at, &s.who, &ip)).await?;
     let mut v = serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default();
     v["key"] = Value::String(key);
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
@@ -1183,9 +1190,12 @@ async fn revoke_key(
     staff: Staff,
     State(state): State<AppState>,
     Path(key_id): Path<String>,
+    ConnectInfo(addr): Conn,
+    headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let s = staff.require(allowed("DELETE", "/apikeys/{key_id}"))?.clone();
-    let rec = with(&state, move |svc| svc.revoke_api_key(&key_id, &s.who)).await?;
+    let ip = staff_actor(&s, addr, &headers).ip;
+    let rec = with(&state, move |svc| svc.revoke_api_key(&key_id, &s.who, &ip)).await?;
     Ok(axum::Json(serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default()))
 }
 

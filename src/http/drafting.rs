@@ -702,6 +702,21 @@ fn form_page(
             add: None,
         });
     }
+    // In the summary a bare label is ambiguous (the form has a dozen "Email" inputs): each is
+    // named with its row's legend, or its section's title ("Signer 2: Email").
+    let context: HashMap<&str, &str> = secs
+        .iter()
+        .flat_map(|s| {
+            s.blocks.iter().flat_map(move |bl| {
+                let within = bl.legend.as_deref().unwrap_or(&s.title);
+                bl.inputs.iter().map(move |i| (i.id.as_str(), within))
+            })
+        })
+        .collect();
+    let named = |id: &str, label: &str| match context.get(id) {
+        Some(within) if *within != label => format!("{within}: {label}"),
+        _ => label.to_string(),
+    };
     let mut problems: Vec<Problem> = findings
         .iter()
         .filter(|f| f.level == Level::Error && f.code != "needs_approval")
@@ -711,7 +726,7 @@ fn form_page(
                 b.labels.get(&ptr).or_else(|| ptr.starts_with("/states/").then(|| b.labels.get("/states")).flatten());
             Problem {
                 target: at.map(|(id, _)| id.clone()),
-                label: at.map(|(_, l)| l.clone()),
+                label: at.map(|(id, l)| named(id, l)),
                 pointer: ptr.clone(),
                 message: f.message.clone(),
             }

@@ -22,6 +22,7 @@ pub mod state;
 pub mod users;
 pub mod vendor_pages;
 pub mod vendors;
+pub mod verify_pages;
 pub mod web;
 pub mod webhook_pages;
 pub mod webhooks;
@@ -71,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .merge(account::router())
         .merge(admin_pages::router())
         .merge(archive_pages::router())
+        .merge(verify_pages::router())
         .merge(webhook_pages::router())
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))

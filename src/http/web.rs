@@ -79,6 +79,7 @@ impl WebPages {
         .chain(super::account::TEMPLATES.iter().copied())
         .chain(super::admin_pages::TEMPLATES.iter().copied())
         .chain(super::archive_pages::TEMPLATES.iter().copied())
+        .chain(super::verify_pages::TEMPLATES.iter().copied())
         .chain(super::webhook_pages::TEMPLATES.iter().copied())
         .chain(super::agreement_page::TEMPLATES.iter().copied())
         {

@@ -1,10 +1,12 @@
 //! Staff notices: a signer declined, a message finally failed, every open link expired
 //! unsigned, an executed agreement's renewal or termination date approaches.
 //!
-//! Recipient: `staff_notice_to` (comma-separated addresses). Staff actors are API keys without
-//! addresses today (`admin:bootstrap`), so "the person who sent the agreement" is whoever that
-//! setting names. Without it a notice is still queued (visible in the API and `countersign
-//! outbox list`, and written as an `.eml` copy) and marked `skipped`, never sent.
+//! Recipients (`to`, comma-separated) are chosen by the caller
+//! (`Service::notice_to` in the app layer): `staff_notice_to`, the agreement's creator
+//! when the creator is a person with an email (not an API key such as `admin:bootstrap`), and
+//! every active person with the `legal` role, each once. With none of them a notice is still
+//! queued (visible in the API and `countersign outbox list`, and written as an `.eml` copy) and
+//! marked `skipped`, never sent.
 //!
 //! Each notice has a deterministic outbox id (`notice:<agreement>:<what>:<which>`), so the same
 //! event never queues two notices, across restarts too. Notices say what happened and where to
@@ -34,6 +36,7 @@ fn notice(
     headline: String,
     details: Vec<String>,
     action: &str,
+    to: &str,
     now: u64,
 ) -> Message {
     let mut ctx: Context = content::agreement_context(a);
@@ -50,7 +53,7 @@ fn notice(
             id: Some(id),
             kind: kind.into(),
             to_name: "Countersign staff".into(),
-            to: config.staff_notice_to.clone().unwrap_or_default(),
+            to: to.to_string(),
             subject: format!("[Countersign] {subject}: {} — {} and {}", a.title, a.upstream_name, a.downstream_name),
             signer_id: None,
             template: "notice",
@@ -62,7 +65,7 @@ fn notice(
 }
 
 /// A signer declined (queued with the decline).
-pub fn declined(config: &Config, a: &Agreement, s: &SignerRecord, now: u64) -> Message {
+pub fn declined(config: &Config, a: &Agreement, s: &SignerRecord, to: &str, now: u64) -> Message {
     notice(
         config,
         a,
@@ -72,13 +75,14 @@ pub fn declined(config: &Config, a: &Agreement, s: &SignerRecord, now: u64) -> M
         format!("{} ({}) declined to sign.", s.name, s.party_name),
         vec![format!("Declined by: {}, {} of {}", s.name, s.title, s.party_name)],
         "The reason is recorded in Countersign. To change the terms and send again, revise the agreement (POST …/revise).",
+        to,
         now,
     )
 }
 
 /// Every open link expired unsigned (queued with the change to `expired`). `which`: the latest
 /// link expiry, so a later expiry after a resend is a new notice.
-pub fn expired(config: &Config, a: &Agreement, now: u64) -> Message {
+pub fn expired(config: &Config, a: &Agreement, to: &str, now: u64) -> Message {
     let which = a.signers.iter().filter_map(|s| s.link_expires).max().unwrap_or(now);
     let waiting: Vec<String> = a
         .signers
@@ -107,12 +111,13 @@ pub fn expired(config: &Config, a: &Agreement, now: u64) -> Message {
         "The signing links expired before every signer signed.".into(),
         waiting,
         "To continue, send the signer a new link (POST …/signers/{signer}/resend).",
+        to,
         now,
     )
 }
 
 /// A message failed for good (queued with the failure).
-pub fn failed(config: &Config, a: &Agreement, m: &Message, now: u64) -> Message {
+pub fn failed(config: &Config, a: &Agreement, m: &Message, to: &str, now: u64) -> Message {
     notice(
         config,
         a,
@@ -126,6 +131,7 @@ pub fn failed(config: &Config, a: &Agreement, m: &Message, now: u64) -> Message 
             format!("Reason: {}", m.last_error.as_deref().unwrap_or("unknown")),
         ],
         "Check the address, then retry it (POST /api/v1/outbox/{id}/retry or `countersign outbox retry ID`), or correct the signer and resend.",
+        to,
         now,
     )
 }
@@ -138,7 +144,7 @@ pub enum TermEvent {
 }
 
 /// An executed agreement renews or terminates on `date` (queued by the tick).
-pub fn term(config: &Config, a: &Agreement, event: TermEvent, date: Date, now: u64) -> Message {
+pub fn term(config: &Config, a: &Agreement, event: TermEvent, date: Date, to: &str, now: u64) -> Message {
     let (what, kind, headline, action) = match event {
         TermEvent::Renewal => (
             "renewal",
@@ -162,6 +168,7 @@ pub fn term(config: &Config, a: &Agreement, event: TermEvent, date: Date, now: u
         headline,
         vec![],
         action,
+        to,
         now,
     )
 }

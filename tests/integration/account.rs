@@ -9,7 +9,7 @@ use countersign::clock::ManualClock;
 use countersign::people::totp;
 
 /// RFC 4648 base32 (no padding) back to bytes.
-fn unbase32(s: &str) -> Vec<u8> {
+pub(crate) fn unbase32(s: &str) -> Vec<u8> {
     let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in s.bytes() {
         let v = match c {

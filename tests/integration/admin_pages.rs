@@ -165,3 +165,98 @@ fn an_admin_adds_tests_and_deletes_a_webhook_endpoint_and_its_secret_is_shown_on
     let (status, _, body) = sam.send("GET", "/admin/webhooks", &[]);
     assert_eq!(status, 403, "{body}");
 }
+
+/// The security log's entries for API key changes: (who, action, detail, ip).
+fn key_changes(app: &TestApp) -> Vec<(String, String, String, String)> {
+    let log = app.get("/api/v1/security-log").json();
+    assert_eq!(log["intact"], true, "{log}");
+    log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"].as_str().is_some_and(|a| a.starts_with("api_key_")))
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            (s("who"), s("action"), s("detail"), s("ip"))
+        })
+        .collect()
+}
+
+#[test]
+fn api_key_changes_through_the_api_the_admin_page_and_the_command_line_are_in_the_security_log_under_who_made_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_at(dir.path(), ManualClock::at(T0));
+    // The API, under the key's name.
+    let (_, api_id) = app.key_for("vendor_manager", None);
+    let r = app.req("DELETE", &format!("/api/v1/apikeys/{api_id}"), Some(&app.key), "application/json", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Revoking it again changes nothing, so it logs nothing.
+    assert_eq!(app.req("DELETE", &format!("/api/v1/apikeys/{api_id}"), Some(&app.key), "", b"").status, 200);
+    // A refused change (the bootstrap key is the last admin key) logs nothing either.
+    assert_eq!(app.req("DELETE", "/api/v1/apikeys/bootstrap", Some(&app.key), "", b"").status, 409);
+    let api = key_changes(&app);
+    assert_eq!(
+        api,
+        vec![
+            (
+                "admin:bootstrap".to_string(),
+                "api_key_created".to_string(),
+                format!("vendor_manager test ({api_id}, vendor_manager)"),
+                "127.0.0.1".to_string()
+            ),
+            (
+                "admin:bootstrap".to_string(),
+                "api_key_revoked".to_string(),
+                format!("vendor_manager test ({api_id})"),
+                "127.0.0.1".to_string()
+            ),
+        ]
+    );
+
+    // The admin page, under the person's email, once per change (not twice).
+    let mut ada = signed_in(&app, "ada@example.com", "admin");
+    let csrf = ada.csrf("/admin");
+    let (status, _, _) = ada.send(
+        "POST",
+        "/admin/keys",
+        &[("csrf", &csrf), ("name", "Page key"), ("role", "sales"), ("expires_days", "")],
+    );
+    assert_eq!(status, 201);
+    let page = key_changes(&app);
+    assert_eq!(page.len(), 3, "{page:?}");
+    assert_eq!((page[2].0.as_str(), page[2].1.as_str()), ("ada@example.com", "api_key_created"));
+    assert!(page[2].2.starts_with("Page key (k"), "{page:?}");
+
+    // The command line on the stopped store, under `cli:<user>`.
+    app.stop();
+    let data = dir.path().to_str().expect("utf-8 path");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(args)
+            .env("USER", "olga")
+            .current_dir(dir.path())
+            .output()
+            .expect("binary runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let created = run(&["apikey", "create", "--role", "legal", "--name", "Night batch", "--data", data]);
+    let said = String::from_utf8_lossy(&created.stderr).to_string();
+    let cli_id = said.split_whitespace().nth(2).expect("created key ID").to_string();
+    run(&["apikey", "revoke", &cli_id, "--data", data]);
+    let app = spawn_app_at(dir.path(), ManualClock::at(T0));
+    let all = key_changes(&app);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(
+        all[3..].to_vec(),
+        vec![
+            (
+                "cli:olga".to_string(),
+                "api_key_created".to_string(),
+                format!("Night batch ({cli_id}, legal)"),
+                String::new()
+            ),
+            ("cli:olga".to_string(), "api_key_revoked".to_string(), format!("Night batch ({cli_id})"), String::new()),
+        ]
+    );
+}

@@ -21,6 +21,12 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The running server's service, for work only it can do in a test (acting as a person
+    /// would through the web app). Drop it before stopping the server.
+    pub fn service(&self) -> std::sync::Arc<countersign::app::service::Service> {
+        self.service.upgrade().expect("the server runs")
+    }
+
     /// Returns once the mail sender has finished `n` more passes than when called: after it,
     /// the sender has looked at the outbox at least once since the caller's last change.
     pub fn sender_passes(&self, n: u64) {

@@ -39,8 +39,13 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().expect("profile dir");
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).expect("downloads dir");
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
+            // Downloads land in the profile's own directory, without asking (see `downloads`).
+            "prefs": {"download.default_directory": downloads.display().to_string(),
+                      "download.prompt_for_download": false, "download.directory_upgrade": true},
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
                      format!("--user-data-dir={}", profile.path().display()), format!("--window-size={},900", width.max(500))],
@@ -54,6 +59,11 @@ impl Driver {
         let v = d.call("POST", "/session", Some(caps));
         d.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
         d
+    }
+
+    /// Where this browser saves downloads.
+    pub(crate) fn downloads(&self) -> std::path::PathBuf {
+        self._profile.path().join("downloads")
     }
 
     pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -153,6 +163,32 @@ impl Driver {
             .map(|x| format!("{}: {}", x["id"].as_str().unwrap_or("?"), x["targets"]))
             .collect()
     }
+}
+
+/// Whether this machine can run the browser tests. Where Chromium or chromedriver is missing
+/// the test says why and is skipped — except when `COUNTERSIGN_REQUIRE_BROWSER` is set (CI sets
+/// it, after installing both), where a missing browser fails the test.
+pub(crate) fn browser_available(test: &str) -> bool {
+    let found =
+        |c: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(c).is_file()));
+    let missing: Vec<&str> = ["chromedriver"].into_iter().filter(|c| !found(c)).collect();
+    let chromium = std::path::Path::new("/usr/bin/chromium").is_file();
+    if missing.is_empty() && chromium {
+        return true;
+    }
+    let why = format!(
+        "{test}: skipped: {} not installed (apt-get install chromium chromium-driver)",
+        if chromium {
+            "chromedriver"
+        } else if missing.is_empty() {
+            "/usr/bin/chromium"
+        } else {
+            "chromium and chromedriver"
+        }
+    );
+    assert!(std::env::var_os("COUNTERSIGN_REQUIRE_BROWSER").is_none(), "{why}, but COUNTERSIGN_REQUIRE_BROWSER is set");
+    eprintln!("{why}");
+    false
 }
 
 impl Drop for Driver {

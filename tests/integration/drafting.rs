@@ -72,7 +72,7 @@ fn a_legal_person_sees_a_bad_signer_email_beside_its_input_then_saves_the_draft_
         "{page}"
     );
     // The summary links to the input; every other value is still there.
-    assert!(page.contains(r##"<a href="#f-signers-1-email">Email</a>: not an email address"##), "{page}");
+    assert!(page.contains(r##"<a href="#f-signers-1-email">Signer 2: Email</a>: not an email address"##), "{page}");
     assert!(page.contains(r#"value="Lakeside Family Clinic, P.C.""#));
     let (status, _, _) = post(&mut c, &posted(&example, &csrf, "save", &bad));
     assert_eq!((status, total(&app)), (422, 0), "an invalid draft is not saved");

@@ -572,3 +572,97 @@ fn the_outbox_command_lists_and_retries_through_the_running_server_and_offline()
     let out = countersign(&["outbox", "retry", "no-such-message", "--data", data], dir.path());
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Invites and accepts a person; returns their id.
+fn person(app: &TestApp, email: &str, role: &str) -> String {
+    let (id, url) = crate::web::invite(app, email, "Someone", role);
+    let mut c = crate::web::Client::new(app);
+    crate::web::accept(&mut c, &url);
+    id
+}
+
+/// The recipients (RCPT TO, sorted) of each received message whose subject contains `what`.
+fn rcpts(smtp: &SmtpServer, what: &str) -> Vec<Vec<String>> {
+    smtp.messages()
+        .iter()
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains(what)))
+        .map(|m| {
+            let mut to = m.to.clone();
+            to.sort();
+            to
+        })
+        .collect()
+}
+
+#[test]
+fn staff_notices_also_go_to_the_creator_and_every_active_legal_person_once_and_never_again_after_a_restart() {
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::at(T0);
+    let port = smtp.port;
+    let setup = move |c: &mut Config| {
+        with_smtp(port)(c);
+        // Lena is named here too: she still gets each notice once.
+        c.staff_notice_to = Some("contracts@lakeside.example, lena@example.com".into());
+    };
+    let app = spawn_app_with(dir.path(), clock.clone(), "127.0.0.1:0", setup);
+    person(&app, "sam@example.com", "sales");
+    person(&app, "lena@example.com", "legal");
+    person(&app, "lars@example.com", "legal");
+    person(&app, "vera@example.com", "vendor_manager");
+    let gone = person(&app, "lou@example.com", "legal");
+    assert_eq!(app.post(&format!("/api/v1/users/{gone}/disable"), "").status, 200);
+    crate::web::invite(&app, "leo@example.com", "Leo", "legal"); // invited, never accepted: not active
+
+    // Sam creates and sends an agreement (under his email, as the web app does); the bootstrap
+    // key (no address) another.
+    let svc = app.service();
+    let sam =
+        Actor { who: "sam@example.com".into(), ip: "127.0.0.1".into(), user_agent: "test".into(), own_only: true };
+    let mine = svc.create(&example_text(BAA), &sam).expect("created").id;
+    svc.send(&mine, &sam).expect("sent");
+    let keys = send(&app, &example_text(BAA));
+
+    // A signer declines Sam's agreement; every link of the other one expires unsigned.
+    let link_id = message(&app, &mine, "link")["id"].as_str().expect("id").to_string();
+    let link = svc.store.message(&link_id).expect("the link message");
+    svc.decline(&token_of(&link), "Not this quarter", &admin()).expect("declined");
+    clock.set(T0 + 15 * DAY);
+    assert_eq!(svc.get(&keys).expect("agreement").status.as_str(), "expired");
+    drop(svc);
+
+    // Each notice is one message with one deterministic id, to every address once: staff_notice_to,
+    // the creator when a person (Sam), each active legal person — not Lou (disabled), Leo (not
+    // yet accepted) or Vera (vendor manager).
+    let declined = message(&app, &mine, "notice_declined");
+    assert_eq!(declined["id"], format!("notice:{mine}:declined:v1"));
+    assert_eq!(declined["to"], "contracts@lakeside.example, lena@example.com, sam@example.com, lars@example.com");
+    let expired = message(&app, &keys, "notice_expired");
+    assert_eq!(expired["to"], "contracts@lakeside.example, lena@example.com, lars@example.com");
+    let want_declined =
+        ["contracts@lakeside.example", "lars@example.com", "lena@example.com", "sam@example.com"].map(String::from);
+    let want_expired = ["contracts@lakeside.example", "lars@example.com", "lena@example.com"].map(String::from);
+    eventually(10, "both notices delivered", || {
+        rcpts(&smtp, "Declined").len() == 1 && rcpts(&smtp, "Expired unsigned").len() == 1
+    });
+    assert_eq!(rcpts(&smtp, "Declined"), vec![want_declined.to_vec()]);
+    assert_eq!(rcpts(&smtp, "Expired unsigned"), vec![want_expired.to_vec()]);
+    eventually(10, "notices marked sent", || {
+        message(&app, &mine, "notice_declined")["status"] == "sent"
+            && message(&app, &keys, "notice_expired")["status"] == "sent"
+    });
+    app.stop();
+
+    // After a restart, the sender and the schedule run again and nothing is sent twice.
+    let app = spawn_app_with(dir.path(), clock.clone(), "127.0.0.1:0", setup);
+    assert_eq!(app.get(&format!("/api/v1/agreements/{keys}")).json()["status"], "expired");
+    app.sender_passes(2);
+    let svc = app.service();
+    svc.queue_due_messages().expect("tick");
+    drop(svc);
+    app.sender_passes(2);
+    assert_eq!(rcpts(&smtp, "Declined").len(), 1, "the decline notice once");
+    assert_eq!(rcpts(&smtp, "Expired unsigned").len(), 1, "the expiry notice once");
+    let kinds: Vec<Value> = messages(&app, &mine).into_iter().filter(|m| m["kind"] == "notice_declined").collect();
+    assert_eq!(kinds.len(), 1);
+}

@@ -34,6 +34,7 @@ mod secrets;
 mod security;
 mod signing;
 mod speed;
+mod story;
 mod vendors;
 mod verification;
 mod webhooks;

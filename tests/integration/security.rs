@@ -7,7 +7,7 @@ use crate::app::*;
 use crate::helpers::*;
 
 /// A raw HTTP/1.1 request on its own connection; returns the stream to read the answer from.
-fn send_raw(app: &TestApp, head: &str, body: &[u8]) -> std::net::TcpStream {
+pub(crate) fn send_raw(app: &TestApp, head: &str, body: &[u8]) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(app.addr()).expect("connect");
     s.write_all(head.as_bytes()).expect("head");
     s.write_all(body).expect("body");
@@ -15,7 +15,7 @@ fn send_raw(app: &TestApp, head: &str, body: &[u8]) -> std::net::TcpStream {
 }
 
 /// Reads an HTTP/1.1 answer sent with `Connection: close` to its end: (status, body).
-fn read_answer(mut s: std::net::TcpStream) -> (u16, String) {
+pub(crate) fn read_answer(mut s: std::net::TcpStream) -> (u16, String) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("answer");
     let text = String::from_utf8_lossy(&raw).into_owned();
