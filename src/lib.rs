@@ -53,9 +53,11 @@
 //!   [`http::webhook_pages`], the archive [`http::archive_pages`], verifying a PDF (staff and
 //!   public upload forms) [`http::verify_pages`], vendors
 //!   [`http::vendor_pages`].
-//! * [`http`] — axum only: the staff API (`/api/v1`, its route table drives role checks and the
-//!   OpenAPI description) and the signer pages (`/sign/{token}`), each module with `router()`;
-//!   [`http::state::build_state`] assembles the server's state.
+//! * [`http`] — axum only: the staff API (`/api/v1`, its route table [`http::api::ROUTES`] also
+//!   drives the OpenAPI description), the staff web pages and the signer pages (`/sign/{token}`),
+//!   each module with `router()`. Who may call what is one table per kind ([`http::api::ROUTES`],
+//!   [`http::routes::PAGES`]) enforced by one route layer, [`http::routes::authorize`], before any
+//!   handler runs (fail closed); [`http::state::build_state`] assembles the server's state.
 //! * [`cli`] — the `countersign` command, outermost: nothing imports it.
 //!
 //! Errors that users see are [`domain::findings::Finding`]s: one JSON shape for intake errors

@@ -2,9 +2,9 @@
 //! step of `/login`, the forgotten-password pages (`/forgot`, `/reset/{token}`), and the
 //! admin's "reset two-factor" on the people page. Handlers call [`crate::people::Directory`].
 //!
-//! `/account` is the one page a person who must still enrol (`[web] require_mfa`) can reach,
-//! so it checks the session itself instead of [`Viewer::require`] (which sends such a person
-//! here); every form on it still goes through the CSRF check.
+//! `/account` is the one page a person who must still enrol (`[web] require_mfa`) can reach:
+//! its rows in the route table ([`super::routes::PAGES`]) ask for a session, not a role (a
+//! role's page sends such a person here); every form on it still goes through the CSRF check.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use tera::Context;
 
-use super::web::{ADMIN, Viewer, message, page_error, render, signed_in_redirect};
+use super::web::{Viewer, message, page_error, render, signed_in_redirect};
 use super::{AppState, blocking};
 use crate::people::{PeopleError, SignedIn};
 
@@ -445,7 +445,7 @@ async fn totp_reset(
     Path(id): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(ADMIN, f) {
+    let w = match viewer.form(f) {
         Ok((w, _)) => w.clone(),
         Err(r) => return *r,
     };

@@ -1,11 +1,12 @@
 //! The staff JSON API, `/api/v1`.
 //!
 //! [`ROUTES`] is the one description of every route: its method and path, the roles allowed, a
-//! summary, and what it takes and returns. Handlers check their caller against their row's roles,
-//! `/api/v1/openapi.json` is generated from the table, and the authorization-matrix test walks it.
-//! Every route takes [`Staff`], so none runs unauthenticated — except those in [`PUBLIC`]
-//! (the API description: it holds no secrets, and integrators read it before they have a key). `sales` keys see only agreements
-//! they created (others answer 404, so existence does not leak).
+//! summary, and what it takes and returns. The route layer ([`super::routes::authorize`]) checks
+//! the caller's key against the row's roles before a handler runs, `/api/v1/openapi.json` is
+//! generated from the table, and the authorization-matrix test walks it. Handlers take the
+//! admitted caller as [`Staff`]; none runs unauthenticated — except those in [`PUBLIC`] (the API
+//! description: it holds no secrets, and integrators read it before they have a key). `sales`
+//! keys see only agreements they created (others answer 404, so existence does not leak).
 
 use std::net::SocketAddr;
 
@@ -601,7 +602,7 @@ pub(crate) fn visible(svc: &Service, staff: &crate::staff::Staff, id: &str) -> R
 
 /// Rotates the link keys of the running server (the ring is replaced at once).
 async fn rotate_link_keys(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/keys/link/rotate"))?;
+    let s = &staff.0;
     let by = s.who.clone();
     let (signing, ids) = with(&state, move |svc| svc.rotate_link_keys(&by)).await?;
     Ok(axum::Json(json!({"signing_key_id": signing, "key_ids": ids})))
@@ -724,7 +725,7 @@ async fn list(
     State(state): State<AppState>,
     uri: axum::http::Uri,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements"))?.clone();
+    let s = staff.0;
     let q = parse_query(uri.query())?;
     let index = state.service.index.read().unwrap_or_else(|p| p.into_inner());
     if s.role == Sales {
@@ -739,8 +740,7 @@ async fn list(
     Ok(axum::Json(serde_json::to_value(index.search(&q)).unwrap_or_default()))
 }
 
-async fn export(staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
-    staff.require(allowed("GET", "/agreements/export.csv"))?;
+async fn export(_staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
     let q = parse_query(uri.query())?;
     let csv = {
         let index = state.service.index.read().unwrap_or_else(|p| p.into_inner());
@@ -763,11 +763,10 @@ struct Days {
 }
 
 async fn renewal_due(
-    staff: Staff,
+    _staff: Staff,
     State(state): State<AppState>,
     uri: axum::http::Uri,
 ) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/agreements/renewal-due"))?;
     let Days { days } = serde_urlencoded_query(uri.query().unwrap_or(""))?;
     let items = with(&state, move |s| s.renewal_due(days.unwrap_or(60).min(3650))).await?;
     Ok(axum::Json(json!({"items": items})))
@@ -780,7 +779,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements"))?;
+    let s = &staff.0;
     check_json_type(&headers)?;
     let text = intake_text(&body)?;
     let who = staff_actor(s, addr, &headers);
@@ -798,7 +797,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements/{id}"))?.clone();
+    let s = staff.0;
     Ok(axum::Json(with(&state, move |svc| view(svc, &visible(svc, &s, &id)?)).await?))
 }
 
@@ -810,7 +809,7 @@ async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("PUT", "/agreements/{id}"))?.clone();
+    let s = staff.0;
     check_json_type(&headers)?;
     let text = intake_text(&body)?;
     let who = staff_actor(&s, addr, &headers);
@@ -830,7 +829,7 @@ async fn document(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements/{id}/document"))?.clone();
+    let s = staff.0;
     let who = staff_actor(&s, addr, &headers);
     let (bytes, sha) = with(&state, move |svc| {
         visible(svc, &s, &id)?;
@@ -845,7 +844,7 @@ async fn versions(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements/{id}/versions"))?.clone();
+    let s = staff.0;
     let vs = with(&state, move |svc| {
         visible(svc, &s, &id)?;
         svc.versions(&id)
@@ -868,7 +867,7 @@ async fn version_document(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements/{id}/versions/{version}/document"))?.clone();
+    let s = staff.0;
     let who = staff_actor(&s, addr, &headers);
     let (bytes, sha) = with(&state, move |svc| {
         visible(svc, &s, &id)?;
@@ -891,7 +890,7 @@ async fn diff(
     Path(id): Path<String>,
     uri: axum::http::Uri,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("GET", "/agreements/{id}/diff"))?.clone();
+    let s = staff.0;
     let q: DiffQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
     let changes = with(&state, move |svc| {
         visible(svc, &s, &id)?;
@@ -908,7 +907,7 @@ async fn send(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/send"))?.clone();
+    let s = staff.0;
     let who = staff_actor(&s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
@@ -947,7 +946,7 @@ async fn approve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let who = actor(staff.require(allowed("POST", "/agreements/{id}/approve"))?.who.clone(), Some(addr), &headers);
+    let who = actor(staff.who.clone(), Some(addr), &headers);
     with_reason(state, who, id, body, Service::approve).await
 }
 
@@ -959,7 +958,7 @@ async fn void(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let who = actor(staff.require(allowed("POST", "/agreements/{id}/void"))?.who.clone(), Some(addr), &headers);
+    let who = actor(staff.who.clone(), Some(addr), &headers);
     with_reason(state, who, id, body, Service::void).await
 }
 
@@ -970,7 +969,7 @@ async fn revise(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/revise"))?;
+    let s = &staff.0;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.revise(&id, &who)?)).await?))
 }
@@ -982,7 +981,7 @@ async fn resend(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/signers/{signer}/resend"))?;
+    let s = &staff.0;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
         with(&state, move |svc| {
@@ -1002,7 +1001,7 @@ async fn update_signer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("PATCH", "/agreements/{id}/signers/{signer}"))?;
+    let s = &staff.0;
     let patch: SignerPatch = json_body(&body)?;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
@@ -1016,32 +1015,29 @@ async fn update_signer(
 }
 
 async fn audit(
-    staff: Staff,
+    _staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/agreements/{id}/audit"))?;
     let events = with(&state, move |svc| svc.audit(&id)).await?;
     Ok(axum::Json(json!({"items": events})))
 }
 
 async fn access_log(
-    staff: Staff,
+    _staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/agreements/{id}/access-log"))?;
     let events = with(&state, move |svc| svc.access_log(&id)).await?;
     let items: Vec<Value> = events.iter().map(|e| json!({"time": e.time, "who": e.actor, "ip": e.ip, "user_agent": e.user_agent, "document_sha256": e.document_sha256, "detail": e.detail})).collect();
     Ok(axum::Json(json!({"items": items})))
 }
 
 async fn chain(
-    staff: Staff,
+    _staff: Staff,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/agreements/{id}/chain"))?;
     let c = with(&state, move |svc| svc.chain(&id)).await?;
     Ok(axum::Json(serde_json::to_value(c).unwrap_or_default()))
 }
@@ -1061,7 +1057,7 @@ async fn terminate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/terminate"))?;
+    let s = &staff.0;
     let t: Terminate = json_body(&body)?;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.terminate(&id, &t.date, &t.reason, &who)?)).await?))
@@ -1084,7 +1080,7 @@ async fn return_or_destroy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/return-or-destroy"))?;
+    let s = &staff.0;
     let c: Certify = json_body(&body)?;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(
@@ -1105,18 +1101,17 @@ async fn dispose(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("POST", "/agreements/{id}/dispose"))?;
+    let s = &staff.0;
     let who = staff_actor(s, addr, &headers);
     Ok(axum::Json(with(&state, move |svc| view(svc, &svc.dispose(&id, &who)?)).await?))
 }
 
 async fn verify(
-    staff: Staff,
+    _staff: Staff,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("POST", "/verify"))?;
     check_pdf_type(&headers)?;
     let v = state.service.clone().verify_bounded(body, true).await?;
     let mut out = serde_json::to_value(&v).unwrap_or_default();
@@ -1139,14 +1134,12 @@ pub fn check_pdf_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn retention(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/retention"))?;
+async fn retention(_staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let rows = with(&state, |svc| svc.retention_report()).await?;
     Ok(axum::Json(json!({"items": rows})))
 }
 
-async fn list_keys(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/apikeys"))?;
+async fn list_keys(_staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let keys = with(&state, |svc| svc.api_keys()).await?;
     Ok(axum::Json(json!({"items": keys})))
 }
@@ -1167,7 +1160,7 @@ async fn create_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let s = staff.require(allowed("POST", "/apikeys"))?.clone();
+    let s = staff.0;
     let ip = staff_actor(&s, addr, &headers).ip;
     let k: NewKey = json_body(&body)?;
     let Some(role) = Role::parse(&k.role) else {
@@ -1193,7 +1186,7 @@ async fn revoke_key(
     ConnectInfo(addr): Conn,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let s = staff.require(allowed("DELETE", "/apikeys/{key_id}"))?.clone();
+    let s = staff.0;
     let ip = staff_actor(&s, addr, &headers).ip;
     let rec = with(&state, move |svc| svc.revoke_api_key(&key_id, &s.who, &ip)).await?;
     Ok(axum::Json(serde_json::to_value(crate::staff::KeyInfo::from(&rec)).unwrap_or_default()))
@@ -1201,8 +1194,7 @@ async fn revoke_key(
 
 /// Verifies every audit chain in the running server's store (what `countersign audit verify`
 /// asks for when the server holds the data directory).
-async fn audit_verify(staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    staff.require(allowed("GET", "/audit/verify"))?;
+async fn audit_verify(_staff: Staff, State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let result = with(&state, |svc| Ok(crate::app::verify_chains(svc.store.as_ref()))).await?;
     Ok(axum::Json(match result {
         Ok((chains, events)) => json!({"ok": true, "chains": chains, "events": events}),
@@ -1211,8 +1203,7 @@ async fn audit_verify(staff: Staff, State(state): State<AppState>) -> Result<axu
 }
 
 /// A consistent snapshot: taken under the service's write lock, so no change lands mid-dump.
-async fn backup(staff: Staff, State(state): State<AppState>) -> Result<Response, ApiError> {
-    staff.require(allowed("GET", "/backup"))?;
+async fn backup(_staff: Staff, State(state): State<AppState>) -> Result<Response, ApiError> {
     let bytes = with(&state, |svc| {
         let _g = svc.write();
         let mut out = Vec::new();

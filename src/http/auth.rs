@@ -1,6 +1,7 @@
-//! Staff authentication. Until staff roles exist, every `/api` route requires the bootstrap
-//! admin key, which `serve` writes on first start to `<data>/bootstrap-admin.key` (mode 0600).
-//! Only the key's SHA-256 is kept in memory; comparison is constant-time.
+//! Staff authentication by API key: the bootstrap admin key, which `serve` writes on first start
+//! to `<data>/bootstrap-admin.key` (mode 0600), and the keys staff create with a role. Only a
+//! key's SHA-256 is kept; comparison is constant-time. Which role a route needs is the route
+//! table's business ([`super::routes`]).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::staff::{AuthError, Role};
+use crate::staff::AuthError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -109,21 +110,21 @@ pub fn load_or_create_bootstrap(data: &Path) -> std::io::Result<(String, bool)> 
     Ok((key, true))
 }
 
-/// A verified staff caller. Handlers that take it only run for valid, unrevoked, unexpired keys;
-/// they then check the role with [`Staff::require`].
+/// A verified staff caller, authorized for the route by [`super::routes::authorize`] before the
+/// handler runs (the layer hands it over in the request's extensions).
 pub struct Staff(pub crate::staff::Staff);
 
-impl Staff {
-    /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<&crate::staff::Staff, ApiError> {
-        if self.0.is(roles) { Ok(&self.0) } else { Err(ApiError::Forbidden) }
+impl std::ops::Deref for Staff {
+    type Target = crate::staff::Staff;
+    fn deref(&self) -> &crate::staff::Staff {
+        &self.0
     }
 }
 
-impl FromRequestParts<AppState> for Staff {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+impl Staff {
+    /// The key presented with the request, checked: valid, unrevoked, unexpired. Failures count
+    /// against the source address and the key id ([`FailureLimiter`]).
+    pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<crate::staff::Staff, ApiError> {
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -149,7 +150,7 @@ impl FromRequestParts<AppState> for Staff {
         })
         .await?;
         match result {
-            Ok(s) => Ok(Staff(s)),
+            Ok(s) => Ok(s),
             Err(e) => {
                 let ip = format!("ip:{ip}");
                 let blocked = state.limiter.blocked(&ip, now) || state.limiter.blocked(&key_id, now);
@@ -164,6 +165,22 @@ impl FromRequestParts<AppState> for Staff {
                     AuthError::Revoked => "this API key has been revoked",
                     AuthError::Expired => "this API key has expired",
                 }))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = ApiError;
+
+    /// The caller the route layer admitted. A handler taking `Staff` on a route whose row does
+    /// not ask for a key has no such caller: refused (fail closed), and logged as the bug it is.
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<crate::staff::Staff>() {
+            Some(s) => Ok(Staff(s.clone())),
+            None => {
+                tracing::error!("a handler asked for a staff key on a route the route table does not guard with one");
+                Err(ApiError::Forbidden)
             }
         }
     }

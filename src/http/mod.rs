@@ -1,6 +1,8 @@
 //! HTTP: axum only. Each module exposes `router()`; [`run`] serves them until `shutdown`.
 //!
-//! * [`api`] — the staff JSON API under `/api/v1`, every route behind [`auth::Staff`].
+//! * [`routes`] — who may call each route, one table ([`api::ROUTES`] for the API, [`routes::PAGES`]
+//!   for the rest), enforced by one route layer before any handler runs (fail closed).
+//! * [`api`] — the staff JSON API under `/api/v1`; handlers get the admitted caller as [`auth::Staff`].
 //! * [`sign`] — the signer pages under `/sign/{token}` and `/download/{token}`, behind the
 //!   [`sign::SignerLink`] extractor that verifies the HMAC link before a handler runs.
 //! * [`error`] — the one error type and its status policy.
@@ -17,6 +19,7 @@ pub mod error;
 pub mod metrics;
 pub mod outbox;
 pub mod rejection;
+pub mod routes;
 pub mod sign;
 pub mod state;
 pub mod users;
@@ -74,6 +77,8 @@ pub fn app(state: AppState) -> Router {
         .merge(archive_pages::router())
         .merge(verify_pages::router())
         .merge(webhook_pages::router())
+        // Every matched route is authorized from the one table before its handler runs.
+        .route_layer(middleware::from_fn_with_state(state.clone(), routes::authorize))
         .fallback(web::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), rejection::shape))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_harden))

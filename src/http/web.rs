@@ -4,10 +4,10 @@
 //!
 //! Sign-in state is a session cookie (HttpOnly, SameSite=Lax; `Secure` with the `__Host-`
 //! prefix when `public_base_url` is https) checked by [`Viewer`]. Authorization is decided in
-//! one place, [`Viewer::require`]: a page names the roles it allows and anything else fails
-//! closed (signed out → 303 to `/login`, signed in with another role → the 403 page). Every
-//! state-changing form carries the session's CSRF token and is checked by [`Viewer::form`]
-//! before anything else runs: without it, 403 and nothing changes. Handlers call the
+//! one place, the route table ([`super::routes`]), by a layer before the handler runs: anything
+//! not allowed fails closed (signed out → 303 to `/login`, signed in with another role → the 403
+//! page). Every state-changing form carries the session's CSRF token and is checked by
+//! [`Viewer::form`] before anything else runs: without it, 403 and nothing changes. Handlers call the
 //! application layer ([`crate::people::Directory`], the [`crate::app::service::Service`])
 //! and never the store.
 
@@ -28,7 +28,7 @@ use super::{AppState, blocking};
 use crate::app::service::ServiceError;
 use crate::archive::search;
 use crate::people::{Acceptance, LoginStep, PeopleError, PersonView, SignedIn};
-use crate::staff::Role::{self, Admin, Legal, Sales, VendorManager};
+use crate::staff::Role::{self, Sales};
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
 const FIELD: &str = include_str!("../../templates/web/app/field.html.tera");
@@ -42,9 +42,6 @@ const DRAFT: &str = include_str!("../../templates/web/app/draft.html.tera");
 const DRAFT_INPUT: &str = include_str!("../../templates/web/app/draft_input.html.tera");
 /// The stylesheet, embedded in the binary.
 pub const APP_CSS: &str = include_str!("../../templates/web/app.css");
-
-pub(crate) const ANY: &[Role] = &[Sales, Legal, VendorManager, Admin];
-pub(crate) const ADMIN: &[Role] = &[Admin];
 
 const ROLES: [(&str, &str); 4] =
     [("sales", "Sales"), ("legal", "Legal"), ("vendor_manager", "Vendor manager"), ("admin", "Administrator")];
@@ -130,6 +127,7 @@ pub(crate) struct Field {
 }
 
 /// Who is asking: the live session (if any) and the source address.
+#[derive(Clone)]
 pub struct Viewer {
     pub who: Option<SignedIn>,
     pub ip: String,
@@ -141,6 +139,10 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // The route layer looked the session up already (`http::routes::authorize`).
+        if let Some(v) = parts.extensions.get::<Viewer>() {
+            return Ok(v.clone());
+        }
         let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
         let name = state.people.cookie_name();
         let cookie = cookie_value(&parts.headers, name).unwrap_or_default();
@@ -159,27 +161,19 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 impl Viewer {
-    /// The one authorization check of the web app: signed in, with one of `roles`.
-    pub(crate) fn require(&self, roles: &[Role]) -> Result<&SignedIn, Box<Response>> {
-        match &self.who {
-            None => Err(Box::new(Redirect::to("/login").into_response())),
-            // `[web] require_mfa`: until enrolled, only the account page (which does not call
-            // this) is reachable.
-            Some(w) if self.state.people.must_enrol(&w.person) => {
-                Err(Box::new(Redirect::to("/account").into_response()))
-            }
-            Some(w) if roles.contains(&w.role) => Ok(w),
-            Some(_) => Err(Box::new(forbidden(&self.state, self))),
-        }
+    /// The signed-in person the route layer admitted ([`super::routes::authorize`] checked the
+    /// route's roles before the handler ran); signed out, 303 to `/login`.
+    pub(crate) fn signed_in(&self) -> Result<&SignedIn, Box<Response>> {
+        self.who.as_ref().ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
     }
 
-    /// [`Viewer::require`], then the form's CSRF token; returns the remaining fields.
+    /// A state-changing form: [`Viewer::signed_in`], then the session's CSRF token; returns the
+    /// remaining fields.
     pub(crate) fn form(
         &self,
-        roles: &[Role],
         fields: HashMap<String, String>,
     ) -> Result<(&SignedIn, HashMap<String, String>), Box<Response>> {
-        let w = self.require(roles)?;
+        let w = self.signed_in()?;
         self.csrf(w, fields)
     }
 
@@ -389,7 +383,7 @@ pub(crate) fn signed_in_redirect(state: &AppState, viewer: &Viewer, cookie: &str
 }
 
 async fn logout(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
-    let w = match viewer.form(ANY, f) {
+    let w = match viewer.form(f) {
         Ok((w, _)) => w.clone(),
         Err(r) => return *r,
     };
@@ -593,7 +587,7 @@ type Listing = (Vec<search::Entry>, usize, Option<String>, Vec<search::Entry>);
 
 /// `GET /`: what needs the person first, then the searchable table.
 async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Response {
-    let w = match viewer.require(ANY) {
+    let w = match viewer.signed_in() {
         Ok(w) => w.clone(),
         Err(r) => return *r,
     };
@@ -765,7 +759,7 @@ pub(crate) async fn agreement_view_with(
     posted: Option<super::agreement_page::Posted>,
     status: StatusCode,
 ) -> Response {
-    let w = match viewer.require(api_roles("GET", "/agreements/{id}")) {
+    let w = match viewer.signed_in() {
         Ok(w) => w.clone(),
         Err(r) => return *r,
     };
@@ -884,7 +878,7 @@ async fn agreement_document(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let w = match viewer.require(api_roles("GET", "/agreements/{id}/document")) {
+    let w = match viewer.signed_in() {
         Ok(w) => w.clone(),
         Err(r) => return *r,
     };
@@ -917,7 +911,7 @@ async fn send(
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(api_roles("POST", "/agreements/{id}/send"), f) {
+    let w = match viewer.form(f) {
         Ok((w, _)) => w.clone(),
         Err(r) => return *r,
     };
@@ -1037,14 +1031,11 @@ async fn people_page_with(
 }
 
 async fn people_page(State(state): State<AppState>, viewer: Viewer) -> Response {
-    if let Err(r) = viewer.require(ADMIN) {
-        return *r;
-    }
     people_page_with(state, viewer, HashMap::new(), Vec::new(), None, None, StatusCode::OK).await
 }
 
 async fn invite(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
-    let (w, form) = match viewer.form(ADMIN, f) {
+    let (w, form) = match viewer.form(f) {
         Ok((w, form)) => (w.clone(), form),
         Err(r) => return *r,
     };
@@ -1080,7 +1071,7 @@ async fn person_action(
     + Send
     + 'static,
 ) -> Response {
-    let (w, form) = match viewer.form(ADMIN, f) {
+    let (w, form) = match viewer.form(f) {
         Ok((w, form)) => (w.clone(), form),
         Err(r) => return *r,
     };

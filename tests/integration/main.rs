@@ -29,6 +29,7 @@ mod openapi;
 mod properties;
 mod provisions;
 mod render;
+mod routes;
 mod seal;
 mod secrets;
 mod security;
