@@ -33,6 +33,7 @@ mod secrets;
 mod security;
 mod signing;
 mod speed;
+mod vendor_web;
 mod vendors;
 mod verification;
 mod webhooks;
