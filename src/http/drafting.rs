@@ -814,8 +814,8 @@ async fn new_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query
 async fn for_vendor(state: &AppState, viewer: &Viewer, vendor: String, kind: &str) -> Response {
     let svc = state.service.clone();
     let id = vendor.clone();
-    let loaded = blocking(move || Ok::<_, ServiceError>((svc.vendor_intake(&id)?, svc.vendor(&id)?.vendor.legal_name)))
-        .await;
+    let loaded =
+        blocking(move || Ok::<_, ServiceError>((svc.vendor_intake(&id)?, svc.vendor(&id)?.vendor.legal_name))).await;
     match loaded {
         Ok(Ok((mut intake, name))) => {
             // The kind asked for wins over the one the determination suggests.
@@ -897,7 +897,8 @@ async fn submit(
         let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
         // Started for a vendor: the agreement is linked to it when the person's role may link
         // (the API's `POST /vendors/{id}/agreements`), in the same call as creating it.
-        let link = d.vendor.clone().filter(|_| super::api::allowed("POST", "/vendors/{id}/agreements").contains(&w.role));
+        let link =
+            d.vendor.clone().filter(|_| super::api::allowed("POST", "/vendors/{id}/agreements").contains(&w.role));
         return match blocking(move || match link {
             Some(v) => svc.create_agreement_for_vendor(&v, &text, &who).map(|(a, _)| a),
             None => svc.create(&text, &who),

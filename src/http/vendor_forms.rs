@@ -203,7 +203,10 @@ fn values_of(v: &Vendor) -> HashMap<String, String> {
     );
     put(
         "/data_flows/volume",
-        f.volume.and_then(|x| serde_json::to_value(x).ok()).and_then(|x| x.as_str().map(String::from)).unwrap_or_default(),
+        f.volume
+            .and_then(|x| serde_json::to_value(x).ok())
+            .and_then(|x| x.as_str().map(String::from))
+            .unwrap_or_default(),
     );
     put("/data_flows/limited_data_set", yes(f.limited_data_set));
     put("/data_flows/part2", yes(f.part2));
@@ -476,7 +479,8 @@ fn form_page(
         },
     );
     ctx.insert("repeating", &matches!(section, "findings" | "subcontractors"));
-    let problem = problem.or_else(|| (!findings.is_empty()).then(|| "Nothing was saved: fix the fields marked below.".into()));
+    let problem =
+        problem.or_else(|| (!findings.is_empty()).then(|| "Nothing was saved: fix the fields marked below.".into()));
     ctx.insert("problem", &problem);
     ctx.insert("loose", &loose);
     super::vendor_pages::render(viewer, "vendor_edit.html.tera", ctx, status)
@@ -511,7 +515,11 @@ async fn show(state: AppState, viewer: Viewer, id: String, section: &str) -> Res
     }
 }
 
-async fn edit_page(State(state): State<AppState>, viewer: Viewer, Path((id, section)): Path<(String, String)>) -> Response {
+async fn edit_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((id, section)): Path<(String, String)>,
+) -> Response {
     show(state, viewer, id, &section).await
 }
 
@@ -874,11 +882,7 @@ async fn upload_paper(
 
 /// A vendor document's bytes for a signed-in person (roles of the API's
 /// `GET /vendors/{id}/files/{sha256}`); each download is logged with who asked.
-async fn download(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((id, sha)): Path<(String, String)>,
-) -> Response {
+async fn download(State(state): State<AppState>, viewer: Viewer, Path((id, sha)): Path<(String, String)>) -> Response {
     let w = match viewer.require(allowed("GET", "/vendors/{id}/files/{sha256}")) {
         Ok(w) => w.clone(),
         Err(r) => return *r,
@@ -892,7 +896,10 @@ async fn download(
             let short = &sha[..sha.len().min(12)];
             (
                 [
-                    (header::CONTENT_TYPE, if pdf { "application/pdf" } else { "application/octet-stream" }.to_string()),
+                    (
+                        header::CONTENT_TYPE,
+                        if pdf { "application/pdf" } else { "application/octet-stream" }.to_string(),
+                    ),
                     (
                         header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"vendor-{short}.{}\"", if pdf { "pdf" } else { "bin" }),

@@ -326,7 +326,7 @@ fn figure_label(name: &str) -> String {
         return VendorRole::ALL
             .iter()
             .find(|r| r.as_str() == d)
-            .map_or("not determined".to_string(), |r| r.label().to_lowercase());
+            .map_or("Not determined".to_string(), |r| r.label().to_string());
     }
     match name {
         "vendors" => "vendors in the register",

@@ -46,7 +46,9 @@ fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "----countersign-test-boundary-7d1f";
     let mut b = Vec::new();
     for (k, v) in fields {
-        b.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+        b.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+        );
     }
     b.extend_from_slice(
         format!(
@@ -131,7 +133,11 @@ fn a_vendor_manager_edits_every_section_of_a_vendor_from_the_web_pages() {
         &mut c,
         &id,
         "findings",
-        &[("/findings/0/title", "Pen-test summary outstanding"), ("/findings/0/owner", "vic"), ("/findings/0/due", "2027-01-15")],
+        &[
+            ("/findings/0/title", "Pen-test summary outstanding"),
+            ("/findings/0/owner", "vic"),
+            ("/findings/0/due", "2027-01-15"),
+        ],
     );
     assert_eq!(status, 303, "{body}");
     let (status, _, body) = save(
@@ -149,7 +155,11 @@ fn a_vendor_manager_edits_every_section_of_a_vendor_from_the_web_pages() {
         &mut c,
         &id,
         "risk",
-        &[("/tier_override/tier", "medium"), ("/tier_override/reason", "encrypted at rest; reviewed"), ("/last_assessed", "2026-10-01")],
+        &[
+            ("/tier_override/tier", "medium"),
+            ("/tier_override/reason", "encrypted at rest; reviewed"),
+            ("/last_assessed", "2026-10-01"),
+        ],
     );
     assert_eq!(status, 303, "{body}");
 
@@ -158,11 +168,17 @@ fn a_vendor_manager_edits_every_section_of_a_vendor_from_the_web_pages() {
     assert_eq!(v["other_names"], json!(["Northwind", "NW Messaging"]));
     assert_eq!(v["privacy_contact"], json!({"name": "Marta Núñez", "email": "privacy@northwind.example"}));
     assert_eq!(v["security_contact"], Value::Null);
-    assert_eq!(v["data_flows"]["locations"], json!([{"country": "US", "state": "CA"}, {"country": "DE", "state": null}]));
+    assert_eq!(
+        v["data_flows"]["locations"],
+        json!([{"country": "US", "state": "CA"}, {"country": "DE", "state": null}])
+    );
     assert_eq!((v["data_flows"]["volume"].as_str(), v["data_flows"]["part2"].as_bool()), (Some("high"), Some(true)));
     assert_eq!(v["findings"][0]["due"], "2027-01-15");
     assert_eq!(v["subcontractors"][0]["downstream_baa_confirmed"], true);
-    assert_eq!((v["tier_override"]["tier"].as_str(), v["tier_override"]["by"].as_str()), (Some("medium"), Some("vic@example.com")));
+    assert_eq!(
+        (v["tier_override"]["tier"].as_str(), v["tier_override"]["by"].as_str()),
+        (Some("medium"), Some("vic@example.com"))
+    );
     assert_eq!(v["last_assessed"], "2026-10-01");
 
     // Closing the finding and removing the subcontractor through the same forms.
@@ -206,7 +222,11 @@ fn a_field_error_is_shown_beside_its_field_and_nothing_is_written() {
         &mut c,
         &id,
         "identity",
-        &[("/legal_name", "Acme Billing"), ("/privacy_contact/name", "Pat"), ("/privacy_contact/email", "not an address")],
+        &[
+            ("/legal_name", "Acme Billing"),
+            ("/privacy_contact/name", "Pat"),
+            ("/privacy_contact/email", "not an address"),
+        ],
     );
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -235,8 +255,12 @@ fn a_field_error_is_shown_beside_its_field_and_nothing_is_written() {
         ],
     );
     assert_eq!(status, 422);
-    assert!(body.contains("aria-describedby=\"e-findings-1-due\"") && body.contains("id=\"e-findings-1-due\""), "{body}");
-    let (status, _, body) = save(&mut c, &id, "risk", &[("/tier_override/tier", "high"), ("/tier_override/reason", " ")]);
+    assert!(
+        body.contains("aria-describedby=\"e-findings-1-due\"") && body.contains("id=\"e-findings-1-due\""),
+        "{body}"
+    );
+    let (status, _, body) =
+        save(&mut c, &id, "risk", &[("/tier_override/tier", "high"), ("/tier_override/reason", " ")]);
     assert_eq!(status, 422);
     assert!(body.contains("id=\"e-tier_override-reason\""), "{body}");
     let (status, _, body) = save(&mut c, &id, "link", &[("/agreement_id", "agr_nosuchthing")]);
@@ -311,8 +335,13 @@ fn documents_and_vendor_paper_agreements_upload_from_the_web_and_download_from_t
     let mut c = signed_in(&app, "vic@example.com", "vendor_manager");
 
     let soc2 = b"%PDF-1.4\n% a SOC 2 Type II report\n".to_vec();
-    let (status, loc, body) =
-        upload(&mut c, &id, "document", &[("kind", "soc2_type2"), ("issued", "2026-09-01"), ("expires", "2027-09-01")], &soc2);
+    let (status, loc, body) = upload(
+        &mut c,
+        &id,
+        "document",
+        &[("kind", "soc2_type2"), ("issued", "2026-09-01"), ("expires", "2027-09-01")],
+        &soc2,
+    );
     assert_eq!((status, loc.as_str()), (303, format!("/vendors/{id}?done=document").as_str()), "{body}");
 
     let paper = b"%PDF-1.7\n% Bright Scribe BAA, executed\n".to_vec();
@@ -353,8 +382,13 @@ fn documents_and_vendor_paper_agreements_upload_from_the_web_and_download_from_t
     assert_eq!(get_bytes(&c, &format!("/vendors/{other}/files/{doc_sha}")).0, 404);
 
     // Bad uploads: errors beside their fields, nothing stored.
-    let (status, _, body) =
-        upload(&mut c, &id, "paper", &[("kind", "baa"), ("title", "Scan"), ("effective_date", "2026-13-40")], b"not a pdf");
+    let (status, _, body) = upload(
+        &mut c,
+        &id,
+        "paper",
+        &[("kind", "baa"), ("title", "Scan"), ("effective_date", "2026-13-40")],
+        b"not a pdf",
+    );
     assert_eq!(status, 422);
     assert!(body.contains("id=\"e-effective_date\"") && body.contains("id=\"e-file\">not a PDF"), "{body}");
     let (status, _, body) = upload(&mut c, &id, "document", &[("kind", "")], b"");
@@ -364,7 +398,10 @@ fn documents_and_vendor_paper_agreements_upload_from_the_web_and_download_from_t
     assert_eq!(status, 422);
     assert!(body.contains("id=\"e-term_months\""), "{body}");
     let after = vendor(&app, &id);
-    assert_eq!((after["documents"].as_array().map(Vec::len), after["papers"].as_array().map(Vec::len)), (Some(1), Some(1)));
+    assert_eq!(
+        (after["documents"].as_array().map(Vec::len), after["papers"].as_array().map(Vec::len)),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -402,7 +439,13 @@ fn the_home_page_shows_the_executive_reports_figures_each_linking_to_the_vendors
     let (app, _dir) = spawn_app();
     let legal = app.key_for("legal", None).0;
     let answer = |id: &str, a: Value| {
-        let r = app.req("POST", &format!("/api/v1/vendors/{id}/questionnaire"), Some(&legal), "application/json", a.to_string().as_bytes());
+        let r = app.req(
+            "POST",
+            &format!("/api/v1/vendors/{id}/questionnaire"),
+            Some(&legal),
+            "application/json",
+            a.to_string().as_bytes(),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
     };
     let a = new_vendor(&app, json!({"legal_name": "Acme Billing", "data_flows": {"phi_categories": ["claims"]}}));
@@ -426,10 +469,9 @@ fn the_home_page_shows_the_executive_reports_figures_each_linking_to_the_vendors
     assert!(want["unconfirmed_subcontractors"] == 2 && want["overdue_findings"] == 1, "{want:?}");
 
     // Each figure links to the vendor list filtered to what it counts.
-    for (figure, names) in [
-        ("business_associates_without_baa", vec!["Acme Billing"]),
-        ("unconfirmed_subcontractors", vec!["Çelik Fiber"]),
-    ] {
+    for (figure, names) in
+        [("business_associates_without_baa", vec!["Acme Billing"]), ("unconfirmed_subcontractors", vec!["Çelik Fiber"])]
+    {
         assert!(home.contains(&format!("href=\"/vendors?figure={figure}\" data-figure=\"{figure}\"")), "{figure}");
         let (status, _, list) = c.send("GET", &format!("/vendors?figure={figure}"), &[]);
         assert_eq!(status, 200);
