@@ -50,6 +50,9 @@ pub struct VendorQuery {
     pub flag: Option<String>,
     /// Vendors linked to this Countersign agreement.
     pub agreement: Option<String>,
+    /// Vendors counted by this figure of the executive report (`overdue_findings`, …; see
+    /// [`vendor::FIGURES`]): the dashboard's links.
+    pub figure: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -474,6 +477,12 @@ impl Service {
             ),
             None => None,
         };
+        if let Some(f) = q.figure.as_deref()
+            && !vendor::FIGURES.contains(&f)
+        {
+            return Err(ServiceError::Field("?figure".into(), format!("one of {}", vendor::FIGURES.join(", "))));
+        }
+        let today = self.today();
         let matches: Vec<VendorView> = self
             .all_vendors()?
             .into_iter()
@@ -494,6 +503,7 @@ impl Service {
                     && q.baa_status.as_deref().is_none_or(|s| x.standing.baa_status == s)
                     && q.flag.as_deref().is_none_or(|f| x.standing.flags.iter().any(|g| g.code == f))
                     && q.agreement.as_deref().is_none_or(|a| v.agreements.iter().any(|x| x == a))
+                    && q.figure.as_deref().is_none_or(|f| vendor::counts_toward(f, v, &x.standing, today) > 0)
             })
             .collect();
         let total = matches.len();

@@ -1095,39 +1095,55 @@ pub fn report(vendors: &[(&Vendor, &Standing)], today: Date) -> Report {
         .map(|r| (r.as_str().to_string(), count(&|v, _| v.determination.as_ref().is_some_and(|d| d.role == *r))))
         .collect();
     by_determination.push(("undetermined".into(), count(&|v, _| v.determination.is_none())));
-    let ba = |v: &Vendor| v.determination.as_ref().is_some_and(|d| d.role.requires() == Some("baa"));
-    let horizon = add_days(today, 90);
-    let within = |o: &Obligation| {
-        matches!(o.kind, "renewal" | "term_end")
-            && o.due.as_deref().and_then(|d| Date::parse(d).ok()).is_some_and(|d| d >= today && d <= horizon)
-    };
+    let sum = |figure: &str| vendors.iter().map(|(v, s)| counts_toward(figure, v, s, today)).sum::<usize>();
     Report {
         as_of: today.to_string(),
         vendors: vendors.len(),
         rows,
         by_tier,
         by_determination,
-        business_associates: count(&|v, _| ba(v)),
-        business_associates_without_baa: count(&|v, s| ba(v) && s.baa_status != "executed"),
-        overdue_reassessments: count(&|_, s| s.reassessment_due),
-        overdue_findings: vendors
-            .iter()
-            .map(|(_, s)| s.flags.iter().filter(|f| f.code == "finding_overdue").count())
-            .sum(),
-        expiring_documents: vendors
-            .iter()
-            .map(|(_, s)| {
-                s.flags
-                    .iter()
-                    .filter(|f| matches!(f.code, "document_expired" | "document_expiring" | "soc2_stale"))
-                    .count()
-            })
-            .sum(),
-        renewing_90_days: count(&|_, s| s.obligations.iter().any(within)),
-        unconfirmed_subcontractors: vendors
-            .iter()
-            .map(|(_, s)| s.flags.iter().filter(|f| f.code == "subcontractor_unconfirmed").count())
-            .sum(),
+        business_associates: sum("business_associates"),
+        business_associates_without_baa: sum("business_associates_without_baa"),
+        overdue_reassessments: sum("overdue_reassessments"),
+        overdue_findings: sum("overdue_findings"),
+        expiring_documents: sum("expiring_documents"),
+        renewing_90_days: sum("renewing_90_days"),
+        unconfirmed_subcontractors: sum("unconfirmed_subcontractors"),
+    }
+}
+
+/// The report's figures that can select vendors (the vendor list's `figure` filter and the
+/// dashboard's links), besides tier and determination.
+pub const FIGURES: [&str; 7] = [
+    "business_associates",
+    "business_associates_without_baa",
+    "overdue_reassessments",
+    "overdue_findings",
+    "expiring_documents",
+    "renewing_90_days",
+    "unconfirmed_subcontractors",
+];
+
+/// How much one vendor adds to a figure of the report (0 when it is not counted): the one
+/// definition behind the report, the dashboard and the vendor list's `figure` filter, so a
+/// figure's link lists exactly the vendors it counts.
+pub fn counts_toward(figure: &str, v: &Vendor, s: &Standing, today: Date) -> usize {
+    let ba = v.determination.as_ref().is_some_and(|d| d.role.requires() == Some("baa"));
+    let flags = |codes: &[&str]| s.flags.iter().filter(|f| codes.contains(&f.code)).count();
+    let horizon = add_days(today, 90);
+    let within = |o: &Obligation| {
+        matches!(o.kind, "renewal" | "term_end")
+            && o.due.as_deref().and_then(|d| Date::parse(d).ok()).is_some_and(|d| d >= today && d <= horizon)
+    };
+    match figure {
+        "business_associates" => usize::from(ba),
+        "business_associates_without_baa" => usize::from(ba && s.baa_status != "executed"),
+        "overdue_reassessments" => usize::from(s.reassessment_due),
+        "overdue_findings" => flags(&["finding_overdue"]),
+        "expiring_documents" => flags(&["document_expired", "document_expiring", "soc2_stale"]),
+        "renewing_90_days" => usize::from(s.obligations.iter().any(within)),
+        "unconfirmed_subcontractors" => flags(&["subcontractor_unconfirmed"]),
+        _ => 0,
     }
 }
 

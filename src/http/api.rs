@@ -370,7 +370,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/vendors",
         ANY,
-        "Search vendors (q, tier, determination, baa_status, flag, agreement, limit, cursor)",
+        "Search vendors (q, tier, determination, baa_status, flag, agreement, figure, limit, cursor)",
         Body::None,
         (200, "items, total, next_cursor"),
     ),

@@ -95,6 +95,8 @@ struct Draft {
     pairs: Vec<(String, String)>,
     /// Extra blank rows asked for with an Add button: list pointer → count.
     extra: HashMap<String, usize>,
+    /// The vendor the agreement is for (`/agreements/new?vendor=…`): saving links it.
+    vendor: Option<String>,
 }
 
 impl Draft {
@@ -737,6 +739,7 @@ fn form_page(
     ctx.insert("problems", &problems);
     ctx.insert("checked", &checked);
     ctx.insert("notice", &notice);
+    ctx.insert("vendor", &d.vendor);
     ctx.insert("upload_error", &upload_error);
     render(state, Some(viewer), "draft.html.tera", "new", ctx, status)
 }
@@ -754,7 +757,7 @@ fn blank(kind: &str) -> Draft {
     pairs.push(("/signers/0/order".into(), "1".into()));
     pairs.push(("/signers/1/order".into(), "2".into()));
     pairs.push(("/term/auto_renew".into(), "false".into()));
-    Draft { kind: kind.into(), pairs, extra: HashMap::new() }
+    Draft { kind: kind.into(), pairs, extra: HashMap::new(), vendor: None }
 }
 
 /// A form prefilled from intake JSON (a file or an agreement); the parser's findings shown.
@@ -773,7 +776,7 @@ fn from_intake(text: &str, fallback_kind: &str) -> Result<(Draft, Vec<Finding>),
         Ok(_) => Vec::new(),
         Err(f) => f,
     };
-    Ok((Draft { kind, pairs, extra: HashMap::new() }, findings))
+    Ok((Draft { kind, pairs, extra: HashMap::new(), vendor: None }, findings))
 }
 
 async fn new_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -782,6 +785,9 @@ async fn new_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query
         Err(r) => return *r,
     };
     let kind = kind_of(q.get("kind").map_or("baa", String::as_str));
+    if let Some(vendor) = q.get("vendor").filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string()) {
+        return for_vendor(&state, &viewer, vendor, &kind).await;
+    }
     let Some(from) = q.get("from").filter(|f| !f.trim().is_empty()).map(|f| f.trim().to_string()) else {
         return form_page(&state, &viewer, &blank(&kind), &[], None, None, None, StatusCode::OK);
     };
@@ -814,6 +820,46 @@ async fn new_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query
     }
 }
 
+/// A form prefilled from a vendor's record (`GET /vendors/{id}/intake`), kept tied to the
+/// vendor so that saving links the agreement to it.
+async fn for_vendor(state: &AppState, viewer: &Viewer, vendor: String, kind: &str) -> Response {
+    let svc = state.service.clone();
+    let id = vendor.clone();
+    let loaded =
+        blocking(move || Ok::<_, ServiceError>((svc.vendor_intake(&id)?, svc.vendor(&id)?.vendor.legal_name))).await;
+    match loaded {
+        Ok(Ok((mut intake, name))) => {
+            // The kind asked for wins over the one the determination suggests.
+            if intake["kind"] != kind {
+                intake = serde_json::json!({"kind": kind, "states": intake["states"].clone()});
+                let party = serde_json::json!({"legal_name": name});
+                if kind == "dua" {
+                    intake["recipient"] = party;
+                } else {
+                    intake["relationship"] = "covered_entity_to_business_associate".into();
+                    intake["business_associate"] = party;
+                }
+            }
+            match from_intake(&intake.to_string(), kind) {
+                // Only the vendor's part is filled in: the rest is for the person to complete.
+                Ok((mut d, _)) => {
+                    d.vendor = Some(vendor);
+                    let notice = format!(
+                        "Started from the vendor record of {name}. Saving creates the agreement and lists it with the vendor."
+                    );
+                    form_page(state, viewer, &d, &[], None, Some(&notice), None, StatusCode::OK)
+                }
+                Err(e) => ApiError::Internal(format!("vendor intake of {vendor}: {e}")).into_response(),
+            }
+        }
+        Ok(Err(ServiceError::NotFound)) => {
+            message(state, Some(viewer), StatusCode::NOT_FOUND, "Vendor not found", "There is no such vendor.")
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Checks the CSRF token among the pairs (through [`Viewer::form`], the web app's one check).
 fn csrf_checked<'v>(
     viewer: &'v Viewer,
@@ -834,9 +880,11 @@ async fn submit(
         Err(r) => return *r,
     };
     let action = pairs.iter().rev().find(|(k, _)| k == "action").map(|(_, v)| v.clone()).unwrap_or_default();
+    let vendor = pairs.iter().find(|(k, _)| k == "vendor").map(|(_, v)| v.clone());
     let fields: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k.starts_with('/')).collect();
     let kind = kind_of(&fields.iter().find(|(k, _)| k == "/kind").map(|(_, v)| v.clone()).unwrap_or_default());
-    let mut d = Draft { kind, pairs: fields, extra: HashMap::new() };
+    let vendor = vendor.filter(|v| !v.trim().is_empty());
+    let mut d = Draft { kind, pairs: fields, extra: HashMap::new(), vendor };
     if let Some(list) = action.strip_prefix("add:") {
         d.extra.insert(list.to_string(), 1);
         return form_page(&state, &viewer, &d, &[], None, None, None, StatusCode::OK);
@@ -858,7 +906,16 @@ async fn submit(
     if action == "save" {
         let staff = w.staff();
         let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
-        return match blocking(move || svc.create(&text, &who)).await {
+        // Started for a vendor: the agreement is linked to it when the person's role may link
+        // (the API's `POST /vendors/{id}/agreements`), in the same call as creating it.
+        let link =
+            d.vendor.clone().filter(|_| super::api::allowed("POST", "/vendors/{id}/agreements").contains(&w.role));
+        return match blocking(move || match link {
+            Some(v) => svc.create_agreement_for_vendor(&v, &text, &who).map(|(a, _)| a),
+            None => svc.create(&text, &who),
+        })
+        .await
+        {
             Ok(Ok(a)) => Redirect::to(&format!("/agreements/{}?created=1", a.id)).into_response(),
             Ok(Err(ServiceError::Invalid(findings))) => form_page(
                 &state,

@@ -23,6 +23,7 @@ pub mod routes;
 pub mod sign;
 pub mod state;
 pub mod users;
+pub mod vendor_forms;
 pub mod vendor_pages;
 pub mod vendors;
 pub mod verify_pages;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(web::router())
         .merge(vendor_pages::router())
+        .merge(vendor_forms::router())
         .merge(drafting::router())
         .merge(agreement_page::router())
         .merge(account::router())

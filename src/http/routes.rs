@@ -117,6 +117,16 @@ pub const PAGES: &[(&str, &str, Access)] = &[
     ("GET", "/vendors", Page(ANY)),
     ("GET", "/vendors/{id}", Page(ANY)),
     ("POST", "/vendors/{id}/questionnaire", AsApi("POST", "/vendors/{id}/questionnaire")),
+    // The edit pages (`http::vendor_forms`): every section's form edits through the API's
+    // `PATCH /vendors/{id}` or `POST /vendors/{id}/agreements` (the same roles); the handler
+    // checks its section's own route again (the 403 page otherwise).
+    ("GET", "/vendors/{id}/edit/{section}", AsApi("PATCH", "/vendors/{id}")),
+    ("POST", "/vendors/{id}/edit/{section}", AsApi("PATCH", "/vendors/{id}")),
+    ("GET", "/vendors/{id}/edit/document", AsApi("POST", "/vendors/{id}/documents")),
+    ("POST", "/vendors/{id}/edit/document", AsApi("POST", "/vendors/{id}/documents")),
+    ("GET", "/vendors/{id}/edit/paper", AsApi("POST", "/vendors/{id}/papers")),
+    ("POST", "/vendors/{id}/edit/paper", AsApi("POST", "/vendors/{id}/papers")),
+    ("GET", "/vendors/{id}/files/{sha256}", AsApi("GET", "/vendors/{id}/files/{sha256}")),
     ("GET", "/vendor-report.pdf", Page(ANY)),
     ("GET", "/vendor-report.csv", Page(ANY)),
     ("GET", "/people", Page(ADMIN)),

@@ -40,6 +40,7 @@ fn tera() -> Result<&'static Tera, String> {
             ("layout.html.tera", include_str!("../../templates/web/app/layout.html.tera")),
             ("vendors.html.tera", include_str!("../../templates/web/app/vendors.html.tera")),
             ("vendor.html.tera", include_str!("../../templates/web/app/vendor.html.tera")),
+            ("vendor_edit.html.tera", include_str!("../../templates/web/app/vendor_edit.html.tera")),
         ] {
             t.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -49,7 +50,7 @@ fn tera() -> Result<&'static Tera, String> {
     .map_err(Clone::clone)
 }
 
-fn render(viewer: &Viewer, name: &str, mut ctx: Context, status: StatusCode) -> Response {
+pub(crate) fn render(viewer: &Viewer, name: &str, mut ctx: Context, status: StatusCode) -> Response {
     ctx.insert("me", &viewer.me());
     ctx.insert("nav", "vendors");
     match tera().and_then(|t| t.render(name, &ctx).map_err(|e| format!("page {name}: {e:?}"))) {
@@ -72,6 +73,13 @@ fn problem(state: &AppState, viewer: &Viewer, e: ServiceError) -> Response {
         ServiceError::NotFound => {
             message(state, Some(viewer), StatusCode::NOT_FOUND, "Not found", "There is no such vendor.")
         }
+        ServiceError::Field(p, m) => message(
+            state,
+            Some(viewer),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not a filter of this list",
+            &format!("{}: {m}", p.trim_start_matches('?')),
+        ),
         e => ApiError::from(e).into_response(),
     }
 }
@@ -79,7 +87,7 @@ fn problem(state: &AppState, viewer: &Viewer, e: ServiceError) -> Response {
 async fn list(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Response {
     let mut q: VendorQuery = axum::extract::Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     // Empty selects mean "any".
-    for f in [&mut q.q, &mut q.tier, &mut q.determination, &mut q.flag, &mut q.baa_status] {
+    for f in [&mut q.q, &mut q.tier, &mut q.determination, &mut q.flag, &mut q.baa_status, &mut q.figure] {
         if f.as_deref().is_some_and(|s| s.trim().is_empty()) {
             *f = None;
         }
@@ -122,7 +130,13 @@ async fn list(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     ctx.insert("flags", &FLAGS);
     let next = page.next_cursor.map(|c| {
         let mut u = format!("/vendors?cursor={c}");
-        for (k, v) in [("q", &q.q), ("tier", &q.tier), ("determination", &q.determination), ("flag", &q.flag)] {
+        for (k, v) in [
+            ("q", &q.q),
+            ("tier", &q.tier),
+            ("determination", &q.determination),
+            ("flag", &q.flag),
+            ("figure", &q.figure),
+        ] {
             if let Some(v) = v {
                 u.push_str(&format!("&{k}={}", super::web::encode(v)));
             }
@@ -130,6 +144,7 @@ async fn list(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
         u
     });
     ctx.insert("next", &next);
+    ctx.insert("figure", &q.figure.as_deref().map(|f| json!({"name": f, "label": figure_label(f)})));
     render(&viewer, "vendors.html.tera", ctx, StatusCode::OK)
 }
 
@@ -166,8 +181,13 @@ async fn report_csv(State(state): State<AppState>, viewer: Viewer) -> Response {
     }
 }
 
-async fn page(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
-    show(state, viewer, id, HashMap::new(), None, StatusCode::OK).await
+async fn page(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, uri: Uri) -> Response {
+    // `?done=<section>` after a form succeeded (303 back here).
+    let done = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("done=")))
+        .and_then(super::vendor_forms::done_message);
+    show(state, viewer, id, HashMap::new(), None, StatusCode::OK, done).await
 }
 
 async fn show(
@@ -177,6 +197,7 @@ async fn show(
     answers: HashMap<String, String>,
     problem_text: Option<String>,
     status: StatusCode,
+    done: Option<&str>,
 ) -> Response {
     let svc = state.service.clone();
     let loaded = blocking(move || Ok::<_, ServiceError>((svc.vendor(&id)?, svc.vendor_audit(&id)?.0))).await;
@@ -193,6 +214,17 @@ async fn show(
     ctx.insert("s", &view.standing);
     ctx.insert("terms", &view.agreement_terms);
     ctx.insert("can_determine", &can);
+    let may = |roles: &[Role]| viewer.who.as_ref().is_some_and(|w| roles.contains(&w.role));
+    let sec = |s: &str| super::vendor_forms::section_roles(s).is_some_and(may);
+    ctx.insert("done", &done);
+    ctx.insert(
+        "can",
+        &json!({
+            "edit": sec("identity"), "link": sec("link"), "document": sec("document"), "paper": sec("paper"),
+            "download": may(super::api::allowed("GET", "/vendors/{id}/files/{sha256}")),
+            "draft": may(super::api::allowed("POST", "/agreements")),
+        }),
+    );
     ctx.insert("role_label", &v.determination.as_ref().map(|d| d.role.label()));
     ctx.insert(
         "answered_on",
@@ -262,9 +294,99 @@ async fn questionnaire(
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            show(state, viewer, id, form, Some(text), StatusCode::UNPROCESSABLE_ENTITY).await
+            show(state, viewer, id, form, Some(text), StatusCode::UNPROCESSABLE_ENTITY, None).await
         }
         Ok(Err(e)) => problem(&state, &viewer, e),
         Err(e) => e.into_response(),
+    }
+}
+
+/// What each figure of the executive report is called on the dashboard.
+fn figure_label(name: &str) -> String {
+    if let Some(t) = name.strip_prefix("tier_") {
+        return format!("{t} tier");
+    }
+    if let Some(d) = name.strip_prefix("determination_") {
+        return VendorRole::ALL
+            .iter()
+            .find(|r| r.as_str() == d)
+            .map_or("Not determined".to_string(), |r| r.label().to_string());
+    }
+    match name {
+        "vendors" => "vendors in the register",
+        "business_associates" => "business associates and subcontractors",
+        "business_associates_without_baa" => "business associates without an executed BAA",
+        "overdue_reassessments" => "reassessments due",
+        "overdue_findings" => "overdue findings",
+        "expiring_documents" => "expired or expiring documents",
+        "renewing_90_days" => "agreements renewing in 90 days",
+        "unconfirmed_subcontractors" => "subcontractors without a confirmed downstream BAA",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The vendor list filtered to what a figure counts.
+fn figure_link(name: &str) -> String {
+    if let Some(t) = name.strip_prefix("tier_") {
+        format!("/vendors?tier={t}")
+    } else if let Some(d) = name.strip_prefix("determination_") {
+        format!("/vendors?determination={d}")
+    } else if name == "vendors" {
+        "/vendors".to_string()
+    } else {
+        format!("/vendors?figure={name}")
+    }
+}
+
+/// The home page's register figures for a person whose role reads vendors (`None` for
+/// others): the executive report's own figures ([`crate::domain::vendor::Report::figures`]),
+/// each linking to the vendor list filtered to what it counts, and the overdue items.
+pub(crate) async fn dashboard(state: &AppState, viewer: &Viewer) -> Result<Option<serde_json::Value>, ApiError> {
+    let readable = super::api::allowed("GET", "/vendors");
+    if !viewer.who.as_ref().is_some_and(|w| readable.contains(&w.role)) {
+        return Ok(None);
+    }
+    let svc = state.service.clone();
+    let (report, all) = blocking(move || Ok::<_, ServiceError>((svc.vendor_report()?, svc.all_vendors()?))).await??;
+    let figure = |(name, n): (String, usize)| json!({"name": name, "n": n, "label": figure_label(&name), "href": figure_link(&name)});
+    let figures = report.figures();
+    let group = |pred: &dyn Fn(&str) -> bool| -> Vec<serde_json::Value> {
+        figures.iter().filter(|(k, _)| pred(k)).cloned().map(figure).collect()
+    };
+    let overdue: Vec<_> = all
+        .iter()
+        .flat_map(|x| {
+            x.standing
+                .flags
+                .iter()
+                .filter(|f| matches!(f.code, "reassessment_due" | "finding_overdue"))
+                .map(move |f| json!({"id": x.vendor.id, "name": x.vendor.legal_name, "message": f.message, "since": f.since}))
+        })
+        .take(25)
+        .collect();
+    Ok(Some(json!({
+        "as_of": report.as_of,
+        "groups": [
+            group(&|k| crate::domain::vendor::FIGURES.contains(&k) && k != "business_associates"),
+            group(&|k| k == "vendors" || k == "business_associates"),
+            group(&|k| k.starts_with("tier_")),
+            group(&|k| k.starts_with("determination_")),
+        ],
+        "overdue": overdue,
+    })))
+}
+
+/// The vendors an agreement belongs to, as (id, legal name), for the agreement page; empty
+/// for a role that does not read vendors (or when the register cannot be read).
+pub(crate) async fn linked_vendors(state: &AppState, role: Role, agreement: String) -> Vec<(String, String)> {
+    if !super::api::allowed("GET", "/vendors").contains(&role) {
+        return Vec::new();
+    }
+    let svc = state.service.clone();
+    let q = VendorQuery { agreement: Some(agreement), ..VendorQuery::default() };
+    match blocking(move || svc.list_vendors(&q)).await {
+        Ok(Ok(page)) => page.items.into_iter().map(|x| (x.vendor.id, x.vendor.legal_name)).collect(),
+        _ => Vec::new(),
     }
 }

@@ -686,6 +686,10 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
         "sorts",
         &[("", "Last activity"), ("counterparty", "Counterparty"), ("effective_date", "Effective date")],
     );
+    match super::vendor_pages::dashboard(&state, &viewer).await {
+        Ok(register) => ctx.insert("register", &register),
+        Err(e) => return e.into_response(),
+    }
     let status = if valid { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     render(&state, Some(&viewer), "home.html.tera", "agreements", ctx, status)
 }
@@ -766,6 +770,7 @@ pub(crate) async fn agreement_view_with(
     let staff = w.staff();
     let svc = state.service.clone();
     let role = w.role;
+    let aid = id.clone();
     let loaded =
         blocking(move || -> Result<(serde_json::Value, Vec<crate::store::Event>, Vec<&'static str>), ServiceError> {
             let a = super::api::visible(&svc, &staff, &id)?;
@@ -848,6 +853,7 @@ pub(crate) async fn agreement_view_with(
     ctx.insert("ff", &drawn);
     ctx.insert("fv", &values);
     ctx.insert("fe", &errors);
+    ctx.insert("vendors", &super::vendor_pages::linked_vendors(&state, role, aid).await);
     let mut r = render(&state, Some(&viewer), "agreement.html.tera", "agreements", ctx, status);
     if let Ok(v) = HeaderValue::from_str(&super::agreement_page::page_csp()) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);

@@ -36,6 +36,7 @@ mod security;
 mod signing;
 mod speed;
 mod story;
+mod vendor_web;
 mod vendors;
 mod verification;
 mod webhooks;

@@ -670,6 +670,18 @@ fn in_a_real_browser_the_vendor_pages_show_every_section_and_take_the_questionna
         assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core on the vendor page at {width}");
         assert!(d.fits(width), "the vendor page scrolls sideways at {width} px");
         d.save_screenshot(&format!("vendor-page-{width}"));
+        // An edit form (a repeating group) and the dashboard's register figures.
+        for (path, name, marker) in [
+            (format!("/vendors/{id}/edit/findings"), "vendor-edit-findings", "Remove this finding"),
+            (format!("/vendors/{id}/edit/paper"), "vendor-upload-paper", "The executed agreement (PDF)"),
+            ("/".to_string(), "dashboard", "data-figure=\"overdue_findings\""),
+        ] {
+            d.go(&app.url(&path));
+            assert!(poll(|| d.source().contains(marker)), "{name}: {}", d.source());
+            assert_eq!(d.axe_violations(), Vec::<String>::new(), "axe-core on {name} at {width}");
+            assert!(d.fits(width), "{name} scrolls sideways at {width} px");
+            d.save_screenshot(&format!("{name}-{width}"));
+        }
     }
     // The answer came from the page, recorded under the person's email.
     let v = app.get(&format!("/api/v1/vendors/{id}")).json();
