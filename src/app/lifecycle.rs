@@ -39,7 +39,7 @@ pub struct Verification {
 }
 
 /// The subcontractor chain around an agreement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chain {
     /// From the top (the covered entity's BAA) down to this agreement's parent.
     pub ancestors: Vec<ChainLink>,
@@ -47,7 +47,7 @@ pub struct Chain {
     pub descendants: Vec<ChainLink>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainLink {
     pub id: String,
     pub title: String,
@@ -67,7 +67,7 @@ fn link(a: &Agreement, depth: usize) -> ChainLink {
 }
 
 /// One agreement past its retention date.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RetentionRow {
     pub id: String,
     pub title: String,
@@ -85,8 +85,24 @@ fn date_field(ptr: &str, s: &str) -> Result<Date, ServiceError> {
 }
 
 impl Service {
-    /// Executed agreements whose renewal (or term end) falls within `days` of today.
+    /// Executed agreements whose renewal (or term end) falls within `days` of today. Answered
+    /// from the archive index ([`crate::archive::lifecycle`]): no stored agreement is decoded.
     pub fn renewal_due(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
+        let today = self.today();
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        Ok(crate::archive::lifecycle::renewal_due(&index, today, days)
+            .into_iter()
+            .map(|(d, e, l)| {
+                serde_json::json!({"id": e.id, "title": e.title, "parties": e.parties,
+                    "renewal_date": d.to_string(), "auto_renew": l.auto_renew,
+                    "days_left": d.days_since_epoch() - today.days_since_epoch()})
+            })
+            .collect())
+    }
+
+    /// [`Service::renewal_due`] by decoding every stored agreement: what the index must equal
+    /// (tests compare the two).
+    pub fn renewal_due_scan(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
         let today = self.today();
         let limit = today.days_since_epoch() + i64::from(days);
         let mut out: Vec<(Date, serde_json::Value)> = Vec::new();
@@ -195,8 +211,24 @@ impl Service {
         Ok(Some(crate::seal::verify(&bytes, &self.seal)))
     }
 
-    /// The subcontractor chain: parents up to the top, children all the way down.
+    /// The subcontractor chain: parents up to the top, children all the way down. Answered from
+    /// the archive index ([`crate::archive::lifecycle::chain`]): no stored agreement is decoded.
     pub fn chain(&self, id: &str) -> Result<Chain, ServiceError> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let (up, down) = crate::archive::lifecycle::chain(&index, id).ok_or(ServiceError::NotFound)?;
+        let entry_link = |e: &crate::archive::search::Entry, depth: usize| -> Result<ChainLink, ServiceError> {
+            let status = crate::archive::lifecycle::status_of(e)
+                .ok_or_else(|| ServiceError::Internal(format!("agreement {}: unknown status {}", e.id, e.status)))?;
+            Ok(ChainLink { id: e.id.clone(), title: e.title.clone(), parties: e.parties.clone(), status, depth })
+        };
+        let n = up.len();
+        let ancestors = up.iter().enumerate().map(|(i, e)| entry_link(e, n - i)).collect::<Result<_, _>>()?;
+        let descendants = down.iter().map(|(e, d)| entry_link(e, *d)).collect::<Result<_, _>>()?;
+        Ok(Chain { ancestors, descendants })
+    }
+
+    /// [`Service::chain`] by decoding every stored agreement: what the index must equal.
+    pub fn chain_scan(&self, id: &str) -> Result<Chain, ServiceError> {
         let all = self.store.agreements()?;
         let this = all.iter().find(|a| a.id == id).ok_or(ServiceError::NotFound)?;
         let mut ancestors = Vec::new();
@@ -344,8 +376,30 @@ impl Service {
     }
 
     /// Agreements whose retention period (six years from creation or from the date last in
-    /// effect, whichever is later) has passed and whose documents are still kept.
+    /// effect, whichever is later) has passed and whose documents are still kept. Answered from
+    /// the archive index ([`crate::archive::lifecycle::past_retention`]).
     pub fn retention_report(&self) -> Result<Vec<RetentionRow>, ServiceError> {
+        let today = self.today();
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        crate::archive::lifecycle::past_retention(&index, today)
+            .into_iter()
+            .map(|(until, e)| {
+                let status = crate::archive::lifecycle::status_of(e).ok_or_else(|| {
+                    ServiceError::Internal(format!("agreement {}: unknown status {}", e.id, e.status))
+                })?;
+                Ok(RetentionRow {
+                    id: e.id.clone(),
+                    title: e.title.clone(),
+                    parties: e.parties.clone(),
+                    status,
+                    retain_until: until.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// [`Service::retention_report`] by decoding every stored agreement: what the index must equal.
+    pub fn retention_report_scan(&self) -> Result<Vec<RetentionRow>, ServiceError> {
         let today = self.today();
         let mut rows: Vec<RetentionRow> = self
             .store

@@ -9,6 +9,7 @@
 //! * [`views`] — the first-view rule: later views of a signer link counted in memory.
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
 //!   reminders and notices are due, and the background task that sends due mail.
+//! * [`seed`] — `countersign bench seed`: many realistic agreements written through the store.
 //! * [`webhooks`] — signed webhook events, queued with the change that causes them, and the
 //!   task that delivers them.
 //!
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod outbox;
 pub mod schedule;
+pub mod seed;
 pub mod sender;
 pub mod service;
 pub mod update;

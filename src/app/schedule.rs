@@ -25,7 +25,7 @@ use crate::domain::intake::Date;
 use crate::mail::notices::{self, TermEvent};
 use crate::mail::{SignerMail, signer_message};
 use crate::signing::token::Purpose;
-use crate::store::{Change, Message, NewEvent};
+use crate::store::{Change, Message, NewEvent, StoreError};
 
 const DAY: u64 = 86_400;
 
@@ -193,12 +193,35 @@ impl Service {
     pub fn queue_due_messages(&self) -> Result<usize, ServiceError> {
         let r = self.config.reminders.clone();
         let mut queued = 0;
-        let all = self.store.agreements()?;
-        for listed in all {
-            let a = match listed.status {
-                s if s.is_out_for_signature() => self.get(&listed.id)?, // may move it to expired
-                Status::Executed if r.term_notice_days > 0 => listed,
-                _ => continue,
+        // Candidates from the search index (out for signature, or executed when term notices
+        // are on): only those are decoded, not every stored agreement.
+        let candidates: Vec<(String, String)> = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let mut c: Vec<(String, String)> = index
+                .lives()
+                .filter(|(e, _)| match e.status.as_str() {
+                    "sent" | "partially_signed" => true,
+                    "executed" => r.term_notice_days > 0,
+                    _ => false,
+                })
+                .map(|(e, _)| (e.id.clone(), e.status.clone()))
+                .collect();
+            c.sort();
+            c
+        };
+        for (id, status) in candidates {
+            let a = match status.as_str() {
+                "executed" => match self.store.agreement(&id) {
+                    Ok(a) => a,
+                    Err(StoreError::NotFound) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                _ => match self.get(&id) {
+                    // may move it to expired
+                    Ok(a) => a,
+                    Err(ServiceError::NotFound) => continue,
+                    Err(e) => return Err(e),
+                },
             };
             if !(a.status.is_out_for_signature() || a.status == Status::Executed) {
                 continue;

@@ -257,7 +257,7 @@ impl Service {
         let mut digests = Digests::new();
         match self.store.agreements() {
             Ok(all) => all.iter().for_each(|a| {
-                index.upsert(entry(a, today));
+                index.upsert_life(entry(a, today), a.life());
                 if a.disposed_at.is_none() {
                     add_digests(&mut digests, a);
                 }
@@ -265,7 +265,7 @@ impl Service {
             Err(e) => tracing::error!(error = %e, "could not read agreements to build the search index"),
         }
         // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
-        self.metrics.seed_agreements(index.export(&Default::default()).iter().map(|e| e.status.as_str()));
+        self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status.as_str()));
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
     }
@@ -302,7 +302,7 @@ impl Service {
             let today = self.today();
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
             let before = index.get(&a.id).map(|e| e.status.clone());
-            index.upsert(entry(&a, today));
+            index.upsert_life(entry(&a, today), a.life());
             self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
             drop(index);
             let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());

@@ -155,3 +155,93 @@ fn a_change_that_lost_the_race_is_decided_again_on_the_fresh_agreement() {
     let kinds: Vec<String> = svc.store.events(&a.id).expect("events").into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["created", "voided"], "the first decision was not committed");
 }
+
+/// A service over sled in `dir`, on a clock the test moves.
+fn sled_service(dir: &std::path::Path, clock: ManualClock) -> Service {
+    let keys = KeyRing::new(vec![("k1".into(), Secret::new(vec![7u8; 32]))]).expect("key ring");
+    let config = Config { data_dir: dir.to_path_buf(), eml_outbox: false, ..Config::default() };
+    let seal = SealKeys::load_or_create(&dir.join("seal")).expect("seal keys");
+    let store = crate::store::sled_store::SledStore::open(dir).expect("sled opens");
+    Service::new(
+        Arc::new(store),
+        keys,
+        Renderer::builtin().expect("renderer"),
+        config,
+        Arc::new(clock),
+        seal,
+        crate::secret::vault::Vault::ephemeral().expect("vault"),
+    )
+}
+
+/// Renewal-due, retention and every agreement's chain, from the index and by a full scan.
+fn assert_index_answers_equal_full_scans(svc: &Service, when: &str) {
+    for days in [0, 30, 60, 365, 3650] {
+        let (ix, scan) = (svc.renewal_due(days).expect("renewal"), svc.renewal_due_scan(days).expect("scan"));
+        assert_eq!(ix, scan, "renewal-due within {days} days, {when}");
+    }
+    let (ix, scan) = (svc.retention_report().expect("retention"), svc.retention_report_scan().expect("scan"));
+    assert_eq!(ix, scan, "retention, {when}");
+    // Every agreement in a chain (with a parent, or named as one) and a few others: the scan
+    // decodes every agreement per call.
+    let all = svc.store.agreements().expect("agreements");
+    let in_chains: Vec<&str> = all
+        .iter()
+        .flat_map(|a| a.facts.parent_agreement_id.as_deref().map(|p| [a.id.as_str(), p]))
+        .flatten()
+        .chain(all.iter().take(5).map(|a| a.id.as_str()))
+        .collect();
+    for id in in_chains {
+        assert_eq!(svc.chain(id).ok(), svc.chain_scan(id).ok(), "chain of {id}, {when}");
+    }
+    assert!(matches!(svc.chain("ag_missing"), Err(ServiceError::NotFound)));
+}
+
+#[test]
+fn renewal_retention_and_chains_from_the_index_equal_full_scans_of_a_seeded_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The real time: the generated sealing certificate is valid from now on.
+    let start = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let clock = ManualClock::at(start);
+    let svc = sled_service(dir.path(), clock.clone());
+    let seeded = super::seed::seed(&svc, 300, 7, &|_| {}).expect("seeds");
+    assert_eq!(seeded.agreements, 300);
+    assert_eq!(svc.store.agreements().expect("agreements").len(), 300);
+    // The seed's mix: every status, and subcontractor BAAs with parents.
+    assert!(seeded.by_status.iter().all(|(_, n)| *n > 0), "{:?}", seeded.by_status);
+    let all = svc.store.agreements().expect("agreements");
+    let parent = all.iter().find(|a| a.facts.parent_agreement_id.is_some()).expect("a subcontractor BAA");
+    let top = parent.facts.parent_agreement_id.clone().expect("its parent");
+    assert!(!svc.chain(&top).expect("chain").descendants.is_empty());
+    assert!(!svc.renewal_due(3650).expect("renewal").is_empty());
+    assert_index_answers_equal_full_scans(&svc, "as seeded");
+
+    // A deeper chain with a cycle in hand-entered ids, written behind the service's back and
+    // picked up by a rebuild (as at start).
+    let mut ids = Vec::new();
+    for (n, base) in all.iter().filter(|a| a.kind == "baa").take(4).enumerate() {
+        let mut a = base.clone();
+        a.id = format!("ag_chain{n}");
+        a.revision = 1;
+        a.facts.parent_agreement_id = Some(if n == 0 { "ag_chain3".into() } else { format!("ag_chain{}", n - 1) });
+        ids.push(a.id.clone());
+        svc.store.commit(Change { agreement: Some(a), ..Change::default() }).expect("commits");
+    }
+    svc.rebuild_index();
+    assert_index_answers_equal_full_scans(&svc, "with a cycle");
+
+    // Changes through the service move the index with them.
+    let executed = all.iter().find(|a| a.status == Status::Executed).expect("an executed agreement");
+    svc.terminate(&executed.id, "2027-01-31", "services ended", &staff()).expect("terminates");
+    let mut child = svc.get(&ids[1]).expect("chain member");
+    child.facts.parent_agreement_id = None;
+    child.revision += 1;
+    svc.commit(Change { agreement: Some(child), ..Change::default() }).expect("reparents");
+    assert_index_answers_equal_full_scans(&svc, "after changes");
+
+    // Years later: renewals roll forward, retention periods pass.
+    for years in [3, 7, 12] {
+        clock.set(start + years * 365 * 86_400);
+        assert_index_answers_equal_full_scans(&svc, &format!("{years} years on"));
+    }
+    assert!(!svc.retention_report().expect("retention").is_empty(), "something is past retention 12 years on");
+}

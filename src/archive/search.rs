@@ -73,6 +73,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::agreement::Life;
+
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
@@ -176,6 +178,9 @@ pub struct Index {
     /// The entries and their folded text, at the same positions as `hot`.
     rows: Vec<Row>,
     by_id: HashMap<String, usize>,
+    /// Parent agreement id → the ids of the agreements naming it as their parent, in id order
+    /// (the subcontractor chain, see [`super::lifecycle`]).
+    children: HashMap<Box<str>, std::collections::BTreeSet<String>>,
 }
 
 /// The fixed-size facts of an entry that searches filter and sort on.
@@ -208,10 +213,12 @@ struct Row {
     names_at: usize,
     /// The state codes, trimmed and uppercased.
     states: Vec<String>,
+    /// Renewal, retention and chain facts (see [`super::lifecycle`]).
+    life: Life,
 }
 
 impl Row {
-    fn new(entry: Entry) -> (Hot, Row) {
+    fn new(entry: Entry, life: Life) -> (Hot, Row) {
         let title = search_key(&entry.title);
         let (p0, p1) = (search_key(&entry.parties[0]), search_key(&entry.parties[1]));
         let mut hay = String::with_capacity(title.len() + p0.len() + p1.len() + 2);
@@ -231,7 +238,7 @@ impl Row {
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        (hot, Row { entry, hay, names_at, states })
+        (hot, Row { entry, hay, names_at, states, life })
     }
 
     fn names(&self) -> &str {
@@ -263,13 +270,25 @@ impl Index {
         Index::default()
     }
 
-    /// Adds the entry, or replaces the one with the same id.
+    /// Adds the entry, or replaces the one with the same id (without lifecycle facts: see
+    /// [`Index::upsert_life`]).
     pub fn upsert(&mut self, e: Entry) {
-        let (hot, row) = Row::new(e);
+        self.upsert_life(e, Life::default());
+    }
+
+    /// Adds the entry with its lifecycle facts (renewal, retention, parent), or replaces the one
+    /// with the same id.
+    pub fn upsert_life(&mut self, e: Entry, life: Life) {
+        let (hot, row) = Row::new(e, life);
+        if let Some(p) = &row.life.parent {
+            self.children.entry(p.clone()).or_default().insert(row.entry.id.clone());
+        }
         match self.by_id.get(&row.entry.id) {
             Some(&i) => {
                 self.hot[i] = hot;
-                self.rows[i] = row;
+                let old = std::mem::replace(&mut self.rows[i], row);
+                let now = self.rows[i].life.parent.clone();
+                self.unlink_child(&old, now.as_deref());
             }
             None => {
                 self.by_id.insert(row.entry.id.clone(), self.rows.len());
@@ -279,14 +298,44 @@ impl Index {
         }
     }
 
+    /// Drops `old` from its parent's children unless it still names that parent (`now`).
+    fn unlink_child(&mut self, old: &Row, now: Option<&str>) {
+        let Some(p) = old.life.parent.as_deref() else { return };
+        if now == Some(p) {
+            return;
+        }
+        if let Some(set) = self.children.get_mut(p) {
+            set.remove(&old.entry.id);
+            if set.is_empty() {
+                self.children.remove(p);
+            }
+        }
+    }
+
     /// Removes the entry with this id, if any.
     pub fn remove(&mut self, id: &str) {
         let Some(i) = self.by_id.remove(id) else { return };
         self.hot.swap_remove(i);
-        self.rows.swap_remove(i);
+        let old = self.rows.swap_remove(i);
+        self.unlink_child(&old, None);
         if let Some(moved) = self.rows.get(i) {
             self.by_id.insert(moved.entry.id.clone(), i);
         }
+    }
+
+    /// Every entry with its lifecycle facts, in no particular order.
+    pub fn lives(&self) -> impl Iterator<Item = (&Entry, &Life)> {
+        self.rows.iter().map(|r| (&r.entry, &r.life))
+    }
+
+    /// One entry with its lifecycle facts.
+    pub fn get_life(&self, id: &str) -> Option<(&Entry, &Life)> {
+        self.by_id.get(id).map(|&i| (&self.rows[i].entry, &self.rows[i].life))
+    }
+
+    /// The ids of the entries naming `id` as their parent, in id order.
+    pub fn children(&self, id: &str) -> impl Iterator<Item = &str> {
+        self.children.get(id).into_iter().flatten().map(String::as_str)
     }
 
     pub fn len(&self) -> usize {

@@ -190,10 +190,35 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Benchmarking aids: `bench seed` fills a data directory with many realistic agreements.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// List the supported state-law addenda with their citations and "as of" dates.
     Addenda {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Write N realistic agreements (varied counterparties, kinds, states, statuses, dates, audit
+    /// chains and sent messages) into a data directory through the store, for measuring search,
+    /// start-up, memory and size at scale. Two of them are carried through the real service
+    /// (rendered, sent, signed, sealed); the others reuse those PDFs, content-addressed.
+    Seed {
+        /// Data directory (created if missing; a server must not be running on it).
+        #[arg(long)]
+        data: PathBuf,
+        /// How many agreements (at least 2: the two templates).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+        count: u64,
+        /// Seed of the generator: the same seed gives the same records (ids and dates of the two
+        /// templates and message ids excepted).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -379,6 +404,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { command: BenchCommand::Seed { data, count, seed } } => ops::bench_seed(&data, count, seed),
         Command::Apikey { command } => ops::apikey(command),
         Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
         Command::Backup { out, data, encrypt, passphrase_file } => {

@@ -164,6 +164,32 @@ pub fn retention(data: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `countersign bench seed`: writes `count` agreements into `data` (see [`crate::app::seed`]).
+pub fn bench_seed(data: &Path, count: u64, seed: u64) -> Result<ExitCode, String> {
+    let count = usize::try_from(count).map_err(|_| format!("--count {count} is too large for this machine"))?;
+    let store = direct(data, "(none: stop the server to seed its directory)")?;
+    let svc = service(store, data)?;
+    let progress = |n: usize| {
+        if n % 10_240 == 0 {
+            eprintln!("  {n} of {count}");
+        }
+    };
+    let r = crate::app::seed::seed(&svc, count, seed, &progress).map_err(|e| e.to_string())?;
+    let mix: Vec<String> =
+        r.by_status.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.as_str())).collect();
+    println!(
+        "seeded {} agreements ({} audit events, {} messages) into {} in {:.1} s ({:.0} agreements/s)",
+        r.agreements,
+        r.events,
+        r.messages,
+        data.display(),
+        r.secs,
+        r.agreements as f64 / r.secs.max(1e-9)
+    );
+    println!("by status: {}", mix.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The backup passphrase: the first line of `file`, else `COUNTERSIGN_BACKUP_PASSPHRASE`.
 /// Never a command-line argument (other users see those in the process list).
 pub fn passphrase(file: Option<&Path>) -> Result<crate::secret::SecretString, String> {

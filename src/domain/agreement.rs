@@ -310,39 +310,105 @@ impl Agreement {
     /// The next renewal date on or after `today` for an auto-renewing agreement, or the end of
     /// its term otherwise; none once terminated.
     pub fn renewal_date(&self, today: super::intake::Date) -> Option<super::intake::Date> {
-        if self.termination.is_some() || self.facts.term_months == 0 {
-            return None;
-        }
-        let start = self.effective()?;
-        let mut end = start.add_months(u32::from(self.facts.term_months));
-        if self.facts.auto_renew {
-            let mut n = 1u32;
-            while end < today && n < 1200 {
-                n += 1;
-                end = start.add_months(u32::from(self.facts.term_months) * n);
-            }
-        }
-        Some(end)
+        renewal_date(self.effective(), self.facts.term_months, self.facts.auto_renew, self.termination.is_some(), today)
     }
 
     /// Keep documents until six years after creation or the date last in effect, whichever is
     /// later (45 CFR 164.316(b)(2)(i); 164.502(e)(2) for BAAs). Only agreements that are no longer
     /// in effect have a date; one in effect is kept.
     pub fn retention_until(&self) -> Option<super::intake::Date> {
-        let created = {
-            let (y, m, d) = super::time::civil_from_days((self.created_at / 86_400) as i64);
-            super::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
-        };
-        let last_in_effect = match self.status {
-            Status::Terminated | Status::Closed => {
-                self.termination.as_ref().and_then(|t| super::intake::Date::parse(&t.date).ok())?
-            }
-            Status::Voided | Status::Declined | Status::Expired => created,
-            Status::Executed if !self.facts.auto_renew => self.term_end()?,
-            _ => return None,
-        };
-        Some(created.max(last_in_effect).add_months(72))
+        let termination = self.termination.as_ref().and_then(|t| super::intake::Date::parse(&t.date).ok());
+        retention_until(self.created_at, self.status, termination, self.facts.auto_renew, self.term_end())
     }
+
+    /// The lifecycle facts the archive index keeps for renewal, retention and the subcontractor
+    /// chain (so those listings need not decode every agreement).
+    pub fn life(&self) -> Life {
+        Life {
+            effective: self.effective(),
+            term_months: self.facts.term_months,
+            auto_renew: self.facts.auto_renew,
+            terminated: self.termination.is_some(),
+            termination: self.termination.as_ref().and_then(|t| super::intake::Date::parse(&t.date).ok()),
+            disposed: self.disposed_at.is_some(),
+            parent: self.facts.parent_agreement_id.as_deref().map(Box::from),
+        }
+    }
+}
+
+/// What renewal, retention and the subcontractor chain need of an agreement, compactly: the
+/// archive index keeps one per agreement (see [`Agreement::life`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Life {
+    /// The effective date, when it parses.
+    pub effective: Option<super::intake::Date>,
+    pub term_months: u16,
+    pub auto_renew: bool,
+    /// A termination is recorded.
+    pub terminated: bool,
+    /// The termination's date, when it parses.
+    pub termination: Option<super::intake::Date>,
+    /// The documents were disposed of.
+    pub disposed: bool,
+    /// `facts.parent_agreement_id`.
+    pub parent: Option<Box<str>>,
+}
+
+impl Life {
+    /// [`Agreement::renewal_date`], from these facts.
+    pub fn renewal_date(&self, today: super::intake::Date) -> Option<super::intake::Date> {
+        renewal_date(self.effective, self.term_months, self.auto_renew, self.terminated, today)
+    }
+
+    /// [`Agreement::retention_until`], from these facts.
+    pub fn retention_until(&self, created_at: u64, status: Status) -> Option<super::intake::Date> {
+        let term_end = self.effective.map(|d| d.add_months(u32::from(self.term_months)));
+        retention_until(created_at, status, self.termination, self.auto_renew, term_end)
+    }
+}
+
+/// The rule behind [`Agreement::renewal_date`] (one definition for the record and the index).
+fn renewal_date(
+    effective: Option<super::intake::Date>,
+    term_months: u16,
+    auto_renew: bool,
+    terminated: bool,
+    today: super::intake::Date,
+) -> Option<super::intake::Date> {
+    if terminated || term_months == 0 {
+        return None;
+    }
+    let start = effective?;
+    let mut end = start.add_months(u32::from(term_months));
+    if auto_renew {
+        let mut n = 1u32;
+        while end < today && n < 1200 {
+            n += 1;
+            end = start.add_months(u32::from(term_months) * n);
+        }
+    }
+    Some(end)
+}
+
+/// The rule behind [`Agreement::retention_until`] (one definition for the record and the index).
+fn retention_until(
+    created_at: u64,
+    status: Status,
+    termination: Option<super::intake::Date>,
+    auto_renew: bool,
+    term_end: Option<super::intake::Date>,
+) -> Option<super::intake::Date> {
+    let created = {
+        let (y, m, d) = super::time::civil_from_days((created_at / 86_400) as i64);
+        super::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
+    };
+    let last_in_effect = match status {
+        Status::Terminated | Status::Closed => termination?,
+        Status::Voided | Status::Declined | Status::Expired => created,
+        Status::Executed if !auto_renew => term_end?,
+        _ => return None,
+    };
+    Some(created.max(last_in_effect).add_months(72))
 }
 
 #[cfg(test)]

@@ -622,31 +622,24 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     let valid = problems.is_empty();
     let q2 = q.clone();
     let listed = blocking(move || -> Result<Listing, ApiError> {
-        let own: Option<Vec<String>> = if staff.role == Sales {
-            Some(
-                svc.store
-                    .agreements()
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-                    .into_iter()
-                    .filter(|a| a.created_by == staff.who)
-                    .map(|a| a.id)
-                    .collect(),
-            )
-        } else {
-            None
-        };
+        // A `sales` person lists their own: the index keeps who created each entry, so this is
+        // a filter on the index, not a decode of every stored agreement.
+        let own = staff.role == Sales;
         let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-        let mine = |e: &search::Entry| own.as_ref().is_none_or(|o| o.contains(&e.id));
-        let attention: Vec<search::Entry> = index
-            .export(&search::Query::default())
-            .into_iter()
-            .filter(|e| mine(e) && matches!(e.status.as_str(), "declined" | "expired"))
-            .take(20)
+        let mine = |e: &search::Entry| !own || e.created_by == staff.who;
+        // Declined and expired ones, newest first (the default order): two filtered exports
+        // merged, rather than a copy of every entry.
+        let mut attention: Vec<search::Entry> = ["declined", "expired"]
+            .iter()
+            .flat_map(|s| index.export(&search::Query { status: Some((*s).into()), ..search::Query::default() }))
+            .filter(|e| mine(e))
             .collect();
+        attention.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
+        attention.truncate(20);
         if !valid {
             return Ok((Vec::new(), 0, None, attention));
         }
-        if own.is_some() {
+        if own {
             let mut all: Vec<search::Entry> = index.export(&q2).into_iter().filter(|e| mine(e)).collect();
             let total = all.len();
             all.truncate(PAGE);

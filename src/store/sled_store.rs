@@ -79,6 +79,14 @@ impl Drop for LockReleased {
     }
 }
 
+/// sled's page cache, from `COUNTERSIGN_SLED_CACHE_MB` (whole MiB, at least 1); `None`: sled's
+/// default (1 GiB). The cache holds decoded pages of every tree, so it bounds how much of the
+/// store stays in memory after start-up has read every agreement.
+pub fn cache_capacity() -> Option<u64> {
+    let mb: u64 = std::env::var("COUNTERSIGN_SLED_CACHE_MB").ok()?.trim().parse().ok()?;
+    (mb >= 1).then(|| mb * 1024 * 1024)
+}
+
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -118,7 +126,11 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         // umask 077 and 0700/0600 before anything is written (see `perms`).
         super::perms::secure_data_dir(dir).map_err(io)?;
-        let db = sled::Config::new().path(dir.join("sled")).open().map_err(|e| {
+        let mut config = sled::Config::new().path(dir.join("sled"));
+        if let Some(bytes) = cache_capacity() {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config.open().map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable") {
                 StoreError::Locked(dir.display().to_string())

@@ -263,3 +263,60 @@ fn a_data_directory_written_before_the_outbox_index_gets_one_when_opened() {
     assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
     assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m2"]);
 }
+
+#[test]
+fn a_seeded_data_directory_passes_audit_verify_and_serves_search_signer_pages_and_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf-8 path");
+    let out = countersign(&["bench", "seed", "--data", d, "--count", "300", "--seed", "3"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("seeded 300 agreements"), "{stdout}");
+    let out = countersign(&["audit", "verify", "--data", d], dir.path());
+    let verified = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{verified}");
+    assert!(verified.contains("audit trail intact: 300 agreement chain(s)"), "{verified}");
+
+    // The records as the store holds them: every generated one is a full record.
+    let (sent, executed) = {
+        let store = SledStore::open(&data).expect("opens");
+        let all = store.agreements().expect("agreements");
+        assert_eq!(all.len(), 300);
+        let sent = all.iter().find(|a| a.status.as_str() == "sent").cloned().expect("a sent agreement");
+        let executed = all.iter().find(|a| a.status.as_str() == "executed").cloned().expect("an executed agreement");
+        assert!(
+            store.agreement_messages(&executed.id).expect("messages").iter().all(|m| m.agreement_id == executed.id)
+        );
+        (sent, executed)
+    };
+
+    let now = countersign::clock::Clock::now(&countersign::clock::SystemClock);
+    let app = spawn_app_at(&data, countersign::clock::ManualClock::at(now));
+    let page = app.get("/api/v1/agreements?limit=5").json();
+    assert_eq!(page["total"], 300, "{page}");
+    // Counterparties carry accents; the search folds them.
+    let folded = app.get("/api/v1/agreements?counterparty=nunez&limit=500").json();
+    let hits = folded["items"].as_array().expect("items");
+    assert!(!hits.is_empty(), "{folded}");
+    assert!(hits.iter().all(|e| e["parties"].to_string().contains("Núñez")), "{folded}");
+    assert_eq!(app.get("/api/v1/agreements/renewal-due?days=3650").status, 200);
+    assert_eq!(app.get(&format!("/api/v1/agreements/{}/audit", executed.id)).status, 200);
+    let pdf = app.get(&format!("/api/v1/agreements/{}/document", executed.id));
+    assert_eq!(pdf.status, 200, "{}", pdf.text());
+    assert!(pdf.body.starts_with(b"%PDF-"));
+
+    // A generated signer link opens the signer page.
+    let keys = countersign::signing::token::KeyRing::load_or_create(&data.join("link-keys")).expect("link keys");
+    let s = sent.signers.iter().find(|s| s.link_expires.is_some()).expect("a signer with an open link");
+    let token = keys.issue(
+        &sent.id,
+        s.index,
+        countersign::signing::token::Purpose::Sign,
+        s.link_expires.unwrap_or(0),
+        s.generation,
+    );
+    let (status, html, _) = app.open(&format!("{}/sign/{token}", app.base));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&s.name), "the page names the signer");
+}
