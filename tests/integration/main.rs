@@ -8,9 +8,11 @@ mod admin_pages;
 mod app;
 mod archive;
 mod archive_pages;
+mod backends;
 mod browser;
 mod helpers;
 mod hostile;
+mod pg;
 mod smtp;
 mod web;
 
