@@ -284,6 +284,11 @@ fn two_instances_on_one_database_share_agreements_and_send_every_message_once() 
     let a = spawn_app_with(dir.path(), ManualClock::at(T0), "127.0.0.1:0", config);
     let b = spawn_app_with(dir.path(), ManualClock::at(T0), "127.0.0.1:0", config);
 
+    for app in [&a, &b] {
+        let h = app.get_anon("/healthz");
+        assert_eq!((h.status, h.text()), (200, "ok (postgres)".to_string()));
+    }
+
     // Created and sent on A; B's search index learns of each within moments.
     let mut ids = Vec::new();
     for _ in 0..3 {

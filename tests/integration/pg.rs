@@ -5,7 +5,8 @@
 //! process is gone.
 //!
 //! `COUNTERSIGN_TEST_BACKEND=postgres` makes [`crate::app::spawn_app`] run every server on
-//! PostgreSQL (one database per data directory, so a restarted server finds its data again).
+//! PostgreSQL (one database per data directory, so a restarted server finds its data again);
+//! `.ci/run` lists the tests about sled itself that it skips there, each with its reason.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,16 +24,6 @@ static BY_DIR: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
 /// True when the suite runs its servers on PostgreSQL.
 pub fn on_postgres() -> bool {
     std::env::var("COUNTERSIGN_TEST_BACKEND").is_ok_and(|v| v == "postgres")
-}
-
-/// For tests about sled itself: prints why the test does not apply on PostgreSQL and returns
-/// true there (the caller returns).
-pub fn sled_only(reason: &str) -> bool {
-    if on_postgres() {
-        eprintln!("skipped on the postgres backend: {reason}");
-        return true;
-    }
-    false
 }
 
 fn bin_dir() -> Result<PathBuf, String> {

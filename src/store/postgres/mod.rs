@@ -243,7 +243,7 @@ fn listen_loop(pool: Pool, feed: Weak<Feed>, nonce: String) {
                     return;
                 }
                 failures += 1;
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(error = %e, "cannot listen for other instances' changes; retrying");
                 }
                 std::thread::sleep(std::time::Duration::from_secs(1));

@@ -420,7 +420,6 @@ pub(super) fn dump(c: &mut Client) -> Result<Vec<String>, StoreError> {
     for (k, v) in hooks {
         line("webhooks", &k, &v);
     }
-    drop(q);
     tx.commit().map_err(pg_err)?;
     Ok(lines)
 }

@@ -49,6 +49,8 @@ pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
             StoreError::Conflict
         }
+        // A key PostgreSQL cannot hold (a NUL byte in an id from a URL): no such row exists.
+        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => StoreError::NotFound,
         _ => StoreError::Io(format!("postgres: {}", describe(&e))),
     }
 }
