@@ -5,8 +5,9 @@
 //! cargo run --release --example fuzz -- TARGET N [SEED]   # TARGET: intake, token, render, pdf-append, seal-verify, form, all
 //! ```
 //!
-//! Prints executions, time, the slowest case and the panics; exits 1 on a panic, a wrong
-//! result or a case over 100 ms, and prints the first failing input (hex) to replay.
+//! Prints executions, time, the slowest case (by the thread's CPU time, and by the wall clock)
+//! and the panics; exits 1 on a panic, a wrong result or a case over 100 ms of CPU time, and
+//! prints the first failing input (hex) to replay.
 
 #[path = "../tests/integration/fuzz.rs"]
 mod fuzz;

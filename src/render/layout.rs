@@ -5,6 +5,10 @@
 //! what prints). Pagination keeps headings with what follows, never leaves a single line of a
 //! paragraph at a page foot, and never splits a signature block.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use textwrap::core::Fragment;
 use textwrap::wrap_algorithms::{Penalties, wrap_optimal_fit};
 
@@ -117,9 +121,48 @@ impl Fragment for Frag<'_> {
     }
 }
 
+/// A paragraph's line breaks, as [`wrap`] computed them, keyed by everything they depend on.
+#[derive(PartialEq, Eq, Hash)]
+struct WrapKey {
+    /// Which font set measured them (there is one per process; the address keeps tests honest).
+    fonts: usize,
+    size: u32,
+    width: u32,
+    runs: Vec<Run>,
+}
+
+/// At most this many paragraphs are remembered per thread; then the cache starts again.
+const WRAP_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    /// Line breaks already computed on this thread. Most of an agreement's text is boilerplate
+    /// that does not depend on the intake (issue 14: optimal-fit wrapping was the largest stage
+    /// of a render), so the next document on the same thread — a batch, the server's next draft
+    /// — reuses them. Thread-local, so no lock: rayon's workers and the server's blocking
+    /// threads each keep their own. A hit compares the whole key, so it returns exactly what
+    /// the wrap would have, and the output stays deterministic.
+    static WRAPS: RefCell<HashMap<WrapKey, Rc<Vec<Vec<Span>>>>> = RefCell::new(HashMap::new());
+}
+
 /// Breaks runs into lines of at most `width` points. Returns each line's spans with x relative
 /// to the line start.
 pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
+    let key = WrapKey { fonts: fonts as *const Fonts as usize, size: size.to_bits(), width: width.to_bits(), runs: runs.to_vec() };
+    if let Some(hit) = WRAPS.with(|c| c.borrow().get(&key).cloned()) {
+        return hit.as_ref().clone();
+    }
+    let lines = wrap_uncached(fonts, runs, size, width);
+    WRAPS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= WRAP_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, Rc::new(lines.clone()));
+    });
+    lines
+}
+
+fn wrap_uncached(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
     let mut frags: Vec<Frag> = Vec::new();
     for run in runs {
         let face = if run.bold { Face::Bold } else { Face::Regular };
@@ -540,6 +583,22 @@ mod tests {
             joined.join(" ").split_whitespace().collect::<Vec<_>>(),
             text.split_whitespace().collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_paragraph_wrapped_again_comes_from_the_cache_exactly_as_first_wrapped() {
+        let runs = vec![
+            Run { text: "Business Associate shall report to Covered Entity any ".into(), bold: false },
+            Run { text: "Breach of Unsecured PHI".into(), bold: true },
+            Run { text: " without unreasonable delay and in no case later than ten days after discovery.".into(), bold: false },
+        ];
+        let first = wrap(fonts(), &runs, BODY, CONTENT_W);
+        assert_eq!(first, wrap_uncached(fonts(), &runs, BODY, CONTENT_W));
+        assert_eq!(wrap(fonts(), &runs, BODY, CONTENT_W), first);
+        // the width is part of the key: a narrower measure is wrapped afresh, into more lines
+        let narrow = wrap(fonts(), &runs, BODY, 120.0);
+        assert_eq!(narrow, wrap_uncached(fonts(), &runs, BODY, 120.0));
+        assert!(narrow.len() > first.len());
     }
 
     #[test]
