@@ -74,12 +74,7 @@ pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
 pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
     crate::config::mail::validate(&config)?;
     crate::mail::content::check()?;
-    let store = SledStore::open(&config.data_dir).map_err(|e| match e {
-        StoreError::Locked(d) => {
-            format!("the data directory {d} is in use by another countersign process; stop it or choose --data")
-        }
-        e => e.to_string(),
-    })?;
+    let store = open_store(&config)?;
     let keys = if config.link_keys.is_empty() {
         KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(|e| format!("link keys: {e}"))?
     } else {
@@ -102,10 +97,27 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
     }
     let seal = seal_keys(&config)?;
     let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true).map_err(|e| e.to_string())?;
-    let service = Service::new(Arc::new(store), keys, renderer, config, clock, seal, vault);
+    let service = Service::new(store, keys, renderer, config, clock, seal, vault);
     // Messages committed before a crash but not yet written out.
     service.flush_outbox().map_err(|e| e.to_string())?;
     Ok(service)
+}
+
+/// Opens the store the configuration chooses: PostgreSQL when `database_url` is set (key files
+/// stay in the data directory), else sled in the data directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    if let Some(url) = &config.database_url {
+        let store = crate::store::postgres::PgStore::open(url.expose(), &config.data_dir)
+            .map_err(|e| format!("database: {e}"))?;
+        return Ok(Arc::new(store));
+    }
+    let store = SledStore::open(&config.data_dir).map_err(|e| match e {
+        StoreError::Locked(d) => {
+            format!("the data directory {d} is in use by another countersign process; stop it or choose --data")
+        }
+        e => e.to_string(),
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// Walks every chain; `Ok((chains, events))` or the first break as a sentence.

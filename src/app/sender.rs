@@ -103,6 +103,11 @@ pub fn spawn(
         let tick_every = Duration::from_secs(service.config.reminders.tick_secs.max(1));
         let mut next_tick = tokio::time::Instant::now();
         loop {
+            // Other instances' commits (one database, several instances) wake this loop.
+            let svc = service.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || svc.catch_up()).await {
+                tracing::error!(error = %e, "search index catch-up panicked");
+            }
             if tokio::time::Instant::now() >= next_tick {
                 let svc = service.clone();
                 match tokio::task::spawn_blocking(move || svc.queue_due_messages()).await {
@@ -235,41 +240,46 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
 }
 
 /// Under the write lock: skip what is no longer wanted, else lease the message for one attempt.
+/// The lease is one step in the store ([`crate::store::Store::lease_message`]): with several
+/// instances on one database, the one that finds the message locked or already leased leaves
+/// it, so each attempt is made by one instance.
 fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
     let _g = s.write();
     let now = s.clock.now();
-    let mut m = match s.store.message(id) {
-        Ok(m) => m,
-        Err(StoreError::NotFound) => return Ok(Plan::Done),
-        Err(e) => return Err(e.into()),
-    };
-    if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
-        return Ok(Plan::Done);
-    }
-    let skip = if m.to.trim().is_empty() {
-        Some("no staff_notice_to configured: kept in the outbox only".to_string())
-    } else {
-        match s.store.agreement(&m.agreement_id) {
-            Ok(a) => still_wanted(&a, &m, now).err(),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
+    let mut attempt = false;
+    let mut decide = |mut m: Message| -> Result<Option<Message>, StoreError> {
+        if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
+            return Ok(None);
         }
-    };
-    if let Some(reason) = skip {
-        if s.config.eml_outbox {
-            let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
+        let skip = if m.to.trim().is_empty() {
+            Some("no staff_notice_to configured: kept in the outbox only".to_string())
+        } else {
+            match s.store.agreement(&m.agreement_id) {
+                Ok(a) => still_wanted(&a, &m, now).err(),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(reason) = skip {
+            if s.config.eml_outbox {
+                let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
+            }
+            m.status = MessageStatus::Skipped;
+            m.last_error = Some(reason);
+            m.next_attempt_at = None;
+            return Ok(Some(m));
         }
-        m.status = MessageStatus::Skipped;
-        m.last_error = Some(reason);
-        m.next_attempt_at = None;
-        s.store.put_message(&m)?;
-        return Ok(Plan::Done);
+        m.attempts += 1;
+        m.last_attempt_at = Some(now);
+        m.next_attempt_at = Some(now + backoff_secs(m.attempts, &s.config.delivery, unit_random()));
+        attempt = true;
+        Ok(Some(m))
+    };
+    match s.store.lease_message(id, &mut decide) {
+        Ok(Some(m)) if attempt => Ok(Plan::Attempt(Box::new(m))),
+        Ok(_) | Err(StoreError::NotFound) => Ok(Plan::Done),
+        Err(e) => Err(e.into()),
     }
-    m.attempts += 1;
-    m.last_attempt_at = Some(now);
-    m.next_attempt_at = Some(now + backoff_secs(m.attempts, &s.config.delivery, unit_random()));
-    s.store.put_message(&m)?;
-    Ok(Plan::Attempt(Box::new(m)))
 }
 
 /// Under the write lock: records the outcome of the attempt on the leased message.

@@ -247,6 +247,8 @@ impl Service {
             hooks: Default::default(),
         };
         service.rebuild_index();
+        // Several instances on one database: their commits wake the sender, which catches up.
+        service.store.watch_foreign_changes(service.mail_wake.clone());
         service
     }
 
@@ -299,20 +301,44 @@ impl Service {
         let (sealed, ticket) = self.store.commit_nowait(change)?;
         kinds.iter().for_each(|k| self.metrics.event(k));
         if let Some(a) = a {
-            let today = self.today();
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            let before = index.get(&a.id).map(|e| e.status.clone());
-            index.upsert_life(entry(&a, today), a.life());
-            self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
-            drop(index);
-            let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());
-            if a.disposed_at.is_some() {
-                d.retain(|_, (id, _, _)| *id != a.id);
-            } else {
-                add_digests(&mut d, &a);
-            }
+            self.index_agreement(&a);
         }
         Ok((sealed, ticket, queued))
+    }
+
+    /// Brings the search index and the digests up to date with one agreement as stored.
+    fn index_agreement(&self, a: &crate::domain::agreement::Agreement) {
+        let today = self.today();
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let before = index.get(&a.id).map(|e| e.status.clone());
+        index.upsert_life(entry(a, today), a.life());
+        self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
+        drop(index);
+        let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());
+        if a.disposed_at.is_some() {
+            d.retain(|_, (id, _, _)| *id != a.id);
+        } else {
+            add_digests(&mut d, a);
+        }
+    }
+
+    /// Brings the search index up to date with what other instances committed (several
+    /// instances on one PostgreSQL database: the store reports their changes and wakes the
+    /// mail sender, whose every pass calls this). Nothing to do for a store only this process
+    /// writes.
+    pub fn catch_up(&self) {
+        match self.store.foreign_changes() {
+            crate::store::ForeignChanges::Everything => self.rebuild_index(),
+            crate::store::ForeignChanges::Agreements(ids) => {
+                for id in ids {
+                    match self.store.agreement(&id) {
+                        Ok(a) => self.index_agreement(&a),
+                        Err(StoreError::NotFound) => {}
+                        Err(e) => tracing::error!(agreement = %id, error = %e, "could not re-read a changed agreement"),
+                    }
+                }
+            }
+        }
     }
 
     /// The second half of [`Service::commit`]: waits until the change behind `ticket` is on disk

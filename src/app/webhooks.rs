@@ -652,24 +652,32 @@ fn deliver(s: &Service, id: &str) -> Result<(), StoreError> {
     let (leased, endpoint) = {
         let _g = s.hooks.lock();
         let now = s.clock.now();
-        let mut d = match s.store.webhooks().delivery(id) {
-            Ok(d) => d,
-            Err(StoreError::NotFound) => return Ok(()),
+        let mut endpoint = None;
+        // One step in the store (`lease_delivery`): with several instances on one database,
+        // the one that finds the delivery locked or already leased leaves it.
+        let mut decide = |mut d: Delivery| -> Result<Option<Delivery>, StoreError> {
+            if d.status != DeliveryStatus::Queued || d.next_attempt_at.unwrap_or(0) > now {
+                return Ok(None);
+            }
+            match s.store.webhooks().endpoint(&d.endpoint_id) {
+                Ok(e) => endpoint = Some(e),
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            d.attempts += 1;
+            d.last_attempt_at = Some(now);
+            d.next_attempt_at = Some(now + super::sender::backoff_secs(d.attempts, &s.config.delivery, unit_random()));
+            Ok(Some(d))
+        };
+        let leased = match s.store.webhooks().lease_delivery(id, &mut decide) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(StoreError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if d.status != DeliveryStatus::Queued || d.next_attempt_at.unwrap_or(0) > now {
-            return Ok(());
+        match endpoint {
+            Some(e) => (leased, e),
+            None => return Ok(()),
         }
-        let endpoint = match s.store.webhooks().endpoint(&d.endpoint_id) {
-            Ok(e) => e,
-            Err(StoreError::NotFound) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        d.attempts += 1;
-        d.last_attempt_at = Some(now);
-        d.next_attempt_at = Some(now + super::sender::backoff_secs(d.attempts, &s.config.delivery, unit_random()));
-        s.store.webhooks().put_delivery(&d)?;
-        (d, endpoint)
     };
     let outcome = match s.webhook_key(&endpoint) {
         Ok(key) => attempt(&endpoint.url, endpoint.local, key.expose(), &leased, s.clock.now()),

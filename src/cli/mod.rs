@@ -4,6 +4,7 @@
 //! 2 usage or I/O problems (unreadable file, unwritable output).
 
 pub mod client;
+pub mod db;
 pub mod ops;
 pub mod outbox;
 pub mod serve;
@@ -83,7 +84,8 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Run the signing service (HTTP API and signer pages) on the embedded sled store.
+    /// Run the signing service (HTTP API and signer pages) on the embedded sled store, or on
+    /// PostgreSQL with --database-url.
     ///
     /// With no configuration: data in ./countersign-data, listening on 127.0.0.1:8080, link keys
     /// and the bootstrap admin key created on first start.
@@ -94,6 +96,11 @@ pub enum Command {
         /// Data directory (overrides config and COUNTERSIGN_DATA_DIR).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// A PostgreSQL database shared by several instances instead of sled
+        /// (postgres://user:password@host:port/dbname; overrides config and
+        /// COUNTERSIGN_DATABASE_URL). The data directory then holds the key files only.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
         /// Address to listen on (overrides config and COUNTERSIGN_BIND).
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
@@ -176,6 +183,26 @@ pub enum Command {
         #[command(subcommand)]
         command: SealCertCommand,
     },
+    /// The PostgreSQL database (with --database-url or COUNTERSIGN_DATABASE_URL).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Copy everything from a sled data directory to an empty PostgreSQL database, or back,
+    /// then check the copy: every record byte for byte, every document against its SHA-256,
+    /// every audit chain against its authenticated head. Refuses a non-empty target.
+    Migrate {
+        /// A data directory or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// A postgres:// URL or a new data directory.
+        #[arg(long)]
+        to: String,
+        /// Where the key files are: the data directory the PostgreSQL instances run with
+        /// (required when --to is a directory; default when --from is one: that directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -219,6 +246,16 @@ pub enum BenchCommand {
         /// templates and message ids excepted).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Apply the schema migrations not applied yet (a server also does at start), then exit.
+    Migrate {
+        /// postgres://user:password@host:port/dbname (default: COUNTERSIGN_DATABASE_URL).
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -388,9 +425,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { config, data, bind, log_format } => {
-            serve::serve(crate::config::Overrides { config, data, bind, log_format })
+        Command::Serve { config, data, database_url, bind, log_format } => {
+            serve::serve(crate::config::Overrides { config, data, database_url, bind, log_format })
         }
+        Command::Db { command: DbCommand::Migrate { database_url } } => {
+            db::db_migrate(&db::database_url(database_url)?)
+        }
+        Command::Migrate { from, to, data } => db::migrate_command(&from, &to, data.as_deref()),
         Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
         Command::Verify { file, data } => ops::verify(&file, &data),
         Command::SealCert { command } => ops::seal_cert(command),

@@ -26,8 +26,13 @@ pub struct LinkKey {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where sled, keys and the `.eml` outbox live.
+    /// Where sled, keys and the `.eml` outbox live (with `database_url`: the key files and the
+    /// `.eml` outbox only).
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user:password@host:port/dbname`) shared by several
+    /// instances instead of the embedded sled store (`COUNTERSIGN_DATABASE_URL`,
+    /// `--database-url`). None: sled in `data_dir`.
+    pub database_url: Option<SecretString>,
     pub bind: SocketAddr,
     /// Absolute base for links in emails; default `http://<bind>`.
     pub public_base_url: Option<String>,
@@ -111,6 +116,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("countersign-data"),
+            database_url: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             link_expiry_days: 14,
@@ -144,6 +150,8 @@ impl Default for Config {
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
     pub bind: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
 }
@@ -163,6 +171,9 @@ impl Config {
         c.apply_env(|k| std::env::var(k).ok())?;
         if let Some(d) = &o.data {
             c.data_dir = d.clone();
+        }
+        if let Some(u) = &o.database_url {
+            c.database_url = Some(SecretString::new(u.clone()));
         }
         if let Some(b) = o.bind {
             c.bind = b;
@@ -188,6 +199,9 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_DATABASE_URL") {
+            self.database_url = Some(SecretString::new(v)).filter(|u| !u.expose().trim().is_empty());
         }
         if let Some(v) = get("COUNTERSIGN_BIND") {
             self.bind = v.parse().map_err(|e| format!("COUNTERSIGN_BIND: {e}"))?;

@@ -61,11 +61,24 @@ pub struct AppState {
     pub web: Arc<web::WebPages>,
 }
 
+/// `ok`, with the store when it is a database server (`ok (postgres)`): a load balancer's
+/// health check. 503 when the database does not answer.
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
+    let store = state.service.store.clone();
+    let backend = store.backend();
+    match tokio::task::spawn_blocking(move || store.ping()).await {
+        Ok(Ok(())) if backend == "sled" => (axum::http::StatusCode::OK, "ok".into()),
+        Ok(Ok(())) => (axum::http::StatusCode::OK, format!("ok ({backend})")),
+        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{backend}: {e}")),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("health check failed: {e}")),
+    }
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let hsts = state.service.config.public_base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .nest("/api/v1", api::router())
         .merge(sign::router())
         .merge(metrics::router())

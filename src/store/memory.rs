@@ -205,6 +205,10 @@ impl Store for MemoryStore {
     fn webhooks(&self) -> &dyn super::webhooks::WebhookStore {
         &self.webhooks
     }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
 }
 
 /// The vendor register of the in-memory store: its own maps, plus the `vendor.*` deliveries of a

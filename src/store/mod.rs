@@ -1,5 +1,6 @@
 //! Storage: agreements, versions, documents, the audit chain and the outbox, behind one narrow
-//! trait so another engine can be added later. [`sled_store::SledStore`] is the embedded default.
+//! trait. [`sled_store::SledStore`] is the embedded default; [`postgres::PgStore`] serves several
+//! instances sharing one PostgreSQL database (`database_url`).
 //!
 //! Every state change is one [`Change`], committed atomically across all trees and made durable
 //! before `commit` returns: a client is told "done" only for what survives a crash.
@@ -13,6 +14,7 @@ pub mod memory_people;
 mod outbox_index;
 pub mod people;
 pub mod perms;
+pub mod postgres;
 pub mod sled_store;
 pub mod vendors;
 pub mod webhooks;
@@ -164,6 +166,24 @@ pub trait Store: Send + Sync + 'static {
         self.messages()?.into_iter().find(|m| m.id == id).ok_or(StoreError::NotFound)
     }
     fn put_message(&self, m: &Message) -> Result<(), StoreError>;
+    /// Leases a message for one attempt: `lease` sees the stored message and returns the copy to
+    /// store (or None: nothing to do); reading and writing are one step against every other
+    /// sender. PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` in one transaction, so an instance
+    /// never attempts a message another one holds. Default (one process, the caller holds the
+    /// service's write lock): read, then [`Store::put_message`].
+    fn lease_message(
+        &self,
+        id: &str,
+        lease: &mut (dyn FnMut(Message) -> Result<Option<Message>, StoreError> + Send),
+    ) -> Result<Option<Message>, StoreError> {
+        match lease(self.message(id)?)? {
+            Some(m) => {
+                self.put_message(&m)?;
+                Ok(Some(m))
+            }
+            None => Ok(None),
+        }
+    }
     /// The queued messages (the sender's work), without reading the rest of the outbox.
     fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
         Ok(self.messages()?.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
@@ -192,4 +212,28 @@ pub trait Store: Send + Sync + 'static {
     fn vendors(&self) -> &dyn vendors::VendorStore;
     /// Webhook endpoints and their deliveries, in the same store.
     fn webhooks(&self) -> &dyn webhooks::WebhookStore;
+    /// `sled`, `postgres` or `memory` (`/healthz`).
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+    /// Checks the store answers (`/healthz`): a database round trip; embedded stores always do.
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Asks to be woken through `wake` when another process changed agreements (several
+    /// instances on one database); stores only this process writes never call it.
+    fn watch_foreign_changes(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
+    /// The agreements other processes changed since the last call.
+    fn foreign_changes(&self) -> ForeignChanges {
+        ForeignChanges::Agreements(Vec::new())
+    }
+}
+
+/// What [`Store::foreign_changes`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForeignChanges {
+    /// These agreements (ids) changed.
+    Agreements(Vec<String>),
+    /// Anything may have changed (the change feed was interrupted): read everything again.
+    Everything,
 }

@@ -88,7 +88,8 @@ pub fn verify_vendor_events(events: &[VendorEvent]) -> Result<usize, u64> {
     Ok(events.len())
 }
 
-fn seal(c: &VendorChange, seq: u64, prev: String) -> VendorEvent {
+/// The event of change `c` as number `seq` of its vendor's chain, after `prev`.
+pub(crate) fn seal_event(c: &VendorChange, seq: u64, prev: String) -> VendorEvent {
     let mut ev = VendorEvent {
         vendor_id: c.vendor.id.clone(),
         seq,
@@ -172,7 +173,7 @@ impl VendorStore for SledStore {
             }
             None => (1, GENESIS.to_string()),
         };
-        let ev = seal(&c, seq, prev);
+        let ev = seal_event(&c, seq, prev);
         let ev_bytes = serde_json::to_vec(&ev).map_err(io)?;
         let hooks = &self.webhook_tree().tree;
         let r = (&t.vendors, &t.events, &t.documents, hooks).transaction(|(vendors, events, documents, hooks)| {
@@ -266,7 +267,7 @@ impl VendorStore for MemoryVendors {
             Some(last) => (last.seq + 1, last.hash.clone()),
             None => (1, GENESIS.to_string()),
         };
-        let ev = seal(&c, seq, prev);
+        let ev = seal_event(&c, seq, prev);
         if let Some(d) = c.document {
             m.documents.entry(hex::encode(Sha256::digest(&d))).or_insert(d);
         }

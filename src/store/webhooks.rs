@@ -106,6 +106,24 @@ pub trait WebhookStore: Send + Sync {
     fn delivery(&self, id: &str) -> Result<Delivery, StoreError>;
     /// Writes a delivery with its index entries, durably (lease, outcome, redeliver).
     fn put_delivery(&self, d: &Delivery) -> Result<(), StoreError>;
+    /// Leases a delivery for one attempt: `lease` sees the stored delivery and returns the copy
+    /// to store (or None: nothing to do), and reading and writing are one step against every
+    /// other sender. PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` in one transaction (several
+    /// instances). Default (one process, the caller holds the service's webhook lock): read,
+    /// then [`WebhookStore::put_delivery`].
+    fn lease_delivery(
+        &self,
+        id: &str,
+        lease: &mut (dyn FnMut(Delivery) -> Result<Option<Delivery>, StoreError> + Send),
+    ) -> Result<Option<Delivery>, StoreError> {
+        match lease(self.delivery(id)?)? {
+            Some(d) => {
+                self.put_delivery(&d)?;
+                Ok(Some(d))
+            }
+            None => Ok(None),
+        }
+    }
     /// The queued deliveries, oldest first, without reading the log.
     fn queued_deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
     /// One endpoint's deliveries, oldest first.

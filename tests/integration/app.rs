@@ -1,4 +1,6 @@
-//! A real server on 127.0.0.1:0 with a temp sled data dir, driven over HTTP.
+//! A real server on 127.0.0.1:0 with a temp sled data dir (or, with
+//! `COUNTERSIGN_TEST_BACKEND=postgres`, a database on the test cluster: see [`crate::pg`]),
+//! driven over HTTP.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +71,9 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
         public_base_url: Some(format!("http://{addr}")),
         ..Config::default()
     };
+    if crate::pg::on_postgres() {
+        config.database_url = Some(crate::pg::database_for(data).into());
+    }
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let (state, key, _) = countersign::http::state::build_state(config, dyn_clock).expect("state builds");

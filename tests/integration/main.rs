@@ -9,9 +9,11 @@ mod agreement_page;
 mod app;
 mod archive;
 mod archive_pages;
+mod backends;
 mod browser;
 mod helpers;
 mod hostile;
+mod pg;
 mod smtp;
 mod web;
 
