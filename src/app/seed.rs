@@ -233,10 +233,11 @@ pub fn seed(svc: &Service, count: usize, seed: u64, progress: &dyn Fn(usize)) ->
         let t = &templates[usize::from(kind_dua)];
         let st = status(&mut rng);
         let change = generate(t, st, &mut rng, now, &parents);
-        if st == Status::Executed && !kind_dua {
-            if let Some(a) = &change.agreement {
-                parents.push(a.id.clone());
-            }
+        if st == Status::Executed
+            && !kind_dua
+            && let Some(a) = &change.agreement
+        {
+            parents.push(a.id.clone());
         }
         bump(&mut by_status, st);
         events += change.events.len();
@@ -423,10 +424,10 @@ fn generate(t: &Template, st: Status, rng: &mut Rng, now: u64, parents: &[String
             let mut e = e.clone();
             e.agreement_id = id.clone();
             e.at = step(i as u64);
-            if let Some(m) = e.detail.get("message").and_then(|v| v.as_str()) {
-                if let Some((_, new)) = renamed.iter().find(|(old, _)| old == m) {
-                    e.detail["message"] = serde_json::Value::String(new.clone());
-                }
+            if let Some(m) = e.detail.get("message").and_then(|v| v.as_str())
+                && let Some((_, new)) = renamed.iter().find(|(old, _)| old == m)
+            {
+                e.detail["message"] = serde_json::Value::String(new.clone());
             }
             e
         })

@@ -18,7 +18,7 @@ pub fn status_of(e: &Entry) -> Option<Status> {
 
 /// Executed agreements whose renewal (or term end) falls within `days` of `today`, by date then
 /// id.
-pub fn renewal_due<'a>(index: &'a Index, today: Date, days: u32) -> Vec<(Date, &'a Entry, &'a Life)> {
+pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, &Entry, &Life)> {
     let limit = today.days_since_epoch() + i64::from(days);
     let mut out: Vec<(Date, &Entry, &Life)> = index
         .lives()

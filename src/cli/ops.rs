@@ -170,7 +170,7 @@ pub fn bench_seed(data: &Path, count: u64, seed: u64) -> Result<ExitCode, String
     let store = direct(data, "(none: stop the server to seed its directory)")?;
     let svc = service(store, data)?;
     let progress = |n: usize| {
-        if n % 10_240 == 0 {
+        if n.is_multiple_of(10_240) {
             eprintln!("  {n} of {count}");
         }
     };

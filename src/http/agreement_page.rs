@@ -467,7 +467,7 @@ async fn terminate(
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let key = id.clone();
-    act(state, viewer, headers, (id, ("POST", "/agreements/{id}/terminate"), "terminated"), f, move |f| {
+    act(state, viewer, headers, (id, "terminated"), f, move |f| {
         Box::new(move |svc, who| svc.terminate(&key, &field(&f, "date"), &field(&f, "reason"), who))
     })
     .await
@@ -481,7 +481,7 @@ async fn return_or_destroy(
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let key = id.clone();
-    act(state, viewer, headers, (id, ("POST", "/agreements/{id}/return-or-destroy"), "certified"), f, move |f| {
+    act(state, viewer, headers, (id, "certified"), f, move |f| {
         Box::new(move |svc, who| {
             let protections = field(&f, "protections");
             svc.certify_disposition(
@@ -505,10 +505,7 @@ async fn dispose(
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let key = id.clone();
-    act(state, viewer, headers, (id, ("POST", "/agreements/{id}/dispose"), "disposed"), f, move |_| {
-        Box::new(move |svc, who| svc.dispose(&key, who))
-    })
-    .await
+    act(state, viewer, headers, (id, "disposed"), f, move |_| Box::new(move |svc, who| svc.dispose(&key, who))).await
 }
 
 /// A version's draft PDF, as the API's `/versions/{version}/document` (its read is logged once

@@ -115,6 +115,8 @@ pub const PAGES: &[(&str, &str, Access)] = &[
     ("POST", "/archive/verify", AsApi("POST", "/verify")),
     ("GET", "/archive/export.csv", AsApi("GET", "/agreements/export.csv")),
     ("GET", "/vendors", Page(ANY)),
+    ("GET", "/vendors/new", AsApi("POST", "/vendors")),
+    ("POST", "/vendors/new", AsApi("POST", "/vendors")),
     ("GET", "/vendors/{id}", Page(ANY)),
     ("POST", "/vendors/{id}/questionnaire", AsApi("POST", "/vendors/{id}/questionnaire")),
     // The edit pages (`http::vendor_forms`): every section's form edits through the API's

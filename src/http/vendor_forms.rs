@@ -51,6 +51,50 @@ pub fn router() -> Router<AppState> {
             get(paper_page).post(upload_paper).layer(DefaultBodyLimit::max(MAX_UPLOAD + FORM_SLACK)),
         )
         .route("/vendors/{id}/files/{sha256}", get(download))
+        .route("/vendors/new", get(new_page).post(create))
+}
+
+/// The add-a-vendor page (roles of the API's `POST /vendors`, checked by the route layer).
+async fn new_page(viewer: Viewer) -> Response {
+    new_form(&viewer, "", None, StatusCode::OK)
+}
+
+fn new_form(viewer: &Viewer, name: &str, error: Option<String>, status: StatusCode) -> Response {
+    let mut ctx = Context::new();
+    ctx.insert("title", "Add a vendor");
+    ctx.insert("name", name);
+    ctx.insert("error", &error);
+    super::vendor_pages::render(viewer, "vendor_new.html.tera", ctx, status)
+}
+
+/// Adds a vendor with its legal name (the API's rule: empty is refused at `/legal_name`), then
+/// shows its page, where the questionnaire and the other sections wait.
+async fn create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let (w, form) = match viewer.form(f) {
+        Ok((w, form)) => (w.clone(), form),
+        Err(r) => return *r,
+    };
+    let actor = who(&viewer, &w, &headers);
+    let name = form.get("/legal_name").cloned().unwrap_or_default();
+    let svc = state.service.clone();
+    let input = crate::domain::vendor::VendorInput { legal_name: Some(name.clone()), ..Default::default() };
+    match blocking(move || svc.create_vendor(input, &actor)).await {
+        Ok(Ok(v)) => Redirect::to(&format!("/vendors/{}?done=created", v.id)).into_response(),
+        Ok(Err(e)) => match field_error(e) {
+            Ok(findings) => {
+                let why =
+                    findings.first().map_or_else(|| "enter the vendor's legal name".to_string(), |f| f.message.clone());
+                new_form(&viewer, &name, Some(why), StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The sections with a form, their page title, and the API route whose roles apply.
@@ -85,6 +129,7 @@ pub(crate) fn section_roles(section: &str) -> Option<&'static [Role]> {
 /// What the vendor page says after a form succeeded (`?done=<section>`).
 pub(crate) fn done_message(section: &str) -> Option<&'static str> {
     Some(match section {
+        "created" => "Added: the vendor is in the register. Answer the questionnaire below to record its role.",
         "identity" => "Saved: the vendor's identity is updated.",
         "flows" => "Saved: the data flows are updated, and the risk tier with them.",
         "findings" => "Saved: the due-diligence findings are updated.",

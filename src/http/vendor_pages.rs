@@ -20,6 +20,7 @@ use super::{AppState, actor, blocking};
 use crate::app::service::{Actor, ServiceError};
 use crate::app::vendors::VendorQuery;
 use crate::domain::vendor::{AnswersInput, Role as VendorRole, Tier};
+use crate::staff::Role;
 
 const FLAGS: [(&str, &str); 7] = [
     ("missing_agreement", "Missing BAA or DUA"),
@@ -41,6 +42,7 @@ fn tera() -> Result<&'static Tera, String> {
             ("vendors.html.tera", include_str!("../../templates/web/app/vendors.html.tera")),
             ("vendor.html.tera", include_str!("../../templates/web/app/vendor.html.tera")),
             ("vendor_edit.html.tera", include_str!("../../templates/web/app/vendor_edit.html.tera")),
+            ("vendor_new.html.tera", include_str!("../../templates/web/app/vendor_new.html.tera")),
         ] {
             t.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
         }
@@ -115,6 +117,7 @@ async fn list(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
         .collect();
     let mut ctx = Context::new();
     ctx.insert("title", "Vendors");
+    ctx.insert("can_add", &viewer.who.as_ref().is_some_and(|w| super::routes::allows(w.role, "GET", "/vendors/new")));
     ctx.insert("items", &items);
     ctx.insert("total", &page.total);
     ctx.insert("report", &report);

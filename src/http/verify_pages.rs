@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use tera::Context;
 
 use super::error::ApiError;
-use super::web::{Viewer, api_roles, message, render};
+use super::web::{Viewer, message, render};
 use super::{AppState, blocking};
 use crate::app::lifecycle::Verification;
 use crate::app::service::ServiceError;

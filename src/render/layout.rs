@@ -147,7 +147,12 @@ thread_local! {
 /// Breaks runs into lines of at most `width` points. Returns each line's spans with x relative
 /// to the line start.
 pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
-    let key = WrapKey { fonts: fonts as *const Fonts as usize, size: size.to_bits(), width: width.to_bits(), runs: runs.to_vec() };
+    let key = WrapKey {
+        fonts: fonts as *const Fonts as usize,
+        size: size.to_bits(),
+        width: width.to_bits(),
+        runs: runs.to_vec(),
+    };
     if let Some(hit) = WRAPS.with(|c| c.borrow().get(&key).cloned()) {
         return hit.as_ref().clone();
     }
@@ -590,7 +595,10 @@ mod tests {
         let runs = vec![
             Run { text: "Business Associate shall report to Covered Entity any ".into(), bold: false },
             Run { text: "Breach of Unsecured PHI".into(), bold: true },
-            Run { text: " without unreasonable delay and in no case later than ten days after discovery.".into(), bold: false },
+            Run {
+                text: " without unreasonable delay and in no case later than ten days after discovery.".into(),
+                bold: false,
+            },
         ];
         let first = wrap(fonts(), &runs, BODY, CONTENT_W);
         assert_eq!(first, wrap_uncached(fonts(), &runs, BODY, CONTENT_W));

@@ -510,3 +510,42 @@ fn a_new_baa_for_a_vendor_is_prefilled_from_its_record_and_the_agreement_page_li
     let (_, _, apage) = admin.send("GET", &format!("/agreements/{aid}"), &[]);
     assert!(apage.contains(&format!("<a href=\"/vendors/{id}\">Northwind Patient Messaging, Inc.</a>")), "{apage}");
 }
+
+#[test]
+fn a_vendor_manager_adds_a_vendor_from_the_web_an_empty_name_is_refused_beside_its_field_and_sales_may_not() {
+    let (app, _dir) = spawn_app();
+    let mut c = signed_in(&app, "vera@example.com", "vendor_manager");
+    let (status, _, list) = c.send("GET", "/vendors", &[]);
+    assert_eq!(status, 200);
+    assert!(list.contains("href=\"/vendors/new\""), "the list offers to add a vendor");
+    let token = c.csrf("/vendors/new");
+    // an empty name: the error beside the field, nothing written
+    let (status, _, page) = c.send("POST", "/vendors/new", &[("csrf", &token), ("/legal_name", "  ")]);
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("aria-invalid=\"true\"") && page.contains("id=\"e-legal_name\""), "{page}");
+    assert_eq!(app.get("/api/v1/vendors").json()["total"], 0);
+    // without the form's token: refused, nothing written
+    let (status, _, _) = c.send("POST", "/vendors/new", &[("/legal_name", "Northwind Health")]);
+    assert_eq!(status, 403);
+    assert_eq!(app.get("/api/v1/vendors").json()["total"], 0);
+    // added: its page, with the notice, and the audit trail names the person
+    let (status, loc, _) = c.send("POST", "/vendors/new", &[("csrf", &token), ("/legal_name", "Northwind Health")]);
+    assert_eq!(status, 303);
+    let id =
+        loc.strip_prefix("/vendors/").and_then(|r| r.strip_suffix("?done=created")).expect("vendor page").to_string();
+    let v = vendor(&app, &id);
+    assert_eq!(v["legal_name"], "Northwind Health");
+    assert!(v["determination"].is_null());
+    let (status, _, page) = c.send("GET", &loc, &[]);
+    assert_eq!(status, 200);
+    assert!(page.contains("Added: the vendor is in the register"), "{page}");
+    let audit = app.get(&format!("/api/v1/vendors/{id}/audit")).text();
+    assert!(audit.contains("vera@example.com"), "{audit}");
+    // a sales person sees no button and gets the 403 page
+    let mut s = signed_in(&app, "sam@example.com", "sales");
+    let (_, _, list) = s.send("GET", "/vendors", &[]);
+    assert!(!list.contains("href=\"/vendors/new\""));
+    let (status, _, body) = s.send("GET", "/vendors/new", &[]);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(app.get("/api/v1/vendors").json()["total"], 1);
+}
