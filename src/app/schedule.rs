@@ -73,6 +73,35 @@ fn link_sent_at(s: &SignerRecord, messages: &[Message]) -> Option<u64> {
     messages.iter().filter(|m| m.kind == "link" && m.signer_id.as_deref() == Some(&s.id)).map(|m| m.created_at).max()
 }
 
+/// The next term event after `now`: the next renewal date of an auto-renewing agreement
+/// (bounded: at most 100 years of terms), or the end of its term. Pure.
+fn next_term_event(t: &Term, now: u64) -> (TermEvent, Date) {
+    if t.auto_renew {
+        let mut k = 1u32;
+        let mut d = t.effective.add_months(u32::from(t.months));
+        while date_secs(d) <= now && k < 1200 {
+            k += 1;
+            d = t.effective.add_months(k * u32::from(t.months));
+        }
+        (TermEvent::Renewal, d)
+    } else {
+        (TermEvent::Termination, t.effective.add_months(u32::from(t.months)))
+    }
+}
+
+/// Whether a renewal or termination notice can fall due at `now` for an executed agreement
+/// with these terms: the same test [`due`] applies, without the messages. The reminder tick
+/// asks it of the search index's facts so that it decodes only the agreements whose notice
+/// window is open, not every executed one (100,000 agreements: a few hundred instead of
+/// ~58,000 records and their intakes every tick).
+pub fn term_notice_window(t: &Term, now: u64, r: &ReminderSettings) -> bool {
+    if r.term_notice_days == 0 || t.months == 0 {
+        return false;
+    }
+    let at = date_secs(next_term_event(t, now).1);
+    now < at && now + u64::from(r.term_notice_days) * DAY >= at
+}
+
 /// What is due for `a` at `now`, given every message already queued for it. Pure.
 pub fn due(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, term: Option<&Term>) -> Vec<Due> {
     let ids: HashSet<&str> = messages.iter().map(|m| m.id.as_str()).collect();
@@ -124,18 +153,7 @@ pub fn due(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, 
         && t.months > 0
     {
         let notice = u64::from(r.term_notice_days) * DAY;
-        let (event, date) = if t.auto_renew {
-            // The next renewal date after now (bounded: at most 100 years of terms).
-            let mut k = 1u32;
-            let mut d = t.effective.add_months(u32::from(t.months));
-            while date_secs(d) <= now && k < 1200 {
-                k += 1;
-                d = t.effective.add_months(k * u32::from(t.months));
-            }
-            (TermEvent::Renewal, d)
-        } else {
-            (TermEvent::Termination, t.effective.add_months(u32::from(t.months)))
-        };
+        let (event, date) = next_term_event(t, now);
         let at = date_secs(date);
         if now < at && now + notice >= at {
             let what = if event == TermEvent::Renewal { "renewal" } else { "termination" };
@@ -193,15 +211,25 @@ impl Service {
     pub fn queue_due_messages(&self) -> Result<usize, ServiceError> {
         let r = self.config.reminders.clone();
         let mut queued = 0;
+        let now = self.clock.now();
         // Candidates from the search index (out for signature, or executed when term notices
         // are on): only those are decoded, not every stored agreement.
         let candidates: Vec<(String, String)> = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             let mut c: Vec<(String, String)> = index
                 .lives()
-                .filter(|(e, _)| match e.status.as_str() {
+                .filter(|(e, life)| match e.status.as_str() {
                     "sent" | "partially_signed" => true,
-                    "executed" => r.term_notice_days > 0,
+                    // The record's facts are its current intake's (set on create and revise);
+                    // without an effective date (a record from before facts existed) decode it.
+                    "executed" => match life.effective {
+                        Some(effective) => term_notice_window(
+                            &Term { effective, months: life.term_months, auto_renew: life.auto_renew },
+                            now,
+                            &r,
+                        ),
+                        None => r.term_notice_days > 0,
+                    },
                     _ => false,
                 })
                 .map(|(e, _)| (e.id.clone(), e.status.clone()))
@@ -505,6 +533,34 @@ mod tests {
         assert!(due(&a, &seen, jan_1_2028 - 1, &settings(), Some(&ends)).is_empty());
     }
 
+    #[test]
+    fn the_tick_skips_an_executed_agreement_exactly_when_no_term_notice_can_be_due() {
+        // The reminder tick filters executed agreements with `term_notice_window` on the index's
+        // facts before decoding them: it must keep every one for which `due` yields a notice.
+        let a = agreement(Status::Executed, vec![signer("s1", SignerStatus::Signed, None, 1)]);
+        let mut checked = 0;
+        let mut open = 0;
+        for (days, r) in [(30u32, settings()), (1, settings()), (0, settings())] {
+            let r = ReminderSettings { term_notice_days: days, ..r };
+            for effective in [Date { year: 2027, month: 1, day: 31 }, Date { year: 2024, month: 2, day: 29 }] {
+                for months in [0u16, 1, 6, 12, 36] {
+                    for auto_renew in [true, false] {
+                        let t = Term { effective, months, auto_renew };
+                        let start = date_secs(effective);
+                        // Every half day over five years from the effective date.
+                        for step in 0..3_650u64 {
+                            let now = start + step * DAY / 2;
+                            let notice = due(&a, &[], now, &r, Some(&t)).iter().any(|d| matches!(d, Due::Term { .. }));
+                            assert_eq!(term_notice_window(&t, now, &r), notice, "{t:?} at {now} with {days} days");
+                            checked += 1;
+                            open += usize::from(notice);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(open > 1_000 && open < checked, "both answers exercised: open {open} of {checked}");
+    }
     #[test]
     fn still_wanted_checks_the_signer_and_generation() {
         let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
