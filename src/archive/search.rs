@@ -572,8 +572,17 @@ fn encode_cursor(sort: Sort, key: Key<'_>, id: &str) -> String {
     URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, String> {
-    let foreign = || "not a cursor from this API".to_owned();
+/// Why a `cursor` is refused (the finding's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CursorError {
+    #[error("not a cursor from this API")]
+    Foreign,
+    #[error("made for sort={made_for}, not sort={asked}: start again without a cursor")]
+    OtherSort { made_for: String, asked: String },
+}
+
+fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, CursorError> {
+    let foreign = || CursorError::Foreign;
     if cursor.len() > MAX_CURSOR {
         return Err(foreign());
     }
@@ -583,7 +592,7 @@ fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, String> {
         return Err(foreign());
     }
     if repr.s != sort.name() {
-        return Err(format!("made for sort={}, not sort={}: start again without a cursor", repr.s, sort.name()));
+        return Err(CursorError::OtherSort { made_for: repr.s, asked: sort.name().to_string() });
     }
     let key = match (sort.field, repr.k) {
         (Field::EffectiveDate | Field::UpdatedAt, serde_json::Value::Number(n)) => {
@@ -691,7 +700,7 @@ impl Plan {
         let after = given(&q.cursor).and_then(|c| match decode_cursor(c, sort) {
             Ok(a) => Some(a),
             Err(reason) => {
-                err("cursor", reason);
+                err("cursor", reason.to_string());
                 None
             }
         });
