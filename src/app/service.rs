@@ -1137,7 +1137,8 @@ impl Service {
             }
             Ok(Ok((link.signer.id, later_views)))
         })?;
-        let (signer, later_views) = outcome.map_err(|reason| ServiceError::Field("/code".into(), reason))?;
+        let (signer, later_views) =
+            outcome.map_err(|reason| ServiceError::Field("/code".into(), reason.to_string()))?;
         self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }
