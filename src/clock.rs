@@ -41,4 +41,4 @@ impl Clock for ManualClock {
     }
 }
 
-pub use crate::domain::time::{civil_from_days, long_date, rfc3339, rfc5322};
+pub use crate::domain::time::{long_date, rfc3339, rfc5322};

@@ -10,10 +10,11 @@
 //! * [`domain`] — intake and agreement types, validated at the edge ([`domain::parse`]), the
 //!   regulatory tables: required elements with citations ([`domain::elements`]), the 16
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
-//!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
-//!   formats ([`domain::time`]), the vendor register's rules — role determination with
-//!   citations, risk tier, reassessments, obligations, flags, the report's figures
-//!   ([`domain::vendor`]) —, and the one accent-folding rule of every search ([`domain::fold`]).
+//!   the audit event and its hash chain ([`domain::audit`]), the one calendar date every module
+//!   parses, converts and prints with, and the date formats ([`domain::time::Date`]), the
+//!   vendor register's rules — role determination with citations, risk tier, reassessments,
+//!   obligations, flags, the report's figures ([`domain::vendor`]) —, and the one
+//!   accent-folding rule of every search ([`domain::fold`]).
 //!   No HTTP, no storage.
 //! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
 //!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print,
@@ -62,6 +63,9 @@
 //!
 //! Errors that users see are [`domain::findings::Finding`]s: one JSON shape for intake errors
 //! (`/signers/1/email: not an email address`), missing clauses and advisories.
+//! Library functions return typed errors — one enum per module whose variants say what went
+//! wrong ([`config::ConfigError`], [`mail::MailError`], [`app::OpenError`], …) — so callers match
+//! on variants, not text; only [`cli`], the outer edge, turns them into the sentences it prints.
 
 pub mod app;
 pub mod archive;

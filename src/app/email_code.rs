@@ -115,7 +115,7 @@ impl Service {
         code: Option<&str>,
         actor: &Actor,
         change: &mut Change,
-    ) -> Result<Result<&'static str, String>, ServiceError> {
+    ) -> Result<Result<&'static str, CodeRefusal>, ServiceError> {
         let snapshot = a.clone();
         let now = self.clock.now();
         let s = a.signers.iter_mut().find(|s| s.id == link.signer.id).ok_or(ServiceError::NotFound)?;
@@ -154,14 +154,21 @@ impl Service {
         ));
         if locked {
             s.email_code.mac = None;
-            return Ok(Err(LOCKED.into()));
+            return Ok(Err(CodeRefusal::Locked));
         }
-        let left = EmailCode::MAX_FAILURES - failures;
-        Ok(Err(format!(
-            "That code is not right. {left} {} left before this link locks.",
-            if left == 1 { "try" } else { "tries" }
-        )))
+        Ok(Err(CodeRefusal::Wrong { left: EmailCode::MAX_FAILURES - failures }))
     }
+}
+
+/// A wrong code, counted and committed instead of the signature; the text is shown beside the
+/// code field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeRefusal {
+    #[error("That code is not right. {left} {} left before this link locks.", if *left == 1 { "try" } else { "tries" })]
+    Wrong { left: u32 },
+    /// That was the last try: the link is locked.
+    #[error("{}", LOCKED)]
+    Locked,
 }
 
 #[cfg(test)]

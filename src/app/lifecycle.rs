@@ -81,7 +81,7 @@ fn field(ptr: &str, msg: &str) -> ServiceError {
 }
 
 fn date_field(ptr: &str, s: &str) -> Result<Date, ServiceError> {
-    Date::parse(s.trim()).map_err(|m| field(ptr, m))
+    Date::parse(s.trim()).map_err(|m| field(ptr, &m.to_string()))
 }
 
 impl Service {

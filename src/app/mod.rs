@@ -52,18 +52,59 @@ pub fn load_intake(text: &str) -> Result<Intake, Vec<Finding>> {
     crate::domain::parse::parse_intake(text, &crate::render::fonts::printable)
 }
 
+/// Why the service cannot be opened from its configuration. Printed by the CLI as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The mail templates do not load.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("seal keys: {0}")]
+    SealKeys(crate::seal::SealError),
+    #[error("cannot read {}: {source}", path.display())]
+    ReadPkcs12 { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Pkcs12 { path: std::path::PathBuf, source: crate::seal::SealError },
+    #[error("link keys: {0}")]
+    LinkKeys(crate::signing::token::KeyError),
+    #[error("link key {0}: secret is not base64url")]
+    LinkKeyEncoding(String),
+    #[error(transparent)]
+    Templates(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Policy(#[from] crate::domain::provisions::PolicyError),
+    #[error(transparent)]
+    Vault(#[from] crate::secret::vault::VaultError),
+    #[error("database: {0}")]
+    Database(StoreError),
+    #[error("the data directory {0} is in use by another countersign process; stop it or choose --data")]
+    Locked(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+}
+
+/// The CLI prints it as it is.
+impl From<OpenError> for String {
+    fn from(e: OpenError) -> String {
+        e.to_string()
+    }
+}
+
 /// The sealing keys: a configured PKCS#12 file (whose certificate signs; the generated CA's
 /// certificates still verify older seals), or the private CA generated into `<data>/seal`.
-pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
+pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, OpenError> {
     let generated =
-        crate::seal::SealKeys::load_or_create(&config.data_dir.join("seal")).map_err(|e| format!("seal keys: {e}"))?;
+        crate::seal::SealKeys::load_or_create(&config.data_dir.join("seal")).map_err(OpenError::SealKeys)?;
     match &config.seal_pkcs12 {
         None => Ok(generated),
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|source| OpenError::ReadPkcs12 { path: path.clone(), source })?;
             let password = config.seal_pkcs12_password.as_ref().map(|p| p.expose()).unwrap_or("");
-            let keys =
-                crate::seal::SealKeys::from_pkcs12(&bytes, password).map_err(|e| format!("{}: {e}", path.display()))?;
+            let keys = crate::seal::SealKeys::from_pkcs12(&bytes, password)
+                .map_err(|source| OpenError::Pkcs12 { path: path.clone(), source })?;
             Ok(keys.also_trust(&generated))
         }
     }
@@ -71,12 +112,12 @@ pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
 
 /// Opens the service a server runs on, from configuration: the store, the link keys, the
 /// renderer, the seal; messages committed before a crash but not yet written out are flushed.
-pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, OpenError> {
     crate::config::mail::validate(&config)?;
     crate::mail::content::check()?;
     let store = open_store(&config)?;
     let keys = if config.link_keys.is_empty() {
-        KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(|e| format!("link keys: {e}"))?
+        KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(OpenError::LinkKeys)?
     } else {
         let pairs = config
             .link_keys
@@ -86,79 +127,103 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(k.secret.expose().trim_end_matches('='))
                     .map(|b| (k.id.clone(), crate::secret::Secret::new(b)))
-                    .map_err(|_| format!("link key {}: secret is not base64url", k.id))
+                    .map_err(|_| OpenError::LinkKeyEncoding(k.id.clone()))
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        KeyRing::new(pairs).map_err(|e| format!("link keys: {e}"))?
+            .collect::<Result<Vec<_>, OpenError>>()?;
+        KeyRing::new(pairs).map_err(OpenError::LinkKeys)?
     };
-    let mut renderer = Renderer::builtin().map_err(|e| e.to_string())?;
+    let mut renderer = Renderer::builtin()?;
     if let Some(p) = &config.policy_file {
         renderer = renderer.with_policy(crate::domain::provisions::Policy::load(p)?);
     }
     let seal = seal_keys(&config)?;
-    let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true).map_err(|e| e.to_string())?;
+    let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true)?;
     let service = Service::new(store, keys, renderer, config, clock, seal, vault);
     // Messages committed before a crash but not yet written out.
-    service.flush_outbox().map_err(|e| e.to_string())?;
+    service.flush_outbox()?;
     Ok(service)
 }
 
 /// Opens the store the configuration chooses: PostgreSQL when `database_url` is set (key files
 /// stay in the data directory), else sled in the data directory.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
     if let Some(url) = &config.database_url {
-        let store = crate::store::postgres::PgStore::open(url.expose(), &config.data_dir)
-            .map_err(|e| format!("database: {e}"))?;
+        let store =
+            crate::store::postgres::PgStore::open(url.expose(), &config.data_dir).map_err(OpenError::Database)?;
         return Ok(Arc::new(store));
     }
     let store = SledStore::open(&config.data_dir).map_err(|e| match e {
-        StoreError::Locked(d) => {
-            format!("the data directory {d} is in use by another countersign process; stop it or choose --data")
-        }
-        e => e.to_string(),
+        StoreError::Locked(d) => OpenError::Locked(d),
+        e => OpenError::Store(e),
     })?;
     Ok(Arc::new(store))
 }
 
-/// Walks every chain; `Ok((chains, events))` or the first break as a sentence.
-pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
-    let chains = store.raw_chains().map_err(|e| e.to_string())?;
+/// The first thing wrong with the stored audit trail, as [`verify_chains`] finds it; the
+/// text is the sentence `countersign audit verify` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event whose hash or link does not verify.
+    #[error("agreement {}: event #{}: {}", .0.agreement_id, .0.position, .0.reason)]
+    Broken(audit::Break),
+    #[error("agreement {0}: its chain has no recorded head")]
+    NoHead(String),
+    #[error("agreement {0}: the chain's head is not authentic (its MAC does not match: rewritten?)")]
+    HeadNotAuthentic(String),
+    #[error("agreement {id}: the chain has {events} event(s) but its head records {head}: events were deleted")]
+    Truncated { id: String, events: usize, head: u64 },
+    #[error("agreement {id}: its head records {head} event(s) but the chain is missing")]
+    ChainMissing { id: String, head: u64 },
+    #[error("agreement {0}: it has no audit chain (its events were deleted)")]
+    NoChain(String),
+}
+
+/// Two answers are the same when they say the same (a store error carries no equality).
+impl PartialEq for ChainError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// The CLI prints it as it is.
+impl From<ChainError> for String {
+    fn from(e: ChainError) -> String {
+        e.to_string()
+    }
+}
+
+/// Walks every chain; `Ok((chains, events))` or the first break.
+pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), ChainError> {
+    let chains = store.raw_chains()?;
     let heads: std::collections::HashMap<String, crate::store::ChainHead> =
-        store.chain_heads().map_err(|e| e.to_string())?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
+        store.chain_heads()?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
     let mut events = 0;
     let mut seen = std::collections::HashSet::new();
     for (id, raw) in &chains {
-        let n = audit::verify_chain(id, raw)
-            .map_err(|b| format!("agreement {}: event #{}: {}", b.agreement_id, b.position, b.reason))?;
+        let n = audit::verify_chain(id, raw).map_err(ChainError::Broken)?;
         // The chain must end where its authenticated head says: events removed from the end
         // (or the head rewritten) show here.
-        let head = heads.get(id).ok_or_else(|| format!("agreement {id}: its chain has no recorded head"))?;
+        let head = heads.get(id).ok_or_else(|| ChainError::NoHead(id.clone()))?;
         if !head.authentic {
-            return Err(format!(
-                "agreement {id}: the chain's head is not authentic (its MAC does not match: rewritten?)"
-            ));
+            return Err(ChainError::HeadNotAuthentic(id.clone()));
         }
         let last = raw.last().and_then(|b| serde_json::from_slice::<audit::Event>(b).ok()).map(|e| e.hash);
         if head.seq != n as u64 || last.as_deref() != Some(head.hash.as_str()) {
-            return Err(format!(
-                "agreement {id}: the chain has {n} event(s) but its head records {}: events were deleted",
-                head.seq
-            ));
+            return Err(ChainError::Truncated { id: id.clone(), events: n, head: head.seq });
         }
         seen.insert(id.clone());
         events += n;
     }
     // A head whose chain is gone entirely.
     if let Some(h) = heads.values().find(|h| !seen.contains(&h.agreement_id)) {
-        return Err(format!(
-            "agreement {}: its head records {} event(s) but the chain is missing",
-            h.agreement_id, h.seq
-        ));
+        return Err(ChainError::ChainMissing { id: h.agreement_id.clone(), head: h.seq });
     }
     // Every agreement has a chain (each begins with `created`).
-    let agreements = store.agreements().map_err(|e| e.to_string())?;
+    let agreements = store.agreements()?;
     if let Some(a) = agreements.iter().find(|a| !seen.contains(&a.id)) {
-        return Err(format!("agreement {}: it has no audit chain (its events were deleted)", a.id));
+        return Err(ChainError::NoChain(a.id.clone()));
     }
     Ok((chains.len(), events))
 }

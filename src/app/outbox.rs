@@ -19,13 +19,25 @@ pub fn view(m: &Message) -> Value {
     v
 }
 
-pub fn parse_status(s: &str) -> Result<MessageStatus, String> {
+/// A status filter that names no message status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status must be queued, sent, failed or skipped, not {0:?}")]
+pub struct UnknownStatus(pub String);
+
+/// The CLI prints it as it is.
+impl From<UnknownStatus> for String {
+    fn from(e: UnknownStatus) -> String {
+        e.to_string()
+    }
+}
+
+pub fn parse_status(s: &str) -> Result<MessageStatus, UnknownStatus> {
     match s {
         "queued" => Ok(MessageStatus::Queued),
         "sent" => Ok(MessageStatus::Sent),
         "failed" => Ok(MessageStatus::Failed),
         "skipped" => Ok(MessageStatus::Skipped),
-        other => Err(format!("status must be queued, sent, failed or skipped, not {other:?}")),
+        other => Err(UnknownStatus(other.to_string())),
     }
 }
 

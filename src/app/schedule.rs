@@ -175,31 +175,48 @@ fn signer_mail_target(id: &str) -> Option<(&str, &str, u32)> {
     matches!(kind, "reminder" | "expiry").then_some((a, s, g))
 }
 
+/// Why a queued message is skipped instead of sent; the text is kept as the message's
+/// `last_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotWanted {
+    #[error("no longer needed: the agreement was voided")]
+    Voided,
+    #[error("no longer needed: the agreement is {}", .0.as_str())]
+    NotOutForSignature(Status),
+    #[error("no longer needed: the signer was removed")]
+    SignerRemoved,
+    #[error("no longer needed: the signer has signed")]
+    Signed,
+    #[error("no longer needed: the signer has responded")]
+    Responded,
+    #[error("no longer needed: a newer link was sent")]
+    Superseded,
+    #[error("no longer needed: the link has expired")]
+    LinkExpired,
+}
+
 /// For a reminder or expiry warning about to be sent: is it still wanted? `Err(reason)` when the
 /// signer has acted, the agreement is no longer out for signature, a newer link replaced this
 /// one, or the link expired. A link email is not wanted once its agreement is voided. Other
 /// messages are always wanted.
-pub fn still_wanted(a: &Agreement, m: &Message, now: u64) -> Result<(), String> {
+pub fn still_wanted(a: &Agreement, m: &Message, now: u64) -> Result<(), NotWanted> {
     if m.kind == "link" && a.status == Status::Voided {
         // Its link is dead: sending it would only confuse the signer.
-        return Err("no longer needed: the agreement was voided".into());
+        return Err(NotWanted::Voided);
     }
     let Some((_, signer, generation)) = signer_mail_target(&m.id) else { return Ok(()) };
     if !a.status.is_out_for_signature() {
-        return Err(format!("no longer needed: the agreement is {}", a.status.as_str()));
+        return Err(NotWanted::NotOutForSignature(a.status));
     }
-    let s = a.signer(signer).ok_or_else(|| "no longer needed: the signer was removed".to_string())?;
+    let s = a.signer(signer).ok_or(NotWanted::SignerRemoved)?;
     if !matches!(s.status, SignerStatus::Notified | SignerStatus::Opened) {
-        return Err(format!(
-            "no longer needed: the signer has {}",
-            if s.status == SignerStatus::Signed { "signed" } else { "responded" }
-        ));
+        return Err(if s.status == SignerStatus::Signed { NotWanted::Signed } else { NotWanted::Responded });
     }
     if s.generation != generation {
-        return Err("no longer needed: a newer link was sent".into());
+        return Err(NotWanted::Superseded);
     }
     if s.link_expires.is_some_and(|e| now >= e) {
-        return Err("no longer needed: the link has expired".into());
+        return Err(NotWanted::LinkExpired);
     }
     Ok(())
 }
@@ -576,5 +593,25 @@ mod tests {
         let voided = agreement(Status::Voided, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
         assert!(still_wanted(&voided, &msg("m9", "link", "s1", T0), T0).is_err(), "a dead link is not mailed");
         assert!(still_wanted(&voided, &msg("m9", "completion", "s1", T0), T0).is_ok());
+    }
+
+    #[test]
+    fn each_reason_a_message_is_skipped_is_its_own_variant_with_the_text_kept_in_the_outbox() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
+        let m = msg("reminder:ag_1:s1:2:1", "reminder", "s1", T0);
+        let expired = still_wanted(&a, &m, T0 + 15 * DAY);
+        assert_eq!(expired, Err(NotWanted::LinkExpired));
+        assert_eq!(expired.unwrap_err().to_string(), "no longer needed: the link has expired");
+        let old = msg("reminder:ag_1:s1:1:1", "reminder", "s1", T0);
+        assert_eq!(still_wanted(&a, &old, T0 + DAY), Err(NotWanted::Superseded));
+        let signed =
+            agreement(Status::PartiallySigned, vec![signer("s1", SignerStatus::Signed, Some(T0 + 14 * DAY), 2)]);
+        assert_eq!(still_wanted(&signed, &m, T0 + DAY), Err(NotWanted::Signed));
+        assert_eq!(NotWanted::Signed.to_string(), "no longer needed: the signer has signed");
+        let voided = agreement(Status::Voided, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);
+        let why = still_wanted(&voided, &m, T0 + DAY).expect_err("not out for signature");
+        assert_eq!(why, NotWanted::NotOutForSignature(Status::Voided));
+        assert_eq!(why.to_string(), "no longer needed: the agreement is voided");
+        assert_eq!(still_wanted(&voided, &msg("m9", "link", "s1", T0), T0), Err(NotWanted::Voided));
     }
 }

@@ -150,8 +150,7 @@ fn status(rng: &mut Rng) -> Status {
 }
 
 fn date_of(secs: u64) -> Date {
-    let (y, m, d) = crate::clock::civil_from_days((secs / DAY) as i64);
-    Date { year: y as u16, month: m as u8, day: d as u8 }
+    Date::from_days((secs / DAY) as i64)
 }
 
 /// A template: an agreement carried through the real service, with what it stored.

@@ -47,7 +47,7 @@ pub enum Transport {
 
 impl Transport {
     /// From the configuration. Call inside the runtime (lettre's pool starts a task).
-    pub fn from_config(service: &Service) -> Result<Transport, String> {
+    pub fn from_config(service: &Service) -> Result<Transport, crate::mail::MailError> {
         let c = &service.config;
         match &c.smtp {
             Some(s) => {
@@ -206,12 +206,12 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
         }
         Transport::Smtp(smtp) => {
             let built = crate::mail::mime::format(&m, config).and_then(|bytes| {
-                let to: Result<Vec<Address>, String> =
+                let to: Result<Vec<Address>, crate::mail::MailError> =
                     crate::mail::mime::recipients(&m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
                 Ok((bytes, to?))
             });
             match built {
-                Err(e) => Outcome::Permanent(e),
+                Err(e) => Outcome::Permanent(e.to_string()),
                 Ok((bytes, to)) => {
                     if config.eml_outbox {
                         let dir = config.data_dir.join("outbox");
@@ -255,7 +255,7 @@ fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
             Some("no staff_notice_to configured: kept in the outbox only".to_string())
         } else {
             match s.store.agreement(&m.agreement_id) {
-                Ok(a) => still_wanted(&a, &m, now).err(),
+                Ok(a) => still_wanted(&a, &m, now).err().map(|why| why.to_string()),
                 Err(StoreError::NotFound) => None,
                 Err(e) => return Err(e),
             }

@@ -274,8 +274,7 @@ impl Service {
 
     /// Today's date (UTC) by the service clock.
     pub fn today(&self) -> crate::domain::intake::Date {
-        let (y, m, d) = crate::clock::civil_from_days((self.clock.now() / 86_400) as i64);
-        crate::domain::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
+        crate::domain::intake::Date::from_unix(self.clock.now())
     }
 
     /// Commits a change, brings the search index up to date with it, and wakes the mail sender
@@ -1138,7 +1137,8 @@ impl Service {
             }
             Ok(Ok((link.signer.id, later_views)))
         })?;
-        let (signer, later_views) = outcome.map_err(|reason| ServiceError::Field("/code".into(), reason))?;
+        let (signer, later_views) =
+            outcome.map_err(|reason| ServiceError::Field("/code".into(), reason.to_string()))?;
         self.views.written(&a.id, &signer, later_views);
         Ok(a)
     }

@@ -195,29 +195,54 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
+/// Why an endpoint's URL or event list is refused; the text is the finding's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointRefusal {
+    #[error("longer than {} characters", MAX_URL)]
+    TooLong,
+    #[error("not a URL")]
+    NotAUrl,
+    #[error("must be https:// (http:// only for an endpoint created with \"local\": true)")]
+    PlainHttp,
+    #[error("must be an https:// URL")]
+    NotHttps,
+    #[error("has no host")]
+    NoHost,
+    #[error("must not carry a user name or password")]
+    UserInfo,
+    /// A literal address [`forbidden`] refuses; the reason says what kind it is.
+    #[error("{ip} is {why}; only public addresses receive webhooks (or create the endpoint with \"local\": true)")]
+    ForbiddenAddress { ip: IpAddr, why: &'static str },
+    #[error("{0} is the loopback host; create the endpoint with \"local\": true to use it")]
+    LoopbackHost(String),
+    #[error("name at least one event type (or \"*\"): {}", EVENTS.join(", "))]
+    NoEvents,
+    #[error("unknown event type {0:?}; known: {known}, or \"*\"", known = EVENTS.join(", "))]
+    UnknownEvent(String),
+}
+
 /// A URL an endpoint may have: `https://` (or `http://` when local) with a host, no user info,
 /// and — unless local — not a literal address that [`forbidden`] refuses, nor `localhost`.
 /// Names are checked again, after resolution, at every attempt.
-pub fn check_url(url: &str, local: bool) -> Result<(), String> {
+pub fn check_url(url: &str, local: bool) -> Result<(), EndpointRefusal> {
+    use EndpointRefusal as R;
     if url.len() > MAX_URL {
-        return Err(format!("longer than {MAX_URL} characters"));
+        return Err(R::TooLong);
     }
-    let uri: ureq::http::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
+    let uri: ureq::http::Uri = url.parse().map_err(|_| R::NotAUrl)?;
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if local => {}
-        Some("http") => {
-            return Err("must be https:// (http:// only for an endpoint created with \"local\": true)".into());
-        }
-        _ => return Err("must be an https:// URL".into()),
+        Some("http") => return Err(R::PlainHttp),
+        _ => return Err(R::NotHttps),
     }
-    let authority = uri.authority().ok_or("has no host")?;
+    let authority = uri.authority().ok_or(R::NoHost)?;
     if authority.as_str().contains('@') {
-        return Err("must not carry a user name or password".into());
+        return Err(R::UserInfo);
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err("has no host".into());
+        return Err(R::NoHost);
     }
     if local {
         return Ok(());
@@ -225,27 +250,25 @@ pub fn check_url(url: &str, local: bool) -> Result<(), String> {
     if let Ok(ip) = host.parse::<IpAddr>()
         && let Some(why) = forbidden(ip)
     {
-        return Err(format!(
-            "{ip} is {why}; only public addresses receive webhooks (or create the endpoint with \"local\": true)"
-        ));
+        return Err(R::ForbiddenAddress { ip, why });
     }
     let name = host.trim_end_matches('.').to_ascii_lowercase();
     if name == "localhost" || name.ends_with(".localhost") {
-        return Err(format!("{host} is the loopback host; create the endpoint with \"local\": true to use it"));
+        return Err(R::LoopbackHost(host.to_string()));
     }
     Ok(())
 }
 
-fn check_events(events: &[String]) -> Result<(), String> {
+fn check_events(events: &[String]) -> Result<(), EndpointRefusal> {
     if events.is_empty() {
-        return Err(format!("name at least one event type (or \"*\"): {}", EVENTS.join(", ")));
+        return Err(EndpointRefusal::NoEvents);
     }
     for e in events {
         let known = e == "*"
             || EVENTS.contains(&e.as_str())
             || e.strip_suffix(".*").is_some_and(|p| EVENTS.iter().any(|t| t.split('.').next() == Some(p)));
         if !known {
-            return Err(format!("unknown event type {e:?}; known: {}, or \"*\"", EVENTS.join(", ")));
+            return Err(EndpointRefusal::UnknownEvent(e.clone()));
         }
     }
     Ok(())
@@ -378,8 +401,8 @@ impl Service {
     /// Creates an endpoint; returns it and its secret (`whsec_…`), which is never shown again.
     pub fn create_webhook(&self, new: NewEndpoint, who: &str) -> Result<(Endpoint, String), ServiceError> {
         let url = new.url.trim().to_string();
-        check_url(&url, new.local).map_err(|r| field("/url", r))?;
-        check_events(&new.events).map_err(|r| field("/events", r))?;
+        check_url(&url, new.local).map_err(|r| field("/url", r.to_string()))?;
+        check_events(&new.events).map_err(|r| field("/events", r.to_string()))?;
         if new.description.chars().count() > 200 {
             return Err(field("/description", "at most 200 characters"));
         }
@@ -488,12 +511,20 @@ impl Service {
     }
 
     /// The endpoint's signing key, opened from the vault.
-    fn webhook_key(&self, e: &Endpoint) -> Result<crate::secret::Secret, String> {
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(&e.secret_sealed)
-            .map_err(|_| "the stored secret is damaged".to_string())?;
-        self.vault.open(&sealed, &format!("webhook:{}", e.id)).map_err(|e| format!("cannot open the secret: {e}"))
+    fn webhook_key(&self, e: &Endpoint) -> Result<crate::secret::Secret, SecretRefusal> {
+        let sealed =
+            base64::engine::general_purpose::STANDARD.decode(&e.secret_sealed).map_err(|_| SecretRefusal::Damaged)?;
+        self.vault.open(&sealed, &format!("webhook:{}", e.id)).map_err(SecretRefusal::Vault)
     }
+}
+
+/// Why an endpoint's signing key cannot be had: the delivery is refused, not retried.
+#[derive(Debug, thiserror::Error)]
+enum SecretRefusal {
+    #[error("the stored secret is damaged")]
+    Damaged,
+    #[error("cannot open the secret: {0}")]
+    Vault(crate::secret::vault::VaultError),
 }
 
 /// The outcome of one attempt.
@@ -681,7 +712,7 @@ fn deliver(s: &Service, id: &str) -> Result<(), StoreError> {
     };
     let outcome = match s.webhook_key(&endpoint) {
         Ok(key) => attempt(&endpoint.url, endpoint.local, key.expose(), &leased, s.clock.now()),
-        Err(e) => Outcome::Refused(e),
+        Err(e) => Outcome::Refused(e.to_string()),
     };
     match &outcome {
         Outcome::Delivered(code) => {
@@ -790,7 +821,7 @@ mod tests {
             ("https://user:pw@hooks.example.com/in", "user name"),
             ("not a url", "URL"),
         ] {
-            let e = check_url(bad, false).expect_err(bad);
+            let e = check_url(bad, false).expect_err(bad).to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
         assert!(check_url("http://127.0.0.1:9000/in", true).is_ok());

@@ -572,8 +572,17 @@ fn encode_cursor(sort: Sort, key: Key<'_>, id: &str) -> String {
     URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, String> {
-    let foreign = || "not a cursor from this API".to_owned();
+/// Why a `cursor` is refused (the finding's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CursorError {
+    #[error("not a cursor from this API")]
+    Foreign,
+    #[error("made for sort={made_for}, not sort={asked}: start again without a cursor")]
+    OtherSort { made_for: String, asked: String },
+}
+
+fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, CursorError> {
+    let foreign = || CursorError::Foreign;
     if cursor.len() > MAX_CURSOR {
         return Err(foreign());
     }
@@ -583,7 +592,7 @@ fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, String> {
         return Err(foreign());
     }
     if repr.s != sort.name() {
-        return Err(format!("made for sort={}, not sort={}: start again without a cursor", repr.s, sort.name()));
+        return Err(CursorError::OtherSort { made_for: repr.s, asked: sort.name().to_string() });
     }
     let key = match (sort.field, repr.k) {
         (Field::EffectiveDate | Field::UpdatedAt, serde_json::Value::Number(n)) => {
@@ -656,7 +665,7 @@ impl Plan {
         });
         let mut date = |param: &str, v: &Option<String>| -> Option<u32> {
             let v = given(v)?;
-            match date_num(v).filter(|_| is_date(v)) {
+            match date_num(v) {
                 Some(d) => Some(d),
                 None => {
                     err(param, format!("{v:?} is not a date (YYYY-MM-DD)"));
@@ -691,7 +700,7 @@ impl Plan {
         let after = given(&q.cursor).and_then(|c| match decode_cursor(c, sort) {
             Ok(a) => Some(a),
             Err(reason) => {
-                err("cursor", reason);
+                err("cursor", reason.to_string());
                 None
             }
         });
@@ -732,37 +741,9 @@ impl Plan {
     }
 }
 
-/// `YYYY-MM-DD` as the number YYYYMMDD (not checked against the calendar).
+/// `YYYY-MM-DD`, a real calendar day (any four-digit year), as the number YYYYMMDD.
 fn date_num(s: &str) -> Option<u32> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    b.iter()
-        .enumerate()
-        .filter(|&(i, _)| i != 4 && i != 7)
-        .try_fold(0u32, |n, (_, &c)| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
-}
-
-/// `YYYY-MM-DD`, a real calendar day.
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
-    };
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else { return false };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d)
+    crate::domain::time::Date::parse_any_year(s).ok().map(|d| d.number())
 }
 
 pub use crate::domain::fold::fold;
@@ -861,21 +842,8 @@ fn write_record<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a str>)
     out.push_str("\r\n");
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
-fn iso_utc(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm), proleptic Gregorian.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+use crate::domain::time::rfc3339 as iso_utc;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, env_error};
 use crate::secret::SecretString;
 
 /// How to reach the SMTP server.
@@ -24,12 +24,12 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    pub fn parse(s: &str) -> Result<TlsMode, String> {
+    pub fn parse(s: &str) -> Result<TlsMode, ConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "none" => Ok(TlsMode::None),
             "starttls" => Ok(TlsMode::Starttls),
             "tls" => Ok(TlsMode::Tls),
-            other => Err(format!("tls must be none, starttls or tls, not {other:?}")),
+            other => Err(ConfigError::TlsMode(other.to_string())),
         }
     }
 
@@ -142,11 +142,11 @@ impl Default for ReminderSettings {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String>
+fn parse_num<T: std::str::FromStr>(key: &'static str, v: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    v.trim().parse().map_err(|e| format!("{key}: {e}"))
+    v.trim().parse().map_err(|e| env_error(key, e))
 }
 
 /// Applies the mail variables: `COUNTERSIGN_SMTP_HOST`, `_PORT`, `_TLS`, `_USERNAME`,
@@ -155,7 +155,7 @@ where
 /// `COUNTERSIGN_REMINDER_FIRST_AFTER_DAYS`, `_EVERY_DAYS`, `COUNTERSIGN_EXPIRY_WARNING_DAYS`,
 /// `COUNTERSIGN_TERM_NOTICE_DAYS`. Setting `COUNTERSIGN_SMTP_HOST` turns SMTP on; the other
 /// SMTP variables need it (or an `[smtp]` section). Error messages never contain a value.
-pub fn apply_env(c: &mut Config, get: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+pub fn apply_env(c: &mut Config, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
     if let Some(host) = get("COUNTERSIGN_SMTP_HOST") {
         match &mut c.smtp {
             Some(s) => s.host = host,
@@ -189,7 +189,7 @@ pub fn apply_env(c: &mut Config, get: &dyn Fn(&str) -> Option<String>) -> Result
                 s.port = Some(parse_num("COUNTERSIGN_SMTP_PORT", &v)?);
             }
             if let Some(v) = get("COUNTERSIGN_SMTP_TLS") {
-                s.tls = TlsMode::parse(&v).map_err(|e| format!("COUNTERSIGN_SMTP_TLS: {e}"))?;
+                s.tls = TlsMode::parse(&v).map_err(|e| env_error("COUNTERSIGN_SMTP_TLS", e))?;
             }
             if let Some(v) = get("COUNTERSIGN_SMTP_USERNAME") {
                 s.username = Some(v);
@@ -209,7 +209,7 @@ pub fn apply_env(c: &mut Config, get: &dyn Fn(&str) -> Option<String>) -> Result
         }
         None => {
             if let Some(k) = smtp_keys.iter().find(|k| get(k).is_some()) {
-                return Err(format!("{k} is set but no SMTP host is: set COUNTERSIGN_SMTP_HOST or [smtp] host"));
+                return Err(ConfigError::NoSmtpHost(k));
             }
         }
     }
@@ -249,9 +249,13 @@ pub fn from_header(c: &Config) -> &str {
 
 /// Checks the mail settings at start-up, so a typo stops the server instead of failing every
 /// message later.
-pub fn validate(c: &Config) -> Result<(), String> {
-    let mailbox = |what: &str, v: &str| -> Result<(), String> {
-        v.parse::<lettre::message::Mailbox>().map(|_| ()).map_err(|e| format!("{what}: {v:?} is not an address: {e}"))
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    let mailbox = |what: &'static str, v: &str| -> Result<(), ConfigError> {
+        v.parse::<lettre::message::Mailbox>().map(|_| ()).map_err(|e| ConfigError::NotAnAddress {
+            what,
+            value: v.to_string(),
+            reason: e.to_string(),
+        })
     };
     mailbox(
         if c.smtp.as_ref().and_then(|s| s.from.as_ref()).is_some() { "[smtp] from" } else { "mail_from" },
@@ -264,30 +268,30 @@ pub fn validate(c: &Config) -> Result<(), String> {
     }
     if let Some(s) = &c.smtp {
         if s.host.trim().is_empty() {
-            return Err("[smtp] host is empty".into());
+            return Err(ConfigError::Setting("[smtp] host is empty"));
         }
         if let Some(r) = &s.reply_to {
             mailbox("[smtp] reply_to", r)?;
         }
         if let Some(p) = &s.ca_file {
-            std::fs::metadata(p).map_err(|e| format!("[smtp] ca_file {}: {e}", p.display()))?;
+            std::fs::metadata(p).map_err(|source| ConfigError::CaFile { path: p.clone(), source })?;
         }
         if s.username.is_some() != s.password.is_some() {
-            return Err("[smtp] username and password go together: give both or neither".into());
+            return Err(ConfigError::Setting("[smtp] username and password go together: give both or neither"));
         }
     }
     let d = &c.delivery;
     if d.max_attempts == 0 {
-        return Err("[delivery] max_attempts must be at least 1".into());
+        return Err(ConfigError::Setting("[delivery] max_attempts must be at least 1"));
     }
     if !(0.0..=1.0).contains(&d.jitter) {
-        return Err("[delivery] jitter must be between 0.0 and 1.0".into());
+        return Err(ConfigError::Setting("[delivery] jitter must be between 0.0 and 1.0"));
     }
     if d.backoff_max_secs < d.backoff_initial_secs {
-        return Err("[delivery] backoff_max_secs must not be below backoff_initial_secs".into());
+        return Err(ConfigError::Setting("[delivery] backoff_max_secs must not be below backoff_initial_secs"));
     }
     if c.reminders.tick_secs == 0 {
-        return Err("[reminders] tick_secs must be at least 1".into());
+        return Err(ConfigError::Setting("[reminders] tick_secs must be at least 1"));
     }
     Ok(())
 }
@@ -326,7 +330,8 @@ mod tests {
         assert_eq!((s.host.as_str(), s.tls, s.port()), ("127.0.0.1", TlsMode::None, 25));
         let mut c = Config::default();
         let e = c.apply_env(env(&[("COUNTERSIGN_SMTP_PASSWORD", "x")])).expect_err("no host");
-        assert!(e.contains("COUNTERSIGN_SMTP_HOST"), "{e}");
+        assert!(matches!(e, ConfigError::NoSmtpHost("COUNTERSIGN_SMTP_PASSWORD")), "{e}");
+        assert!(e.to_string().contains("COUNTERSIGN_SMTP_HOST"), "{e}");
         let e = Config::default().apply_env(env(&[("COUNTERSIGN_SMTP_HOST", "h"), ("COUNTERSIGN_SMTP_TLS", "ssl")]));
         assert!(e.is_err());
     }

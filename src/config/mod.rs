@@ -102,13 +102,52 @@ pub enum LogFormat {
 }
 
 impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<LogFormat, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<LogFormat, ConfigError> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!("log format {s:?}: expected text or json")),
+            _ => Err(ConfigError::LogFormat(s.to_string())),
         }
+    }
+}
+
+/// Why the configuration cannot be used. Messages name the file, line, variable or setting;
+/// they never show the value of a variable (it may be a secret) except where it names a choice.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML for [`Config`] (toml's own text quotes the line, which may
+    /// hold a secret: only its message and the line number are kept).
+    #[error("config {} line {line}: {message}", path.display())]
+    Syntax { path: PathBuf, line: usize, message: String },
+    /// A `COUNTERSIGN_*` variable whose value does not parse.
+    #[error("{var}: {reason}")]
+    Env { var: &'static str, reason: String },
+    /// An SMTP variable without a host to apply it to.
+    #[error("{0} is set but no SMTP host is: set COUNTERSIGN_SMTP_HOST or [smtp] host")]
+    NoSmtpHost(&'static str),
+    #[error("log format {0:?}: expected text or json")]
+    LogFormat(String),
+    #[error("tls must be none, starttls or tls, not {0:?}")]
+    TlsMode(String),
+    #[error("timestamp_url {0:?}: only plain http:// timestamp authorities are supported")]
+    TimestampScheme(String),
+    /// A mail setting that does not parse as a mailbox (`what` names the setting).
+    #[error("{what}: {value:?} is not an address: {reason}")]
+    NotAnAddress { what: &'static str, value: String, reason: String },
+    #[error("[smtp] ca_file {}: {source}", path.display())]
+    CaFile { path: PathBuf, source: std::io::Error },
+    /// A setting out of its range, or settings that contradict each other; the text says which.
+    #[error("{0}")]
+    Setting(&'static str),
+}
+
+/// The CLI prints configuration errors as they are.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
     }
 }
 
@@ -145,6 +184,11 @@ impl Default for Config {
     }
 }
 
+/// A `COUNTERSIGN_*` variable's parse error.
+pub(crate) fn env_error(var: &'static str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Env { var, reason: e.to_string() }
+}
+
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -163,7 +207,7 @@ impl Config {
     }
 
     /// Loads defaults → file → environment → overrides.
-    pub fn load(o: &Overrides) -> Result<Config, String> {
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
         let mut c = match &o.config {
             Some(path) => Self::from_file(path)?,
             None => Config::default(),
@@ -184,19 +228,20 @@ impl Config {
         Ok(c)
     }
 
-    pub fn from_file(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         // toml's Display quotes the offending source line, which may hold a secret: report the
         // message and the line number only.
         toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(0);
-            format!("config {} line {line}: {}", path.display(), e.message())
+            ConfigError::Syntax { path: path.to_path_buf(), line, message: e.message().to_string() }
         })
     }
 
     /// Applies `COUNTERSIGN_*` variables through `get` (injected so tests need not touch the
     /// process environment).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -204,7 +249,7 @@ impl Config {
             self.database_url = Some(SecretString::new(v)).filter(|u| !u.expose().trim().is_empty());
         }
         if let Some(v) = get("COUNTERSIGN_BIND") {
-            self.bind = v.parse().map_err(|e| format!("COUNTERSIGN_BIND: {e}"))?;
+            self.bind = v.parse().map_err(|e| env_error("COUNTERSIGN_BIND", e))?;
         }
         if let Some(v) = get("COUNTERSIGN_VAULT_KEY_FILE") {
             self.vault_key_file = Some(PathBuf::from(v));
@@ -213,10 +258,10 @@ impl Config {
             self.public_base_url = Some(v);
         }
         if let Some(v) = get("COUNTERSIGN_LINK_EXPIRY_DAYS") {
-            self.link_expiry_days = v.parse().map_err(|e| format!("COUNTERSIGN_LINK_EXPIRY_DAYS: {e}"))?;
+            self.link_expiry_days = v.parse().map_err(|e| env_error("COUNTERSIGN_LINK_EXPIRY_DAYS", e))?;
         }
         if let Some(v) = get("COUNTERSIGN_DOWNLOAD_EXPIRY_DAYS") {
-            self.download_expiry_days = v.parse().map_err(|e| format!("COUNTERSIGN_DOWNLOAD_EXPIRY_DAYS: {e}"))?;
+            self.download_expiry_days = v.parse().map_err(|e| env_error("COUNTERSIGN_DOWNLOAD_EXPIRY_DAYS", e))?;
         }
         if let Some(v) = get("COUNTERSIGN_MAIL_FROM") {
             self.mail_from = v;
@@ -233,19 +278,19 @@ impl Config {
         if let Some(url) = &self.timestamp_url
             && !url.starts_with("http://")
         {
-            return Err(format!("timestamp_url {url:?}: only plain http:// timestamp authorities are supported"));
+            return Err(ConfigError::TimestampScheme(url.clone()));
         }
         if let Some(v) = get("COUNTERSIGN_POLICY_FILE") {
             self.policy_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
-            self.log_format = v.parse().map_err(|e| format!("COUNTERSIGN_LOG_FORMAT: {e}"))?;
+            self.log_format = v.parse().map_err(|e| env_error("COUNTERSIGN_LOG_FORMAT", e))?;
         }
         if let Some(v) = get("COUNTERSIGN_METRICS_TOKEN") {
             self.metrics_token = Some(SecretString::new(v)).filter(|t| !t.expose().is_empty());
         }
         if let Some(v) = get("COUNTERSIGN_METRICS_BIND") {
-            self.metrics_bind = Some(v.parse().map_err(|e| format!("COUNTERSIGN_METRICS_BIND: {e}"))?);
+            self.metrics_bind = Some(v.parse().map_err(|e| env_error("COUNTERSIGN_METRICS_BIND", e))?);
         }
         if let Some(v) = get("COUNTERSIGN_SIGNER_EMAIL_CODE") {
             self.signer_email_code = matches!(v.as_str(), "1" | "true" | "yes");
@@ -295,7 +340,7 @@ mod tests {
         let err = Config::default()
             .apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(|| "https://tsa.example".to_string()))
             .unwrap_err();
-        assert!(err.contains("http://"), "{err}");
+        assert!(matches!(err, ConfigError::TimestampScheme(_)) && err.to_string().contains("http://"), "{err}");
         let mut c = Config::default();
         c.apply_env(|k| (k == "COUNTERSIGN_TIMESTAMP_URL").then(String::new)).expect("empty unsets");
         assert_eq!(c.timestamp_url, None);

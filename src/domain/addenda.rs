@@ -341,6 +341,41 @@ pub struct Catalog {
     other_states: Vec<OtherStateClock>,
 }
 
+/// Why a state-law catalog is refused; the text names the state (or section) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    /// Not TOML of the catalog's shape (toml's own text).
+    #[error("{0}")]
+    Toml(String),
+    #[error("{section} {code:?}: not a US state or territory code")]
+    NotAJurisdiction { section: &'static str, code: String },
+    #[error("state {code}: name {name:?} should be {expected:?}")]
+    WrongName { code: String, name: String, expected: &'static str },
+    #[error("state {0}: listed twice")]
+    Twice(String),
+    #[error("other_state {0}: listed twice, or also has an addendum")]
+    OtherTwice(String),
+    #[error("state {code}: as_of {as_of:?} is not a YYYY-MM-DD date")]
+    AsOf { code: String, as_of: String },
+    #[error("state {0}: no citations")]
+    NoCitations(String),
+    #[error("state {0}: a citation has an empty cite or subject")]
+    EmptyCitation(String),
+    /// A day count outside 1–60; `what` names where it is.
+    #[error("{what}: {days} days is not 1–60")]
+    Days { what: String, days: u32 },
+    #[error("state {code} deadline {who:?}: from_discovery needs days")]
+    FromDiscoveryWithoutDays { code: String, who: String },
+    #[error("state {code}: {cite:?} is used by a fact but not listed in citations")]
+    Unlisted { code: String, cite: String },
+    #[error("other_state {0}: only calendar days are supported")]
+    NotCalendarDays(String),
+    #[error("state {0}: no addenda/{0}.md.tera in ADDENDUM_TEMPLATES")]
+    NoTemplate(String),
+    #[error("addenda/{0}.md.tera has no [[state]] entry")]
+    NoState(String),
+}
+
 static EMBEDDED: LazyLock<Catalog> = LazyLock::new(|| {
     // The shipped file is checked by `tests::embedded_catalog_is_valid`; a failure here is a
     // build defect, not an input error.
@@ -359,8 +394,8 @@ impl Catalog {
 
     /// Parses and checks a catalog: real and unique codes, names matching the code, `as_of`
     /// dates, day counts within 1–60, the cap arithmetic, and every fact's citation listed.
-    pub fn from_toml(text: &str) -> Result<Catalog, String> {
-        let mut c: Catalog = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
+        let mut c: Catalog = toml::from_str(text).map_err(|e| CatalogError::Toml(e.to_string()))?;
         c.validate()?;
         c.states.sort_by(|a, b| a.code.cmp(&b.code));
         c.other_states.sort_by(|a, b| a.code.cmp(&b.code));
@@ -387,32 +422,33 @@ impl Catalog {
         self.other_states.iter()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), CatalogError> {
+        use CatalogError as E;
         let mut seen = HashSet::new();
         let name_of = |code: &str| JURISDICTIONS.iter().find(|(c, _)| *c == code).map(|(_, n)| *n);
-        let days_ok = |what: &str, d: u32| {
-            if (1..=HIPAA_DAYS).contains(&d) { Ok(()) } else { Err(format!("{what}: {d} days is not 1–60")) }
+        let days_ok = |what: &str, days: u32| {
+            if (1..=HIPAA_DAYS).contains(&days) { Ok(()) } else { Err(E::Days { what: what.to_string(), days }) }
         };
         for s in &self.states {
             let c = &s.code;
             match name_of(c) {
-                None => return Err(format!("state {c:?}: not a US state or territory code")),
+                None => return Err(E::NotAJurisdiction { section: "state", code: c.clone() }),
                 Some(n) if n != s.name => {
-                    return Err(format!("state {c}: name {:?} should be {n:?}", s.name));
+                    return Err(E::WrongName { code: c.clone(), name: s.name.clone(), expected: n });
                 }
                 Some(_) => {}
             }
             if !seen.insert(c.as_str()) {
-                return Err(format!("state {c}: listed twice"));
+                return Err(E::Twice(c.clone()));
             }
-            if !is_iso_date(&s.as_of) {
-                return Err(format!("state {c}: as_of {:?} is not a YYYY-MM-DD date", s.as_of));
+            if super::time::Date::parse_any_year(&s.as_of).is_err() {
+                return Err(E::AsOf { code: c.clone(), as_of: s.as_of.clone() });
             }
             if s.citations.is_empty() {
-                return Err(format!("state {c}: no citations"));
+                return Err(E::NoCitations(c.clone()));
             }
             if s.citations.iter().any(|x| x.cite.trim().is_empty() || x.subject.trim().is_empty()) {
-                return Err(format!("state {c}: a citation has an empty cite or subject"));
+                return Err(E::EmptyCitation(c.clone()));
             }
             if let Some(d) = s.vendor_notice.days {
                 days_ok(&format!("state {c} vendor_notice"), d)?;
@@ -427,7 +463,7 @@ impl Catalog {
             }
             for d in &s.deadlines {
                 if d.from_discovery && d.days.is_none() {
-                    return Err(format!("state {c} deadline {:?}: from_discovery needs days", d.who));
+                    return Err(E::FromDiscoveryWithoutDays { code: c.clone(), who: d.who.clone() });
                 }
             }
             for Fact { cite, .. } in s.facts() {
@@ -436,20 +472,20 @@ impl Catalog {
                     .iter()
                     .any(|x| cite == x.cite || cite.strip_prefix(x.cite.as_str()).is_some_and(|r| r.starts_with('(')));
                 if !listed {
-                    return Err(format!("state {c}: {cite:?} is used by a fact but not listed in citations"));
+                    return Err(E::Unlisted { code: c.clone(), cite: cite.to_string() });
                 }
             }
         }
         for o in &self.other_states {
             let c = &o.code;
             if name_of(c).is_none() {
-                return Err(format!("other_state {c:?}: not a US state or territory code"));
+                return Err(E::NotAJurisdiction { section: "other_state", code: c.clone() });
             }
             if !seen.insert(c.as_str()) {
-                return Err(format!("other_state {c}: listed twice, or also has an addendum"));
+                return Err(E::OtherTwice(c.clone()));
             }
             if o.unit != DayUnit::Calendar {
-                return Err(format!("other_state {c}: only calendar days are supported"));
+                return Err(E::NotCalendarDays(c.clone()));
             }
             days_ok(&format!("other_state {c}"), o.days)?;
         }
@@ -457,27 +493,19 @@ impl Catalog {
     }
 
     /// Every state has an embedded template, and every template a state.
-    fn check_templates(&self) -> Result<(), String> {
+    fn check_templates(&self) -> Result<(), CatalogError> {
         for s in &self.states {
             if s.template().is_none() {
-                return Err(format!("state {}: no addenda/{}.md.tera in ADDENDUM_TEMPLATES", s.code, s.code));
+                return Err(CatalogError::NoTemplate(s.code.clone()));
             }
         }
         for (code, _) in ADDENDUM_TEMPLATES {
             if self.addendum(code).is_none() {
-                return Err(format!("addenda/{code}.md.tera has no [[state]] entry"));
+                return Err(CatalogError::NoState(code.to_string()));
             }
         }
         Ok(())
     }
-}
-
-fn is_iso_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
-        && matches!(s[5..7].parse::<u8>(), Ok(1..=12))
-        && matches!(s[8..10].parse::<u8>(), Ok(1..=31))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1040,7 +1068,7 @@ mod tests {
         let ok = STATES_TOML;
         let bad = |from: &str, to: &str| {
             assert!(ok.contains(from), "{from}");
-            Catalog::from_toml(&ok.replacen(from, to, 1)).unwrap_err()
+            Catalog::from_toml(&ok.replacen(from, to, 1)).unwrap_err().to_string()
         };
         assert!(bad("as_of = \"2026-06-30\"", "as_of = \"2026-06-30\"\ncolour = \"red\"").contains("colour"));
         assert!(bad("status = \"secondary\"", "status = \"likely\"").contains("likely"));

@@ -398,10 +398,7 @@ fn retention_until(
     auto_renew: bool,
     term_end: Option<super::intake::Date>,
 ) -> Option<super::intake::Date> {
-    let created = {
-        let (y, m, d) = super::time::civil_from_days((created_at / 86_400) as i64);
-        super::intake::Date { year: y as u16, month: m as u8, day: d as u8 }
-    };
+    let created = super::intake::Date::from_unix(created_at);
     let last_in_effect = match status {
         Status::Terminated | Status::Closed => termination?,
         Status::Voided | Status::Declined | Status::Expired => created,

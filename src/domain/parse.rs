@@ -513,10 +513,6 @@ impl Parser<'_> {
 
     fn date(&mut self, v: &Value, ptr: &str) -> Res<Date> {
         let s = self.text(v, ptr, 40)?;
-        // Date::parse reads each part with u16::from_str, which would take "+1" for a month.
-        if !s.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-            return self.fail(ptr, format!("{} is not a valid date: not a date in the form YYYY-MM-DD", quote(&s)));
-        }
         Date::parse(&s).or_else(|reason| self.fail(ptr, format!("{} is not a valid date: {reason}", quote(&s))))
     }
 

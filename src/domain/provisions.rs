@@ -333,34 +333,63 @@ const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
 static EMBEDDED: LazyLock<Policy> =
     LazyLock::new(|| Policy::from_toml(DEFAULT_POLICY).unwrap_or_else(|e| panic!("policy/default.toml: {e}")));
 
+/// Why a policy file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {}: {source}", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    /// The file's problem, prefixed with its path.
+    #[error("policy {}: {source}", path.display())]
+    InFile { path: std::path::PathBuf, source: Box<PolicyError> },
+    /// Not TOML of the policy's shape (toml's message, without the quoted source line).
+    #[error("{0}")]
+    Toml(String),
+    #[error("cure_period: min_days must be ≤ max_days ≤ 60")]
+    CurePeriodRange,
+    #[error("cure_period.default_days must be within min_days..=max_days")]
+    CurePeriodDefault,
+    #[error("breach_clock: minimum_clock_days must be 1–60 and owner_margin_days under 60")]
+    BreachClock,
+    #[error("change_in_law: min_days ≤ default_days ≤ max_days")]
+    ChangeInLaw,
+}
+
+/// The CLI prints it as it is.
+impl From<PolicyError> for String {
+    fn from(e: PolicyError) -> String {
+        e.to_string()
+    }
+}
+
 impl Policy {
     /// The policy shipped with Countersign.
     pub fn embedded() -> &'static Policy {
         &EMBEDDED
     }
 
-    pub fn from_toml(text: &str) -> Result<Policy, String> {
-        let p: Policy = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let p: Policy = toml::from_str(text).map_err(|e| PolicyError::Toml(e.message().to_string()))?;
         if p.cure_period.min_days > p.cure_period.max_days || p.cure_period.max_days > 60 {
-            return Err("cure_period: min_days must be ≤ max_days ≤ 60".into());
+            return Err(PolicyError::CurePeriodRange);
         }
         if !(p.cure_period.min_days..=p.cure_period.max_days).contains(&p.cure_period.default_days) {
-            return Err("cure_period.default_days must be within min_days..=max_days".into());
+            return Err(PolicyError::CurePeriodDefault);
         }
         let b = &p.breach_clock;
         if b.minimum_clock_days == 0 || b.minimum_clock_days > 60 || b.owner_margin_days >= 60 {
-            return Err("breach_clock: minimum_clock_days must be 1–60 and owner_margin_days under 60".into());
+            return Err(PolicyError::BreachClock);
         }
         let c = &p.change_in_law;
         if !(c.min_days <= c.default_days && c.default_days <= c.max_days) {
-            return Err("change_in_law: min_days ≤ default_days ≤ max_days".into());
+            return Err(PolicyError::ChangeInLaw);
         }
         Ok(p)
     }
 
-    pub fn load(path: &std::path::Path) -> Result<Policy, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read policy {}: {e}", path.display()))?;
-        Self::from_toml(&text).map_err(|e| format!("policy {}: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text).map_err(|e| PolicyError::InFile { path: path.to_path_buf(), source: Box::new(e) })
     }
 }
 

@@ -694,8 +694,7 @@ pub fn computed_tier(f: &DataFlows) -> Tier {
 
 /// Unix seconds → calendar date (UTC).
 pub fn date_of(secs: u64) -> Date {
-    let (y, m, d) = super::time::civil_from_days((secs / 86_400) as i64);
-    Date { year: y as u16, month: m as u8, day: d as u8 }
+    Date::from_unix(secs)
 }
 
 fn add_days(d: Date, days: i64) -> Date {

@@ -215,8 +215,7 @@ pub(crate) fn when(secs: u64) -> String {
 }
 
 fn date_of_days(days: i64) -> String {
-    let (y, m, d) = crate::domain::time::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::domain::time::Date::from_days(days).to_string()
 }
 
 /// What the agreement page shows beyond the agreement itself — versions, the seal, renewal and

@@ -1198,7 +1198,7 @@ async fn audit_verify(_staff: Staff, State(state): State<AppState>) -> Result<ax
     let result = with(&state, |svc| Ok(crate::app::verify_chains(svc.store.as_ref()))).await?;
     Ok(axum::Json(match result {
         Ok((chains, events)) => json!({"ok": true, "chains": chains, "events": events}),
-        Err(msg) => json!({"ok": false, "break": msg}),
+        Err(msg) => json!({"ok": false, "break": msg.to_string()}),
     }))
 }
 

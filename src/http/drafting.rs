@@ -760,12 +760,20 @@ fn blank(kind: &str) -> Draft {
     Draft { kind: kind.into(), pairs, extra: HashMap::new(), vendor: None }
 }
 
+/// Why an uploaded file cannot fill the form (shown on the page as it is).
+#[derive(Debug, thiserror::Error)]
+enum NotAnIntake {
+    #[error("The file is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("The file is JSON but not an intake (an object).")]
+    NotAnObject,
+}
+
 /// A form prefilled from intake JSON (a file or an agreement); the parser's findings shown.
-fn from_intake(text: &str, fallback_kind: &str) -> Result<(Draft, Vec<Finding>), String> {
-    let v: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text))
-        .map_err(|e| format!("The file is not JSON: {e}"))?;
+fn from_intake(text: &str, fallback_kind: &str) -> Result<(Draft, Vec<Finding>), NotAnIntake> {
+    let v: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text)).map_err(NotAnIntake::NotJson)?;
     if !v.is_object() {
-        return Err("The file is JSON but not an intake (an object).".into());
+        return Err(NotAnIntake::NotAnObject);
     }
     let kind = kind_of(v["kind"].as_str().unwrap_or(fallback_kind));
     let mut pairs = form::flatten(&v);
@@ -994,7 +1002,7 @@ async fn upload(State(state): State<AppState>, viewer: Viewer, mut mp: Multipart
                     };
                     return form_page(&state, &viewer, &d, &findings, None, Some(notice), None, StatusCode::OK);
                 }
-                Err(e) => e,
+                Err(e) => e.to_string(),
             },
         },
     };

@@ -31,7 +31,8 @@ async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let status = q.status.as_deref().map(outbox::parse_status).transpose().map_err(ApiError::BadRequest)?;
+    let status =
+        q.status.as_deref().map(outbox::parse_status).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let svc = state.service.clone();
     let ms = blocking(move || outbox::list(svc.store.as_ref(), status)).await??;
     Ok(axum::Json(json!({"items": ms.iter().map(outbox::view).collect::<Vec<_>>()})))

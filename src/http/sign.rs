@@ -56,7 +56,7 @@ pub struct SentDoc {
 }
 
 impl Pages {
-    pub fn new() -> Result<Pages, String> {
+    pub fn new() -> Result<Pages, super::web::TemplateError> {
         let mut tera = Tera::new();
         tera.autoescape_on([".html.tera"]);
         for (n, s) in [
@@ -65,7 +65,8 @@ impl Pages {
             ("message.html.tera", MESSAGE_PAGE),
             ("document.html.tera", DOCUMENT),
         ] {
-            tera.add_raw_template(n, s).map_err(|e| format!("{n}: {e}"))?;
+            tera.add_raw_template(n, s)
+                .map_err(|e| super::web::TemplateError::SignerPage { name: n, reason: e.to_string() })?;
         }
         Ok(Pages { tera, docs: Default::default() })
     }

@@ -6,13 +6,30 @@ use super::{AppState, auth, sign};
 use crate::clock::Clock;
 use crate::config::Config;
 
+/// Why a server cannot start. Printed by the CLI as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] crate::app::OpenError),
+    #[error("bootstrap admin key: {0}")]
+    Bootstrap(std::io::Error),
+    #[error(transparent)]
+    Templates(#[from] super::web::TemplateError),
+}
+
+/// The CLI prints it as it is.
+impl From<StartError> for String {
+    fn from(e: StartError) -> String {
+        e.to_string()
+    }
+}
+
 /// Everything a server needs: the application service ([`crate::app::open`]), the bootstrap
 /// admin key (returned, with whether it was created now), rate limiters and the signer pages.
-pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), String> {
+pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), StartError> {
     let data_dir = config.data_dir.clone();
     let service = crate::app::open(config, clock)?;
-    let (admin_key, created) =
-        auth::load_or_create_bootstrap(&data_dir).map_err(|e| format!("bootstrap admin key: {e}"))?;
+    let (admin_key, created) = auth::load_or_create_bootstrap(&data_dir).map_err(StartError::Bootstrap)?;
     let pages = sign::Pages::new()?;
     let service = Arc::new(service);
     let state = AppState {

@@ -15,6 +15,7 @@ use serde_json::json;
 use tera::{Context, Tera};
 
 use super::error::ApiError;
+use super::web::TemplateError;
 use super::web::{Viewer, message};
 use super::{AppState, actor, blocking};
 use crate::app::service::{Actor, ServiceError};
@@ -32,8 +33,8 @@ const FLAGS: [(&str, &str); 7] = [
     ("subcontractor_unconfirmed", "Unconfirmed subcontractor BAA"),
 ];
 
-fn tera() -> Result<&'static Tera, String> {
-    static T: OnceLock<Result<Tera, String>> = OnceLock::new();
+fn tera() -> Result<&'static Tera, TemplateError> {
+    static T: OnceLock<Result<Tera, TemplateError>> = OnceLock::new();
     T.get_or_init(|| {
         let mut t = Tera::new();
         t.autoescape_on([".html.tera"]);
@@ -44,7 +45,7 @@ fn tera() -> Result<&'static Tera, String> {
             ("vendor_edit.html.tera", include_str!("../../templates/web/app/vendor_edit.html.tera")),
             ("vendor_new.html.tera", include_str!("../../templates/web/app/vendor_new.html.tera")),
         ] {
-            t.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
+            t.add_raw_template(n, s).map_err(|e| TemplateError::WebPage { name: n, reason: e.to_string() })?;
         }
         Ok(t)
     })
@@ -55,9 +56,12 @@ fn tera() -> Result<&'static Tera, String> {
 pub(crate) fn render(viewer: &Viewer, name: &str, mut ctx: Context, status: StatusCode) -> Response {
     ctx.insert("me", &viewer.me());
     ctx.insert("nav", "vendors");
-    match tera().and_then(|t| t.render(name, &ctx).map_err(|e| format!("page {name}: {e:?}"))) {
+    let page = |t: &Tera| {
+        t.render(name, &ctx).map_err(|e| TemplateError::Render { name: name.to_string(), reason: format!("{e:?}") })
+    };
+    match tera().and_then(page) {
         Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => ApiError::Internal(e).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
 }
 

@@ -56,7 +56,7 @@ pub struct WebPages {
 }
 
 impl WebPages {
-    pub fn new() -> Result<WebPages, String> {
+    pub fn new() -> Result<WebPages, TemplateError> {
         let mut tera = Tera::new();
         tera.autoescape_on([".html.tera"]);
         for (n, s) in [
@@ -80,10 +80,22 @@ impl WebPages {
         .chain(super::webhook_pages::TEMPLATES.iter().copied())
         .chain(super::agreement_page::TEMPLATES.iter().copied())
         {
-            tera.add_raw_template(n, s).map_err(|e| format!("web page {n}: {e}"))?;
+            tera.add_raw_template(n, s).map_err(|e| TemplateError::WebPage { name: n, reason: e.to_string() })?;
         }
         Ok(WebPages { tera })
     }
+}
+
+/// An embedded page template that does not compile or render: a build defect, found at start-up
+/// (or answered 500 and logged). The cause is tera's text, so the error can be cached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TemplateError {
+    #[error("web page {name}: {reason}")]
+    WebPage { name: &'static str, reason: String },
+    #[error("{name}: {reason}")]
+    SignerPage { name: &'static str, reason: String },
+    #[error("page {name}: {reason}")]
+    Render { name: String, reason: String },
 }
 
 pub fn router() -> Router<AppState> {

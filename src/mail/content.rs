@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use tera::{Context, Tera};
 
+use super::MailError;
 use crate::config::Config;
 use crate::domain::agreement::Agreement;
 use crate::store::{Message, MessageStatus};
@@ -26,13 +27,14 @@ const TEMPLATES: [(&str, &str); 9] = [
     ("email/code.html.tera", include_str!("../../templates/email/code.html.tera")),
 ];
 
-fn tera() -> Result<&'static Tera, String> {
-    static TERA: OnceLock<Result<Tera, String>> = OnceLock::new();
+fn tera() -> Result<&'static Tera, MailError> {
+    static TERA: OnceLock<Result<Tera, MailError>> = OnceLock::new();
     TERA.get_or_init(|| {
         let mut t = Tera::new();
         t.autoescape_on([".html.tera"]);
         for (name, src) in TEMPLATES {
-            t.add_raw_template(name, src).map_err(|e| format!("{name}: {e}"))?;
+            t.add_raw_template(name, src)
+                .map_err(|e| MailError::Template { what: name.to_string(), reason: e.to_string() })?;
         }
         Ok(t)
     })
@@ -41,15 +43,19 @@ fn tera() -> Result<&'static Tera, String> {
 }
 
 /// Loads the templates (called at start-up so a broken template stops the server early).
-pub fn check() -> Result<(), String> {
+pub fn check() -> Result<(), MailError> {
     tera().map(|_| ())
 }
 
 /// Renders `email/<name>.txt.tera` and `email/<name>.html.tera`.
-pub fn render(name: &str, ctx: &Context) -> Result<(String, String), String> {
+pub fn render(name: &str, ctx: &Context) -> Result<(String, String), MailError> {
     let t = tera()?;
-    let text = t.render(&format!("email/{name}.txt.tera"), ctx).map_err(|e| format!("{name}.txt: {e}"))?;
-    let html = t.render(&format!("email/{name}.html.tera"), ctx).map_err(|e| format!("{name}.html: {e}"))?;
+    let part = |ext: &str| {
+        t.render(&format!("email/{name}.{ext}.tera"), ctx)
+            .map_err(|e| MailError::Template { what: format!("{name}.{ext}"), reason: e.to_string() })
+    };
+    let text = part("txt")?;
+    let html = part("html")?;
     Ok((text, html))
 }
 

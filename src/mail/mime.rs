@@ -12,20 +12,20 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
-use super::settings;
+use super::{MailError, settings};
 use crate::config::Config;
 use crate::store::Message;
 
 /// The From mailbox.
-pub fn from_mailbox(config: &Config) -> Result<Mailbox, String> {
+pub fn from_mailbox(config: &Config) -> Result<Mailbox, MailError> {
     let from = settings::from_header(config);
-    from.parse::<Mailbox>().map_err(|e| format!("the From address {from:?} is not valid: {e}"))
+    from.parse::<Mailbox>().map_err(|e| MailError::From { from: from.to_string(), reason: e.to_string() })
 }
 
 /// The recipients: `to` may list several addresses separated by commas (staff notices). An
 /// empty `to` (a staff notice with no `staff_notice_to`) is addressed to the From mailbox in the
 /// `.eml` copy and never sent.
-pub fn recipients(m: &Message, config: &Config) -> Result<Vec<Mailbox>, String> {
+pub fn recipients(m: &Message, config: &Config) -> Result<Vec<Mailbox>, MailError> {
     let parts: Vec<&str> = m.to.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     if parts.is_empty() {
         return Ok(vec![from_mailbox(config)?]);
@@ -34,7 +34,8 @@ pub fn recipients(m: &Message, config: &Config) -> Result<Vec<Mailbox>, String> 
     parts
         .into_iter()
         .map(|p| {
-            let addr: Address = p.parse().map_err(|e| format!("recipient {p:?} is not an address: {e}"))?;
+            let addr =
+                p.parse::<Address>().map_err(|e| MailError::Recipient { to: p.to_string(), reason: e.to_string() })?;
             Ok(Mailbox::new(named.then(|| m.to_name.clone()), addr))
         })
         .collect()
@@ -46,7 +47,7 @@ fn boundary(id: &str) -> String {
 }
 
 /// Builds the lettre message.
-pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, String> {
+pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, MailError> {
     let mut b = lettre::Message::builder()
         .from(from_mailbox(config)?)
         .subject(m.subject.clone())
@@ -62,7 +63,9 @@ pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, String> {
     }
     // The message's own Reply-To (who sent the agreement) wins over the configured default.
     if let Some(r) = m.reply_to.as_ref().or_else(|| config.smtp.as_ref().and_then(|s| s.reply_to.as_ref())) {
-        b = b.reply_to(r.parse::<Mailbox>().map_err(|e| format!("reply_to {r:?} is not valid: {e}"))?);
+        b = b.reply_to(
+            r.parse::<Mailbox>().map_err(|e| MailError::ReplyTo { reply_to: r.to_string(), reason: e.to_string() })?,
+        );
     }
     let built = match &m.html {
         Some(html) => b.multipart(
@@ -73,11 +76,11 @@ pub fn build(m: &Message, config: &Config) -> Result<lettre::Message, String> {
         ),
         None => b.singlepart(SinglePart::plain(m.text.clone())),
     };
-    built.map_err(|e| format!("cannot build the message: {e}"))
+    built.map_err(|e| MailError::Build(e.to_string()))
 }
 
 /// The message as RFC 5322 bytes (CRLF line ends).
-pub fn format(m: &Message, config: &Config) -> Result<Vec<u8>, String> {
+pub fn format(m: &Message, config: &Config) -> Result<Vec<u8>, MailError> {
     Ok(build(m, config)?.formatted())
 }
 

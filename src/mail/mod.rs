@@ -36,6 +36,28 @@ use crate::domain::agreement::{Agreement, SignerRecord};
 use crate::store::Message;
 use content::Draft;
 
+/// Why a message cannot be rendered, built or handed to SMTP. Foreign causes (tera, lettre,
+/// rustls) are kept as their text, so the error can be cloned into the template cache and the
+/// message's `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// An embedded template that does not load or render; `what` names it.
+    #[error("{what}: {reason}")]
+    Template { what: String, reason: String },
+    #[error("the From address {from:?} is not valid: {reason}")]
+    From { from: String, reason: String },
+    #[error("recipient {to:?} is not an address: {reason}")]
+    Recipient { to: String, reason: String },
+    #[error("reply_to {reply_to:?} is not valid: {reason}")]
+    ReplyTo { reply_to: String, reason: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("[smtp] ca_file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
 /// Which signer email: the first invitation, a reminder, or the warning before the link expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignerMail {
@@ -189,7 +211,7 @@ pub fn completion_message(
 }
 
 /// Renders the message as RFC 5322 MIME: exactly the bytes the SMTP sender transmits.
-pub fn to_rfc5322(m: &Message, config: &Config) -> Result<Vec<u8>, String> {
+pub fn to_rfc5322(m: &Message, config: &Config) -> Result<Vec<u8>, MailError> {
     mime::format(m, config)
 }
 

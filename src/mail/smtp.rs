@@ -37,7 +37,7 @@ pub struct Smtp {
 impl Smtp {
     /// Builds the transport (inside a tokio runtime: lettre's pool starts a task). `from` is
     /// the envelope sender.
-    pub fn new(s: &SmtpSettings, from: Address) -> Result<Smtp, String> {
+    pub fn new(s: &SmtpSettings, from: Address) -> Result<Smtp, super::MailError> {
         let timeout = Duration::from_secs(s.timeout_secs.max(1));
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
             .port(s.port())
@@ -46,12 +46,12 @@ impl Smtp {
         if s.tls != TlsMode::None {
             let mut tls = TlsParameters::builder(s.host.clone()).certificate_store(CertificateStore::WebpkiRoots);
             if let Some(path) = &s.ca_file {
-                let pem = std::fs::read(path).map_err(|e| format!("[smtp] ca_file {}: {e}", path.display()))?;
-                let cert =
-                    Certificate::from_pem(&pem).map_err(|e| format!("[smtp] ca_file {}: {e}", path.display()))?;
+                let ca_file = |reason: String| super::MailError::CaFile { path: path.clone(), reason };
+                let pem = std::fs::read(path).map_err(|e| ca_file(e.to_string()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| ca_file(e.to_string()))?;
                 tls = tls.add_root_certificate(cert);
             }
-            let params = tls.build_rustls().map_err(|e| format!("TLS setup: {e}"))?;
+            let params = tls.build_rustls().map_err(|e| super::MailError::Tls(e.to_string()))?;
             b = b.tls(if s.tls == TlsMode::Tls { Tls::Wrapper(params) } else { Tls::Required(params) });
         } else {
             b = b.tls(Tls::None);
@@ -131,7 +131,8 @@ mod tests {
             let mut bad = settings(TlsMode::Tls);
             bad.ca_file = Some("/nonexistent/ca.pem".into());
             let err = Smtp::new(&bad, from).err().expect("a missing CA file is an error");
-            assert!(err.contains("ca_file"), "{err}");
+            assert!(matches!(err, super::super::MailError::CaFile { .. }), "{err}");
+            assert!(err.to_string().contains("ca_file"), "{err}");
         });
     }
 }

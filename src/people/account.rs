@@ -249,7 +249,7 @@ impl Directory {
             errors.push(("current_password".to_string(), "this is not your current password".to_string()));
         }
         if let Err(m) = password::acceptable(new, &p.email) {
-            errors.push(("password".into(), m));
+            errors.push(("password".into(), m.to_string()));
         } else if new != confirm {
             errors.push(("password_confirm".into(), "does not match the new password".into()));
         }
@@ -333,7 +333,7 @@ impl Directory {
         let _one = self.mfa.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = self.reset_person(token)?;
         if let Err(m) = password::acceptable(new, &p.email) {
-            return Err(PeopleError::Fields(vec![("password".into(), m)]));
+            return Err(PeopleError::Fields(vec![("password".into(), m.to_string())]));
         }
         if new != confirm {
             return Err(PeopleError::Fields(vec![("password_confirm".into(), "does not match the password".into())]));

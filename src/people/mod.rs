@@ -196,23 +196,34 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Why a person's email or name is refused; the text is shown beside the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PersonFieldError {
+    #[error("not an email address")]
+    NotAnEmail,
+    #[error("required")]
+    Required,
+    #[error("at most 200 characters, on one line")]
+    NameTooLong,
+}
+
 /// Normalises and checks an email address (lower case; one `@`; a dotted domain).
-pub fn parse_email(raw: &str) -> Result<String, String> {
+pub fn parse_email(raw: &str) -> Result<String, PersonFieldError> {
     let e = raw.trim().to_lowercase();
     let ok = e.len() <= 254
         && e.split('@').count() == 2
         && e.split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'));
-    if ok { Ok(e) } else { Err("not an email address".into()) }
+    if ok { Ok(e) } else { Err(PersonFieldError::NotAnEmail) }
 }
 
-fn parse_name(raw: &str) -> Result<String, String> {
+fn parse_name(raw: &str) -> Result<String, PersonFieldError> {
     let n = raw.trim();
     if n.is_empty() {
-        Err("required".into())
+        Err(PersonFieldError::Required)
     } else if n.chars().count() > 200 || n.chars().any(char::is_control) {
-        Err("at most 200 characters, on one line".into())
+        Err(PersonFieldError::NameTooLong)
     } else {
         Ok(n.to_string())
     }
@@ -299,8 +310,8 @@ impl Directory {
         role: &str,
     ) -> Result<(PersonView, String), PeopleError> {
         let mut errors = Vec::new();
-        let email = parse_email(email).map_err(|m| errors.push(("/email".to_string(), m))).ok();
-        let name = parse_name(name).map_err(|m| errors.push(("/name".to_string(), m))).ok();
+        let email = parse_email(email).map_err(|m| errors.push(("/email".to_string(), m.to_string()))).ok();
+        let name = parse_name(name).map_err(|m| errors.push(("/name".to_string(), m.to_string()))).ok();
         let role = Role::parse(role)
             .ok_or_else(|| errors.push(("/role".to_string(), "one of sales, legal, vendor_manager, admin".into())))
             .ok();
@@ -469,8 +480,8 @@ impl Directory {
         let mut person = match open.person.clone() {
             Some(p) => p,
             None => {
-                let email = parse_email(&a.email).map_err(|m| errors.push(("email".into(), m))).ok();
-                let name = parse_name(&a.name).map_err(|m| errors.push(("name".into(), m))).ok();
+                let email = parse_email(&a.email).map_err(|m| errors.push(("email".into(), m.to_string()))).ok();
+                let name = parse_name(&a.name).map_err(|m| errors.push(("name".into(), m.to_string()))).ok();
                 PersonRecord {
                     id: crate::store::ids::new_id("p", 8),
                     email: email.unwrap_or_default(),
@@ -487,7 +498,7 @@ impl Directory {
             }
         };
         if let Err(m) = password::acceptable(&a.password, &person.email) {
-            errors.push(("password".into(), m));
+            errors.push(("password".into(), m.to_string()));
         } else if a.password != a.password_confirm {
             errors.push(("password_confirm".into(), "does not match the password".into()));
         }

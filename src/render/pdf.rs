@@ -367,8 +367,8 @@ fn info(s: &mut String, meta: &Meta) {
 /// `D:YYYYMMDDHHmmSSZ`.
 fn pdf_date(unix: i64) -> String {
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let (y, m, d) = crate::domain::time::civil_from_days(days);
-    format!("D:{y:04}{m:02}{d:02}{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    let date = crate::domain::time::Date::from_days(days);
+    format!("D:{:08}{:02}{:02}{:02}Z", date.number(), secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// A PDF text string: a literal string when the text is printable ASCII, else UTF-16BE with a

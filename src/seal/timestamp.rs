@@ -12,6 +12,7 @@ use der::{Decode, Encode, Reader, Sequence, SliceReader, Tag, Tagged};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
+use super::verify::Invalid;
 use super::{SealError, oid};
 
 /// Sends a DER `TimeStampReq` to a timestamp authority and returns the DER `TimeStampResp`.
@@ -138,51 +139,55 @@ pub(super) fn fetch_token(tsa: Timestamper<'_>, signature: &[u8]) -> Result<Vec<
 }
 
 /// The `SignedData` of a token and its `TSTInfo` DER (the encapsulated content).
-pub(super) fn token_parts(token: &[u8]) -> Result<(cms::signed_data::SignedData, Vec<u8>), String> {
-    let info = cms::content_info::ContentInfo::from_der(token).map_err(|e| format!("not a CMS ContentInfo ({e})"))?;
+pub(super) fn token_parts(token: &[u8]) -> Result<(cms::signed_data::SignedData, Vec<u8>), Invalid> {
+    let info =
+        cms::content_info::ContentInfo::from_der(token).map_err(|e| Invalid::parse("not a CMS ContentInfo", e))?;
     if info.content_type != oid::SIGNED_DATA {
-        return Err("not a CMS SignedData".into());
+        return Err(Invalid::Malformed("not a CMS SignedData".into()));
     }
     let sd: cms::signed_data::SignedData =
-        info.content.decode_as().map_err(|e| format!("the SignedData does not parse ({e})"))?;
+        info.content.decode_as().map_err(|e| Invalid::parse("the SignedData does not parse", e))?;
     if sd.encap_content_info.econtent_type != oid::TST_INFO {
-        return Err("the content is not a TSTInfo".into());
+        return Err(Invalid::Malformed("the content is not a TSTInfo".into()));
     }
-    let content = sd.encap_content_info.econtent.as_ref().ok_or("the TSTInfo is missing")?;
-    let tst = content.decode_as::<OctetString>().map_err(|e| format!("the TSTInfo is not an OCTET STRING ({e})"))?;
+    let content =
+        sd.encap_content_info.econtent.as_ref().ok_or_else(|| Invalid::Malformed("the TSTInfo is missing".into()))?;
+    let tst =
+        content.decode_as::<OctetString>().map_err(|e| Invalid::parse("the TSTInfo is not an OCTET STRING", e))?;
     let tst = tst.as_bytes().to_vec();
     Ok((sd, tst))
 }
 
 /// The `TSTInfo` of a timestamp token.
-pub(super) fn token_info(token: &[u8]) -> Result<TstInfo, String> {
+pub(super) fn token_info(token: &[u8]) -> Result<TstInfo, Invalid> {
     let (_, tst) = token_parts(token)?;
     parse_tst_info(&tst)
 }
 
 /// Reads version, policy, messageImprint, serialNumber, genTime and the optional nonce.
-pub(super) fn parse_tst_info(der_bytes: &[u8]) -> Result<TstInfo, String> {
-    let bad = |e: der::Error| format!("the TSTInfo does not parse ({e})");
+pub(super) fn parse_tst_info(der_bytes: &[u8]) -> Result<TstInfo, Invalid> {
+    let bad = |e: der::Error| Invalid::parse("the TSTInfo does not parse", e);
     let seq = Any::from_der(der_bytes).map_err(bad)?;
     if seq.tag() != Tag::Sequence {
-        return Err("the TSTInfo is not a SEQUENCE".into());
+        return Err(Invalid::Malformed("the TSTInfo is not a SEQUENCE".into()));
     }
     let mut r = SliceReader::new(seq.value()).map_err(bad)?;
     let version: u8 = r.decode().map_err(bad)?;
     if version != 1 {
-        return Err(format!("TSTInfo version {version}"));
+        return Err(Invalid::Unsupported(format!("TSTInfo version {version}")));
     }
     let _policy: ObjectIdentifier = r.decode().map_err(bad)?;
     let imprint: MessageImprint = r.decode().map_err(bad)?;
     let serial: Any = r.decode().map_err(bad)?;
     if serial.tag() != Tag::Integer {
-        return Err("the TSTInfo serial number is not an INTEGER".into());
+        return Err(Invalid::Malformed("the TSTInfo serial number is not an INTEGER".into()));
     }
     let time: Any = r.decode().map_err(bad)?;
     if time.tag() != Tag::GeneralizedTime {
-        return Err("the TSTInfo genTime is not a GeneralizedTime".into());
+        return Err(Invalid::Malformed("the TSTInfo genTime is not a GeneralizedTime".into()));
     }
-    let gen_time = generalized_time(time.value()).ok_or("the TSTInfo genTime is malformed")?;
+    let gen_time =
+        generalized_time(time.value()).ok_or_else(|| Invalid::Malformed("the TSTInfo genTime is malformed".into()))?;
     let mut nonce = None;
     while !r.is_finished() {
         let item: Any = r.decode().map_err(bad)?;

@@ -240,21 +240,55 @@ fn decode_hole(pdf: &[u8], range: &[usize; 4]) -> Option<Vec<u8>> {
 
 /// Checks the signature; fills in what it learns on the way. `Ok` names the signer
 /// certificate, `Err` says what is wrong.
-fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) -> Result<String, String> {
+/// Why a seal's signature or its timestamp token does not verify; the text completes "The
+/// signature is not valid: …" in the report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Invalid {
+    /// A structure that is missing, of the wrong type or does not parse; the text says which.
+    #[error("{0}")]
+    Malformed(String),
+    /// An algorithm or form Countersign does not check; the text says which.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A signed digest that does not match the bytes: they changed after signing.
+    #[error("digest mismatch: {0}")]
+    DigestMismatch(&'static str),
+    /// A signature value that does not verify with its certificate.
+    #[error("{0}")]
+    BadSignature(&'static str),
+    #[error("the timestamp token is over another signature (message imprint mismatch)")]
+    ImprintMismatch,
+    /// The timestamp token itself does not parse.
+    #[error("the timestamp token is malformed: {0}")]
+    Token(Box<Invalid>),
+    /// The timestamp authority's signature on the token does not verify.
+    #[error("the timestamp token's signature: {0}")]
+    TokenSignature(Box<Invalid>),
+}
+
+impl Invalid {
+    /// `what (cause)`: a structure that does not parse or encode.
+    pub(super) fn parse(what: &str, cause: impl std::fmt::Display) -> Invalid {
+        Invalid::Malformed(format!("{what} ({cause})"))
+    }
+}
+
+fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) -> Result<String, Invalid> {
     let [a, b, c, d] = sig.range;
     let mut hasher = Sha256::new();
     hasher.update(&pdf[a..a + b]);
     hasher.update(&pdf[c..c + d]);
     let digest = hasher.finalize();
 
-    let content_info = decode_padded(&sig.contents).ok_or("/Contents is not a DER CMS ContentInfo")?;
+    let content_info = decode_padded(&sig.contents)
+        .ok_or_else(|| Invalid::Malformed("/Contents is not a DER CMS ContentInfo".into()))?;
     if content_info.content_type != oid::SIGNED_DATA {
-        return Err("/Contents is not a CMS SignedData".into());
+        return Err(Invalid::Malformed("/Contents is not a CMS SignedData".into()));
     }
     let signed_data: SignedData =
-        content_info.content.decode_as().map_err(|e| format!("the CMS SignedData does not parse ({e})"))?;
+        content_info.content.decode_as().map_err(|e| Invalid::parse("the CMS SignedData does not parse", e))?;
     if signed_data.encap_content_info.econtent.is_some() {
-        return Err("the CMS signature is not detached".into());
+        return Err(Invalid::Malformed("the CMS signature is not detached".into()));
     }
     let [signer]: [&SignerInfo; 1] = signed_data
         .signer_infos
@@ -262,7 +296,7 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
         .iter()
         .collect::<Vec<_>>()
         .try_into()
-        .map_err(|_| "the CMS SignedData does not have exactly one signer")?;
+        .map_err(|_| Invalid::Malformed("the CMS SignedData does not have exactly one signer".into()))?;
     let certs: Vec<Cert> = signed_data
         .certificates
         .iter()
@@ -273,14 +307,16 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
         })
         .collect();
     let SignerIdentifier::IssuerAndSerialNumber(id) = &signer.sid else {
-        return Err("the signer is identified by key identifier, which Countersign seals do not use".into());
+        return Err(Invalid::Unsupported(
+            "the signer is identified by key identifier, which Countersign seals do not use".into(),
+        ));
     };
     let signer_cert = certs
         .iter()
         .find(|c| {
             c.cert.tbs_certificate.issuer == id.issuer && c.cert.tbs_certificate.serial_number == id.serial_number
         })
-        .ok_or("the signer certificate is not in the CMS")?;
+        .ok_or_else(|| Invalid::Malformed("the signer certificate is not in the CMS".into()))?;
     report.certificate_fingerprint = Some(fingerprint_of(&signer_cert.der));
     report.certificate_subject = Some(signer_cert.cert.tbs_certificate.subject.to_string());
     report.signed_by_our_ca = keys.issued_by_ours(signer_cert);
@@ -298,42 +334,54 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
     };
 
     // Signed attributes.
-    let attrs = signer.signed_attrs.as_ref().ok_or("the CMS signer has no signed attributes")?;
+    let attrs = signer
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| Invalid::Malformed("the CMS signer has no signed attributes".into()))?;
     let attr = |oid: ObjectIdentifier| attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.get(0));
     if let Some(time) = attr(oid::SIGNING_TIME).and_then(|v| Time::from_der(&v.to_der().ok()?).ok()) {
         report.signing_time = Some(time.to_unix_duration().as_secs());
     }
     if attr(oid::CONTENT_TYPE).and_then(|v| v.decode_as::<ObjectIdentifier>().ok()) != Some(oid::DATA) {
-        return Err("the content-type attribute is missing or not id-data".into());
+        return Err(Invalid::Malformed("the content-type attribute is missing or not id-data".into()));
     }
     if signer.digest_alg.oid != oid::SHA256 {
-        return Err(format!("unsupported digest algorithm {}", signer.digest_alg.oid));
+        return Err(Invalid::Unsupported(format!("unsupported digest algorithm {}", signer.digest_alg.oid)));
     }
     let signed_digest = attr(oid::MESSAGE_DIGEST)
         .and_then(|v| v.decode_as::<OctetString>().ok())
-        .ok_or("the message-digest attribute is missing")?;
+        .ok_or_else(|| Invalid::Malformed("the message-digest attribute is missing".into()))?;
     if signed_digest.as_bytes() != digest.as_slice() {
-        return Err("digest mismatch: the signed bytes of the file were changed after sealing".into());
+        return Err(Invalid::DigestMismatch("the signed bytes of the file were changed after sealing"));
     }
     if let Some(value) = attr(oid::SIGNING_CERTIFICATE_V2) {
         let ess: SigningCertificateV2 =
-            value.decode_as().map_err(|e| format!("the signing-certificate-v2 attribute does not parse ({e})"))?;
-        let first = ess.certs.first().ok_or("the signing-certificate-v2 attribute is empty")?;
+            value.decode_as().map_err(|e| Invalid::parse("the signing-certificate-v2 attribute does not parse", e))?;
+        let first = ess
+            .certs
+            .first()
+            .ok_or_else(|| Invalid::Malformed("the signing-certificate-v2 attribute is empty".into()))?;
         let hash_ok = first.hash_algorithm.as_ref().is_none_or(|alg| alg.oid == oid::SHA256)
             && first.cert_hash.as_bytes() == Sha256::digest(&signer_cert.der).as_slice();
         if !hash_ok {
-            return Err("the signing-certificate-v2 attribute names another certificate".into());
+            return Err(Invalid::Malformed("the signing-certificate-v2 attribute names another certificate".into()));
         }
     }
 
     // The signature over the DER of the signed attributes.
     if !matches!(signer.signature_algorithm.oid, o if o == oid::ECDSA_WITH_SHA256 || o == oid::EC_PUBLIC_KEY) {
-        return Err(format!("unsupported signature algorithm {}", signer.signature_algorithm.oid));
+        return Err(Invalid::Unsupported(format!(
+            "unsupported signature algorithm {}",
+            signer.signature_algorithm.oid
+        )));
     }
-    let key = signer_cert.p256_key().ok_or("the signer certificate has no P-256 key")?;
-    let signature = Signature::from_der(signer.signature.as_bytes()).map_err(|_| "the signature value is malformed")?;
-    let signed = attrs.to_der().map_err(|e| format!("cannot encode the signed attributes ({e})"))?;
-    key.verify(&signed, &signature).map_err(|_| "the CMS signature does not verify with the signer certificate")?;
+    let key =
+        signer_cert.p256_key().ok_or_else(|| Invalid::Unsupported("the signer certificate has no P-256 key".into()))?;
+    let signature = Signature::from_der(signer.signature.as_bytes())
+        .map_err(|_| Invalid::Malformed("the signature value is malformed".into()))?;
+    let signed = attrs.to_der().map_err(|e| Invalid::parse("cannot encode the signed attributes", e))?;
+    key.verify(&signed, &signature)
+        .map_err(|_| Invalid::BadSignature("the CMS signature does not verify with the signer certificate"))?;
 
     // The signature timestamp (PAdES B-T), an unsigned attribute over the signature value.
     let token = signer
@@ -344,18 +392,19 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
         .and_then(|a| a.values.get(0));
     if let Some(token) = token {
         report.timestamped = true;
-        let token = token.to_der().map_err(|e| format!("the timestamp token does not encode ({e})"))?;
-        let (token_sd, tst) = token_parts(&token).map_err(|e| format!("the timestamp token is malformed: {e}"))?;
-        let info = parse_tst_info(&tst).map_err(|e| format!("the timestamp token is malformed: {e}"))?;
+        let token = token.to_der().map_err(|e| Invalid::parse("the timestamp token does not encode", e))?;
+        let (token_sd, tst) = token_parts(&token).map_err(|e| Invalid::Token(Box::new(e)))?;
+        let info = parse_tst_info(&tst).map_err(|e| Invalid::Token(Box::new(e)))?;
         report.timestamp_time = Some(info.gen_time);
-        let expected = digest_with(&info.imprint.hash_algorithm.oid, signer.signature.as_bytes())
-            .ok_or_else(|| format!("unsupported timestamp hash algorithm {}", info.imprint.hash_algorithm.oid))?;
+        let expected = digest_with(&info.imprint.hash_algorithm.oid, signer.signature.as_bytes()).ok_or_else(|| {
+            Invalid::Unsupported(format!("unsupported timestamp hash algorithm {}", info.imprint.hash_algorithm.oid))
+        })?;
         if info.imprint.hashed_message.as_bytes() != expected.as_slice() {
             report.timestamped = false;
-            return Err("the timestamp token is over another signature (message imprint mismatch)".into());
+            return Err(Invalid::ImprintMismatch);
         }
         let (authority, checked) =
-            check_token_signature(&token_sd, &tst).map_err(|e| format!("the timestamp token's signature: {e}"))?;
+            check_token_signature(&token_sd, &tst).map_err(|e| Invalid::TokenSignature(Box::new(e)))?;
         report.timestamp_authority = Some(authority);
         report.timestamp_signature_checked = checked;
     }
@@ -372,9 +421,14 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
 /// Checks the timestamp token's signer: its message-digest attribute against the `TSTInfo`, and
 /// (for ECDSA P-256 with SHA-256) its signature with the certificate in the token. Returns the
 /// signer's subject and whether the signature was checked.
-fn check_token_signature(sd: &SignedData, tst: &[u8]) -> Result<(String, bool), String> {
-    let [signer]: [&SignerInfo; 1] =
-        sd.signer_infos.0.iter().collect::<Vec<_>>().try_into().map_err(|_| "not exactly one signer")?;
+fn check_token_signature(sd: &SignedData, tst: &[u8]) -> Result<(String, bool), Invalid> {
+    let [signer]: [&SignerInfo; 1] = sd
+        .signer_infos
+        .0
+        .iter()
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| Invalid::Malformed("not exactly one signer".into()))?;
     let certs: Vec<Cert> = sd
         .certificates
         .iter()
@@ -394,29 +448,31 @@ fn check_token_signature(sd: &SignedData, tst: &[u8]) -> Result<(String, bool), 
             )
         }
     });
-    let cert = cert.ok_or("the authority's certificate is not in the token")?;
+    let cert = cert.ok_or_else(|| Invalid::Malformed("the authority's certificate is not in the token".into()))?;
     let subject = cert.cert.tbs_certificate.subject.to_string();
-    let attrs = signer.signed_attrs.as_ref().ok_or("no signed attributes")?;
+    let attrs = signer.signed_attrs.as_ref().ok_or_else(|| Invalid::Malformed("no signed attributes".into()))?;
     let attr = |oid: ObjectIdentifier| attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.get(0));
     if attr(oid::CONTENT_TYPE).and_then(|v| v.decode_as::<ObjectIdentifier>().ok()) != Some(oid::TST_INFO) {
-        return Err("the content-type attribute is not id-ct-TSTInfo".into());
+        return Err(Invalid::Malformed("the content-type attribute is not id-ct-TSTInfo".into()));
     }
     let expected = digest_with(&signer.digest_alg.oid, tst)
-        .ok_or_else(|| format!("unsupported digest algorithm {}", signer.digest_alg.oid))?;
+        .ok_or_else(|| Invalid::Unsupported(format!("unsupported digest algorithm {}", signer.digest_alg.oid)))?;
     let signed_digest = attr(oid::MESSAGE_DIGEST)
         .and_then(|v| v.decode_as::<OctetString>().ok())
-        .ok_or("the message-digest attribute is missing")?;
+        .ok_or_else(|| Invalid::Malformed("the message-digest attribute is missing".into()))?;
     if signed_digest.as_bytes() != expected.as_slice() {
-        return Err("digest mismatch: the TSTInfo was changed".into());
+        return Err(Invalid::DigestMismatch("the TSTInfo was changed"));
     }
     let ecdsa_sha256 = signer.digest_alg.oid == oid::SHA256
         && matches!(signer.signature_algorithm.oid, o if o == oid::ECDSA_WITH_SHA256 || o == oid::EC_PUBLIC_KEY);
     let Some(key) = cert.p256_key().filter(|_| ecdsa_sha256) else {
         return Ok((subject, false));
     };
-    let signature = Signature::from_der(signer.signature.as_bytes()).map_err(|_| "the signature value is malformed")?;
-    let signed = attrs.to_der().map_err(|e| format!("cannot encode the signed attributes ({e})"))?;
-    key.verify(&signed, &signature).map_err(|_| "it does not verify with the authority's certificate")?;
+    let signature = Signature::from_der(signer.signature.as_bytes())
+        .map_err(|_| Invalid::Malformed("the signature value is malformed".into()))?;
+    let signed = attrs.to_der().map_err(|e| Invalid::parse("cannot encode the signed attributes", e))?;
+    key.verify(&signed, &signature)
+        .map_err(|_| Invalid::BadSignature("it does not verify with the authority's certificate"))?;
     Ok((subject, true))
 }
 

@@ -261,7 +261,7 @@ fn the_postgres_store_keeps_the_same_contract_and_finds_tampering() {
     ev.actor = "someone else".into();
     store.tamper_event("a1", 5, &serde_json::to_vec(&ev).expect("json")).expect("tampered");
     let err = countersign::app::verify_chains(store.as_ref()).expect_err("the change shows");
-    assert!(err.contains("event #5"), "{err}");
+    assert!(err.to_string().contains("event #5"), "{err}");
     // A second open of a migrated database changes nothing.
     assert_eq!(PgStore::open(&url, dir.path()).expect("reopens").migration().from, 1);
 }
