@@ -10,7 +10,8 @@
 //! * [`domain`] — intake and agreement types, validated at the edge ([`domain::parse`]), the
 //!   regulatory tables: required elements with citations ([`domain::elements`]), the 16
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
-//!   the audit event and its hash chain ([`domain::audit`]), calendar arithmetic and date
+//!   the audit event and its hash chain ([`domain::audit`]), the staff security log's event and
+//!   its chain ([`domain::security_log`]), calendar arithmetic and date
 //!   formats ([`domain::time`]), the vendor register's rules — role determination with
 //!   citations, risk tier, reassessments, obligations, flags, the report's figures
 //!   ([`domain::vendor`]) —, and the one accent-folding rule of every search ([`domain::fold`]).
