@@ -10,11 +10,12 @@
 //! * [`domain`] — intake and agreement types, validated at the edge ([`domain::parse`]), the
 //!   regulatory tables: required elements with citations ([`domain::elements`]), the 16
 //!   limited-data-set identifiers ([`domain::identifiers`]), state law ([`domain::addenda`]);
-//!   the audit event and its hash chain ([`domain::audit`]), the one calendar date every module
-//!   parses, converts and prints with, and the date formats ([`domain::time::Date`]), the
-//!   vendor register's rules — role determination with citations, risk tier, reassessments,
-//!   obligations, flags, the report's figures ([`domain::vendor`]) —, and the one
-//!   accent-folding rule of every search ([`domain::fold`]).
+//!   the audit event and its hash chain ([`domain::audit`]), the staff security log's event and
+//!   its chain ([`domain::security_log`]), the one calendar date every module parses, converts
+//!   and prints with, and the date formats ([`domain::time::Date`]), the vendor register's rules
+//!   — role determination with citations, risk tier, reassessments, obligations, flags, the
+//!   report's figures ([`domain::vendor`]) —, and the one accent-folding rule of every search
+//!   ([`domain::fold`]).
 //!   No HTTP, no storage.
 //! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
 //!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print,

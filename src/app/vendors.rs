@@ -21,7 +21,7 @@ use crate::domain::vendor::{
     VendorInput, VendorPaper,
 };
 use crate::store::vendors::{VendorChange, VendorEvent};
-use crate::store::{Change, Message, MessageStatus, StoreError};
+use crate::store::{Change, Message, StoreError};
 
 /// Largest file accepted for a vendor document or vendor-paper agreement.
 pub const MAX_UPLOAD: usize = 32 * 1024 * 1024;
@@ -615,28 +615,10 @@ impl Service {
             today.long(),
             if flags.is_empty() { "- nothing else\n".to_string() } else { flags },
         );
-        let now = self.clock.now();
-        Message {
-            message_id: crate::mail::content::message_id_for(&id, &self.config),
-            id,
-            agreement_id: v.id.clone(),
-            kind: "notice_vendor_reassessment".into(),
-            to_name: "Countersign staff".into(),
-            to: to.join(", "),
-            subject,
-            text,
-            html: None,
-            created_at: now,
-            status: MessageStatus::Queued,
-            attempts: 0,
-            last_error: None,
-            sent_at: None,
-            signer_id: None,
-            reply_to: None,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            reply: None,
-        }
+        let message_id = crate::mail::content::message_id_for(&id, &self.config);
+        let to = ("Countersign staff".to_string(), to.join(", "));
+        let m = Message::queued(id, message_id, "notice_vendor_reassessment", to, subject, text, self.clock.now());
+        Message { agreement_id: v.id.clone(), ..m }
     }
 }
 

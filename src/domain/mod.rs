@@ -12,6 +12,7 @@ pub mod identifiers;
 pub mod intake;
 pub mod parse;
 pub mod provisions;
+pub mod security_log;
 pub mod states;
 pub mod time;
 pub mod vendor;

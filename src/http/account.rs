@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use tera::Context;
 
-use super::web::{Viewer, message, page_error, render, signed_in_redirect};
+use super::web::{Viewer, form_work, message, page_error, render, signed_in_redirect};
 use super::{AppState, blocking};
 use crate::people::{PeopleError, SignedIn};
 
@@ -205,23 +205,9 @@ async fn account_page(
     account_view(state, viewer, v, StatusCode::OK).await
 }
 
-/// The signed-in person and the form's fields, after the CSRF check.
-fn account_form(
-    viewer: &Viewer,
-    f: HashMap<String, String>,
-) -> Result<(SignedIn, HashMap<String, String>), Box<Response>> {
-    let w = signed_in(viewer)?;
-    let (_, fields) = viewer.csrf(&w, f)?;
-    Ok((w, fields))
-}
-
 async fn totp_start(State(state): State<AppState>, viewer: Viewer, Form(f): Form<HashMap<String, String>>) -> Response {
-    let w = match account_form(&viewer, f) {
-        Ok((w, _)) => w,
-        Err(r) => return *r,
-    };
-    let (people, ip) = (state.people.clone(), viewer.ip.clone());
-    match blocking(move || people.totp_start(&w, &ip)).await {
+    let people = state.people.clone();
+    match form_work(&viewer, f, move |w, ip, _| people.totp_start(&w, &ip)).await {
         Ok(Ok(())) => Redirect::to("/account?started=1#two-factor").into_response(),
         Ok(Err(PeopleError::Conflict(m))) => {
             let mut v = AccountView::plain();
@@ -229,7 +215,7 @@ async fn totp_start(State(state): State<AppState>, viewer: Viewer, Form(f): Form
             account_view(state, viewer, v, StatusCode::CONFLICT).await
         }
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -238,13 +224,11 @@ async fn totp_confirm(
     viewer: Viewer,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let (w, form) = match account_form(&viewer, f) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (people, ip) = (state.people.clone(), viewer.ip.clone());
-    let code = form.get("code").cloned().unwrap_or_default();
-    let result = blocking(move || people.totp_confirm(&w, &code, &ip)).await;
+    let people = state.people.clone();
+    let result = form_work(&viewer, f, move |w, ip, form| {
+        people.totp_confirm(&w, form.get("code").map_or("", String::as_str), &ip)
+    })
+    .await;
     let mut v = AccountView::plain();
     match result {
         Ok(Ok(codes)) => {
@@ -263,7 +247,7 @@ async fn totp_confirm(
             account_view(state, viewer, v, StatusCode::CONFLICT).await
         }
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -272,14 +256,13 @@ async fn change_password(
     viewer: Viewer,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let (w, form) = match account_form(&viewer, f) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (people, ip) = (state.people.clone(), viewer.ip.clone());
-    let v = |k: &str| form.get(k).cloned().unwrap_or_default();
-    let (cur, new, confirm) = (v("current_password"), v("password"), v("password_confirm"));
-    match blocking(move || people.change_password(&w, &cur, &new, &confirm, &ip)).await {
+    let people = state.people.clone();
+    let result = form_work(&viewer, f, move |w, ip, form| {
+        let v = |k: &str| form.get(k).map_or("", String::as_str);
+        people.change_password(&w, v("current_password"), v("password"), v("password_confirm"), &ip)
+    })
+    .await;
+    match result {
         Ok(Ok(())) => {
             let mut r = Redirect::to("/login?changed=1").into_response();
             let attrs = if state.people.secure_cookies() { "; Secure" } else { "" };
@@ -295,7 +278,7 @@ async fn change_password(
             account_view(state, viewer, v, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -445,14 +428,10 @@ async fn totp_reset(
     Path(id): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(f) {
-        Ok((w, _)) => w.clone(),
-        Err(r) => return *r,
-    };
-    let (people, ip) = (state.people.clone(), viewer.ip.clone());
-    match blocking(move || people.totp_reset(&w.person.email, &ip, &id)).await {
+    let people = state.people.clone();
+    match form_work(&viewer, f, move |w, ip, _| people.totp_reset(&w.person.email, &ip, &id)).await {
         Ok(Ok(_)) => Redirect::to("/people").into_response(),
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }

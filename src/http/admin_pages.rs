@@ -14,7 +14,7 @@ use tera::Context;
 
 use super::account::FormField;
 use super::error::ApiError;
-use super::web::{Viewer, render, role_label};
+use super::web::{Viewer, form_work, render, role_label};
 use super::{AppState, blocking};
 use crate::app::service::ServiceError;
 use crate::staff::Role;
@@ -213,16 +213,11 @@ async fn revoke_key(
     Path(id): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(f) {
-        Ok((w, _)) => w.clone(),
-        Err(r) => return *r,
-    };
-    let (svc, ip, by) = (state.service.clone(), viewer.ip.clone(), w.person.email.clone());
-    let result = blocking(move || -> Result<(), ServiceError> { svc.revoke_api_key(&id, &by, &ip).map(|_| ()) }).await;
-    match result {
-        Ok(Ok(())) => Redirect::to("/admin#keys").into_response(),
+    let svc = state.service.clone();
+    match form_work(&viewer, f, move |w, ip, _| svc.revoke_api_key(&id, &w.person.email, &ip)).await {
+        Ok(Ok(_)) => Redirect::to("/admin#keys").into_response(),
         Ok(Err(e)) => problem(state, viewer, e).await,
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -232,19 +227,14 @@ async fn retry(
     Path(id): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(f) {
-        Ok((w, _)) => w.clone(),
-        Err(r) => return *r,
-    };
     let svc = state.service.clone();
-    let by = w.person.email.clone();
-    match blocking(move || svc.retry_message(&id, None, &by)).await {
+    match form_work(&viewer, f, move |w, _, _| svc.retry_message(&id, None, &w.person.email)).await {
         Ok(Ok(m)) => {
             let v = View { done: Some(format!("“{}” to {} is queued again.", m.subject, m.to)), ..View::default() };
             view(state, viewer, v, StatusCode::OK).await
         }
         Ok(Err(e)) => problem(state, viewer, e).await,
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 

@@ -16,10 +16,9 @@
 //! this site (`frame-ancestors 'self'`); every other response keeps refusing frames.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -28,8 +27,10 @@ use axum::extract::Query;
 use serde_json::{Value, json};
 use tera::Context;
 
-use super::error::ApiError;
-use super::web::{Viewer, agreement_view, agreement_view_with, api_roles, message, render, service_problem};
+use super::web::{
+    Viewer, agreement_view, agreement_view_with, api_roles, message, no_agreement, read_or, render, service_problem,
+    staff_read,
+};
 use super::{AppState, blocking};
 use crate::app::service::{Actor, Service, ServiceError, SignerPatch};
 use crate::domain::agreement::{Agreement, Status};
@@ -302,43 +303,108 @@ pub(crate) fn done_message(key: &str) -> Option<&'static str> {
     })
 }
 
-type Op = Box<dyn FnOnce(&Service, &Actor) -> Result<Agreement, ServiceError> + Send>;
+/// One action's call of the service: the agreement, the signer (empty where the route has none),
+/// the form's fields (less the CSRF token) and who acts.
+type Step = fn(&Service, &str, &str, &HashMap<String, String>, &Actor) -> Result<Agreement, ServiceError>;
 
-/// One action (the route layer checked the roles of its API twin): the CSRF token, the agreement
-/// visible to the person, then `op` off the async threads; 303 back to the page, or the page with the refusal.
-async fn act(
+/// What every action takes from its request: the person, the path's `{id}` (and `{signer}`),
+/// the headers and the posted form (extracted in that order).
+struct Posting {
     state: AppState,
     viewer: Viewer,
+    path: HashMap<String, String>,
     headers: HeaderMap,
-    (id, done): (String, &'static str),
-    f: HashMap<String, String>,
-    op: impl FnOnce(HashMap<String, String>) -> Op,
-) -> Response {
-    let (w, fields) = match viewer.form(f) {
+    form: HashMap<String, String>,
+}
+
+impl FromRequest<AppState> for Posting {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let Form(form) = Form::<HashMap<String, String>>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Posting { state: state.clone(), viewer, path, headers, form })
+    }
+}
+
+async fn approve(p: Posting) -> Response {
+    act(p, "approved", |svc, id, _, f, who| svc.approve(id, &field(f, "reason"), who)).await
+}
+
+async fn void(p: Posting) -> Response {
+    act(p, "voided", |svc, id, _, f, who| svc.void(id, &field(f, "reason"), who)).await
+}
+
+async fn revise(p: Posting) -> Response {
+    act(p, "revised", |svc, id, _, _, who| svc.revise(id, who)).await
+}
+
+async fn resend(p: Posting) -> Response {
+    act(p, "resent", |svc, id, signer, _, who| svc.resend(id, signer, who)).await
+}
+
+async fn correct_email(p: Posting) -> Response {
+    act(p, "corrected", |svc, id, signer, f, who| {
+        let patch = SignerPatch { name: None, title: None, email: Some(field(f, "email")) };
+        svc.update_signer(id, signer, patch, who)
+    })
+    .await
+}
+
+async fn terminate(p: Posting) -> Response {
+    act(p, "terminated", |svc, id, _, f, who| svc.terminate(id, &field(f, "date"), &field(f, "reason"), who)).await
+}
+
+async fn return_or_destroy(p: Posting) -> Response {
+    act(p, "certified", |svc, id, _, f, who| {
+        let protections = field(f, "protections");
+        svc.certify_disposition(
+            id,
+            &field(f, "method"),
+            &field(f, "date"),
+            &field(f, "certified_by"),
+            Some(protections.as_str()),
+            who,
+        )
+    })
+    .await
+}
+
+async fn dispose(p: Posting) -> Response {
+    act(p, "disposed", |svc, id, _, _, who| svc.dispose(id, who)).await
+}
+
+/// One action (the route layer checked the roles of its API twin): the CSRF token, the agreement
+/// visible to the person, then `step` off the async threads; 303 back to the page, or the page with the refusal.
+async fn act(p: Posting, done: &'static str, step: Step) -> Response {
+    let Posting { state, viewer, mut path, headers, form } = p;
+    let (w, fields) = match viewer.form(form) {
         Ok((w, fields)) => (w.clone(), fields),
         Err(r) => return *r,
     };
-    let sent_back = fields.clone();
+    let id = path.remove("id").unwrap_or_default();
+    let signer = path.remove("signer").unwrap_or_default();
     let staff = w.staff();
-    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = viewer.actor(&staff, &headers);
     let svc = state.service.clone();
-    let id2 = id.clone();
-    let op = op(fields);
+    let (id2, sent) = (id.clone(), fields.clone());
     let result = blocking(move || {
         super::api::visible(&svc, &staff, &id2)?;
-        op(&svc, &who)?;
+        step(&svc, &id2, &signer, &sent, &who)?;
         svc.flush_outbox()
     })
     .await;
+    let sent_back = fields;
     match result {
         Ok(Ok(_)) => Redirect::to(&format!("/agreements/{id}?done={done}")).into_response(),
-        Ok(Err(ServiceError::NotFound)) => message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Agreement not found",
-            "There is no such agreement, or it is not yours to see.",
-        ),
+        Ok(Err(ServiceError::NotFound)) => no_agreement(&state, &viewer),
         Ok(Err(ServiceError::Field(pointer, m))) => {
             // The problem beside its field when the form has one by that name.
             let name = pointer.trim_start_matches('/').to_string();
@@ -392,121 +458,6 @@ fn field(f: &HashMap<String, String>, k: &str) -> String {
     f.get(k).cloned().unwrap_or_default()
 }
 
-async fn approve(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "approved"), f, move |f| {
-        Box::new(move |svc, who| svc.approve(&key, &field(&f, "reason"), who))
-    })
-    .await
-}
-
-async fn void(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "voided"), f, move |f| {
-        Box::new(move |svc, who| svc.void(&key, &field(&f, "reason"), who))
-    })
-    .await
-}
-
-async fn revise(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "revised"), f, move |_| Box::new(move |svc, who| svc.revise(&key, who))).await
-}
-
-async fn resend(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((id, signer)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "resent"), f, move |_| Box::new(move |svc, who| svc.resend(&key, &signer, who)))
-        .await
-}
-
-async fn correct_email(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((id, signer)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "corrected"), f, move |f| {
-        let patch = SignerPatch { name: None, title: None, email: Some(field(&f, "email")) };
-        Box::new(move |svc, who| svc.update_signer(&key, &signer, patch, who))
-    })
-    .await
-}
-
-async fn terminate(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "terminated"), f, move |f| {
-        Box::new(move |svc, who| svc.terminate(&key, &field(&f, "date"), &field(&f, "reason"), who))
-    })
-    .await
-}
-
-async fn return_or_destroy(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "certified"), f, move |f| {
-        Box::new(move |svc, who| {
-            let protections = field(&f, "protections");
-            svc.certify_disposition(
-                &key,
-                &field(&f, "method"),
-                &field(&f, "date"),
-                &field(&f, "certified_by"),
-                Some(protections.as_str()),
-                who,
-            )
-        })
-    })
-    .await
-}
-
-async fn dispose(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(f): Form<HashMap<String, String>>,
-) -> Response {
-    let key = id.clone();
-    act(state, viewer, headers, (id, "disposed"), f, move |_| Box::new(move |svc, who| svc.dispose(&key, who))).await
-}
-
 /// A version's draft PDF, as the API's `/versions/{version}/document` (its read is logged once
 /// the agreement is archived).
 async fn version_document(
@@ -515,34 +466,25 @@ async fn version_document(
     Path((id, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let w = match viewer.signed_in() {
-        Ok(w) => w.clone(),
-        Err(r) => return *r,
-    };
-    let not_found = |state: &AppState, viewer: &Viewer| {
-        message(
-            state,
-            Some(viewer),
-            StatusCode::NOT_FOUND,
-            "Version not found",
-            "There is no such version of an agreement you may see.",
-        )
-    };
-    let Ok(version) = version.parse::<u32>() else { return not_found(&state, &viewer) };
-    let staff = w.staff();
-    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
-    let svc = state.service.clone();
-    match blocking(move || {
-        super::api::visible(&svc, &staff, &id)?;
-        svc.version_document_read(&id, version, &who)
-    })
-    .await
-    {
-        Ok(Ok((bytes, sha))) => super::api::pdf_response(bytes, &sha, &format!("agreement-v{version}.pdf")),
-        Ok(Err(ServiceError::NotFound)) => not_found(&state, &viewer),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+    if let Err(r) = viewer.signed_in() {
+        return *r;
     }
+    let Ok(version) = version.parse::<u32>() else { return no_version(&state, &viewer) };
+    let read = move |svc: &Service, id: &str, who: &Actor| svc.version_document_read(id, version, who);
+    match staff_read(&state, &viewer, &headers, id, no_version, read).await {
+        Ok((bytes, sha)) => super::api::pdf_response(bytes, &sha, &format!("agreement-v{version}.pdf")),
+        Err(r) => *r,
+    }
+}
+
+fn no_version(state: &AppState, viewer: &Viewer) -> Response {
+    message(
+        state,
+        Some(viewer),
+        StatusCode::NOT_FOUND,
+        "Version not found",
+        "There is no such version of an agreement you may see.",
+    )
 }
 
 /// `?from=V&to=W` (both optional: the latest version against the one before it). A value that
@@ -583,19 +525,9 @@ async fn diff_page(
         Ok::<_, ServiceError>((a, from, to, errors, changes))
     })
     .await;
-    let (a, from, to, errors, changes) = match loaded {
-        Ok(Ok(x)) => x,
-        Ok(Err(ServiceError::NotFound)) => {
-            return message(
-                &state,
-                Some(&viewer),
-                StatusCode::NOT_FOUND,
-                "Agreement not found",
-                "There is no such agreement, or it is not yours to see.",
-            );
-        }
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return e.into_response(),
+    let (a, from, to, errors, changes) = match read_or(loaded, || no_agreement(&state, &viewer)) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let rows: Vec<Value> = changes
         .iter()
@@ -628,20 +560,8 @@ async fn inline_pdf(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let w = match viewer.signed_in() {
-        Ok(w) => w.clone(),
-        Err(r) => return *r,
-    };
-    let staff = w.staff();
-    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
-    let svc = state.service.clone();
-    match blocking(move || {
-        super::api::visible(&svc, &staff, &id)?;
-        svc.document(&id, &who)
-    })
-    .await
-    {
-        Ok(Ok((bytes, sha))) => {
+    match staff_read(&state, &viewer, &headers, id, no_agreement, |svc, id, who| svc.document(id, who)).await {
+        Ok((bytes, sha)) => {
             let mut r = super::api::pdf_response(bytes, &sha, "agreement.pdf");
             let h = r.headers_mut();
             h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"agreement.pdf\""));
@@ -649,14 +569,6 @@ async fn inline_pdf(
             h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
             r
         }
-        Ok(Err(ServiceError::NotFound)) => message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Agreement not found",
-            "There is no such agreement, or it is not yours to see.",
-        ),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }

@@ -10,7 +10,6 @@
 //! `POST /agreements`), so a vendor manager gets the 403 page here exactly as the API refuses them.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{Form, Multipart, Query, State};
@@ -22,7 +21,7 @@ use serde_json::Value;
 use tera::Context;
 
 use super::error::ApiError;
-use super::web::{Viewer, message, render};
+use super::web::{Viewer, message, no_agreement, read_or, render};
 use super::{AppState, blocking};
 use crate::app::service::ServiceError;
 use crate::domain::findings::{Finding, Level};
@@ -808,23 +807,16 @@ async fn new_page(State(state): State<AppState>, viewer: Viewer, Query(q): Query
         svc.current_intake(&id)
     })
     .await;
-    match loaded {
-        Ok(Ok(text)) => match from_intake(&text, &kind) {
-            Ok((d, findings)) => {
-                let notice = format!("Started from agreement {from}. Saving creates a new agreement.");
-                form_page(&state, &viewer, &d, &findings, None, Some(&notice), None, StatusCode::OK)
-            }
-            Err(e) => ApiError::Internal(format!("stored intake of {from}: {e}")).into_response(),
-        },
-        Ok(Err(ServiceError::NotFound)) => message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Agreement not found",
-            "There is no such agreement, or it is not yours to see.",
-        ),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+    let text = match read_or(loaded, || no_agreement(&state, &viewer)) {
+        Ok(text) => text,
+        Err(r) => return *r,
+    };
+    match from_intake(&text, &kind) {
+        Ok((d, findings)) => {
+            let notice = format!("Started from agreement {from}. Saving creates a new agreement.");
+            form_page(&state, &viewer, &d, &findings, None, Some(&notice), None, StatusCode::OK)
+        }
+        Err(e) => ApiError::Internal(format!("stored intake of {from}: {e}")).into_response(),
     }
 }
 
@@ -913,7 +905,7 @@ async fn submit(
     let svc = state.service.clone();
     if action == "save" {
         let staff = w.staff();
-        let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+        let who = viewer.actor(&staff, &headers);
         // Started for a vendor: the agreement is linked to it when the person's role may link
         // (the API's `POST /vendors/{id}/agreements`), in the same call as creating it.
         let link =
@@ -940,7 +932,7 @@ async fn submit(
         };
     }
     // Check (the default for Enter in a field): the same parse and render as saving, nothing stored.
-    let who = super::staff_actor(&w.staff(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = viewer.actor(&w.staff(), &headers);
     match blocking(move || svc.check_intake(&text, &who)).await {
         Ok(Ok(report)) => {
             let passes = report.passes();

@@ -12,7 +12,6 @@
 //! the 403 page, and a form without its token gets the 403 page and changes nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Multipart, Path, State};
@@ -548,7 +547,7 @@ fn not_found(state: &AppState, viewer: &Viewer) -> Response {
 }
 
 fn who(viewer: &Viewer, w: &crate::people::SignedIn, headers: &HeaderMap) -> Actor {
-    super::staff_actor(&w.staff(), viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), headers)
+    viewer.actor(&w.staff(), headers)
 }
 
 async fn load(state: &AppState, id: String) -> Result<Result<Vendor, ServiceError>, ApiError> {

@@ -25,7 +25,7 @@ use tera::{Context, Tera};
 
 use super::error::ApiError;
 use super::{AppState, blocking};
-use crate::app::service::ServiceError;
+use crate::app::service::{Actor, Service, ServiceError};
 use crate::archive::search;
 use crate::people::{Acceptance, LoginStep, PeopleError, PersonView, SignedIn};
 use crate::staff::Role::{self, Sales};
@@ -208,6 +208,12 @@ impl Viewer {
         Ok((w, fields))
     }
 
+    /// The actor a signed-in person's change is recorded under: their email, this address and
+    /// the request's id.
+    pub(crate) fn actor(&self, staff: &crate::staff::Staff, headers: &HeaderMap) -> Actor {
+        super::staff_actor(staff, self.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), headers)
+    }
+
     pub(crate) fn me(&self) -> Option<Me> {
         self.who.as_ref().map(|w| Me {
             name: w.person.name.clone(),
@@ -264,6 +270,66 @@ pub(crate) fn forbidden(state: &AppState, viewer: &Viewer) -> Response {
         "Not allowed",
         "Your role does not allow this page. Ask an administrator if you need access.",
     )
+}
+
+/// A state-changing form's work: [`Viewer::form`] (signed in, then the CSRF token), then `work`
+/// off the async threads with the person, their address and the form's other fields. `Err` is
+/// the answer already made: the way to `/login`, the expired-form page, or the pool's failure.
+pub(crate) async fn form_work<T: Send + 'static>(
+    viewer: &Viewer,
+    f: HashMap<String, String>,
+    work: impl FnOnce(SignedIn, String, HashMap<String, String>) -> T + Send + 'static,
+) -> Result<T, Box<Response>> {
+    let (w, fields) = viewer.form(f)?;
+    let (w, ip) = (w.clone(), viewer.ip.clone());
+    blocking(move || work(w, ip, fields)).await.map_err(|e| Box::new(e.into_response()))
+}
+
+/// The 404 page of an agreement that does not exist or that the person may not see.
+pub(crate) fn no_agreement(state: &AppState, viewer: &Viewer) -> Response {
+    message(
+        state,
+        Some(viewer),
+        StatusCode::NOT_FOUND,
+        "Agreement not found",
+        "There is no such agreement, or it is not yours to see.",
+    )
+}
+
+/// What a page read off the async threads gives: its value, or the answer to its failure —
+/// `missing()` for [`ServiceError::NotFound`], the error's own response otherwise.
+pub(crate) fn read_or<T>(
+    loaded: Result<Result<T, ServiceError>, ApiError>,
+    missing: impl FnOnce() -> Response,
+) -> Result<T, Box<Response>> {
+    match loaded {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(ServiceError::NotFound)) => Err(Box::new(missing())),
+        Ok(Err(e)) => Err(Box::new(ApiError::from(e).into_response())),
+        Err(e) => Err(Box::new(e.into_response())),
+    }
+}
+
+/// A read of agreement `id` by the signed-in person: the agreement must be one they may see,
+/// then `read` runs off the async threads under their actor (so the read of an archived copy is
+/// logged). Signed out → `/login`; not found → `missing`.
+pub(crate) async fn staff_read<T: Send + 'static>(
+    state: &AppState,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    id: String,
+    missing: fn(&AppState, &Viewer) -> Response,
+    read: impl FnOnce(&Service, &str, &Actor) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, Box<Response>> {
+    let staff = viewer.signed_in()?.staff();
+    let who = viewer.actor(&staff, headers);
+    let svc = state.service.clone();
+    let loaded = blocking(move || {
+        super::api::visible(&svc, &staff, &id)?;
+        read(&svc, &id, &who)
+    })
+    .await;
+    read_or(loaded, || missing(state, viewer))
 }
 
 /// The 404 page for every unknown path (JSON under `/api/`).
@@ -803,19 +869,9 @@ pub(crate) async fn agreement_view_with(
             Ok((view, svc.audit(&id)?, can.into_iter().chain(more).collect()))
         })
         .await;
-    let (a, events, can) = match loaded {
-        Ok(Ok(x)) => x,
-        Ok(Err(ServiceError::NotFound)) => {
-            return message(
-                &state,
-                Some(&viewer),
-                StatusCode::NOT_FOUND,
-                "Agreement not found",
-                "There is no such agreement, or it is not yours to see.",
-            );
-        }
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return e.into_response(),
+    let (a, events, can) = match read_or(loaded, || no_agreement(&state, &viewer)) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let elements: Vec<serde_json::Value> = a["check"]["elements"]
         .as_array()
@@ -889,29 +945,9 @@ async fn agreement_document(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let w = match viewer.signed_in() {
-        Ok(w) => w.clone(),
-        Err(r) => return *r,
-    };
-    let staff = w.staff();
-    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
-    let svc = state.service.clone();
-    match blocking(move || {
-        super::api::visible(&svc, &staff, &id)?;
-        svc.document(&id, &who)
-    })
-    .await
-    {
-        Ok(Ok((bytes, sha))) => super::api::pdf_response(bytes, &sha, "agreement.pdf"),
-        Ok(Err(ServiceError::NotFound)) => message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Agreement not found",
-            "There is no such agreement, or it is not yours to see.",
-        ),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+    match staff_read(&state, &viewer, &headers, id, no_agreement, |svc, id, who| svc.document(id, who)).await {
+        Ok((bytes, sha)) => super::api::pdf_response(bytes, &sha, "agreement.pdf"),
+        Err(r) => *r,
     }
 }
 
@@ -927,7 +963,7 @@ async fn send(
         Err(r) => return *r,
     };
     let staff = w.staff();
-    let who = super::staff_actor(&staff, viewer.ip.parse().ok().map(|ip| SocketAddr::new(ip, 0)), &headers);
+    let who = viewer.actor(&staff, &headers);
     let svc = state.service.clone();
     let id2 = id.clone();
     let result = blocking(move || {
@@ -938,13 +974,7 @@ async fn send(
     .await;
     match result {
         Ok(Ok(_)) => Redirect::to(&format!("/agreements/{id}?sent=1")).into_response(),
-        Ok(Err(ServiceError::NotFound)) => message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Agreement not found",
-            "There is no such agreement, or it is not yours to see.",
-        ),
+        Ok(Err(ServiceError::NotFound)) => no_agreement(&state, &viewer),
         Ok(Err(e)) => match service_problem(e) {
             Ok(p) => agreement_view(state, viewer, id, None, Some(p), StatusCode::UNPROCESSABLE_ENTITY).await,
             Err(e) => e.into_response(),
@@ -1082,14 +1112,8 @@ async fn person_action(
     + Send
     + 'static,
 ) -> Response {
-    let (w, form) = match viewer.form(f) {
-        Ok((w, form)) => (w.clone(), form),
-        Err(r) => return *r,
-    };
     let people = state.people.clone();
-    let ip = viewer.ip.clone();
-    let by = w.person.email.clone();
-    match blocking(move || act(&people, &by, &ip, &form)).await {
+    match form_work(&viewer, f, move |w, ip, form| act(&people, &w.person.email, &ip, &form)).await {
         Ok(Ok(None)) => Redirect::to("/people").into_response(),
         Ok(Ok(Some(invited))) => {
             people_page_with(state, viewer, HashMap::new(), Vec::new(), Some(invited), None, StatusCode::OK).await
@@ -1111,7 +1135,7 @@ async fn person_action(
             people_page_with(state, viewer, HashMap::new(), Vec::new(), None, Some(m), StatusCode::CONFLICT).await
         }
         Ok(Err(e)) => page_error(&state, Some(&viewer), e),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 

@@ -17,7 +17,7 @@ use tera::Context;
 
 use super::account::FormField;
 use super::error::ApiError;
-use super::web::{Viewer, render};
+use super::web::{Viewer, form_work, render};
 use super::{AppState, blocking};
 use crate::app::service::ServiceError;
 use crate::app::webhooks::{NewEndpoint, delivery_view};
@@ -139,19 +139,10 @@ async fn create(State(state): State<AppState>, viewer: Viewer, Form(f): Form<Has
 
 async fn endpoint_page(state: AppState, viewer: Viewer, id: String, done: Option<String>) -> Response {
     let svc = state.service.clone();
-    let (e, log) = match blocking(move || svc.webhook(&id)).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(ServiceError::NotFound)) => {
-            return super::web::message(
-                &state,
-                Some(&viewer),
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is no such webhook endpoint.",
-            );
-        }
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return e.into_response(),
+    let missing = || not_found(&state, &viewer, "There is no such webhook endpoint.");
+    let (e, log) = match super::web::read_or(blocking(move || svc.webhook(&id)).await, missing) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let deliveries: Vec<serde_json::Value> = log.iter().rev().take(100).map(delivery_view).collect();
     let mut ctx = Context::new();
@@ -169,6 +160,10 @@ async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<Stri
     endpoint_page(state, viewer, id, None).await
 }
 
+fn not_found(state: &AppState, viewer: &Viewer, body: &str) -> Response {
+    super::web::message(state, Some(viewer), StatusCode::NOT_FOUND, "Not found", body)
+}
+
 /// Runs an endpoint action for an admin's form and shows the endpoint again with `done`.
 async fn act(
     state: AppState,
@@ -177,22 +172,12 @@ async fn act(
     id: String,
     work: impl FnOnce(&crate::app::service::Service, &str) -> Result<String, ServiceError> + Send + 'static,
 ) -> Response {
-    let w = match viewer.form(f) {
-        Ok((w, _)) => w.clone(),
-        Err(r) => return *r,
-    };
-    let (svc, by) = (state.service.clone(), w.person.email.clone());
-    match blocking(move || work(&svc, &by)).await {
+    let svc = state.service.clone();
+    match form_work(&viewer, f, move |w, _, _| work(&svc, &w.person.email)).await {
         Ok(Ok(done)) => endpoint_page(state, viewer, id, Some(done)).await,
-        Ok(Err(ServiceError::NotFound)) => super::web::message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "There is no such webhook endpoint or delivery.",
-        ),
+        Ok(Err(ServiceError::NotFound)) => not_found(&state, &viewer, "There is no such webhook endpoint or delivery."),
         Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -228,21 +213,11 @@ async fn delete(
     Path(id): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let w = match viewer.form(f) {
-        Ok((w, _)) => w.clone(),
-        Err(r) => return *r,
-    };
-    let (svc, by) = (state.service.clone(), w.person.email.clone());
-    match blocking(move || svc.delete_webhook(&id, &by)).await {
+    let svc = state.service.clone();
+    match form_work(&viewer, f, move |w, _, _| svc.delete_webhook(&id, &w.person.email)).await {
         Ok(Ok(_)) => Redirect::to("/admin/webhooks").into_response(),
-        Ok(Err(ServiceError::NotFound)) => super::web::message(
-            &state,
-            Some(&viewer),
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "There is no such webhook endpoint.",
-        ),
+        Ok(Err(ServiceError::NotFound)) => not_found(&state, &viewer, "There is no such webhook endpoint."),
         Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => e.into_response(),
+        Err(r) => *r,
     }
 }

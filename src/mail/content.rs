@@ -13,7 +13,7 @@ use tera::{Context, Tera};
 use super::MailError;
 use crate::config::Config;
 use crate::domain::agreement::Agreement;
-use crate::store::{Message, MessageStatus};
+use crate::store::Message;
 
 const TEMPLATES: [(&str, &str); 9] = [
     ("email/base.html.tera", include_str!("../../templates/email/base.html.tera")),
@@ -141,26 +141,13 @@ pub fn build(config: &Config, a: &Agreement, mut d: Draft, now: u64) -> Message 
         }
     };
     let id = d.id.unwrap_or_else(|| crate::store::ids::message_id(now));
+    let message_id = message_id_for(&id, config);
     Message {
-        message_id: message_id_for(&id, config),
-        id,
         agreement_id: a.id.clone(),
-        kind: d.kind,
-        to_name: d.to_name,
-        to: d.to,
-        subject: d.subject,
-        text,
         html,
-        created_at: now,
-        status: MessageStatus::Queued,
-        attempts: 0,
-        last_error: None,
-        sent_at: None,
         signer_id: d.signer_id,
-        next_attempt_at: None,
-        last_attempt_at: None,
-        reply: None,
         reply_to: reply_to(a, config),
+        ..Message::queued(id, message_id, &d.kind, (d.to_name, d.to), d.subject, text, now)
     }
 }
 

@@ -35,6 +35,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lopdf::{Dictionary, Document, IncrementalDocument, Object, ObjectId, StringFormat};
 
+use crate::render::pdf::id_of;
+
 /// Why pages could not be appended.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -212,9 +214,9 @@ pub fn append_pages(original: &[u8], appendix: &[u8]) -> Result<Vec<u8>, AppendE
     // Trailer facts, taken before `prev` moves into the incremental document.
     let new_count = i64::try_from(pages.len()).ok().and_then(|n| old_count.checked_add(n));
     let new_count = new_count.ok_or_else(|| AppendError::Structure("page count overflows".into()))?;
-    let revision = Revision::of(&prev, Object::String(fnv128(&[original]).to_vec(), StringFormat::Hexadecimal))
+    let revision = Revision::of(&prev, Object::String(id_of(&[original]).to_vec(), StringFormat::Hexadecimal))
         .ok_or_else(|| AppendError::Structure("startxref out of range".into()))?;
-    let revision_id = Object::String(fnv128(&[original, appendix]).to_vec(), StringFormat::Hexadecimal);
+    let revision_id = Object::String(id_of(&[original, appendix]).to_vec(), StringFormat::Hexadecimal);
     let needed_version = newer_version(&prev, &extra);
 
     let mut inc = IncrementalDocument::create_from(original.to_vec(), prev);
@@ -367,21 +369,6 @@ fn newer_version(prev: &Document, extra: &Document) -> Option<String> {
     (want > have).then(|| format!("{}.{}", want.0, want.1))
 }
 
-/// FNV-1a, 128-bit: a stable, dependency-free digest for the revision part of `/ID`, so the
-/// same inputs always give the same bytes.
-fn fnv128(parts: &[&[u8]]) -> [u8; 16] {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    let mut h = OFFSET;
-    for part in parts {
-        for &b in part.iter().chain(&(part.len() as u64).to_be_bytes()) {
-            h ^= u128::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
-    }
-    h.to_be_bytes()
-}
-
 /// The first object number an incremental update may use: above every object the previous
 /// revisions hold and above their `/Size`. Shared by the appendix and the seal.
 pub(crate) fn next_object_id(prev: &Document) -> Option<u32> {
@@ -472,8 +459,7 @@ pub(crate) mod tests {
                 frames: Vec::new(),
             })
             .collect();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&fnv128(&[font_name.as_bytes(), format!("{pages:?}").as_bytes()]));
+        let id = id_of(&[font_name.as_bytes(), format!("{pages:?}").as_bytes()]);
         let meta = crate::render::pdf::Meta {
             title: "Test",
             subject: "",

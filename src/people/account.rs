@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use super::{Directory, PeopleError, PersonView, SignedIn, password, token_hash, totp};
 use crate::staff::Role;
 use crate::store::people::{PersonRecord, ResetRecord, TotpRecord};
-use crate::store::{Change, Message, MessageStatus, StoreError};
+use crate::store::{Change, Message, StoreError};
 
 /// A sign-in waits this long for its second factor.
 pub const PENDING_SECS: u64 = 5 * 60;
@@ -346,30 +346,19 @@ impl Directory {
         Ok(())
     }
 
-    fn queue_mail(&self, kind: &str, p: &PersonRecord, subject: &str, text: String) -> Result<(), PeopleError> {
+    /// Queues an email to a person (no agreement) and wakes the sender.
+    pub(super) fn queue_mail(
+        &self,
+        kind: &str,
+        p: &PersonRecord,
+        subject: &str,
+        text: String,
+    ) -> Result<(), PeopleError> {
         let now = self.now();
         let id = crate::store::ids::message_id(now);
-        let m = Message {
-            message_id: crate::mail::content::message_id_for(&id, &self.svc.config),
-            id,
-            agreement_id: String::new(),
-            kind: kind.into(),
-            to_name: p.name.clone(),
-            to: p.email.clone(),
-            subject: subject.into(),
-            text,
-            html: None,
-            created_at: now,
-            status: MessageStatus::Queued,
-            attempts: 0,
-            last_error: None,
-            sent_at: None,
-            signer_id: None,
-            reply_to: None,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            reply: None,
-        };
+        let message_id = crate::mail::content::message_id_for(&id, &self.svc.config);
+        let to = (p.name.clone(), p.email.clone());
+        let m = Message::queued(id, message_id, kind, to, subject.into(), text, now);
         self.svc.store.commit(Change { messages: vec![m], ..Default::default() })?;
         self.svc.mail_wake.notify_one();
         Ok(())

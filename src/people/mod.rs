@@ -30,8 +30,8 @@ use subtle::ConstantTimeEq;
 
 use crate::app::service::Service;
 use crate::staff::{Role, Staff};
+use crate::store::StoreError;
 use crate::store::people::{InviteRecord, NewSecurityEvent, PeopleStore, PersonRecord, SecurityEvent, SessionRecord};
-use crate::store::{Change, Message, MessageStatus, StoreError};
 
 /// An invitation (and the first-admin link) works for this long.
 pub const INVITE_SECS: u64 = 72 * 3600;
@@ -375,36 +375,12 @@ impl Directory {
         })?;
         p.invite_hash = Some(hash);
         self.store().put_person(&p)?;
-        let id = crate::store::ids::message_id(now);
-        let c = &self.svc.config;
         let text = format!(
             "Hello {},\n\n{by} invited you to Countersign as {}.\n\nChoose your password here (the link works once, for 72 hours):\n{url}\n",
             p.name,
             Role::parse(&p.role).map_or("staff", |r| r.as_str())
         );
-        let m = Message {
-            message_id: crate::mail::content::message_id_for(&id, c),
-            id,
-            agreement_id: String::new(),
-            kind: "invite".into(),
-            to_name: p.name.clone(),
-            to: p.email.clone(),
-            subject: "You are invited to Countersign".into(),
-            text,
-            html: None,
-            created_at: now,
-            status: MessageStatus::Queued,
-            attempts: 0,
-            last_error: None,
-            sent_at: None,
-            signer_id: None,
-            reply_to: None,
-            next_attempt_at: None,
-            last_attempt_at: None,
-            reply: None,
-        };
-        self.svc.store.commit(Change { messages: vec![m], ..Default::default() })?;
-        self.svc.mail_wake.notify_one();
+        self.queue_mail("invite", &p, "You are invited to Countersign", text)?;
         self.log(by, action, format!("{} as {}", p.email, p.role), ip)?;
         Ok((p.id, url))
     }

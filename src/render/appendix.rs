@@ -2,8 +2,6 @@
 //! completion. Laid out and written by the same engine as the agreement, then appended to the
 //! sent PDF as an incremental update (`pdf::append`), so the sent bytes stay a prefix.
 
-use sha2::{Digest, Sha256};
-
 use super::fonts::fonts;
 use super::model::{Article, Attachment, Block, Clause, Document, Run};
 use super::{layout, pdf};
@@ -119,9 +117,7 @@ pub fn render(a: &Agreement, events: &[Event], sent_sha256: &str, now: u64, seal
     };
     let f = fonts();
     let pages = layout::layout(f, &doc);
-    let digest = Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default());
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
+    let id = pdf::id_of(&[&serde_json::to_vec(&doc).unwrap_or_default()]);
     let header = format!("{} — executed", a.title);
     let right = format!("Agreement {}", a.id);
     pdf::write(

@@ -283,13 +283,11 @@ impl Renderer {
         // The /ID digest: the intake, the options and the software version determine every
         // byte of the document (templates and fonts are compiled in), at a fraction of the
         // cost of hashing the document itself.
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(intake).unwrap_or_default());
-        h.update(format!("{:?}{}{}", opts.mode, opts.version, env!("CARGO_PKG_VERSION")));
-        h.update(self.fingerprint.as_bytes());
-        let digest = h.finalize();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
+        let id = pdf::id_of(&[
+            &serde_json::to_vec(intake).unwrap_or_default(),
+            format!("{:?}{}{}", opts.mode, opts.version, env!("CARGO_PKG_VERSION")).as_bytes(),
+            self.fingerprint.as_bytes(),
+        ]);
 
         let header_right = match opts.mode {
             Mode::Draft => "DRAFT — for review by counsel".to_string(),

@@ -46,6 +46,20 @@ const PER_FACE: usize = 5;
 const FIRST_PAGE: usize = FIRST_FONT + 2 * PER_FACE;
 
 /// Writes the PDF with the faces named `F1` (regular) and `F2` (bold).
+/// Bytes for a trailer `/ID`: the first 16 bytes of SHA-256 over `parts` in order, so the same
+/// inputs always give the same bytes. Every PDF Countersign writes or appends to takes its `/ID`
+/// (or the revision part of it) from here.
+pub fn id_of(parts: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part);
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    id
+}
+
 pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
     write_named(fonts, pages, meta, ["F1", "F2"])
 }

@@ -5,8 +5,6 @@
 //!
 //! Deterministic: the same figures and date give the same bytes.
 
-use sha2::{Digest, Sha256};
-
 use super::fonts::{Face, fonts};
 use super::layout::{self, Line, MARGIN, PAGE_H, PAGE_W, Page, Rule, Span};
 use super::model::{Article, Block, Document, Run};
@@ -160,9 +158,7 @@ pub fn pdf(r: &Report, now: u64) -> Vec<u8> {
         ("Vendors by determination", r.by_determination.iter().map(|(d, n)| (det_label(d), *n)).collect()),
         ("BAA coverage of business associates and subcontractors", coverage),
     ]));
-    let digest = Sha256::digest(serde_json::to_vec(r).unwrap_or_default());
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
+    let id = pdf::id_of(&[&serde_json::to_vec(r).unwrap_or_default()]);
     let right = format!("As of {}", r.as_of);
     pdf::write(
         f,

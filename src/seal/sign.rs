@@ -140,10 +140,8 @@ fn seal_once(
     };
 
     // Trailer facts, taken before `prev` moves into the incremental document.
-    let mut revision = Sha256::new();
-    revision.update(pdf);
-    revision.update(signing_time_unix.to_be_bytes());
-    let revision_id = Object::String(revision.finalize()[..16].to_vec(), StringFormat::Hexadecimal);
+    let revision_id = crate::render::pdf::id_of(&[pdf, &signing_time_unix.to_be_bytes()]);
+    let revision_id = Object::String(revision_id.to_vec(), StringFormat::Hexadecimal);
     let revision = crate::pdf::append::Revision::of(&prev, revision_id.clone())
         .ok_or_else(|| structure("startxref out of range"))?;
 

@@ -297,15 +297,7 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
         .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| Invalid::Malformed("the CMS SignedData does not have exactly one signer".into()))?;
-    let certs: Vec<Cert> = signed_data
-        .certificates
-        .iter()
-        .flat_map(|set| set.0.iter())
-        .filter_map(|choice| match choice {
-            cms::cert::CertificateChoices::Certificate(cert) => cert_with_der(cert),
-            _ => None,
-        })
-        .collect();
+    let certs = certs_in(&signed_data);
     let SignerIdentifier::IssuerAndSerialNumber(id) = &signer.sid else {
         return Err(Invalid::Unsupported(
             "the signer is identified by key identifier, which Countersign seals do not use".into(),
@@ -418,6 +410,18 @@ fn check(pdf: &[u8], sig: &Candidate, keys: &SealKeys, report: &mut SealReport) 
     Ok(which)
 }
 
+/// The certificates a CMS SignedData carries (other kinds of certificate choice are skipped).
+fn certs_in(sd: &SignedData) -> Vec<Cert> {
+    sd.certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|choice| match choice {
+            cms::cert::CertificateChoices::Certificate(cert) => cert_with_der(cert),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks the timestamp token's signer: its message-digest attribute against the `TSTInfo`, and
 /// (for ECDSA P-256 with SHA-256) its signature with the certificate in the token. Returns the
 /// signer's subject and whether the signature was checked.
@@ -429,15 +433,7 @@ fn check_token_signature(sd: &SignedData, tst: &[u8]) -> Result<(String, bool), 
         .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| Invalid::Malformed("not exactly one signer".into()))?;
-    let certs: Vec<Cert> = sd
-        .certificates
-        .iter()
-        .flat_map(|set| set.0.iter())
-        .filter_map(|choice| match choice {
-            cms::cert::CertificateChoices::Certificate(cert) => cert_with_der(cert),
-            _ => None,
-        })
-        .collect();
+    let certs = certs_in(sd);
     let cert = certs.iter().find(|c| match &signer.sid {
         SignerIdentifier::IssuerAndSerialNumber(id) => {
             c.cert.tbs_certificate.issuer == id.issuer && c.cert.tbs_certificate.serial_number == id.serial_number

@@ -88,19 +88,7 @@ impl PeopleStore for MemoryPeople {
 
     fn append_security(&self, e: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
         let mut m = self.maps();
-        let (seq, prev) =
-            m.seclog.last().map_or((1, super::audit::GENESIS.to_string()), |l| (l.seq + 1, l.hash.clone()));
-        let mut ev = SecurityEvent {
-            seq,
-            at: e.at,
-            who: e.who,
-            action: e.action,
-            detail: e.detail,
-            ip: e.ip,
-            prev,
-            hash: String::new(),
-        };
-        ev.hash = ev.compute_hash();
+        let ev = SecurityEvent::next(m.seclog.last(), e);
         m.seclog.push(ev.clone());
         Ok(ev)
     }

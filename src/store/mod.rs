@@ -64,6 +64,43 @@ pub struct Message {
     pub reply: Option<String>,
 }
 
+impl Message {
+    /// A message queued at `now`, not tried yet, to `(name, address)`; `message_id` is its
+    /// RFC 5322 Message-ID (the mail module's `message_id_for`). No agreement, HTML part, signer
+    /// or Reply-To: a caller that has them sets them.
+    pub fn queued(
+        id: String,
+        message_id: String,
+        kind: &str,
+        (to_name, to): (String, String),
+        subject: String,
+        text: String,
+        now: u64,
+    ) -> Message {
+        Message {
+            id,
+            agreement_id: String::new(),
+            kind: kind.into(),
+            to_name,
+            to,
+            subject,
+            text,
+            html: None,
+            message_id,
+            created_at: now,
+            status: MessageStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            signer_id: None,
+            reply_to: None,
+            next_attempt_at: None,
+            last_attempt_at: None,
+            reply: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {

@@ -8,13 +8,12 @@
 //! a copy of the store lets nobody sign in.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sled::Transactional;
 use sled::Tree;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use super::StoreError;
 use super::sled_store::SledStore;
-use super::{StoreError, audit::GENESIS};
 
 /// A member of staff who signs in to the web app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,41 +101,7 @@ pub struct SessionRecord {
     pub ip: String,
 }
 
-/// One entry of the staff security log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecurityEvent {
-    pub seq: u64,
-    pub at: u64,
-    /// Who acted (an email, `key:<id> <name>`, or `anonymous`).
-    pub who: String,
-    /// `signed_in`, `sign_in_failed`, `invited`, `role_changed`, `disabled`, …
-    pub action: String,
-    pub detail: String,
-    pub ip: String,
-    pub prev: String,
-    /// SHA-256 of `prev` and this event's other fields (see [`SecurityEvent::compute_hash`]).
-    pub hash: String,
-}
-
-impl SecurityEvent {
-    pub fn compute_hash(&self) -> String {
-        let body = serde_json::json!({
-            "seq": self.seq, "at": self.at, "who": self.who, "action": self.action,
-            "detail": self.detail, "ip": self.ip, "prev": self.prev,
-        });
-        hex::encode(Sha256::digest(body.to_string().as_bytes()))
-    }
-}
-
-/// What a caller records; the store numbers and chains it.
-#[derive(Debug, Clone, Default)]
-pub struct NewSecurityEvent {
-    pub at: u64,
-    pub who: String,
-    pub action: String,
-    pub detail: String,
-    pub ip: String,
-}
+pub use crate::domain::security_log::{NewSecurityEvent, SecurityEvent, verify_security_log};
 
 /// Storage for people, invitations, sessions and the security log.
 pub trait PeopleStore: Send + Sync {
@@ -289,25 +254,12 @@ impl PeopleStore for SledStore {
     fn append_security(&self, e: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
         let t = self.people_trees();
         let _one = t.append.lock().unwrap_or_else(|p| p.into_inner());
-        let (seq, prev) = match t.seclog.last().map_err(io)? {
-            Some((_, v)) => {
-                let last: SecurityEvent = serde_json::from_slice(&v).map_err(io)?;
-                (last.seq + 1, last.hash)
-            }
-            None => (1, GENESIS.to_string()),
+        let last: Option<SecurityEvent> = match t.seclog.last().map_err(io)? {
+            Some((_, v)) => Some(serde_json::from_slice(&v).map_err(io)?),
+            None => None,
         };
-        let mut ev = SecurityEvent {
-            seq,
-            at: e.at,
-            who: e.who,
-            action: e.action,
-            detail: e.detail,
-            ip: e.ip,
-            prev,
-            hash: String::new(),
-        };
-        ev.hash = ev.compute_hash();
-        put(&t.seclog, &seq.to_be_bytes(), &ev)?;
+        let ev = SecurityEvent::next(last.as_ref(), e);
+        put(&t.seclog, &ev.seq.to_be_bytes(), &ev)?;
         self.make_durable()?;
         Ok(ev)
     }
@@ -315,18 +267,6 @@ impl PeopleStore for SledStore {
     fn security_log(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         all(&self.people_trees().seclog)
     }
-}
-
-/// Checks the security log's chain: `Ok(events)` or the first broken sequence number.
-pub fn verify_security_log(events: &[SecurityEvent]) -> Result<usize, u64> {
-    let mut prev = GENESIS.to_string();
-    for (i, e) in events.iter().enumerate() {
-        if e.seq != i as u64 + 1 || e.prev != prev || e.compute_hash() != e.hash {
-            return Err(e.seq);
-        }
-        prev = e.hash.clone();
-    }
-    Ok(events.len())
 }
 
 #[cfg(test)]

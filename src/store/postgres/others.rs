@@ -142,26 +142,13 @@ impl PeopleStore for PgStore {
         self.pool.with(|c| {
             let mut tx = c.transaction().map_err(pg_err)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SECLOG_LOCK]).map_err(pg_err)?;
-            let (seq, prev) =
+            let last: Option<SecurityEvent> =
                 match tx.query_opt("SELECT body FROM seclog ORDER BY seq DESC LIMIT 1", &[]).map_err(pg_err)? {
-                    Some(r) => {
-                        let last: SecurityEvent = json(&r.get::<_, Vec<u8>>(0))?;
-                        (last.seq + 1, last.hash)
-                    }
-                    None => (1, GENESIS.to_string()),
+                    Some(r) => Some(json(&r.get::<_, Vec<u8>>(0))?),
+                    None => None,
                 };
-            let mut ev = SecurityEvent {
-                seq,
-                at: e.at,
-                who: e.who,
-                action: e.action,
-                detail: e.detail,
-                ip: e.ip,
-                prev,
-                hash: String::new(),
-            };
-            ev.hash = ev.compute_hash();
-            tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(seq as i64), &to_json(&ev)?])
+            let ev = SecurityEvent::next(last.as_ref(), e);
+            tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(ev.seq as i64), &to_json(&ev)?])
                 .map_err(pg_err)?;
             tx.commit().map_err(pg_err)?;
             Ok(ev)
