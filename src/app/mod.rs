@@ -72,9 +72,15 @@ pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, String> {
 /// Opens the service a server runs on, from configuration: the store, the link keys, the
 /// renderer, the seal; messages committed before a crash but not yet written out are flushed.
 pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, String> {
+    let store = open_store(&config)?;
+    open_on(config, store, clock)
+}
+
+/// [`open`] over a store already opened (operator commands open it first to learn whether a
+/// server holds it).
+pub fn open_on(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Service, String> {
     crate::config::mail::validate(&config)?;
     crate::mail::content::check()?;
-    let store = open_store(&config)?;
     let keys = if config.link_keys.is_empty() {
         KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(|e| format!("link keys: {e}"))?
     } else {
