@@ -128,9 +128,11 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
 
 /// Walks every chain; `Ok((chains, events))` or the first break as a sentence.
 pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
-    let chains = store.raw_chains().map_err(|e| e.to_string())?;
+    // One moment's view: on PostgreSQL other instances append while this walks.
+    let snapshot = store.audit_snapshot().map_err(|e| e.to_string())?;
+    let chains = snapshot.chains;
     let heads: std::collections::HashMap<String, crate::store::ChainHead> =
-        store.chain_heads().map_err(|e| e.to_string())?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
+        snapshot.heads.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
     let mut events = 0;
     let mut seen = std::collections::HashSet::new();
     for (id, raw) in &chains {
@@ -162,9 +164,8 @@ pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), String> {
         ));
     }
     // Every agreement has a chain (each begins with `created`).
-    let agreements = store.agreements().map_err(|e| e.to_string())?;
-    if let Some(a) = agreements.iter().find(|a| !seen.contains(&a.id)) {
-        return Err(format!("agreement {}: it has no audit chain (its events were deleted)", a.id));
+    if let Some(a) = snapshot.agreement_ids.iter().find(|a| !seen.contains(*a)) {
+        return Err(format!("agreement {a}: it has no audit chain (its events were deleted)"));
     }
     Ok((chains.len(), events))
 }
