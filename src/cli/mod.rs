@@ -169,16 +169,19 @@ pub enum Command {
         command: KeysCommand,
     },
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
-    /// attempts), and retrying one. Works while the server runs (through its API).
+    /// attempts), and retrying one. Works while the server runs (through its API; on
+    /// PostgreSQL on the shared database).
     Outbox(crate::cli::outbox::OutboxArgs),
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
-    /// or list everyone. Works while the server runs (through its API).
+    /// or list everyone. Works while the server runs (through its API; on PostgreSQL on the
+    /// shared database).
     User(user::UserArgs),
     /// The vendor register: list vendors, show one, or write the executive report
-    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API).
+    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API;
+    /// on PostgreSQL on the shared database).
     Vendors(vendors::VendorsArgs),
     /// Webhook endpoints: list, add (prints the secret once), remove, a delivery log, redeliver.
-    /// Works while the server runs (through its API).
+    /// Works while the server runs (through its API; on PostgreSQL on the shared database).
     Webhooks(webhooks::WebhooksArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
