@@ -113,9 +113,15 @@ pub fn seal_keys(config: &Config) -> Result<crate::seal::SealKeys, OpenError> {
 /// Opens the service a server runs on, from configuration: the store, the link keys, the
 /// renderer, the seal; messages committed before a crash but not yet written out are flushed.
 pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Service, OpenError> {
+    let store = open_store(&config)?;
+    open_on(config, store, clock)
+}
+
+/// [`open`] over a store already opened (operator commands open it first to learn whether a
+/// server holds it).
+pub fn open_on(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Service, OpenError> {
     crate::config::mail::validate(&config)?;
     crate::mail::content::check()?;
-    let store = open_store(&config)?;
     let keys = if config.link_keys.is_empty() {
         KeyRing::load_or_create(&config.data_dir.join("link-keys")).map_err(OpenError::LinkKeys)?
     } else {
@@ -196,9 +202,11 @@ impl From<ChainError> for String {
 
 /// Walks every chain; `Ok((chains, events))` or the first break.
 pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), ChainError> {
-    let chains = store.raw_chains()?;
+    // One moment's view: on PostgreSQL other instances append while this walks.
+    let snapshot = store.audit_snapshot()?;
+    let chains = snapshot.chains;
     let heads: std::collections::HashMap<String, crate::store::ChainHead> =
-        store.chain_heads()?.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
+        snapshot.heads.into_iter().map(|h| (h.agreement_id.clone(), h)).collect();
     let mut events = 0;
     let mut seen = std::collections::HashSet::new();
     for (id, raw) in &chains {
@@ -221,9 +229,8 @@ pub fn verify_chains(store: &dyn Store) -> Result<(usize, usize), ChainError> {
         return Err(ChainError::ChainMissing { id: h.agreement_id.clone(), head: h.seq });
     }
     // Every agreement has a chain (each begins with `created`).
-    let agreements = store.agreements()?;
-    if let Some(a) = agreements.iter().find(|a| !seen.contains(&a.id)) {
-        return Err(ChainError::NoChain(a.id.clone()));
+    if let Some(a) = snapshot.agreement_ids.iter().find(|a| !seen.contains(*a)) {
+        return Err(ChainError::NoChain(a.clone()));
     }
     Ok((chains.len(), events))
 }

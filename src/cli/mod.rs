@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the intake or the agreement has errors (printed as findings);
 //! 2 usage or I/O problems (unreadable file, unwritable output).
 
+pub mod access;
 pub mod client;
 pub mod db;
 pub mod ops;
@@ -112,8 +113,8 @@ pub enum Command {
     /// Is FILE byte-for-byte an archived document? Exit 0 only on a match.
     Verify {
         file: PathBuf,
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Staff API keys (shown once at creation; stored only as hashes).
     Apikey {
@@ -125,13 +126,14 @@ pub enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
-    /// Write a consistent snapshot of the store (asks the running server if there is one).
+    /// Write a consistent snapshot of the store (asks the running server if one holds the sled
+    /// directory; on PostgreSQL, one snapshot of the database).
     /// The snapshot holds live signing links: `--encrypt` seals it under a passphrase.
     Backup {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Encrypt the snapshot (argon2id + XChaCha20-Poly1305) under the passphrase read from
         /// --passphrase-file or COUNTERSIGN_BACKUP_PASSPHRASE (at least 12 characters).
         #[arg(long)]
@@ -140,7 +142,8 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
-    /// Load a backup into an empty data directory, then verify every audit chain.
+    /// Load a backup into an empty data directory (or, with --database-url, an empty PostgreSQL
+    /// database; the directory then gets the key files), then verify every audit chain.
     Restore {
         #[arg(long)]
         from: PathBuf,
@@ -155,8 +158,8 @@ pub enum Command {
         /// two-factor seeds do not open and people with two-factor sign-in need a reset.
         #[arg(long)]
         vault_key: Option<PathBuf>,
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Link keys: `keys rotate` adds a new signing key to `<data>/link-keys`; links signed
     /// with the older keys keep working until they expire. A running server picks the new key
@@ -166,16 +169,19 @@ pub enum Command {
         command: KeysCommand,
     },
     /// The mail outbox: each message's delivery (queued, sent, failed with the reason,
-    /// attempts), and retrying one. Works while the server runs (through its API).
+    /// attempts), and retrying one. Works while the server runs (through its API; on
+    /// PostgreSQL on the shared database).
     Outbox(crate::cli::outbox::OutboxArgs),
     /// People who sign in to the web app: invite one (prints the one-time link and emails it),
-    /// or list everyone. Works while the server runs (through its API).
+    /// or list everyone. Works while the server runs (through its API; on PostgreSQL on the
+    /// shared database).
     User(user::UserArgs),
     /// The vendor register: list vendors, show one, or write the executive report
-    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API).
+    /// (`report --out FILE [--format pdf|csv]`). Works while the server runs (through its API;
+    /// on PostgreSQL on the shared database).
     Vendors(vendors::VendorsArgs),
     /// Webhook endpoints: list, add (prints the secret once), remove, a delivery log, redeliver.
-    /// Works while the server runs (through its API).
+    /// Works while the server runs (through its API; on PostgreSQL on the shared database).
     Webhooks(webhooks::WebhooksArgs),
     /// The sealing certificates: print or export the CA certificate (add it to Acrobat's or
     /// NSS's trusted list to validate sealed PDFs), or rotate the sealing certificate.
@@ -232,13 +238,14 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Write N realistic agreements (varied counterparties, kinds, states, statuses, dates, audit
-    /// chains and sent messages) into a data directory through the store, for measuring search,
+    /// chains and sent messages) into a data directory or a PostgreSQL database through the store, for measuring search,
     /// start-up, memory and size at scale. Two of them are carried through the real service
     /// (rendered, sent, signed, sealed); the others reuse those PDFs, content-addressed.
     Seed {
-        /// Data directory (created if missing; a server must not be running on it).
-        #[arg(long)]
-        data: PathBuf,
+        /// The data directory (created if missing; on sled a server must not be running on
+        /// it), or with --database-url the PostgreSQL database to fill.
+        #[command(flatten)]
+        store: StoreArgs,
         /// How many agreements (at least 2: the two templates).
         #[arg(long, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
         count: u64,
@@ -263,9 +270,8 @@ pub enum DbCommand {
 pub enum AuditCommand {
     /// Walk every agreement's hash chain and report the first break (exit 1 if any).
     Verify {
-        /// Data directory (default ./countersign-data).
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -280,19 +286,19 @@ pub enum ApikeyCommand {
         /// Days until it expires (default: never).
         #[arg(long)]
         expires_in_days: Option<u64>,
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List keys (never their secrets).
     List {
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke a key by id (`bootstrap` for the bootstrap key, once another admin exists).
     Revoke {
         id: String,
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -311,9 +317,11 @@ pub enum SealCertCommand {
         data: PathBuf,
     },
     /// Issue a new sealing certificate from the same CA; older ones still verify old seals.
+    /// On sled, refused while a server holds the directory; on PostgreSQL, running instances
+    /// seal with it once restarted.
     Rotate {
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -330,9 +338,30 @@ pub enum KeysCommand {
 pub enum RetentionCommand {
     /// List agreements past their retention date.
     Report {
-        #[arg(long, default_value = "countersign-data")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
+}
+
+/// Where an operator command's store is: `--data DIR` (sled and the key files), or with
+/// `--database-url` / `COUNTERSIGN_DATABASE_URL` PostgreSQL (the directory then holds the key
+/// files only). See [`access`] for what runs while servers do.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory (sled and the key files; with a database URL, the key files only).
+    #[arg(long, default_value = "countersign-data")]
+    pub data: PathBuf,
+    /// A PostgreSQL database the instances share (postgres://user:password@host:port/dbname;
+    /// default: COUNTERSIGN_DATABASE_URL): the command works on it directly, servers running
+    /// or not.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn config(&self) -> Result<crate::config::Config, String> {
+        access::config_for(&self.data, self.database_url.as_deref())
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -432,8 +461,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             db::db_migrate(&db::database_url(database_url)?)
         }
         Command::Migrate { from, to, data } => db::migrate_command(&from, &to, data.as_deref()),
-        Command::Audit { command: AuditCommand::Verify { data } } => serve::audit_verify(&data),
-        Command::Verify { file, data } => ops::verify(&file, &data),
+        Command::Audit { command: AuditCommand::Verify { store } } => serve::audit_verify(&store.config()?),
+        Command::Verify { file, store } => ops::verify(&file, &store.config()?),
         Command::SealCert { command } => ops::seal_cert(command),
         Command::Keys { command: KeysCommand::Rotate { data } } => {
             let path = data.join("link-keys");
@@ -445,15 +474,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { command: BenchCommand::Seed { data, count, seed } } => ops::bench_seed(&data, count, seed),
-        Command::Apikey { command } => ops::apikey(command),
-        Command::Retention { command: RetentionCommand::Report { data } } => ops::retention(&data),
-        Command::Backup { out, data, encrypt, passphrase_file } => {
-            let passphrase = if encrypt { Some(ops::passphrase(passphrase_file.as_deref())?) } else { None };
-            ops::backup(&out, &data, passphrase.as_ref())
+        Command::Bench { command: BenchCommand::Seed { store, count, seed } } => {
+            ops::bench_seed(&store.config()?, count, seed)
         }
-        Command::Restore { from, head_key, vault_key, data, passphrase_file } => {
-            ops::restore(&from, &data, head_key.as_deref(), vault_key.as_deref(), passphrase_file.as_deref())
+        Command::Apikey { command } => ops::apikey(command),
+        Command::Retention { command: RetentionCommand::Report { store } } => ops::retention(&store.config()?),
+        Command::Backup { out, store, encrypt, passphrase_file } => {
+            let passphrase = if encrypt { Some(ops::passphrase(passphrase_file.as_deref())?) } else { None };
+            ops::backup(&out, &store.config()?, passphrase.as_ref())
+        }
+        Command::Restore { from, head_key, vault_key, store, passphrase_file } => {
+            ops::restore(&from, &store.config()?, head_key.as_deref(), vault_key.as_deref(), passphrase_file.as_deref())
         }
         Command::Outbox(args) => crate::cli::outbox::run(args),
         Command::User(args) => user::run(args),

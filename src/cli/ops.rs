@@ -1,74 +1,50 @@
-//! Operator commands on the data directory: verify, API keys, retention, backup and restore.
+//! Operator commands on the data: verify, API keys, retention, backup and restore.
 //!
-//! Each opens the store directly when no server runs. When a server holds the directory, the
-//! ones that must work then (`verify`, `backup`) ask it over loopback HTTP; the others refuse
-//! plainly and name the API route to use instead.
+//! Each works on the store the configuration names ([`super::access`]). On sled, when a server
+//! holds the directory, the ones that must work then (`verify`, `backup`) ask it over loopback
+//! HTTP; the others refuse plainly and name the API route to use instead. On PostgreSQL they
+//! work on the shared database, servers running or not.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use super::{ApikeyCommand, SealCertCommand, client};
+use super::access::{Access, open_store};
+use super::{ApikeyCommand, SealCertCommand};
+use crate::config::Config;
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError};
-
-/// Either the store, or the running server that holds it (base URL, bootstrap key).
-pub(super) enum Access {
-    Direct(Box<SledStore>),
-    Server(String, String),
-}
-
-pub(super) fn access(data: &Path) -> Result<Access, String> {
-    match SledStore::open(data) {
-        Ok(s) => Ok(Access::Direct(Box::new(s))),
-        Err(StoreError::Locked(_)) => client::server(data).map(|(u, k)| Access::Server(u, k)),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn direct(data: &Path, api: &str) -> Result<SledStore, String> {
-    match SledStore::open(data) {
-        Ok(s) => Ok(s),
-        Err(StoreError::Locked(d)) => Err(format!(
-            "{d} is held by a running countersign server; refusing to open it. Use the API instead: {api} (with an admin key)"
-        )),
-        Err(e) => Err(e.to_string()),
-    }
-}
 
 fn now() -> u64 {
     crate::clock::Clock::now(&crate::clock::SystemClock)
 }
 
 /// A service over a directly opened store, for commands that need its logic.
-fn service(store: SledStore, data: &Path) -> Result<crate::app::service::Service, String> {
-    let keys = crate::signing::token::KeyRing::load_or_create(&data.join("link-keys")).map_err(|e| e.to_string())?;
-    let config = crate::config::Config { data_dir: data.to_path_buf(), ..Default::default() };
-    let seal = crate::app::seal_keys(&config)?;
+fn service(store: Arc<dyn Store>, config: &Config) -> Result<crate::app::service::Service, String> {
+    let keys = crate::signing::token::KeyRing::load_or_create(&config.data_dir.join("link-keys"))
+        .map_err(|e| e.to_string())?;
+    let seal = crate::app::seal_keys(config)?;
     let vault = crate::secret::vault::Vault::load(&config.vault_key_path(), true).map_err(|e| e.to_string())?;
     Ok(crate::app::service::Service::new(
-        std::sync::Arc::new(store),
+        store,
         keys,
         crate::render::Renderer::builtin().map_err(|e| e.to_string())?,
-        config,
+        config.clone(),
         std::sync::Arc::new(crate::clock::SystemClock),
         seal,
         vault,
     ))
 }
 
-pub fn verify(file: &Path, data: &Path) -> Result<ExitCode, String> {
+pub fn verify(file: &Path, config: &Config) -> Result<ExitCode, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let v: serde_json::Value = match access(data)? {
-        Access::Direct(store) => {
-            let svc = service(*store, data)?;
+    let v: serde_json::Value = match super::access::access(config, None)? {
+        Access::Store(store) => {
+            let svc = service(store, config)?;
             serde_json::to_value(svc.verify(&bytes, true).map_err(|e| e.to_string())?).unwrap_or_default()
         }
-        Access::Server(url, key) => {
-            let (status, body) =
-                client::request(&url, "POST", "/api/v1/verify", &key, Some("application/pdf"), &bytes)?;
-            if status != 200 {
-                return Err(format!("the server answered {status}: {}", String::from_utf8_lossy(&body)));
-            }
+        Access::Server(server) => {
+            let body = server.call("POST", "/api/v1/verify", Some(("application/pdf", &bytes)))?;
             serde_json::from_slice(&body).map_err(|e| e.to_string())?
         }
     };
@@ -111,19 +87,26 @@ fn cli_actor() -> String {
 
 pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
     match cmd {
-        ApikeyCommand::Create { role, name, expires_in_days, data } => {
-            let store = direct(&data, "POST /api/v1/apikeys")?;
+        ApikeyCommand::Create { role, name, expires_in_days, store } => {
+            let store = open_store(&store.config()?, "POST /api/v1/apikeys")?;
             let role = crate::staff::Role::parse(&role).ok_or("role must be sales, legal, vendor_manager or admin")?;
             let t = now();
-            let (key, rec) =
-                crate::staff::create(&store, &name, role, expires_in_days.map(|d| t + d * 86_400), &cli_actor(), "", t)
-                    .map_err(|e| e.to_string())?;
+            let (key, rec) = crate::staff::create(
+                store.as_ref(),
+                &name,
+                role,
+                expires_in_days.map(|d| t + d * 86_400),
+                &cli_actor(),
+                "",
+                t,
+            )
+            .map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!("created key {} ({}, {}); it is shown only once", rec.id, rec.name, rec.role);
         }
-        ApikeyCommand::List { data } => {
-            let store = direct(&data, "GET /api/v1/apikeys")?;
-            for k in crate::staff::list(&store).map_err(|e| e.to_string())? {
+        ApikeyCommand::List { store } => {
+            let store = open_store(&store.config()?, "GET /api/v1/apikeys")?;
+            for k in crate::staff::list(store.as_ref()).map_err(|e| e.to_string())? {
                 let state = match (&k.revoked_at, &k.expires_at) {
                     (Some(r), _) => format!("revoked {r}"),
                     (None, Some(e)) => format!("expires {e}"),
@@ -139,18 +122,18 @@ pub fn apikey(cmd: ApikeyCommand) -> Result<ExitCode, String> {
                 );
             }
         }
-        ApikeyCommand::Revoke { id, data } => {
-            let store = direct(&data, "DELETE /api/v1/apikeys/{id}")?;
-            let rec = crate::staff::revoke(&store, &id, now(), &cli_actor(), "").map_err(|e| e.to_string())?;
+        ApikeyCommand::Revoke { id, store } => {
+            let store = open_store(&store.config()?, "DELETE /api/v1/apikeys/{id}")?;
+            let rec = crate::staff::revoke(store.as_ref(), &id, now(), &cli_actor(), "").map_err(|e| e.to_string())?;
             println!("revoked {} ({})", rec.id, rec.name);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn retention(data: &Path) -> Result<ExitCode, String> {
-    let store = direct(data, "GET /api/v1/retention")?;
-    let svc = service(store, data)?;
+pub fn retention(config: &Config) -> Result<ExitCode, String> {
+    let store = open_store(config, "GET /api/v1/retention")?;
+    let svc = service(store, config)?;
     let rows = svc.retention_report().map_err(|e| e.to_string())?;
     if rows.is_empty() {
         println!("nothing is past its retention date");
@@ -165,10 +148,10 @@ pub fn retention(data: &Path) -> Result<ExitCode, String> {
 }
 
 /// `countersign bench seed`: writes `count` agreements into `data` (see [`crate::app::seed`]).
-pub fn bench_seed(data: &Path, count: u64, seed: u64) -> Result<ExitCode, String> {
+pub fn bench_seed(config: &Config, count: u64, seed: u64) -> Result<ExitCode, String> {
     let count = usize::try_from(count).map_err(|_| format!("--count {count} is too large for this machine"))?;
-    let store = direct(data, "(none: stop the server to seed its directory)")?;
-    let svc = service(store, data)?;
+    let store = open_store(config, "(none: stop the server to seed its directory)")?;
+    let svc = service(store, config)?;
     let progress = |n: usize| {
         if n.is_multiple_of(10_240) {
             eprintln!("  {n} of {count}");
@@ -182,7 +165,10 @@ pub fn bench_seed(data: &Path, count: u64, seed: u64) -> Result<ExitCode, String
         r.agreements,
         r.events,
         r.messages,
-        data.display(),
+        match config.database_url {
+            Some(_) => "the database".to_string(),
+            None => config.data_dir.display().to_string(),
+        },
         r.secs,
         r.agreements as f64 / r.secs.max(1e-9)
     );
@@ -205,20 +191,18 @@ pub fn passphrase(file: Option<&Path>) -> Result<crate::secret::SecretString, St
 }
 
 /// Writes a snapshot to `out` (0600), encrypted under `passphrase` when one is given.
-pub fn backup(out: &Path, data: &Path, passphrase: Option<&crate::secret::SecretString>) -> Result<ExitCode, String> {
-    let bytes = match access(data)? {
-        Access::Direct(store) => {
+pub fn backup(
+    out: &Path,
+    config: &Config,
+    passphrase: Option<&crate::secret::SecretString>,
+) -> Result<ExitCode, String> {
+    let bytes = match super::access::access(config, None)? {
+        Access::Store(store) => {
             let mut v = Vec::new();
             store.dump(&mut v).map_err(|e| e.to_string())?;
             v
         }
-        Access::Server(url, key) => {
-            let (status, body) = client::request(&url, "GET", "/api/v1/backup", &key, None, &[])?;
-            if status != 200 {
-                return Err(format!("the server answered {status}: {}", String::from_utf8_lossy(&body)));
-            }
-            body
-        }
+        Access::Server(server) => server.call("GET", "/api/v1/backup", None)?,
     };
     let records = bytes.iter().filter(|&&b| b == b'\n').count();
     let bytes = match passphrase {
@@ -244,11 +228,12 @@ pub fn backup(out: &Path, data: &Path, passphrase: Option<&crate::secret::Secret
 /// the copy of `vault.key`, without which sealed secrets (two-factor seeds) do not open.
 pub fn restore(
     from: &Path,
-    data: &Path,
+    config: &Config,
     head_key: Option<&Path>,
     vault_key: Option<&Path>,
     passphrase_file: Option<&Path>,
 ) -> Result<ExitCode, String> {
+    let data = config.data_dir.as_path();
     let mut f = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     // An encrypted backup is opened in memory first (it must be whole to authenticate); a
     // wrong passphrase or a damaged file stops here, before anything is created.
@@ -291,11 +276,31 @@ pub fn restore(
         std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| format!("{}: {e}", target.display()))?;
     }
-    let store = direct(data, "(stop the server: restore needs an empty, unused data directory)")?;
-    let n = match store.restore(std::io::BufReader::new(input)) {
-        Ok(n) => n,
+    // sled: the directory must be unused and empty; PostgreSQL: the database must be empty
+    // (checked, then filled in one transaction).
+    let restored: Result<(Arc<dyn Store>, usize), String> = match &config.database_url {
+        Some(url) => crate::store::postgres::PgStore::open(url.expose(), data)
+            .map_err(|e| format!("database: {e}"))
+            .and_then(|s| {
+                let n = s.restore(std::io::BufReader::new(input)).map_err(|e| e.to_string())?;
+                Ok((Arc::new(s) as Arc<dyn Store>, n))
+            }),
+        None => match SledStore::open(data) {
+            Ok(s) => match s.restore(std::io::BufReader::new(input)) {
+                Ok(n) => Ok((Arc::new(s) as Arc<dyn Store>, n)),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(StoreError::Locked(d)) => Err(format!(
+                "{d} is held by a running countersign server; stop it: restore needs an empty, unused data directory"
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let (store, n) = match restored {
+        Ok(r) => r,
         Err(e) => {
-            drop(store);
+            // Nothing half-restored stays behind: what this restore created in the directory
+            // goes (the database side is one transaction).
             match &before {
                 None => {
                     let _ = std::fs::remove_dir_all(data);
@@ -308,11 +313,14 @@ pub fn restore(
                     }
                 }
             }
-            return Err(e.to_string());
+            return Err(e);
         }
     };
-    println!("restored {n} records into {}", data.display());
-    match crate::app::verify_chains(&store) {
+    match &config.database_url {
+        Some(_) => println!("restored {n} records into the database (key files in {})", data.display()),
+        None => println!("restored {n} records into {}", data.display()),
+    }
+    match crate::app::verify_chains(store.as_ref()) {
         Ok((chains, events)) => {
             println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
             Ok(ExitCode::SUCCESS)
@@ -346,8 +354,15 @@ pub fn seal_cert(cmd: SealCertCommand) -> Result<ExitCode, String> {
                 out.display()
             );
         }
-        SealCertCommand::Rotate { data } => {
-            if SledStore::open(&data).is_err_and(|e| matches!(e, StoreError::Locked(_))) {
+        SealCertCommand::Rotate { store } => {
+            let config = store.config()?;
+            let data = config.data_dir;
+            // sled: a server holding the directory would keep sealing with the old certificate
+            // unseen; on PostgreSQL several instances share the key files, and each seals with
+            // the new one once restarted (as with `keys rotate`).
+            if config.database_url.is_none()
+                && SledStore::open(&data).is_err_and(|e| matches!(e, StoreError::Locked(_)))
+            {
                 return Err(format!(
                     "{} is held by a running server; stop it before rotating the sealing certificate",
                     data.display()
@@ -355,6 +370,9 @@ pub fn seal_cert(cmd: SealCertCommand) -> Result<ExitCode, String> {
             }
             let keys = crate::seal::SealKeys::rotate(&dir(&data)).map_err(|e| e.to_string())?;
             println!("sealing certificate #{} in use; fingerprint {}", keys.current_index(), keys.fingerprint());
+            if config.database_url.is_some() {
+                println!("instances running on the database seal with it once restarted");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

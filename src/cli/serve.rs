@@ -1,14 +1,11 @@
 //! `countersign serve` and `countersign audit verify`.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Overrides};
 use crate::http::auth;
-use crate::store::StoreError;
-use crate::store::sled_store::SledStore;
 
 pub fn serve(o: Overrides) -> Result<ExitCode, String> {
     let config = Config::load(&o)?;
@@ -94,19 +91,15 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub fn audit_verify(data: &Path) -> Result<ExitCode, String> {
-    let store = match SledStore::open(data) {
-        Ok(s) => s,
-        Err(StoreError::Locked(d)) => {
-            return Err(format!(
-                "{d} is held by a running countersign server. Stop it first, or ask the server: \
-                 curl -H \"Authorization: Bearer $(cat {})\" http://<bind>/api/v1/audit/verify",
-                auth::bootstrap_key_path(data).display()
-            ));
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    match crate::app::verify_chains(&store) {
+/// `countersign audit verify`: on sled, refused while a server holds the directory (its
+/// `/api/v1/audit/verify` answers then); on PostgreSQL, on the shared database.
+pub fn audit_verify(config: &Config) -> Result<ExitCode, String> {
+    let api = format!(
+        "GET /api/v1/audit/verify (curl -H \"Authorization: Bearer $(cat {})\" http://<bind>/api/v1/audit/verify)",
+        auth::bootstrap_key_path(&config.data_dir).display()
+    );
+    let store = super::access::open_store(config, &api)?;
+    match crate::app::verify_chains(store.as_ref()) {
         Ok((chains, events)) => {
             println!("audit trail intact: {chains} agreement chain(s), {events} event(s)");
             Ok(ExitCode::SUCCESS)

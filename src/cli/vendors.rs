@@ -1,28 +1,22 @@
 //! `countersign vendors list|show|report`: the vendor register for operators.
 //!
-//! As `user` and `outbox` do: when a server holds the data directory the command asks it
-//! through `/api/v1/vendors` with the bootstrap admin key; when the server is stopped it opens
-//! the store itself (read only: these commands change nothing).
+//! Server or store as every operator command ([`super::access`]): while a server holds the sled
+//! directory, through `/api/v1/vendors` with the bootstrap admin key; otherwise, and always on
+//! PostgreSQL, on the store itself (read only: these commands change nothing).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::clock::SystemClock;
-use crate::config::{Config, Overrides};
+use super::access::{Access, Place, encode};
 
 #[derive(clap::Args, Debug)]
 pub struct VendorsArgs {
     #[command(subcommand)]
     pub command: VendorsCommand,
-    /// TOML config file (for data_dir and bind).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// Data directory (overrides config and COUNTERSIGN_DATA_DIR).
-    #[arg(long, global = true)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: Place,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -49,50 +43,26 @@ pub enum VendorsCommand {
 }
 
 pub fn run(args: VendorsArgs) -> Result<ExitCode, String> {
-    let config = Config::load(&Overrides {
-        config: args.config.clone(),
-        data: args.data.clone(),
-        bind: None,
-        ..Default::default()
-    })?;
+    let config = args.place.config()?;
     if let VendorsCommand::Report { format, .. } = &args.command
         && !matches!(format.as_str(), "pdf" | "csv")
     {
         return Err(format!("--format {format}: pdf or csv"));
     }
-    // Only to learn whether a server holds the directory; a store opened here is closed again
-    // (dropped) before the offline path opens it for real.
-    let running = match super::ops::access(&config.data_dir)? {
-        super::ops::Access::Direct(_) => None,
-        super::ops::Access::Server(base, key) => Some((base, key)),
-    };
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    match (&args.command, running) {
-        (VendorsCommand::Report { out, format }, Some((base, key))) => {
-            let bytes = get(&base, &key, &format!("/api/v1/vendors/report?format={format}"))?;
-            write(out, &bytes)
+    match (&args.command, super::access::access(&config, None)?) {
+        (VendorsCommand::Report { out, format }, Access::Server(server)) => {
+            write(out, &server.call("GET", &format!("/api/v1/vendors/report?format={format}"), None)?)
         }
-        (command, Some((base, key))) => {
+        (command, Access::Server(server)) => {
             let path = match command {
-                VendorsCommand::List { q: Some(q), .. } => format!("/api/v1/vendors?limit=500&q={}", enc(q)),
-                VendorsCommand::Show { id } => format!("/api/v1/vendors/{}", enc(id)),
+                VendorsCommand::List { q: Some(q), .. } => format!("/api/v1/vendors?limit=500&q={}", encode(q)),
+                VendorsCommand::Show { id } => format!("/api/v1/vendors/{}", encode(id)),
                 _ => "/api/v1/vendors?limit=500".into(),
             };
-            let v: Value = serde_json::from_slice(&get(&base, &key, &path)?).map_err(|e| e.to_string())?;
-            print(command, v)
+            print(command, server.json("GET", &path, None)?)
         }
-        (command, None) => {
-            let (state, _, _) = crate::http::state::build_state(config, Arc::new(SystemClock))?;
+        (command, Access::Store(store)) => {
+            let state = super::access::state(config, store)?;
             let svc = &state.service;
             match command {
                 VendorsCommand::Report { out, format } => {
@@ -118,15 +88,6 @@ pub fn run(args: VendorsArgs) -> Result<ExitCode, String> {
                 }
             }
         }
-    }
-}
-
-fn get(base: &str, key: &str, path: &str) -> Result<Vec<u8>, String> {
-    let (status, body) = super::client::request(base, "GET", path, key, None, b"")?;
-    if (200..300).contains(&status) {
-        Ok(body)
-    } else {
-        Err(format!("the server answered {status}: {}", String::from_utf8_lossy(&body).trim()))
     }
 }
 

@@ -1,29 +1,23 @@
 //! `countersign webhooks list|add|remove|deliveries|redeliver`: webhook endpoints for operators.
 //!
-//! As `user` does: when a server holds the data directory the command asks it through
-//! `/api/v1/webhooks` with the bootstrap admin key; when the server is stopped it opens the store
-//! itself (queued deliveries go out when the server starts).
+//! Server or store as every operator command ([`super::access`]): while a server holds the sled
+//! directory, through `/api/v1/webhooks` with the bootstrap admin key; otherwise, and always on
+//! PostgreSQL, on the store itself (queued deliveries go out at a running instance's next
+//! sender pass, or when a server starts).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::access::{Access, Place};
 use crate::app::webhooks::{NewEndpoint, delivery_view, endpoint_view};
-use crate::clock::SystemClock;
-use crate::config::{Config, Overrides};
 
 #[derive(clap::Args, Debug)]
 pub struct WebhooksArgs {
     #[command(subcommand)]
     pub command: WebhooksCommand,
-    /// TOML config file (for data_dir and bind).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// Data directory (overrides config and COUNTERSIGN_DATA_DIR).
-    #[arg(long, global = true)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: Place,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -57,40 +51,32 @@ pub enum WebhooksCommand {
 }
 
 pub fn run(args: WebhooksArgs) -> Result<ExitCode, String> {
-    let config = Config::load(&Overrides {
-        config: args.config.clone(),
-        data: args.data.clone(),
-        bind: None,
-        ..Default::default()
-    })?;
-    // Only to learn whether a server holds the directory; a store opened here is closed again
-    // (dropped) before the offline path opens it for real.
-    let running = match super::ops::access(&config.data_dir)? {
-        super::ops::Access::Direct(_) => None,
-        super::ops::Access::Server(base, key) => Some((base, key)),
-    };
+    let config = args.place.config()?;
     let seg = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let result: Value = match (&args.command, running) {
-        (WebhooksCommand::Remove { id }, _) | (WebhooksCommand::Deliveries { id }, _) if !seg(id) => {
+    match &args.command {
+        WebhooksCommand::Remove { id } | WebhooksCommand::Deliveries { id } if !seg(id) => {
             return Err(format!("no endpoint {id}"));
         }
-        (WebhooksCommand::Redeliver { id, delivery }, _) if !seg(id) || !seg(delivery) => {
+        WebhooksCommand::Redeliver { id, delivery } if !seg(id) || !seg(delivery) => {
             return Err(format!("no delivery {delivery} of {id}"));
         }
-        (command, Some((base, key))) => match command {
-            WebhooksCommand::List => call(&base, &key, "GET", "/api/v1/webhooks", None)?,
+        _ => {}
+    }
+    let result: Value = match (&args.command, super::access::access(&config, None)?) {
+        (command, Access::Server(server)) => match command {
+            WebhooksCommand::List => server.json("GET", "/api/v1/webhooks", None)?,
             WebhooksCommand::Add { url, events, local, description } => {
                 let body = json!({"url": url, "events": events, "local": local, "description": description});
-                call(&base, &key, "POST", "/api/v1/webhooks", Some(body.to_string()))?
+                server.json("POST", "/api/v1/webhooks", Some(&body))?
             }
-            WebhooksCommand::Remove { id } => call(&base, &key, "DELETE", &format!("/api/v1/webhooks/{id}"), None)?,
-            WebhooksCommand::Deliveries { id } => call(&base, &key, "GET", &format!("/api/v1/webhooks/{id}"), None)?,
+            WebhooksCommand::Remove { id } => server.json("DELETE", &format!("/api/v1/webhooks/{id}"), None)?,
+            WebhooksCommand::Deliveries { id } => server.json("GET", &format!("/api/v1/webhooks/{id}"), None)?,
             WebhooksCommand::Redeliver { id, delivery } => {
-                call(&base, &key, "POST", &format!("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver"), None)?
+                server.json("POST", &format!("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver"), None)?
             }
         },
-        (command, None) => {
-            let (state, _, _) = crate::http::state::build_state(config, Arc::new(SystemClock))?;
+        (command, Access::Store(store)) => {
+            let state = super::access::state(config, store)?;
             let svc = &state.service;
             let e = |e: crate::app::service::ServiceError| match e {
                 crate::app::service::ServiceError::NotFound => "not found".to_string(),
@@ -176,20 +162,4 @@ pub fn run(args: WebhooksArgs) -> Result<ExitCode, String> {
         WebhooksCommand::Redeliver { .. } => println!("{} queued again", s(&result, "id")),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn call(base: &str, key: &str, method: &str, path: &str, body: Option<String>) -> Result<Value, String> {
-    let ct = body.as_ref().map(|_| "application/json");
-    let (status, reply) =
-        super::client::request(base, method, path, key, ct, body.as_deref().unwrap_or("").as_bytes())?;
-    let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
-    if (200..300).contains(&status) {
-        Ok(v)
-    } else {
-        let msg = v["error"]["message"]
-            .as_str()
-            .map(String::from)
-            .unwrap_or_else(|| String::from_utf8_lossy(&reply).trim().to_string());
-        Err(format!("the server answered {status}: {msg}"))
-    }
 }

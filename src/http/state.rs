@@ -27,8 +27,18 @@ impl From<StartError> for String {
 /// Everything a server needs: the application service ([`crate::app::open`]), the bootstrap
 /// admin key (returned, with whether it was created now), rate limiters and the signer pages.
 pub fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, String, bool), StartError> {
+    let store = crate::app::open_store(&config)?;
+    build_state_on(config, store, clock)
+}
+
+/// [`build_state`] over a store already opened (the operator commands' offline path).
+pub fn build_state_on(
+    config: Config,
+    store: Arc<dyn crate::store::Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<(AppState, String, bool), StartError> {
     let data_dir = config.data_dir.clone();
-    let service = crate::app::open(config, clock)?;
+    let service = crate::app::open_on(config, store, clock)?;
     let (admin_key, created) = auth::load_or_create_bootstrap(&data_dir).map_err(StartError::Bootstrap)?;
     let pages = sign::Pages::new()?;
     let service = Arc::new(service);

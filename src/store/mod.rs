@@ -166,6 +166,14 @@ pub enum StoreError {
 /// One agreement's audit chain as stored: (agreement id, each event's raw bytes in order).
 pub type RawChain = (String, Vec<Vec<u8>>);
 
+/// What `audit verify` walks, as of one moment ([`Store::audit_snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuditSnapshot {
+    pub chains: Vec<RawChain>,
+    pub heads: Vec<ChainHead>,
+    pub agreement_ids: Vec<String>,
+}
+
 /// A chain's stored head: its last event's seq and hash, and whether the head's MAC (under the
 /// key kept outside the store, see [`format`]) checks out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +249,16 @@ pub trait Store: Send + Sync + 'static {
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Every chain's head, its MAC checked, for `audit verify`.
     fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
+    /// Every chain, every head and every agreement's id as of one moment, for `audit verify`
+    /// while others write (read apart, a chain appended to between the reads would look cut).
+    /// By default read one after the other: right where a single writer holds the store.
+    fn audit_snapshot(&self) -> Result<AuditSnapshot, StoreError> {
+        Ok(AuditSnapshot {
+            chains: self.raw_chains()?,
+            heads: self.chain_heads()?,
+            agreement_ids: self.agreements()?.into_iter().map(|a| a.id).collect(),
+        })
+    }
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
     /// People, sessions and the staff security log (the web app), in the same store.

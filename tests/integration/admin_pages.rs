@@ -231,12 +231,8 @@ fn api_key_changes_through_the_api_the_admin_page_and_the_command_line_are_in_th
     app.stop();
     let data = dir.path().to_str().expect("utf-8 path");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(args)
-            .env("USER", "olga")
-            .current_dir(dir.path())
-            .output()
-            .expect("binary runs");
+        let out =
+            crate::helpers::countersign_command(args, dir.path()).env("USER", "olga").output().expect("binary runs");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         out
     };

@@ -29,6 +29,14 @@ impl TestApp {
         self.service.upgrade().expect("the server runs")
     }
 
+    /// A first-administrator setup path (`/setup/<token>`) minted in this server's own store,
+    /// sled or PostgreSQL, as `serve` does on an empty store; panics when someone exists.
+    pub fn setup_path(&self) -> String {
+        let people = countersign::people::Directory::new(self.service());
+        let url = people.setup_link().expect("setup link").expect("nobody exists yet, so a link");
+        url.split_once("/setup/").map(|(_, t)| format!("/setup/{t}")).expect("a setup path")
+    }
+
     /// Returns once the mail sender has finished `n` more passes than when called: after it,
     /// the sender has looked at the outbox at least once since the caller's last change.
     pub fn sender_passes(&self, n: u64) {
@@ -58,6 +66,69 @@ pub fn spawn_app_at(data: &Path, clock: ManualClock) -> TestApp {
 /// links point.
 pub fn spawn_app_on(data: &Path, clock: ManualClock, addr: &str) -> TestApp {
     spawn_app_with(data, clock, addr, |_| {})
+}
+
+/// The application state on `data` without the HTTP server (so without the sender and tick
+/// tasks: what it queues stays queued), on the suite's backend: the same sled directory or
+/// PostgreSQL database a server spawned on `data` uses. Links point at 127.0.0.1:9.
+pub fn offline_state(
+    data: &Path,
+    clock: &ManualClock,
+    configure: impl FnOnce(&mut Config),
+) -> countersign::http::AppState {
+    let mut config = Config {
+        data_dir: data.to_path_buf(),
+        public_base_url: Some("http://127.0.0.1:9".into()),
+        ..Config::default()
+    };
+    if crate::pg::on_postgres() {
+        config.database_url = Some(crate::pg::database_for(data).into());
+    }
+    configure(&mut config);
+    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    countersign::http::state::build_state(config, clock).expect("state").0
+}
+
+/// The store a server spawned on `data` uses (the sled directory, or its PostgreSQL
+/// database), opened by the test while no server runs there.
+pub fn open_store(data: &Path) -> Arc<dyn countersign::store::Store> {
+    if crate::pg::on_postgres() {
+        let url = crate::pg::database_for(data);
+        Arc::new(countersign::store::postgres::PgStore::open(&url, data).expect("the database opens"))
+    } else {
+        Arc::new(countersign::store::sled_store::SledStore::open(data).expect("the store opens"))
+    }
+}
+
+/// Loads a backup into the (empty) store a server spawned on `data` will use.
+pub fn restore_into(data: &Path, backup: &[u8]) {
+    if crate::pg::on_postgres() {
+        let store = countersign::store::postgres::PgStore::open(&crate::pg::database_for(data), data).expect("opens");
+        store.restore(std::io::Cursor::new(backup)).expect("restores");
+    } else {
+        let store = countersign::store::sled_store::SledStore::open(data).expect("opens");
+        store.restore(std::io::Cursor::new(backup)).expect("restores");
+    }
+}
+
+/// Rewrites event `seq` (from 1) of agreement `id` with `change`, behind the service's back, in
+/// the store a server spawned on `data` uses (none may run there): tampering `audit verify`
+/// must catch.
+pub fn tamper_event(data: &Path, id: &str, seq: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    if crate::pg::on_postgres() {
+        use countersign::store::Store;
+        let store = countersign::store::postgres::PgStore::open(&crate::pg::database_for(data), data).expect("opens");
+        let chains = store.raw_chains().expect("chains");
+        let (_, events) = chains.into_iter().find(|(a, _)| a == id).expect("the agreement's chain");
+        let mut raw = events.get(seq as usize - 1).cloned().expect("the event");
+        change(&mut raw);
+        store.tamper_event(id, seq, &raw).expect("tamper");
+    } else {
+        let store = countersign::store::sled_store::SledStore::open(data).expect("opens");
+        let mut raw = store.raw_event(id, seq).expect("the event");
+        change(&mut raw);
+        store.tamper_event(id, seq, &raw).expect("tamper");
+    }
 }
 
 /// Starts a server with configuration changes (SMTP, retry schedule) applied on top.

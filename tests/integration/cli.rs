@@ -173,3 +173,103 @@ fn user_invite_goes_through_the_running_server_and_user_list_reads_the_stopped_s
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("lee@lakeside.example") && printed.contains("legal"), "{printed}");
 }
+
+/// On PostgreSQL the database is shared by design (several instances, no directory lock): the
+/// operator commands work on it while an instance runs, and the instance serves what they
+/// change at once. (On sled the same commands ask the server or refuse: see the archive and
+/// signing tests.)
+#[test]
+fn on_postgresql_the_operator_commands_work_while_an_instance_runs_and_it_sees_their_changes_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = crate::pg::database();
+    let url = db.clone();
+    let app = crate::app::spawn_app_with(
+        dir.path(),
+        countersign::clock::ManualClock::at(crate::app::T0),
+        "127.0.0.1:0",
+        move |c| c.database_url = Some(url.into()),
+    );
+    let a = app.create(&example_text(BAA));
+    let id = a["id"].as_str().expect("id").to_string();
+    assert_eq!(app.post(&format!("/api/v1/agreements/{id}/send"), "").status, 200);
+    let data = dir.path().to_str().expect("utf-8 path");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data", data, "--database-url", &db]);
+        countersign(&all, dir.path())
+    };
+
+    // An API key made from the command line works on the running instance at once, and stops
+    // working there the moment it is revoked.
+    let made = run(&["apikey", "create", "--role", "legal", "--name", "Dana (legal)"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let key = stdout(&made).trim().to_string();
+    assert!(key.starts_with("csk_k"), "{key}");
+    assert_eq!(app.req("GET", "/api/v1/agreements", Some(&key), "", b"").status, 200);
+    let listed = run(&["apikey", "list"]);
+    assert!(stdout(&listed).contains("Dana (legal)") && !stdout(&listed).contains(&key), "{}", stdout(&listed));
+    let key_id = stderr(&made)
+        .split_once("created key ")
+        .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+        .expect("the key's id");
+    let revoked = run(&["apikey", "revoke", &key_id]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert_eq!(app.req("GET", "/api/v1/agreements", Some(&key), "", b"").status, 401);
+
+    // The audit trail verifies on the shared database while the instance serves it.
+    let verified = run(&["audit", "verify"]);
+    assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
+    assert!(stdout(&verified).contains("audit trail intact: 1 agreement chain(s)"), "{}", stdout(&verified));
+
+    // The outbox lists the instance's signing link.
+    let outbox = run(&["outbox", "list", "--json"]);
+    assert!(outbox.status.success(), "{}", stderr(&outbox));
+    let items: serde_json::Value = serde_json::from_slice(&outbox.stdout).expect("json");
+    assert!(
+        items.as_array().expect("items").iter().any(|m| m["agreement_id"] == id.as_str() && m["kind"] == "link"),
+        "{items}"
+    );
+
+    // A person invited from the command line is in the instance's own list.
+    let invited = run(&["user", "invite", "--email", "lee@lakeside.example", "--name", "Lee Legal", "--role", "legal"]);
+    assert!(invited.status.success(), "{}", stderr(&invited));
+    assert!(app.get("/api/v1/users").text().contains("lee@lakeside.example"));
+
+    // A backup taken while serving is one snapshot: it restores into an empty database intact.
+    let backup = run(&["backup", "--out", "snapshot.jsonl"]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let copy = tempfile::tempdir().expect("tempdir");
+    let empty = crate::pg::database();
+    let restored = countersign(
+        &[
+            "restore",
+            "--from",
+            dir.path().join("snapshot.jsonl").to_str().expect("path"),
+            "--head-key",
+            dir.path().join("audit-head.key").to_str().expect("path"),
+            "--data",
+            copy.path().to_str().expect("path"),
+            "--database-url",
+            &empty,
+        ],
+        dir.path(),
+    );
+    assert!(restored.status.success(), "{}{}", stdout(&restored), stderr(&restored));
+    assert!(stdout(&restored).contains("audit trail intact: 1 agreement chain(s)"), "{}", stdout(&restored));
+    // A second restore into the now filled database is refused, and changes nothing.
+    let again = countersign(
+        &[
+            "restore",
+            "--from",
+            dir.path().join("snapshot.jsonl").to_str().expect("path"),
+            "--data",
+            copy.path().to_str().expect("path"),
+            "--database-url",
+            &empty,
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stdout(&again));
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+    app.stop();
+}

@@ -80,9 +80,23 @@ pub fn fold(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Runs the countersign binary.
+/// Runs the countersign binary. On the PostgreSQL pass, with `COUNTERSIGN_DATABASE_URL` naming
+/// the database of the `--data` directory (the one a server spawned there uses), as an operator
+/// of instances on PostgreSQL would set it.
 pub fn countersign(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_countersign")).args(args).current_dir(cwd).output().expect("binary runs")
+    countersign_command(args, cwd).output().expect("binary runs")
+}
+
+/// [`countersign`] not yet run, for a test that sets more of its environment.
+pub fn countersign_command(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.args(args).current_dir(cwd).env_remove("COUNTERSIGN_DATABASE_URL");
+    if crate::pg::on_postgres()
+        && let Some(data) = args.iter().position(|a| *a == "--data").and_then(|i| args.get(i + 1))
+    {
+        cmd.env("COUNTERSIGN_DATABASE_URL", crate::pg::database_for(&cwd.join(data)));
+    }
+    cmd
 }
 
 pub fn files_in(dir: &Path) -> Vec<String> {

@@ -5,10 +5,9 @@
 //! `ManualClock`, and the few waits for the sender task poll with a deadline.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use countersign::app::service::{Actor, SignForm};
-use countersign::clock::{Clock, ManualClock};
+use countersign::clock::ManualClock;
 use countersign::config::Config;
 use countersign::config::mail::{SmtpSettings, TlsMode};
 use countersign::http::AppState;
@@ -218,14 +217,7 @@ fn a_server_down_for_the_whole_retry_window_fails_the_message_with_its_reason_an
 
 /// A service without the HTTP server (so without the sender task): messages stay queued.
 fn offline_state(data: &Path, clock: &ManualClock, configure: impl FnOnce(&mut Config)) -> AppState {
-    let mut config = Config {
-        data_dir: data.to_path_buf(),
-        public_base_url: Some("http://127.0.0.1:9".into()),
-        ..Config::default()
-    };
-    configure(&mut config);
-    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    countersign::http::state::build_state(config, clock).expect("state").0
+    crate::app::offline_state(data, clock, configure)
 }
 
 #[test]
@@ -555,8 +547,7 @@ fn the_outbox_command_lists_and_retries_through_the_running_server_and_offline()
     assert!(items.iter().any(|m| m["id"] == mid.as_str() && m["status"] == "sent"));
     // Mark it failed in the stopped server's store, then retry it from the command line.
     {
-        use countersign::store::Store;
-        let store = countersign::store::sled_store::SledStore::open(dir.path()).expect("store");
+        let store = crate::app::open_store(dir.path());
         let mut m = store.message(&mid).expect("message");
         m.status = MessageStatus::Failed;
         m.last_error = Some("550 5.1.1 mailbox unavailable".into());

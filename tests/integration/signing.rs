@@ -378,13 +378,10 @@ fn audit_verify_fails_naming_the_event_when_one_byte_changes() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
 
-    {
-        let store = countersign::store::sled_store::SledStore::open(dir.path()).expect("open");
-        let mut raw = store.raw_event(&id, 2).expect("event 2");
+    crate::app::tamper_event(dir.path(), &id, 2, |raw| {
         let pos = raw.windows(4).position(|w| w == b"sent").expect("kind") + 1;
         raw[pos] = b'E';
-        store.tamper_event(&id, 2, &raw).expect("tamper");
-    }
+    });
     let bad = countersign(&["audit", "verify", "--data", data], dir.path());
     assert_eq!(bad.status.code(), Some(1));
     let text = String::from_utf8_lossy(&bad.stdout);

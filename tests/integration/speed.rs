@@ -280,7 +280,7 @@ fn a_seeded_data_directory_passes_audit_verify_and_serves_search_signer_pages_an
 
     // The records as the store holds them: every generated one is a full record.
     let (sent, executed) = {
-        let store = SledStore::open(&data).expect("opens");
+        let store = crate::app::open_store(&data);
         let all = store.agreements().expect("agreements");
         assert_eq!(all.len(), 300);
         let sent = all.iter().find(|a| a.status.as_str() == "sent").cloned().expect("a sent agreement");

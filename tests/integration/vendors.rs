@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use countersign::app::service::Actor;
-use countersign::clock::{Clock, ManualClock};
+use countersign::clock::ManualClock;
 use countersign::config::Config;
 use countersign::domain::vendor::VendorInput;
 use serde_json::{Value, json};
@@ -325,14 +324,7 @@ fn configure(c: &mut Config) {
 
 /// A service on `data` without the HTTP server (so without the sender task).
 fn offline(data: &Path, clock: &ManualClock) -> countersign::http::AppState {
-    let mut config = Config {
-        data_dir: data.to_path_buf(),
-        public_base_url: Some("http://127.0.0.1:9".into()),
-        ..Config::default()
-    };
-    configure(&mut config);
-    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    countersign::http::state::build_state(config, clock).expect("state").0
+    crate::app::offline_state(data, clock, configure)
 }
 
 fn reminders(app: &TestApp) -> Vec<Value> {
@@ -593,18 +585,8 @@ fn poll(mut f: impl FnMut() -> bool) -> bool {
 fn in_a_real_browser_the_vendor_pages_show_every_section_and_take_the_questionnaire() {
     use crate::browser::Driver;
     let dir = tempfile::tempdir().expect("tempdir");
-    let setup = {
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            public_base_url: Some("http://127.0.0.1:9".into()),
-            ..Config::default()
-        };
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(T0));
-        let (state, _, _) = countersign::http::state::build_state(config, clock).expect("state");
-        let url = state.people.setup_link().expect("link").expect("a setup link");
-        url.split_once("/setup/").map(|(_, t)| format!("/setup/{t}")).expect("path")
-    };
     let app = crate::app::spawn_app_at(dir.path(), ManualClock::at(T0));
+    let setup = app.setup_path();
     let r = app.post(
         "/api/v1/vendors",
         &json!({"legal_name": "Northwind Patient Messaging, Inc.", "other_names": ["Northwind"],

@@ -3,26 +3,13 @@
 //! axe-core on every page, screenshots at 1280 and 390 px; people in backup and restore; an
 //! old data directory (without the people trees) opens unchanged.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use crate::app::*;
 use crate::browser::Driver;
-use countersign::clock::{Clock, ManualClock};
-use countersign::config::Config;
+use countersign::clock::ManualClock;
 
 pub(crate) const PASSWORD: &str = "a quiet harbour at dusk";
-
-/// Writes a first-admin setup link into a fresh data directory (as `serve` does on start).
-fn setup_link(data: &std::path::Path, base_hint: &str) -> String {
-    let config = Config { data_dir: data.to_path_buf(), public_base_url: Some(base_hint.into()), ..Config::default() };
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(T0));
-    let (state, _, _) = countersign::http::state::build_state(config, clock).expect("state");
-    let url = state.people.setup_link().expect("link").expect("nobody exists yet, so a link");
-    // The path only: the server that serves it is started afterwards on another port.
-    url.split_once("/setup/").map(|(_, t)| format!("/setup/{t}")).expect("a setup path")
-}
 
 /// A browser-less client that keeps one session cookie and does not follow redirects.
 pub(crate) struct Client {
@@ -214,10 +201,7 @@ fn people_and_sessions_survive_backup_and_restore() {
         assert!(text.contains(tree), "backup has the {tree} tree");
     }
     let restored = tempfile::tempdir().expect("tempdir");
-    {
-        let store = countersign::store::sled_store::SledStore::open(restored.path()).expect("opens");
-        store.restore(std::io::Cursor::new(text.as_bytes())).expect("restores");
-    }
+    restore_into(restored.path(), text.as_bytes());
     let app2 = spawn_app_at(restored.path(), ManualClock::at(T0));
     let mut c2 = Client::new(&app2);
     assert_eq!(c2.login("rita@example.com", PASSWORD).0, 303, "the restored password works");
@@ -293,8 +277,8 @@ pub(crate) fn current_path(d: &Driver) -> String {
 #[test]
 fn in_a_real_browser_the_first_admin_invites_people_and_roles_and_csrf_are_enforced() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let setup = setup_link(dir.path(), "http://127.0.0.1:9");
     let app = spawn_app_at(dir.path(), ManualClock::at(T0));
+    let setup = app.setup_path();
     let agreement = app.create(&crate::helpers::example_text(crate::helpers::BAA));
     let agreement_path = format!("/agreements/{}", agreement["id"].as_str().expect("id"));
     for width in [1280, 390] {

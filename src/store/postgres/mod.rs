@@ -550,6 +550,51 @@ impl Store for PgStore {
         })
     }
 
+    fn audit_snapshot(&self) -> Result<super::AuditSnapshot, StoreError> {
+        // One REPEATABLE READ snapshot: other instances keep appending while this reads, and
+        // no chain may look longer or shorter than its head.
+        let (chains, heads, agreement_ids) = self.pool.with(|c| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(pg_err)?;
+            let mut chains: Vec<RawChain> = Vec::new();
+            for r in
+                tx.query("SELECT agreement_id, body FROM events ORDER BY agreement_id, seq", &[]).map_err(pg_err)?
+            {
+                let (id, body): (String, Vec<u8>) = (r.get(0), r.get(1));
+                match chains.last_mut() {
+                    Some((last, chain)) if *last == id => chain.push(body),
+                    _ => chains.push((id, vec![body])),
+                }
+            }
+            let heads: Vec<(String, i64, String, String)> = tx
+                .query("SELECT agreement_id, seq, hash, mac FROM heads ORDER BY agreement_id", &[])
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let ids: Vec<String> = tx
+                .query("SELECT id FROM agreements ORDER BY id", &[])
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            tx.commit().map_err(pg_err)?;
+            Ok((chains, heads, ids))
+        })?;
+        let heads = heads
+            .into_iter()
+            .map(|(id, seq, hash, mac)| {
+                let authentic = self.head_key.check(&id, seq as u64, &hash, &mac);
+                ChainHead { agreement_id: id, seq: seq as u64, hash, authentic }
+            })
+            .collect();
+        Ok(super::AuditSnapshot { chains, heads, agreement_ids })
+    }
+
     fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
         let rows = self.pool.with(|c| {
             let rows =
