@@ -49,6 +49,7 @@ impl Place {
             database_url: self.database_url.clone(),
             ..Default::default()
         })
+        .map_err(String::from)
     }
 }
 
@@ -61,13 +62,14 @@ pub fn config_for(data: &Path, database_url: Option<&str>) -> Result<Config, Str
         database_url: database_url.map(str::to_string),
         ..Default::default()
     })
+    .map_err(String::from)
 }
 
 /// The store the configuration names, opened for an offline command. On sled, when a server
 /// holds the directory: an error naming `api`, the route to use instead.
 pub fn open_store(config: &Config, api: &str) -> Result<Arc<dyn Store>, String> {
     if config.database_url.is_some() {
-        return crate::app::open_store(config);
+        return crate::app::open_store(config).map_err(String::from);
     }
     match SledStore::open(&config.data_dir) {
         Ok(s) => Ok(Arc::new(s)),
@@ -120,7 +122,7 @@ pub enum Access {
 /// that server instead (`server`: the `--server` flag, if the command has one).
 pub fn access(config: &Config, server: Option<&str>) -> Result<Access, String> {
     if config.database_url.is_some() {
-        return crate::app::open_store(config).map(Access::Store);
+        return crate::app::open_store(config).map(Access::Store).map_err(String::from);
     }
     match SledStore::open(&config.data_dir) {
         Ok(s) => Ok(Access::Store(Arc::new(s))),
@@ -149,7 +151,7 @@ fn remote(config: &Config, server: Option<&str>) -> Result<Remote, String> {
 /// running instance's next sender pass, or when a server starts).
 pub fn state(config: Config, store: Arc<dyn Store>) -> Result<crate::http::AppState, String> {
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-    crate::http::state::build_state_on(config, store, clock).map(|(s, _, _)| s)
+    crate::http::state::build_state_on(config, store, clock).map(|(s, _, _)| s).map_err(String::from)
 }
 
 /// Where a change made offline takes effect, for the command's last line.
