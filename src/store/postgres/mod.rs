@@ -369,6 +369,33 @@ fn commit_tx(
     Ok(sealed)
 }
 
+/// Leases one outbox message or webhook delivery: `select` locks its row `FOR UPDATE SKIP
+/// LOCKED` (a row another instance holds is being taken care of there: `None`), `lease`
+/// decides on it, and `put` writes the leased body in the same transaction.
+fn lease_row<T: serde::de::DeserializeOwned>(
+    c: &mut Client,
+    select: &str,
+    id: &str,
+    lease: &mut (dyn FnMut(T) -> Result<Option<T>, StoreError> + Send),
+    put: fn(&mut postgres::Transaction<'_>, &T) -> Result<(), StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut tx = c.transaction().map_err(pg_err)?;
+    let Some(row) = tx.query_opt(select, &[&id]).map_err(pg_err)? else { return Ok(None) };
+    let Some(leased) = lease(json(&row.get::<_, Vec<u8>>(0))?)? else { return Ok(None) };
+    put(&mut tx, &leased)?;
+    tx.commit().map_err(pg_err)?;
+    Ok(Some(leased))
+}
+
+/// A read-only REPEATABLE READ transaction: one moment's view while other instances write.
+fn snapshot(c: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    c.build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg_err)
+}
+
 fn put_message_tx(tx: &mut postgres::Transaction<'_>, m: &Message) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO outbox (id, agreement_id, queued, body) VALUES ($1, $2, $3, $4) \
@@ -459,17 +486,7 @@ impl Store for PgStore {
         lease: &mut (dyn FnMut(Message) -> Result<Option<Message>, StoreError> + Send),
     ) -> Result<Option<Message>, StoreError> {
         self.pool.with(|c| {
-            let mut tx = c.transaction().map_err(pg_err)?;
-            // Locked by another instance's lease: it is being taken care of there.
-            let Some(row) =
-                tx.query_opt("SELECT body FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&id]).map_err(pg_err)?
-            else {
-                return Ok(None);
-            };
-            let Some(m) = lease(json(&row.get::<_, Vec<u8>>(0))?)? else { return Ok(None) };
-            put_message_tx(&mut tx, &m)?;
-            tx.commit().map_err(pg_err)?;
-            Ok(Some(m))
+            lease_row(c, "SELECT body FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED", id, lease, put_message_tx)
         })
     }
 
@@ -554,12 +571,7 @@ impl Store for PgStore {
         // One REPEATABLE READ snapshot: other instances keep appending while this reads, and
         // no chain may look longer or shorter than its head.
         let (chains, heads, agreement_ids) = self.pool.with(|c| {
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(pg_err)?;
+            let mut tx = snapshot(c)?;
             let mut chains: Vec<RawChain> = Vec::new();
             for r in
                 tx.query("SELECT agreement_id, body FROM events ORDER BY agreement_id, seq", &[]).map_err(pg_err)?

@@ -7,7 +7,7 @@ use postgres::Client;
 use sha2::{Digest, Sha256};
 
 use super::pool::pg_err;
-use super::{PgStore, check_sha, json, put_delivery_tx, to_json};
+use super::{PgStore, check_sha, json, lease_row, put_delivery_tx, snapshot, to_json};
 use crate::domain::vendor::Vendor;
 use crate::store::StoreError;
 use crate::store::audit::GENESIS;
@@ -289,17 +289,13 @@ impl WebhookStore for PgStore {
         lease: &mut (dyn FnMut(Delivery) -> Result<Option<Delivery>, StoreError> + Send),
     ) -> Result<Option<Delivery>, StoreError> {
         self.pool.with(|c| {
-            let mut tx = c.transaction().map_err(pg_err)?;
-            let Some(row) = tx
-                .query_opt("SELECT body FROM webhook_deliveries WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&id])
-                .map_err(pg_err)?
-            else {
-                return Ok(None);
-            };
-            let Some(d) = lease(json(&row.get::<_, Vec<u8>>(0))?)? else { return Ok(None) };
-            put_delivery_tx(&mut tx, &d)?;
-            tx.commit().map_err(pg_err)?;
-            Ok(Some(d))
+            lease_row(
+                c,
+                "SELECT body FROM webhook_deliveries WHERE id = $1 FOR UPDATE SKIP LOCKED",
+                id,
+                lease,
+                put_delivery_tx,
+            )
         })
     }
 
@@ -329,12 +325,7 @@ struct Head {
 /// Every row as the sled store's backup lines, from one snapshot.
 pub(super) fn dump(c: &mut Client) -> Result<Vec<String>, StoreError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut tx = c
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(pg_err)?;
+    let mut tx = snapshot(c)?;
     let mut lines = Vec::new();
     let mut line = |tree: &str, k: &[u8], v: &[u8]| {
         lines.push(serde_json::json!({"tree": tree, "key": b64.encode(k), "value": b64.encode(v)}).to_string());
