@@ -187,6 +187,29 @@ pub fn allows(role: Role, method: &str, path: &str) -> bool {
 
 /// The route layer: refuses before the handler runs unless the table lets this caller in.
 pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A refusal answers before the handler reads the request's body; hyper then closes the
+    // connection. Saying so (`Connection: close`) keeps a client from sending its next request
+    // on a connection that is about to close (seen as "peer disconnected" by keep-alive clients).
+    let unread_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    match gate(&state, req, next).await {
+        Gate::Ran(r) => r,
+        Gate::Refused(mut r) => {
+            if unread_body {
+                r.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
+            r
+        }
+    }
+}
+
+/// What [`authorize`] did: ran the handler, or answered without it.
+enum Gate {
+    Ran(Response),
+    Refused(Response),
+}
+
+async fn gate(state: &AppState, req: Request, next: Next) -> Gate {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let method = req.method().clone();
     let api = path.starts_with(API);
@@ -198,55 +221,55 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
             .filter(|m| access(m, &path).is_some())
             .collect();
         if !allow.is_empty() {
-            return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow.join(","))]).into_response();
+            return Gate::Refused((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow.join(","))]).into_response());
         }
         tracing::error!(%method, route = %path, "route has no row in the route table: refused");
-        return if api {
+        return Gate::Refused(if api {
             ApiError::Forbidden.into_response()
         } else {
             super::web::message(
-                &state,
+                state,
                 None,
                 StatusCode::FORBIDDEN,
                 "Not allowed",
                 "This page is not open to anyone yet.",
             )
-        };
+        });
     };
     match rule {
-        Access::Public | Access::Token => next.run(req).await,
+        Access::Public | Access::Token => Gate::Ran(next.run(req).await),
         Access::Key(roles) => {
             let (mut parts, body) = req.into_parts();
-            let staff = match super::auth::Staff::authenticate(&parts, &state).await {
+            let staff = match super::auth::Staff::authenticate(&parts, state).await {
                 Ok(s) => s,
-                Err(e) => return e.into_response(),
+                Err(e) => return Gate::Refused(e.into_response()),
             };
             if !staff.is(roles) {
-                return ApiError::Forbidden.into_response();
+                return Gate::Refused(ApiError::Forbidden.into_response());
             }
             parts.extensions.insert(staff);
-            next.run(Request::from_parts(parts, body)).await
+            Gate::Ran(next.run(Request::from_parts(parts, body)).await)
         }
         Access::Session | Access::Page(_) | Access::AsApi(..) => {
             let (mut parts, body) = req.into_parts();
-            let viewer = match Viewer::from_request_parts(&mut parts, &state).await {
+            let viewer = match Viewer::from_request_parts(&mut parts, state).await {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return Gate::Refused(r),
             };
             let Some(w) = &viewer.who else {
-                return Redirect::to("/login").into_response();
+                return Gate::Refused(Redirect::to("/login").into_response());
             };
             if let Some(roles) = roles_of(rule) {
                 // `[web] require_mfa`: until enrolled, only the account pages are reachable.
                 if state.people.must_enrol(&w.person) {
-                    return Redirect::to("/account").into_response();
+                    return Gate::Refused(Redirect::to("/account").into_response());
                 }
                 if !roles.contains(&w.role) {
-                    return super::web::forbidden(&state, &viewer);
+                    return Gate::Refused(super::web::forbidden(state, &viewer));
                 }
             }
             parts.extensions.insert(viewer);
-            next.run(Request::from_parts(parts, body)).await
+            Gate::Ran(next.run(Request::from_parts(parts, body)).await)
         }
     }
 }
