@@ -10,14 +10,17 @@
 //! * on a current-thread runtime (some tests): on a scoped helper thread;
 //! * anywhere else (the CLI, `spawn_blocking` threads): directly.
 //!
-//! The pool itself is a `Mutex<Vec<Client>>` of idle connections: a call takes one (or opens a
+//! The pool itself is a `Mutex<Vec<Conn>>` of idle connections: a call takes one (or opens a
 //! new one), uses it, and gives it back unless it was closed underneath (a lost connection is
 //! then simply not reused; the next call opens a fresh one). At most [`MAX_IDLE`] idle
-//! connections are kept.
+//! connections are kept. Each connection carries the statements prepared on it
+//! ([`Statements`]): the hot paths (a commit, an agreement read) then send one round trip per
+//! statement instead of a parse round trip and an execute round trip.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use crate::store::StoreError;
 
@@ -39,7 +42,36 @@ pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 pub(crate) struct Pool {
     config: postgres::Config,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A pooled connection and the statements prepared on it (a statement belongs to the
+/// connection that prepared it: the two are dropped together when the connection is lost).
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) statements: Statements,
+}
+
+/// Statements prepared on one connection, by their SQL text (always a `&'static str` constant,
+/// so the map stays as small as the code's set of hot statements).
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<&'static str, Statement>);
+
+impl Statements {
+    /// The prepared statement for `sql`, preparing it on `c`'s connection (the client or a
+    /// transaction on it) the first time.
+    pub(crate) fn get(
+        &mut self,
+        c: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement, StoreError> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql).map_err(pg_err)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
 }
 
 pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
@@ -82,19 +114,19 @@ impl Pool {
             .map_err(|e| StoreError::Io(format!("cannot connect to the database: {}", describe(&e))))
     }
 
-    fn take(&self) -> Result<Client, StoreError> {
+    fn take(&self) -> Result<Conn, StoreError> {
         loop {
             let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match next {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.client.is_closed() => return Ok(c),
                 Some(_) => continue,
-                None => return self.connect(),
+                None => return Ok(Conn { client: self.connect()?, statements: Statements::default() }),
             }
         }
     }
 
-    fn give_back(&self, c: Client) {
-        if c.is_closed() {
+    fn give_back(&self, c: Conn) {
+        if c.client.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +141,14 @@ impl Pool {
     pub(crate) fn with<T: Send>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|c| f(&mut c.client))
+    }
+
+    /// [`Pool::with`], with the connection's prepared statements.
+    pub(crate) fn with_conn<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         blocking(|| {
             let mut c = self.take()?;
