@@ -279,7 +279,8 @@ impl Service {
     pub fn verify(&self, bytes: &[u8], near_miss: bool) -> Result<Verification, ServiceError> {
         let (sha, prefixes) = digest_with_eof_prefixes(bytes);
         let seal = crate::seal::verify(bytes, &self.seal);
-        let hit = self.digests.read().unwrap_or_else(|p| p.into_inner()).get(&sha).cloned();
+        let hit = super::service::digest_key(&sha)
+            .and_then(|k| self.digests.read().unwrap_or_else(|p| p.into_inner()).get(&k).cloned());
         if let Some((id, copy, _)) = hit {
             let a = self.store.agreement(&id)?;
             // The archived bytes are re-checked on read; a corrupt archive is no match.
@@ -352,12 +353,13 @@ impl Service {
                 .iter()
                 .filter(|(_, (_, _, len))| *len == bytes.len() as u64)
                 .take(NEAR_MISS_SAME_LENGTH)
-                .map(|(sha, (id, copy, _))| (sha.clone(), id.clone(), *copy))
+                .map(|(sha, (id, copy, _))| (hex::encode(sha), id.to_string(), *copy))
                 .collect();
             // An archived copy followed by more bytes: it ends at one of the file's last `%%EOF`s.
-            let appended = prefixes
-                .iter()
-                .find_map(|(cut, prefix)| d.get(prefix).map(|(id, copy, _)| (id.clone(), *copy, bytes.len() - cut)));
+            let appended = prefixes.iter().find_map(|(cut, prefix)| {
+                let k = super::service::digest_key(prefix)?;
+                d.get(&k).map(|(id, copy, _)| (id.to_string(), *copy, bytes.len() - cut))
+            });
             (same_len, appended)
         };
         for (sha, id, copy) in same_len {

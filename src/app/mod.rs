@@ -150,6 +150,14 @@ pub fn open_on(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> 
     Ok(service)
 }
 
+/// This process's resident set in MB (`VmRSS` of `/proc/self/status`), for the start-up log
+/// lines; None where there is no such file.
+pub(crate) fn rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb / 1024)
+}
+
 /// Opens the store the configuration chooses: PostgreSQL when `database_url` is set (key files
 /// stay in the data directory), else sled in the data directory.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
@@ -158,10 +166,13 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
             crate::store::postgres::PgStore::open(url.expose(), &config.data_dir).map_err(OpenError::Database)?;
         return Ok(Arc::new(store));
     }
+    let started = std::time::Instant::now();
     let store = SledStore::open(&config.data_dir).map_err(|e| match e {
         StoreError::Locked(d) => OpenError::Locked(d),
         e => OpenError::Store(e),
     })?;
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!(ms, rss_mb = rss_mb(), "store opened in {ms} ms");
     Ok(Arc::new(store))
 }
 

@@ -177,7 +177,7 @@ pub struct Index {
     hot: Vec<Hot>,
     /// The entries and their folded text, at the same positions as `hot`.
     rows: Vec<Row>,
-    by_id: HashMap<String, usize>,
+    by_id: HashMap<Box<str>, usize>,
     /// Parent agreement id → the ids of the agreements naming it as their parent, in id order
     /// (the subcontractor chain, see [`super::lifecycle`]).
     children: HashMap<Box<str>, std::collections::BTreeSet<String>>,
@@ -208,11 +208,12 @@ struct Row {
     entry: Entry,
     /// `title \n party0 \n party1`, each [`search_key`]ed; no part holds a control character, so
     /// `\n` sorts before every character of a part.
-    hay: String,
+    hay: Box<str>,
     /// Where `party0 \n party1` starts in `hay`: the counterparty match and sort key.
     names_at: usize,
-    /// The state codes, trimmed and uppercased.
-    states: Vec<String>,
+    /// The state codes, trimmed and uppercased; None when that is what `entry.states` already
+    /// holds (the usual case: the record keeps the codes uppercased), so they are kept once.
+    states: Option<Vec<String>>,
     /// Renewal, retention and chain facts (see [`super::lifecycle`]).
     life: Life,
 }
@@ -228,21 +229,28 @@ impl Row {
         hay.push_str(&p0);
         hay.push('\n');
         hay.push_str(&p1);
-        let states: Vec<String> = entry.states.iter().map(|s| s.trim().to_ascii_uppercase()).collect();
+        let normal = |s: &String| s.trim().to_ascii_uppercase();
+        let states: Option<Vec<String>> =
+            entry.states.iter().any(|s| normal(s) != *s).then(|| entry.states.iter().map(normal).collect());
         let hot = Hot {
             updated_at: entry.updated_at,
             names_prefix: prefix(&hay[names_at..]),
-            states_mask: states.iter().fold(0, |m, s| m | state_bit(s)),
+            states_mask: states.as_ref().unwrap_or(&entry.states).iter().fold(0, |m, s| m | state_bit(s)),
             effective: date_num(&entry.effective_date).unwrap_or(0),
             renewal: entry.renewal_date.as_deref().and_then(date_num).unwrap_or(0),
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        (hot, Row { entry, hay, names_at, states, life })
+        (hot, Row { entry, hay: hay.into_boxed_str(), names_at, states, life })
     }
 
     fn names(&self) -> &str {
         &self.hay[self.names_at..]
+    }
+
+    /// The state codes, trimmed and uppercased.
+    fn states(&self) -> &[String] {
+        self.states.as_deref().unwrap_or(&self.entry.states)
     }
 }
 
@@ -283,7 +291,7 @@ impl Index {
         if let Some(p) = &row.life.parent {
             self.children.entry(p.clone()).or_default().insert(row.entry.id.clone());
         }
-        match self.by_id.get(&row.entry.id) {
+        match self.by_id.get(row.entry.id.as_str()) {
             Some(&i) => {
                 self.hot[i] = hot;
                 let old = std::mem::replace(&mut self.rows[i], row);
@@ -291,7 +299,7 @@ impl Index {
                 self.unlink_child(&old, now.as_deref());
             }
             None => {
-                self.by_id.insert(row.entry.id.clone(), self.rows.len());
+                self.by_id.insert(row.entry.id.as_str().into(), self.rows.len());
                 self.hot.push(hot);
                 self.rows.push(row);
             }
@@ -319,7 +327,7 @@ impl Index {
         let old = self.rows.swap_remove(i);
         self.unlink_child(&old, None);
         if let Some(moved) = self.rows.get(i) {
-            self.by_id.insert(moved.entry.id.clone(), i);
+            self.by_id.insert(moved.entry.id.as_str().into(), i);
         }
     }
 
@@ -735,7 +743,7 @@ impl Plan {
 
     /// The filters on text, for rows that passed [`Plan::matches_hot`].
     fn matches_row(&self, row: &Row) -> bool {
-        self.state.as_ref().is_none_or(|(_, code)| row.states.iter().any(|s| s == code))
+        self.state.as_ref().is_none_or(|(_, code)| row.states().iter().any(|s| s == code))
             && self.counterparty.as_ref().is_none_or(|cp| row.names().contains(cp.as_str()))
             && self.terms.iter().all(|t| row.hay.contains(t.as_str()))
     }

@@ -8,6 +8,7 @@ use crate::config::{Config, Overrides};
 use crate::http::auth;
 
 pub fn serve(o: Overrides) -> Result<ExitCode, String> {
+    let started = std::time::Instant::now();
     let config = Config::load(&o)?;
     let filter = || tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into());
     // JSON: one object a line; each line logged during a request carries the request span's
@@ -42,6 +43,8 @@ pub fn serve(o: Overrides) -> Result<ExitCode, String> {
         let listener =
             tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(ms, rss_mb = crate::app::rss_mb(), "serving {ms} ms after start");
         // Operator commands find the running server here (the server holds sled's lock).
         let url_file = data.join("server.url");
         let _ = std::fs::write(&url_file, format!("http://{addr}\n"));

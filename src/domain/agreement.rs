@@ -336,6 +336,102 @@ impl Agreement {
     }
 }
 
+/// What the archive index and the digest map need of an agreement record, decoded from the same
+/// JSON as [`Agreement`] with everything else skipped (signers, approval, void reason, …): the
+/// start-up scan reads one of these per agreement instead of the whole record.
+/// `Summary::from(&agreement)` is what decoding the agreement's JSON gives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub upstream_name: String,
+    pub downstream_name: String,
+    pub status: Status,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub created_by: String,
+    pub executed_at: Option<u64>,
+    pub sent_sha256: Option<String>,
+    pub final_sha256: Option<String>,
+    #[serde(default)]
+    pub sent_bytes: Option<u64>,
+    #[serde(default)]
+    pub final_bytes: Option<u64>,
+    #[serde(default)]
+    pub facts: SummaryFacts,
+    /// The termination's date (YYYY-MM-DD), when one is recorded.
+    #[serde(default, deserialize_with = "termination_date")]
+    #[serde(rename = "termination")]
+    pub termination_date: Option<String>,
+    #[serde(default)]
+    pub disposed_at: Option<u64>,
+}
+
+/// [`Facts`] without the privacy contact.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct SummaryFacts {
+    pub states: Vec<String>,
+    pub effective_date: String,
+    pub term_months: u16,
+    pub auto_renew: bool,
+    pub parent_agreement_id: Option<String>,
+}
+
+/// Reads a stored `termination` (or `null`) keeping only its date.
+fn termination_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct DateOnly {
+        date: String,
+    }
+    Ok(Option::<DateOnly>::deserialize(d)?.map(|t| t.date))
+}
+
+impl From<&Agreement> for Summary {
+    fn from(a: &Agreement) -> Summary {
+        Summary {
+            id: a.id.clone(),
+            kind: a.kind.clone(),
+            title: a.title.clone(),
+            upstream_name: a.upstream_name.clone(),
+            downstream_name: a.downstream_name.clone(),
+            status: a.status,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            created_by: a.created_by.clone(),
+            executed_at: a.executed_at,
+            sent_sha256: a.sent_sha256.clone(),
+            final_sha256: a.final_sha256.clone(),
+            sent_bytes: a.sent_bytes,
+            final_bytes: a.final_bytes,
+            facts: SummaryFacts {
+                states: a.facts.states.clone(),
+                effective_date: a.facts.effective_date.clone(),
+                term_months: a.facts.term_months,
+                auto_renew: a.facts.auto_renew,
+                parent_agreement_id: a.facts.parent_agreement_id.clone(),
+            },
+            termination_date: a.termination.as_ref().map(|t| t.date.clone()),
+            disposed_at: a.disposed_at,
+        }
+    }
+}
+
+impl Summary {
+    /// [`Agreement::life`], from the summary (the same facts).
+    pub fn life(&self) -> Life {
+        Life {
+            effective: super::intake::Date::parse(&self.facts.effective_date).ok(),
+            term_months: self.facts.term_months,
+            auto_renew: self.facts.auto_renew,
+            terminated: self.termination_date.is_some(),
+            termination: self.termination_date.as_deref().and_then(|d| super::intake::Date::parse(d).ok()),
+            disposed: self.disposed_at.is_some(),
+            parent: self.facts.parent_agreement_id.as_deref().map(Box::from),
+        }
+    }
+}
+
 /// What renewal, retention and the subcontractor chain need of an agreement, compactly: the
 /// archive index keeps one per agreement (see [`Agreement::life`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -416,6 +512,41 @@ mod tests {
     fn status_names_match_their_json() {
         for s in Status::ALL {
             assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::String(s.as_str().into())));
+        }
+    }
+
+    /// A record with every field the summary reads set, and the ones it skips too.
+    fn full_record(terminated: bool) -> Agreement {
+        let mut a: Agreement = serde_json::from_value(serde_json::json!({
+            "id": "a1", "kind": "baa", "title": "Núñez BAA", "upstream_name": "Marta Núñez Clinic",
+            "downstream_name": "Ångström Labs", "status": "executed", "version": 2,
+            "document_sha256": "d", "check_passes": true, "created_at": 5, "updated_at": 9,
+            "created_by": "sales", "sent_at": 6, "sent_by": "sales", "sent_sha256": "s",
+            "executed_at": 8, "final_sha256": "f", "sent_bytes": 10, "final_bytes": 12,
+            "void_reason": "x", "needs_approval": true,
+            "facts": {"states": ["CA", "TX"], "effective_date": "2026-01-31", "term_months": 12,
+                      "auto_renew": true, "parent_agreement_id": "p1",
+                      "upstream_contact": ["Priya", "priya@example.com"]},
+            "signers": [], "revision": 4
+        }))
+        .expect("an agreement");
+        if terminated {
+            a.termination =
+                Some(Termination { date: "2027-03-01".into(), reason: "r".into(), by: "legal".into(), at: 11 });
+            a.disposed_at = Some(12);
+        }
+        a
+    }
+
+    #[test]
+    fn a_summary_decoded_from_the_record_equals_the_summary_of_the_decoded_record() {
+        for terminated in [false, true] {
+            let a = full_record(terminated);
+            let json = serde_json::to_vec(&a).expect("json");
+            let s: Summary = serde_json::from_slice(&json).expect("a summary");
+            assert_eq!(s, Summary::from(&a));
+            assert_eq!(s.life(), a.life());
+            assert_eq!(s.termination_date.is_some(), terminated);
         }
     }
 }

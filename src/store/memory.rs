@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::audit::{Event, GENESIS};
 use super::{ApiKeyRecord, Change, Message, RawChain, Store, StoreError};
-use crate::domain::agreement::{Agreement, VersionRecord};
+use crate::domain::agreement::{Agreement, Summary, VersionRecord};
 
 #[derive(Default)]
 struct Maps {
@@ -56,6 +56,13 @@ impl Store for MemoryStore {
 
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError> {
         Ok(self.maps().agreements.values().cloned().collect())
+    }
+
+    fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
+        // Taken out of the lock first, so `f` never runs under it.
+        let all: Vec<Summary> = self.maps().agreements.values().map(Summary::from).collect();
+        all.into_iter().for_each(f);
+        Ok(())
     }
 
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
@@ -235,5 +242,35 @@ impl super::vendors::VendorStore for MemoryStore {
 
     fn vendor_events(&self, id: &str) -> Result<Vec<super::vendors::VendorEvent>, StoreError> {
         self.vendors.vendor_events(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agreement(id: &str) -> Agreement {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "dua", "title": "Scan", "upstream_name": "Up", "downstream_name": "Down",
+            "status": "sent", "version": 1, "document_sha256": "", "check_passes": true, "created_at": 1,
+            "updated_at": 2, "created_by": "test", "sent_at": 2, "sent_by": "test", "sent_sha256": "s",
+            "sent_bytes": 9, "executed_at": null, "final_sha256": null, "void_reason": null, "signers": [],
+            "revision": 1
+        }))
+        .expect("an agreement")
+    }
+
+    #[test]
+    fn the_summary_scan_hands_over_every_agreement_once_as_stored() {
+        let store = MemoryStore::new();
+        for id in ["b", "a", "c"] {
+            store.commit(Change { agreement: Some(agreement(id)), ..Default::default() }).expect("commit");
+        }
+        let mut seen = Vec::new();
+        store.agreement_summaries(&mut |s| seen.push(s)).expect("scan");
+        seen.sort_by(|x, y| x.id.cmp(&y.id));
+        let expected: Vec<Summary> = ["a", "b", "c"].iter().map(|id| Summary::from(&agreement(id))).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(seen[0].sent_bytes, Some(9));
     }
 }

@@ -21,7 +21,7 @@ pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::agreement::{Agreement, VersionRecord};
+use crate::domain::agreement::{Agreement, Summary, VersionRecord};
 pub use crate::domain::audit::{Event, NewEvent};
 
 /// An outgoing message, queued in the same transaction as the change that causes it.
@@ -188,6 +188,10 @@ pub struct ChainHead {
 pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError>;
+    /// Every agreement's [`Summary`] (what the archive index needs), handed to `f` one at a
+    /// time as the store reads them, in no particular order: the start-up index build holds
+    /// no vector of every record and decodes no signer. `f` must not call the store.
+    fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError>;
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError>;
     fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError>;
     /// The document's bytes, re-checked against their SHA-256 on every read.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use countersign::clock::ManualClock;
 use countersign::config::Config;
-use countersign::domain::agreement::Agreement;
+use countersign::domain::agreement::{Agreement, Summary};
 use countersign::store::people::{InviteRecord, NewSecurityEvent, PersonRecord, SessionRecord, verify_security_log};
 use countersign::store::postgres::PgStore;
 use countersign::store::sled_store::SledStore;
@@ -130,6 +130,18 @@ fn contract(store: Arc<dyn Store>) {
     let seqs: Vec<u64> = store.events("a1").expect("events").iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=23).collect::<Vec<u64>>());
     assert_eq!(countersign::app::verify_chains(store.as_ref()), Ok((1, 23)));
+
+    // The start-up scan: each agreement once, as its summary, the same as the stored record's.
+    let other =
+        Change { agreement: Some(agreement("a2", 1)), events: vec![event("a2", "created")], ..Default::default() };
+    store.commit(other).expect("a second agreement");
+    let mut summaries = Vec::new();
+    store.agreement_summaries(&mut |s| summaries.push(s)).expect("the scan");
+    summaries.sort_by(|a, b| a.id.cmp(&b.id));
+    let stored: Vec<Summary> =
+        ["a1", "a2"].iter().map(|id| Summary::from(&store.agreement(id).expect("stored"))).collect();
+    assert_eq!(summaries, stored);
+    assert_eq!(summaries[0].status, countersign::domain::agreement::Status::Draft);
 
     // The outbox and its lease.
     assert_eq!(store.queued_messages().expect("queue").len(), 1);

@@ -35,7 +35,7 @@ use super::audit::{Event, GENESIS};
 use super::format::{self, HeadKey};
 use super::webhooks::{Delivery, DeliveryStatus};
 use super::{ApiKeyRecord, ChainHead, Change, ForeignChanges, Message, MessageStatus, RawChain, Store, StoreError};
-use crate::domain::agreement::{Agreement, VersionRecord};
+use crate::domain::agreement::{Agreement, Summary, VersionRecord};
 use pool::{Conn, Pool, blocking, pg_err};
 
 /// The schema migrations, in order: (version, SQL).
@@ -452,6 +452,19 @@ impl Store for PgStore {
 
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError> {
         self.all("SELECT body FROM agreements ORDER BY id")
+    }
+
+    fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        // Row by row as they arrive: no vector of every record.
+        self.pool.with(|c| {
+            let none: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+            let mut rows = c.query_raw("SELECT body FROM agreements", none).map_err(pg_err)?;
+            while let Some(row) = rows.next().map_err(pg_err)? {
+                f(json(row.get::<_, &[u8]>(0))?);
+            }
+            Ok(())
+        })
     }
 
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
