@@ -243,7 +243,7 @@ pub fn restore(
         &mut magic,
     )
     .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-    let input: Box<dyn std::io::Read> = if crate::secret::sealed_file::is_sealed(&magic) {
+    let input: Box<dyn std::io::Read + Send> = if crate::secret::sealed_file::is_sealed(&magic) {
         let sealed = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
         let p = passphrase(passphrase_file).map_err(|e| format!("{} is encrypted: {e}", from.display()))?;
         let plain =

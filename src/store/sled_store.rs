@@ -392,7 +392,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError> {
+    fn dump(&self, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut n = 0;

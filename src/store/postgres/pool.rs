@@ -11,9 +11,13 @@
 //! * anywhere else (the CLI, `spawn_blocking` threads): directly.
 //!
 //! The pool itself is a `Mutex<Vec<Client>>` of idle connections: a call takes one (or opens a
-//! new one), uses it, and gives it back unless it was closed underneath (a lost connection is
-//! then simply not reused; the next call opens a fresh one). At most [`MAX_IDLE`] idle
-//! connections are kept.
+//! new one), uses it, and gives it back unless it was closed underneath. At most [`MAX_IDLE`]
+//! idle connections are kept.
+//!
+//! Lost connections: errors are classified by [`failure`] and [`classify`]. A connection lost
+//! before COMMIT was sent (the transaction surely rolled back) is retried once on a fresh
+//! connection by [`Pool::with`]; one lost while COMMIT was in flight is reported as
+//! [`StoreError::OutcomeUnknown`] and not retried.
 
 use std::sync::Mutex;
 
@@ -42,17 +46,75 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Client>>,
 }
 
-pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
+/// Where in a call an error came: a statement (a transaction not committed yet, or an
+/// idempotent single-statement write), or the COMMIT itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Statement,
+    Commit,
+}
+
+/// What kind of failure a PostgreSQL error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection is gone (closed, an I/O error, the server shutting it down: SQLSTATE
+    /// class 08 or 57P01–57P03).
+    ConnectionLost,
+    /// Lost a race against another transaction (serialization failure, deadlock).
+    Conflict,
+    /// A key PostgreSQL cannot hold (a NUL byte in an id from a URL).
+    BadKey,
+    Other,
+}
+
+pub(crate) fn failure(e: &postgres::Error) -> Failure {
     use postgres::error::SqlState;
-    match e.code() {
-        // Lost a race against another transaction: the caller retries like any conflict.
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
-            StoreError::Conflict
-        }
-        // A key PostgreSQL cannot hold (a NUL byte in an id from a URL): no such row exists.
-        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => StoreError::NotFound,
-        _ => StoreError::Io(format!("postgres: {}", describe(&e))),
+    if e.is_closed() {
+        return Failure::ConnectionLost;
     }
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            Failure::Conflict
+        }
+        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => Failure::BadKey,
+        Some(c)
+            if c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            Failure::ConnectionLost
+        }
+        Some(_) => Failure::Other,
+        // No server error: a socket that failed under the client is a lost connection.
+        None if std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) => Failure::ConnectionLost,
+        None => Failure::Other,
+    }
+}
+
+/// The store's error for a failure at a stage. A connection lost before COMMIT was sent
+/// rolled the transaction back (PostgreSQL aborts a transaction whose connection ends):
+/// [`StoreError::ConnectionLost`], which [`Pool::with`] retries. Lost while COMMIT was in
+/// flight, the outcome is unknown: [`StoreError::OutcomeUnknown`], never retried. Any other
+/// error at COMMIT (a serialization failure) is a definite rollback, like at a statement.
+pub(crate) fn classify(f: Failure, stage: Stage, detail: String) -> StoreError {
+    match (f, stage) {
+        (Failure::ConnectionLost, Stage::Statement) => StoreError::ConnectionLost(detail),
+        (Failure::ConnectionLost, Stage::Commit) => StoreError::OutcomeUnknown(detail),
+        (Failure::Conflict, _) => StoreError::Conflict,
+        (Failure::BadKey, _) => StoreError::NotFound,
+        (Failure::Other, _) => StoreError::Io(format!("postgres: {detail}")),
+    }
+}
+
+pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
+    classify(failure(&e), Stage::Statement, describe(&e))
+}
+
+/// Commits `tx`, telling a connection lost during the COMMIT (outcome unknown) from one lost
+/// before it. Every writing transaction commits through here.
+pub(crate) fn commit(tx: postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.commit().map_err(|e| classify(failure(&e), Stage::Commit, describe(&e)))
 }
 
 /// The error with its server-side detail (`Display` of the client error alone says only "db error").
@@ -104,9 +166,38 @@ impl Pool {
     }
 
     /// Runs `f` on a pooled connection, where blocking is allowed. A connection found closed
-    /// when taken is replaced; `f` runs once (a commit whose outcome is unknown is never
-    /// repeated behind the caller's back).
+    /// when taken is replaced. When `f` fails with [`StoreError::ConnectionLost`] (nothing was
+    /// committed: the connection went before COMMIT, or under an idempotent single-statement
+    /// write) the idle connections are dropped (a restarted server or a terminated pool leaves
+    /// them all dead) and `f` runs once more on a fresh connection. A commit whose outcome is
+    /// unknown ([`StoreError::OutcomeUnknown`]) is never repeated behind the caller's back.
     pub(crate) fn with<T: Send>(
+        &self,
+        mut f: impl FnMut(&mut Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        blocking(|| {
+            let mut c = self.take()?;
+            match f(&mut c) {
+                Err(StoreError::ConnectionLost(e)) => {
+                    tracing::warn!(error = %e, "lost a database connection before committing; retrying on a fresh one");
+                    drop(c);
+                    drop(std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner())));
+                    let mut c = self.connect()?;
+                    let out = f(&mut c);
+                    self.give_back(c);
+                    out
+                }
+                out => {
+                    self.give_back(c);
+                    out
+                }
+            }
+        })
+    }
+
+    /// Runs `f` once on a pooled connection: for calls that cannot start over (a dump already
+    /// partly written, a restore that consumed its input).
+    pub(crate) fn with_once<T: Send>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
