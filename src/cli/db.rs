@@ -109,12 +109,20 @@ fn pipe(
     source: &dyn Store,
     restore: impl FnOnce(BufReader<DumpReader<'_>>) -> Result<usize, String>,
 ) -> Result<usize, String> {
+    pipe_dump(|w| source.dump(w), restore)
+}
+
+/// [`pipe`] with the dump as a function (tests make it fail).
+fn pipe_dump(
+    dump: impl FnOnce(&mut (dyn Write + Send)) -> Result<usize, StoreError> + Send,
+    restore: impl FnOnce(BufReader<DumpReader<'_>>) -> Result<usize, String>,
+) -> Result<usize, String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let (complete, cut) = (AtomicBool::new(false), AtomicBool::new(false));
     std::thread::scope(|s| {
         let dumping = s.spawn(|| -> Result<usize, String> {
             let mut w = BufWriter::with_capacity(256 * 1024, writer);
-            let n = source.dump(&mut w).map_err(|e| format!("the source: {e}"))?;
+            let n = dump(&mut w).map_err(|e| format!("the source: {e}"))?;
             w.flush().map_err(|e| format!("the source: {e}"))?;
             complete.store(true, Ordering::SeqCst);
             Ok(n)
@@ -286,4 +294,74 @@ pub fn migrate_command(from: &str, to: &str, keys: Option<&Path>) -> Result<Exit
         m.records, m.documents, m.chains, m.events
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufRead;
+
+    use super::*;
+
+    fn lines(n: usize) -> impl FnOnce(&mut (dyn Write + Send)) -> Result<usize, StoreError> + Send {
+        move |w| {
+            for i in 0..n {
+                writeln!(w, "line {i} {}", "x".repeat(200)).map_err(|e| StoreError::Io(e.to_string()))?;
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_whole_dump_reaches_the_restore_line_by_line() {
+        let n = pipe_dump(lines(20_000), |r| Ok(r.lines().map(|l| l.expect("line")).count())).expect("piped");
+        assert_eq!(n, 20_000);
+    }
+
+    #[test]
+    fn a_dump_that_fails_midway_fails_the_restore_instead_of_ending_it() {
+        let dump = |w: &mut (dyn Write + Send)| {
+            lines(5_000)(w)?;
+            Err(StoreError::Io("disk read error".into()))
+        };
+        // The restore reads to the end and would "commit" what it got: it must see an error.
+        let mut committed = None;
+        let err = pipe_dump(dump, |r| {
+            let mut n = 0;
+            for l in r.lines() {
+                l.map_err(|e| format!("reading: {e}"))?;
+                n += 1;
+            }
+            committed = Some(n);
+            Ok(n)
+        })
+        .expect_err("the dump's error");
+        assert_eq!(err, "the source: storage: disk read error");
+        assert_eq!(committed, None, "nothing committed");
+    }
+
+    #[test]
+    fn a_restore_that_fails_stops_the_dump_and_is_the_error() {
+        let err = pipe_dump(lines(200_000), |mut r| {
+            let mut first = String::new();
+            r.read_line(&mut first).map_err(|e| e.to_string())?;
+            Err("database: backup line 1: unknown tree".into())
+        })
+        .expect_err("the restore's error");
+        assert_eq!(err, "database: backup line 1: unknown tree");
+    }
+
+    #[test]
+    fn digests_count_lines_across_writes_and_skip_meta() {
+        let mut d = Digests::default();
+        let line = |tree: &str| format!("{{\"key\":\"YQ==\",\"tree\":\"{tree}\",\"value\":\"Yg==\"}}\n");
+        let text = [line("agreements"), line("meta"), line("events")].concat();
+        let (a, b) = text.as_bytes().split_at(17);
+        d.write_all(a).expect("write");
+        d.write_all(b).expect("write");
+        assert_eq!(d.lines.len(), 2);
+        assert!(d.error.is_none());
+        // A document whose bytes do not hash to its key is named.
+        d.write_all(line("documents").as_bytes()).expect("write");
+        assert_eq!((d.documents, d.bad_document.as_deref()), (1, Some("a")));
+    }
 }

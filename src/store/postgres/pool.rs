@@ -217,3 +217,30 @@ impl Drop for Pool {
         blocking(move || drop(idle));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_lost_before_commit_is_retryable_and_during_commit_is_an_unknown_outcome() {
+        let d = || "57P01: terminating connection due to administrator command".to_string();
+        assert!(matches!(
+            classify(Failure::ConnectionLost, Stage::Statement, d()),
+            StoreError::ConnectionLost(m) if m.contains("57P01")
+        ));
+        assert!(matches!(classify(Failure::ConnectionLost, Stage::Commit, d()), StoreError::OutcomeUnknown(_)));
+        // Anything else is a definite outcome wherever it comes: a lost race rolled back.
+        for stage in [Stage::Statement, Stage::Commit] {
+            assert!(matches!(classify(Failure::Conflict, stage, d()), StoreError::Conflict));
+            assert!(matches!(classify(Failure::BadKey, stage, d()), StoreError::NotFound));
+            assert!(matches!(classify(Failure::Other, stage, d()), StoreError::Io(m) if m.starts_with("postgres: ")));
+        }
+    }
+
+    #[test]
+    fn the_answer_for_an_unknown_outcome_says_so() {
+        let e = StoreError::OutcomeUnknown("connection closed".into()).to_string();
+        assert!(e.contains("while committing") && e.contains("unknown"), "{e}");
+    }
+}
