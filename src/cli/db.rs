@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError};
 use crate::store::postgres::PgStore;
 use crate::store::sled_store::SledStore;
+use crate::store::{Store, StoreError};
 
 /// The database URL from the flag or `COUNTERSIGN_DATABASE_URL`.
 pub fn database_url(flag: Option<String>) -> Result<String, String> {
@@ -177,7 +177,8 @@ impl Digests {
             // The stored bytes against their content address (what every read re-checks).
             let b64 = base64::engine::general_purpose::STANDARD;
             let (key, value) = (b64.decode(l.key), b64.decode(l.value));
-            let ok = matches!((&key, &value), (Ok(k), Ok(v)) if hex::encode(Sha256::digest(v)).as_bytes() == k.as_slice());
+            let ok =
+                matches!((&key, &value), (Ok(k), Ok(v)) if hex::encode(Sha256::digest(v)).as_bytes() == k.as_slice());
             if !ok && self.bad_document.is_none() {
                 self.bad_document = Some(key.map(|k| String::from_utf8_lossy(&k).into_owned()).unwrap_or_default());
             }

@@ -28,8 +28,8 @@ use super::{AppState, blocking};
 use crate::app::service::{Actor, Service, ServiceError};
 use crate::archive::search;
 use crate::people::{Acceptance, LoginStep, PeopleError, PersonView, SignedIn};
-use crate::store::StoreError;
 use crate::staff::Role::{self, Sales};
+use crate::store::StoreError;
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
 const FIELD: &str = include_str!("../../templates/web/app/field.html.tera");

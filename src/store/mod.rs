@@ -249,6 +249,17 @@ pub trait Store: Send + Sync + 'static {
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Stores a key record and appends `log` to the staff security log as one atomic, durable
+    /// commit: a key change is never stored without its log entry, nor logged without the
+    /// change. The default writes one after the other (the memory store of the tests).
+    fn put_api_key_logged(
+        &self,
+        k: &ApiKeyRecord,
+        log: people::NewSecurityEvent,
+    ) -> Result<people::SecurityEvent, StoreError> {
+        self.put_api_key(k)?;
+        self.people().append_security(log)
+    }
     /// Records a key's last use without waiting for the disk (informational only). Kept apart
     /// from the key record, so it can never write back a record a revocation has replaced.
     fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError>;

@@ -566,3 +566,26 @@ fn a_postgres_restore_that_fails_midway_leaves_the_database_empty() {
     assert!(err.to_string().contains(&format!("backup line {}: bad key", lines + 1)), "{err}");
     assert!(pg.is_empty().expect("read"), "nothing of the good lines stayed");
 }
+
+/// An API key change and its security-log entry are one commit on either store: created and
+/// revoked keys each have exactly one entry, and the log's chain verifies.
+#[test]
+fn on_both_stores_an_api_key_change_is_stored_with_its_security_log_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(SledStore::open(&dir.path().join("sled")).expect("sled")),
+        Arc::new(PgStore::open(&crate::pg::database(), &dir.path().join("keys")).expect("postgres")),
+    ];
+    for store in stores {
+        let role = countersign::staff::Role::Sales;
+        let (_, k) =
+            countersign::staff::create(store.as_ref(), "ops", role, None, "ann@example.com", "", 10).expect("created");
+        countersign::staff::revoke(store.as_ref(), &k.id, 20, "ann@example.com", "").expect("revoked");
+        let log = store.people().security_log().expect("log");
+        let actions: Vec<&str> = log.iter().filter(|e| e.detail.contains(&k.id)).map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["api_key_created", "api_key_revoked"], "{}", store.backend());
+        assert!(verify_security_log(&log).is_ok());
+        let stored = store.api_keys().expect("keys").into_iter().find(|x| x.id == k.id).expect("stored");
+        assert_eq!(stored.revoked_at, Some(20));
+    }
+}

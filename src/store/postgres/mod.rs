@@ -530,6 +530,26 @@ impl Store for PgStore {
         })
     }
 
+    fn put_api_key_logged(
+        &self,
+        k: &ApiKeyRecord,
+        log: super::people::NewSecurityEvent,
+    ) -> Result<super::people::SecurityEvent, StoreError> {
+        let body = to_json(k)?;
+        self.pool.with(|c| {
+            // One transaction: the key and its security-log entry commit together.
+            let mut tx = c.transaction().map_err(pg_err)?;
+            tx.execute(
+                "INSERT INTO apikeys (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                &[&k.id, &body],
+            )
+            .map_err(pg_err)?;
+            let ev = others::append_security_tx(&mut tx, log.clone())?;
+            commit(tx)?;
+            Ok(ev)
+        })
+    }
+
     fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError> {
         self.pool.with(|c| {
             c.execute(

@@ -143,15 +143,7 @@ impl PeopleStore for PgStore {
     fn append_security(&self, e: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
         self.pool.with(|c| {
             let mut tx = c.transaction().map_err(pg_err)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SECLOG_LOCK]).map_err(pg_err)?;
-            let last: Option<SecurityEvent> =
-                match tx.query_opt("SELECT body FROM seclog ORDER BY seq DESC LIMIT 1", &[]).map_err(pg_err)? {
-                    Some(r) => Some(json(&r.get::<_, Vec<u8>>(0))?),
-                    None => None,
-                };
-            let ev = SecurityEvent::next(last.as_ref(), e.clone());
-            tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(ev.seq as i64), &to_json(&ev)?])
-                .map_err(pg_err)?;
+            let ev = append_security_tx(&mut tx, e.clone())?;
             commit(tx)?;
             Ok(ev)
         })
@@ -160,6 +152,24 @@ impl PeopleStore for PgStore {
     fn security_log(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.all("SELECT body FROM seclog ORDER BY seq")
     }
+}
+
+/// Appends to the security log inside `tx` (its advisory lock serializes appends until the
+/// commit).
+pub(super) fn append_security_tx(
+    tx: &mut postgres::Transaction<'_>,
+    e: NewSecurityEvent,
+) -> Result<SecurityEvent, StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SECLOG_LOCK]).map_err(pg_err)?;
+    let last: Option<SecurityEvent> =
+        match tx.query_opt("SELECT body FROM seclog ORDER BY seq DESC LIMIT 1", &[]).map_err(pg_err)? {
+            Some(r) => Some(json(&r.get::<_, Vec<u8>>(0))?),
+            None => None,
+        };
+    let ev = SecurityEvent::next(last.as_ref(), e);
+    tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(ev.seq as i64), &to_json(&ev)?])
+        .map_err(pg_err)?;
+    Ok(ev)
 }
 
 impl VendorStore for PgStore {
@@ -399,12 +409,18 @@ pub(super) fn dump(c: &mut Client, out: &mut (dyn std::io::Write + Send)) -> Res
     // The sled `webhooks` tree: its d/, e/, p/ and q/ keys in byte order (the id columns are
     // COLLATE "C", which is byte order), one pass each.
     let hook = |prefix: &[u8], r: &postgres::Row| [prefix, r.get::<_, &str>(0).as_bytes()].concat();
-    each_row(t, "SELECT id, body FROM webhook_deliveries ORDER BY id", |r| line("webhooks", &hook(b"d/", r), r.get(1)))?;
-    each_row(t, "SELECT id, body FROM webhook_endpoints ORDER BY id", |r| line("webhooks", &hook(b"e/", r), r.get(1)))?;
-    each_row(t, "SELECT endpoint_id || '/' || id FROM webhook_deliveries ORDER BY (endpoint_id || '/' || id) COLLATE \"C\"", |r| {
-        line("webhooks", &hook(b"p/", r), &[])
+    each_row(t, "SELECT id, body FROM webhook_deliveries ORDER BY id", |r| {
+        line("webhooks", &hook(b"d/", r), r.get(1))
     })?;
-    each_row(t, "SELECT id FROM webhook_deliveries WHERE queued ORDER BY id", |r| line("webhooks", &hook(b"q/", r), &[]))?;
+    each_row(t, "SELECT id, body FROM webhook_endpoints ORDER BY id", |r| line("webhooks", &hook(b"e/", r), r.get(1)))?;
+    each_row(
+        t,
+        "SELECT endpoint_id || '/' || id FROM webhook_deliveries ORDER BY (endpoint_id || '/' || id) COLLATE \"C\"",
+        |r| line("webhooks", &hook(b"p/", r), &[]),
+    )?;
+    each_row(t, "SELECT id FROM webhook_deliveries WHERE queued ORDER BY id", |r| {
+        line("webhooks", &hook(b"q/", r), &[])
+    })?;
     tx.commit().map_err(pg_err)?;
     Ok(n)
 }
@@ -419,7 +435,6 @@ fn split_key(k: &[u8], n: usize) -> Option<(String, u64)> {
     buf[8 - n..].copy_from_slice(&k[k.len() - n..]);
     Some((id, u64::from_be_bytes(buf)))
 }
-
 
 /// Where one backup line goes: a binary `COPY … FROM STDIN` and its column types.
 struct CopyInto {
@@ -457,50 +472,42 @@ fn decode(line: &str, number: usize) -> Result<Option<CopyRow>, StoreError> {
     let row: CopyRow = match tree {
         "agreements" => {
             let a: crate::domain::agreement::Agreement = json(&value)?;
-            (copy!("agreements (id, revision, body)" TEXT, INT8, BYTEA), vec![
-                b(Box::new(text(&key)?)),
-                b(Box::new(a.revision as i64)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("agreements (id, revision, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(a.revision as i64)), b(Box::new(value))],
+            )
         }
         "versions" => {
             let (id, ver) = split_key(&key, 4).ok_or_else(|| bad("bad version key"))?;
-            (copy!("versions (agreement_id, version, body)" TEXT, INT8, BYTEA), vec![
-                b(Box::new(id)),
-                b(Box::new(ver as i64)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("versions (agreement_id, version, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(ver as i64)), b(Box::new(value))],
+            )
         }
-        "documents" => (copy!("documents (sha256, bytes)" TEXT, BYTEA), vec![
-            b(Box::new(text(&key)?)),
-            b(Box::new(value)),
-        ]),
+        "documents" => {
+            (copy!("documents (sha256, bytes)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))])
+        }
         "events" => {
             let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad event key"))?;
-            (copy!("events (agreement_id, seq, body)" TEXT, INT8, BYTEA), vec![
-                b(Box::new(id)),
-                b(Box::new(seq as i64)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("events (agreement_id, seq, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(seq as i64)), b(Box::new(value))],
+            )
         }
         "heads" => {
             let h: Head = json(&value)?;
-            (copy!("heads (agreement_id, seq, hash, mac)" TEXT, INT8, TEXT, TEXT), vec![
-                b(Box::new(text(&key)?)),
-                b(Box::new(h.seq as i64)),
-                b(Box::new(h.hash)),
-                b(Box::new(h.mac)),
-            ])
+            (
+                copy!("heads (agreement_id, seq, hash, mac)" TEXT, INT8, TEXT, TEXT),
+                vec![b(Box::new(text(&key)?)), b(Box::new(h.seq as i64)), b(Box::new(h.hash)), b(Box::new(h.mac))],
+            )
         }
         "outbox" => {
             let m: crate::store::Message = json(&value)?;
             let queued = m.status == crate::store::MessageStatus::Queued;
-            (copy!("outbox (id, agreement_id, queued, body)" TEXT, TEXT, BOOL, BYTEA), vec![
-                b(Box::new(text(&key)?)),
-                b(Box::new(m.agreement_id)),
-                b(Box::new(queued)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("outbox (id, agreement_id, queued, body)" TEXT, TEXT, BOOL, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(m.agreement_id)), b(Box::new(queued)), b(Box::new(value))],
+            )
         }
         "apikeys" => (copy!("apikeys (id, body)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))]),
         "apikey_last_used" => {
@@ -522,11 +529,10 @@ fn decode(line: &str, number: usize) -> Result<Option<CopyRow>, StoreError> {
         "invites" => (copy!("invites (hash, body)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))]),
         "sessions" => {
             let s: SessionRecord = json(&value)?;
-            (copy!("sessions (hash, person_id, body)" TEXT, TEXT, BYTEA), vec![
-                b(Box::new(text(&key)?)),
-                b(Box::new(s.person_id)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("sessions (hash, person_id, body)" TEXT, TEXT, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(s.person_id)), b(Box::new(value))],
+            )
         }
         "seclog" => {
             let seq = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad("bad seq"))?);
@@ -534,38 +540,33 @@ fn decode(line: &str, number: usize) -> Result<Option<CopyRow>, StoreError> {
         }
         "vendors" => {
             let v: Vendor = json(&value)?;
-            (copy!("vendors (id, revision, body)" TEXT, INT8, BYTEA), vec![
-                b(Box::new(text(&key)?)),
-                b(Box::new(v.revision as i64)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("vendors (id, revision, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(v.revision as i64)), b(Box::new(value))],
+            )
         }
         "vendor_events" => {
             let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad vendor event key"))?;
-            (copy!("vendor_events (vendor_id, seq, body)" TEXT, INT8, BYTEA), vec![
-                b(Box::new(id)),
-                b(Box::new(seq as i64)),
-                b(Box::new(value)),
-            ])
+            (
+                copy!("vendor_events (vendor_id, seq, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(seq as i64)), b(Box::new(value))],
+            )
         }
-        "vendor_documents" => (copy!("vendor_documents (sha256, bytes)" TEXT, BYTEA), vec![
-            b(Box::new(text(&key)?)),
-            b(Box::new(value)),
-        ]),
+        "vendor_documents" => {
+            (copy!("vendor_documents (sha256, bytes)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))])
+        }
         "webhooks" => match key.get(..2) {
-            Some(b"e/") => (copy!("webhook_endpoints (id, body)" TEXT, BYTEA), vec![
-                b(Box::new(text(&key[2..])?)),
-                b(Box::new(value)),
-            ]),
+            Some(b"e/") => (
+                copy!("webhook_endpoints (id, body)" TEXT, BYTEA),
+                vec![b(Box::new(text(&key[2..])?)), b(Box::new(value))],
+            ),
             Some(b"d/") => {
                 let d: Delivery = json(&value)?;
                 let queued = d.status == crate::store::webhooks::DeliveryStatus::Queued;
-                (copy!("webhook_deliveries (id, endpoint_id, queued, body)" TEXT, TEXT, BOOL, BYTEA), vec![
-                    b(Box::new(d.id)),
-                    b(Box::new(d.endpoint_id)),
-                    b(Box::new(queued)),
-                    b(Box::new(value)),
-                ])
+                (
+                    copy!("webhook_deliveries (id, endpoint_id, queued, body)" TEXT, TEXT, BOOL, BYTEA),
+                    vec![b(Box::new(d.id)), b(Box::new(d.endpoint_id)), b(Box::new(queued)), b(Box::new(value))],
+                )
             }
             _ => return Ok(None),
         },
