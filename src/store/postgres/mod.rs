@@ -36,7 +36,7 @@ use super::format::{self, HeadKey};
 use super::webhooks::{Delivery, DeliveryStatus};
 use super::{ApiKeyRecord, ChainHead, Change, ForeignChanges, Message, MessageStatus, RawChain, Store, StoreError};
 use crate::domain::agreement::{Agreement, VersionRecord};
-use pool::{Pool, blocking, commit, pg_err};
+use pool::{Conn, Pool, blocking, commit, pg_err};
 
 /// The schema migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_init.sql"))];
@@ -179,7 +179,10 @@ impl PgStore {
         sql: &'static str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.pool.with(|c| Ok(c.query(sql, params).map_err(pg_err)?.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect()))
+        self.pool.with_conn(|c| {
+            let s = c.statements.get(&mut c.client, sql)?;
+            Ok(c.client.query(&s, params).map_err(pg_err)?.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+        })
     }
 
     fn query_body(
@@ -187,8 +190,9 @@ impl PgStore {
         sql: &'static str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<u8>, StoreError> {
-        self.pool.with(|c| {
-            c.query_opt(sql, params).map_err(pg_err)?.map(|r| r.get::<_, Vec<u8>>(0)).ok_or(StoreError::NotFound)
+        self.pool.with_conn(|c| {
+            let s = c.statements.get(&mut c.client, sql)?;
+            c.client.query_opt(&s, params).map_err(pg_err)?.map(|r| r.get::<_, Vec<u8>>(0)).ok_or(StoreError::NotFound)
         })
     }
 
@@ -284,77 +288,93 @@ fn listen_loop(pool: Pool, feed: Weak<Feed>, nonce: String) {
     }
 }
 
-/// The commit transaction (see the module documentation).
+/// The commit transaction (see the module documentation). Every statement is prepared once per
+/// connection ([`pool::Statements`]), and a chain's head is locked and written once per change
+/// however many events the change appends to it: a change costs a dozen round trips, not one
+/// parse and one execute per row.
 fn commit_tx(
-    c: &mut Client,
+    conn: &mut Conn,
     change: &Change,
     key: &HeadKey,
     nonce: &str,
     docs: &[(String, &Vec<u8>)],
 ) -> Result<Vec<Event>, StoreError> {
-    let mut tx = c.transaction().map_err(pg_err)?;
+    let Conn { client, statements: st } = conn;
+    let mut tx = client.transaction().map_err(pg_err)?;
     if let Some(a) = &change.agreement {
         let body = to_json(a)?;
         let rev = a.revision as i64;
         let n = if a.revision == 1 {
-            tx.execute(
+            let s = st.get(
+                &mut tx,
                 "INSERT INTO agreements (id, revision, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                &[&a.id, &rev, &body],
-            )
+            )?;
+            tx.execute(&s, &[&a.id, &rev, &body])
         } else {
-            tx.execute(
-                "UPDATE agreements SET revision = $2, body = $3 WHERE id = $1 AND revision = $4",
-                &[&a.id, &rev, &body, &(rev - 1)],
-            )
+            let s =
+                st.get(&mut tx, "UPDATE agreements SET revision = $2, body = $3 WHERE id = $1 AND revision = $4")?;
+            tx.execute(&s, &[&a.id, &rev, &body, &(rev - 1)])
         }
         .map_err(pg_err)?;
         if n != 1 {
             return Err(StoreError::Conflict);
         }
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &format!("{nonce}:{}", a.id)]).map_err(pg_err)?;
+        let s = st.get(&mut tx, "SELECT pg_notify($1, $2)")?;
+        tx.execute(&s, &[&CHANNEL, &format!("{nonce}:{}", a.id)]).map_err(pg_err)?;
     }
     let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
     for v in &change.versions {
-        tx.execute(
+        let s = st.get(
+            &mut tx,
             "INSERT INTO versions (agreement_id, version, body) VALUES ($1, $2, $3) \
              ON CONFLICT (agreement_id, version) DO UPDATE SET body = excluded.body",
-            &[&id, &(v.version as i64), &to_json(v)?],
-        )
-        .map_err(pg_err)?;
+        )?;
+        tx.execute(&s, &[&id, &(v.version as i64), &to_json(v)?]).map_err(pg_err)?;
     }
     for (sha, bytes) in docs {
         // Content-addressed and immutable: an existing document is never overwritten.
-        tx.execute(
-            "INSERT INTO documents (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-            &[sha, &bytes.as_slice()],
-        )
-        .map_err(pg_err)?;
+        let s =
+            st.get(&mut tx, "INSERT INTO documents (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING")?;
+        tx.execute(&s, &[sha, &bytes.as_slice()]).map_err(pg_err)?;
     }
+    // The chains this change appends to: each head row locked (`FOR UPDATE`) at its first
+    // event, until the commit, so concurrent appends to one chain queue here and never fork it.
+    let mut heads: Vec<(&str, u64, String)> = Vec::new();
     let mut sealed = Vec::with_capacity(change.events.len());
     for e in &change.events {
-        // The head row, locked until the commit: concurrent appends to this chain wait here.
-        tx.execute(
-            "INSERT INTO heads (agreement_id, seq, hash, mac) VALUES ($1, 0, $2, '') ON CONFLICT (agreement_id) DO NOTHING",
-            &[&e.agreement_id, &GENESIS],
-        )
-        .map_err(pg_err)?;
-        let row = tx
-            .query_one("SELECT seq, hash FROM heads WHERE agreement_id = $1 FOR UPDATE", &[&e.agreement_id])
-            .map_err(pg_err)?;
-        let (seq, hash): (i64, String) = (row.get(0), row.get(1));
-        let ev = Event::seal(e.clone(), seq as u64 + 1, &hash);
-        tx.execute(
-            "INSERT INTO events (agreement_id, seq, body) VALUES ($1, $2, $3)",
-            &[&ev.agreement_id, &(ev.seq as i64), &to_json(&ev)?],
-        )
-        .map_err(pg_err)?;
-        let mac = key.mac(&ev.agreement_id, ev.seq, &ev.hash);
-        tx.execute(
-            "UPDATE heads SET seq = $2, hash = $3, mac = $4 WHERE agreement_id = $1",
-            &[&ev.agreement_id, &(ev.seq as i64), &ev.hash, &mac],
-        )
-        .map_err(pg_err)?;
+        let at = match heads.iter().position(|(id, _, _)| *id == e.agreement_id) {
+            Some(i) => i,
+            None => {
+                let s = st.get(
+                    &mut tx,
+                    "INSERT INTO heads (agreement_id, seq, hash, mac) VALUES ($1, 0, $2, '') ON CONFLICT (agreement_id) DO NOTHING",
+                )?;
+                tx.execute(&s, &[&e.agreement_id, &GENESIS]).map_err(pg_err)?;
+                let s = st.get(&mut tx, "SELECT seq, hash FROM heads WHERE agreement_id = $1 FOR UPDATE")?;
+                let row = tx.query_one(&s, &[&e.agreement_id]).map_err(pg_err)?;
+                heads.push((e.agreement_id.as_str(), row.get::<_, i64>(0) as u64, row.get(1)));
+                heads.len() - 1
+            }
+        };
+        let (_, seq, hash) = &mut heads[at];
+        let ev = Event::seal(e.clone(), *seq + 1, hash);
+        (*seq, *hash) = (ev.seq, ev.hash.clone());
         sealed.push(ev);
+    }
+    if !sealed.is_empty() {
+        let ids: Vec<&str> = sealed.iter().map(|e| e.agreement_id.as_str()).collect();
+        let seqs: Vec<i64> = sealed.iter().map(|e| e.seq as i64).collect();
+        let bodies = sealed.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
+        let s = st.get(
+            &mut tx,
+            "INSERT INTO events (agreement_id, seq, body) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
+        )?;
+        tx.execute(&s, &[&ids, &seqs, &bodies]).map_err(pg_err)?;
+    }
+    for (id, seq, hash) in &heads {
+        let mac = key.mac(id, *seq, hash);
+        let s = st.get(&mut tx, "UPDATE heads SET seq = $2, hash = $3, mac = $4 WHERE agreement_id = $1")?;
+        tx.execute(&s, &[id, &(*seq as i64), hash, &mac]).map_err(pg_err)?;
     }
     for m in &change.messages {
         put_message_tx(&mut tx, m)?;
@@ -461,7 +481,7 @@ impl Store for PgStore {
         let docs: Vec<(String, &Vec<u8>)> =
             change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
         let (key, nonce) = (&self.head_key, self.nonce.as_str());
-        self.pool.with(|c| commit_tx(c, &change, key, nonce, &docs))
+        self.pool.with_conn(|c| commit_tx(c, &change, key, nonce, &docs))
     }
 
     fn messages(&self) -> Result<Vec<Message>, StoreError> {

@@ -10,18 +10,21 @@
 //! * on a current-thread runtime (some tests): on a scoped helper thread;
 //! * anywhere else (the CLI, `spawn_blocking` threads): directly.
 //!
-//! The pool itself is a `Mutex<Vec<Client>>` of idle connections: a call takes one (or opens a
+//! The pool itself is a `Mutex<Vec<Conn>>` of idle connections: a call takes one (or opens a
 //! new one), uses it, and gives it back unless it was closed underneath. At most [`MAX_IDLE`]
-//! idle connections are kept.
+//! idle connections are kept. Each connection carries the statements prepared on it
+//! ([`Statements`]): the hot paths (a commit, an agreement read) then send one round trip per
+//! statement instead of a parse round trip and an execute round trip.
 //!
 //! Lost connections: errors are classified by [`failure`] and [`classify`]. A connection lost
 //! before COMMIT was sent (the transaction surely rolled back) is retried once on a fresh
 //! connection by [`Pool::with`]; one lost while COMMIT was in flight is reported as
 //! [`StoreError::OutcomeUnknown`] and not retried.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use crate::store::StoreError;
 
@@ -43,7 +46,36 @@ pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 pub(crate) struct Pool {
     config: postgres::Config,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A pooled connection and the statements prepared on it (a statement belongs to the
+/// connection that prepared it: the two are dropped together when the connection is lost).
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) statements: Statements,
+}
+
+/// Statements prepared on one connection, by their SQL text (always a `&'static str` constant,
+/// so the map stays as small as the code's set of hot statements).
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<&'static str, Statement>);
+
+impl Statements {
+    /// The prepared statement for `sql`, preparing it on `c`'s connection (the client or a
+    /// transaction on it) the first time.
+    pub(crate) fn get(
+        &mut self,
+        c: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement, StoreError> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql).map_err(pg_err)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
 }
 
 /// Where in a call an error came: a statement (a transaction not committed yet, or an
@@ -144,19 +176,23 @@ impl Pool {
             .map_err(|e| StoreError::Io(format!("cannot connect to the database: {}", describe(&e))))
     }
 
-    fn take(&self) -> Result<Client, StoreError> {
+    fn fresh(&self) -> Result<Conn, StoreError> {
+        Ok(Conn { client: self.connect()?, statements: Statements::default() })
+    }
+
+    fn take(&self) -> Result<Conn, StoreError> {
         loop {
             let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match next {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.client.is_closed() => return Ok(c),
                 Some(_) => continue,
-                None => return self.connect(),
+                None => return self.fresh(),
             }
         }
     }
 
-    fn give_back(&self, c: Client) {
-        if c.is_closed() {
+    fn give_back(&self, c: Conn) {
+        if c.client.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +211,14 @@ impl Pool {
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
+        self.with_conn(|c| f(&mut c.client))
+    }
+
+    /// [`Pool::with`], with the connection's prepared statements.
+    pub(crate) fn with_conn<T: Send>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
         blocking(|| {
             let mut c = self.take()?;
             match f(&mut c) {
@@ -182,7 +226,7 @@ impl Pool {
                     tracing::warn!(error = %e, "lost a database connection before committing; retrying on a fresh one");
                     drop(c);
                     drop(std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner())));
-                    let mut c = self.connect()?;
+                    let mut c = self.fresh()?;
                     let out = f(&mut c);
                     self.give_back(c);
                     out
@@ -203,7 +247,7 @@ impl Pool {
     ) -> Result<T, StoreError> {
         blocking(|| {
             let mut c = self.take()?;
-            let out = f(&mut c);
+            let out = f(&mut c.client);
             self.give_back(c);
             out
         })
