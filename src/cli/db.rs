@@ -314,8 +314,18 @@ mod tests {
 
     #[test]
     fn a_whole_dump_reaches_the_restore_line_by_line() {
-        let n = pipe_dump(lines(20_000), |r| Ok(r.lines().map(|l| l.expect("line")).count())).expect("piped");
+        let mut last = String::new();
+        let n = pipe_dump(lines(20_000), |r| {
+            let mut n = 0;
+            for l in r.lines() {
+                last = l.map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .expect("piped");
         assert_eq!(n, 20_000);
+        assert!(last.starts_with("line 19999 x"), "{last}");
     }
 
     #[test]
