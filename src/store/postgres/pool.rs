@@ -10,26 +10,34 @@
 //! * on a current-thread runtime (some tests): on a scoped helper thread;
 //! * anywhere else (the CLI, `spawn_blocking` threads): directly.
 //!
-//! The pool itself is a `Mutex<Vec<Conn>>` of idle connections: a call takes one (or opens a
-//! new one), uses it, and gives it back unless it was closed underneath. At most [`MAX_IDLE`]
-//! idle connections are kept. Each connection carries the statements prepared on it
+//! The pool itself is a `Mutex` over the idle connections and the count of open ones, with a
+//! `Condvar`: a call takes an idle connection, or opens a new one while fewer than [`MAX_OPEN`]
+//! are open, or else waits (at most [`WAIT`]) for one to come back. It gives it back unless it
+//! was closed underneath (a lost connection is then simply not reused; the next call opens a
+//! fresh one). Bounded because a burst of requests (256 signers at once) would otherwise open a
+//! connection each — a TCP handshake, authentication and a backend process per request, with
+//! none of the prepared statements — and run into the server's `max_connections`. Each connection carries the statements prepared on it
 //! ([`Statements`]): the hot paths (a commit, an agreement read) then send one round trip per
 //! statement instead of a parse round trip and an execute round trip.
 //!
 //! Lost connections: errors are classified by [`failure`] and [`classify`]. A connection lost
-//! before COMMIT was sent (the transaction surely rolled back) is retried once on a fresh
-//! connection by [`Pool::with`]; one lost while COMMIT was in flight is reported as
+//! before COMMIT was sent (the transaction surely rolled back) is retried once by
+//! [`Pool::with`]; one lost while COMMIT was in flight is reported as
 //! [`StoreError::OutcomeUnknown`] and not retried.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use postgres::{Client, NoTls, Statement};
 
 use crate::store::StoreError;
 
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 8;
+/// Connections one instance opens at most (the listener's own excepted). Several instances
+/// share the server's `max_connections` (PostgreSQL's default: 100).
+pub(crate) const MAX_OPEN: usize = 16;
+
+/// How long a call waits for a connection before it fails as the database being unavailable.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs `f` where a blocking call is allowed (see the module documentation).
 pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -46,7 +54,15 @@ pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 pub(crate) struct Pool {
     config: postgres::Config,
-    idle: Mutex<Vec<Conn>>,
+    slots: Mutex<Slots>,
+    returned: Condvar,
+}
+
+/// The idle connections and how many are open (idle or in use).
+#[derive(Default)]
+struct Slots {
+    idle: Vec<Conn>,
+    open: usize,
 }
 
 /// A pooled connection and the statements prepared on it (a statement belongs to the
@@ -167,7 +183,7 @@ impl Pool {
         if config.get_application_name().is_none() {
             config.application_name("countersign");
         }
-        Ok(Pool { config, idle: Mutex::new(Vec::new()) })
+        Ok(Pool { config, slots: Mutex::new(Slots::default()), returned: Condvar::new() })
     }
 
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
@@ -176,37 +192,62 @@ impl Pool {
             .map_err(|e| StoreError::Io(format!("cannot connect to the database: {}", describe(&e))))
     }
 
-    fn fresh(&self) -> Result<Conn, StoreError> {
-        Ok(Conn { client: self.connect()?, statements: Statements::default() })
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn take(&self) -> Result<Conn, StoreError> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut slots = self.slots();
         loop {
-            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            match next {
+            match slots.idle.pop() {
                 Some(c) if !c.client.is_closed() => return Ok(c),
-                Some(_) => continue,
-                None => return self.fresh(),
+                Some(_) => slots.open -= 1,
+                None if slots.open < MAX_OPEN => {
+                    slots.open += 1;
+                    // Connect outside the lock: it is a network round trip or several.
+                    drop(slots);
+                    return match self.connect() {
+                        Ok(client) => Ok(Conn { client, statements: Statements::default() }),
+                        Err(e) => {
+                            self.slots().open -= 1;
+                            self.returned.notify_one();
+                            Err(e)
+                        }
+                    };
+                }
+                None => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(StoreError::Io(format!(
+                            "no database connection came free in {} s ({MAX_OPEN} in use)",
+                            WAIT.as_secs()
+                        )));
+                    }
+                    slots = self.returned.wait_timeout(slots, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
             }
         }
     }
 
     fn give_back(&self, c: Conn) {
+        let mut slots = self.slots();
         if c.client.is_closed() {
-            return;
+            slots.open -= 1;
+        } else {
+            slots.idle.push(c);
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(c);
-        }
+        drop(slots);
+        self.returned.notify_one();
     }
 
     /// Runs `f` on a pooled connection, where blocking is allowed. A connection found closed
     /// when taken is replaced. When `f` fails with [`StoreError::ConnectionLost`] (nothing was
     /// committed: the connection went before COMMIT, or under an idempotent single-statement
-    /// write) the idle connections are dropped (a restarted server or a terminated pool leaves
-    /// them all dead) and `f` runs once more on a fresh connection. A commit whose outcome is
-    /// unknown ([`StoreError::OutcomeUnknown`]) is never repeated behind the caller's back.
+    /// write) that connection and the idle ones (a restarted server or a terminated pool leaves
+    /// them all dead) are dropped and `f` runs once more on another connection. A commit whose
+    /// outcome is unknown ([`StoreError::OutcomeUnknown`]) is never repeated behind the caller's
+    /// back.
     pub(crate) fn with<T: Send>(
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, StoreError> + Send,
@@ -219,24 +260,42 @@ impl Pool {
         &self,
         mut f: impl FnMut(&mut Conn) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        blocking(|| {
-            let mut c = self.take()?;
-            match f(&mut c) {
-                Err(StoreError::ConnectionLost(e)) => {
-                    tracing::warn!(error = %e, "lost a database connection before committing; retrying on a fresh one");
-                    drop(c);
-                    drop(std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner())));
-                    let mut c = self.fresh()?;
-                    let out = f(&mut c);
-                    self.give_back(c);
-                    out
-                }
-                out => {
-                    self.give_back(c);
-                    out
+        blocking(|| match self.lease(&mut f) {
+            Err(StoreError::ConnectionLost(e)) => {
+                tracing::warn!(error = %e, "lost a database connection before committing; retrying on another");
+                let idle = std::mem::take(&mut self.slots().idle);
+                self.slots().open -= idle.len();
+                drop(idle);
+                self.returned.notify_all();
+                self.lease(&mut f)
+            }
+            out => out,
+        })
+    }
+
+    /// Runs `f` once on a leased connection, given back on every way out (a panic in `f`
+    /// included: a transaction left open rolls back when dropped, before the connection
+    /// returns), or dropped when `f` lost it.
+    fn lease<T>(&self, f: &mut impl FnMut(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        struct Lease<'p>(&'p Pool, Option<Conn>);
+        impl Drop for Lease<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.1.take() {
+                    self.0.give_back(c);
                 }
             }
-        })
+        }
+        let mut lease = Lease(self, Some(self.take()?));
+        let out = match lease.1.as_mut() {
+            Some(c) => f(c),
+            None => Err(StoreError::Io("no database connection".into())),
+        };
+        if matches!(out, Err(StoreError::ConnectionLost(_))) && lease.1.take().is_some() {
+            // Not given back: it is dead, or in a state nobody should reuse.
+            self.slots().open -= 1;
+            self.returned.notify_one();
+        }
+        out
     }
 
     /// Runs `f` once on a pooled connection: for calls that cannot start over (a dump already
@@ -245,11 +304,12 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
+        let mut f = Some(f);
         blocking(|| {
-            let mut c = self.take()?;
-            let out = f(&mut c.client);
-            self.give_back(c);
-            out
+            self.lease(&mut |c: &mut Conn| match f.take() {
+                Some(f) => f(&mut c.client),
+                None => Err(StoreError::Io("called twice".into())),
+            })
         })
     }
 }
@@ -257,7 +317,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         // Closing a client blocks on its runtime: do it where blocking is allowed.
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let idle = std::mem::take(&mut self.slots().idle);
         blocking(move || drop(idle));
     }
 }
