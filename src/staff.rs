@@ -164,13 +164,22 @@ pub enum ChangeError {
     Random(String),
 }
 
-/// Appends an API key change to the staff security log (`api_key_created`,
-/// `api_key_revoked`), under who made it and from where. Every way of changing keys — the API,
-/// the admin pages, the command line on a stopped store — goes through [`create`] and
-/// [`revoke`], so each change is logged exactly once.
-fn log_change(store: &dyn Store, by: &str, action: &str, detail: String, ip: &str, now: u64) -> Result<(), StoreError> {
+/// Stores an API key change together with its entry in the staff security log
+/// (`api_key_created`, `api_key_revoked`), under who made it and from where, as one atomic
+/// commit ([`Store::put_api_key_logged`]). Every way of changing keys — the API, the admin
+/// pages, the command line on a stopped store — goes through [`create`] and [`revoke`], so each
+/// change is logged exactly once, and never stored unlogged.
+fn save_logged(
+    store: &dyn Store,
+    rec: &ApiKeyRecord,
+    by: &str,
+    action: &str,
+    detail: String,
+    ip: &str,
+    now: u64,
+) -> Result<(), StoreError> {
     let e = NewSecurityEvent { at: now, who: by.to_string(), action: action.into(), detail, ip: ip.to_string() };
-    store.people().append_security(e).map(|_| ())
+    store.put_api_key_logged(rec, e).map(|_| ())
 }
 
 /// Creates a key; returns the key string (shown once) and its record. The change is in the
@@ -206,8 +215,8 @@ pub fn create(
         revoked_at: None,
         last_used: None,
     };
-    store.put_api_key(&rec)?;
-    log_change(store, by, "api_key_created", format!("{} ({}, {})", rec.name, rec.id, rec.role), ip, now)?;
+    let detail = format!("{} ({}, {})", rec.name, rec.id, rec.role);
+    save_logged(store, &rec, by, "api_key_created", detail, ip, now)?;
     Ok((key, rec))
 }
 
@@ -235,15 +244,15 @@ pub fn revoke(store: &dyn Store, id: &str, now: u64, by: &str, ip: &str) -> Resu
             revoked_at: Some(now),
             last_used: None,
         };
-        store.put_api_key(&rec)?;
-        log_change(store, by, "api_key_revoked", format!("{} ({})", rec.name, rec.id), ip, now)?;
+        let detail = format!("{} ({})", rec.name, rec.id);
+        save_logged(store, &rec, by, "api_key_revoked", detail, ip, now)?;
         return Ok(rec);
     }
     let mut rec = keys.into_iter().find(|k| k.id == id).ok_or_else(|| ChangeError::NoSuchKey(id.to_string()))?;
     if rec.revoked_at.is_none() {
         rec.revoked_at = Some(now);
-        store.put_api_key(&rec)?;
-        log_change(store, by, "api_key_revoked", format!("{} ({})", rec.name, rec.id), ip, now)?;
+        let detail = format!("{} ({})", rec.name, rec.id);
+        save_logged(store, &rec, by, "api_key_revoked", detail, ip, now)?;
     }
     Ok(rec)
 }
@@ -270,5 +279,23 @@ mod tests {
         assert_eq!(after.revoked_at, Some(200));
         assert_eq!(after.last_used, Some(201));
         assert!(matches!(authenticate(&store, "", &key, 202), Err(AuthError::Revoked)));
+    }
+
+    #[test]
+    fn each_key_change_is_stored_with_its_security_log_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("store");
+        let (_, rec) = create(&store, "sales", Role::Sales, None, "ann@example.com", "10.0.0.1", 100).expect("created");
+        revoke(&store, &rec.id, 200, "bob@example.com", "").expect("revoked");
+        // Revoking again changes nothing and logs nothing.
+        revoke(&store, &rec.id, 300, "bob@example.com", "").expect("no change");
+        let log = store.people().security_log().expect("log");
+        let mine: Vec<(&str, &str, u64)> = log
+            .iter()
+            .filter(|e| e.detail.contains(&rec.id))
+            .map(|e| (e.action.as_str(), e.who.as_str(), e.at))
+            .collect();
+        assert_eq!(mine, [("api_key_created", "ann@example.com", 100), ("api_key_revoked", "bob@example.com", 200)]);
+        assert!(crate::store::people::verify_security_log(&log).is_ok());
     }
 }

@@ -1,13 +1,16 @@
 //! `countersign db migrate` (the PostgreSQL schema alone) and `countersign migrate --from --to`
 //! (everything, from a sled data directory to PostgreSQL or back, verified on the target).
 
-use std::io::Write;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::store::Store;
+use sha2::{Digest, Sha256};
+
 use crate::store::postgres::PgStore;
 use crate::store::sled_store::SledStore;
+use crate::store::{Store, StoreError};
 
 /// The database URL from the flag or `COUNTERSIGN_DATABASE_URL`.
 pub fn database_url(flag: Option<String>) -> Result<String, String> {
@@ -44,6 +47,10 @@ pub struct Migrated {
 /// PostgreSQL URL. The key files stay with the data directory: from a directory they are read
 /// there (every instance on the database needs copies); to a directory they are copied from
 /// `keys` (the data directory the PostgreSQL instances run with). Refuses a non-empty target.
+///
+/// Streams: the source's dump is piped into the target's restore line by line (neither is
+/// held whole), then [`check`] compares the two stores by per-line digests. An error on either
+/// side is the error; on PostgreSQL the target's one transaction then rolls back.
 pub fn migrate(from: &str, to: &str, keys: Option<&Path>) -> Result<Migrated, String> {
     match (is_url(from), is_url(to)) {
         (false, true) => {
@@ -53,8 +60,7 @@ pub fn migrate(from: &str, to: &str, keys: Option<&Path>) -> Result<Migrated, St
             if !target.is_empty().map_err(|e| e.to_string())? {
                 return Err("the target database is not empty: migrate needs an empty one".into());
             }
-            let lines = dump(&source)?;
-            target.restore(lines.join("\n").as_bytes()).map_err(|e| format!("database: {e}"))?;
+            pipe(&source, |r| target.restore(r).map_err(|e| format!("database: {e}")))?;
             check(&source, &target)
         }
         (true, false) => {
@@ -67,55 +73,189 @@ pub fn migrate(from: &str, to: &str, keys: Option<&Path>) -> Result<Migrated, St
             let source = PgStore::open(from, keys).map_err(|e| format!("database: {e}"))?;
             copy_key_files(keys, &dir)?;
             let target = SledStore::open(&dir).map_err(|e| format!("{to}: {e}"))?;
-            let lines = dump(&source)?;
-            target.restore(lines.join("\n").as_bytes()).map_err(|e| format!("{to}: {e}"))?;
+            pipe(&source, |r| target.restore(r).map_err(|e| format!("{to}: {e}")))
+                .map_err(|e| format!("{e} ({to} holds a partial copy: delete it before migrating again)"))?;
             check(&source, &target)
         }
         _ => Err("one of --from and --to must be a data directory, the other a postgres:// URL".into()),
     }
 }
 
-fn dump(store: &dyn Store) -> Result<Vec<String>, String> {
-    let mut buf = Vec::new();
-    store.dump(&mut buf).map_err(|e| e.to_string())?;
-    Ok(String::from_utf8(buf).map_err(|e| e.to_string())?.lines().map(str::to_string).collect())
+/// The reading end of the pipe from a dump: the end of the stream counts only when the dump
+/// finished (`complete`); a dump that failed or panicked ends it with an error instead, so the
+/// restore never commits a half copy.
+struct DumpReader<'a> {
+    pipe: std::io::PipeReader,
+    complete: &'a AtomicBool,
+    cut: &'a AtomicBool,
 }
 
-/// The target holds exactly what the source holds (every record, byte for byte), every
-/// document matches its SHA-256, and every audit chain verifies against its authentic head.
-fn check(source: &dyn Store, target: &dyn Store) -> Result<Migrated, String> {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    // `meta` holds the format version only; both stores stamp the current one.
-    // Sorted: the two stores may list keys that share a prefix in different orders.
-    let comparable = |lines: Vec<String>| -> Vec<String> {
-        let mut l: Vec<String> = lines.into_iter().filter(|l| !l.contains("\"tree\":\"meta\"")).collect();
-        l.sort();
-        l
-    };
-    let (a, b) = (comparable(dump(source)?), comparable(dump(target)?));
-    if a != b {
-        let missing = a.iter().filter(|l| !b.contains(l)).count();
-        return Err(format!(
-            "the copy differs from the source ({} records in the source, {} in the copy, {missing} missing or changed)",
-            a.len(),
-            b.len()
-        ));
+impl std::io::Read for DumpReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.complete.load(Ordering::SeqCst) {
+            self.cut.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::other("the source's dump stopped before its end"));
+        }
+        Ok(n)
     }
-    let mut documents = 0;
-    for l in &b {
-        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
-        if matches!(v["tree"].as_str(), Some("documents" | "vendor_documents")) {
-            let key = b64.decode(v["key"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
-            let sha = String::from_utf8_lossy(&key).into_owned();
-            let read =
-                if v["tree"] == "documents" { target.document(&sha) } else { target.vendors().vendor_document(&sha) };
-            read.map_err(|e| format!("document {sha}: {e}"))?;
-            documents += 1;
+}
+
+/// Runs `source.dump` on a scoped thread into an OS pipe that `restore` reads: at most the
+/// pipe's and the buffers' few hundred KB are in flight. When the restore fails its reader is
+/// dropped and the dump stops on the broken pipe; when the dump fails the restore sees an
+/// error instead of the end.
+fn pipe(
+    source: &dyn Store,
+    restore: impl FnOnce(BufReader<DumpReader<'_>>) -> Result<usize, String>,
+) -> Result<usize, String> {
+    pipe_dump(|w| source.dump(w), restore)
+}
+
+/// [`pipe`] with the dump as a function (tests make it fail).
+fn pipe_dump(
+    dump: impl FnOnce(&mut (dyn Write + Send)) -> Result<usize, StoreError> + Send,
+    restore: impl FnOnce(BufReader<DumpReader<'_>>) -> Result<usize, String>,
+) -> Result<usize, String> {
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let (complete, cut) = (AtomicBool::new(false), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let dumping = s.spawn(|| -> Result<usize, String> {
+            let mut w = BufWriter::with_capacity(256 * 1024, writer);
+            let n = dump(&mut w).map_err(|e| format!("the source: {e}"))?;
+            w.flush().map_err(|e| format!("the source: {e}"))?;
+            complete.store(true, Ordering::SeqCst);
+            Ok(n)
+        });
+        let input = DumpReader { pipe: reader, complete: &complete, cut: &cut };
+        let restored = restore(BufReader::with_capacity(256 * 1024, input));
+        let dumped = dumping.join().unwrap_or_else(|_| Err("the source's dump panicked".into()));
+        match (dumped, restored) {
+            (Ok(_), Ok(n)) => Ok(n),
+            // The dump's own error is the cause when the restore only saw its stream cut.
+            (Err(d), Err(_)) if cut.load(Ordering::SeqCst) => Err(d),
+            (Err(d), Ok(_)) => Err(d),
+            (_, Err(r)) => Err(r),
+        }
+    })
+}
+
+/// What one store's dump comes to for [`check`]: a SHA-256 per line (32 bytes, whatever the
+/// line's size) and the documents' own checks, worked out as the lines stream by.
+#[derive(Default)]
+struct Digests {
+    partial: Vec<u8>,
+    lines: Vec<[u8; 32]>,
+    documents: usize,
+    /// The first document whose bytes do not match its SHA-256 key.
+    bad_document: Option<String>,
+    error: Option<String>,
+}
+
+impl Digests {
+    fn line(&mut self, line: &[u8]) {
+        use base64::Engine;
+        #[derive(serde::Deserialize)]
+        struct Line<'a> {
+            tree: &'a str,
+            key: &'a str,
+            value: &'a str,
+        }
+        let l: Line<'_> = match serde_json::from_slice(line) {
+            Ok(l) => l,
+            Err(e) => {
+                self.error.get_or_insert(format!("a dump line is not JSON: {e}"));
+                return;
+            }
+        };
+        // `meta` holds the format version only; both stores stamp the current one.
+        if l.tree == "meta" {
+            return;
+        }
+        self.lines.push(Sha256::digest(line).into());
+        if matches!(l.tree, "documents" | "vendor_documents") {
+            // The stored bytes against their content address (what every read re-checks).
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let (key, value) = (b64.decode(l.key), b64.decode(l.value));
+            let ok =
+                matches!((&key, &value), (Ok(k), Ok(v)) if hex::encode(Sha256::digest(v)).as_bytes() == k.as_slice());
+            if !ok && self.bad_document.is_none() {
+                self.bad_document = Some(key.map(|k| String::from_utf8_lossy(&k).into_owned()).unwrap_or_default());
+            }
+            self.documents += 1;
         }
     }
+}
+
+impl Write for Digests {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.line(&rest[..i]);
+            } else {
+                let mut l = std::mem::take(&mut self.partial);
+                l.extend_from_slice(&rest[..i]);
+                self.line(&l);
+            }
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One store's dump as sorted line digests (the two stores may list keys that share a prefix
+/// in different orders).
+fn digests(store: &dyn Store) -> Result<Digests, String> {
+    let mut d = Digests::default();
+    store.dump(&mut d).map_err(|e| e.to_string())?;
+    if !d.partial.is_empty() {
+        let last = std::mem::take(&mut d.partial);
+        d.line(&last);
+    }
+    if let Some(e) = d.error.take() {
+        return Err(e);
+    }
+    d.lines.sort_unstable();
+    Ok(d)
+}
+
+/// The target holds exactly what the source holds (every record, byte for byte: compared by
+/// per-line SHA-256, both dumps read at once), every document matches its SHA-256, and every
+/// audit chain verifies against its authentic head.
+fn check(source: &dyn Store, target: &dyn Store) -> Result<Migrated, String> {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| digests(source));
+        let b = digests(target);
+        (a.join().unwrap_or_else(|_| Err("reading it panicked".into())), b)
+    });
+    let (a, b) = (a.map_err(|e| format!("the source: {e}"))?, b.map_err(|e| format!("the copy: {e}"))?);
+    if a.lines != b.lines {
+        // Both sorted, each line unique: count the source's lines the copy lacks.
+        let (mut i, mut j, mut missing) = (0, 0, 0);
+        while i < a.lines.len() {
+            match b.lines.get(j).map(|x| x.cmp(&a.lines[i])) {
+                Some(std::cmp::Ordering::Less) => j += 1,
+                Some(std::cmp::Ordering::Equal) => (i, j) = (i + 1, j + 1),
+                _ => (i, missing) = (i + 1, missing + 1),
+            }
+        }
+        return Err(format!(
+            "the copy differs from the source ({} records in the source, {} in the copy, {missing} missing or changed)",
+            a.lines.len(),
+            b.lines.len()
+        ));
+    }
+    if let Some(sha) = b.bad_document {
+        return Err(StoreError::Corrupt(sha).to_string());
+    }
     let (chains, events) = crate::app::verify_chains(target).map_err(|e| format!("audit trail on the target: {e}"))?;
-    Ok(Migrated { records: b.len(), documents, chains, events })
+    Ok(Migrated { records: b.lines.len(), documents: b.documents, chains, events })
 }
 
 /// Copies the key files (everything but the store, the outbox copies and the server address)
@@ -155,4 +295,84 @@ pub fn migrate_command(from: &str, to: &str, keys: Option<&Path>) -> Result<Exit
         m.records, m.documents, m.chains, m.events
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufRead;
+
+    use super::*;
+
+    fn lines(n: usize) -> impl FnOnce(&mut (dyn Write + Send)) -> Result<usize, StoreError> + Send {
+        move |w| {
+            for i in 0..n {
+                writeln!(w, "line {i} {}", "x".repeat(200)).map_err(|e| StoreError::Io(e.to_string()))?;
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_whole_dump_reaches_the_restore_line_by_line() {
+        let mut last = String::new();
+        let n = pipe_dump(lines(20_000), |r| {
+            let mut n = 0;
+            for l in r.lines() {
+                last = l.map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .expect("piped");
+        assert_eq!(n, 20_000);
+        assert!(last.starts_with("line 19999 x"), "{last}");
+    }
+
+    #[test]
+    fn a_dump_that_fails_midway_fails_the_restore_instead_of_ending_it() {
+        let dump = |w: &mut (dyn Write + Send)| {
+            lines(5_000)(w)?;
+            Err(StoreError::Io("disk read error".into()))
+        };
+        // The restore reads to the end and would "commit" what it got: it must see an error.
+        let mut committed = None;
+        let err = pipe_dump(dump, |r| {
+            let mut n = 0;
+            for l in r.lines() {
+                l.map_err(|e| format!("reading: {e}"))?;
+                n += 1;
+            }
+            committed = Some(n);
+            Ok(n)
+        })
+        .expect_err("the dump's error");
+        assert_eq!(err, "the source: storage: disk read error");
+        assert_eq!(committed, None, "nothing committed");
+    }
+
+    #[test]
+    fn a_restore_that_fails_stops_the_dump_and_is_the_error() {
+        let err = pipe_dump(lines(200_000), |mut r| {
+            let mut first = String::new();
+            r.read_line(&mut first).map_err(|e| e.to_string())?;
+            Err("database: backup line 1: unknown tree".into())
+        })
+        .expect_err("the restore's error");
+        assert_eq!(err, "database: backup line 1: unknown tree");
+    }
+
+    #[test]
+    fn digests_count_lines_across_writes_and_skip_meta() {
+        let mut d = Digests::default();
+        let line = |tree: &str| format!("{{\"key\":\"YQ==\",\"tree\":\"{tree}\",\"value\":\"Yg==\"}}\n");
+        let text = [line("agreements"), line("meta"), line("events")].concat();
+        let (a, b) = text.as_bytes().split_at(17);
+        d.write_all(a).expect("write");
+        d.write_all(b).expect("write");
+        assert_eq!(d.lines.len(), 2);
+        assert!(d.error.is_none());
+        // A document whose bytes do not hash to its key is named.
+        d.write_all(line("documents").as_bytes()).expect("write");
+        assert_eq!((d.documents, d.bad_document.as_deref()), (1, Some("a")));
+    }
 }

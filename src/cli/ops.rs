@@ -5,6 +5,7 @@
 //! HTTP; the others refuse plainly and name the API route to use instead. On PostgreSQL they
 //! work on the shared database, servers running or not.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -196,7 +197,34 @@ pub fn backup(
     config: &Config,
     passphrase: Option<&crate::secret::SecretString>,
 ) -> Result<ExitCode, String> {
-    let bytes = match super::access::access(config, None)? {
+    let access = super::access::access(config, None)?;
+    if let (Access::Store(store), None) = (&access, passphrase) {
+        // Not encrypted: streamed to the file as the store is read, never held whole.
+        let tmp = out.with_extension("partial");
+        let written = (|| -> Result<(usize, u64), String> {
+            let err = |e: std::io::Error| format!("cannot write {}: {e}", out.display());
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(err)?;
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, f);
+            let records = store.dump(&mut w).map_err(|e| e.to_string())?;
+            let f = w.into_inner().map_err(|e| err(e.into_error()))?;
+            f.sync_all().map_err(err)?;
+            let bytes = f.metadata().map_err(err)?.len();
+            std::fs::rename(&tmp, out).map_err(err)?;
+            Ok((records, bytes))
+        })();
+        let (records, bytes) = written.inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        println!("wrote {} ({records} records, {bytes} bytes)", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bytes = match access {
         Access::Store(store) => {
             let mut v = Vec::new();
             store.dump(&mut v).map_err(|e| e.to_string())?;
@@ -243,7 +271,7 @@ pub fn restore(
         &mut magic,
     )
     .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-    let input: Box<dyn std::io::Read> = if crate::secret::sealed_file::is_sealed(&magic) {
+    let input: Box<dyn std::io::Read + Send> = if crate::secret::sealed_file::is_sealed(&magic) {
         let sealed = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
         let p = passphrase(passphrase_file).map_err(|e| format!("{} is encrypted: {e}", from.display()))?;
         let plain =

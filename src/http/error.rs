@@ -6,6 +6,11 @@
 //! 500: no internals, paths or secrets ever reach a client. Signer pages use the same variants
 //! but answer HTML (see `http::sign`, built from [`ApiError::parts`]).
 //!
+//! The database connection lost (PostgreSQL): before anything was committed the store already
+//! retried once on a fresh connection, and a second loss answers 503 `unavailable`; lost while
+//! the commit was in flight, the outcome is unknown and the answer is 503 `outcome_unknown`
+//! ([`OUTCOME_UNKNOWN`]: reload and look before trying again). Both carry `Retry-After`.
+//!
 //! Pointers name what was wrong: `/signers/1/email` in a JSON body, `/limit` for the query
 //! parameter `?limit=` (422 `invalid_query`), `/version` for the path segment `{version}`
 //! (400 `bad_request`). Requests axum refuses before a handler runs — a path or query that does
@@ -45,8 +50,36 @@ pub enum ApiError {
     Rejected { status: StatusCode, code: &'static str, message: String, findings: Vec<Finding> },
     /// 500: logged, never detailed to the client.
     Internal(String),
-    /// 503: over a time budget; try again.
+    /// 503: over a time budget, or the database connection was lost before anything was
+    /// recorded; try again (`Retry-After`).
     Unavailable(String),
+    /// 503 `outcome_unknown`: the database connection was lost while the change was being
+    /// committed; whether it took effect is unknown (`Retry-After`; reload and look first).
+    OutcomeUnknown,
+}
+
+/// Seconds a 503 answer asks the client to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: &str = "5";
+
+/// What a client is told when a commit's outcome is unknown.
+pub const OUTCOME_UNKNOWN: &str = "the database connection was lost while committing; the outcome is unknown \u{2014} \
+     reload to see whether it took effect";
+
+/// The answer to a store error the service passed on (see the policy above).
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound,
+        StoreError::Conflict => ApiError::Conflict("the agreement changed meanwhile; retry".into()),
+        StoreError::OutcomeUnknown(cause) => {
+            tracing::error!(%cause, "database connection lost while committing; outcome unknown");
+            ApiError::OutcomeUnknown
+        }
+        StoreError::ConnectionLost(cause) => {
+            tracing::error!(%cause, "database connection lost (retried once); nothing was recorded");
+            ApiError::Unavailable("the database connection was lost; nothing was recorded: try again".into())
+        }
+        e => ApiError::Internal(e.to_string()),
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -82,11 +115,7 @@ impl From<ServiceError> for ApiError {
                 LinkError::Malformed | LinkError::Gone => ApiError::NotFound,
                 other => ApiError::Conflict(other.to_string()),
             },
-            ServiceError::Store(StoreError::NotFound) => ApiError::NotFound,
-            ServiceError::Store(StoreError::Conflict) => {
-                ApiError::Conflict("the agreement changed meanwhile; retry".into())
-            }
-            ServiceError::Store(e) => ApiError::Internal(e.to_string()),
+            ServiceError::Store(e) => store_error(e),
             ServiceError::Internal(m) => ApiError::Internal(m),
             ServiceError::Busy(_) => ApiError::TooManyRequests,
         }
@@ -119,6 +148,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message, findings)
             }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, vec![]),
+            ApiError::OutcomeUnknown => {
+                (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", OUTCOME_UNKNOWN.to_string(), vec![])
+            }
             ApiError::Rejected { status, code, message, findings } => (status, code, message, findings),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
@@ -140,6 +172,7 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
+        retry_after(&mut resp);
         resp
     }
 }
@@ -158,6 +191,7 @@ impl From<crate::people::PeopleError> for ApiError {
             P::BadCredentials => ApiError::Unauthorized("the email or password is not right"),
             P::TooMany => ApiError::TooManyRequests,
             P::Link(m) => ApiError::Conflict(m.to_string()),
+            P::Store(e @ (StoreError::OutcomeUnknown(_) | StoreError::ConnectionLost(_))) => store_error(e),
             P::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -165,4 +199,12 @@ impl From<crate::people::PeopleError> for ApiError {
 
 fn e_message(fields: &[(String, String)]) -> String {
     fields.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ")
+}
+
+/// Adds `Retry-After` to a 503 answer (JSON or HTML).
+pub fn retry_after(resp: &mut Response) {
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
 }

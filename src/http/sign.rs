@@ -220,8 +220,9 @@ fn link_error(state: &AppState, e: &LinkError, a_status: Option<&str>) -> Respon
 /// A service or internal error on a signer page: the status the policy in `http::error` gives
 /// it, as an HTML page (signer pages never answer JSON).
 fn error_page(state: &AppState, e: ApiError) -> Response {
-    let (status, _, message, findings) = e.parts();
+    let (status, code, message, findings) = e.parts();
     let title = match status {
+        _ if code == "outcome_unknown" => "We cannot tell whether that was recorded",
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::CONFLICT => "This cannot be done now",
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => "Please try again in a minute",
@@ -232,10 +233,14 @@ fn error_page(state: &AppState, e: ApiError) -> Response {
     for f in findings {
         body.push_str(&format!(" {f}."));
     }
-    if status.is_server_error() {
+    if code == "outcome_unknown" {
+        body = "The connection to our database was lost while your action was being saved, so we cannot tell whether it took effect. Reload this page to see whether it did before trying again.".into();
+    } else if status.is_server_error() {
         body = "Nothing was recorded. Please try again in a minute; if it keeps happening, reply to the email that brought you the link.".into();
     }
-    state.pages.message(status, title, &body)
+    let mut resp = state.pages.message(status, title, &body);
+    crate::http::error::retry_after(&mut resp);
+    resp
 }
 
 /// The signer page again after a form was refused or a code sent, with the link re-read (the

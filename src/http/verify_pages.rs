@@ -216,6 +216,11 @@ fn refused(state: &AppState, viewer: Option<&Viewer>, public: bool, e: ServiceEr
         return message(state, viewer, StatusCode::TOO_MANY_REQUESTS, "Verification is busy", m);
     }
     let (status, _, text, _) = ApiError::from(e).parts();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let mut resp = message(state, viewer, status, "Please try again", &text);
+        crate::http::error::retry_after(&mut resp);
+        return resp;
+    }
     if status.is_server_error() {
         return ApiError::Internal(text).into_response();
     }

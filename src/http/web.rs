@@ -29,6 +29,7 @@ use crate::app::service::{Actor, Service, ServiceError};
 use crate::archive::search;
 use crate::people::{Acceptance, LoginStep, PeopleError, PersonView, SignedIn};
 use crate::staff::Role::{self, Sales};
+use crate::store::StoreError;
 
 const LAYOUT: &str = include_str!("../../templates/web/app/layout.html.tera");
 const FIELD: &str = include_str!("../../templates/web/app/field.html.tera");
@@ -345,6 +346,13 @@ pub(crate) fn page_error(state: &AppState, viewer: Option<&Viewer>, e: PeopleErr
         PeopleError::NotFound => message(state, viewer, StatusCode::NOT_FOUND, "Not found", "There is no such person."),
         PeopleError::Link(m) => message(state, viewer, StatusCode::GONE, "This link does not work", m),
         PeopleError::Conflict(m) => message(state, viewer, StatusCode::CONFLICT, "Not done", &m),
+        PeopleError::Store(e @ (StoreError::OutcomeUnknown(_) | StoreError::ConnectionLost(_))) => {
+            let (status, code, text, _) = ApiError::from(PeopleError::Store(e)).parts();
+            let title = if code == "outcome_unknown" { "Outcome unknown" } else { "Please try again" };
+            let mut resp = message(state, viewer, status, title, &text);
+            crate::http::error::retry_after(&mut resp);
+            resp
+        }
         e => ApiError::from(e).into_response(),
     }
 }

@@ -149,7 +149,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError> {
+    fn dump(&self, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError> {
         let m = self.maps();
         let mut lines: Vec<serde_json::Value> = Vec::new();
         lines.extend(m.agreements.iter().map(|(k, v)| serde_json::json!({"tree": "agreements", "key": k, "value": v})));

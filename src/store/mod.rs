@@ -161,6 +161,15 @@ pub enum StoreError {
     Locked(String),
     #[error("storage: {0}")]
     Io(String),
+    /// The database connection was lost before anything was committed: nothing took effect.
+    /// The PostgreSQL pool runs the call again once on a fresh connection; seen by a caller only
+    /// when that failed too.
+    #[error("the database connection was lost: {0}")]
+    ConnectionLost(String),
+    /// The database connection was lost while COMMIT was in flight: whether the change took
+    /// effect is unknown, so it is never repeated blindly (HTTP: 503, reload and look).
+    #[error("the database connection was lost while committing; the outcome is unknown ({0})")]
+    OutcomeUnknown(String),
 }
 
 /// One agreement's audit chain as stored: (agreement id, each event's raw bytes in order).
@@ -244,11 +253,22 @@ pub trait Store: Send + Sync + 'static {
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Stores a key record durably (creation, revocation).
     fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Stores a key record and appends `log` to the staff security log as one atomic, durable
+    /// commit: a key change is never stored without its log entry, nor logged without the
+    /// change. The default writes one after the other (the memory store of the tests).
+    fn put_api_key_logged(
+        &self,
+        k: &ApiKeyRecord,
+        log: people::NewSecurityEvent,
+    ) -> Result<people::SecurityEvent, StoreError> {
+        self.put_api_key(k)?;
+        self.people().append_security(log)
+    }
     /// Records a key's last use without waiting for the disk (informational only). Kept apart
     /// from the key record, so it can never write back a record a revocation has replaced.
     fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError>;
     /// Writes every tree as JSON lines: a consistent snapshot (`backup`).
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError>;
+    fn dump(&self, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError>;
     /// Every agreement's raw event chain, for `audit verify`.
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError>;
     /// Every chain's head, its MAC checked, for `audit verify`.

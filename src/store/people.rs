@@ -134,7 +134,7 @@ pub struct PeopleTrees {
     pub(super) seclog: Tree,
     /// Appends to the security log are read-head-then-write; this keeps two from taking the
     /// same sequence number (the transaction would also catch it; the lock avoids retries).
-    append: std::sync::Mutex<()>,
+    pub(super) append: std::sync::Mutex<()>,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {

@@ -397,13 +397,43 @@ impl Store for SledStore {
         self.durable()
     }
 
+    fn put_api_key_logged(
+        &self,
+        k: &ApiKeyRecord,
+        log: super::people::NewSecurityEvent,
+    ) -> Result<super::people::SecurityEvent, StoreError> {
+        let key = serde_json::to_vec(k).map_err(io)?;
+        let t = self.people_trees();
+        // The security log's append lock: no other append takes the next number meanwhile.
+        let _one = t.append.lock().unwrap_or_else(|p| p.into_inner());
+        let last: Option<super::people::SecurityEvent> = match t.seclog.last().map_err(io)? {
+            Some((_, v)) => Some(serde_json::from_slice(&v).map_err(io)?),
+            None => None,
+        };
+        let ev = super::people::SecurityEvent::next(last.as_ref(), log);
+        let entry = serde_json::to_vec(&ev).map_err(io)?;
+        // One transaction over both trees: both land or neither.
+        (&self.apikeys, &t.seclog)
+            .transaction(|(apikeys, seclog)| {
+                apikeys.insert(k.id.as_bytes(), key.clone())?;
+                seclog.insert(&ev.seq.to_be_bytes(), entry.clone())?;
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => io(e),
+            })?;
+        self.durable()?;
+        Ok(ev)
+    }
+
     fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError> {
         // Its own tree: the key record (and with it `revoked_at`) is never rewritten here.
         self.key_last_used.insert(id.as_bytes(), &at.to_be_bytes()).map_err(io)?;
         Ok(())
     }
 
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError> {
+    fn dump(&self, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut n = 0;

@@ -496,3 +496,108 @@ fn on_postgres_audit_verify_never_reports_a_break_while_an_instance_appends() {
     assert_eq!(last, Ok((12, events)), "every chain, every event");
     app.stop();
 }
+
+/// Ends every other connection to `url`'s database from a separate connection (what a
+/// failover, a restarted pooler or an operator's `pg_terminate_backend` does to a server's
+/// pool); returns how many were ended.
+fn terminate_other_connections(url: &str) -> i64 {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("a separate connection");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .expect("terminated")
+        .get(0);
+    n
+}
+
+/// PostgreSQL: every connection of the server's pool ended underneath it (idle ones included)
+/// before each step: each action runs again on a fresh connection (it had committed nothing)
+/// and succeeds, and the audit trail holds every step exactly once.
+#[test]
+fn on_postgres_actions_after_the_pools_connections_were_terminated_succeed_on_fresh_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = crate::pg::database();
+    let db = url.clone();
+    let app = spawn_app_with(dir.path(), ManualClock::at(T0), "127.0.0.1:0", move |c| {
+        c.database_url = Some(db.into());
+    });
+    // The pool holds connections now (and the change listener its own).
+    assert_eq!(app.get("/api/v1/agreements?limit=10").status, 200);
+    assert!(terminate_other_connections(&url) >= 1, "the server's connections were ended");
+    let id = app.create(&parallel_intake())["id"].as_str().expect("created").to_string();
+    assert!(terminate_other_connections(&url) >= 1);
+    let sent = app.post(&format!("/api/v1/agreements/{id}/send"), "");
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let zoe = app.links_for("zoe@lakeside.example", "/sign/").pop().expect("link");
+    let priya = app.links_for("priya@northwind.example", "/sign/").pop().expect("link");
+    assert!(terminate_other_connections(&url) >= 1);
+    assert_eq!(app.sign(&zoe, "Zoë Ångström", "CCO").status, 200);
+    assert!(terminate_other_connections(&url) >= 1);
+    assert_eq!(app.sign(&priya, "Priya Raman", "VP").status, 200);
+    let a = app.get(&format!("/api/v1/agreements/{id}")).json();
+    assert_eq!(a["status"], "executed");
+    let kinds: Vec<String> = app.get(&format!("/api/v1/agreements/{id}/audit")).json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind").to_string())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "created").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "signed").count(), 2, "{kinds:?}");
+    let verify = app.get("/api/v1/audit/verify").json();
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(verify["chains"], 1);
+    app.stop();
+}
+
+/// A restore into PostgreSQL is one transaction: a backup that goes bad after thousands of
+/// good lines leaves the database empty, as before.
+#[test]
+fn a_postgres_restore_that_fails_midway_leaves_the_database_empty() {
+    let source = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(source.path()).expect("sled");
+    for i in 0..300 {
+        let id = format!("r{i:04}");
+        store
+            .commit(Change {
+                agreement: Some(agreement(&id, 1)),
+                events: vec![event(&id, "created")],
+                ..Change::default()
+            })
+            .expect("committed");
+    }
+    let mut backup = Vec::new();
+    let lines = store.dump(&mut backup).expect("dump");
+    assert!(lines > 600, "{lines}");
+    backup.extend_from_slice(b"{\"tree\":\"agreements\",\"key\":\"not base64!\",\"value\":\"\"}\n");
+    let pg = PgStore::open(&crate::pg::database(), source.path()).expect("postgres");
+    let err = pg.restore(&backup[..]).expect_err("the bad line refuses the backup");
+    assert!(err.to_string().contains(&format!("backup line {}: bad key", lines + 1)), "{err}");
+    assert!(pg.is_empty().expect("read"), "nothing of the good lines stayed");
+}
+
+/// An API key change and its security-log entry are one commit on either store: created and
+/// revoked keys each have exactly one entry, and the log's chain verifies.
+#[test]
+fn on_both_stores_an_api_key_change_is_stored_with_its_security_log_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(SledStore::open(&dir.path().join("sled")).expect("sled")),
+        Arc::new(PgStore::open(&crate::pg::database(), &dir.path().join("keys")).expect("postgres")),
+    ];
+    for store in stores {
+        let role = countersign::staff::Role::Sales;
+        let (_, k) =
+            countersign::staff::create(store.as_ref(), "ops", role, None, "ann@example.com", "", 10).expect("created");
+        countersign::staff::revoke(store.as_ref(), &k.id, 20, "ann@example.com", "").expect("revoked");
+        let log = store.people().security_log().expect("log");
+        let actions: Vec<&str> = log.iter().filter(|e| e.detail.contains(&k.id)).map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["api_key_created", "api_key_revoked"], "{}", store.backend());
+        assert!(verify_security_log(&log).is_ok());
+        let stored = store.api_keys().expect("keys").into_iter().find(|x| x.id == k.id).expect("stored");
+        assert_eq!(stored.revoked_at, Some(20));
+    }
+}

@@ -36,7 +36,7 @@ use super::format::{self, HeadKey};
 use super::webhooks::{Delivery, DeliveryStatus};
 use super::{ApiKeyRecord, ChainHead, Change, ForeignChanges, Message, MessageStatus, RawChain, Store, StoreError};
 use crate::domain::agreement::{Agreement, Summary, VersionRecord};
-use pool::{Conn, Pool, blocking, pg_err};
+use pool::{Conn, Pool, blocking, commit, pg_err};
 
 /// The schema migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_init.sql"))];
@@ -84,7 +84,7 @@ pub fn migrate(c: &mut Client) -> Result<SchemaMigration, StoreError> {
         tx.batch_execute(sql).map_err(|e| StoreError::Io(format!("schema migration {v}: {}", pg_err(e))))?;
         tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[v]).map_err(pg_err)?;
     }
-    tx.commit().map_err(pg_err)?;
+    commit(tx)?;
     Ok(SchemaMigration { from, to: latest })
 }
 
@@ -224,15 +224,15 @@ impl PgStore {
     }
 
     /// Loads a `backup` (the JSON lines [`Store::dump`] writes, from either store) into this
-    /// empty database, in one transaction.
-    pub fn restore(&self, input: impl std::io::BufRead) -> Result<usize, StoreError> {
+    /// empty database, in one transaction, reading the lines as they come (binary `COPY`).
+    pub fn restore(&self, input: impl std::io::BufRead + Send) -> Result<usize, StoreError> {
         if !self.is_empty()? {
             return Err(StoreError::Io(
                 "the target database is not empty: restore and migrate need an empty one".into(),
             ));
         }
-        let lines: Vec<String> = input.lines().collect::<Result<_, _>>().map_err(io)?;
-        self.pool.with(|c| others::restore(c, &lines))
+        let mut input = input;
+        self.pool.with_once(|c| others::restore(c, &mut input))
     }
 }
 
@@ -385,7 +385,7 @@ fn commit_tx(
     for d in &change.webhooks {
         put_delivery_tx(&mut tx, d)?;
     }
-    tx.commit().map_err(pg_err)?;
+    commit(tx)?;
     Ok(sealed)
 }
 
@@ -403,7 +403,7 @@ fn lease_row<T: serde::de::DeserializeOwned>(
     let Some(row) = tx.query_opt(select, &[&id]).map_err(pg_err)? else { return Ok(None) };
     let Some(leased) = lease(json(&row.get::<_, Vec<u8>>(0))?)? else { return Ok(None) };
     put(&mut tx, &leased)?;
-    tx.commit().map_err(pg_err)?;
+    commit(tx)?;
     Ok(Some(leased))
 }
 
@@ -509,7 +509,7 @@ impl Store for PgStore {
         self.pool.with(|c| {
             let mut tx = c.transaction().map_err(pg_err)?;
             put_message_tx(&mut tx, m)?;
-            tx.commit().map_err(pg_err)
+            commit(tx)
         })
     }
 
@@ -563,6 +563,26 @@ impl Store for PgStore {
         })
     }
 
+    fn put_api_key_logged(
+        &self,
+        k: &ApiKeyRecord,
+        log: super::people::NewSecurityEvent,
+    ) -> Result<super::people::SecurityEvent, StoreError> {
+        let body = to_json(k)?;
+        self.pool.with(|c| {
+            // One transaction: the key and its security-log entry commit together.
+            let mut tx = c.transaction().map_err(pg_err)?;
+            tx.execute(
+                "INSERT INTO apikeys (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                &[&k.id, &body],
+            )
+            .map_err(pg_err)?;
+            let ev = others::append_security_tx(&mut tx, log.clone())?;
+            commit(tx)?;
+            Ok(ev)
+        })
+    }
+
     fn touch_api_key(&self, id: &str, at: u64) -> Result<(), StoreError> {
         self.pool.with(|c| {
             c.execute(
@@ -575,13 +595,10 @@ impl Store for PgStore {
         })
     }
 
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError> {
-        // One snapshot (REPEATABLE READ), written in the sled store's backup format.
-        let lines = self.pool.with(others::dump)?;
-        for l in &lines {
-            writeln!(out, "{l}").map_err(io)?;
-        }
-        Ok(lines.len())
+    fn dump(&self, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError> {
+        // One snapshot (REPEATABLE READ), written in the sled store's backup format as it is
+        // read.
+        self.pool.with_once(move |c| others::dump(c, out))
     }
 
     fn raw_chains(&self) -> Result<Vec<RawChain>, StoreError> {

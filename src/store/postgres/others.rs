@@ -4,9 +4,11 @@
 
 use base64::Engine;
 use postgres::Client;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 use sha2::{Digest, Sha256};
 
-use super::pool::pg_err;
+use super::pool::{commit, pg_err};
 use super::{PgStore, check_sha, json, lease_row, put_delivery_tx, snapshot, to_json};
 use crate::domain::vendor::Vendor;
 use crate::store::StoreError;
@@ -103,7 +105,7 @@ impl PeopleStore for PgStore {
                 &[&p.id, &pv],
             )
             .map_err(pg_err)?;
-            tx.commit().map_err(pg_err)
+            commit(tx)
         })
     }
 
@@ -141,16 +143,8 @@ impl PeopleStore for PgStore {
     fn append_security(&self, e: NewSecurityEvent) -> Result<SecurityEvent, StoreError> {
         self.pool.with(|c| {
             let mut tx = c.transaction().map_err(pg_err)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SECLOG_LOCK]).map_err(pg_err)?;
-            let last: Option<SecurityEvent> =
-                match tx.query_opt("SELECT body FROM seclog ORDER BY seq DESC LIMIT 1", &[]).map_err(pg_err)? {
-                    Some(r) => Some(json(&r.get::<_, Vec<u8>>(0))?),
-                    None => None,
-                };
-            let ev = SecurityEvent::next(last.as_ref(), e);
-            tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(ev.seq as i64), &to_json(&ev)?])
-                .map_err(pg_err)?;
-            tx.commit().map_err(pg_err)?;
+            let ev = append_security_tx(&mut tx, e.clone())?;
+            commit(tx)?;
             Ok(ev)
         })
     }
@@ -158,6 +152,24 @@ impl PeopleStore for PgStore {
     fn security_log(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.all("SELECT body FROM seclog ORDER BY seq")
     }
+}
+
+/// Appends to the security log inside `tx` (its advisory lock serializes appends until the
+/// commit).
+pub(super) fn append_security_tx(
+    tx: &mut postgres::Transaction<'_>,
+    e: NewSecurityEvent,
+) -> Result<SecurityEvent, StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SECLOG_LOCK]).map_err(pg_err)?;
+    let last: Option<SecurityEvent> =
+        match tx.query_opt("SELECT body FROM seclog ORDER BY seq DESC LIMIT 1", &[]).map_err(pg_err)? {
+            Some(r) => Some(json(&r.get::<_, Vec<u8>>(0))?),
+            None => None,
+        };
+    let ev = SecurityEvent::next(last.as_ref(), e);
+    tx.execute("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(ev.seq as i64), &to_json(&ev)?])
+        .map_err(pg_err)?;
+    Ok(ev)
 }
 
 impl VendorStore for PgStore {
@@ -221,7 +233,7 @@ impl VendorStore for PgStore {
             for d in &c.webhooks {
                 put_delivery_tx(&mut tx, d)?;
             }
-            tx.commit().map_err(pg_err)?;
+            commit(tx)?;
             Ok(ev)
         })
     }
@@ -267,7 +279,7 @@ impl WebhookStore for PgStore {
                 return Err(StoreError::NotFound);
             }
             tx.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = $1", &[&id]).map_err(pg_err)?;
-            tx.commit().map_err(pg_err)
+            commit(tx)
         })
     }
 
@@ -279,7 +291,7 @@ impl WebhookStore for PgStore {
         self.pool.with(|c| {
             let mut tx = c.transaction().map_err(pg_err)?;
             put_delivery_tx(&mut tx, d)?;
-            tx.commit().map_err(pg_err)
+            commit(tx)
         })
     }
 
@@ -322,84 +334,95 @@ struct Head {
     mac: String,
 }
 
-/// Every row as the sled store's backup lines, from one snapshot.
-pub(super) fn dump(c: &mut Client) -> Result<Vec<String>, StoreError> {
+/// Rows fetched per round trip by [`dump`] (a document row is ~40 KB: a few MB at most in flight).
+const FETCH_ROWS: i32 = 64;
+
+/// Runs `sql` through a portal, [`FETCH_ROWS`] rows at a time, calling `f` on each row: the
+/// result is never held whole.
+fn each_row(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &str,
+    mut f: impl FnMut(&postgres::Row) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let portal = tx.bind(sql, &[]).map_err(pg_err)?;
+    loop {
+        let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(pg_err)?;
+        for r in &rows {
+            f(r)?;
+        }
+        if rows.len() < FETCH_ROWS as usize {
+            return Ok(());
+        }
+    }
+}
+
+/// Every row as the sled store's backup lines, from one snapshot (REPEATABLE READ, read only),
+/// each line written to `out` as its row is read: memory stays bounded whatever the size.
+pub(super) fn dump(c: &mut Client, out: &mut (dyn std::io::Write + Send)) -> Result<usize, StoreError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut tx = snapshot(c)?;
-    let mut lines = Vec::new();
-    let mut line = |tree: &str, k: &[u8], v: &[u8]| {
-        lines.push(serde_json::json!({"tree": tree, "key": b64.encode(k), "value": b64.encode(v)}).to_string());
+    let mut n = 0usize;
+    let mut line = |tree: &str, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
+        let l = serde_json::json!({"tree": tree, "key": b64.encode(k), "value": b64.encode(v)});
+        writeln!(out, "{l}").map_err(|e| StoreError::Io(format!("writing the dump: {e}")))?;
+        n += 1;
+        Ok(())
     };
-    let mut q = |sql: &str| tx.query(sql, &[]).map_err(pg_err);
-    for r in q("SELECT id, body FROM agreements ORDER BY id")? {
-        line("agreements", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    for r in q("SELECT agreement_id, version, body FROM versions ORDER BY agreement_id, version")? {
-        line("versions", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u32).to_be_bytes()), r.get(2));
-    }
-    for r in q("SELECT sha256, bytes FROM documents ORDER BY sha256")? {
-        line("documents", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    for r in q("SELECT agreement_id, seq, body FROM events ORDER BY agreement_id, seq")? {
-        line("events", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u64).to_be_bytes()), r.get(2));
-    }
-    for r in q("SELECT agreement_id, seq, hash, mac FROM heads ORDER BY agreement_id")? {
+    let text = |r: &postgres::Row, i: usize| -> Vec<u8> { r.get::<_, &str>(i).as_bytes().to_vec() };
+    let t = &mut tx;
+    each_row(t, "SELECT id, body FROM agreements ORDER BY id", |r| line("agreements", &text(r, 0), r.get(1)))?;
+    each_row(t, "SELECT agreement_id, version, body FROM versions ORDER BY agreement_id, version", |r| {
+        line("versions", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u32).to_be_bytes()), r.get(2))
+    })?;
+    each_row(t, "SELECT sha256, bytes FROM documents ORDER BY sha256", |r| line("documents", &text(r, 0), r.get(1)))?;
+    each_row(t, "SELECT agreement_id, seq, body FROM events ORDER BY agreement_id, seq", |r| {
+        line("events", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u64).to_be_bytes()), r.get(2))
+    })?;
+    each_row(t, "SELECT agreement_id, seq, hash, mac FROM heads ORDER BY agreement_id", |r| {
         let h = Head { seq: r.get::<_, i64>(1) as u64, hash: r.get(2), mac: r.get(3) };
-        line("heads", r.get::<_, &str>(0).as_bytes(), &to_json(&h)?);
-    }
-    for r in q("SELECT id, body FROM outbox ORDER BY id")? {
-        line("outbox", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    for r in q("SELECT id, body FROM apikeys ORDER BY id")? {
-        line("apikeys", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    for r in q("SELECT id, at FROM apikey_last_used ORDER BY id")? {
-        line("apikey_last_used", r.get::<_, &str>(0).as_bytes(), &(r.get::<_, i64>(1) as u64).to_be_bytes());
-    }
+        line("heads", &text(r, 0), &to_json(&h)?)
+    })?;
+    each_row(t, "SELECT id, body FROM outbox ORDER BY id", |r| line("outbox", &text(r, 0), r.get(1)))?;
+    each_row(t, "SELECT id, body FROM apikeys ORDER BY id", |r| line("apikeys", &text(r, 0), r.get(1)))?;
+    each_row(t, "SELECT id, at FROM apikey_last_used ORDER BY id", |r| {
+        line("apikey_last_used", &text(r, 0), &(r.get::<_, i64>(1) as u64).to_be_bytes())
+    })?;
     // The format the rows are in (a restore into sled then runs no migration).
-    line("meta", crate::store::format::VERSION_KEY, &crate::store::format::FORMAT_VERSION.to_be_bytes());
+    line("meta", crate::store::format::VERSION_KEY, &crate::store::format::FORMAT_VERSION.to_be_bytes())?;
     for (tree, sql) in [
         ("people", "SELECT id, body FROM people ORDER BY id"),
         ("invites", "SELECT hash, body FROM invites ORDER BY hash"),
         ("sessions", "SELECT hash, body FROM sessions ORDER BY hash"),
     ] {
-        for r in q(sql)? {
-            line(tree, r.get::<_, &str>(0).as_bytes(), r.get(1));
-        }
+        each_row(t, sql, |r| line(tree, &text(r, 0), r.get(1)))?;
     }
-    for r in q("SELECT seq, body FROM seclog ORDER BY seq")? {
-        line("seclog", &(r.get::<_, i64>(0) as u64).to_be_bytes(), r.get(1));
-    }
-    for r in q("SELECT id, body FROM vendors ORDER BY id")? {
-        line("vendors", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    for r in q("SELECT vendor_id, seq, body FROM vendor_events ORDER BY vendor_id, seq")? {
-        line("vendor_events", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u64).to_be_bytes()), r.get(2));
-    }
-    for r in q("SELECT sha256, bytes FROM vendor_documents ORDER BY sha256")? {
-        line("vendor_documents", r.get::<_, &str>(0).as_bytes(), r.get(1));
-    }
-    // The sled `webhooks` tree: d/, e/, p/, q/ keys in byte order.
-    let deliveries = q("SELECT id, endpoint_id, queued, body FROM webhook_deliveries ORDER BY id")?;
-    let endpoints = q("SELECT id, body FROM webhook_endpoints ORDER BY id")?;
-    let mut hooks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for r in &deliveries {
-        let (id, ep, queued, body): (&str, &str, bool, Vec<u8>) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        hooks.push(([b"d/", id.as_bytes()].concat(), body));
-        hooks.push(([b"p/", ep.as_bytes(), b"/", id.as_bytes()].concat(), Vec::new()));
-        if queued {
-            hooks.push(([b"q/", id.as_bytes()].concat(), Vec::new()));
-        }
-    }
-    for r in &endpoints {
-        hooks.push(([b"e/", r.get::<_, &str>(0).as_bytes()].concat(), r.get(1)));
-    }
-    hooks.sort();
-    for (k, v) in hooks {
-        line("webhooks", &k, &v);
-    }
+    each_row(t, "SELECT seq, body FROM seclog ORDER BY seq", |r| {
+        line("seclog", &(r.get::<_, i64>(0) as u64).to_be_bytes(), r.get(1))
+    })?;
+    each_row(t, "SELECT id, body FROM vendors ORDER BY id", |r| line("vendors", &text(r, 0), r.get(1)))?;
+    each_row(t, "SELECT vendor_id, seq, body FROM vendor_events ORDER BY vendor_id, seq", |r| {
+        line("vendor_events", &slash_key(r.get(0), &(r.get::<_, i64>(1) as u64).to_be_bytes()), r.get(2))
+    })?;
+    each_row(t, "SELECT sha256, bytes FROM vendor_documents ORDER BY sha256", |r| {
+        line("vendor_documents", &text(r, 0), r.get(1))
+    })?;
+    // The sled `webhooks` tree: its d/, e/, p/ and q/ keys in byte order (the id columns are
+    // COLLATE "C", which is byte order), one pass each.
+    let hook = |prefix: &[u8], r: &postgres::Row| [prefix, r.get::<_, &str>(0).as_bytes()].concat();
+    each_row(t, "SELECT id, body FROM webhook_deliveries ORDER BY id", |r| {
+        line("webhooks", &hook(b"d/", r), r.get(1))
+    })?;
+    each_row(t, "SELECT id, body FROM webhook_endpoints ORDER BY id", |r| line("webhooks", &hook(b"e/", r), r.get(1)))?;
+    each_row(
+        t,
+        "SELECT endpoint_id || '/' || id FROM webhook_deliveries ORDER BY (endpoint_id || '/' || id) COLLATE \"C\"",
+        |r| line("webhooks", &hook(b"p/", r), &[]),
+    )?;
+    each_row(t, "SELECT id FROM webhook_deliveries WHERE queued ORDER BY id", |r| {
+        line("webhooks", &hook(b"q/", r), &[])
+    })?;
     tx.commit().map_err(pg_err)?;
-    Ok(lines)
+    Ok(n)
 }
 
 /// Splits `id/<n big-endian bytes>`.
@@ -413,123 +436,192 @@ fn split_key(k: &[u8], n: usize) -> Option<(String, u64)> {
     Some((id, u64::from_be_bytes(buf)))
 }
 
-/// Loads backup lines (either store's) in one transaction.
-pub(super) fn restore(c: &mut Client, lines: &[String]) -> Result<usize, StoreError> {
+/// Where one backup line goes: a binary `COPY … FROM STDIN` and its column types.
+struct CopyInto {
+    sql: &'static str,
+    types: &'static [Type],
+}
+
+/// `copy!("table (columns)" TYPE, …)`.
+macro_rules! copy {
+    ($spec:literal $($ty:ident),+) => {
+        &CopyInto { sql: concat!("COPY ", $spec, " FROM STDIN BINARY"), types: &[$(Type::$ty),+] }
+    };
+}
+
+/// One decoded backup line: its table and the row's values.
+type CopyRow = (&'static CopyInto, Vec<Box<dyn ToSql + Sync>>);
+
+/// Decodes one backup line into its row (None: nothing to load, like the `meta` version or the
+/// webhook queue and log keys, which are derived from the delivery itself).
+fn decode(line: &str, number: usize) -> Result<Option<CopyRow>, StoreError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut tx = c.transaction().map_err(pg_err)?;
-    let mut n = 0;
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let bad = |what: &str| StoreError::Io(format!("backup line {number}: {what}"));
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        tree: Option<&'a str>,
+        key: Option<&'a str>,
+        value: Option<&'a str>,
+    }
+    let v: Line<'_> = serde_json::from_str(line).map_err(|_| bad("not JSON"))?;
+    let tree = v.tree.ok_or_else(|| bad("no tree"))?;
+    let key = b64.decode(v.key.ok_or_else(|| bad("no key"))?).map_err(|_| bad("bad key"))?;
+    let value = b64.decode(v.value.ok_or_else(|| bad("no value"))?).map_err(|_| bad("bad value"))?;
+    let text = |k: &[u8]| String::from_utf8(k.to_vec()).map_err(|_| bad("key is not text"));
+    let b = |v: Box<dyn ToSql + Sync>| v;
+    let row: CopyRow = match tree {
+        "agreements" => {
+            let a: crate::domain::agreement::Agreement = json(&value)?;
+            (
+                copy!("agreements (id, revision, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(a.revision as i64)), b(Box::new(value))],
+            )
         }
-        let bad = |what: &str| StoreError::Io(format!("backup line {}: {what}", i + 1));
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|_| bad("not JSON"))?;
-        let tree = v["tree"].as_str().ok_or_else(|| bad("no tree"))?;
-        let key = b64.decode(v["key"].as_str().ok_or_else(|| bad("no key"))?).map_err(|_| bad("bad key"))?;
-        let value = b64.decode(v["value"].as_str().ok_or_else(|| bad("no value"))?).map_err(|_| bad("bad value"))?;
-        let text = || String::from_utf8(key.clone()).map_err(|_| bad("key is not text"));
-        let mut x = |sql: &str, p: &[&(dyn postgres::types::ToSql + Sync)]| tx.execute(sql, p).map_err(pg_err);
-        match tree {
-            "agreements" => {
-                let a: crate::domain::agreement::Agreement = json(&value)?;
-                x(
-                    "INSERT INTO agreements (id, revision, body) VALUES ($1, $2, $3)",
-                    &[&text()?, &(a.revision as i64), &value],
-                )?
-            }
-            "versions" => {
-                let (id, ver) = split_key(&key, 4).ok_or_else(|| bad("bad version key"))?;
-                x(
-                    "INSERT INTO versions (agreement_id, version, body) VALUES ($1, $2, $3)",
-                    &[&id, &(ver as i64), &value],
-                )?
-            }
-            "documents" => x("INSERT INTO documents (sha256, bytes) VALUES ($1, $2)", &[&text()?, &value])?,
-            "events" => {
-                let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad event key"))?;
-                x("INSERT INTO events (agreement_id, seq, body) VALUES ($1, $2, $3)", &[&id, &(seq as i64), &value])?
-            }
-            "heads" => {
-                let h: Head = json(&value)?;
-                x(
-                    "INSERT INTO heads (agreement_id, seq, hash, mac) VALUES ($1, $2, $3, $4)",
-                    &[&text()?, &(h.seq as i64), &h.hash, &h.mac],
-                )?
-            }
-            "outbox" => {
-                let m: crate::store::Message = json(&value)?;
-                let queued = m.status == crate::store::MessageStatus::Queued;
-                x(
-                    "INSERT INTO outbox (id, agreement_id, queued, body) VALUES ($1, $2, $3, $4)",
-                    &[&text()?, &m.agreement_id, &queued, &value],
-                )?
-            }
-            "apikeys" => x("INSERT INTO apikeys (id, body) VALUES ($1, $2)", &[&text()?, &value])?,
-            "apikey_last_used" => {
-                let at = u64::from_be_bytes(value.as_slice().try_into().map_err(|_| bad("bad time"))?);
-                x("INSERT INTO apikey_last_used (id, at) VALUES ($1, $2)", &[&text()?, &(at as i64)])?
-            }
-            "meta" => {
-                // Only the current format is loaded (an older backup: restore it into sled
-                // first, which upgrades it, then migrate).
-                if key == crate::store::format::VERSION_KEY {
-                    let ver = u64::from_be_bytes(value.as_slice().try_into().map_err(|_| bad("bad version"))?);
-                    if ver != crate::store::format::FORMAT_VERSION {
-                        return Err(bad("the backup is in an older format: restore it into a data directory first"));
-                    }
+        "versions" => {
+            let (id, ver) = split_key(&key, 4).ok_or_else(|| bad("bad version key"))?;
+            (
+                copy!("versions (agreement_id, version, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(ver as i64)), b(Box::new(value))],
+            )
+        }
+        "documents" => {
+            (copy!("documents (sha256, bytes)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))])
+        }
+        "events" => {
+            let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad event key"))?;
+            (
+                copy!("events (agreement_id, seq, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(seq as i64)), b(Box::new(value))],
+            )
+        }
+        "heads" => {
+            let h: Head = json(&value)?;
+            (
+                copy!("heads (agreement_id, seq, hash, mac)" TEXT, INT8, TEXT, TEXT),
+                vec![b(Box::new(text(&key)?)), b(Box::new(h.seq as i64)), b(Box::new(h.hash)), b(Box::new(h.mac))],
+            )
+        }
+        "outbox" => {
+            let m: crate::store::Message = json(&value)?;
+            let queued = m.status == crate::store::MessageStatus::Queued;
+            (
+                copy!("outbox (id, agreement_id, queued, body)" TEXT, TEXT, BOOL, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(m.agreement_id)), b(Box::new(queued)), b(Box::new(value))],
+            )
+        }
+        "apikeys" => (copy!("apikeys (id, body)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))]),
+        "apikey_last_used" => {
+            let at = u64::from_be_bytes(value.as_slice().try_into().map_err(|_| bad("bad time"))?);
+            (copy!("apikey_last_used (id, at)" TEXT, INT8), vec![b(Box::new(text(&key)?)), b(Box::new(at as i64))])
+        }
+        "meta" => {
+            // Only the current format is loaded (an older backup: restore it into sled first,
+            // which upgrades it, then migrate).
+            if key == crate::store::format::VERSION_KEY {
+                let ver = u64::from_be_bytes(value.as_slice().try_into().map_err(|_| bad("bad version"))?);
+                if ver != crate::store::format::FORMAT_VERSION {
+                    return Err(bad("the backup is in an older format: restore it into a data directory first"));
                 }
+            }
+            return Ok(None);
+        }
+        "people" => (copy!("people (id, body)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))]),
+        "invites" => (copy!("invites (hash, body)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))]),
+        "sessions" => {
+            let s: SessionRecord = json(&value)?;
+            (
+                copy!("sessions (hash, person_id, body)" TEXT, TEXT, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(s.person_id)), b(Box::new(value))],
+            )
+        }
+        "seclog" => {
+            let seq = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad("bad seq"))?);
+            (copy!("seclog (seq, body)" INT8, BYTEA), vec![b(Box::new(seq as i64)), b(Box::new(value))])
+        }
+        "vendors" => {
+            let v: Vendor = json(&value)?;
+            (
+                copy!("vendors (id, revision, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(text(&key)?)), b(Box::new(v.revision as i64)), b(Box::new(value))],
+            )
+        }
+        "vendor_events" => {
+            let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad vendor event key"))?;
+            (
+                copy!("vendor_events (vendor_id, seq, body)" TEXT, INT8, BYTEA),
+                vec![b(Box::new(id)), b(Box::new(seq as i64)), b(Box::new(value))],
+            )
+        }
+        "vendor_documents" => {
+            (copy!("vendor_documents (sha256, bytes)" TEXT, BYTEA), vec![b(Box::new(text(&key)?)), b(Box::new(value))])
+        }
+        "webhooks" => match key.get(..2) {
+            Some(b"e/") => (
+                copy!("webhook_endpoints (id, body)" TEXT, BYTEA),
+                vec![b(Box::new(text(&key[2..])?)), b(Box::new(value))],
+            ),
+            Some(b"d/") => {
+                let d: Delivery = json(&value)?;
+                let queued = d.status == crate::store::webhooks::DeliveryStatus::Queued;
+                (
+                    copy!("webhook_deliveries (id, endpoint_id, queued, body)" TEXT, TEXT, BOOL, BYTEA),
+                    vec![b(Box::new(d.id)), b(Box::new(d.endpoint_id)), b(Box::new(queued)), b(Box::new(value))],
+                )
+            }
+            _ => return Ok(None),
+        },
+        _ => return Err(bad("unknown tree")),
+    };
+    Ok(Some(row))
+}
+
+/// Loads backup lines (either store's) in one transaction, reading them one at a time: each
+/// run of lines for one table is one binary `COPY` (a dump writes table by table, so a restore
+/// is one `COPY` per table). Any error leaves nothing: the transaction rolls back.
+pub(super) fn restore(c: &mut Client, input: &mut dyn std::io::BufRead) -> Result<usize, StoreError> {
+    let mut number = 0usize;
+    let mut buf = String::new();
+    let mut next = || -> Result<Option<CopyRow>, StoreError> {
+        loop {
+            buf.clear();
+            if input.read_line(&mut buf).map_err(|e| StoreError::Io(format!("reading the backup: {e}")))? == 0 {
+                return Ok(None);
+            }
+            number += 1;
+            let line = buf.trim();
+            if line.is_empty() {
                 continue;
             }
-            "people" => x("INSERT INTO people (id, body) VALUES ($1, $2)", &[&text()?, &value])?,
-            "invites" => x("INSERT INTO invites (hash, body) VALUES ($1, $2)", &[&text()?, &value])?,
-            "sessions" => {
-                let s: SessionRecord = json(&value)?;
-                x(
-                    "INSERT INTO sessions (hash, person_id, body) VALUES ($1, $2, $3)",
-                    &[&text()?, &s.person_id, &value],
-                )?
+            if let Some(row) = decode(line, number)? {
+                return Ok(Some(row));
             }
-            "seclog" => {
-                let seq = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad("bad seq"))?);
-                x("INSERT INTO seclog (seq, body) VALUES ($1, $2)", &[&(seq as i64), &value])?
-            }
-            "vendors" => {
-                let v: Vendor = json(&value)?;
-                x(
-                    "INSERT INTO vendors (id, revision, body) VALUES ($1, $2, $3)",
-                    &[&text()?, &(v.revision as i64), &value],
-                )?
-            }
-            "vendor_events" => {
-                let (id, seq) = split_key(&key, 8).ok_or_else(|| bad("bad vendor event key"))?;
-                x(
-                    "INSERT INTO vendor_events (vendor_id, seq, body) VALUES ($1, $2, $3)",
-                    &[&id, &(seq as i64), &value],
-                )?
-            }
-            "vendor_documents" => {
-                x("INSERT INTO vendor_documents (sha256, bytes) VALUES ($1, $2)", &[&text()?, &value])?
-            }
-            "webhooks" => match key.get(..2) {
-                Some(b"e/") => {
-                    let id = String::from_utf8(key[2..].to_vec()).map_err(|_| bad("key is not text"))?;
-                    x("INSERT INTO webhook_endpoints (id, body) VALUES ($1, $2)", &[&id, &value])?
-                }
-                Some(b"d/") => {
-                    let d: Delivery = json(&value)?;
-                    let queued = d.status == crate::store::webhooks::DeliveryStatus::Queued;
-                    x(
-                        "INSERT INTO webhook_deliveries (id, endpoint_id, queued, body) VALUES ($1, $2, $3, $4)",
-                        &[&d.id, &d.endpoint_id, &queued, &value],
-                    )?
-                }
-                // The queue and log keys are derived from the delivery itself.
-                _ => continue,
-            },
-            _ => return Err(bad("unknown tree")),
-        };
+        }
+    };
+    let write = |w: &mut BinaryCopyInWriter<'_>, vals: &[Box<dyn ToSql + Sync>]| {
+        let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v.as_ref()).collect();
+        w.write(&refs).map_err(pg_err)
+    };
+    let mut tx = c.transaction().map_err(pg_err)?;
+    let mut n = 0;
+    let mut pending = next()?;
+    while let Some((copy, vals)) = pending.take() {
+        let mut w = BinaryCopyInWriter::new(tx.copy_in(copy.sql).map_err(pg_err)?, copy.types);
+        write(&mut w, &vals)?;
         n += 1;
+        loop {
+            match next()? {
+                Some((c2, v2)) if c2.sql == copy.sql => {
+                    write(&mut w, &v2)?;
+                    n += 1;
+                }
+                other => {
+                    pending = other;
+                    break;
+                }
+            }
+        }
+        w.finish().map_err(pg_err)?;
     }
-    tx.commit().map_err(pg_err)?;
+    commit(tx)?;
     Ok(n)
 }

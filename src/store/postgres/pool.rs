@@ -19,6 +19,11 @@
 //! none of the prepared statements — and run into the server's `max_connections`. Each connection carries the statements prepared on it
 //! ([`Statements`]): the hot paths (a commit, an agreement read) then send one round trip per
 //! statement instead of a parse round trip and an execute round trip.
+//!
+//! Lost connections: errors are classified by [`failure`] and [`classify`]. A connection lost
+//! before COMMIT was sent (the transaction surely rolled back) is retried once by
+//! [`Pool::with`]; one lost while COMMIT was in flight is reported as
+//! [`StoreError::OutcomeUnknown`] and not retried.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -89,17 +94,75 @@ impl Statements {
     }
 }
 
-pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
+/// Where in a call an error came: a statement (a transaction not committed yet, or an
+/// idempotent single-statement write), or the COMMIT itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Statement,
+    Commit,
+}
+
+/// What kind of failure a PostgreSQL error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection is gone (closed, an I/O error, the server shutting it down: SQLSTATE
+    /// class 08 or 57P01–57P03).
+    ConnectionLost,
+    /// Lost a race against another transaction (serialization failure, deadlock).
+    Conflict,
+    /// A key PostgreSQL cannot hold (a NUL byte in an id from a URL).
+    BadKey,
+    Other,
+}
+
+pub(crate) fn failure(e: &postgres::Error) -> Failure {
     use postgres::error::SqlState;
-    match e.code() {
-        // Lost a race against another transaction: the caller retries like any conflict.
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
-            StoreError::Conflict
-        }
-        // A key PostgreSQL cannot hold (a NUL byte in an id from a URL): no such row exists.
-        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => StoreError::NotFound,
-        _ => StoreError::Io(format!("postgres: {}", describe(&e))),
+    if e.is_closed() {
+        return Failure::ConnectionLost;
     }
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            Failure::Conflict
+        }
+        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE => Failure::BadKey,
+        Some(c)
+            if c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            Failure::ConnectionLost
+        }
+        Some(_) => Failure::Other,
+        // No server error: a socket that failed under the client is a lost connection.
+        None if std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) => Failure::ConnectionLost,
+        None => Failure::Other,
+    }
+}
+
+/// The store's error for a failure at a stage. A connection lost before COMMIT was sent
+/// rolled the transaction back (PostgreSQL aborts a transaction whose connection ends):
+/// [`StoreError::ConnectionLost`], which [`Pool::with`] retries. Lost while COMMIT was in
+/// flight, the outcome is unknown: [`StoreError::OutcomeUnknown`], never retried. Any other
+/// error at COMMIT (a serialization failure) is a definite rollback, like at a statement.
+pub(crate) fn classify(f: Failure, stage: Stage, detail: String) -> StoreError {
+    match (f, stage) {
+        (Failure::ConnectionLost, Stage::Statement) => StoreError::ConnectionLost(detail),
+        (Failure::ConnectionLost, Stage::Commit) => StoreError::OutcomeUnknown(detail),
+        (Failure::Conflict, _) => StoreError::Conflict,
+        (Failure::BadKey, _) => StoreError::NotFound,
+        (Failure::Other, _) => StoreError::Io(format!("postgres: {detail}")),
+    }
+}
+
+pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
+    classify(failure(&e), Stage::Statement, describe(&e))
+}
+
+/// Commits `tx`, telling a connection lost during the COMMIT (outcome unknown) from one lost
+/// before it. Every writing transaction commits through here.
+pub(crate) fn commit(tx: postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.commit().map_err(|e| classify(failure(&e), Stage::Commit, describe(&e)))
 }
 
 /// The error with its server-side detail (`Display` of the client error alone says only "db error").
@@ -179,11 +242,15 @@ impl Pool {
     }
 
     /// Runs `f` on a pooled connection, where blocking is allowed. A connection found closed
-    /// when taken is replaced; `f` runs once (a commit whose outcome is unknown is never
-    /// repeated behind the caller's back).
+    /// when taken is replaced. When `f` fails with [`StoreError::ConnectionLost`] (nothing was
+    /// committed: the connection went before COMMIT, or under an idempotent single-statement
+    /// write) that connection and the idle ones (a restarted server or a terminated pool leaves
+    /// them all dead) are dropped and `f` runs once more on another connection. A commit whose
+    /// outcome is unknown ([`StoreError::OutcomeUnknown`]) is never repeated behind the caller's
+    /// back.
     pub(crate) fn with<T: Send>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         self.with_conn(|c| f(&mut c.client))
     }
@@ -191,24 +258,58 @@ impl Pool {
     /// [`Pool::with`], with the connection's prepared statements.
     pub(crate) fn with_conn<T: Send>(
         &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send,
+        mut f: impl FnMut(&mut Conn) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        blocking(|| {
-            // Given back on every way out, a panic in `f` included (a transaction left open
-            // rolls back when dropped, before the connection returns).
-            struct Lease<'p>(&'p Pool, Option<Conn>);
-            impl Drop for Lease<'_> {
-                fn drop(&mut self) {
-                    if let Some(c) = self.1.take() {
-                        self.0.give_back(c);
-                    }
+        blocking(|| match self.lease(&mut f) {
+            Err(StoreError::ConnectionLost(e)) => {
+                tracing::warn!(error = %e, "lost a database connection before committing; retrying on another");
+                let idle = std::mem::take(&mut self.slots().idle);
+                self.slots().open -= idle.len();
+                drop(idle);
+                self.returned.notify_all();
+                self.lease(&mut f)
+            }
+            out => out,
+        })
+    }
+
+    /// Runs `f` once on a leased connection, given back on every way out (a panic in `f`
+    /// included: a transaction left open rolls back when dropped, before the connection
+    /// returns), or dropped when `f` lost it.
+    fn lease<T>(&self, f: &mut impl FnMut(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        struct Lease<'p>(&'p Pool, Option<Conn>);
+        impl Drop for Lease<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.1.take() {
+                    self.0.give_back(c);
                 }
             }
-            let mut lease = Lease(self, Some(self.take()?));
-            match lease.1.as_mut() {
-                Some(c) => f(c),
-                None => Err(StoreError::Io("no database connection".into())),
-            }
+        }
+        let mut lease = Lease(self, Some(self.take()?));
+        let out = match lease.1.as_mut() {
+            Some(c) => f(c),
+            None => Err(StoreError::Io("no database connection".into())),
+        };
+        if matches!(out, Err(StoreError::ConnectionLost(_))) && lease.1.take().is_some() {
+            // Not given back: it is dead, or in a state nobody should reuse.
+            self.slots().open -= 1;
+            self.returned.notify_one();
+        }
+        out
+    }
+
+    /// Runs `f` once on a pooled connection: for calls that cannot start over (a dump already
+    /// partly written, a restore that consumed its input).
+    pub(crate) fn with_once<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        let mut f = Some(f);
+        blocking(|| {
+            self.lease(&mut |c: &mut Conn| match f.take() {
+                Some(f) => f(&mut c.client),
+                None => Err(StoreError::Io("called twice".into())),
+            })
         })
     }
 }
@@ -218,5 +319,32 @@ impl Drop for Pool {
         // Closing a client blocks on its runtime: do it where blocking is allowed.
         let idle = std::mem::take(&mut self.slots().idle);
         blocking(move || drop(idle));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_lost_before_commit_is_retryable_and_during_commit_is_an_unknown_outcome() {
+        let d = || "57P01: terminating connection due to administrator command".to_string();
+        assert!(matches!(
+            classify(Failure::ConnectionLost, Stage::Statement, d()),
+            StoreError::ConnectionLost(m) if m.contains("57P01")
+        ));
+        assert!(matches!(classify(Failure::ConnectionLost, Stage::Commit, d()), StoreError::OutcomeUnknown(_)));
+        // Anything else is a definite outcome wherever it comes: a lost race rolled back.
+        for stage in [Stage::Statement, Stage::Commit] {
+            assert!(matches!(classify(Failure::Conflict, stage, d()), StoreError::Conflict));
+            assert!(matches!(classify(Failure::BadKey, stage, d()), StoreError::NotFound));
+            assert!(matches!(classify(Failure::Other, stage, d()), StoreError::Io(m) if m.starts_with("postgres: ")));
+        }
+    }
+
+    #[test]
+    fn the_answer_for_an_unknown_outcome_says_so() {
+        let e = StoreError::OutcomeUnknown("connection closed".into()).to_string();
+        assert!(e.contains("while committing") && e.contains("unknown"), "{e}");
     }
 }
