@@ -1283,9 +1283,26 @@ impl Service {
         if !self.config.eml_outbox {
             return Ok(0);
         }
+        self.write_emls(self.store.queued_messages()?)
+    }
+
+    /// [`Service::flush_outbox`] for one agreement's messages: what an action on that agreement
+    /// just queued (the next signer's link after a signature, the links after sending). Read
+    /// through the outbox's per-agreement index, so an action's cost does not grow with the
+    /// backlog of every other agreement's queued mail (under a burst of signatures the sender
+    /// drains that backlog at its own pace; each signature used to decode all of it).
+    pub fn flush_outbox_of(&self, agreement: &str) -> Result<usize, ServiceError> {
+        self.mail_wake.notify_one();
+        if !self.config.eml_outbox {
+            return Ok(0);
+        }
+        self.write_emls(self.store.agreement_messages(agreement)?)
+    }
+
+    fn write_emls(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
-        for m in self.store.queued_messages()? {
+        for m in messages {
             if m.status == MessageStatus::Queued
                 && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
             {

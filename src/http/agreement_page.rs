@@ -398,7 +398,7 @@ async fn act(p: Posting, done: &'static str, step: Step) -> Response {
     let result = blocking(move || {
         super::api::visible(&svc, &staff, &id2)?;
         step(&svc, &id2, &signer, &sent, &who)?;
-        svc.flush_outbox()
+        svc.flush_outbox_of(&id2)
     })
     .await;
     let sent_back = fields;

@@ -913,7 +913,7 @@ async fn send(
         with(&state, move |svc| {
             visible(svc, &s, &id)?;
             let a = svc.send(&id, &who)?;
-            svc.flush_outbox()?;
+            svc.flush_outbox_of(&id)?;
             view(svc, &a)
         })
         .await?,
@@ -986,7 +986,7 @@ async fn resend(
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.resend(&id, &signer, &who)?;
-            svc.flush_outbox()?;
+            svc.flush_outbox_of(&id)?;
             view(svc, &a)
         })
         .await?,
@@ -1007,7 +1007,7 @@ async fn update_signer(
     Ok(axum::Json(
         with(&state, move |svc| {
             let a = svc.update_signer(&id, &signer, patch, &who)?;
-            svc.flush_outbox()?;
+            svc.flush_outbox_of(&id)?;
             view(svc, &a)
         })
         .await?,

@@ -476,9 +476,10 @@ async fn submit(
     let action = form.action.clone();
     if action == "send_code" {
         let svc = state.service.clone();
+        let agreement = link.agreement.id.clone();
         let result = blocking(move || {
             let to = svc.send_code(&token, &who)?;
-            svc.flush_outbox()?;
+            svc.flush_outbox_of(&agreement)?;
             Ok::<_, ServiceError>(to)
         })
         .await;
@@ -518,8 +519,8 @@ async fn submit(
             "decline" => svc.decline(&token, &form.reason, &who),
             _ => Err(ServiceError::Field("/action".into(), "choose Sign or Decline".into())),
         };
-        if r.is_ok() {
-            svc.flush_outbox()?;
+        if let Ok(a) = &r {
+            svc.flush_outbox_of(&a.id)?;
         }
         r
     })

@@ -977,7 +977,7 @@ async fn send(
     let result = blocking(move || {
         super::api::visible(&svc, &staff, &id2)?;
         svc.send(&id2, &who)?;
-        svc.flush_outbox()
+        svc.flush_outbox_of(&id2)
     })
     .await;
     match result {
