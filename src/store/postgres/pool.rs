@@ -16,9 +16,11 @@
 //! was closed underneath (a lost connection is then simply not reused; the next call opens a
 //! fresh one). Bounded because a burst of requests (256 signers at once) would otherwise open a
 //! connection each — a TCP handshake, authentication and a backend process per request, with
-//! none of the prepared statements — and run into the server's `max_connections`. Each connection carries the statements prepared on it
-//! ([`Statements`]): the hot paths (a commit, an agreement read) then send one round trip per
-//! statement instead of a parse round trip and an execute round trip.
+//! none of the prepared statements — and run into the server's `max_connections`.
+//!
+//! Each connection carries the statements prepared on it ([`Statements`]): the hot paths (a
+//! commit, an agreement read) then send one round trip per statement instead of a parse round
+//! trip and an execute round trip.
 //!
 //! Lost connections: errors are classified by [`failure`] and [`classify`]. A connection lost
 //! before COMMIT was sent (the transaction surely rolled back) is retried once by
