@@ -32,8 +32,8 @@ use lettre::Address;
 use super::schedule::still_wanted;
 use crate::app::service::{Service, ServiceError};
 use crate::config::mail::DeliverySettings;
-use crate::mail::notices;
 use crate::mail::smtp::{Outcome, Smtp};
+use crate::mail::{Durability, notices};
 use crate::store::{Change, Message, MessageStatus, NewEvent, StoreError};
 
 /// How messages leave.
@@ -195,7 +195,7 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
             let dir = config.data_dir.join("outbox");
             let m2 = m.clone();
             let c = config.clone();
-            match tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c)).await {
+            match tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c, Durability::Now)).await {
                 Ok(Ok(_)) => Outcome::Sent(format!(
                     "written to {} (no SMTP server configured)",
                     crate::mail::eml_path(&config.data_dir.join("outbox"), &m).display()
@@ -216,8 +216,10 @@ async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> R
                     if config.eml_outbox {
                         let dir = config.data_dir.join("outbox");
                         let (m2, c) = (m.clone(), config.clone());
-                        if let Ok(Err(e)) =
-                            tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c)).await
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || {
+                            crate::mail::write_eml(&dir, &m2, &c, Durability::Later)
+                        })
+                        .await
                         {
                             tracing::warn!(message = %m.id, error = %e, "cannot write the .eml copy; sending anyway");
                         }
@@ -262,7 +264,7 @@ fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
         };
         if let Some(reason) = skip {
             if s.config.eml_outbox {
-                let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config);
+                let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config, Durability::Now);
             }
             m.status = MessageStatus::Skipped;
             m.last_error = Some(reason);

@@ -1304,7 +1304,8 @@ impl Service {
         let mut written = 0;
         for m in messages {
             if m.status == MessageStatus::Queued
-                && mail::write_eml(&dir, &m, &self.config).map_err(|e| ServiceError::Internal(e.to_string()))?
+                && mail::write_eml(&dir, &m, &self.config, mail::Durability::Later)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
             {
                 written += 1;
             }

@@ -720,16 +720,12 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
     })
 }
 
-async fn list(
-    staff: Staff,
-    State(state): State<AppState>,
-    uri: axum::http::Uri,
-) -> Result<axum::Json<Value>, ApiError> {
+async fn list(staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
     let s = staff.0;
     let q = parse_query(uri.query())?;
     // A scan of the whole index (milliseconds at 100,000 agreements): off the async threads.
     let svc = state.service.clone();
-    blocking(move || {
+    super::cpu(move || {
         let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
         if s.role == Sales {
             // Sales see their own drafts only: filter by creator (kept in the index), then page.
@@ -738,9 +734,10 @@ async fn list(
             let total = all.len();
             let limit = q.limit.unwrap_or(50);
             all.truncate(limit);
-            return axum::Json(json!({"items": all, "total": total, "next_cursor": null}));
+            return axum::Json(json!({"items": all, "total": total, "next_cursor": null})).into_response();
         }
-        axum::Json(serde_json::to_value(index.search(&q)).unwrap_or_default())
+        // Serialized straight from the page (no `serde_json::Value` tree in between).
+        axum::Json(index.search(&q)).into_response()
     })
     .await
 }
@@ -748,7 +745,7 @@ async fn list(
 async fn export(_staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
     let q = parse_query(uri.query())?;
     let svc = state.service.clone();
-    let csv = blocking(move || {
+    let csv = super::cpu(move || {
         let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
         search::to_csv(&index.export(&q))
     })

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tera::Context;
 
+use super::AppState;
 use super::account::FormField;
 use super::web::{Viewer, encode, render};
-use super::{AppState, blocking};
 use crate::archive::search;
 use crate::staff::Role;
 
@@ -76,7 +76,7 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(raw): Query<H
     let valid = problems.is_empty();
     let svc = state.service.clone();
     let q2 = q.clone();
-    let listed = blocking(move || {
+    let listed = super::cpu(move || {
         if !valid {
             return (Vec::new(), 0, None);
         }
@@ -177,7 +177,7 @@ async fn export(State(state): State<AppState>, viewer: Viewer, Query(raw): Query
         );
     }
     let svc = state.service.clone();
-    match blocking(move || search::to_csv(&matches(&svc, &q, w.role, &w.person.email))).await {
+    match super::cpu(move || search::to_csv(&matches(&svc, &q, w.role, &w.person.email))).await {
         Ok(csv) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -262,6 +262,24 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
 }
 
 /// Runs blocking service work (rendering, fsync) off the async threads.
+/// CPU-bound work of a request (a scan of the whole search index): on the blocking pool like
+/// [`blocking`], but at most as many at once as there are cores; the rest wait without a thread.
+/// Plain `blocking` would start a thread per request, and 256 concurrent searches were 256
+/// threads taking turns on 2 cores.
+pub async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let gate =
+        GATE.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+    let permit = gate.acquire().await.map_err(|_| error::ApiError::Internal("the CPU gate is closed".into()))?;
+    // The permit goes with the work: a request given up by its client still holds it until the
+    // scan it started ends.
+    blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+}
+
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
     // Blocking work logs under the request's span too (its lines carry the request id).
     let span = tracing::Span::current();

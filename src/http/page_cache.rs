@@ -11,8 +11,10 @@
 //! HTML inflated from the same kept stream.
 //!
 //! [`DocCache`] bounds what is kept by bytes, oldest first out. A miss costs a render (the
-//! model read from the store, tera, deflate), never a wrong page: entries are keyed by the sent
-//! document's SHA-256 and the agreement id, and are immutable.
+//! model read from the store, tera, deflate), never a wrong page: entries are found by agreement
+//! id and used only when the sent document's SHA-256 matches, and are immutable. (Keyed by the
+//! SHA-256 alone, agreements sent from identical intakes — identical PDFs — would evict each
+//! other: the first load test of this cache did exactly that.)
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -132,7 +134,7 @@ pub struct DocCache<T> {
 }
 
 struct Inner<T> {
-    /// Sent SHA-256 → (agreement id, entry).
+    /// Agreement id → (sent SHA-256, entry, bytes).
     map: HashMap<String, (String, Arc<T>, usize)>,
     /// Insertion order, for eviction.
     order: VecDeque<String>,
@@ -152,17 +154,17 @@ impl<T> DocCache<T> {
 
     pub fn get(&self, agreement: &str, sha256: &str) -> Option<Arc<T>> {
         let inner = self.lock();
-        let (id, entry, _) = inner.map.get(sha256)?;
-        (id == agreement).then(|| entry.clone())
+        let (sha, entry, _) = inner.map.get(agreement)?;
+        (sha == sha256).then(|| entry.clone())
     }
 
     /// Keeps `entry` (costing `bytes`), dropping the oldest entries beyond the budget.
     pub fn insert(&self, agreement: &str, sha256: &str, entry: Arc<T>, bytes: usize) {
         let mut inner = self.lock();
-        if let Some((_, _, old)) = inner.map.insert(sha256.to_string(), (agreement.to_string(), entry, bytes)) {
+        if let Some((_, _, old)) = inner.map.insert(agreement.to_string(), (sha256.to_string(), entry, bytes)) {
             inner.bytes -= old;
         } else {
-            inner.order.push_back(sha256.to_string());
+            inner.order.push_back(agreement.to_string());
         }
         inner.bytes += bytes;
         while inner.bytes > self.budget {
@@ -233,10 +235,24 @@ mod tests {
         assert_eq!(cache.usage(), (3, 90));
         assert!(cache.get("ag_0", "sha0").is_none() && cache.get("ag_1", "sha1").is_none());
         assert_eq!(cache.get("ag_4", "sha4").as_deref(), Some(&4));
-        // The same document under another agreement's id is not that agreement's entry.
+        // Another document under the same agreement (a stale entry) is a miss.
         assert!(cache.get("ag_3", "sha4").is_none());
-        cache.insert("ag_4", "sha4", Arc::new(40), 50);
+        // A new document for an agreement replaces its entry.
+        cache.insert("ag_4", "sha5", Arc::new(40), 50);
         assert_eq!(cache.usage(), (2, 80));
-        assert_eq!(cache.get("ag_4", "sha4").as_deref(), Some(&40));
+        assert_eq!(cache.get("ag_4", "sha5").as_deref(), Some(&40));
+        assert!(cache.get("ag_4", "sha4").is_none());
+    }
+
+    #[test]
+    fn agreements_sent_with_identical_documents_keep_an_entry_each() {
+        let cache = DocCache::new(1_000);
+        for i in 0..10 {
+            cache.insert(&format!("ag_{i}"), "the same sha", Arc::new(i), 10);
+        }
+        assert_eq!(cache.usage(), (10, 100));
+        for i in 0..10 {
+            assert_eq!(cache.get(&format!("ag_{i}"), "the same sha").as_deref(), Some(&i));
+        }
     }
 }

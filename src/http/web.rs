@@ -707,7 +707,7 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     let staff = w.staff();
     let valid = problems.is_empty();
     let q2 = q.clone();
-    let listed = blocking(move || -> Result<Listing, ApiError> {
+    let listed = super::cpu(move || -> Result<Listing, ApiError> {
         // A `sales` person lists their own: the index keeps who created each entry, so this is
         // a filter on the index, not a decode of every stored agreement.
         let own = staff.role == Sales;

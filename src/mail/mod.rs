@@ -225,12 +225,31 @@ fn file_stem(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
+/// When an `.eml` copy must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before returning: file and directory synced. The no-SMTP sender writes this way before it
+    /// records the message as delivered.
+    Now,
+    /// Whenever the kernel writes it back: the copy a request writes right after its commit so
+    /// it can be read at once. The message itself is already durable in the store, and the
+    /// sender syncs the same file (`Now`) before recording it delivered, so a request does not
+    /// wait for a second fsync of its own (under a burst of signatures, one per signature).
+    Later,
+}
+
 /// Writes `<dir>/<id>.eml` unless it exists. Returns whether it wrote. Written through a
 /// uniquely named temporary file and a rename, so a reader never sees half a message and two
-/// writers (a request thread and the sender) cannot trip over each other.
-pub fn write_eml(dir: &Path, m: &Message, config: &Config) -> std::io::Result<bool> {
+/// writers (a request thread and the sender) cannot trip over each other. With
+/// [`Durability::Now`], a copy that already exists (written `Later`) is synced instead.
+pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durability) -> std::io::Result<bool> {
     let path = eml_path(dir, m);
+    let sync_dir = || std::fs::File::open(dir).and_then(|d| d.sync_all());
     if path.exists() {
+        if durability == Durability::Now {
+            std::fs::File::open(&path).and_then(|f| f.sync_all())?;
+            sync_dir()?;
+        }
         return Ok(false);
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
@@ -239,8 +258,14 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config) -> std::io::Result<bo
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        if durability == Durability::Now {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if durability == Durability::Now {
+            sync_dir()?;
+        }
+        Ok(())
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
