@@ -18,6 +18,7 @@ pub mod drafting;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod page_cache;
 pub mod rejection;
 pub mod routes;
 pub mod sign;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tera::{Context, Tera};
 
 use super::error::ApiError;
+use super::page_cache::{Deflated, DocCache, accepts_gzip};
 use super::{AppState, actor, blocking};
 use crate::app::service::{Link, LinkError, ServiceError, SignForm};
 use crate::clock::rfc3339;
@@ -35,16 +36,17 @@ const DOCUMENT: &str = include_str!("../../templates/web/document.html.tera");
 /// The HTML templates (autoescaped: every value is HTML-escaped).
 pub struct Pages {
     tera: Tera,
-    /// The agreement text as HTML, by (agreement id, sent SHA-256): rendered once per frozen
-    /// document and reused by every view (only the signer's name and the CSRF token differ, and
-    /// they are outside it). Safe to share because a sent document never changes; the state
-    /// shown around it (signed, declined, closed) is read fresh for every request. At most
-    /// [`DOC_CACHE`] entries (~60 KB each); when full it is emptied, which only costs a render.
-    docs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SentDoc>>>,
+    /// The agreement text, compressed, by sent SHA-256 and agreement id: rendered once per
+    /// frozen document and reused by every view (only the signer's name and the form tokens
+    /// differ, and they are outside it). Safe to share because a sent document never changes;
+    /// the state shown around it (signed, declined, closed) is read fresh for every request.
+    /// Bounded by [`DOC_CACHE_BYTES`]; a miss only costs a render.
+    docs: DocCache<SentDoc>,
 }
 
-/// Documents kept rendered in [`Pages`] (bounded so the idle footprint stays small).
-const DOC_CACHE: usize = 64;
+/// Compressed bytes of agreement text kept for the signer page: ~10 KB per 9-page BAA, so a few
+/// thousand documents in view at once stay rendered; nothing is kept until a link is opened.
+const DOC_CACHE_BYTES: usize = 32 << 20;
 
 /// The parts of the signer page that depend only on the frozen document.
 #[derive(serde::Serialize)]
@@ -52,8 +54,11 @@ pub struct SentDoc {
     title: String,
     subtitle: Vec<String>,
     #[serde(skip)]
-    html: String,
+    html: Deflated,
 }
+
+/// Where the agreement text goes in the rendered page (the template writes it unescaped).
+const DOC_MARK: &str = "<!--countersign:agreement-text-->";
 
 impl Pages {
     pub fn new() -> Result<Pages, super::web::TemplateError> {
@@ -68,20 +73,15 @@ impl Pages {
             tera.add_raw_template(n, s)
                 .map_err(|e| super::web::TemplateError::SignerPage { name: n, reason: e.to_string() })?;
         }
-        Ok(Pages { tera, docs: Default::default() })
-    }
-
-    fn doc_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Arc<SentDoc>>> {
-        // A cache: a panic elsewhere cannot leave an entry half-written (entries are immutable).
-        self.docs.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(Pages { tera, docs: DocCache::new(DOC_CACHE_BYTES) })
     }
 
     fn cached_doc(&self, a: &crate::domain::agreement::Agreement) -> Option<Arc<SentDoc>> {
-        let sha = a.sent_sha256.clone()?;
-        self.doc_cache().get(&(a.id.clone(), sha)).cloned()
+        self.docs.get(&a.id, a.sent_sha256.as_deref()?)
     }
 
-    /// Renders the agreement text of a sent document and keeps it for the next view.
+    /// Renders and compresses the agreement text of a sent document and keeps it for the next
+    /// view (on a blocking thread: tera and deflate are CPU work).
     fn render_doc(
         &self,
         a: &crate::domain::agreement::Agreement,
@@ -91,13 +91,11 @@ impl Pages {
         ctx.insert("doc", model);
         let html =
             self.tera.render("document.html.tera", &ctx).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
+        let html = Deflated::new(&html).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
         let doc = Arc::new(SentDoc { title: model.title.clone(), subtitle: model.subtitle.clone(), html });
-        if let Some(sha) = a.sent_sha256.clone() {
-            let mut cache = self.doc_cache();
-            if cache.len() >= DOC_CACHE {
-                cache.clear();
-            }
-            cache.insert((a.id.clone(), sha), doc.clone());
+        if let Some(sha) = &a.sent_sha256 {
+            let bytes = doc.html.len() + doc.title.len() + doc.subtitle.iter().map(String::len).sum::<usize>();
+            self.docs.insert(&a.id, sha, doc.clone(), bytes);
         }
         Ok(doc)
     }
@@ -245,7 +243,7 @@ fn error_page(state: &AppState, e: ApiError) -> Response {
 
 /// The signer page again after a form was refused or a code sent, with the link re-read (the
 /// signer's code counters may have moved) and `note` beside the field it concerns.
-async fn refreshed_page(state: &AppState, link: &Link, note: Note<'_>, status: StatusCode) -> Response {
+async fn refreshed_page(state: &AppState, link: &Link, note: Note<'_>, status: StatusCode, gzip: bool) -> Response {
     let svc = state.service.clone();
     let token = link.token.clone();
     let link = match blocking(move || svc.resolve(&token, Purpose::Sign)).await {
@@ -257,7 +255,7 @@ async fn refreshed_page(state: &AppState, link: &Link, note: Note<'_>, status: S
         return r;
     }
     match sent_doc(state, &link).await {
-        Ok(doc) => sign_page(state, &link, &doc, Some(note), status),
+        Ok(doc) => sign_page(state, &link, &doc, Some(note), status, gzip),
         Err(r) => r,
     }
 }
@@ -306,7 +304,7 @@ async fn page(
     let cached = state.pages.cached_doc(&link.agreement);
     if let (Some(doc), false) = (&cached, link.signer.status == SignerStatus::Notified) {
         state.service.views.bump(&link.agreement.id, &link.signer.id);
-        return sign_page(&state, &link, doc, None, StatusCode::OK);
+        return sign_page(&state, &link, doc, None, StatusCode::OK, wants_gzip(&headers));
     }
     let who = actor(format!("signer:{} <{}>", link.signer.id, link.signer.email), Some(addr), &headers);
     let svc = state.service.clone();
@@ -324,7 +322,7 @@ async fn page(
         Ok(Ok(d)) => d,
         Ok(Err(e)) | Err(e) => return error_page(&state, e),
     };
-    sign_page(&state, &link, &doc, None, StatusCode::OK)
+    sign_page(&state, &link, &doc, None, StatusCode::OK, wants_gzip(&headers))
 }
 
 /// The document part of the signer page, from the cache or rendered now.
@@ -379,10 +377,19 @@ enum Note<'a> {
     Notice(String),
 }
 
-fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, note: Option<Note<'_>>, status: StatusCode) -> Response {
+/// The signer page around the kept agreement text: gzip-encoded when the client accepts it
+/// (every browser does), plain HTML otherwise (see [`super::page_cache`]).
+fn sign_page(
+    state: &AppState,
+    link: &Link,
+    doc: &SentDoc,
+    note: Option<Note<'_>>,
+    status: StatusCode,
+    gzip: bool,
+) -> Response {
     let mut ctx = Context::new();
     ctx.insert("doc", doc);
-    ctx.insert("doc_html", &doc.html);
+    ctx.insert("doc_html", DOC_MARK);
     ctx.insert("title", &link.agreement.title);
     ctx.insert("signer", &link.signer);
     ctx.insert("token", &link.token);
@@ -402,9 +409,35 @@ fn sign_page(state: &AppState, link: &Link, doc: &SentDoc, note: Option<Note<'_>
     ctx.insert("email_code", &link.signer.email_code.required);
     ctx.insert("code_locked", &link.signer.email_code.locked());
     ctx.insert("masked_email", &crate::app::email_code::masked(&link.signer.email));
-    let mut r = state.pages.render("sign.html.tera", &ctx);
+    let page = match state.pages.tera.render("sign.html.tera", &ctx) {
+        Ok(p) => p,
+        Err(e) => return error_page(state, ApiError::Internal(format!("page sign.html.tera: {e}"))),
+    };
+    let Some((head, tail)) = page.split_once(DOC_MARK) else {
+        return error_page(state, ApiError::Internal("page sign.html.tera: no place for the agreement text".into()));
+    };
+    let body = if gzip {
+        super::page_cache::gzip(head, &doc.html, tail)
+    } else {
+        match doc.html.inflate() {
+            Ok(text) => [head, &text, tail].concat().into_bytes(),
+            Err(e) => return error_page(state, ApiError::Internal(format!("page: kept agreement text: {e}"))),
+        }
+    };
+    let mut r = Response::new(axum::body::Body::from(body));
     *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     r
+}
+
+/// Whether the request's `Accept-Encoding` accepts gzip.
+fn wants_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().any(|v| v.to_str().map(accepts_gzip).unwrap_or(false))
 }
 
 #[derive(Deserialize, Default)]
@@ -492,11 +525,19 @@ async fn submit(
                     &link,
                     Note::Notice(format!("We emailed a six-digit code to {to}. It works once, for 15 minutes.")),
                     StatusCode::OK,
+                    wants_gzip(&headers),
                 )
                 .await
             }
             Ok(Err(ServiceError::Field(ptr, reason))) => {
-                refreshed_page(&state, &link, Note::Error(&ptr, &reason), StatusCode::UNPROCESSABLE_ENTITY).await
+                refreshed_page(
+                    &state,
+                    &link,
+                    Note::Error(&ptr, &reason),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    wants_gzip(&headers),
+                )
+                .await
             }
             Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
             Ok(Err(e)) => error_page(&state, e.into()),
@@ -540,7 +581,14 @@ async fn submit(
             state.pages.message(StatusCode::OK, title, &body)
         }
         Ok(Err(ServiceError::Field(ptr, reason))) => {
-            refreshed_page(&state, &link, Note::Error(&ptr, &reason), StatusCode::UNPROCESSABLE_ENTITY).await
+            refreshed_page(
+                &state,
+                &link,
+                Note::Error(&ptr, &reason),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                wants_gzip(&headers),
+            )
+            .await
         }
         Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
         Ok(Err(e)) => error_page(&state, e.into()),

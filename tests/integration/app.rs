@@ -254,6 +254,15 @@ impl TestApp {
         )
     }
 
+    /// A GET with extra request headers (no key).
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut r = self.http.get(self.url(path)).header("User-Agent", "countersign-test/1");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        collect(r.call())
+    }
+
     /// Any request with an optional key and body.
     pub fn req(&self, method: &str, path: &str, key: Option<&str>, ctype: &str, body: &[u8]) -> Resp {
         let url = self.url(path);

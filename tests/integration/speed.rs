@@ -92,6 +92,43 @@ fn signers_of_one_agreement_share_the_document_html_but_see_their_own_name_and_f
 }
 
 #[test]
+fn a_browser_that_accepts_gzip_gets_the_same_signer_page_compressed_to_a_fraction() {
+    use std::io::Read;
+    let (app, _dir) = spawn_app();
+    created_and_sent(&app, &example_text(BAA));
+    let priya = app.sign_link("priya@northwind.example");
+    // The first view records `opened` and renders the agreement text; later views reuse it.
+    let (status, _, _) = app.open(&priya);
+    assert_eq!(status, 200);
+    let plain = app.get_with_headers(&priya, &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    assert_eq!(plain.header("content-type"), Some("text/html; charset=utf-8"));
+
+    let gz = app.get_with_headers(&priya, &[("Accept-Encoding", "gzip, deflate, br, zstd")]);
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    let mut html = String::new();
+    // The decoder checks the member's CRC-32 and length.
+    flate2::read::GzDecoder::new(gz.body.as_slice()).read_to_string(&mut html).expect("a valid gzip body");
+    assert_eq!(html, plain.text(), "the compressed page is the plain page, byte for byte");
+    assert!(doc_section(&html).contains("Northwind Patient Messaging, Inc."));
+    assert!(
+        gz.body.len() * 2 < plain.body.len(),
+        "{} compressed bytes for a {}-byte page",
+        gz.body.len(),
+        plain.body.len()
+    );
+
+    // A weight of zero refuses gzip.
+    let refused = app.get_with_headers(&priya, &[("Accept-Encoding", "gzip;q=0, identity")]);
+    assert_eq!(refused.header("content-encoding"), None);
+    assert_eq!(refused.body, plain.body);
+}
+
+#[test]
 fn the_page_shows_the_current_state_while_views_and_a_signature_run_concurrently() {
     let (app, _dir) = spawn_app();
     let id = created_and_sent(&app, &example_text(BAA));

@@ -1,0 +1,242 @@
+//! The signer page's agreement text, kept rendered and compressed (issue 14 §2).
+//!
+//! A sent document never changes, so its HTML is rendered once and kept as a raw DEFLATE stream
+//! that ends on a byte boundary without a final block (a sync flush, RFC 1951 §3.2.3). A page is
+//! then put together per request without compressing the agreement again: the gzip header, the
+//! page's own head (title, signer, form tokens: a few kilobytes) as a stored block, the kept
+//! stream, the page's tail as the final stored block, and the CRC-32 of the whole, combined from
+//! the parts' CRCs (RFC 1952). Every browser asks for gzip, so a signer on a phone downloads
+//! about a third of the page's bytes (15 KB of 45 KB for the example BAA: the head and tail go
+//! uncompressed, so nothing is compressed per request); a client that does not ask gets the
+//! HTML inflated from the same kept stream.
+//!
+//! [`DocCache`] bounds what is kept by bytes, oldest first out. A miss costs a render (the
+//! model read from the store, tera, deflate), never a wrong page: entries are keyed by the sent
+//! document's SHA-256 and the agreement id, and are immutable.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flate2::{Compress, Compression, FlushCompress};
+
+/// A document's HTML as a raw DEFLATE stream ending on a byte boundary, not final.
+pub struct Deflated {
+    stream: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+/// A stored block marked final, with no data: closes a kept stream on its own.
+const EMPTY_FINAL_BLOCK: [u8; 5] = [1, 0, 0, 0xff, 0xff];
+
+impl Deflated {
+    /// Compresses `html` (default level: once per sent document, so size wins over speed).
+    pub fn new(html: &str) -> Result<Deflated, flate2::CompressError> {
+        let input = html.as_bytes();
+        let mut c = Compress::new(Compression::default(), false);
+        let mut stream = Vec::with_capacity(input.len() / 4 + 64);
+        // A sync flush is complete once all input is taken and the call left output room
+        // (zlib's convention: a full buffer means more may be pending).
+        loop {
+            stream.reserve(4096 + (input.len() - c.total_in() as usize) / 3);
+            let done = c.total_in() as usize;
+            c.compress_vec(&input[done..], &mut stream, FlushCompress::Sync)?;
+            if c.total_in() as usize == input.len() && stream.len() < stream.capacity() {
+                break;
+            }
+        }
+        stream.shrink_to_fit();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(input);
+        Ok(Deflated { stream, crc })
+    }
+
+    /// The compressed size: what the cache counts.
+    pub fn len(&self) -> usize {
+        self.stream.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stream.is_empty()
+    }
+
+    /// The HTML again (for a client that does not accept gzip).
+    pub fn inflate(&self) -> std::io::Result<String> {
+        let closed = [self.stream.as_slice(), &EMPTY_FINAL_BLOCK[..]].concat();
+        let mut html = String::with_capacity(self.crc.total_len() as usize);
+        flate2::read::DeflateDecoder::new(closed.as_slice()).read_to_string(&mut html)?;
+        Ok(html)
+    }
+}
+
+/// Appends `data` as stored (uncompressed) DEFLATE blocks; starts and ends on a byte boundary.
+fn stored(out: &mut Vec<u8>, data: &[u8], last: bool) {
+    if data.is_empty() {
+        if last {
+            out.extend_from_slice(&EMPTY_FINAL_BLOCK);
+        }
+        return;
+    }
+    let mut chunks = data.chunks(usize::from(u16::MAX)).peekable();
+    while let Some(chunk) = chunks.next() {
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        out.push(u8::from(last && chunks.peek().is_none()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// `head`, the kept document and `tail` as one gzip member.
+pub fn gzip(head: &str, doc: &Deflated, tail: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + head.len() + doc.stream.len() + tail.len() + 32);
+    // ID1 ID2, CM = deflate, no flags, no modification time, XFL 0, OS unknown.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    stored(&mut out, head.as_bytes(), false);
+    out.extend_from_slice(&doc.stream);
+    stored(&mut out, tail.as_bytes(), true);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head.as_bytes());
+    crc.combine(&doc.crc);
+    let mut t = crc32fast::Hasher::new();
+    t.update(tail.as_bytes());
+    crc.combine(&t);
+    let size = crc.total_len();
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
+    out.extend_from_slice(&((size & 0xffff_ffff) as u32).to_le_bytes());
+    out
+}
+
+/// Whether an `Accept-Encoding` header value accepts gzip (RFC 9110 §12.5.3: `gzip`, `x-gzip`
+/// or `*`, unless its weight is zero).
+pub fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let named = ["gzip", "x-gzip", "*"].iter().any(|c| coding.eq_ignore_ascii_case(c));
+        let zero = parts.any(|p| {
+            let p = p.trim();
+            p.len() > 2
+                && p[..2].eq_ignore_ascii_case("q=")
+                && p[2..].trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(false)
+        });
+        named && !zero
+    })
+}
+
+/// Documents kept for the signer page, bounded by their compressed bytes.
+pub struct DocCache<T> {
+    inner: Mutex<Inner<T>>,
+    budget: usize,
+}
+
+struct Inner<T> {
+    /// Sent SHA-256 → (agreement id, entry).
+    map: HashMap<String, (String, Arc<T>, usize)>,
+    /// Insertion order, for eviction.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl<T> DocCache<T> {
+    pub fn new(budget: usize) -> DocCache<T> {
+        DocCache { inner: Mutex::new(Inner { map: HashMap::new(), order: VecDeque::new(), bytes: 0 }), budget }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // A cache: a panic elsewhere cannot leave an entry half-written (entries are immutable,
+        // and the map, order and byte count are updated together below without panicking).
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, agreement: &str, sha256: &str) -> Option<Arc<T>> {
+        let inner = self.lock();
+        let (id, entry, _) = inner.map.get(sha256)?;
+        (id == agreement).then(|| entry.clone())
+    }
+
+    /// Keeps `entry` (costing `bytes`), dropping the oldest entries beyond the budget.
+    pub fn insert(&self, agreement: &str, sha256: &str, entry: Arc<T>, bytes: usize) {
+        let mut inner = self.lock();
+        if let Some((_, _, old)) = inner.map.insert(sha256.to_string(), (agreement.to_string(), entry, bytes)) {
+            inner.bytes -= old;
+        } else {
+            inner.order.push_back(sha256.to_string());
+        }
+        inner.bytes += bytes;
+        while inner.bytes > self.budget {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            if let Some((_, _, b)) = inner.map.remove(&oldest) {
+                inner.bytes -= b;
+            }
+        }
+    }
+
+    /// Entries and bytes kept (for tests and metrics).
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.map.len(), inner.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).expect("a valid gzip member");
+        s
+    }
+
+    #[test]
+    fn a_page_assembled_around_a_kept_document_decodes_to_the_page_with_a_valid_checksum() {
+        let doc: String = (0..2_000).map(|i| format!("<p>Clause {i}: the Business Associate shall …</p>\n")).collect();
+        let kept = Deflated::new(&doc).expect("compresses");
+        assert!(kept.len() < doc.len() / 4, "{} of {}", kept.len(), doc.len());
+        for (head, tail) in [("<html><body>", "</body></html>"), ("", ""), ("é", "ü\u{1F600}")] {
+            let page = gzip(head, &kept, tail);
+            // GzDecoder checks the CRC-32 and the length at the end of the member.
+            assert_eq!(gunzip(&page), format!("{head}{doc}{tail}"));
+        }
+        assert_eq!(kept.inflate().expect("inflates"), doc);
+    }
+
+    #[test]
+    fn parts_longer_than_a_stored_block_are_split_into_several() {
+        let kept = Deflated::new("<main>x</main>").expect("compresses");
+        let head = "h".repeat(70_000);
+        let tail = "t".repeat(140_000);
+        assert_eq!(gunzip(&gzip(&head, &kept, &tail)), format!("{head}<main>x</main>{tail}"));
+        let empty = Deflated::new("").expect("compresses");
+        assert_eq!(gunzip(&gzip("a", &empty, "b")), "ab");
+        assert_eq!(empty.inflate().expect("inflates"), "");
+    }
+
+    #[test]
+    fn accept_encoding_is_read_with_its_weights() {
+        for yes in ["gzip", "gzip, deflate, br", "br;q=1.0, GZIP;q=0.5", "*", "x-gzip", "deflate, gzip;q=0.001"] {
+            assert!(accepts_gzip(yes), "{yes}");
+        }
+        for no in ["", "identity", "deflate, br", "gzip;q=0", "gzip; q=0.0", "br, *;q=0", "gzipx"] {
+            assert!(!accepts_gzip(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_entries_within_its_byte_budget_oldest_out_first() {
+        let cache = DocCache::new(100);
+        for i in 0..5 {
+            cache.insert(&format!("ag_{i}"), &format!("sha{i}"), Arc::new(i), 30);
+        }
+        assert_eq!(cache.usage(), (3, 90));
+        assert!(cache.get("ag_0", "sha0").is_none() && cache.get("ag_1", "sha1").is_none());
+        assert_eq!(cache.get("ag_4", "sha4").as_deref(), Some(&4));
+        // The same document under another agreement's id is not that agreement's entry.
+        assert!(cache.get("ag_3", "sha4").is_none());
+        cache.insert("ag_4", "sha4", Arc::new(40), 50);
+        assert_eq!(cache.usage(), (2, 80));
+        assert_eq!(cache.get("ag_4", "sha4").as_deref(), Some(&40));
+    }
+}
