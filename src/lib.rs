@@ -34,9 +34,11 @@
 //!   verification.
 //! * [`store`] — sled behind the narrow [`store::Store`] trait: atomic multi-tree commits made
 //!   durable (fsync) before anything is acknowledged, content-addressed documents re-checked on
-//!   every read, the audit chain per agreement; sub-stores for people ([`store::people`]),
-//!   webhook endpoints and deliveries ([`store::webhooks`]) and the vendor register
-//!   ([`store::vendors`]), each with its trees in every backup.
+//!   every read, the audit chain per agreement, derived trees written in the same commits,
+//!   left out of backups and rebuilt from the records when missing (the outbox's indexes; each
+//!   agreement's archive summary, which start-up reads instead of every record); sub-stores for
+//!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
+//!   vendor register ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index.
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
 //!   lettre, staff notices.

@@ -245,3 +245,47 @@ fn renewal_retention_and_chains_from_the_index_equal_full_scans_of_a_seeded_stor
     }
     assert!(!svc.retention_report().expect("retention").is_empty(), "something is past retention 12 years on");
 }
+
+/// What the archive answers from its index: a few searches (every page in full), renewal-due
+/// and retention.
+fn index_answers(svc: &Service) -> Vec<serde_json::Value> {
+    use crate::archive::search::Query;
+    let all = Query { limit: Some(crate::archive::search::MAX_LIMIT), ..Query::default() };
+    let queries = [
+        all.clone(),
+        Query { status: Some("executed".into()), ..all.clone() },
+        Query { state: Some("TX".into()), sort: Some("-updated_at".into()), ..all.clone() },
+        Query { q: Some("health".into()), ..all.clone() },
+        Query { kind: Some("dua".into()), limit: Some(7), ..all.clone() },
+    ];
+    assert!(queries.iter().all(|q| q.validate().is_ok()));
+    let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
+    let mut out: Vec<serde_json::Value> =
+        queries.iter().map(|q| serde_json::to_value(index.search(q)).expect("a page")).collect();
+    drop(index);
+    out.push(serde_json::to_value(svc.renewal_due(3650).expect("renewal")).expect("json"));
+    out.push(serde_json::to_value(svc.retention_report().expect("retention").len()).expect("json"));
+    out
+}
+
+#[test]
+fn a_data_directory_without_the_summary_tree_builds_it_at_open_and_the_index_answers_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let clock = ManualClock::at(start);
+    let svc = sled_service(dir.path(), clock.clone());
+    super::seed::seed(&svc, 120, 11, &|_| {}).expect("seeds");
+    let before = index_answers(&svc);
+    assert_eq!(before[0]["total"], 120);
+    assert!(before[1..4].iter().all(|p| p["total"].as_u64().is_some_and(|n| n > 0)), "{before:?}");
+    drop(svc);
+
+    // As a release before the tree left the directory.
+    let store = crate::store::sled_store::SledStore::open(dir.path()).expect("opens");
+    store.drop_summaries().expect("drops the tree");
+    drop(store);
+
+    let svc = sled_service(dir.path(), clock.clone());
+    assert_eq!(index_answers(&svc), before, "the same answers from the rebuilt tree");
+    assert_index_answers_equal_full_scans(&svc, "after the tree was rebuilt");
+}

@@ -16,6 +16,7 @@ pub mod people;
 pub mod perms;
 pub mod postgres;
 pub mod sled_store;
+mod summary_index;
 pub mod vendors;
 pub mod webhooks;
 

@@ -2,7 +2,9 @@
 //!
 //! Trees: `agreements` (id → JSON), `versions` (id / version → JSON), `documents` (SHA-256 →
 //! bytes, content-addressed, written once), `events` (id / seq → JSON), `heads` (id → last seq
-//! and hash of its chain), `outbox` (message id → JSON).
+//! and hash of its chain), `outbox` (message id → JSON); derived, not backed up: `outbox_index`
+//! ([`super::outbox_index`]) and `agreement_summaries` (id → the agreement's summary, compact
+//! binary, [`super::summary_index`]: what start-up reads instead of every record).
 //!
 //! Durability: sled's `flush()` ends in `sync_file_range`, which survives a process crash but not
 //! a power cut (it neither syncs file metadata nor guarantees the drive cache is flushed). After
@@ -43,6 +45,10 @@ pub struct SledStore {
     migration: Migration,
     /// Queued messages and messages per agreement ([`super::outbox_index`]; derived, not backed up).
     outbox_index: Tree,
+    /// Agreement id → its [`Summary`] ([`super::summary_index`]; derived, not backed up).
+    summaries: Tree,
+    /// Summaries this open built from the records (0: the tree was already built, or no records).
+    summaries_built: usize,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
     /// People, invitations, sessions, security log (see [`super::people`]).
@@ -158,8 +164,10 @@ impl SledStore {
             }
         };
         let migration = format::migrate(&db, dir, &head_key)?;
-        let store = SledStore {
+        let mut store = SledStore {
             outbox_index: tree("outbox_index")?,
+            summaries: tree("agreement_summaries")?,
+            summaries_built: 0,
             agreements: tree("agreements")?,
             versions: tree("versions")?,
             documents: tree("documents")?,
@@ -180,6 +188,12 @@ impl SledStore {
             db,
         };
         super::outbox_index::ensure_built(&store.outbox, &store.outbox_index)?;
+        store.summaries_built = super::summary_index::ensure_built(&store.agreements, &store.summaries)?;
+        if store.summaries_built > 0 {
+            // Built now (a directory from a release before the tree): on disk before serving,
+            // so the next start reads the summaries and not the records again.
+            store.durable()?;
+        }
         Ok(store)
     }
 
@@ -234,10 +248,8 @@ impl Store for SledStore {
     }
 
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
-        for v in self.agreements.iter().values() {
-            f(serde_json::from_slice(&v.map_err(io)?).map_err(io)?);
-        }
-        Ok(())
+        // The small derived tree, not the records (~2.6 KB each; see `summary_index`).
+        super::summary_index::scan(&self.summaries, f)
     }
 
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
@@ -292,52 +304,57 @@ impl Store for SledStore {
             &self.outbox,
             &self.outbox_index,
             &self.webhooks.tree,
+            &self.summaries,
         );
-        let result = trees.transaction(|(agreements, versions, documents, events, heads, outbox, outbox_index, wh)| {
-            if let Some(a) = &change.agreement {
-                let stored_rev = match agreements.get(a.id.as_bytes())? {
-                    Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
-                    None => 0,
-                };
-                if a.revision != stored_rev + 1 {
-                    return Err(abort(StoreError::Conflict));
+        let result = trees.transaction(
+            |(agreements, versions, documents, events, heads, outbox, outbox_index, wh, summaries)| {
+                if let Some(a) = &change.agreement {
+                    let stored_rev = match agreements.get(a.id.as_bytes())? {
+                        Some(bytes) => serde_json::from_slice::<Agreement>(&bytes).map_err(|e| abort(io(e)))?.revision,
+                        None => 0,
+                    };
+                    if a.revision != stored_rev + 1 {
+                        return Err(abort(StoreError::Conflict));
+                    }
+                    put_json(agreements, a.id.as_bytes(), a)?;
+                    // Its summary, from the record itself and in the same transaction.
+                    super::summary_index::index_tx(summaries, &Summary::from(a))?;
                 }
-                put_json(agreements, a.id.as_bytes(), a)?;
-            }
-            for v in &change.versions {
-                let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
-                put_json(versions, &version_key(id, v.version), v)?;
-            }
-            for (sha, bytes) in &docs {
-                // Content-addressed and immutable: an existing document is never overwritten.
-                if documents.get(sha.as_bytes())?.is_none() {
-                    documents.insert(sha.as_bytes(), bytes.as_slice())?;
+                for v in &change.versions {
+                    let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
+                    put_json(versions, &version_key(id, v.version), v)?;
                 }
-            }
-            let mut sealed = Vec::with_capacity(change.events.len());
-            for e in &change.events {
-                let head = match heads.get(e.agreement_id.as_bytes())? {
-                    Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
-                    None => Head { seq: 0, hash: GENESIS.to_string(), mac: String::new() },
-                };
-                let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
-                put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
-                let mac = self.head_key.mac(&ev.agreement_id, ev.seq, &ev.hash);
-                put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone(), mac })?;
-                sealed.push(ev);
-            }
-            for m in &change.messages {
-                put_json(outbox, m.id.as_bytes(), m)?;
-                super::outbox_index::index_tx(outbox_index, m)?;
-            }
-            for sha in &change.delete_documents {
-                documents.remove(sha.as_bytes())?;
-            }
-            for d in &change.webhooks {
-                super::webhooks::put_delivery_tx(wh, d)?;
-            }
-            Ok(sealed)
-        });
+                for (sha, bytes) in &docs {
+                    // Content-addressed and immutable: an existing document is never overwritten.
+                    if documents.get(sha.as_bytes())?.is_none() {
+                        documents.insert(sha.as_bytes(), bytes.as_slice())?;
+                    }
+                }
+                let mut sealed = Vec::with_capacity(change.events.len());
+                for e in &change.events {
+                    let head = match heads.get(e.agreement_id.as_bytes())? {
+                        Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
+                        None => Head { seq: 0, hash: GENESIS.to_string(), mac: String::new() },
+                    };
+                    let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
+                    put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
+                    let mac = self.head_key.mac(&ev.agreement_id, ev.seq, &ev.hash);
+                    put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone(), mac })?;
+                    sealed.push(ev);
+                }
+                for m in &change.messages {
+                    put_json(outbox, m.id.as_bytes(), m)?;
+                    super::outbox_index::index_tx(outbox_index, m)?;
+                }
+                for sha in &change.delete_documents {
+                    documents.remove(sha.as_bytes())?;
+                }
+                for d in &change.webhooks {
+                    super::webhooks::put_delivery_tx(wh, d)?;
+                }
+                Ok(sealed)
+            },
+        );
         let sealed = result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => io(e),
@@ -565,6 +582,7 @@ impl SledStore {
         // A backup from an earlier format is upgraded like a directory would be at open.
         format::migrate(&self.db, &self.dir, &self.head_key)?;
         super::outbox_index::rebuild(&self.outbox, &self.outbox_index)?;
+        super::summary_index::rebuild(&self.agreements, &self.summaries)?;
         self.durable()?;
         Ok(n)
     }
@@ -574,6 +592,24 @@ impl SledStore {
     pub fn tamper_event(&self, id: &str, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
         self.events.insert(event_key(id, seq), bytes).map_err(io)?;
         self.durable()
+    }
+
+    /// How many agreement summaries this open built from the records: 0 when the derived tree
+    /// was already built or there are no agreements (see [`super::summary_index`]).
+    pub fn summaries_built(&self) -> usize {
+        self.summaries_built
+    }
+
+    /// Test hook: empties the derived summary tree, its marker included, as in a directory
+    /// written by the release before it. The next open builds it again. Not used by the service.
+    pub fn drop_summaries(&self) -> Result<(), StoreError> {
+        self.summaries.clear().map_err(io)?;
+        self.durable()
+    }
+
+    #[cfg(test)]
+    pub(super) fn summary_tree(&self) -> &Tree {
+        &self.summaries
     }
 
     /// Raw bytes of one event.

@@ -35,6 +35,10 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     // First open: format 1 → current, heads authenticated.
     let store = SledStore::open(&data).expect("opens");
     assert_eq!(store.migration(), Migration { from: 1, to: FORMAT_VERSION });
+    // The agreements' summary tree (start-up reads it instead of the records) did not exist
+    // then: built now, once, from the records.
+    assert_eq!(store.summaries_built(), store.agreements().expect("agreements").len());
+    assert!(store.summaries_built() >= 4);
     assert!(store.chain_heads().expect("heads").iter().all(|h| h.authentic));
     let (chains, events) = countersign::app::verify_chains(&store).expect("audit intact");
     assert!(chains >= 4 && events > chains, "{chains} chains, {events} events");
@@ -84,6 +88,7 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     // Second open: nothing to migrate, and the trail (with the new signature) still verifies.
     let store = SledStore::open(&data).expect("reopens");
     assert!(store.migration().is_noop(), "{:?}", store.migration());
+    assert_eq!(store.summaries_built(), 0, "the summaries were built at the first open");
     assert!(countersign::app::verify_chains(&store).is_ok());
 }
 
