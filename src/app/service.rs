@@ -267,14 +267,48 @@ impl Service {
     pub fn rebuild_index(&self) {
         let started = std::time::Instant::now();
         let today = self.today();
-        let mut index = Index::new();
-        let mut digests = Digests::new();
-        let scan = self.store.agreement_summaries(&mut |a| {
-            if a.disposed_at.is_none() {
-                add_digests(&mut digests, &a);
+        // Two stages on two threads: this one reads the store's summaries (I/O and decoding) and
+        // hands them over in batches; the indexer prepares each batch's rows in parallel (text
+        // folding, the fixed-size facts: rayon) and inserts them in order. The order of inserts is
+        // the scan's, so the index is the one a single thread would build.
+        // Small batches under the unit tests, so their few hundred agreements cross many batches.
+        const BATCH: usize = if cfg!(test) { 7 } else { 4096 };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Summary>>(4);
+        let (index, digests, scan) = std::thread::scope(|s| {
+            let indexer = s.spawn(move || {
+                use rayon::prelude::*;
+                let mut index = Index::new();
+                let mut digests = Digests::new();
+                for batch in rx {
+                    for a in batch.iter().filter(|a| a.disposed_at.is_none()) {
+                        add_digests(&mut digests, a);
+                    }
+                    let rows: Vec<_> = batch
+                        .into_par_iter()
+                        .map(|a| {
+                            let life = a.life();
+                            Index::prepare(entry(a, today), life)
+                        })
+                        .collect();
+                    rows.into_iter().for_each(|r| index.upsert_prepared(r));
+                }
+                (index, digests)
+            });
+            let mut batch = Vec::with_capacity(BATCH);
+            let scan = self.store.agreement_summaries(&mut |a| {
+                batch.push(a);
+                if batch.len() == BATCH {
+                    // The indexer ends only when this sender is dropped, so a send cannot fail.
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
             }
-            let life = a.life();
-            index.upsert_life(entry(a, today), life);
+            drop(tx);
+            // A panic while indexing is a bug: it goes on as it would have on this thread.
+            let (index, digests) = indexer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (index, digests, scan)
         });
         if let Err(e) = scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");

@@ -189,6 +189,10 @@ pub struct Index {
     children: HashMap<Box<str>, std::collections::BTreeSet<String>>,
 }
 
+/// An entry ready to go into an index ([`Index::prepare`]).
+#[derive(Debug)]
+pub struct Prepared((Hot, (String, usize), Row));
+
 /// The fixed-size facts of an entry that searches filter and sort on.
 #[derive(Debug, Clone, Copy)]
 struct Hot {
@@ -365,7 +369,17 @@ impl Index {
     /// Adds the entry with its lifecycle facts (renewal, retention, parent), or replaces the one
     /// with the same id.
     pub fn upsert_life(&mut self, e: Entry, life: Life) {
-        let (hot, hay, row) = Row::new(e, life);
+        self.upsert_prepared(Index::prepare(e, life));
+    }
+
+    /// The work of [`Index::upsert_life`] that needs no index (folding the text, the fixed-size
+    /// facts): done apart, on any thread, so a rebuild can prepare rows in parallel.
+    pub fn prepare(e: Entry, life: Life) -> Prepared {
+        Prepared(Row::new(e, life))
+    }
+
+    /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
+    pub fn upsert_prepared(&mut self, Prepared((hot, hay, row)): Prepared) {
         if let Some(p) = &row.life.parent {
             self.children.entry(p.clone()).or_default().insert(row.entry.id.clone());
         }
