@@ -321,7 +321,7 @@ impl Row {
         let hot = Hot {
             updated_at: entry.updated_at,
             names_prefix: prefix(&hay[names_at..]),
-            states_mask: states.as_ref().unwrap_or(&entry.states).iter().fold(0, |m, s| m | state_bit(s)),
+            states_mask: states.as_ref().unwrap_or(&entry.states).iter().fold(0, |m, s| m | state_bit(s).0),
             effective: date_num(&entry.effective_date).unwrap_or(0),
             renewal: entry.renewal_date.as_deref().and_then(date_num).unwrap_or(0),
             kind: position_ci(&KINDS, &entry.kind),
@@ -350,9 +350,25 @@ fn prefix(s: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn state_bit(code: &str) -> u64 {
-    let h = code.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    1 << (h % 64)
+/// The states, DC and the inhabited territories, sorted: each has its own bit of
+/// `Hot::states_mask`, so for these codes the mask alone answers `state` exactly and the search
+/// does not read the row. Any other code shares one of the last eight bits and is checked
+/// against the row's codes.
+const STATE_CODES: [&str; 56] = [
+    "AK", "AL", "AR", "AS", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "GU", "HI", "IA", "ID", "IL", "IN", "KS",
+    "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MP", "MS", "MT", "NC", "ND", "NE", "NH", "NJ", "NM", "NV", "NY",
+    "OH", "OK", "OR", "PA", "PR", "RI", "SC", "SD", "TN", "TX", "UT", "VA", "VI", "VT", "WA", "WI", "WV", "WY",
+];
+
+/// A code's bit in `Hot::states_mask`, and whether that bit is its alone.
+fn state_bit(code: &str) -> (u64, bool) {
+    match STATE_CODES.binary_search(&code) {
+        Ok(i) => (1 << i, true),
+        Err(_) => {
+            let h = code.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            (1 << (STATE_CODES.len() as u32 + h % (64 - STATE_CODES.len() as u32)), false)
+        }
+    }
 }
 
 impl Index {
@@ -470,7 +486,10 @@ impl Index {
     fn matches(&self, plan: &Plan, i: usize) -> bool {
         plan.matches_hot(&self.hot[i])
             && plan.matches_text(&self.text, i)
-            && plan.state.as_ref().is_none_or(|(_, code)| self.rows[i].states().iter().any(|s| s == code))
+            && plan
+                .state
+                .as_ref()
+                .is_none_or(|(_, code, exact)| *exact || self.rows[i].states().iter().any(|s| s == code))
     }
 
     /// One page: `total` counts all matches; `items` are up to `limit` matches after the cursor,
@@ -718,7 +737,8 @@ struct Plan {
     counterparty: Option<Finder<'static>>,
     terms: Vec<Finder<'static>>,
     kind: Option<u8>,
-    state: Option<(u64, String)>,
+    /// The code's bit, the code, and whether the bit alone answers ([`state_bit`]).
+    state: Option<(u64, String, bool)>,
     status: Option<u8>,
     effective_from: Option<u32>,
     effective_to: Option<u32>,
@@ -764,7 +784,8 @@ impl Plan {
         let state = given(&q.state).and_then(|v| {
             if v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphabetic()) {
                 let code = v.to_ascii_uppercase();
-                Some((state_bit(&code), code))
+                let (bit, exact) = state_bit(&code);
+                Some((bit, code, exact))
             } else {
                 err("state", format!("{v:?} is not a two-letter state code"));
                 None
@@ -837,7 +858,7 @@ impl Plan {
             && self.effective_from.is_none_or(|d| h.effective >= d)
             && self.effective_to.is_none_or(|d| h.effective <= d)
             && self.renewal_before.is_none_or(|d| h.renewal != 0 && h.renewal < d)
-            && self.state.as_ref().is_none_or(|(bit, _)| h.states_mask & bit != 0)
+            && self.state.as_ref().is_none_or(|(bit, _, _)| h.states_mask & bit != 0)
     }
 
     /// The filters on text, for rows that passed [`Plan::matches_hot`].
@@ -1405,21 +1426,35 @@ mod tests {
 
     #[test]
     fn state_codes_match_exactly() {
-        // A code that shares CA's bit in the quick mask must still not match CA.
+        // Every state and territory has a bit of its own; other codes share the last eight.
+        let bits: std::collections::HashSet<u64> = STATE_CODES.iter().map(|c| state_bit(c).0).collect();
+        assert_eq!(bits.len(), STATE_CODES.len());
+        assert!(STATE_CODES.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
+        // Two codes that are not states and share a bit must still not match each other.
         let letters = b'A'..=b'Z';
-        let twin = letters
+        let others: Vec<String> = letters
             .clone()
-            .flat_map(|a| letters.clone().map(move |b| String::from_utf8(vec![a, b]).unwrap()))
-            .find(|c| c != "CA" && state_bit(c) == state_bit("CA"))
-            .unwrap();
+            .flat_map(|a| letters.clone().map(move |b| String::from_utf8(vec![a, b]).expect("ASCII")))
+            .filter(|c| !state_bit(c).1)
+            .collect();
+        let (x, twin) = others
+            .iter()
+            .find_map(|x| {
+                others.iter().find(|y| *y != x && state_bit(y) == state_bit(x)).map(|y| (x.clone(), y.clone()))
+            })
+            .expect("two codes sharing one of eight bits");
+        assert!(bits.iter().all(|b| *b != state_bit(&x).0), "not a state's bit");
         let base = corpus(2, 1).remove(0);
         let ix = index(&[
             Entry { id: "twin".into(), states: vec![twin.clone()], ..base.clone() },
+            Entry { id: "x".into(), states: vec![x.to_lowercase()], ..base.clone() },
             Entry { id: "ca".into(), states: vec!["NY".into(), " ca ".into()], ..base.clone() },
             Entry { id: "none".into(), states: vec![], ..base },
         ]);
         assert_eq!(ids(&find(&ix, query(|q| q.state = Some("CA".into())))), ["ca"]);
+        assert_eq!(ids(&find(&ix, query(|q| q.state = Some("ny".into())))), ["ca"]);
         assert_eq!(ids(&find(&ix, query(|q| q.state = Some(twin.to_lowercase())))), ["twin"]);
+        assert_eq!(ids(&find(&ix, query(|q| q.state = Some(x.clone())))), ["x"]);
     }
 
     #[test]
