@@ -13,9 +13,9 @@
 //! [`DocCache`] bounds what is kept by bytes and evicts a random entry when full: under a cyclic
 //! walk over more documents than fit (a load test cycling through every link, or a morning of
 //! reminders), oldest-out or least-recently-used would miss on every view, while random eviction
-//! keeps hitting in proportion to what fits (3,000 links cycled through a cache holding ~2,900 of
-//! them: 1,151 pages/s with oldest-out). A miss costs a render (the
-//! model read from the store, tera, deflate), never a wrong page: entries are found by agreement
+//! keeps hitting in proportion to what fits (3,000 links cycled through a cache with room for
+//! ~2,600 of them: 1,151 pages/s with oldest-out, 1,837/s with random eviction). A miss costs a
+//! render (the model read from the store, tera, deflate), never a wrong page: entries are found by agreement
 //! id and used only when the sent document's SHA-256 matches, and are immutable. (Keyed by the
 //! SHA-256 alone, agreements sent from identical intakes — identical PDFs — would evict each
 //! other: the first load test of this cache did exactly that.)
