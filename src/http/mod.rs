@@ -261,7 +261,6 @@ pub fn actor(who: String, addr: Option<SocketAddr>, headers: &axum::http::Header
     Actor { who, ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(), user_agent: ua, own_only: false }
 }
 
-/// Runs blocking service work (rendering, fsync) off the async threads.
 /// CPU-bound work of a request (a scan of the whole search index): on the blocking pool like
 /// [`blocking`], but at most as many at once as there are cores; the rest wait without a thread.
 /// Plain `blocking` would start a thread per request, and 256 concurrent searches were 256
@@ -280,6 +279,7 @@ pub async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     .await
 }
 
+/// Runs blocking service work (rendering, fsync) off the async threads.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
     // Blocking work logs under the request's span too (its lines carry the request id).
     let span = tracing::Span::current();

@@ -114,21 +114,25 @@ pub fn gzip(head: &str, doc: &Deflated, tail: &str) -> Vec<u8> {
     out
 }
 
-/// Whether an `Accept-Encoding` header value accepts gzip (RFC 9110 §12.5.3: `gzip`, `x-gzip`
-/// or `*`, unless its weight is zero).
+/// Whether an `Accept-Encoding` header value accepts gzip (RFC 9110 §12.5.3): the weight given
+/// to `gzip` or `x-gzip` if either is listed, else the weight of `*`; a weight of zero refuses.
 pub fn accepts_gzip(value: &str) -> bool {
-    value.split(',').any(|item| {
+    let (mut named, mut any) = (None::<bool>, None::<bool>);
+    for item in value.split(',') {
         let mut parts = item.split(';');
         let coding = parts.next().unwrap_or("").trim();
-        let named = ["gzip", "x-gzip", "*"].iter().any(|c| coding.eq_ignore_ascii_case(c));
         let zero = parts.any(|p| {
             let p = p.trim();
-            p.len() > 2
-                && p[..2].eq_ignore_ascii_case("q=")
-                && p[2..].trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(false)
+            p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                && p.get(2..).and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
         });
-        named && !zero
-    })
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            named = Some(named.unwrap_or(false) || !zero);
+        } else if coding == "*" {
+            any = Some(any.unwrap_or(false) || !zero);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 /// Documents kept for the signer page, bounded by their compressed bytes.
@@ -234,10 +238,20 @@ mod tests {
 
     #[test]
     fn accept_encoding_is_read_with_its_weights() {
-        for yes in ["gzip", "gzip, deflate, br", "br;q=1.0, GZIP;q=0.5", "*", "x-gzip", "deflate, gzip;q=0.001"] {
+        for yes in [
+            "gzip",
+            "gzip, deflate, br",
+            "br;q=1.0, GZIP;q=0.5",
+            "*",
+            "x-gzip",
+            "deflate, gzip;q=0.001",
+            "*;q=0, gzip",
+            "gzip; aé",
+        ] {
             assert!(accepts_gzip(yes), "{yes}");
         }
-        for no in ["", "identity", "deflate, br", "gzip;q=0", "gzip; q=0.0", "br, *;q=0", "gzipx"] {
+        for no in ["", "identity", "deflate, br", "gzip;q=0", "gzip; q=0.0", "br, *;q=0", "gzipx", "gzip;q=0, *", "é;q"]
+        {
             assert!(!accepts_gzip(no), "{no}");
         }
     }

@@ -114,6 +114,35 @@ mod tests {
     }
 
     #[test]
+    fn an_eml_copy_cut_short_before_writeback_is_replaced_when_the_sender_makes_it_durable() {
+        use crate::mail::{Durability, eml_path, write_eml};
+        let c = Config::default();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("outbox");
+        let m = message();
+        let whole = format(&m, &c).expect("formats");
+        // A request writes its copy without waiting for the disk; a second write is a no-op.
+        assert!(write_eml(&dir, &m, &c, Durability::Later).expect("writes"));
+        assert!(!write_eml(&dir, &m, &c, Durability::Later).expect("exists"));
+        assert_eq!(std::fs::read(eml_path(&dir, &m)).expect("reads"), whole);
+        // What a crash before writeback can leave: the renamed file, empty or cut short.
+        for damaged in [Vec::new(), whole[..whole.len() / 2].to_vec()] {
+            std::fs::write(eml_path(&dir, &m), &damaged).expect("damages");
+            // The sender's durable write does not trust it: the whole message is on disk after.
+            assert!(!write_eml(&dir, &m, &c, Durability::Now).expect("rewrites"));
+            assert_eq!(std::fs::read(eml_path(&dir, &m)).expect("reads"), whole);
+        }
+        // An intact copy is kept as it is.
+        assert!(!write_eml(&dir, &m, &c, Durability::Now).expect("syncs"));
+        assert_eq!(std::fs::read(eml_path(&dir, &m)).expect("reads"), whole);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["m0001.eml"], "no temporary file left behind");
+    }
+
+    #[test]
     fn the_same_message_gives_the_same_bytes_with_both_alternatives() {
         let c = Config::default();
         let a = format(&message(), &c).expect("formats");

@@ -241,19 +241,31 @@ pub enum Durability {
 /// Writes `<dir>/<id>.eml` unless it exists. Returns whether it wrote. Written through a
 /// uniquely named temporary file and a rename, so a reader never sees half a message and two
 /// writers (a request thread and the sender) cannot trip over each other. With
-/// [`Durability::Now`], a copy that already exists (written `Later`) is synced instead.
+/// [`Durability::Now`] an existing copy is not trusted as it stands: one written `Later` and
+/// caught by a crash before the kernel wrote it back can survive the rename empty or cut short
+/// (delayed allocation), so it is compared with the message and replaced if it differs, then
+/// synced with its directory.
 pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durability) -> std::io::Result<bool> {
     let path = eml_path(dir, m);
-    let sync_dir = || std::fs::File::open(dir).and_then(|d| d.sync_all());
-    if path.exists() {
-        if durability == Durability::Now {
-            std::fs::File::open(&path).and_then(|f| f.sync_all())?;
-            sync_dir()?;
-        }
+    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+    let existed = path.exists();
+    if existed && durability == Durability::Later {
         return Ok(false);
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
-    std::fs::create_dir_all(dir)?;
+    if existed && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
+        sync(&path)?;
+        sync(dir)?;
+        return Ok(false);
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if durability == Durability::Now
+            && let Some(parent) = dir.parent()
+        {
+            sync(parent)?;
+        }
+    }
     let tmp = dir.join(format!(".{}.{}.tmp", file_stem(&m.id), crate::store::ids::new_id("", 6)));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -263,12 +275,12 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durabilit
         }
         std::fs::rename(&tmp, &path)?;
         if durability == Durability::Now {
-            sync_dir()?;
+            sync(dir)?;
         }
         Ok(())
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.map(|()| true)
+    res.map(|()| !existed)
 }
