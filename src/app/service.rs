@@ -287,7 +287,7 @@ impl Service {
                         .into_par_iter()
                         .map(|a| {
                             let life = a.life();
-                            Index::prepare(entry(a, today), life)
+                            Index::prepare(entry(a, &life, today), life)
                         })
                         .collect();
                     rows.into_iter().for_each(|r| index.upsert_prepared(r));
@@ -357,18 +357,21 @@ impl Service {
 
     /// Brings the search index and the digests up to date with one agreement as stored.
     fn index_agreement(&self, a: &crate::domain::agreement::Agreement) {
-        let today = self.today();
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let before = index.get(&a.id).map(|e| e.status.clone());
-        index.upsert_life(entry(Summary::from(a), today), a.life());
-        self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
-        drop(index);
+        let summary = Summary::from(a);
         let mut d = self.digests.write().unwrap_or_else(|p| p.into_inner());
         if a.disposed_at.is_some() {
             d.retain(|_, (id, _, _)| **id != *a.id);
         } else {
-            add_digests(&mut d, &Summary::from(a));
+            add_digests(&mut d, &summary);
         }
+        drop(d);
+        // The row is prepared (text folded) before the index's lock is taken.
+        let life = summary.life();
+        let row = Index::prepare(entry(summary, &life, self.today()), life);
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let before = index.get(&a.id).map(|e| e.status.clone());
+        index.upsert_prepared(row);
+        self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
     }
 
     /// Brings the search index up to date with what other instances committed (several
@@ -1350,9 +1353,9 @@ impl Service {
 
 /// The search index entry of an agreement, from its [`Summary`] (the record's fields moved, not
 /// copied).
-pub fn entry(a: Summary, today: crate::domain::intake::Date) -> Entry {
+pub fn entry(a: Summary, life: &crate::domain::agreement::Life, today: crate::domain::intake::Date) -> Entry {
     let renewal_date =
-        if matches!(a.status, Status::Executed) { a.life().renewal_date(today).map(|d| d.to_string()) } else { None };
+        if matches!(a.status, Status::Executed) { life.renewal_date(today).map(|d| d.to_string()) } else { None };
     Entry {
         id: a.id,
         kind: a.kind,

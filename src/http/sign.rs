@@ -529,18 +529,7 @@ async fn submit(
                 )
                 .await
             }
-            Ok(Err(ServiceError::Field(ptr, reason))) => {
-                refreshed_page(
-                    &state,
-                    &link,
-                    Note::Error(&ptr, &reason),
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    wants_gzip(&headers),
-                )
-                .await
-            }
-            Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
-            Ok(Err(e)) => error_page(&state, e.into()),
+            Ok(Err(e)) => refused(&state, &link, e, wants_gzip(&headers)).await,
             Err(e) => error_page(&state, e),
         };
     }
@@ -580,19 +569,20 @@ async fn submit(
             };
             state.pages.message(StatusCode::OK, title, &body)
         }
-        Ok(Err(ServiceError::Field(ptr, reason))) => {
-            refreshed_page(
-                &state,
-                &link,
-                Note::Error(&ptr, &reason),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                wants_gzip(&headers),
-            )
-            .await
-        }
-        Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
-        Ok(Err(e)) => error_page(&state, e.into()),
+        Ok(Err(e)) => refused(&state, &link, e, wants_gzip(&headers)).await,
         Err(e) => error_page(&state, e),
+    }
+}
+
+/// A form action the service refused: a field error on the page again beside its field (422), a
+/// link that no longer acts on its page, anything else as an error page.
+async fn refused(state: &AppState, link: &Link, e: ServiceError, gzip: bool) -> Response {
+    match e {
+        ServiceError::Field(ptr, reason) => {
+            refreshed_page(state, link, Note::Error(&ptr, &reason), StatusCode::UNPROCESSABLE_ENTITY, gzip).await
+        }
+        ServiceError::Link(e) => link_error(state, &e, None),
+        e => error_page(state, e.into()),
     }
 }
 
