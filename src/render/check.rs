@@ -65,33 +65,69 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
 
 /// Folds case and whitespace so concept matching ignores line breaks and typography.
 fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    // Bytes, not chars: ASCII is nearly all of an agreement's text and this runs over every
+    // clause of every render, so ASCII is handled without decoding and only the rest decoded.
+    let mut out: Vec<u8> = Vec::with_capacity(s.len() + 16);
     let mut space = false;
-    for c in s.chars() {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            i += 1;
+            if super::model::ascii_space_byte(b) {
+                space = !out.is_empty();
+                continue;
+            }
+            if space {
+                out.push(b' ');
+                space = false;
+            }
+            out.push(b.to_ascii_lowercase());
+            continue;
+        }
+        let Some(c) = s.get(i..).and_then(|r| r.chars().next()) else { break };
+        i += c.len_utf8();
         if c.is_whitespace() {
             space = !out.is_empty();
             continue;
         }
         if space {
-            out.push(' ');
+            out.push(b' ');
             space = false;
         }
+        let mut buf = [0u8; 4];
         match c {
-            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
-            '‘' | '’' => out.push('\''),
-            '“' | '”' => out.push('"'),
-            '–' | '—' => out.push('-'),
-            c => out.extend(c.to_lowercase()),
+            '‘' | '’' => out.push(b'\''),
+            '“' | '”' => out.push(b'"'),
+            '–' | '—' => out.push(b'-'),
+            c => c.to_lowercase().for_each(|l| out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes())),
         }
     }
-    out
+    // Whole characters were copied, so this is UTF-8; the fallback is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Substring search with `memchr`'s vectorised finder: the check looks for a few hundred
+/// phrases in the clauses of every render.
+fn contains(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
+/// Whether `word` stands in `text` as a whole word: neither side touches a letter or digit.
+fn has_word(text: &str, word: &str) -> bool {
+    memchr::memmem::find_iter(text.as_bytes(), word.as_bytes()).any(|at| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// The concept groups a clause text lacks.
 fn missing_concepts(e: &Element, folded: &str) -> Vec<String> {
     e.concepts
         .iter()
-        .filter(|group| !group.iter().any(|alt| folded.contains(alt)))
+        .filter(|group| !group.iter().any(|alt| contains(folded, alt)))
         .map(|group| group.join(" / "))
         .collect()
 }
@@ -231,7 +267,7 @@ pub fn check_provisions(doc: &Document, p: &Provisions, findings: &mut Vec<Findi
                 row.clause = Some(format!("{} {}", c.number, c.heading));
                 let text = fold(&c.text());
                 for want in p.expected_text(row.tag) {
-                    if !text.contains(&fold(&want)) {
+                    if !contains(&text, &fold(&want)) {
                         findings.push(
                             Finding::new(
                                 Level::Error,
@@ -291,7 +327,7 @@ fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClo
     }
     let needle = fold(&clock.text());
     let reporting: Vec<_> = clauses.iter().filter(|(c, _)| c.elements.iter().any(|x| x == id)).collect();
-    if !reporting.is_empty() && !reporting.iter().any(|(_, t)| t.contains(&needle)) {
+    if !reporting.is_empty() && !reporting.iter().any(|(_, t)| contains(t, &needle)) {
         findings.push(
             Finding::new(
                 Level::Error,
@@ -304,7 +340,7 @@ fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClo
     }
     if let Kind::Dua(d) = &intake.kind {
         let purpose = fold(super::context::purpose_text(d.purpose));
-        let ok = clauses.iter().any(|(c, t)| c.elements.iter().any(|x| x == "DUA-01") && t.contains(&purpose));
+        let ok = clauses.iter().any(|(c, t)| c.elements.iter().any(|x| x == "DUA-01") && contains(t, &purpose));
         if !ok {
             findings.push(
                 Finding::new(
@@ -326,8 +362,7 @@ fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut 
     }
     // The independent-contractor clause names agency on purpose (45 CFR 164.404(a)(2)).
     for (c, t) in clauses.iter().filter(|(c, _)| !c.elements.iter().any(|e| e == "P-AGENCY")) {
-        let words = || t.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty());
-        if words().any(|w| w == "agent" || w == "agents") {
+        if has_word(t, "agent") || has_word(t, "agents") {
             findings.push(
                 Finding::new(
                     Level::Advisory,
@@ -340,7 +375,7 @@ fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut 
                 .with_citation("45 CFR 164.504(e)(2)(ii)(D)"),
             );
         }
-        if t.contains("infeasib") && t.contains("secretary") && t.contains("report") {
+        if contains(t, "infeasib") && contains(t, "secretary") && contains(t, "report") {
             findings.push(
                 Finding::new(
                     Level::Advisory,
@@ -353,5 +388,65 @@ fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut 
                 .with_citation("45 CFR 164.504(e)(1)(ii)"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_lowers_case_straightens_typography_and_collapses_whitespace() {
+        // The rule one character at a time, as written before the ASCII fast path.
+        fn reference(s: &str) -> String {
+            let mut out = String::new();
+            let mut space = false;
+            for c in s.chars() {
+                if c.is_whitespace() {
+                    space = !out.is_empty();
+                    continue;
+                }
+                if space {
+                    out.push(' ');
+                    space = false;
+                }
+                match c {
+                    c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
+                    '‘' | '’' => out.push('\''),
+                    '“' | '”' => out.push('"'),
+                    '–' | '—' => out.push('-'),
+                    c => out.extend(c.to_lowercase()),
+                }
+            }
+            out
+        }
+        for s in [
+            "  Business Associate shall REPORT\n\tany Breach — within “sixty (60)” days. ",
+            "Zoë ÅNGSTRÖM’s [records] {a~b} @x ^_` \x1f\x7f end",
+            "İstanbul ΣΑΣ\u{a0}\u{a0}tail\u{3000}",
+            "",
+            "   ",
+            " é é ",
+            "a \u{a0} B\u{a0}\u{a0}c",
+            "É\n\nÉ",
+            "x—y – z’s \t",
+        ] {
+            assert_eq!(fold(s), reference(s), "{s:?}");
+        }
+        assert_eq!(fold("  Shall   NOT\nuse "), "shall not use");
+    }
+
+    #[test]
+    fn a_whole_word_is_found_only_where_no_letter_or_digit_touches_it() {
+        assert!(has_word("its agents, and", "agents"));
+        assert!(has_word("agent", "agent"));
+        assert!(has_word("(agent)", "agent"));
+        assert!(!has_word("agents", "agent"));
+        assert!(!has_word("an agency", "agent"));
+        assert!(!has_word("reagent", "agent"));
+        assert!(!has_word("agent2", "agent"));
+        assert!(!has_word("éagent", "agent"));
+        assert!(has_word("x agent— y", "agent"));
+        assert!(has_word("reagent and agent", "agent"), "a later occurrence counts");
     }
 }

@@ -121,48 +121,60 @@ impl Fragment for Frag<'_> {
     }
 }
 
-/// A paragraph's line breaks, as [`wrap`] computed them, keyed by everything they depend on.
-#[derive(PartialEq, Eq, Hash)]
-struct WrapKey {
+/// A paragraph's line breaks, as [`wrap`] computed them, with everything they depend on.
+struct Wrapped {
     /// Which font set measured them (there is one per process; the address keeps tests honest).
     fonts: usize,
     size: u32,
     width: u32,
     runs: Vec<Run>,
+    lines: Rc<Vec<Vec<Span>>>,
 }
 
 /// At most this many paragraphs are remembered per thread; then the cache starts again.
 const WRAP_CACHE_MAX: usize = 4096;
 
 thread_local! {
-    /// Line breaks already computed on this thread. Most of an agreement's text is boilerplate
-    /// that does not depend on the intake (issue 14: optimal-fit wrapping was the largest stage
-    /// of a render), so the next document on the same thread — a batch, the server's next draft
-    /// — reuses them. Thread-local, so no lock: rayon's workers and the server's blocking
-    /// threads each keep their own. A hit compares the whole key, so it returns exactly what
-    /// the wrap would have, and the output stays deterministic.
-    static WRAPS: RefCell<HashMap<WrapKey, Rc<Vec<Vec<Span>>>>> = RefCell::new(HashMap::new());
+    /// Line breaks already computed on this thread, by a hash of what they depend on. Most of
+    /// an agreement's text is boilerplate that does not depend on the intake (issue 14:
+    /// optimal-fit wrapping was the largest stage of a render), so the next document on the same
+    /// thread — a batch, the server's next draft — reuses them. Thread-local, so no lock:
+    /// rayon's workers and the server's blocking threads each keep their own. A hit compares
+    /// everything the breaks depend on, so it returns exactly what the wrap would have, and the
+    /// output stays deterministic. Looked up by hash so that a hit copies nothing but the lines.
+    static WRAPS: RefCell<(HashMap<u64, Vec<Wrapped>>, usize)> = RefCell::new((HashMap::new(), 0));
 }
 
 /// Breaks runs into lines of at most `width` points. Returns each line's spans with x relative
 /// to the line start.
 pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
-    let key = WrapKey {
-        fonts: fonts as *const Fonts as usize,
-        size: size.to_bits(),
-        width: width.to_bits(),
-        runs: runs.to_vec(),
-    };
-    if let Some(hit) = WRAPS.with(|c| c.borrow().get(&key).cloned()) {
+    use std::hash::{Hash, Hasher};
+    let (font_id, size_bits, width_bits) = (fonts as *const Fonts as usize, size.to_bits(), width.to_bits());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (font_id, size_bits, width_bits).hash(&mut h);
+    runs.hash(&mut h);
+    let hash = h.finish();
+    let same = |w: &Wrapped| w.fonts == font_id && w.size == size_bits && w.width == width_bits && w.runs == runs;
+    if let Some(hit) =
+        WRAPS.with(|c| c.borrow().0.get(&hash).and_then(|b| b.iter().find(|w| same(w)).map(|w| w.lines.clone())))
+    {
         return hit.as_ref().clone();
     }
     let lines = wrap_uncached(fonts, runs, size, width);
     WRAPS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= WRAP_CACHE_MAX {
-            c.clear();
+        let (map, count) = &mut *c.borrow_mut();
+        if *count >= WRAP_CACHE_MAX {
+            map.clear();
+            *count = 0;
         }
-        c.insert(key, Rc::new(lines.clone()));
+        map.entry(hash).or_default().push(Wrapped {
+            fonts: font_id,
+            size: size_bits,
+            width: width_bits,
+            runs: runs.to_vec(),
+            lines: Rc::new(lines.clone()),
+        });
+        *count += 1;
     });
     lines
 }

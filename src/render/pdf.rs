@@ -67,12 +67,18 @@ pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
 /// [`write`] with other resource names for the two faces (tests of `pdf::append` use clashing
 /// names on purpose).
 pub fn write_named(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2]) -> Vec<u8> {
+    write_with(fonts, pages, meta, names, &STREAMS)
+}
+
+fn write_with(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2], streams: &StreamCache) -> Vec<u8> {
     let mut used = [Used::default(), Used::default()];
-    let contents: Vec<Vec<u8>> = (1..=pages.len())
+    let ascii = [AsciiTable::new(&fonts.regular), AsciiTable::new(&fonts.bold)];
+    let contents: Vec<Shared> = (1..=pages.len())
         .map(|n| {
-            let mut pen = Pen { out: Vec::with_capacity(8 * 1024), fonts, names, used: &mut used, cur: None };
+            let mut pen =
+                Pen { out: Vec::with_capacity(8 * 1024), fonts, names, used: &mut used, ascii: &ascii, cur: None };
             page_content(&mut pen, pages, n, meta);
-            deflate(&pen.out, flate2::Compression::fast())
+            streams.deflated(&pen.out)
         })
         .collect();
 
@@ -109,7 +115,7 @@ pub fn write_named(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2])
     w.end_dict();
 
     for (slot, (font, packed)) in [(&fonts.regular, &PACKED[0]), (&fonts.bold, &PACKED[1])].into_iter().enumerate() {
-        embed(&mut w, FIRST_FONT + slot * PER_FACE, font, packed, &used[slot]);
+        embed(&mut w, FIRST_FONT + slot * PER_FACE, font, packed, &used[slot], streams);
     }
 
     let (wd, ht) = (num(PAGE_W), num(PAGE_H));
@@ -129,19 +135,23 @@ pub fn write_named(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2])
 /// Glyphs a face shows: glyph id → the first character seen for it (for ToUnicode), as a
 /// table indexed by glyph id because this runs for every character.
 #[derive(Default)]
-struct Used(Vec<Option<char>>);
+struct Used {
+    by_gid: Vec<Option<char>>,
+    /// The ASCII characters already marked, one bit each (checked for every character shown).
+    ascii: u128,
+}
 
 impl Used {
     fn mark(&mut self, gid: u16, c: char) {
         let i = usize::from(gid);
-        if i >= self.0.len() {
-            self.0.resize(i + 1, None);
+        if i >= self.by_gid.len() {
+            self.by_gid.resize(i + 1, None);
         }
-        self.0[i].get_or_insert(c);
+        self.by_gid[i].get_or_insert(c);
     }
 
     fn iter(&self) -> impl Iterator<Item = (u16, char)> + '_ {
-        self.0.iter().enumerate().filter_map(|(g, c)| Some((u16::try_from(g).ok()?, (*c)?)))
+        self.by_gid.iter().enumerate().filter_map(|(g, c)| Some((u16::try_from(g).ok()?, (*c)?)))
     }
 }
 
@@ -151,6 +161,7 @@ struct Pen<'a> {
     fonts: &'a Fonts,
     names: [&'a str; 2],
     used: &'a mut [Used; 2],
+    ascii: &'a [AsciiTable; 2],
     cur: Option<(Face, f32)>,
 }
 
@@ -188,23 +199,44 @@ impl Pen<'_> {
 
     fn show(&mut self, face: Face, text: &str) {
         let font = self.fonts.get(face);
+        let ascii = &self.ascii[slot(face)];
         let used = &mut self.used[slot(face)];
+        self.out.reserve(4 * text.len() + 8);
         self.out.push(b'(');
-        for c in text.chars() {
+        let mut rest = text;
+        while !rest.is_empty() {
+            // ASCII, nearly all of the text, from the per-document table: no decoding, no
+            // escaping decisions per character.
+            let n = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+            let start = self.out.len();
+            // Room for the longest encoding of each byte, written four bytes at a time at fixed
+            // offsets; what was not used is cut off after.
+            self.out.resize(start + 4 * n + 4, 0);
+            let mut w = start;
+            for &b in &rest.as_bytes()[..n] {
+                let b = b & 0x7f;
+                let e = &ascii.0[usize::from(b)];
+                if let Some(slot) = self.out.get_mut(w..w + 4) {
+                    slot.copy_from_slice(&e.bytes);
+                }
+                w += usize::from(e.len);
+                if used.ascii & (1 << b) == 0 {
+                    used.ascii |= 1 << b;
+                    if e.gid != 0 {
+                        used.mark(e.gid, char::from(b));
+                    }
+                }
+            }
+            self.out.truncate(w);
+            rest = &rest[n..];
+            let Some(c) = rest.chars().next() else { break };
+            rest = &rest[c.len_utf8()..];
             // The intake parser admits only printable characters; anything else shows as .notdef.
             let g = font.glyph(c).unwrap_or(0);
             if g != 0 {
                 used.mark(g, c);
             }
-            for b in g.to_be_bytes() {
-                match b {
-                    b'(' | b')' | b'\\' => self.out.extend_from_slice(&[b'\\', b]),
-                    // An end of line inside a literal string reads back as \n: escape both.
-                    b'\n' => self.out.extend_from_slice(b"\\n"),
-                    b'\r' => self.out.extend_from_slice(b"\\r"),
-                    _ => self.out.push(b),
-                }
-            }
+            escape_glyph(&mut self.out, g);
         }
         self.out.extend_from_slice(b") Tj\n");
     }
@@ -214,6 +246,45 @@ impl Pen<'_> {
             self.nums(&[x, y], if i == 0 { "m" } else { "l" });
         }
         self.op(if closed { "h S" } else { "S" });
+    }
+}
+
+/// A glyph id as two bytes of a literal string, escaped where PDF syntax needs it.
+fn escape_glyph(out: &mut Vec<u8>, gid: u16) {
+    for b in gid.to_be_bytes() {
+        match b {
+            b'(' | b')' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            // An end of line inside a literal string reads back as \n: escape both.
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// One ASCII character as a face shows it: its glyph id and the escaped bytes of the id.
+#[derive(Clone, Copy, Default)]
+struct Encoded {
+    gid: u16,
+    bytes: [u8; 4],
+    len: u8,
+}
+
+/// [`Encoded`] for each of the 128 ASCII characters of one face, made once per document.
+struct AsciiTable([Encoded; 128]);
+
+impl AsciiTable {
+    fn new(font: &Font) -> AsciiTable {
+        let mut table = [Encoded::default(); 128];
+        for (b, e) in (0u8..128).zip(table.iter_mut()) {
+            let gid = font.glyph(char::from(b)).unwrap_or(0);
+            let mut out = Vec::with_capacity(4);
+            escape_glyph(&mut out, gid);
+            e.gid = gid;
+            e.len = out.len() as u8;
+            e.bytes[..out.len()].copy_from_slice(&out);
+        }
+        AsciiTable(table)
     }
 }
 
@@ -296,7 +367,7 @@ fn page_content(pen: &mut Pen, pages: &[Page], number: usize, meta: &Meta) {
 
 /// One face: the Type0 font, its CIDFontType2 descendant, the descriptor, the embedded program
 /// (compressed once per process) and the ToUnicode map — objects `first` to `first + 4`.
-fn embed(w: &mut Writer, first: usize, font: &Font, packed: &Packed, used: &Used) {
+fn embed(w: &mut Writer, first: usize, font: &Font, packed: &Packed, used: &Used, streams: &StreamCache) {
     let (type0, cid, descriptor, file, to_unicode) = (first, first + 1, first + 2, first + 3, first + 4);
     // A subset font's name carries a six-letter tag (ISO 32000 9.6.4).
     let tag = if font.name.ends_with("Bold") { "CSGNAB" } else { "CSGNAA" };
@@ -334,7 +405,7 @@ fn embed(w: &mut Writer, first: usize, font: &Font, packed: &Packed, used: &Used
     w.stream(file, &format!("/Length1 {} /Filter /FlateDecode", packed.raw_len), &packed.deflated);
 
     let cmap = to_unicode_cmap(used);
-    w.stream(to_unicode, "/Filter /FlateDecode", &deflate(cmap.as_bytes(), flate2::Compression::fast()));
+    w.stream(to_unicode, "/Filter /FlateDecode", &streams.deflated(cmap.as_bytes()));
 }
 
 /// The ToUnicode CMap: each glyph shown → its character, in `bfchar` blocks of at most 100.
@@ -419,8 +490,7 @@ fn push_num(out: &mut Vec<u8>, v: f32) {
         out.push(b'-');
     }
     let a = hundredths.unsigned_abs();
-    let mut buf = itoa_buf(a / 100);
-    out.append(&mut buf);
+    push_uint(out, a / 100);
     let frac = a % 100;
     if frac != 0 {
         out.push(b'.');
@@ -431,7 +501,8 @@ fn push_num(out: &mut Vec<u8>, v: f32) {
     }
 }
 
-fn itoa_buf(mut n: u64) -> Vec<u8> {
+/// Decimal digits of `n`, without allocating (this runs for every number on every page).
+fn push_uint(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -442,7 +513,7 @@ fn itoa_buf(mut n: u64) -> Vec<u8> {
             break;
         }
     }
-    digits[i..].to_vec()
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Appends objects, recording each one's offset for the cross-reference table.
@@ -508,6 +579,87 @@ static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
         .map(|face| Packed { raw_len: face.bytes.len(), deflated: deflate(face.bytes, flate2::Compression::best()) })
 });
 
+/// Content streams already compressed, shared by every thread, keyed by their uncompressed
+/// bytes.
+///
+/// Why: deflate was a third of a render (issue 14), and most pages of an agreement are the same
+/// bytes in every document of a template version: boilerplate clauses do not depend on the
+/// intake, and where an intake's longer name moves text down a line, the pages after it come in
+/// a few variants that recur. A page's operators are cheap to write; compressing them is not.
+/// A hit compares the whole uncompressed stream, and deflate is deterministic, so a hit gives
+/// exactly the bytes a compression would have: the output does not depend on what the cache
+/// holds (a unit test checks a document written with a warm cache against one written cold).
+///
+/// One map behind a mutex rather than one per thread: the server renders on its blocking pool,
+/// whose threads come and go, and a per-thread copy of a few megabytes would multiply by them.
+/// The lock is held for a lookup or an insert only; hashing, comparing and compressing happen
+/// outside it. Bounded by bytes: when full it starts again (the next documents refill it).
+struct StreamCache {
+    map: std::sync::Mutex<CacheMap>,
+    budget: usize,
+}
+
+type Shared = std::sync::Arc<[u8]>;
+
+#[derive(Default)]
+struct CacheMap {
+    /// CRC-32 of the uncompressed bytes → the streams with that checksum (raw, compressed).
+    entries: std::collections::HashMap<u32, Vec<(Shared, Shared)>>,
+    bytes: usize,
+}
+
+/// Uncompressed plus compressed bytes the cache may hold (≈ 8 KB a page: about a thousand
+/// distinct pages).
+const STREAM_CACHE_BYTES: usize = 8 << 20;
+
+static STREAMS: std::sync::LazyLock<StreamCache> = std::sync::LazyLock::new(|| StreamCache::new(STREAM_CACHE_BYTES));
+
+impl StreamCache {
+    fn new(budget: usize) -> StreamCache {
+        StreamCache { map: std::sync::Mutex::new(CacheMap::default()), budget }
+    }
+
+    /// `raw` compressed (zlib, fast level), from the cache when the same bytes were compressed
+    /// before.
+    fn deflated(&self, raw: &[u8]) -> Shared {
+        let crc = crc32fast::hash(raw);
+        if let Some(hit) = self.lookup(crc, raw) {
+            return hit;
+        }
+        let packed: Shared = deflate(raw, flate2::Compression::fast()).into();
+        // A poisoned lock only means another thread panicked holding it; the map is still a
+        // valid map, so carry on with it.
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cost = raw.len() + packed.len();
+        if map.bytes + cost > self.budget {
+            map.entries.clear();
+            map.bytes = 0;
+        }
+        if cost <= self.budget {
+            let bucket = map.entries.entry(crc).or_default();
+            if !bucket.iter().any(|(r, _)| r.as_ref() == raw) {
+                bucket.push((raw.into(), packed.clone()));
+                map.bytes += cost;
+            }
+        }
+        packed
+    }
+
+    fn lookup(&self, crc: u32, raw: &[u8]) -> Option<Shared> {
+        // Take the candidates' handles under the lock, compare outside it.
+        let bucket: Vec<(Shared, Shared)> = {
+            let map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entries.get(&crc)?.clone()
+        };
+        bucket.into_iter().find(|(r, _)| r.as_ref() == raw).map(|(_, packed)| packed)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.entries.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+}
+
 fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
     // A compressor's tables are large and zeroed on creation; one per thread, reset per stream,
     // instead of one per stream (~30 per document).
@@ -561,6 +713,70 @@ mod tests {
     fn dates_are_pdf_dates() {
         assert_eq!(pdf_date(1_795_824_000), "D:20261128000000Z");
         assert_eq!(pdf_date(1_795_824_000 + 3661), "D:20261128010101Z");
+    }
+
+    #[test]
+    fn a_cached_stream_is_exactly_what_compressing_it_again_gives() {
+        let cache = StreamCache::new(1 << 20);
+        let page = b"BT\n/F1 10 Tf\n1 0 0 1 72 700 Tm\n(\x00\x2a\x00\x2b) Tj\nET\n".repeat(40);
+        let first = cache.deflated(&page);
+        let again = cache.deflated(&page);
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "the second request is a hit");
+        assert_eq!(first.as_ref(), deflate(&page, flate2::Compression::fast()).as_slice());
+        // Same length, one byte different: a different entry, not the cached one.
+        let mut other = page.clone();
+        other[5] = b'2';
+        assert_eq!(cache.deflated(&other).as_ref(), deflate(&other, flate2::Compression::fast()).as_slice());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_stream_cache_starts_again_when_its_byte_budget_is_spent() {
+        let page = |n: u8| vec![n; 3000];
+        let cache = StreamCache::new(2 * 3000 + 200);
+        let _ = cache.deflated(&page(1));
+        let _ = cache.deflated(&page(2));
+        assert_eq!(cache.len(), 2);
+        let third = cache.deflated(&page(3));
+        assert_eq!(cache.len(), 1, "the budget was spent, so the cache started again");
+        assert_eq!(third.as_ref(), deflate(&page(3), flate2::Compression::fast()).as_slice());
+        // A stream bigger than the whole budget is compressed but never kept.
+        let _ = cache.deflated(&vec![7; 10_000]);
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_document_written_from_a_warm_stream_cache_is_byte_identical_to_one_written_cold() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
+            .expect("example");
+        let intake = crate::app::load_intake(&text).expect("parses");
+        let (doc, _, _) = crate::render::Renderer::builtin()
+            .expect("templates")
+            .document(&intake, crate::render::Options::default())
+            .expect("document");
+        let fonts = crate::render::fonts::fonts();
+        let pages = crate::render::layout::layout(fonts, &doc);
+        let meta = Meta {
+            title: "t",
+            subject: "s",
+            author: "a",
+            keywords: vec![],
+            date_unix: 0,
+            header: "h",
+            header_right: "r",
+            draft: true,
+            id: [0; 16],
+        };
+        let names = ["F1", "F2"];
+        // A budget of nothing keeps nothing: every stream is compressed afresh.
+        let cold = write_with(fonts, &pages, &meta, names, &StreamCache::new(0));
+        let warm = StreamCache::new(1 << 22);
+        let first = write_with(fonts, &pages, &meta, names, &warm);
+        let kept = warm.len();
+        assert_eq!(kept, pages.len() + 2, "every page and both ToUnicode maps are kept");
+        let second = write_with(fonts, &pages, &meta, names, &warm);
+        assert_eq!(warm.len(), kept, "the second document was written from the cache");
+        assert!(first == cold && second == cold, "cached streams are the bytes compression gives");
     }
 
     #[test]
