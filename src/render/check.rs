@@ -2,6 +2,10 @@
 //! conditional has been applied, so a template edit that drops or guts a clause is caught the
 //! same way a bad intake is.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use serde::Serialize;
 
 use super::model::{Clause, Document};
@@ -61,6 +65,42 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
         OptionKey::DataAggregation => options.data_aggregation,
         OptionKey::DeIdentification => options.de_identification,
     }
+}
+
+/// At most this many clause texts are remembered per thread; then the cache starts again.
+const FOLD_CACHE_MAX: usize = 2048;
+
+thread_local! {
+    /// Clause texts already folded on this thread, by CRC-32 of the text. Like the line-break
+    /// cache in `layout`: most clauses are the same text in every agreement of a template
+    /// version, and folding was the largest part of the check. A hit compares the whole text,
+    /// so it gives exactly what folding would.
+    static FOLDS: RefCell<(HashMap<u32, Vec<(Box<str>, Rc<str>)>>, usize)> = RefCell::new((HashMap::new(), 0));
+}
+
+/// [`fold`], from this thread's cache when the same text was folded before.
+fn folded(s: &str) -> Rc<str> {
+    let crc = crc32fast::hash(s.as_bytes());
+    let hit = FOLDS.with(|c| {
+        c.borrow()
+            .0
+            .get(&crc)
+            .and_then(|bucket| bucket.iter().find(|(raw, _)| raw.as_ref() == s).map(|(_, f)| f.clone()))
+    });
+    if let Some(hit) = hit {
+        return hit;
+    }
+    let out: Rc<str> = fold(s).into();
+    FOLDS.with(|c| {
+        let (map, count) = &mut *c.borrow_mut();
+        if *count >= FOLD_CACHE_MAX {
+            map.clear();
+            *count = 0;
+        }
+        map.entry(crc).or_default().push((s.into(), out.clone()));
+        *count += 1;
+    });
+    out
 }
 
 /// Folds case and whitespace so concept matching ignores line breaks and typography.
@@ -134,7 +174,7 @@ fn missing_concepts(e: &Element, folded: &str) -> Vec<String> {
 
 /// Runs every check over a rendered document.
 pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
-    let clauses: Vec<(&Clause, String)> = doc.clauses().map(|c| (c, fold(&c.text()))).collect();
+    let clauses: Vec<(&Clause, Rc<str>)> = doc.clauses().map(|c| (c, folded(&c.text()))).collect();
     let mut rows = Vec::new();
     let mut findings = Vec::new();
     let options = match &intake.kind {
@@ -143,7 +183,7 @@ pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
     };
 
     for e in ELEMENTS.iter().filter(|e| applies(e, intake)) {
-        let declaring: Vec<&(&Clause, String)> =
+        let declaring: Vec<&(&Clause, Rc<str>)> =
             clauses.iter().filter(|(c, _)| c.elements.iter().any(|id| id == e.id)).collect();
         let wanted = match e.requirement {
             Requirement::Required | Requirement::Recommended => true,
@@ -182,7 +222,7 @@ pub fn check(doc: &Document, intake: &Intake, clock: &BreachClock) -> Check {
             continue;
         }
         // Satisfied when the declaring clauses together say everything the element needs.
-        let joined: String = declaring.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" ");
+        let joined: String = declaring.iter().map(|(_, t)| t.as_ref()).collect::<Vec<&str>>().join(" ");
         let lacking = missing_concepts(e, &joined);
         if lacking.is_empty() {
             rows.push(row(Status::Satisfied, Some(declaring[0].0)));
@@ -265,7 +305,7 @@ pub fn check_provisions(doc: &Document, p: &Provisions, findings: &mut Vec<Findi
             ),
             (true, Some(c)) => {
                 row.clause = Some(format!("{} {}", c.number, c.heading));
-                let text = fold(&c.text());
+                let text = folded(&c.text());
                 for want in p.expected_text(row.tag) {
                     if !contains(&text, &fold(&want)) {
                         findings.push(
@@ -305,7 +345,7 @@ pub fn check_provisions(doc: &Document, p: &Provisions, findings: &mut Vec<Findi
 }
 
 /// The reporting clause must carry the effective clock, so the paper never promises less.
-fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClock, findings: &mut Vec<Finding>) {
+fn check_clock(clauses: &[(&Clause, Rc<str>)], intake: &Intake, clock: &BreachClock, findings: &mut Vec<Finding>) {
     let id = match intake.kind {
         Kind::Baa(_) => "BAA-04",
         Kind::Dua(_) => "DUA-06",
@@ -356,7 +396,7 @@ fn check_clock(clauses: &[(&Clause, String)], intake: &Intake, clock: &BreachClo
 }
 
 /// Pre-2013 wording the facts sheet tells us to flag in a BAA.
-fn check_wording(clauses: &[(&Clause, String)], intake: &Intake, findings: &mut Vec<Finding>) {
+fn check_wording(clauses: &[(&Clause, Rc<str>)], intake: &Intake, findings: &mut Vec<Finding>) {
     if !matches!(intake.kind, Kind::Baa(_)) {
         return;
     }
@@ -434,6 +474,18 @@ mod tests {
             assert_eq!(fold(s), reference(s), "{s:?}");
         }
         assert_eq!(fold("  Shall   NOT\nuse "), "shall not use");
+    }
+
+    #[test]
+    fn a_folded_text_from_the_cache_is_what_folding_gives() {
+        let text = "Business Associate SHALL report — “promptly”.";
+        let first = folded(text);
+        assert_eq!(first.as_ref(), fold(text));
+        assert!(Rc::ptr_eq(&first, &folded(text)), "the second fold is a hit");
+        assert_eq!(
+            folded("Business Associate SHALL report — “promptly”!").as_ref(),
+            fold("Business Associate SHALL report — “promptly”!")
+        );
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub struct Frame {
 }
 
 /// A laid-out page: lines with their baselines.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
     /// (baseline y, line).
     pub lines: Vec<(f32, Line)>,

@@ -67,18 +67,64 @@ pub fn write(fonts: &Fonts, pages: &[Page], meta: &Meta) -> Vec<u8> {
 /// [`write`] with other resource names for the two faces (tests of `pdf::append` use clashing
 /// names on purpose).
 pub fn write_named(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2]) -> Vec<u8> {
-    write_with(fonts, pages, meta, names, &STREAMS)
+    write_with(fonts, pages, meta, names, (&PAGES_KEPT, &STREAMS))
 }
 
-fn write_with(fonts: &Fonts, pages: &[Page], meta: &Meta, names: [&str; 2], streams: &StreamCache) -> Vec<u8> {
+fn write_with(
+    fonts: &Fonts,
+    pages: &[Page],
+    meta: &Meta,
+    names: [&str; 2],
+    caches: (&PageCache, &StreamCache),
+) -> Vec<u8> {
+    let (kept, streams) = caches;
     let mut used = [Used::default(), Used::default()];
     let ascii = [AsciiTable::new(&fonts.regular), AsciiTable::new(&fonts.bold)];
-    let contents: Vec<Shared> = (1..=pages.len())
-        .map(|n| {
-            let mut pen =
-                Pen { out: Vec::with_capacity(8 * 1024), fonts, names, used: &mut used, ascii: &ascii, cur: None };
-            page_content(&mut pen, pages, n, meta);
-            streams.deflated(&pen.out)
+    let total = pages.len();
+    let contents: Vec<Shared> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, page)| {
+            let number = i + 1;
+            let crc = page_crc(page, number, total, meta, names);
+            let entry = match kept.find(crc, |e| e.same(fonts, page, number, total, meta, names)) {
+                Some(hit) => hit,
+                None => {
+                    // The page's own glyph table, so that the entry can say which glyphs it shows.
+                    let mut own = [Used::default(), Used::default()];
+                    let mut pen = Pen {
+                        out: Vec::with_capacity(8 * 1024),
+                        fonts,
+                        names,
+                        used: &mut own,
+                        ascii: &ascii,
+                        cur: None,
+                    };
+                    page_content(&mut pen, pages, number, meta);
+                    let entry = std::sync::Arc::new(PageEntry {
+                        fonts: fonts as *const Fonts as usize,
+                        page: page.clone(),
+                        number,
+                        total,
+                        header: meta.header.to_string(),
+                        header_right: meta.header_right.to_string(),
+                        draft: meta.draft,
+                        names: names.map(str::to_string),
+                        stream: deflate(&pen.out, flate2::Compression::fast()).into(),
+                        glyphs: own.map(|u| u.iter().collect()),
+                    });
+                    kept.put(crc, entry.clone(), entry.cost());
+                    entry
+                }
+            };
+            // Page by page, the first character seen for a glyph wins: the same map as marking
+            // every character of the document in order.
+            for (slot, glyphs) in entry.glyphs.iter().enumerate() {
+                for &(gid, c) in glyphs {
+                    used[slot].mark(gid, c);
+                }
+            }
+            entry.stream.clone()
         })
         .collect();
 
@@ -579,84 +625,154 @@ static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
         .map(|face| Packed { raw_len: face.bytes.len(), deflated: deflate(face.bytes, flate2::Compression::best()) })
 });
 
-/// Content streams already compressed, shared by every thread, keyed by their uncompressed
-/// bytes.
+/// Compressed content already made, shared by every thread: pages by what they show, and
+/// other streams (the fonts' ToUnicode maps) by their uncompressed bytes.
 ///
-/// Why: deflate was a third of a render (issue 14), and most pages of an agreement are the same
-/// bytes in every document of a template version: boilerplate clauses do not depend on the
-/// intake, and where an intake's longer name moves text down a line, the pages after it come in
-/// a few variants that recur. A page's operators are cheap to write; compressing them is not.
-/// A hit compares the whole uncompressed stream, and deflate is deterministic, so a hit gives
-/// exactly the bytes a compression would have: the output does not depend on what the cache
-/// holds (a unit test checks a document written with a warm cache against one written cold).
+/// Why: deflate was a third of a render and writing the glyph strings most of the rest (issue
+/// 14), and most pages of an agreement are the same in every document of a template version:
+/// boilerplate clauses do not depend on the intake, and where an intake's longer name moves text
+/// down a line, the pages after it come in a few variants that recur. A hit compares everything
+/// the stream depends on, and deflate is deterministic, so a hit gives exactly the bytes
+/// writing and compressing would have: the output does not depend on what the cache holds (a
+/// unit test checks a document written warm against one written cold).
 ///
 /// One map behind a mutex rather than one per thread: the server renders on its blocking pool,
 /// whose threads come and go, and a per-thread copy of a few megabytes would multiply by them.
 /// The lock is held for a lookup or an insert only; hashing, comparing and compressing happen
 /// outside it. Bounded by bytes: when full it starts again (the next documents refill it).
-struct StreamCache {
-    map: std::sync::Mutex<CacheMap>,
+struct Shelf<E> {
+    map: std::sync::Mutex<(std::collections::HashMap<u32, Vec<std::sync::Arc<E>>>, usize)>,
     budget: usize,
 }
 
 type Shared = std::sync::Arc<[u8]>;
 
-#[derive(Default)]
-struct CacheMap {
-    /// CRC-32 of the uncompressed bytes → the streams with that checksum (raw, compressed).
-    entries: std::collections::HashMap<u32, Vec<(Shared, Shared)>>,
-    bytes: usize,
-}
-
-/// Uncompressed plus compressed bytes the cache may hold (≈ 8 KB a page: about a thousand
-/// distinct pages).
-const STREAM_CACHE_BYTES: usize = 8 << 20;
-
-static STREAMS: std::sync::LazyLock<StreamCache> = std::sync::LazyLock::new(|| StreamCache::new(STREAM_CACHE_BYTES));
-
-impl StreamCache {
-    fn new(budget: usize) -> StreamCache {
-        StreamCache { map: std::sync::Mutex::new(CacheMap::default()), budget }
+impl<E> Shelf<E> {
+    fn new(budget: usize) -> Shelf<E> {
+        Shelf { map: std::sync::Mutex::new((std::collections::HashMap::new(), 0)), budget }
     }
 
-    /// `raw` compressed (zlib, fast level), from the cache when the same bytes were compressed
-    /// before.
-    fn deflated(&self, raw: &[u8]) -> Shared {
-        let crc = crc32fast::hash(raw);
-        if let Some(hit) = self.lookup(crc, raw) {
-            return hit;
-        }
-        let packed: Shared = deflate(raw, flate2::Compression::fast()).into();
-        // A poisoned lock only means another thread panicked holding it; the map is still a
-        // valid map, so carry on with it.
+    /// The entry filed under `crc` for which `same` holds.
+    fn find(&self, crc: u32, same: impl Fn(&E) -> bool) -> Option<std::sync::Arc<E>> {
+        // Take the candidates' handles under the lock, compare outside it. A poisoned lock
+        // only means another thread panicked holding it; the map is still a valid map.
+        let bucket: Vec<std::sync::Arc<E>> = {
+            let map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.0.get(&crc)?.clone()
+        };
+        bucket.into_iter().find(|e| same(e))
+    }
+
+    /// Files `entry` under `crc`, counting `cost` bytes against the budget.
+    fn put(&self, crc: u32, entry: std::sync::Arc<E>, cost: usize) {
         let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cost = raw.len() + packed.len();
-        if map.bytes + cost > self.budget {
-            map.entries.clear();
-            map.bytes = 0;
+        if map.1 + cost > self.budget {
+            map.0.clear();
+            map.1 = 0;
         }
         if cost <= self.budget {
-            let bucket = map.entries.entry(crc).or_default();
-            if !bucket.iter().any(|(r, _)| r.as_ref() == raw) {
-                bucket.push((raw.into(), packed.clone()));
-                map.bytes += cost;
-            }
+            map.0.entry(crc).or_default().push(entry);
+            map.1 += cost;
         }
-        packed
-    }
-
-    fn lookup(&self, crc: u32, raw: &[u8]) -> Option<Shared> {
-        // Take the candidates' handles under the lock, compare outside it.
-        let bucket: Vec<(Shared, Shared)> = {
-            let map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entries.get(&crc)?.clone()
-        };
-        bucket.into_iter().find(|(r, _)| r.as_ref() == raw).map(|(_, packed)| packed)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.lock().map(|m| m.entries.values().map(Vec::len).sum()).unwrap_or(0)
+        self.map.lock().map(|m| m.0.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+}
+
+/// A stream compressed, with its uncompressed bytes.
+struct Packed1 {
+    raw: Shared,
+    packed: Shared,
+}
+
+type StreamCache = Shelf<Packed1>;
+
+/// Uncompressed plus compressed bytes of the other streams kept (they are small).
+const STREAM_CACHE_BYTES: usize = 1 << 20;
+
+static STREAMS: std::sync::LazyLock<StreamCache> = std::sync::LazyLock::new(|| Shelf::new(STREAM_CACHE_BYTES));
+
+impl Shelf<Packed1> {
+    /// `raw` compressed (zlib, fast level), from the cache when the same bytes were compressed
+    /// before.
+    fn deflated(&self, raw: &[u8]) -> Shared {
+        let crc = crc32fast::hash(raw);
+        if let Some(hit) = self.find(crc, |e| e.raw.as_ref() == raw) {
+            return hit.packed.clone();
+        }
+        let packed: Shared = deflate(raw, flate2::Compression::fast()).into();
+        self.put(
+            crc,
+            std::sync::Arc::new(Packed1 { raw: raw.into(), packed: packed.clone() }),
+            raw.len() + packed.len(),
+        );
+        packed
+    }
+}
+
+/// A page's content stream, compressed, with what it depends on and the glyphs it shows.
+struct PageEntry {
+    fonts: usize,
+    page: Page,
+    number: usize,
+    total: usize,
+    header: String,
+    header_right: String,
+    draft: bool,
+    names: [String; 2],
+    stream: Shared,
+    /// Per face, each glyph the page shows and the first character it showed it for.
+    glyphs: [Vec<(u16, char)>; 2],
+}
+
+type PageCache = Shelf<PageEntry>;
+
+/// What the pages kept may cost: their compressed streams plus an estimate of their keys
+/// (≈ 8 KB a page: about two thousand distinct pages).
+const PAGE_CACHE_BYTES: usize = 16 << 20;
+
+static PAGES_KEPT: std::sync::LazyLock<PageCache> = std::sync::LazyLock::new(|| Shelf::new(PAGE_CACHE_BYTES));
+
+/// A checksum of everything page `number` of `total` depends on: the bucket it is filed in.
+fn page_crc(page: &Page, number: usize, total: usize, meta: &Meta, names: [&str; 2]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for n in [number, total, usize::from(meta.draft)] {
+        h.update(&n.to_le_bytes());
+    }
+    for s in [meta.header, meta.header_right, names[0], names[1]] {
+        h.update(s.as_bytes());
+        h.update(&[0]);
+    }
+    for (y, line) in &page.lines {
+        h.update(&y.to_bits().to_le_bytes());
+        for span in &line.spans {
+            h.update(&span.x.to_bits().to_le_bytes());
+            h.update(span.text.as_bytes());
+        }
+    }
+    h.finalize()
+}
+
+impl PageEntry {
+    fn same(&self, fonts: &Fonts, page: &Page, number: usize, total: usize, meta: &Meta, names: [&str; 2]) -> bool {
+        self.fonts == fonts as *const Fonts as usize
+            && self.number == number
+            && self.total == total
+            && self.draft == meta.draft
+            && self.header == meta.header
+            && self.header_right == meta.header_right
+            && self.names[0] == names[0]
+            && self.names[1] == names[1]
+            && self.page == *page
+    }
+
+    /// What keeping the entry costs against the budget.
+    fn cost(&self) -> usize {
+        let text: usize = self.page.lines.iter().flat_map(|(_, l)| &l.spans).map(|s| s.text.len() + 48).sum();
+        self.stream.len() + text + 256
     }
 }
 
@@ -768,15 +884,21 @@ mod tests {
             id: [0; 16],
         };
         let names = ["F1", "F2"];
-        // A budget of nothing keeps nothing: every stream is compressed afresh.
-        let cold = write_with(fonts, &pages, &meta, names, &StreamCache::new(0));
-        let warm = StreamCache::new(1 << 22);
-        let first = write_with(fonts, &pages, &meta, names, &warm);
-        let kept = warm.len();
-        assert_eq!(kept, pages.len() + 2, "every page and both ToUnicode maps are kept");
-        let second = write_with(fonts, &pages, &meta, names, &warm);
-        assert_eq!(warm.len(), kept, "the second document was written from the cache");
-        assert!(first == cold && second == cold, "cached streams are the bytes compression gives");
+        // A budget of nothing keeps nothing: every page is written and compressed afresh.
+        let cold = write_with(fonts, &pages, &meta, names, (&PageCache::new(0), &StreamCache::new(0)));
+        let (kept, streams) = (PageCache::new(1 << 24), StreamCache::new(1 << 22));
+        let first = write_with(fonts, &pages, &meta, names, (&kept, &streams));
+        assert_eq!(kept.len(), pages.len(), "every page is kept");
+        assert_eq!(streams.len(), 2, "both ToUnicode maps are kept");
+        let second = write_with(fonts, &pages, &meta, names, (&kept, &streams));
+        assert_eq!((kept.len(), streams.len()), (pages.len(), 2), "the second document was written from the caches");
+        assert!(first == cold && second == cold, "kept pages are the bytes writing them gives");
+        // Another header is another page: nothing kept is reused for it.
+        let other = Meta { header_right: "Version 2", ..meta };
+        let third = write_with(fonts, &pages, &other, names, (&kept, &streams));
+        assert_eq!(kept.len(), 2 * pages.len());
+        assert_eq!(third, write_with(fonts, &pages, &other, names, (&PageCache::new(0), &StreamCache::new(0))));
+        assert_ne!(third, cold);
     }
 
     #[test]
