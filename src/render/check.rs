@@ -67,6 +67,9 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
     }
 }
 
+/// CRC-32 of a text → (the text, folded).
+type FoldMap = HashMap<u32, Vec<(Box<str>, Rc<str>)>>;
+
 /// At most this many clause texts are remembered per thread; then the cache starts again.
 const FOLD_CACHE_MAX: usize = 2048;
 
@@ -75,7 +78,7 @@ thread_local! {
     /// cache in `layout`: most clauses are the same text in every agreement of a template
     /// version, and folding was the largest part of the check. A hit compares the whole text,
     /// so it gives exactly what folding would.
-    static FOLDS: RefCell<(HashMap<u32, Vec<(Box<str>, Rc<str>)>>, usize)> = RefCell::new((HashMap::new(), 0));
+    static FOLDS: RefCell<(FoldMap, usize)> = RefCell::new((HashMap::new(), 0));
 }
 
 /// [`fold`], from this thread's cache when the same text was folded before.

@@ -641,11 +641,13 @@ static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
 /// The lock is held for a lookup or an insert only; hashing, comparing and compressing happen
 /// outside it. Bounded by bytes: when full it starts again (the next documents refill it).
 struct Shelf<E> {
-    map: std::sync::Mutex<(std::collections::HashMap<u32, Vec<std::sync::Arc<E>>>, usize)>,
+    /// Entries by checksum, and the bytes they cost.
+    map: std::sync::Mutex<(Buckets<E>, usize)>,
     budget: usize,
 }
 
 type Shared = std::sync::Arc<[u8]>;
+type Buckets<E> = std::collections::HashMap<u32, Vec<std::sync::Arc<E>>>;
 
 impl<E> Shelf<E> {
     fn new(budget: usize) -> Shelf<E> {
