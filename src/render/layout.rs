@@ -142,18 +142,24 @@ thread_local! {
     /// rayon's workers and the server's blocking threads each keep their own. A hit compares
     /// everything the breaks depend on, so it returns exactly what the wrap would have, and the
     /// output stays deterministic. Looked up by hash so that a hit copies nothing but the lines.
-    static WRAPS: RefCell<(HashMap<u64, Vec<Wrapped>>, usize)> = RefCell::new((HashMap::new(), 0));
+    static WRAPS: RefCell<(HashMap<u32, Vec<Wrapped>>, usize)> = RefCell::new((HashMap::new(), 0));
 }
 
 /// Breaks runs into lines of at most `width` points. Returns each line's spans with x relative
 /// to the line start.
 pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
-    use std::hash::{Hash, Hasher};
     let (font_id, size_bits, width_bits) = (fonts as *const Fonts as usize, size.to_bits(), width.to_bits());
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (font_id, size_bits, width_bits).hash(&mut h);
-    runs.hash(&mut h);
-    let hash = h.finish();
+    // CRC-32 (vectorised) rather than SipHash: this hashes every paragraph of every render,
+    // and a hit compares the whole key anyway.
+    let mut h = crc32fast::Hasher::new();
+    h.update(&font_id.to_le_bytes());
+    h.update(&size_bits.to_le_bytes());
+    h.update(&width_bits.to_le_bytes());
+    for r in runs {
+        h.update(r.text.as_bytes());
+        h.update(&[0xff, u8::from(r.bold)]);
+    }
+    let hash = h.finalize();
     let same = |w: &Wrapped| w.fonts == font_id && w.size == size_bits && w.width == width_bits && w.runs == runs;
     if let Some(hit) =
         WRAPS.with(|c| c.borrow().0.get(&hash).and_then(|b| b.iter().find(|w| same(w)).map(|w| w.lines.clone())))

@@ -321,6 +321,20 @@ fn trim_runs(runs: Vec<Run>) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::with_capacity(runs.len());
     let mut prev_space = true;
     for r in runs {
+        // Most runs are printable ASCII with single spaces: nothing to fold, so the text is
+        // kept as it is (all but a leading space after a space).
+        let t = r.text.as_bytes();
+        if t.iter().all(|&b| (0x20..0x7f).contains(&b)) && memchr::memmem::find(t, b"  ").is_none() {
+            let mut text = r.text;
+            if prev_space && text.starts_with(' ') {
+                text.remove(0);
+            }
+            if !text.is_empty() {
+                prev_space = text.ends_with(' ');
+                out.push(Run { text, bold: r.bold });
+            }
+            continue;
+        }
         // In place, a byte at a time for ASCII, decoding only the rest: this runs over every
         // word of every agreement. Each character becomes at most itself (whitespace of any
         // width becomes one space), so the write position never passes the read position.
@@ -456,6 +470,8 @@ mod tests {
             &["word", "word", " word "],
             &[" é é ", "é", "\u{a0}x \u{a0} y "],
             &["É\n\nÉ", " ", "z"],
+            &["a ", " b", "  c  d ", " ", "e"],
+            &[" lead", "trail ", " ", "x  y"],
         ];
         for case in cases {
             let runs: Vec<Run> =

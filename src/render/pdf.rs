@@ -867,7 +867,7 @@ mod tests {
     fn a_document_written_from_a_warm_stream_cache_is_byte_identical_to_one_written_cold() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
             .expect("example");
-        let intake = crate::app::load_intake(&text).expect("parses");
+        let intake = crate::domain::parse::parse_intake(&text, &crate::render::fonts::printable).expect("parses");
         let (doc, _, _) = crate::render::Renderer::builtin()
             .expect("templates")
             .document(&intake, crate::render::Options::default())
