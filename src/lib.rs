@@ -26,7 +26,10 @@
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
 //!   ([`render::model`]) → required-elements check on the *rendered* model ([`render::check`])
 //!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]).
-//!   Deterministic: the same intake gives the same bytes.
+//!   Deterministic: the same intake gives the same bytes. What does not depend on the intake
+//!   is done once and kept, compared in full on every hit so the bytes never depend on what is
+//!   kept: line breaks and folded clause texts per thread, compressed pages shared by all
+//!   threads under a byte budget.
 //! * [`pdf`] — incremental updates ([`pdf::append`]): the appendix and the seal are added after
 //!   the sent bytes, which stay an exact prefix.
 //! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate
