@@ -564,27 +564,64 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })
 }
 
-/// Writes `bytes` next to `path` under a temporary name, without syncing; returns (temporary,
-/// final) for [`render_batch`] to sync and rename.
-fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<(PathBuf, PathBuf), String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map(|()| (tmp.clone(), path.to_path_buf())).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+/// A new directory `.batch-<pid>-<nanoseconds>-<try>` inside `dir`, private to one batch run:
+/// `create_dir` fails when the name exists, so two runs never share one (not even two
+/// processes with the same pid in different containers on one volume).
+fn make_staging(dir: &Path) -> Result<PathBuf, String> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut last = None;
+    for attempt in 0..16 {
+        let path = dir.join(format!(".batch-{}-{nanos}-{attempt}", std::process::id()));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(format!("cannot create a staging directory in {}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a staging directory in {}: {}",
+        dir.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
-/// Flushes everything written to the filesystem holding `dir` (syncfs(2)): one flush for a
-/// whole batch instead of one per file.
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let d = std::fs::File::open(dir)?;
-    // SAFETY: syncfs only reads the descriptor, which `d` owns and keeps open for the call.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+/// Writes `bytes` to `tmp` (a new file in the staging directory), without syncing; returns
+/// (staged, final) for [`render_batch`] to sync and rename.
+fn write_staged(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(PathBuf, PathBuf), String> {
+    let written =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(tmp).and_then(|mut f| f.write_all(bytes));
+    match written {
+        Ok(()) => Ok((tmp.to_path_buf(), path.to_path_buf())),
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            Err(format!("cannot write {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Makes the staged files durable: one syncfs(2) of their filesystem on Linux (one flush for
+/// the whole batch), an fsync per file where syncfs is missing or refused.
+fn sync_staged(staging: &std::fs::File, files: &[&(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `staging` owns and keeps open for
+        // the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::syncfs(staging.as_raw_fd()) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+            return Err(e);
+        }
+    }
+    let _ = staging;
+    for (tmp, _) in files {
+        std::fs::File::open(tmp)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn print_findings(path: &Path, findings: &[Finding]) -> ExitCode {
@@ -655,10 +692,14 @@ fn render_batch(r: &Renderer, batch: &Path, dir: &Path, for_signature: bool) -> 
     );
     let mode = if for_signature { Mode::ForSignature } else { Mode::Draft };
     let start = Instant::now();
-    // Each PDF goes to a temporary name unsynced; once all are written, one syncfs makes them
-    // durable together, and only then are they renamed into place. So a crash never leaves a
-    // final name with partial bytes (as before), without an fsync per document: fsyncs were
-    // most of a batch's wall clock once rendering got fast (issue 14).
+    // Each PDF goes unsynced into a staging directory private to this run; once all are
+    // written, one syncfs makes them durable together, and only then are they renamed into
+    // place. So a crash never leaves a final name with partial bytes (as before), without an
+    // fsync per document: fsyncs were most of a batch's wall clock once rendering got fast
+    // (issue 14). The staging directory is opened before anything is written, so syncfs on it
+    // reports every write-back error since.
+    let staging = make_staging(dir)?;
+    let staging_dir = std::fs::File::open(&staging).map_err(|e| format!("cannot open {}: {e}", staging.display()))?;
     let outcomes: Vec<Result<(PathBuf, PathBuf), String>> = lines
         .par_iter()
         .map(|&(n, line)| {
@@ -674,36 +715,47 @@ fn render_batch(r: &Renderer, batch: &Path, dir: &Path, for_signature: bool) -> 
                         .map(|f| f.to_string())
                         .collect::<Vec<_>>()
                         .join("; ")),
-                    Ok(rendered) => write_unsynced(&dir.join(format!("line-{n:06}.pdf")), &rendered.pdf),
+                    Ok(rendered) => {
+                        let name = format!("line-{n:06}.pdf");
+                        write_staged(&staging.join(&name), &dir.join(&name), &rendered.pdf)
+                    }
                 },
             };
             bar.inc(1);
             result.map_err(|e| format!("line {n}: {e}"))
         })
         .collect();
+    bar.finish_and_clear();
     let written: Vec<&(PathBuf, PathBuf)> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     let mut failures: Vec<String> = outcomes.iter().filter_map(|o| o.as_ref().err().cloned()).collect();
-    if let Err(e) = sync_filesystem(dir) {
-        for (tmp, _) in &written {
-            let _ = std::fs::remove_file(tmp);
-        }
-        return Err(format!("cannot make {} durable: {e}; nothing was moved into place", dir.display()));
-    }
-    for (tmp, path) in &written {
-        if let Err(e) = std::fs::rename(tmp, path) {
-            let _ = std::fs::remove_file(tmp);
-            failures.push(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        return Err(format!("cannot sync {}: {e}", dir.display()));
-    }
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
     failures.sort();
     for f in &failures {
         eprintln!("{f}");
     }
+    if let Err(e) = sync_staged(&staging_dir, &written) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(format!("cannot make the batch's PDFs durable: {e}; none was moved into {}", dir.display()));
+    }
+    let mut moved = Vec::new();
+    for (tmp, path) in &written {
+        match std::fs::rename(tmp, path) {
+            Ok(()) => moved.push(path),
+            Err(e) => {
+                let line = format!("cannot write {}: {e}", path.display());
+                eprintln!("{line}");
+                failures.push(line);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        return Err(format!(
+            "{} PDFs were moved into {} but the directory could not be synced: {e}",
+            moved.len(),
+            dir.display()
+        ));
+    }
+    let secs = start.elapsed().as_secs_f64();
     let ok = lines.len() - failures.len();
     println!(
         "rendered {ok} of {} documents, {} failed, in {secs:.2} s ({:.0} documents/s on {} threads)",

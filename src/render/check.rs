@@ -70,19 +70,25 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
 /// CRC-32 of a text → (the text, folded).
 type FoldMap = HashMap<u32, Vec<(Box<str>, Rc<str>)>>;
 
-/// At most this many clause texts are remembered per thread; then the cache starts again.
-const FOLD_CACHE_MAX: usize = 2048;
+/// Bytes of clause text (raw and folded) remembered per thread; then the cache starts again.
+/// Server threads come and go by the hundred, so each keeps little.
+const FOLD_CACHE_BYTES: usize = 1 << 20;
+/// Longer texts (a long exhibit an intake wrote) are folded every time rather than kept.
+const FOLD_CACHE_LONGEST: usize = 16 * 1024;
 
 thread_local! {
-    /// Clause texts already folded on this thread, by CRC-32 of the text. Like the line-break
-    /// cache in `layout`: most clauses are the same text in every agreement of a template
-    /// version, and folding was the largest part of the check. A hit compares the whole text,
-    /// so it gives exactly what folding would.
+    /// Clause texts already folded on this thread, by CRC-32 of the text, and the bytes they
+    /// hold. Like the line-break cache in `layout`: most clauses are the same text in every
+    /// agreement of a template version, and folding was the largest part of the check. A hit
+    /// compares the whole text, so it gives exactly what folding would.
     static FOLDS: RefCell<(FoldMap, usize)> = RefCell::new((HashMap::new(), 0));
 }
 
 /// [`fold`], from this thread's cache when the same text was folded before.
 fn folded(s: &str) -> Rc<str> {
+    if s.len() > FOLD_CACHE_LONGEST {
+        return fold(s).into();
+    }
     let crc = crc32fast::hash(s.as_bytes());
     let hit = FOLDS.with(|c| {
         c.borrow()
@@ -95,13 +101,14 @@ fn folded(s: &str) -> Rc<str> {
     }
     let out: Rc<str> = fold(s).into();
     FOLDS.with(|c| {
-        let (map, count) = &mut *c.borrow_mut();
-        if *count >= FOLD_CACHE_MAX {
+        let (map, bytes) = &mut *c.borrow_mut();
+        let cost = s.len() + out.len() + 64;
+        if *bytes + cost > FOLD_CACHE_BYTES {
             map.clear();
-            *count = 0;
+            *bytes = 0;
         }
         map.entry(crc).or_default().push((s.into(), out.clone()));
-        *count += 1;
+        *bytes += cost;
     });
     out
 }

@@ -131,8 +131,9 @@ struct Wrapped {
     lines: Rc<Vec<Vec<Span>>>,
 }
 
-/// At most this many paragraphs are remembered per thread; then the cache starts again.
-const WRAP_CACHE_MAX: usize = 4096;
+/// Bytes of paragraphs (their text, twice: the runs and the lines) remembered per thread; then
+/// the cache starts again. Server threads come and go by the hundred, so each keeps little.
+const WRAP_CACHE_BYTES: usize = 2 << 20;
 
 thread_local! {
     /// Line breaks already computed on this thread, by a hash of what they depend on. Most of
@@ -167,11 +168,16 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
         return hit.as_ref().clone();
     }
     let lines = wrap_uncached(fonts, runs, size, width);
+    let cost: usize = 2 * runs.iter().map(|r| r.text.len() + 48).sum::<usize>() + 128;
+    if cost > WRAP_CACHE_BYTES / 16 {
+        // A paragraph this long (an intake's own exhibit) is wrapped every time, not kept.
+        return lines;
+    }
     WRAPS.with(|c| {
-        let (map, count) = &mut *c.borrow_mut();
-        if *count >= WRAP_CACHE_MAX {
+        let (map, bytes) = &mut *c.borrow_mut();
+        if *bytes + cost > WRAP_CACHE_BYTES {
             map.clear();
-            *count = 0;
+            *bytes = 0;
         }
         map.entry(hash).or_default().push(Wrapped {
             fonts: font_id,
@@ -180,7 +186,7 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
             runs: runs.to_vec(),
             lines: Rc::new(lines.clone()),
         });
-        *count += 1;
+        *bytes += cost;
     });
     lines
 }
