@@ -686,19 +686,19 @@ impl<E> Shelf<E> {
 }
 
 /// A stream compressed, with its uncompressed bytes.
-struct Packed1 {
+struct KeptStream {
     raw: Shared,
     packed: Shared,
 }
 
-type StreamCache = Shelf<Packed1>;
+type StreamCache = Shelf<KeptStream>;
 
 /// Uncompressed plus compressed bytes of the other streams kept (they are small).
 const STREAM_CACHE_BYTES: usize = 1 << 20;
 
 static STREAMS: std::sync::LazyLock<StreamCache> = std::sync::LazyLock::new(|| Shelf::new(STREAM_CACHE_BYTES));
 
-impl Shelf<Packed1> {
+impl Shelf<KeptStream> {
     /// `raw` compressed (zlib, fast level), from the cache when the same bytes were compressed
     /// before.
     fn deflated(&self, raw: &[u8]) -> Shared {
@@ -709,7 +709,7 @@ impl Shelf<Packed1> {
         let packed: Shared = deflate(raw, flate2::Compression::fast()).into();
         self.put(
             crc,
-            std::sync::Arc::new(Packed1 { raw: raw.into(), packed: packed.clone() }),
+            std::sync::Arc::new(KeptStream { raw: raw.into(), packed: packed.clone() }),
             raw.len() + packed.len(),
         );
         packed
