@@ -5,6 +5,8 @@
 //! that the tera templates produce (CommonMark with heading attributes, parsed by
 //! pulldown-cmark); see `templates/README.md` for the conventions.
 
+use std::sync::LazyLock;
+
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde::{Deserialize, Serialize};
 
@@ -298,17 +300,22 @@ pub fn clauses(nodes: Vec<Node>) -> (Vec<Block>, Vec<Clause>) {
 /// backslash-escaped (CommonMark treats any escaped punctuation as literal), and line breaks
 /// fold to spaces so a value can never start a heading, list or code block.
 pub fn escape_markup(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut buf = [0u8; 4];
-    for c in input.chars() {
-        if c.is_ascii_punctuation() {
-            out.write_all(&[b'\\', c as u8])?;
-        } else if c == '\n' || c == '\r' || c == '\t' {
+    // A byte at a time: every byte of a multi-byte character is above 0x7F and passes through,
+    // so this is the character-wise rule. What needs no change is written a slice at a time.
+    let bytes = input.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_punctuation() {
+            out.write_all(&bytes[from..i])?;
+            out.write_all(b"\\")?;
+            from = i; // the punctuation itself starts the next slice
+        } else if matches!(b, b'\n' | b'\r' | b'\t') {
+            out.write_all(&bytes[from..i])?;
             out.write_all(b" ")?;
-        } else {
-            out.write_all(c.encode_utf8(&mut buf).as_bytes())?;
+            from = i + 1;
         }
     }
-    Ok(())
+    out.write_all(&bytes[from..])
 }
 
 /// Concatenated text of runs.
@@ -321,10 +328,9 @@ fn trim_runs(runs: Vec<Run>) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::with_capacity(runs.len());
     let mut prev_space = true;
     for r in runs {
-        // Most runs are printable ASCII with single spaces: nothing to fold, so the text is
-        // kept as it is (all but a leading space after a space).
-        let t = r.text.as_bytes();
-        if t.iter().all(|&b| (0x20..0x7f).contains(&b)) && memchr::memmem::find(t, b"  ").is_none() {
+        // Most runs have no whitespace but single spaces: nothing to fold, so the text is kept
+        // as it is (all but a leading space after a space).
+        if folds_nothing(r.text.as_bytes()) {
             let mut text = r.text;
             if prev_space && text.starts_with(' ') {
                 text.remove(0);
@@ -379,6 +385,51 @@ fn trim_runs(runs: Vec<Run>) -> Vec<Run> {
     }
     drop_trailing_space(&mut out);
     out
+}
+
+/// True when `t` (UTF-8) has no whitespace but single ASCII spaces, so folding whitespace
+/// changes nothing: a search for a double space, then one pass over the bytes that looks only at
+/// the lead bytes of the characters `char::is_whitespace` accepts: U+0009–U+000D, U+0085,
+/// U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (a unit test checks
+/// every `char` against it).
+fn folds_nothing(t: &[u8]) -> bool {
+    // Bytes that may start whitespace other than a single space: a table lookup per byte, so
+    // the loop over letters, digits, punctuation and continuation bytes does not branch.
+    const LEADS: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0x09;
+        while b <= 0x0D {
+            t[b] = true;
+            b += 1;
+        }
+        t[0xC2] = true;
+        t[0xE1] = true;
+        t[0xE2] = true;
+        t[0xE3] = true;
+        t
+    };
+    static DOUBLE_SPACE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"  "));
+    if DOUBLE_SPACE.find(t).is_some() {
+        return false;
+    }
+    for (i, &b) in t.iter().enumerate() {
+        if !LEADS[usize::from(b)] {
+            continue;
+        }
+        let next = |k: usize| t.get(i + k).copied().unwrap_or(0);
+        let space = match b {
+            0xC2 => matches!(next(1), 0x85 | 0xA0),
+            0xE1 => next(1) == 0x9A && next(2) == 0x80,
+            0xE2 => matches!((next(1), next(2)), (0x80, 0x80..=0x8A | 0xA8 | 0xA9 | 0xAF) | (0x81, 0x9F)),
+            0xE3 => next(1) == 0x80 && next(2) == 0x80,
+            _ => true, // U+0009–U+000D
+        };
+        if space {
+            return false;
+        }
+    }
+    true
 }
 
 /// Drops the space that ends the last run (and the run, when nothing else is left of it).
@@ -469,6 +520,7 @@ mod tests {
             &["É\n\nÉ", " ", "z"],
             &["a ", " b", "  c  d ", " ", "e"],
             &[" lead", "trail ", " ", "x  y"],
+            &["a\u{200b}b ", "\u{1680}c\u{2000}\u{200a}d", " e\u{205f}\u{2029}f\u{feff} "],
         ];
         for case in cases {
             let runs: Vec<Run> =
@@ -477,10 +529,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn folds_nothing_is_false_exactly_where_a_character_is_whitespace_or_a_space_doubles() {
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let alone = c.encode_utf8(&mut buf).to_string();
+            let text = format!("Zoë{alone}x, “quoted” — §{alone}");
+            assert_eq!(folds_nothing(text.as_bytes()), !c.is_whitespace() || c == ' ', "U+{:04X}", u32::from(c));
+        }
+        assert!(folds_nothing(b""));
+        assert!(!folds_nothing(b"a  b"));
+        assert!(!folds_nothing(b"a b  "));
+    }
+
     fn esc(s: &str) -> String {
         let mut v = Vec::new();
         escape_markup(s, &mut v).expect("write to vec");
         String::from_utf8(v).expect("utf8")
+    }
+
+    #[test]
+    fn escaping_a_slice_at_a_time_gives_what_escaping_a_character_at_a_time_gave() {
+        fn reference(input: &str) -> String {
+            let mut out = String::new();
+            for c in input.chars() {
+                if c.is_ascii_punctuation() {
+                    out.push('\\');
+                    out.push(c);
+                } else if c == '\n' || c == '\r' || c == '\t' {
+                    out.push(' ');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        for t in ["", "plain", "*bold*_x_", "Zoë — “Ångström”\r\n\t§ 164.504(e)", "\\", "é*", "*é", "a\n\nb!", "~`#|<>"]
+        {
+            assert_eq!(esc(t), reference(t), "{t:?}");
+        }
     }
 
     #[test]
