@@ -73,13 +73,6 @@
 //! wrong ([`config::ConfigError`], [`mail::MailError`], [`app::OpenError`], …) — so callers match
 //! on variants, not text; only [`cli`], the outer edge, turns them into the sentences it prints.
 
-/// The allocator: mimalloc instead of the C library's. Rendering allocates a string per run,
-/// span and node, and the server a few buffers per request on every thread; with glibc's
-/// allocator malloc and free were a fifth of a document's render time, and its per-thread
-/// arenas kept freed memory resident (see README, *Speed under load*).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod app;
 pub mod archive;
 pub mod cli;
