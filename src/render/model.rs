@@ -69,10 +69,17 @@ pub struct Clause {
 impl Clause {
     /// Heading and body as plain text, for the checker and diffs.
     pub fn text(&self) -> String {
-        let mut s = self.heading.clone();
+        // Sized once: this runs for every clause of every render (the check reads it), and
+        // growing the string a run at a time was a tenth of the reallocation in a profile.
+        let runs = || self.body.iter().flat_map(|b| b.runs());
+        let len = self.heading.len() + self.body.len() + runs().map(|r| r.text.len()).sum::<usize>();
+        let mut s = String::with_capacity(len);
+        s.push_str(&self.heading);
         for b in &self.body {
             s.push('\n');
-            s.push_str(&b.plain());
+            for r in b.runs() {
+                s.push_str(&r.text);
+            }
         }
         s
     }
