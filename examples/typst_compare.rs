@@ -142,11 +142,9 @@ fn typst(doc: &Document) -> String {
         }
     }
     if !doc.signatures.is_empty() {
-        let intro = doc.signature_note.clone().unwrap_or_else(|| {
-            "Each party has caused this Agreement to be signed by its authorized representative, in the order listed below.".into()
-        });
+        let intro = countersign::render::layout::signature_intro(doc);
         let _ =
-            writeln!(s, "#block(above: 18pt, breakable: false)[\n#text(size: 12pt)[*Signatures*]\n\n{}", esc(&intro));
+            writeln!(s, "#block(above: 18pt, breakable: false)[\n#text(size: 12pt)[*Signatures*]\n\n{}", esc(intro));
         for sig in &doc.signatures {
             let _ = writeln!(
                 s,
@@ -163,17 +161,10 @@ fn typst(doc: &Document) -> String {
 }
 
 fn clause(s: &mut String, c: &Clause, draft: bool) {
-    let cites: Vec<String> = c
-        .elements
-        .iter()
-        .filter_map(|id| countersign::domain::elements::element(id).map(|e| (id, e.citation)))
-        .map(|(id, cite)| if draft { format!("{id}: {cite}") } else { cite.to_string() })
-        .collect();
-    let note = if cites.is_empty() {
-        String::new()
-    } else {
-        format!(" #h(1fr) #note[{}{}]", if draft { "Satisfies " } else { "" }, esc(&cites.join(" · ")))
-    };
+    // The same note the layout puts on the heading (citations; in a draft, with element ids).
+    let note = countersign::render::layout::clause_note(c, draft)
+        .map(|n| format!(" #h(1fr) #note[{}]", esc(&n)))
+        .unwrap_or_default();
     let _ = writeln!(s, "#head(9.25pt, 5.5pt)[{} {}{}]", esc(&c.number), esc(&c.heading), note);
     blocks(s, &c.body);
 }

@@ -2,13 +2,12 @@
 //! conditional has been applied, so a template edit that drops or guts a clause is caught the
 //! same way a bad intake is.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde::Serialize;
 
 use super::model::{Clause, Document};
+use super::shelf::LocalShelf;
 use crate::domain::addenda::BreachClock;
 use crate::domain::elements::{Applies, ELEMENTS, Element, OptionKey, Requirement, element};
 use crate::domain::findings::{Finding, Level};
@@ -67,8 +66,11 @@ fn option_on(options: &BaaOptions, key: OptionKey) -> bool {
     }
 }
 
-/// CRC-32 of a text → (the text, folded).
-type FoldMap = HashMap<u32, Vec<(Box<str>, Rc<str>)>>;
+/// A clause text and its folding, kept by [`folded`].
+struct Folded {
+    raw: Box<str>,
+    folded: Rc<str>,
+}
 
 /// Bytes of clause text (raw and folded) remembered per thread; then the cache starts again.
 /// Server threads come and go by the hundred, so each keeps little.
@@ -77,11 +79,11 @@ const FOLD_CACHE_BYTES: usize = 1 << 20;
 const FOLD_CACHE_LONGEST: usize = 16 * 1024;
 
 thread_local! {
-    /// Clause texts already folded on this thread, by CRC-32 of the text, and the bytes they
-    /// hold. Like the line-break cache in `layout`: most clauses are the same text in every
-    /// agreement of a template version, and folding was the largest part of the check. A hit
-    /// compares the whole text, so it gives exactly what folding would.
-    static FOLDS: RefCell<(FoldMap, usize)> = RefCell::new((HashMap::new(), 0));
+    /// Clause texts already folded on this thread. Like the line-break cache in `layout`: most
+    /// clauses are the same text in every agreement of a template version, and folding was the
+    /// largest part of the check. A hit compares the whole text, so it gives exactly what
+    /// folding would.
+    static FOLDS: LocalShelf<Folded> = LocalShelf::new(FOLD_CACHE_BYTES);
 }
 
 /// [`fold`], from this thread's cache when the same text was folded before.
@@ -90,26 +92,12 @@ fn folded(s: &str) -> Rc<str> {
         return fold(s).into();
     }
     let crc = crc32fast::hash(s.as_bytes());
-    let hit = FOLDS.with(|c| {
-        c.borrow()
-            .0
-            .get(&crc)
-            .and_then(|bucket| bucket.iter().find(|(raw, _)| raw.as_ref() == s).map(|(_, f)| f.clone()))
-    });
-    if let Some(hit) = hit {
-        return hit;
+    if let Some(hit) = FOLDS.with(|c| c.find(crc, |e| e.raw.as_ref() == s)) {
+        return hit.folded.clone();
     }
     let out: Rc<str> = fold(s).into();
-    FOLDS.with(|c| {
-        let (map, bytes) = &mut *c.borrow_mut();
-        let cost = s.len() + out.len() + 64;
-        if *bytes + cost > FOLD_CACHE_BYTES {
-            map.clear();
-            *bytes = 0;
-        }
-        map.entry(crc).or_default().push((s.into(), out.clone()));
-        *bytes += cost;
-    });
+    let cost = s.len() + out.len() + 64;
+    FOLDS.with(|c| c.put(crc, Folded { raw: s.into(), folded: out.clone() }, cost));
     out
 }
 

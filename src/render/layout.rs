@@ -5,15 +5,12 @@
 //! what prints). Pagination keeps headings with what follows, never leaves a single line of a
 //! paragraph at a page foot, and never splits a signature block.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use textwrap::core::Fragment;
 use textwrap::wrap_algorithms::{Penalties, wrap_optimal_fit};
 
 use super::fonts::{Face, Fonts};
 use super::model::{Attachment, Block, Clause, Document, Run};
+use super::shelf::LocalShelf;
 use crate::domain::elements::element;
 
 /// US Letter in points.
@@ -128,7 +125,7 @@ struct Wrapped {
     size: u32,
     width: u32,
     runs: Vec<Run>,
-    lines: Rc<Vec<Vec<Span>>>,
+    lines: Vec<Vec<Span>>,
 }
 
 /// Bytes of paragraphs (their text, twice: the runs and the lines) remembered per thread; then
@@ -136,22 +133,19 @@ struct Wrapped {
 const WRAP_CACHE_BYTES: usize = 2 << 20;
 
 thread_local! {
-    /// Line breaks already computed on this thread, by a hash of what they depend on. Most of
-    /// an agreement's text is boilerplate that does not depend on the intake (issue 14:
-    /// optimal-fit wrapping was the largest stage of a render), so the next document on the same
-    /// thread — a batch, the server's next draft — reuses them. Thread-local, so no lock:
-    /// rayon's workers and the server's blocking threads each keep their own. A hit compares
-    /// everything the breaks depend on, so it returns exactly what the wrap would have, and the
-    /// output stays deterministic. Looked up by hash so that a hit copies nothing but the lines.
-    static WRAPS: RefCell<(HashMap<u32, Vec<Wrapped>>, usize)> = RefCell::new((HashMap::new(), 0));
+    /// Line breaks already computed on this thread. Most of an agreement's text is boilerplate
+    /// that does not depend on the intake (issue 14: optimal-fit wrapping was the largest stage
+    /// of a render), so the next document on the same thread — a batch, the server's next
+    /// draft — reuses them. Thread-local, so no lock: rayon's workers and the server's blocking
+    /// threads each keep their own. A hit compares everything the breaks depend on, so it
+    /// returns exactly what the wrap would have, and the output stays deterministic.
+    static WRAPS: LocalShelf<Wrapped> = LocalShelf::new(WRAP_CACHE_BYTES);
 }
 
 /// Breaks runs into lines of at most `width` points. Returns each line's spans with x relative
 /// to the line start.
 pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
     let (font_id, size_bits, width_bits) = (fonts as *const Fonts as usize, size.to_bits(), width.to_bits());
-    // CRC-32 (vectorised) rather than SipHash: this hashes every paragraph of every render,
-    // and a hit compares the whole key anyway.
     let mut h = crc32fast::Hasher::new();
     h.update(&font_id.to_le_bytes());
     h.update(&size_bits.to_le_bytes());
@@ -162,10 +156,8 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
     }
     let hash = h.finalize();
     let same = |w: &Wrapped| w.fonts == font_id && w.size == size_bits && w.width == width_bits && w.runs == runs;
-    if let Some(hit) =
-        WRAPS.with(|c| c.borrow().0.get(&hash).and_then(|b| b.iter().find(|w| same(w)).map(|w| w.lines.clone())))
-    {
-        return hit.as_ref().clone();
+    if let Some(hit) = WRAPS.with(|c| c.find(hash, same)) {
+        return hit.lines.clone();
     }
     let lines = wrap_uncached(fonts, runs, size, width);
     let cost: usize = 2 * runs.iter().map(|r| r.text.len() + 48).sum::<usize>() + 128;
@@ -173,21 +165,9 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
         // A paragraph this long (an intake's own exhibit) is wrapped every time, not kept.
         return lines;
     }
-    WRAPS.with(|c| {
-        let (map, bytes) = &mut *c.borrow_mut();
-        if *bytes + cost > WRAP_CACHE_BYTES {
-            map.clear();
-            *bytes = 0;
-        }
-        map.entry(hash).or_default().push(Wrapped {
-            fonts: font_id,
-            size: size_bits,
-            width: width_bits,
-            runs: runs.to_vec(),
-            lines: Rc::new(lines.clone()),
-        });
-        *bytes += cost;
-    });
+    let kept =
+        Wrapped { fonts: font_id, size: size_bits, width: width_bits, runs: runs.to_vec(), lines: lines.clone() };
+    WRAPS.with(|c| c.put(hash, kept, cost));
     lines
 }
 
@@ -339,10 +319,17 @@ fn heading_item(fonts: &Fonts, text: &str, size: f32, space_before: f32) -> Item
     item
 }
 
+/// The sentence that opens the signature block: the document's own note, or the default.
+pub fn signature_intro(doc: &Document) -> &str {
+    doc.signature_note.as_deref().unwrap_or(
+        "Each party has caused this Agreement to be signed by its authorized representative, in the order listed below.",
+    )
+}
+
 /// The note on a clause heading. The draft for counsel traces each clause to its element ids
 /// ("Satisfies BAA-04: 45 CFR …"); the copy sent for signature is a contract and carries only the
 /// citations, with no tool vocabulary (element and provision ids stay in the check report).
-fn clause_note(c: &Clause, draft: bool) -> Option<String> {
+pub fn clause_note(c: &Clause, draft: bool) -> Option<String> {
     if draft {
         let cites: Vec<String> = c
             .elements
@@ -414,9 +401,7 @@ fn signature_items(fonts: &Fonts, items: &mut Vec<Item>, doc: &Document) {
         return;
     }
     let mut head = text_lines(fonts, &[Run { text: "Signatures".into(), bold: true }], 12.0, 16.0, 0.0, CONTENT_W);
-    let intro = doc.signature_note.clone().unwrap_or_else(|| {
-        "Each party has caused this Agreement to be signed by its authorized representative, in the order listed below.".into()
-    });
+    let intro = signature_intro(doc).to_string();
     head.extend(text_lines(fonts, &[Run { text: intro, bold: false }], BODY, LEADING, 0.0, CONTENT_W));
     let signers: Vec<Vec<Line>> = doc.signatures.iter().map(|s| signer_lines(fonts, s)).collect();
 

@@ -11,6 +11,7 @@ pub mod fonts;
 pub mod layout;
 pub mod model;
 pub mod pdf;
+mod shelf;
 pub mod vendor_report;
 
 use serde::Serialize;

@@ -406,9 +406,10 @@ fn folds_nothing(t: &[u8]) -> bool {
     // almost never taken.
     const LEADS: [bool; 256] = {
         let mut t = [false; 256];
-        let mut b = 0x09;
-        while b <= 0x0D {
-            t[b] = true;
+        let mut b = 0;
+        while b < 128 {
+            // A single ASCII space is the one whitespace that folds to itself.
+            t[b as usize] = ascii_space_byte(b) && b != b' ';
             b += 1;
         }
         t[0xC2] = true;
@@ -432,7 +433,7 @@ fn folds_nothing(t: &[u8]) -> bool {
             0xE1 => next(1) == 0x9A && next(2) == 0x80,
             0xE2 => matches!((next(1), next(2)), (0x80, 0x80..=0x8A | 0xA8 | 0xA9 | 0xAF) | (0x81, 0x9F)),
             0xE3 => next(1) == 0x80 && next(2) == 0x80,
-            _ => true, // U+0009–U+000D
+            _ => true, // ASCII whitespace but the space
         };
         if space {
             return false;
@@ -457,7 +458,7 @@ fn drop_trailing_space(out: &mut Vec<Run>) {
 
 /// The ASCII bytes `char::is_whitespace` accepts (`u8::is_ascii_whitespace` leaves out the
 /// vertical tab).
-pub(crate) fn ascii_space_byte(b: u8) -> bool {
+pub(crate) const fn ascii_space_byte(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 

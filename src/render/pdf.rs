@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 
 use super::fonts::{Face, Font, Fonts};
 use super::layout::{MARGIN, PAGE_H, PAGE_W, Page, Rule};
+use super::shelf::Shelf;
 
 /// Document-level facts the writer needs.
 pub struct Meta<'a> {
@@ -625,65 +626,19 @@ static PACKED: std::sync::LazyLock<[Packed; 2]> = std::sync::LazyLock::new(|| {
         .map(|face| Packed { raw_len: face.bytes.len(), deflated: deflate(face.bytes, flate2::Compression::best()) })
 });
 
-/// Compressed content already made, shared by every thread: pages by what they show, and
-/// other streams (the fonts' ToUnicode maps) by their uncompressed bytes.
-///
-/// Why: deflate was a third of a render and writing the glyph strings most of the rest (issue
-/// 14), and most pages of an agreement are the same in every document of a template version:
-/// boilerplate clauses do not depend on the intake, and where an intake's longer name moves text
-/// down a line, the pages after it come in a few variants that recur. A hit compares everything
-/// the stream depends on, and deflate is deterministic, so a hit gives exactly the bytes
-/// writing and compressing would have: the output does not depend on what the cache holds (a
-/// unit test checks a document written warm against one written cold).
-///
-/// One map behind a mutex rather than one per thread: the server renders on its blocking pool,
-/// whose threads come and go, and a per-thread copy of a few megabytes would multiply by them.
-/// The lock is held for a lookup or an insert only; hashing, comparing and compressing happen
-/// outside it. Bounded by bytes: when full it starts again (the next documents refill it).
-struct Shelf<E> {
-    /// Entries by checksum, and the bytes they cost.
-    map: std::sync::Mutex<(Buckets<E>, usize)>,
-    budget: usize,
-}
-
+/// Bytes shared between a cache and the documents that use them.
 type Shared = std::sync::Arc<[u8]>;
-type Buckets<E> = std::collections::HashMap<u32, Vec<std::sync::Arc<E>>>;
 
-impl<E> Shelf<E> {
-    fn new(budget: usize) -> Shelf<E> {
-        Shelf { map: std::sync::Mutex::new((std::collections::HashMap::new(), 0)), budget }
-    }
-
-    /// The entry filed under `crc` for which `same` holds.
-    fn find(&self, crc: u32, same: impl Fn(&E) -> bool) -> Option<std::sync::Arc<E>> {
-        // Take the candidates' handles under the lock, compare outside it. A poisoned lock
-        // only means another thread panicked holding it; the map is still a valid map.
-        let bucket: Vec<std::sync::Arc<E>> = {
-            let map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.0.get(&crc)?.clone()
-        };
-        bucket.into_iter().find(|e| same(e))
-    }
-
-    /// Files `entry` under `crc`, counting `cost` bytes against the budget.
-    fn put(&self, crc: u32, entry: std::sync::Arc<E>, cost: usize) {
-        if cost > self.budget {
-            return;
-        }
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.1 + cost > self.budget {
-            map.0.clear();
-            map.1 = 0;
-        }
-        map.0.entry(crc).or_default().push(entry);
-        map.1 += cost;
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.map.lock().map(|m| m.0.values().map(Vec::len).sum()).unwrap_or(0)
-    }
-}
+// Compressed content already made, shared by every thread (a `Shelf`): pages by what they
+// show, and other streams (the fonts' ToUnicode maps) by their uncompressed bytes.
+//
+// Why: deflate was a third of a render and writing the glyph strings most of the rest (issue
+// 14), and most pages of an agreement are the same in every document of a template version:
+// boilerplate clauses do not depend on the intake, and where an intake's longer name moves text
+// down a line, the pages after it come in a few variants that recur. A hit compares everything
+// the stream depends on, and deflate is deterministic, so a hit gives exactly the bytes
+// writing and compressing would have: the output does not depend on what the cache holds (a
+// unit test checks a document written warm against one written cold).
 
 /// A stream compressed, with its uncompressed bytes.
 struct KeptStream {
