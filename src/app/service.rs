@@ -331,7 +331,7 @@ impl Service {
     /// when it queued messages. Returns once the change is on disk.
     pub(crate) fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
         let (sealed, ticket, queued) = self.apply(change)?;
-        self.durable(ticket, queued)?;
+        self.durable(Pending { ticket, queued })?;
         Ok(sealed)
     }
 
@@ -393,15 +393,28 @@ impl Service {
         }
     }
 
-    /// The second half of [`Service::commit`]: waits until the change behind `ticket` is on disk
+    /// The second half of [`Service::commit`]: waits until the pending change is on disk
     /// (sharing the flush with other writers), then wakes the mail sender if it queued mail.
-    pub(crate) fn durable(&self, ticket: u64, queued: bool) -> Result<(), StoreError> {
-        self.store.sync(ticket)?;
-        if queued {
+    pub(crate) fn durable(&self, pending: Pending) -> Result<(), StoreError> {
+        self.store.sync(pending.ticket)?;
+        self.committed(pending);
+        Ok(())
+    }
+
+    /// [`Service::durable`] on an async thread: the wait holds no thread, so hundreds of
+    /// concurrent signers waiting for one fsync are parked futures (see
+    /// [`crate::store::Store::sync_async`]).
+    pub async fn durable_async(&self, pending: Pending) -> Result<(), StoreError> {
+        self.store.clone().sync_async(pending.ticket).await?;
+        self.committed(pending);
+        Ok(())
+    }
+
+    fn committed(&self, pending: Pending) {
+        if pending.queued {
             self.mail_wake.notify_one();
             self.hooks.wake.notify_one();
         }
-        Ok(())
     }
 
     pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
@@ -1116,6 +1129,35 @@ impl Service {
         code: Option<&str>,
         actor: &Actor,
     ) -> Result<Agreement, ServiceError> {
+        let Signing { agreement, pending, outcome } = self.sign_begin(token, form, code, actor)?;
+        self.durable(pending)?;
+        self.sign_outcome(agreement, outcome)
+    }
+
+    /// [`Service::sign_with_code`] on an async thread: the CPU work on the calling (blocking)
+    /// thread in [`Service::sign_begin`], then this wait for the disk without a thread.
+    pub async fn sign_end_async(&self, signing: Signing) -> Result<Agreement, ServiceError> {
+        let Signing { agreement, pending, outcome } = signing;
+        self.durable_async(pending).await?;
+        self.sign_outcome(agreement, outcome)
+    }
+
+    /// The answer to a signing once its commit is durable.
+    fn sign_outcome(&self, a: Agreement, outcome: Result<(String, u64), String>) -> Result<Agreement, ServiceError> {
+        let (signer, later_views) = outcome.map_err(|reason| ServiceError::Field("/code".into(), reason))?;
+        self.views.written(&a.id, &signer, later_views);
+        Ok(a)
+    }
+
+    /// [`Service::sign_with_code`] up to the commit, without waiting for the disk: what it
+    /// returns must go to [`Service::sign_end_async`] before anything is acknowledged.
+    pub fn sign_begin(
+        &self,
+        token: &str,
+        form: SignForm,
+        code: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Signing, ServiceError> {
         if !form.consent {
             return Err(ServiceError::Field("/consent".into(), "consent to sign electronically is required".into()));
         }
@@ -1138,7 +1180,7 @@ impl Service {
         // The agreement the link opens; the link is checked again on every attempt of the
         // update, so two submissions of the same link cannot both sign.
         let id = self.resolve_open(token)?.agreement.id;
-        let (a, outcome) = self.update(&id, |a, change| {
+        let (a, outcome, pending) = self.update_nowait(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
             // The one-time code, when this signer needs one: a wrong one is committed (as a
             // counted failure) instead of the signature.
@@ -1190,10 +1232,7 @@ impl Service {
             }
             Ok(Ok((link.signer.id, later_views)))
         })?;
-        let (signer, later_views) =
-            outcome.map_err(|reason| ServiceError::Field("/code".into(), reason.to_string()))?;
-        self.views.written(&a.id, &signer, later_views);
-        Ok(a)
+        Ok(Signing { agreement: a, pending, outcome: outcome.map_err(|reason| reason.to_string()) })
     }
 
     /// Builds the final PDF (sent bytes + executed signature page + certificate of completion,
@@ -1371,6 +1410,26 @@ pub fn entry(a: Summary, life: &crate::domain::agreement::Life, today: crate::do
         final_sha256: a.final_sha256,
         created_by: a.created_by,
     }
+}
+
+/// A change applied (visible to readers) but maybe not yet on disk: nothing may be acknowledged
+/// until [`Service::durable`] or [`Service::durable_async`] has returned for it.
+#[must_use = "a pending commit must be waited for before anything is acknowledged"]
+pub struct Pending {
+    /// The store's ticket ([`crate::store::Store::sync`]).
+    pub(crate) ticket: u64,
+    /// The change queued mail or webhook deliveries (their senders are woken once it is durable).
+    pub(crate) queued: bool,
+}
+
+/// A signing applied but not yet on disk ([`Service::sign_begin`]): the updated agreement, or
+/// the refusal of a wrong one-time code (itself committed, as a counted failure).
+#[must_use = "a signing must be finished with Service::sign_end_async before it is acknowledged"]
+pub struct Signing {
+    agreement: Agreement,
+    pending: Pending,
+    /// The signer and the later views written with the signature, or why the code was refused.
+    outcome: Result<(String, u64), String>,
 }
 
 /// A rendered draft version, ready to store.

@@ -16,7 +16,7 @@
 use crate::domain::agreement::Agreement;
 use crate::store::{Change, StoreError};
 
-use super::service::{Service, ServiceError};
+use super::service::{Pending, Service, ServiceError};
 
 /// How many times a change is decided before a conflict is reported.
 const ATTEMPTS: usize = 3;
@@ -30,8 +30,21 @@ impl Service {
     pub(crate) fn update<T>(
         &self,
         id: &str,
-        mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
+        decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T), ServiceError> {
+        let (a, out, pending) = self.update_nowait(id, decide)?;
+        self.durable(pending)?;
+        Ok((a, out))
+    }
+
+    /// [`Service::update`] up to the commit, without waiting for the disk: the caller must
+    /// wait for the [`Pending`] ([`Service::durable`], or [`Service::durable_async`] on an async
+    /// thread) before acknowledging anything.
+    pub(crate) fn update_nowait<T>(
+        &self,
+        id: &str,
+        mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
+    ) -> Result<(Agreement, T, Pending), ServiceError> {
         for _ in 0..ATTEMPTS {
             let loaded = self.store.agreement(id)?;
             let revision = loaded.revision;
@@ -41,18 +54,15 @@ impl Service {
             a.revision = revision + 1;
             a.updated_at = self.clock.now();
             change.agreement = Some(a.clone());
-            // Short critical section: re-read the revision, apply, update the index. The lock
-            // is released before the fsync, which concurrent writers share (group commit);
-            // nothing is acknowledged before `durable` returns.
+            // Short critical section: apply (the store's transaction checks the revision and
+            // answers `Conflict` if another change landed since the load), update the index.
+            // The lock is released before the fsync, which concurrent writers share (group
+            // commit); nothing is acknowledged before the pending commit is durable.
             let g = self.write();
-            if self.store.agreement(id)?.revision != revision {
-                continue;
-            }
             match self.apply(change) {
                 Ok((_, ticket, queued)) => {
                     drop(g);
-                    self.durable(ticket, queued)?;
-                    return Ok((a, out));
+                    return Ok((a, out, Pending { ticket, queued }));
                 }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),

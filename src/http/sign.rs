@@ -21,7 +21,7 @@ use tera::{Context, Tera};
 
 use super::error::ApiError;
 use super::page_cache::{Deflated, DocCache, accepts_gzip};
-use super::{AppState, actor, blocking};
+use super::{AppState, actor, blocking, signer_work};
 use crate::app::service::{Link, LinkError, ServiceError, SignForm};
 use crate::clock::rfc3339;
 use crate::domain::agreement::{SignerStatus, Status};
@@ -276,7 +276,7 @@ impl FromRequestParts<AppState> for SignerLink {
         })?;
         let svc = state.service.clone();
         let t = token.clone();
-        let res = blocking(move || svc.resolve(&t, Purpose::Sign)).await.map_err(|e| error_page(state, e))?;
+        let res = signer_work(move || svc.resolve(&t, Purpose::Sign)).await.map_err(|e| error_page(state, e))?;
         match res {
             Ok(link) => Ok(SignerLink(link)),
             Err(e) => Err(link_error(state, &e, None)),
@@ -534,27 +534,45 @@ async fn submit(
         };
     }
     let code = form.code.clone();
-    let result = blocking(move || {
-        let r = match action.as_str() {
-            "sign" => svc.sign_with_code(
-                &token,
-                SignForm {
+    let result = match action.as_str() {
+        // Applied on a gated blocking thread, then waited for durably here without a thread
+        // (group commit: many signers share one fsync), then the `.eml` copies written.
+        "sign" => {
+            let signing = signer_work(move || {
+                let form = SignForm {
                     consent: form.consent.is_some(),
                     typed_name: form.typed_name,
                     typed_title: form.typed_title,
+                };
+                svc.sign_begin(&token, form, Some(&code), &who)
+            })
+            .await;
+            match signing {
+                Ok(Ok(signing)) => match state.service.sign_end_async(signing).await {
+                    Ok(a) => {
+                        let svc = state.service.clone();
+                        signer_work(move || svc.flush_outbox_of(&a.id).map(|_| a)).await
+                    }
+                    Err(e) => Ok(Err(e)),
                 },
-                Some(&code),
-                &who,
-            ),
-            "decline" => svc.decline(&token, &form.reason, &who),
-            _ => Err(ServiceError::Field("/action".into(), "choose Sign or Decline".into())),
-        };
-        if let Ok(a) = &r {
-            svc.flush_outbox_of(&a.id)?;
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            }
         }
-        r
-    })
-    .await;
+        _ => {
+            blocking(move || {
+                let r = match action.as_str() {
+                    "decline" => svc.decline(&token, &form.reason, &who),
+                    _ => Err(ServiceError::Field("/action".into(), "choose Sign or Decline".into())),
+                };
+                if let Ok(a) = &r {
+                    svc.flush_outbox_of(&a.id)?;
+                }
+                r
+            })
+            .await
+        }
+    };
     match result {
         Ok(Ok(a)) => {
             let (title, body) = if form.action == "decline" {

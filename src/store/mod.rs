@@ -20,6 +20,9 @@ mod summary_index;
 pub mod vendors;
 pub mod webhooks;
 
+use std::pin::Pin;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::agreement::{Agreement, Summary, VersionRecord};
@@ -218,6 +221,15 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until the commit behind `ticket` is durable.
     fn sync(&self, _ticket: u64) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// [`Store::sync`] for async callers, without holding a thread while it waits (the HTTP
+    /// signing path: hundreds of signers waiting for one fsync). The default is for stores
+    /// whose `sync` returns at once.
+    fn sync_async(
+        self: Arc<Self>,
+        ticket: u64,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>> {
+        Box::pin(std::future::ready(self.sync(ticket)))
     }
     fn messages(&self) -> Result<Vec<Message>, StoreError>;
     /// One outbox message by id.
