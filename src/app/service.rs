@@ -1025,6 +1025,12 @@ impl Service {
         Ok(a)
     }
 
+    /// Whether [`Service::resolve`] reads only memory in this process (sled's page cache, the
+    /// memory store), cheap enough for an async thread; not for a store across a network.
+    pub fn reads_in_process(&self) -> bool {
+        self.store.reads_in_process()
+    }
+
     /// Verifies a link token and loads what it opens, checking in order: format, key, tag,
     /// expiry, agreement and signer, generation, state.
     pub fn resolve(&self, token: &str, want: Purpose) -> Result<Link, LinkError> {

@@ -270,8 +270,7 @@ pub async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     gated(GATE.get_or_init(|| tokio::sync::Semaphore::new(cores())), f).await
 }
 
-/// A signer's short blocking work (verifying a link, applying a signature, writing its `.eml`
-/// copies): on the blocking pool like [`blocking`], at most two per core at once (a little of it
+/// A signer's short blocking work (applying a signature, writing its `.eml` copies): on the blocking pool like [`blocking`], at most two per core at once (a little of it
 /// waits on the write lock or the disk); the rest wait without a thread. The wait for the disk
 /// is not in here (see [`crate::app::Service::sign_end_async`]). Why: 256 signers at once were
 /// 256 threads, and the one holding the write lock was preempted by the others: the critical

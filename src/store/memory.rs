@@ -50,6 +50,10 @@ fn found<T: Clone>(v: Option<&T>) -> Result<T, StoreError> {
 }
 
 impl Store for MemoryStore {
+    fn reads_in_process(&self) -> bool {
+        true
+    }
+
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError> {
         found(self.maps().agreements.get(id))
     }

@@ -218,6 +218,12 @@ pub trait Store: Send + Sync + 'static {
     fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
         Ok((self.commit(change)?, 0))
     }
+    /// Whether a read of one record is local memory work (a page cache in this process), cheap
+    /// enough to run on an async thread. `false` (the default) for a store across a network:
+    /// its reads go to the blocking pool.
+    fn reads_in_process(&self) -> bool {
+        false
+    }
     /// Waits until the commit behind `ticket` is durable.
     fn sync(&self, _ticket: u64) -> Result<(), StoreError> {
         Ok(())

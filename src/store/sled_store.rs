@@ -295,6 +295,10 @@ impl Store for SledStore {
         Ok(sealed)
     }
 
+    fn reads_in_process(&self) -> bool {
+        true
+    }
+
     fn sync(&self, ticket: u64) -> Result<(), StoreError> {
         self.group.wait(ticket, || self.flush_files())
     }
