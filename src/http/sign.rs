@@ -545,29 +545,35 @@ async fn submit(
     }
     let code = form.code.clone();
     let result = match action.as_str() {
-        // Applied on a gated blocking thread, then waited for durably here without a thread
-        // (group commit: many signers share one fsync), then the `.eml` copies written.
+        // Applied on a gated blocking thread, then waited for durably without a thread (group
+        // commit: many signers share one fsync), then the `.eml` copies written. In a task of
+        // its own, so that a signer who hangs up midway does not stop it between the commit and
+        // waking the mail sender (which a blocking call, run to its end, never did either).
         "sign" => {
-            let signing = signer_work(move || {
-                let form = SignForm {
-                    consent: form.consent.is_some(),
-                    typed_name: form.typed_name,
-                    typed_title: form.typed_title,
+            let state = state.clone();
+            let run = tokio::spawn(async move {
+                let signing = signer_work(move || {
+                    let form = SignForm {
+                        consent: form.consent.is_some(),
+                        typed_name: form.typed_name,
+                        typed_title: form.typed_title,
+                    };
+                    svc.sign_begin(&token, form, Some(&code), &who)
+                })
+                .await?;
+                let a = match signing {
+                    Ok(signing) => state.service.sign_end_async(signing).await,
+                    Err(e) => Err(e),
                 };
-                svc.sign_begin(&token, form, Some(&code), &who)
-            })
-            .await;
-            match signing {
-                Ok(Ok(signing)) => match state.service.sign_end_async(signing).await {
+                match a {
                     Ok(a) => {
                         let svc = state.service.clone();
                         signer_work(move || svc.flush_outbox_of(&a.id).map(|_| a)).await
                     }
                     Err(e) => Ok(Err(e)),
-                },
-                Ok(Err(e)) => Ok(Err(e)),
-                Err(e) => Err(e),
-            }
+                }
+            });
+            run.await.unwrap_or_else(|e| Err(ApiError::Internal(format!("task failed: {e}"))))
         }
         _ => {
             blocking(move || {

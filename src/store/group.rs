@@ -127,8 +127,8 @@ impl GroupCommit {
 
 /// [`GroupCommit::wait`] for async callers: waits without a thread (a parked future woken by
 /// [`GroupCommit::finish`]). When this waiter is the one to flush, the flush runs on the blocking
-/// pool and reports itself there, so the bookkeeping ends even if this future is dropped (a
-/// client that hung up) or the flush panics (reported as failed). Like `wait`, a failed flush
+/// pool and reports itself there, so the bookkeeping ends even if this future is dropped, the
+/// flush panics or never runs (both reported as failed). Like `wait`, a failed flush
 /// releases nobody, and the waiter that ran it gets its error.
 pub async fn wait_async<S: Send + Sync + 'static>(
     owner: std::sync::Arc<S>,
@@ -145,18 +145,34 @@ pub async fn wait_async<S: Send + Sync + 'static>(
             Next::Durable => return Ok(()),
             Next::Wait => finished.await,
             Next::Flush(target) => {
-                let owner = owner.clone();
+                // The report travels with the flush: it reports when the flush ends, when it
+                // panics, and when the blocking task is dropped without running (a runtime
+                // shutting down), so a flush is never left marked as running.
+                let report = Report { owner: owner.clone(), group, target, ok: false };
                 let flushed = tokio::task::spawn_blocking(move || {
-                    let mut report = Finish { group: group(&owner), target, ok: false };
-                    let result = flush(&owner);
+                    let mut report = report;
+                    let result = flush(&report.owner);
                     report.ok = result.is_ok();
-                    drop(report);
                     result
                 })
                 .await;
                 flushed.map_err(|e| StoreError::Io(format!("the flush failed: {e}")))??;
             }
         }
+    }
+}
+
+/// [`Finish`] for a flush on another thread: owns what it reports to.
+struct Report<S> {
+    owner: std::sync::Arc<S>,
+    group: fn(&S) -> &GroupCommit,
+    target: u64,
+    ok: bool,
+}
+
+impl<S> Drop for Report<S> {
+    fn drop(&mut self) {
+        (self.group)(&self.owner).finish(self.target, self.ok);
     }
 }
 
@@ -307,6 +323,18 @@ mod tests {
             wait_async(disk.clone(), |d| &d.group, t, disk_flush).await.expect("next flush");
             assert_eq!(disk.group.flushes(), 1);
         });
+    }
+
+    #[test]
+    fn a_flush_dropped_before_it_ran_is_reported_failed_so_the_next_waiter_flushes() {
+        let disk = Arc::new(Disk::default());
+        let t = disk.group.ticket();
+        let Next::Flush(target) = disk.group.begin(t) else { panic!("no flush was running") };
+        assert!(matches!(disk.group.begin(t), Next::Wait), "the flush is marked as running");
+        // What a blocking task dropped unrun (a runtime shutting down) drops: its report.
+        drop(Report { owner: disk.clone(), group: |d: &Disk| &d.group, target, ok: false });
+        assert!(matches!(disk.group.begin(t), Next::Flush(_)), "the next waiter flushes");
+        assert_eq!(disk.group.flushes(), 0);
     }
 
     #[test]
