@@ -270,11 +270,12 @@ pub async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     gated(GATE.get_or_init(|| tokio::sync::Semaphore::new(cores())), f).await
 }
 
-/// A signer's short blocking work (applying a signature, writing its `.eml` copies): on the blocking pool like [`blocking`], at most two per core at once (a little of it
-/// waits on the write lock or the disk); the rest wait without a thread. The wait for the disk
-/// is not in here (see [`crate::app::Service::sign_end_async`]). Why: 256 signers at once were
-/// 256 threads, and the one holding the write lock was preempted by the others: the critical
-/// section took 1.1 ms of wall clock for a fraction of that in CPU.
+/// A signer's short blocking work (applying a signature, writing its `.eml` copies): on the
+/// blocking pool like [`blocking`], at most two per core at once (a little of it waits on the
+/// write lock or the disk); the rest wait without a thread. The wait for the disk is not in
+/// here (see [`crate::app::service::Service::sign_end_async`]). Why: 256 signers at once were 256
+/// threads, and the one holding the write lock was preempted by the others: the critical
+/// section took 1.1 ms of wall clock on average, and the others waited 60 ms for the lock.
 pub async fn signer_work<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, error::ApiError> {
     static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     gated(GATE.get_or_init(|| tokio::sync::Semaphore::new(2 * cores())), f).await

@@ -275,17 +275,19 @@ impl FromRequestParts<AppState> for SignerLink {
             )
         })?;
         // With a store in this process, verified here on the async thread, not on the blocking
-        // pool: a verification is a MAC and one read of a ~2 KB record from sled's page cache,
-        // a few microseconds (at 28,000 pages a second on 2 cores, a cached signer page costs
-        // ~10 µs of CPU more than /healthz, verification included), while the hand-off to a
-        // blocking thread and back cost more than the work and halved the page's rate. A record
-        // not in sled's cache is one read from the OS's: rare, and short. A store across the
-        // network (PostgreSQL) is read on the blocking pool.
+        // pool: a verification is a MAC and one read of a ~2 KB record, and with the record in
+        // sled's page cache a cached signer page costs ~10 µs of CPU more than /healthz
+        // (28,000 pages a second on 2 cores), while the hand-off to a blocking thread and back
+        // cost more than the work and halved the page's rate. The price: a record not in sled's
+        // cache (32 MB; at 100,000 agreements most records are not) is read with a pread from
+        // the OS's page cache, or, when that is cold too, from the disk, holding this async
+        // worker for that read. A store across the network (PostgreSQL) is read on the blocking
+        // pool, ungated, as before.
         let svc = state.service.clone();
         let res = if svc.reads_in_process() {
             svc.resolve(&token, Purpose::Sign)
         } else {
-            signer_work(move || svc.resolve(&token, Purpose::Sign)).await.map_err(|e| error_page(state, e))?
+            blocking(move || svc.resolve(&token, Purpose::Sign)).await.map_err(|e| error_page(state, e))?
         };
         match res {
             Ok(link) => Ok(SignerLink(link)),

@@ -42,6 +42,15 @@ pub enum Next {
     Flush(u64),
 }
 
+/// Where a ticket stands ([`GroupCommit::peek`]).
+pub enum Peek {
+    Durable,
+    /// A flush is running.
+    Flushing,
+    /// No flush is running: someone must start one.
+    Idle,
+}
+
 #[derive(Default)]
 pub struct GroupCommit {
     // One small mutex for the bookkeeping only; it is never held during the flush itself.
@@ -51,7 +60,7 @@ pub struct GroupCommit {
     /// Wakes the tasks waiting without a thread (see `SledStore::sync_async`): 256 signers
     /// waiting for one fsync are then 256 parked futures, not 256 blocked threads that the
     /// kernel must wake one by one.
-    pub notify: tokio::sync::Notify,
+    notify: tokio::sync::Notify,
 }
 
 impl GroupCommit {
@@ -76,6 +85,18 @@ impl GroupCommit {
     /// is to flush (it must then call [`GroupCommit::finish`] whatever happens).
     pub fn begin(&self, ticket: u64) -> Next {
         Self::step(&mut self.lock(), ticket)
+    }
+
+    /// Where `ticket` stands, without claiming a flush.
+    pub fn peek(&self, ticket: u64) -> Peek {
+        let s = self.lock();
+        if s.durable >= ticket {
+            Peek::Durable
+        } else if s.flushing {
+            Peek::Flushing
+        } else {
+            Peek::Idle
+        }
     }
 
     fn step(s: &mut State, ticket: u64) -> Next {
@@ -126,10 +147,12 @@ impl GroupCommit {
 }
 
 /// [`GroupCommit::wait`] for async callers: waits without a thread (a parked future woken by
-/// [`GroupCommit::finish`]). When this waiter is the one to flush, the flush runs on the blocking
-/// pool and reports itself there, so the bookkeeping ends even if this future is dropped, the
-/// flush panics or never runs (both reported as failed). Like `wait`, a failed flush
-/// releases nobody, and the waiter that ran it gets its error.
+/// [`GroupCommit::finish`]). When no flush is running, it asks the blocking pool to run one; the
+/// flush is claimed there, on the thread that runs it, and reported there (also when it panics),
+/// so the bookkeeping ends even if this future is dropped. Claiming it on the async thread and
+/// then queueing it could deadlock: threads of a saturated pool waiting in
+/// [`GroupCommit::wait`] for a flush marked running that no thread is left to run. Like `wait`,
+/// a failed flush releases nobody, and the waiter that ran it gets its error.
 pub async fn wait_async<S: Send + Sync + 'static>(
     owner: std::sync::Arc<S>,
     group: fn(&S) -> &GroupCommit,
@@ -141,38 +164,25 @@ pub async fn wait_async<S: Send + Sync + 'static>(
         let finished = group(&owner).notify.notified();
         tokio::pin!(finished);
         finished.as_mut().enable();
-        match group(&owner).begin(ticket) {
-            Next::Durable => return Ok(()),
-            Next::Wait => finished.await,
-            Next::Flush(target) => {
-                // The report travels with the flush: it reports when the flush ends, when it
-                // panics, and when the blocking task is dropped without running (a runtime
-                // shutting down), so a flush is never left marked as running.
-                let report = Report { owner: owner.clone(), group, target, ok: false };
-                let flushed = tokio::task::spawn_blocking(move || {
-                    let mut report = report;
-                    let result = flush(&report.owner);
-                    report.ok = result.is_ok();
-                    result
+        match group(&owner).peek(ticket) {
+            Peek::Durable => return Ok(()),
+            Peek::Flushing => finished.await,
+            Peek::Idle => {
+                let owner = owner.clone();
+                let flushed = tokio::task::spawn_blocking(move || match group(&owner).begin(ticket) {
+                    // Made durable, or another flush started, meanwhile: the loop sees which.
+                    Next::Durable | Next::Wait => Ok(()),
+                    Next::Flush(target) => {
+                        let mut report = Finish { group: group(&owner), target, ok: false };
+                        let result = flush(&owner);
+                        report.ok = result.is_ok();
+                        result
+                    }
                 })
                 .await;
                 flushed.map_err(|e| StoreError::Io(format!("the flush failed: {e}")))??;
             }
         }
-    }
-}
-
-/// [`Finish`] for a flush on another thread: owns what it reports to.
-struct Report<S> {
-    owner: std::sync::Arc<S>,
-    group: fn(&S) -> &GroupCommit,
-    target: u64,
-    ok: bool,
-}
-
-impl<S> Drop for Report<S> {
-    fn drop(&mut self) {
-        (self.group)(&self.owner).finish(self.target, self.ok);
     }
 }
 
@@ -326,15 +336,50 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_dropped_before_it_ran_is_reported_failed_so_the_next_waiter_flushes() {
+    fn an_async_waiter_never_leaves_a_flush_claimed_that_no_thread_runs() {
+        // A blocking pool of one thread, busy when the async waiter asks for its flush. The
+        // flush waits in the pool's queue unclaimed, so when the busy thread then waits the
+        // blocking way on the same group it flushes itself, instead of waiting forever for a
+        // flush marked running that no thread is left to run.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let disk = Arc::new(Disk::default());
-        let t = disk.group.ticket();
-        let Next::Flush(target) = disk.group.begin(t) else { panic!("no flush was running") };
-        assert!(matches!(disk.group.begin(t), Next::Wait), "the flush is marked as running");
-        // What a blocking task dropped unrun (a runtime shutting down) drops: its report.
-        drop(Report { owner: disk.clone(), group: |d: &Disk| &d.group, target, ok: false });
-        assert!(matches!(disk.group.begin(t), Next::Flush(_)), "the next waiter flushes");
-        assert_eq!(disk.group.flushes(), 0);
+        let outcome = rt.block_on(async {
+            let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let d = disk.clone();
+            let holder = tokio::task::spawn_blocking(move || {
+                held_tx.send(()).expect("held");
+                release_rx.recv().expect("release");
+                let t = d.group.ticket();
+                d.group.wait(t, || disk_flush(&d))
+            });
+            held_rx.recv().expect("the pool's thread is busy");
+            let t = disk.group.ticket();
+            let waiter = tokio::spawn(wait_async(disk.clone(), |d| &d.group, t, disk_flush));
+            // One turn of this single-threaded runtime: the waiter runs up to its queued flush.
+            tokio::task::yield_now().await;
+            release_tx.send(()).expect("release");
+            let both = async { (holder.await.expect("holder"), waiter.await.expect("waiter")) };
+            tokio::pin!(both);
+            match tokio::time::timeout(std::time::Duration::from_secs(30), &mut both).await {
+                Ok(done) => Ok(done),
+                Err(_) => {
+                    // Deadlocked: end the claimed flush so the threads can finish, then fail.
+                    disk.group.finish(0, false);
+                    let _ = both.await;
+                    Err("the thread waited for a flush claimed by a task that no thread could run")
+                }
+            }
+        });
+        let (holder, waiter) = outcome.expect("no deadlock between the two kinds of waiter");
+        holder.expect("the thread's flush");
+        waiter.expect("the task's wait");
+        assert!(disk.group.flushes() >= 1);
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
     }
 
     #[test]
