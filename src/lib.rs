@@ -25,7 +25,9 @@
 //!   [`config`] — layered configuration, mail settings included ([`config::mail`]).
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
 //!   ([`render::model`]) → required-elements check on the *rendered* model ([`render::check`])
-//!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]).
+//!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]);
+//!   the repeated work of a template version (folding, line breaks, page streams) kept in
+//!   byte-bounded caches of one kind (`render::shelf`).
 //!   Deterministic: the same intake gives the same bytes. What does not depend on the intake
 //!   is done once and kept, compared in full on every hit so the bytes never depend on what is
 //!   kept: line breaks and folded clause texts per thread, compressed pages shared by all
@@ -36,7 +38,9 @@
 //!   (or a PKCS#12 file), CMS signing as one more incremental update, RFC 3161 timestamps, and
 //!   verification.
 //! * [`store`] — sled behind the narrow [`store::Store`] trait: atomic multi-tree commits made
-//!   durable (fsync) before anything is acknowledged, content-addressed documents re-checked on
+//!   durable (fsync) before anything is acknowledged, concurrent commits sharing one fsync
+//!   ([`store::group`]; threads wait on a condvar, the signer's requests on a notify, without a
+//!   thread), content-addressed documents re-checked on
 //!   every read, the audit chain per agreement, derived trees written in the same commits,
 //!   left out of backups and rebuilt from the records when missing (the outbox's indexes; each
 //!   agreement's archive summary, which start-up reads instead of every record); sub-stores for

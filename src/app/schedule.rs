@@ -332,7 +332,8 @@ impl Service {
         }
     }
 
-    /// The term of an executed agreement, from its current version's intake.
+    /// The term of an executed agreement: from the record's facts, or, for a record from before
+    /// the facts existed, from its current version's intake.
     fn term(&self, a: &Agreement) -> Option<Term> {
         // From the record's facts, which are its current intake's (set on create and revise),
         // as the tick's candidates were chosen: reading each executed candidate's version record

@@ -2,11 +2,12 @@
 //!
 //! Concurrency: the change is decided *without* a lock — rendering, sealing and the timestamp
 //! authority may take seconds and must not hold up other agreements — and committed under the
-//! service's write lock only if the agreement's revision is still the one that was loaded. If
-//! another change landed in between, the whole decision runs again on the fresh agreement (its
-//! checks included, so two submissions of one signing link cannot both sign). The store checks
-//! the revision once more inside its transaction. After [`ATTEMPTS`] lost races the caller gets
-//! a 409 and may retry.
+//! service's write lock only if the agreement's revision is still the one that was loaded: the
+//! store's commit checks it inside its transaction and answers `Conflict` otherwise. Then the
+//! whole decision runs again on the fresh agreement (its checks included, so two submissions of
+//! one signing link cannot both sign). After [`ATTEMPTS`] lost races the caller gets a 409 and
+//! may retry. [`Service::update_nowait`] stops before the wait for the disk, for callers that
+//! wait without a thread (the signer's form, see [`crate::store::group`]).
 //!
 //! Events committed without the agreement (downloads of an executed copy) do not bump the
 //! revision; no such event can be written while an agreement is being decided here in a way
