@@ -30,7 +30,7 @@ use std::time::Duration;
 use lettre::Address;
 
 use super::schedule::still_wanted;
-use crate::app::service::{Service, ServiceError};
+use crate::app::service::{Pending, Service, ServiceError};
 use crate::config::mail::DeliverySettings;
 use crate::mail::smtp::{Outcome, Smtp};
 use crate::mail::{Durability, notices};
@@ -152,8 +152,28 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(format!("task failed: {e}")))?
 }
 
-/// One pass: delivers every due message, oldest first. Returns when the next queued message
-/// falls due (clock seconds), if any.
+/// At most this many due messages share one lease commit and one outcome commit: two fsyncs
+/// for the batch instead of two per message.
+const BATCH: usize = 64;
+
+/// How many messages one batch leases before its first attempt. `.eml` copies are local files:
+/// [`BATCH`]. SMTP sends run one after the other, each bounded by the SMTP timeout, and every
+/// lease of a batch is taken before the first send: the batch is small enough that its last
+/// send starts within half the shortest lease ([`backoff_secs`] of the first attempt, the most
+/// jitter taken off), so no lease runs out while its message waits its turn (another instance
+/// would then take it and send it too). With the defaults (60 s, 30 s timeout) that is 1.
+fn batch_size(transport: &Transport, config: &crate::config::Config) -> usize {
+    match (transport, &config.smtp) {
+        (Transport::Smtp(_), Some(smtp)) => {
+            let shortest_lease = backoff_secs(1, &config.delivery, 1.0);
+            (shortest_lease / (2 * smtp.timeout_secs.max(1))).clamp(1, BATCH as u64) as usize
+        }
+        _ => BATCH,
+    }
+}
+
+/// One pass: delivers every due message, oldest first, in batches ([`batch_size`]). Returns
+/// when the next queued message falls due (clock seconds), if any.
 pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Result<Option<u64>, ServiceError> {
     if matches!(transport, Transport::Nothing) {
         return Ok(None);
@@ -165,10 +185,10 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
         .filter(|m| m.status == MessageStatus::Queued && m.next_attempt_at.unwrap_or(0) <= now)
         .collect();
     due.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    for m in due {
-        let id = m.id.clone();
-        if let Err(e) = deliver(service, transport, m).await {
-            tracing::error!(message = %id, error = %e, "delivery bookkeeping failed");
+    let ids: Vec<String> = due.into_iter().map(|m| m.id).collect();
+    for batch in ids.chunks(batch_size(transport, &service.config)) {
+        if let Err(e) = deliver(service, transport, batch.to_vec()).await {
+            tracing::error!(messages = batch.len(), error = %e, "delivery bookkeeping failed");
         }
     }
     let pending = blocking(service, |s| Ok(s.store.queued_messages()?)).await?;
@@ -177,116 +197,168 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
     Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())
 }
 
-/// What to do with a due message before any attempt.
-enum Plan {
-    Attempt(Box<Message>),
-    Done,
-}
-
-async fn deliver(service: &Arc<Service>, transport: &Transport, m: Message) -> Result<(), ServiceError> {
-    let id = m.id.clone();
-    let plan = blocking(service, move |s| prepare(s, &id)).await?;
-    let Plan::Attempt(m) = plan else { return Ok(()) };
-    let m = *m;
+/// One batch: lease (one fsync), attempt each, record the outcomes (one fsync).
+async fn deliver(service: &Arc<Service>, transport: &Transport, ids: Vec<String>) -> Result<(), ServiceError> {
+    let leased = blocking(service, move |s| lease(s, &ids)).await?;
+    if leased.is_empty() {
+        return Ok(());
+    }
     let config = &service.config;
-    let outcome = match transport {
+    let outcomes: Vec<Outcome> = match transport {
         Transport::Nothing => return Ok(()),
         Transport::Eml => {
             let dir = config.data_dir.join("outbox");
-            let m2 = m.clone();
-            let c = config.clone();
-            match tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c, Durability::Now)).await {
-                Ok(Ok(_)) => Outcome::Sent(format!(
-                    "written to {} (no SMTP server configured)",
-                    crate::mail::eml_path(&config.data_dir.join("outbox"), &m).display()
-                )),
-                Ok(Err(e)) => Outcome::Transient(format!("cannot write the .eml copy: {e}")),
-                Err(e) => Outcome::Transient(format!("task failed: {e}")),
+            let (ms, c, d) = (leased.clone(), config.clone(), dir.clone());
+            match tokio::task::spawn_blocking(move || crate::mail::write_eml_all(&d, &ms, &c)).await {
+                Ok(written) => written
+                    .into_iter()
+                    .zip(&leased)
+                    .map(|(w, m)| match w {
+                        Ok(_) => Outcome::Sent(format!(
+                            "written to {} (no SMTP server configured)",
+                            crate::mail::eml_path(&dir, m).display()
+                        )),
+                        Err(e) => Outcome::Transient(format!("cannot write the .eml copy: {e}")),
+                    })
+                    .collect(),
+                Err(e) => leased.iter().map(|_| Outcome::Transient(format!("task failed: {e}"))).collect(),
             }
         }
         Transport::Smtp(smtp) => {
-            let built = crate::mail::mime::format(&m, config).and_then(|bytes| {
-                let to: Result<Vec<Address>, crate::mail::MailError> =
-                    crate::mail::mime::recipients(&m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
-                Ok((bytes, to?))
-            });
-            match built {
-                Err(e) => Outcome::Permanent(e.to_string()),
-                Ok((bytes, to)) => {
-                    if config.eml_outbox {
-                        let dir = config.data_dir.join("outbox");
-                        let (m2, c) = (m.clone(), config.clone());
-                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || {
-                            crate::mail::write_eml(&dir, &m2, &c, Durability::Later)
-                        })
-                        .await
-                        {
-                            tracing::warn!(message = %m.id, error = %e, "cannot write the .eml copy; sending anyway");
-                        }
-                    }
-                    smtp.send(to, &bytes).await
+            let mut outcomes = Vec::with_capacity(leased.len());
+            for m in &leased {
+                outcomes.push(send_smtp(smtp, m, config).await);
+            }
+            outcomes
+        }
+    };
+    for (m, outcome) in leased.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Sent(_) => {
+                tracing::info!(message = %m.id, kind = %m.kind, attempt = m.attempts, "message delivered")
+            }
+            Outcome::Transient(e) => {
+                tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery failed; will retry")
+            }
+            Outcome::Permanent(e) => {
+                tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery refused")
+            }
+        }
+    }
+    let results: Vec<(Message, Outcome)> = leased.into_iter().zip(outcomes).collect();
+    blocking(service, move |s| record(s, results)).await
+}
+
+/// One attempt by SMTP (the `.eml` copy first, when configured).
+async fn send_smtp(smtp: &Smtp, m: &Message, config: &crate::config::Config) -> Outcome {
+    let built = crate::mail::mime::format(m, config).and_then(|bytes| {
+        let to: Result<Vec<Address>, crate::mail::MailError> =
+            crate::mail::mime::recipients(m, config).map(|v| v.into_iter().map(|mb| mb.email).collect());
+        Ok((bytes, to?))
+    });
+    match built {
+        Err(e) => Outcome::Permanent(e.to_string()),
+        Ok((bytes, to)) => {
+            if config.eml_outbox {
+                let dir = config.data_dir.join("outbox");
+                let (m2, c) = (m.clone(), config.clone());
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || crate::mail::write_eml(&dir, &m2, &c, Durability::Later)).await
+                {
+                    tracing::warn!(message = %m.id, error = %e, "cannot write the .eml copy; sending anyway");
                 }
             }
-        }
-    };
-    match &outcome {
-        Outcome::Sent(_) => tracing::info!(message = %m.id, kind = %m.kind, attempt = m.attempts, "message delivered"),
-        Outcome::Transient(e) => {
-            tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery failed; will retry")
-        }
-        Outcome::Permanent(e) => {
-            tracing::warn!(message = %m.id, kind = %m.kind, attempt = m.attempts, error = %e, "delivery refused")
+            smtp.send(to, &bytes).await
         }
     }
-    blocking(service, move |s| finish(s, &m, outcome)).await
 }
 
-/// Under the write lock: skip what is no longer wanted, else lease the message for one attempt.
-/// The lease is one step in the store ([`crate::store::Store::lease_message`]): with several
-/// instances on one database, the one that finds the message locked or already leased leaves
-/// it, so each attempt is made by one instance.
-fn prepare(s: &Service, id: &str) -> Result<Plan, ServiceError> {
-    let _g = s.write();
+/// Leases each message of a batch for one attempt (or marks it skipped) in one step of the
+/// store, under the write lock, then waits once for the disk outside it: every lease is durable
+/// before any attempt, and a signer's commit waits for the batch's bookkeeping, never for an
+/// fsync. Returns the messages to attempt.
+fn lease(s: &Service, ids: &[String]) -> Result<Vec<Message>, ServiceError> {
     let now = s.clock.now();
-    let mut attempt = false;
-    let mut decide = |mut m: Message| -> Result<Option<Message>, StoreError> {
-        if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
-            return Ok(None);
-        }
-        let skip = if m.to.trim().is_empty() {
-            Some("no staff_notice_to configured: kept in the outbox only".to_string())
-        } else {
-            match s.store.agreement(&m.agreement_id) {
-                Ok(a) => still_wanted(&a, &m, now).err().map(|why| why.to_string()),
-                Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e),
-            }
-        };
-        if let Some(reason) = skip {
-            if s.config.eml_outbox {
-                let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config, Durability::Now);
-            }
-            m.status = MessageStatus::Skipped;
-            m.last_error = Some(reason);
-            m.next_attempt_at = None;
-            return Ok(Some(m));
-        }
-        m.attempts += 1;
-        m.last_attempt_at = Some(now);
-        m.next_attempt_at = Some(now + backoff_secs(m.attempts, &s.config.delivery, unit_random()));
-        attempt = true;
-        Ok(Some(m))
+    let (written, ticket) = {
+        let _g = s.write();
+        s.store.lease_messages_nowait(ids, &mut |m| decide(s, m, now))?
     };
-    match s.store.lease_message(id, &mut decide) {
-        Ok(Some(m)) if attempt => Ok(Plan::Attempt(Box::new(m))),
-        Ok(_) | Err(StoreError::NotFound) => Ok(Plan::Done),
-        Err(e) => Err(e.into()),
-    }
+    s.store.sync(ticket)?;
+    // `decide` leaves a leased message queued; a skipped one is no longer queued.
+    Ok(written.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
 }
 
-/// Under the write lock: records the outcome of the attempt on the leased message.
-fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), ServiceError> {
-    let _g = s.write();
+/// Under the write lock, on the stored message: None when it is no longer due (sent, leased by
+/// another pass or instance); skipped when it is no longer wanted (the signer acted, a newer link
+/// went out, the agreement closed) or has nowhere to go; else leased for one attempt (one more
+/// attempt counted, the next one after the backoff), still queued. With several instances on one
+/// database the store's lease is one step per row ([`crate::store::Store::lease_messages_nowait`]):
+/// the instance that finds a message locked or already leased leaves it.
+fn decide(s: &Service, mut m: Message, now: u64) -> Result<Option<Message>, StoreError> {
+    if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
+        return Ok(None);
+    }
+    let skip = if m.to.trim().is_empty() {
+        Some("no staff_notice_to configured: kept in the outbox only".to_string())
+    } else {
+        match s.store.agreement(&m.agreement_id) {
+            Ok(a) => still_wanted(&a, &m, now).err().map(|why| why.to_string()),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(reason) = skip {
+        if s.config.eml_outbox {
+            let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config, Durability::Now);
+        }
+        m.status = MessageStatus::Skipped;
+        m.last_error = Some(reason);
+        m.next_attempt_at = None;
+        return Ok(Some(m));
+    }
+    m.attempts += 1;
+    m.last_attempt_at = Some(now);
+    m.next_attempt_at = Some(now + backoff_secs(m.attempts, &s.config.delivery, unit_random()));
+    Ok(Some(m))
+}
+
+/// Records the outcomes of a batch's attempts under the write lock — sent and retried messages
+/// in one commit, each final failure in a commit of its own with its audit event and staff
+/// notice — then waits once for the disk outside it (and wakes the sender when a notice was
+/// queued). A failure that cannot be recorded is logged: its message stays leased and is
+/// attempted again when the lease runs out.
+fn record(s: &Service, results: Vec<(Message, Outcome)>) -> Result<(), ServiceError> {
+    let mut pending = Pending { ticket: 0, queued: false };
+    {
+        let _g = s.write();
+        let mut plain = Vec::with_capacity(results.len());
+        for (m, outcome) in results {
+            match outcome_of(s, &m, outcome) {
+                Recorded::Plain(m) => plain.push(*m),
+                Recorded::Failed(change) => match s.apply(*change) {
+                    Ok((_, ticket, queued)) => {
+                        pending.ticket = pending.ticket.max(ticket);
+                        pending.queued |= queued;
+                    }
+                    Err(e) => tracing::error!(message = %m.id, error = %e, "cannot record the final failure"),
+                },
+            }
+        }
+        pending.ticket = pending.ticket.max(s.store.put_messages_nowait(&plain)?);
+    }
+    Ok(s.durable(pending)?)
+}
+
+/// How an attempt's outcome is stored.
+enum Recorded {
+    /// The message alone: sent, or queued for a retry.
+    Plain(Box<Message>),
+    /// Failed for good: the message with its audit event and staff notice, through the service.
+    Failed(Box<Change>),
+}
+
+/// Under the write lock: the outcome of the attempt on the leased message.
+fn outcome_of(s: &Service, leased: &Message, outcome: Outcome) -> Recorded {
     let now = s.clock.now();
     // Fresh copy: staff may have acted on it meanwhile (retry).
     let mut m = s.store.message(&leased.id).unwrap_or_else(|_| leased.clone());
@@ -297,15 +369,13 @@ fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), Service
             m.reply = Some(reply);
             m.last_error = None;
             m.next_attempt_at = None;
-            s.store.put_message(&m)?;
             s.metrics.outbox_sent();
-            return Ok(());
+            return Recorded::Plain(Box::new(m));
         }
         Outcome::Transient(e) if m.attempts < s.config.delivery.max_attempts => {
             m.last_error = Some(e);
-            s.store.put_message(&m)?;
             s.metrics.outbox_failure("transient");
-            return Ok(());
+            return Recorded::Plain(Box::new(m));
         }
         Outcome::Transient(e) => format!("{e} (gave up after {} attempts)", m.attempts),
         Outcome::Permanent(e) => e,
@@ -334,10 +404,9 @@ fn finish(s: &Service, leased: &Message, outcome: Outcome) -> Result<(), Service
         }
     }
     change.messages.push(m);
-    // Through the service: the `message_failed` event queues its `delivery.failed` webhooks.
-    s.commit(change)?;
-    s.mail_wake.notify_one();
-    Ok(())
+    // Through the service: the `message_failed` event queues its `delivery.failed` webhooks,
+    // and the notice wakes the sender once durable.
+    Recorded::Failed(Box::new(change))
 }
 
 #[cfg(test)]

@@ -246,6 +246,33 @@ pub enum Durability {
 /// (delayed allocation), so it is compared with the message and replaced if it differs, then
 /// synced with its directory.
 pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durability) -> std::io::Result<bool> {
+    write_one(dir, m, config, durability, true)
+}
+
+/// [`write_eml`] with [`Durability::Now`] for the sender's batch: every file synced, the
+/// directory once at the end instead of once per message. A copy counts as written only once
+/// that directory sync has returned: if it fails, every copy of the batch answers its error.
+pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io::Result<bool>> {
+    let mut out: Vec<std::io::Result<bool>> =
+        ms.iter().map(|m| write_one(dir, m, config, Durability::Now, false)).collect();
+    if out.iter().any(|r| r.is_ok())
+        && let Err(e) = std::fs::File::open(dir).and_then(|f| f.sync_all())
+    {
+        for r in out.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox directory: {e}")));
+        }
+    }
+    out
+}
+
+/// [`write_eml`], with the directory's sync left to the caller when `sync_dir` is false.
+fn write_one(
+    dir: &Path,
+    m: &Message,
+    config: &Config,
+    durability: Durability,
+    sync_dir: bool,
+) -> std::io::Result<bool> {
     let path = eml_path(dir, m);
     let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     let existed = path.exists();
@@ -253,9 +280,10 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durabilit
         return Ok(false);
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
+    let sync_dir = |dir: &Path| if sync_dir { sync(dir) } else { Ok(()) };
     if existed && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
         sync(&path)?;
-        sync(dir)?;
+        sync_dir(dir)?;
         return Ok(false);
     }
     if !dir.exists() {
@@ -275,7 +303,7 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durabilit
         }
         std::fs::rename(&tmp, &path)?;
         if durability == Durability::Now {
-            sync(dir)?;
+            sync_dir(dir)?;
         }
         Ok(())
     })();

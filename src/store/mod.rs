@@ -261,6 +261,32 @@ pub trait Store: Send + Sync + 'static {
             None => Ok(None),
         }
     }
+    /// Stores a batch of messages without waiting for the disk: returns a ticket for
+    /// [`Store::sync`]. The sender records a batch's outcomes this way, in one commit, and waits
+    /// once, outside the service's write lock. The default writes each durably at once.
+    fn put_messages_nowait(&self, ms: &[Message]) -> Result<u64, StoreError> {
+        ms.iter().try_for_each(|m| self.put_message(m)).map(|()| 0)
+    }
+    /// [`Store::lease_message`] for a batch (ids not found are left out), without waiting for the
+    /// disk: returns the copies `lease` returned, as stored, and a ticket for [`Store::sync`]; no
+    /// attempt may be made until `sync(ticket)` has returned. The default leases each message in
+    /// a step of its own, durably at once (PostgreSQL: each row's transaction is its lease, and
+    /// rows another instance holds are left to it).
+    fn lease_messages_nowait(
+        &self,
+        ids: &[String],
+        lease: &mut (dyn FnMut(Message) -> Result<Option<Message>, StoreError> + Send),
+    ) -> Result<(Vec<Message>, u64), StoreError> {
+        let mut leased = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.lease_message(id, lease) {
+                Ok(m) => leased.extend(m),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((leased, 0))
+    }
     /// The queued messages (the sender's work), without reading the rest of the outbox.
     fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
         Ok(self.messages()?.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())

@@ -159,7 +159,31 @@ fn contract(store: Arc<dyn Store>) {
     m.status = MessageStatus::Sent;
     store.put_message(&m).expect("sent");
     assert!(store.queued_messages().expect("queue").is_empty());
-    assert_eq!(store.agreement_messages("a1").expect("messages"), vec![m]);
+    assert_eq!(store.agreement_messages("a1").expect("messages"), vec![m.clone()]);
+
+    // The sender's batch: one lease for several messages (an unknown id left out, a message the
+    // lease declines left as it was), then their outcomes in one write; durable once synced.
+    let batch = Change { messages: vec![message("m2", "a1"), message("m3", "a1")], ..Default::default() };
+    store.commit(batch).expect("two more messages");
+    let ids: Vec<String> = ["m2", "gone", "m3", "m1"].map(String::from).to_vec();
+    let (leased, ticket) = store
+        .lease_messages_nowait(&ids, &mut |mut m| {
+            if m.status != MessageStatus::Queued {
+                return Ok(None);
+            }
+            m.attempts += 1;
+            Ok(Some(m))
+        })
+        .expect("batch lease");
+    store.sync(ticket).expect("durable");
+    assert_eq!(leased.iter().map(|m| (m.id.as_str(), m.attempts)).collect::<Vec<_>>(), [("m2", 1), ("m3", 1)]);
+    assert_eq!(store.message("m3").expect("m3").attempts, 1);
+    assert_eq!(store.message("m1").expect("m1"), m);
+    let sent: Vec<Message> = leased.into_iter().map(|m| Message { status: MessageStatus::Sent, ..m }).collect();
+    let ticket = store.put_messages_nowait(&sent).expect("outcomes");
+    store.sync(ticket).expect("durable");
+    assert!(store.queued_messages().expect("queue").is_empty());
+    assert_eq!(store.agreement_messages("a1").expect("messages").len(), 3);
 
     // API keys: the last use is kept apart from the record.
     let key = ApiKeyRecord {
