@@ -357,3 +357,34 @@ fn a_seeded_data_directory_passes_audit_verify_and_serves_search_signer_pages_an
     assert_eq!(status, 200, "{html}");
     assert!(html.contains(&s.name), "the page names the signer");
 }
+
+#[test]
+fn the_sender_leases_a_batch_of_due_messages_in_one_flush_and_records_their_outcomes_in_one_more() {
+    use countersign::app::sender::{Transport, deliver_due};
+    use countersign::store::MessageStatus;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SledStore::open(dir.path()).expect("open"));
+    let config = countersign::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        public_base_url: Some("http://127.0.0.1:9".into()),
+        ..countersign::config::Config::default()
+    };
+    let clock: Arc<dyn countersign::clock::Clock> = Arc::new(countersign::clock::ManualClock::at(T0));
+    let service = Arc::new(countersign::app::open_on(config, store.clone(), clock).expect("service"));
+    let queued: Vec<_> = (0..5).map(|i| message(&format!("m{i}"), &format!("ag{i}"), MessageStatus::Queued)).collect();
+    store.commit(Change { messages: queued, ..Change::default() }).expect("queue");
+
+    let before = store.flushes();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let next = runtime.block_on(deliver_due(&service, &Transport::Eml)).expect("a pass");
+
+    assert_eq!(store.flushes() - before, 2, "one flush for the five leases, one for the five outcomes");
+    assert_eq!(next, None, "nothing is left queued");
+    for i in 0..5 {
+        let m = store.message(&format!("m{i}")).expect("stored");
+        assert_eq!((m.status, m.attempts), (MessageStatus::Sent, 1), "m{i}");
+        let eml = countersign::mail::eml_path(&dir.path().join("outbox"), &m);
+        let text = std::fs::read_to_string(&eml).expect("the .eml copy");
+        assert!(text.contains(&format!("Message-ID: <m{i}@countersign.test>")), "m{i}'s copy: {text}");
+    }
+}
