@@ -1183,10 +1183,12 @@ impl Service {
                 ));
             }
         }
-        // The agreement the link opens; the link is checked again on every attempt of the
-        // update, so two submissions of the same link cannot both sign.
-        let id = self.resolve_open(token)?.agreement.id;
-        let (a, outcome, pending) = self.update_nowait(&id, |a, change| {
+        // The agreement the link names, from its verified claims (the caller has just resolved
+        // the link; reading the record once more here cost a decode per signature). The link
+        // is checked in full on every attempt of the update, so two submissions of the same link
+        // cannot both sign; an agreement that is gone answers as `resolve_open` would.
+        let id = self.claims(token, Purpose::Sign)?.agreement;
+        let updated = self.update_nowait(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
             // The one-time code, when this signer needs one: a wrong one is committed (as a
             // counted failure) instead of the signature.
@@ -1237,7 +1239,13 @@ impl Service {
                 self.advance(a, &Actor { who: "system".into(), ..Actor::default() }, change);
             }
             Ok(Ok((link.signer.id, later_views)))
-        })?;
+        });
+        let (a, outcome, pending) = match updated {
+            Err(ServiceError::NotFound) if matches!(self.store.agreement(&id), Err(StoreError::NotFound)) => {
+                return Err(LinkError::Gone.into());
+            }
+            r => r?,
+        };
         Ok(Signing { agreement: a, pending, outcome: outcome.map_err(|reason| reason.to_string()) })
     }
 
