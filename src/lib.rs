@@ -52,7 +52,8 @@
 //! * [`app`] — the application layer: the service that carries an agreement from draft to
 //!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
 //!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
-//!   the reminder schedule, the sender task with retries and backoff), the signer's emailed
+//!   the reminder schedule, the sender task: due messages leased and recorded in batches, one
+//!   commit each, with retries and backoff), the signer's emailed
 //!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the
 //!   change's own commit, signed, sent with SSRF checks after DNS) and the vendor register
 //!   ([`app::vendors`]). [`app::open`] builds it from configuration.

@@ -1,7 +1,9 @@
 //! The sender: a tokio task that delivers due messages from the sled outbox and runs the
 //! reminder tick.
 //!
-//! Delivery of one message:
+//! Due messages go in batches (64, smaller with SMTP: see `batch_size`): one store step
+//! and one wait for the disk lease the whole batch, one more records its outcomes; the write
+//! lock is held for each step, never for the wait. Delivery of each message:
 //!
 //! 1. Reminders and expiry warnings that are no longer wanted (the signer acted, a newer link
 //!    went out, the agreement closed) are marked `skipped`; so are staff notices when no
@@ -172,7 +174,7 @@ fn batch_size(transport: &Transport, config: &crate::config::Config) -> usize {
     }
 }
 
-/// One pass: delivers every due message, oldest first, in batches ([`batch_size`]). Returns
+/// One pass: delivers every due message, oldest first, in batches (`batch_size`). Returns
 /// when the next queued message falls due (clock seconds), if any.
 pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Result<Option<u64>, ServiceError> {
     if matches!(transport, Transport::Nothing) {
