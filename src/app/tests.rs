@@ -289,3 +289,23 @@ fn a_data_directory_without_the_summary_tree_builds_it_at_open_and_the_index_ans
     assert_eq!(index_answers(&svc), before, "the same answers from the rebuilt tree");
     assert_index_answers_equal_full_scans(&svc, "after the tree was rebuilt");
 }
+
+#[test]
+fn an_executed_record_from_before_the_facts_takes_its_term_from_its_intake_for_the_renewal_notice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = service(dir.path());
+    // Renews on 2026-12-15, 17 days after NOW: inside the 30-day notice window.
+    let intake = BAA.replace("\"2027-01-01\"", "\"2023-12-15\"");
+    let base = svc.create(&intake, &staff()).expect("a draft");
+    let mut a = in_status(&svc, &base, Status::Executed, 1);
+    // As a release before the record's facts wrote it: no effective date on the record.
+    a.facts.effective_date = String::new();
+    a.revision = 2;
+    svc.commit(Change { agreement: Some(a.clone()), ..Change::default() }).expect("the old-style record");
+    assert_eq!(svc.store.agreement(&a.id).expect("stored").life().effective, None);
+
+    assert_eq!(svc.queue_due_messages().expect("the tick"), 1);
+    let ids: Vec<String> = svc.store.agreement_messages(&a.id).expect("messages").into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, [format!("notice:{}:renewal:2026-12-15", a.id)]);
+    assert_eq!(svc.queue_due_messages().expect("the tick again"), 0, "a notice goes once");
+}
