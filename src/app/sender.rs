@@ -1,9 +1,10 @@
 //! The sender: a tokio task that delivers due messages from the sled outbox and runs the
 //! reminder tick.
 //!
-//! Due messages go in batches (64, smaller with SMTP: see `batch_size`): one store step
-//! and one wait for the disk lease the whole batch, one more records its outcomes; the write
-//! lock is held for each step, never for the wait. Delivery of each message:
+//! Due messages go in batches (64 `.eml` copies; one message at a time by SMTP, see
+//! `batch_size`): one store step and one wait for the disk lease the whole batch, one more
+//! records its outcomes; on sled the write lock is held for each step, never for the wait.
+//! Delivery of each message:
 //!
 //! 1. Reminders and expiry warnings that are no longer wanted (the signer acted, a newer link
 //!    went out, the agreement closed) are marked `skipped`; so are staff notices when no
@@ -159,17 +160,13 @@ async fn blocking<T: Send + 'static>(
 const BATCH: usize = 64;
 
 /// How many messages one batch leases before its first attempt. `.eml` copies are local files:
-/// [`BATCH`]. SMTP sends run one after the other, each bounded by the SMTP timeout, and every
-/// lease of a batch is taken before the first send: the batch is small enough that its last
-/// send starts within half the shortest lease ([`backoff_secs`] of the first attempt, the most
-/// jitter taken off), so no lease runs out while its message waits its turn (another instance
-/// would then take it and send it too). With the defaults (60 s, 30 s timeout) that is 1.
-fn batch_size(transport: &Transport, config: &crate::config::Config) -> usize {
-    match (transport, &config.smtp) {
-        (Transport::Smtp(_), Some(smtp)) => {
-            let shortest_lease = backoff_secs(1, &config.delivery, 1.0);
-            (shortest_lease / (2 * smtp.timeout_secs.max(1))).clamp(1, BATCH as u64) as usize
-        }
+/// [`BATCH`]. SMTP: one. Every lease of a batch is taken before its first attempt and its
+/// outcome recorded after the last, and an SMTP send may take four times the SMTP timeout
+/// (lettre's timeout is per command): a batch of sends could outlast its leases, and another
+/// instance would then take a message and send it too.
+fn batch_size(transport: &Transport) -> usize {
+    match transport {
+        Transport::Smtp(_) => 1,
         _ => BATCH,
     }
 }
@@ -188,7 +185,7 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
         .collect();
     due.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     let ids: Vec<String> = due.into_iter().map(|m| m.id).collect();
-    for batch in ids.chunks(batch_size(transport, &service.config)) {
+    for batch in ids.chunks(batch_size(transport)) {
         if let Err(e) = deliver(service, transport, batch.to_vec()).await {
             tracing::error!(messages = batch.len(), error = %e, "delivery bookkeeping failed");
         }
@@ -277,25 +274,40 @@ async fn send_smtp(smtp: &Smtp, m: &Message, config: &crate::config::Config) -> 
 
 /// Leases each message of a batch for one attempt (or marks it skipped) in one step of the
 /// store, under the write lock, then waits once for the disk outside it: every lease is durable
-/// before any attempt, and a signer's commit waits for the batch's bookkeeping, never for an
-/// fsync. Returns the messages to attempt.
+/// before any attempt. On sled the step is one transaction, so a signer's commit waits for the
+/// batch's bookkeeping, never for an fsync; on PostgreSQL each row is leased in a transaction of
+/// its own (`FOR UPDATE SKIP LOCKED`), as before batches. A message that cannot be read or
+/// decided is logged and left for the next pass; the rest of the batch goes on. The `.eml` copies
+/// of skipped messages are written after the lock (best effort, as before). Returns the messages
+/// to attempt.
 fn lease(s: &Service, ids: &[String]) -> Result<Vec<Message>, ServiceError> {
     let now = s.clock.now();
     let (written, ticket) = {
         let _g = s.write();
-        s.store.lease_messages_nowait(ids, &mut |m| decide(s, m, now))?
+        s.store.lease_messages_nowait(ids, &mut |m| {
+            let id = m.id.clone();
+            decide(s, m, now).or_else(|e| {
+                tracing::error!(message = %id, error = %e, "cannot decide on the message; left for the next pass");
+                Ok(None)
+            })
+        })?
     };
     s.store.sync(ticket)?;
     // `decide` leaves a leased message queued; a skipped one is no longer queued.
-    Ok(written.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
+    let (attempt, skipped): (Vec<Message>, Vec<Message>) =
+        written.into_iter().partition(|m| m.status == MessageStatus::Queued);
+    if s.config.eml_outbox && !skipped.is_empty() {
+        let _ = crate::mail::write_eml_all(&s.config.data_dir.join("outbox"), &skipped, &s.config);
+    }
+    Ok(attempt)
 }
 
 /// Under the write lock, on the stored message: None when it is no longer due (sent, leased by
 /// another pass or instance); skipped when it is no longer wanted (the signer acted, a newer link
 /// went out, the agreement closed) or has nowhere to go; else leased for one attempt (one more
 /// attempt counted, the next one after the backoff), still queued. With several instances on one
-/// database the store's lease is one step per row ([`crate::store::Store::lease_messages_nowait`]):
-/// the instance that finds a message locked or already leased leaves it.
+/// database the store leases row by row ([`crate::store::Store::lease_messages_nowait`]): the
+/// instance that finds a message locked or already leased leaves it.
 fn decide(s: &Service, mut m: Message, now: u64) -> Result<Option<Message>, StoreError> {
     if m.status != MessageStatus::Queued || m.next_attempt_at.unwrap_or(0) > now {
         return Ok(None);
@@ -310,9 +322,6 @@ fn decide(s: &Service, mut m: Message, now: u64) -> Result<Option<Message>, Stor
         }
     };
     if let Some(reason) = skip {
-        if s.config.eml_outbox {
-            let _ = crate::mail::write_eml(&s.config.data_dir.join("outbox"), &m, &s.config, Durability::Now);
-        }
         m.status = MessageStatus::Skipped;
         m.last_error = Some(reason);
         m.next_attempt_at = None;
@@ -325,36 +334,54 @@ fn decide(s: &Service, mut m: Message, now: u64) -> Result<Option<Message>, Stor
 }
 
 /// Records the outcomes of a batch's attempts under the write lock — sent and retried messages
-/// in one commit, each final failure in a commit of its own with its audit event and staff
-/// notice — then waits once for the disk outside it (and wakes the sender when a notice was
-/// queued). A failure that cannot be recorded is logged: its message stays leased and is
-/// attempted again when the lease runs out.
+/// in one step of the store, each final failure in a commit of its own with its audit event and
+/// staff notice — then waits once for the disk outside it (and wakes the sender when a notice was
+/// queued), also when part of it failed. A failure that cannot be recorded is logged: its message
+/// stays leased and is attempted again when the lease runs out. The outcome metrics count what
+/// is on disk.
 fn record(s: &Service, results: Vec<(Message, Outcome)>) -> Result<(), ServiceError> {
     let mut pending = Pending { ticket: 0, queued: false };
-    {
+    let mut counted: Vec<&'static str> = Vec::with_capacity(results.len());
+    let mut plain_counts: Vec<&'static str> = Vec::with_capacity(results.len());
+    let put = {
         let _g = s.write();
         let mut plain = Vec::with_capacity(results.len());
         for (m, outcome) in results {
             match outcome_of(s, &m, outcome) {
-                Recorded::Plain(m) => plain.push(*m),
+                Recorded::Plain(m, what) => {
+                    plain.push(*m);
+                    plain_counts.push(what);
+                }
                 Recorded::Failed(change) => match s.apply(*change) {
                     Ok((_, ticket, queued)) => {
                         pending.ticket = pending.ticket.max(ticket);
                         pending.queued |= queued;
+                        counted.push("final");
                     }
                     Err(e) => tracing::error!(message = %m.id, error = %e, "cannot record the final failure"),
                 },
             }
         }
-        pending.ticket = pending.ticket.max(s.store.put_messages_nowait(&plain)?);
+        s.store.put_messages_nowait(&plain)
+    };
+    if let Ok(ticket) = &put {
+        pending.ticket = pending.ticket.max(*ticket);
+        counted.append(&mut plain_counts);
     }
-    Ok(s.durable(pending)?)
+    s.durable(pending)?;
+    for what in counted {
+        match what {
+            "sent" => s.metrics.outbox_sent(),
+            failure => s.metrics.outbox_failure(failure),
+        }
+    }
+    put.map(|_| ()).map_err(ServiceError::from)
 }
 
 /// How an attempt's outcome is stored.
 enum Recorded {
-    /// The message alone: sent, or queued for a retry.
-    Plain(Box<Message>),
+    /// The message alone: sent, or queued for a retry (`"sent"` or `"transient"`, its metric).
+    Plain(Box<Message>, &'static str),
     /// Failed for good: the message with its audit event and staff notice, through the service.
     Failed(Box<Change>),
 }
@@ -371,18 +398,15 @@ fn outcome_of(s: &Service, leased: &Message, outcome: Outcome) -> Recorded {
             m.reply = Some(reply);
             m.last_error = None;
             m.next_attempt_at = None;
-            s.metrics.outbox_sent();
-            return Recorded::Plain(Box::new(m));
+            return Recorded::Plain(Box::new(m), "sent");
         }
         Outcome::Transient(e) if m.attempts < s.config.delivery.max_attempts => {
             m.last_error = Some(e);
-            s.metrics.outbox_failure("transient");
-            return Recorded::Plain(Box::new(m));
+            return Recorded::Plain(Box::new(m), "transient");
         }
         Outcome::Transient(e) => format!("{e} (gave up after {} attempts)", m.attempts),
         Outcome::Permanent(e) => e,
     };
-    s.metrics.outbox_failure("final");
     m.status = MessageStatus::Failed;
     m.last_error = Some(reason.clone());
     m.next_attempt_at = None;

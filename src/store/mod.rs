@@ -267,11 +267,12 @@ pub trait Store: Send + Sync + 'static {
     fn put_messages_nowait(&self, ms: &[Message]) -> Result<u64, StoreError> {
         ms.iter().try_for_each(|m| self.put_message(m)).map(|()| 0)
     }
-    /// [`Store::lease_message`] for a batch (ids not found are left out), without waiting for the
-    /// disk: returns the copies `lease` returned, as stored, and a ticket for [`Store::sync`]; no
-    /// attempt may be made until `sync(ticket)` has returned. The default leases each message in
-    /// a step of its own, durably at once (PostgreSQL: each row's transaction is its lease, and
-    /// rows another instance holds are left to it).
+    /// [`Store::lease_message`] for a batch, without waiting for the disk: returns the copies
+    /// `lease` returned, as stored, and a ticket for [`Store::sync`]; no attempt may be made until
+    /// `sync(ticket)` has returned. Ids not found are left out, and so is a message that cannot be
+    /// read or leased (logged): one bad message does not hold up the rest. The default leases
+    /// each message in a step of its own, durably at once (PostgreSQL: each row's transaction is
+    /// its lease, and rows another instance holds are left to it).
     fn lease_messages_nowait(
         &self,
         ids: &[String],
@@ -282,7 +283,7 @@ pub trait Store: Send + Sync + 'static {
             match self.lease_message(id, lease) {
                 Ok(m) => leased.extend(m),
                 Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
+                Err(e) => tracing::error!(message = %id, error = %e, "cannot lease the message"),
             }
         }
         Ok((leased, 0))

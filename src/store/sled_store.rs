@@ -429,7 +429,8 @@ impl Store for SledStore {
             match self.message(id) {
                 Ok(m) => leased.extend(lease(m)?),
                 Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
+                // One unreadable message does not hold up the rest of the batch.
+                Err(e) => tracing::error!(message = %id, error = %e, "cannot read the message to lease it"),
             }
         }
         let ticket = self.put_messages_nowait(&leased)?;
