@@ -96,7 +96,7 @@ pub fn open_store(data: &Path) -> Arc<dyn countersign::store::Store> {
         let url = crate::pg::database_for(data);
         Arc::new(countersign::store::postgres::PgStore::open(&url, data).expect("the database opens"))
     } else {
-        Arc::new(countersign::store::sled_store::SledStore::open(data).expect("the store opens"))
+        Arc::new(crate::helpers::sled_store_when_free(data).expect("the store opens"))
     }
 }
 
@@ -106,7 +106,7 @@ pub fn restore_into(data: &Path, backup: &[u8]) {
         let store = countersign::store::postgres::PgStore::open(&crate::pg::database_for(data), data).expect("opens");
         store.restore(std::io::Cursor::new(backup)).expect("restores");
     } else {
-        let store = countersign::store::sled_store::SledStore::open(data).expect("opens");
+        let store = crate::helpers::sled_store_when_free(data).expect("opens");
         store.restore(std::io::Cursor::new(backup)).expect("restores");
     }
 }
@@ -124,7 +124,7 @@ pub fn tamper_event(data: &Path, id: &str, seq: u64, change: impl FnOnce(&mut Ve
         change(&mut raw);
         store.tamper_event(id, seq, &raw).expect("tamper");
     } else {
-        let store = countersign::store::sled_store::SledStore::open(data).expect("opens");
+        let store = crate::helpers::sled_store_when_free(data).expect("opens");
         let mut raw = store.raw_event(id, seq).expect("the event");
         change(&mut raw);
         store.tamper_event(id, seq, &raw).expect("tamper");

@@ -107,3 +107,35 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// sled lets go of its file lock a moment after the last handle in this process is dropped (its
+/// I/O threads hold the file until their writes end), as a restart would find it: these wait for
+/// that event, at most 30 s, instead of failing on the lock.
+pub fn sled_open_when_free(path: &std::path::Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if started.elapsed().as_secs() < 30 && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("sled opens {}: {e}", path.display()),
+        }
+    }
+}
+
+/// [`SledStore::open`](countersign::store::sled_store::SledStore::open) once sled's lock is free
+/// (see [`sled_open_when_free`]): any other answer, success or error, as it comes.
+pub fn sled_store_when_free(
+    dir: &std::path::Path,
+) -> Result<countersign::store::sled_store::SledStore, countersign::store::StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match countersign::store::sled_store::SledStore::open(dir) {
+            Err(countersign::store::StoreError::Locked(_)) if started.elapsed().as_secs() < 30 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}

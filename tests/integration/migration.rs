@@ -86,7 +86,7 @@ fn a_data_directory_from_the_previous_release_migrates_once_and_keeps_everything
     app.stop();
 
     // Second open: nothing to migrate, and the trail (with the new signature) still verifies.
-    let store = SledStore::open(&data).expect("reopens");
+    let store = crate::helpers::sled_store_when_free(&data).expect("reopens");
     assert!(store.migration().is_noop(), "{:?}", store.migration());
     assert_eq!(store.summaries_built(), 0, "the summaries were built at the first open");
     assert!(countersign::app::verify_chains(&store).is_ok());
@@ -98,10 +98,13 @@ fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
     let data = tmp.path().join("data");
     drop(SledStore::open(&data).expect("new"));
     {
-        let db = sled::open(data.join("sled")).expect("sled");
+        let db = crate::helpers::sled_open_when_free(&data.join("sled"));
         db.open_tree("meta").expect("meta").insert("format_version", &(FORMAT_VERSION + 1).to_be_bytes()).expect("put");
         db.flush().expect("flush");
     }
-    let err = SledStore::open(&data).err().expect("refused").to_string();
+    let err = match crate::helpers::sled_store_when_free(&data) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a directory from a newer release opened"),
+    };
     assert!(err.contains("newer Countersign") && err.contains(&format!("format {}", FORMAT_VERSION + 1)), "{err}");
 }

@@ -203,7 +203,7 @@ fn concurrent_commits_share_flushes_and_every_acknowledged_one_is_there_after_re
     let flushes = store.flushes();
     assert!(flushes < 320, "320 concurrent commits shared no fsync ({flushes})");
     drop(store);
-    let reopened = SledStore::open(dir.path()).expect("reopen");
+    let reopened = crate::helpers::sled_store_when_free(dir.path()).expect("reopen");
     for w in 0..16 {
         let events = reopened.events(&format!("ag{w}")).expect("events");
         assert_eq!(events.len(), 20, "writer {w}");
@@ -286,17 +286,7 @@ fn a_data_directory_written_before_the_outbox_index_gets_one_when_opened() {
         }
         db.flush().expect("flush");
     }
-    // sled lets go of its lock shortly after the handle is dropped: wait for that event.
-    let started = std::time::Instant::now();
-    let store = loop {
-        match SledStore::open(dir.path()) {
-            Ok(s) => break s,
-            Err(countersign::store::StoreError::Locked(_)) if started.elapsed().as_secs() < 30 => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    };
+    let store = crate::helpers::sled_store_when_free(dir.path()).expect("open");
     assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
     assert_eq!(ids(store.agreement_messages("ag_a").expect("ag_a")), ["m1", "m2"]);
 }
