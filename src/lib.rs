@@ -51,7 +51,8 @@
 //!   lettre, staff notices.
 //! * [`app`] — the application layer: the service that carries an agreement from draft to
 //!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
-//!   threads), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
+//!   threads; concurrent changes applied in one store commit by whichever writer holds the
+//!   write lock, [`app::update`]), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
 //!   the reminder schedule, the sender task: due messages leased and recorded in batches, one
 //!   commit each, with retries and backoff), the signer's emailed
 //!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the

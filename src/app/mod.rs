@@ -2,6 +2,8 @@
 //! archive, whatever calls it (the HTTP API, the signer pages, the mail sender, the CLI).
 //!
 //! * [`service`] — the service object, drafting and the signing ceremony.
+//! * [`update`] — one read–modify–commit for every change to an agreement; `combine` applies
+//!   concurrent writers' changes in one store commit (one sled transaction) by one of them.
 //! * [`lifecycle`] — verify, renewal, termination, return or destruction of PHI, retention.
 //! * [`access`] — the access log: reads of archived documents, whichever route served them.
 //! * [`email_code`] — signer verification: a one-time code emailed to the signer, asked for
@@ -17,6 +19,7 @@
 //! composition) and on nothing above it (`http`, `cli`).
 
 pub mod access;
+mod combine;
 pub mod drafting;
 pub mod email_code;
 pub mod keys;

@@ -159,6 +159,8 @@ pub struct Service {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     write_lock: Mutex<()>,
+    /// Concurrent agreement updates applied together under the write lock ([`super::combine`]).
+    combiner: super::combine::Combiner<Change, Result<Applied, StoreError>>,
     /// Wakes the mail sender after a commit that queued messages (see `mail::sender`).
     pub mail_wake: Arc<tokio::sync::Notify>,
     /// The sealing certificate and key (PAdES seal on every countersigned PDF).
@@ -247,6 +249,7 @@ impl Service {
             clock,
             seal,
             write_lock: Mutex::new(()),
+            combiner: Default::default(),
             index: RwLock::new(Index::new()),
             digests: RwLock::new(Digests::new()),
             views: Default::default(),
@@ -341,18 +344,58 @@ impl Service {
     /// share one fsync (group commit, see [`crate::store::group`]). The change is visible to
     /// readers a moment before it is durable, as it already was between sled's write and the
     /// fsync; nothing is acknowledged, and no mail is woken, before it is durable.
-    pub(crate) fn apply(&self, mut change: Change) -> Result<(Vec<Event>, u64, bool), StoreError> {
-        // Webhook deliveries for the change's events, committed with it (see `app::webhooks`).
-        self.queue_webhooks(&mut change)?;
-        let a = change.agreement.clone();
-        let queued = !change.messages.is_empty() || !change.webhooks.is_empty();
-        let kinds: Vec<String> = change.events.iter().map(|e| e.kind.clone()).collect();
-        let (sealed, ticket) = self.store.commit_nowait(change)?;
-        kinds.iter().for_each(|k| self.metrics.event(k));
-        if let Some(a) = a {
-            self.index_agreement(&a);
+    pub(crate) fn apply(&self, change: Change) -> Result<Applied, StoreError> {
+        self.apply_all(vec![change]).pop().unwrap_or_else(|| Err(no_answer()))
+    }
+
+    /// [`Service::apply`] through the [`combine`](super::combine) queue: when other writers are
+    /// applying changes at the same moment, one of them applies the whole queue in one store
+    /// commit ([`Store::commit_all_nowait`]). Takes the write lock itself: call it without.
+    pub(crate) fn apply_combined(&self, change: Change) -> Result<Applied, StoreError> {
+        self.combiner
+            .run(change, |changes| {
+                let _g = self.write();
+                self.apply_all(changes)
+            })
+            .unwrap_or_else(|| Err(no_answer()))
+    }
+
+    /// [`Service::apply`] for several changes in one store commit, each with its own answer (a
+    /// stale one answers `Conflict` alone). Call it under the write lock.
+    fn apply_all(&self, changes: Vec<Change>) -> Vec<Result<Applied, StoreError>> {
+        let mut answers: Vec<Option<Result<Applied, StoreError>>> = Vec::with_capacity(changes.len());
+        // What each committed change needs afterwards: its agreement, whether it queued
+        // anything, its events' kinds.
+        let mut after = Vec::with_capacity(changes.len());
+        let mut batch = Vec::with_capacity(changes.len());
+        for mut change in changes {
+            // Webhook deliveries for the change's events, committed with it (see `app::webhooks`).
+            if let Err(e) = self.queue_webhooks(&mut change) {
+                answers.push(Some(Err(e)));
+                continue;
+            }
+            let queued = !change.messages.is_empty() || !change.webhooks.is_empty();
+            let kinds: Vec<String> = change.events.iter().map(|e| e.kind.clone()).collect();
+            after.push((change.agreement.clone(), queued, kinds));
+            answers.push(None);
+            batch.push(change);
         }
-        Ok((sealed, ticket, queued))
+        let (results, ticket) = if batch.is_empty() { (Vec::new(), 0) } else { self.store.commit_all_nowait(batch) };
+        let mut results = results.into_iter().zip(after);
+        for answer in answers.iter_mut().filter(|a| a.is_none()) {
+            *answer = Some(match results.next() {
+                Some((Ok(sealed), (a, queued, kinds))) => {
+                    kinds.iter().for_each(|k| self.metrics.event(k));
+                    if let Some(a) = a {
+                        self.index_agreement(&a);
+                    }
+                    Ok((sealed, ticket, queued))
+                }
+                Some((Err(e), _)) => Err(e),
+                None => Err(no_answer()),
+            });
+        }
+        answers.into_iter().map(|a| a.unwrap_or_else(|| Err(no_answer()))).collect()
     }
 
     /// Brings the search index and the digests up to date with one agreement as stored.
@@ -1424,6 +1467,17 @@ pub fn entry(a: Summary, life: &crate::domain::agreement::Life, today: crate::do
         final_sha256: a.final_sha256,
         created_by: a.created_by,
     }
+}
+
+/// What [`Service::apply`] answers for a change: its sealed events, the store's ticket for the
+/// wait for the disk, and whether it queued mail or webhook deliveries.
+pub(crate) type Applied = (Vec<Event>, u64, bool);
+
+/// A store (or a combined batch) that answered fewer results than it was given changes: a bug,
+/// reported as a storage failure of the changes left without an answer, never as a conflict
+/// (which would have them retried as if another writer had won).
+fn no_answer() -> StoreError {
+    StoreError::Io("internal: the commit gave no answer for this change".into())
 }
 
 /// A change applied (visible to readers) but maybe not yet on disk: nothing may be acknowledged

@@ -57,14 +57,12 @@ impl Service {
             change.agreement = Some(a.clone());
             // Short critical section: apply (the store's transaction checks the revision and
             // answers `Conflict` if another change landed since the load), update the index.
-            // The lock is released before the fsync, which concurrent writers share (group
-            // commit); nothing is acknowledged before the pending commit is durable.
-            let g = self.write();
-            match self.apply(change) {
-                Ok((_, ticket, queued)) => {
-                    drop(g);
-                    return Ok((a, out, Pending { ticket, queued }));
-                }
+            // Writers arriving together are applied in one batch, under the write lock, by one
+            // of them (see `app::combine`). The lock is released before the fsync, which
+            // concurrent writers share (group commit); nothing is acknowledged before the
+            // pending commit is durable.
+            match self.apply_combined(change) {
+                Ok((_, ticket, queued)) => return Ok((a, out, Pending { ticket, queued })),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

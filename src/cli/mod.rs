@@ -599,25 +599,12 @@ fn write_staged(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(PathBuf, PathB
     }
 }
 
-/// Makes the staged files durable: one syncfs(2) of their filesystem on Linux (one flush for
-/// the whole batch), an fsync per file where syncfs is missing or refused.
+/// Makes the staged files durable: one syncfs(2) of their filesystem (one flush for the whole
+/// batch), an fsync per file where syncfs is missing or refused.
 fn sync_staged(staging: &std::fs::File, files: &[&(PathBuf, PathBuf)]) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs only reads the descriptor, which `staging` owns and keeps open for
-        // the call.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::syncfs(staging.as_raw_fd()) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
-            return Err(e);
-        }
+    if crate::store::durable::sync_filesystem(staging)? {
+        return Ok(());
     }
-    let _ = staging;
     for (tmp, _) in files {
         std::fs::File::open(tmp)?.sync_all()?;
     }

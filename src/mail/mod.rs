@@ -246,33 +246,56 @@ pub enum Durability {
 /// (delayed allocation), so it is compared with the message and replaced if it differs, then
 /// synced with its directory.
 pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durability) -> std::io::Result<bool> {
-    write_one(dir, m, config, durability, true)
+    write_one(dir, m, config, durability, Syncs::Each)
 }
 
-/// [`write_eml`] with [`Durability::Now`] for the sender's batch: every file synced, the
-/// directory once at the end instead of once per message. A copy counts as written only once
-/// that directory sync has returned: if it fails, every copy of the batch answers its error.
+/// [`write_eml`] with [`Durability::Now`] for the sender's batch: every copy written (through
+/// its temporary file and rename) without a sync, then one syncfs(2) of the filesystem makes
+/// all of them durable together (one flush instead of an fsync per message). Where syncfs is
+/// missing or refused, each written file is synced, then the directory and its parent (which
+/// a first write may have created). A copy counts as written only once that sync has returned:
+/// if it fails, every copy of the batch answers its error.
 pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io::Result<bool>> {
     let mut out: Vec<std::io::Result<bool>> =
-        ms.iter().map(|m| write_one(dir, m, config, Durability::Now, false)).collect();
+        ms.iter().map(|m| write_one(dir, m, config, Durability::Now, Syncs::Deferred)).collect();
     if out.iter().any(|r| r.is_ok())
-        && let Err(e) = std::fs::File::open(dir).and_then(|f| f.sync_all())
+        && let Err(e) = sync_written(dir, ms, &out)
     {
         for r in out.iter_mut().filter(|r| r.is_ok()) {
-            *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox directory: {e}")));
+            *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox copies: {e}")));
         }
     }
     out
 }
 
-/// [`write_eml`], with the directory's sync left to the caller when `sync_dir` is false.
-fn write_one(
-    dir: &Path,
-    m: &Message,
-    config: &Config,
-    durability: Durability,
-    sync_dir: bool,
-) -> std::io::Result<bool> {
+/// The one sync of [`write_eml_all`]'s batch: the filesystem, or else each written file, the
+/// directory and its parent.
+fn sync_written(dir: &Path, ms: &[Message], out: &[std::io::Result<bool>]) -> std::io::Result<()> {
+    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+    if crate::store::durable::sync_filesystem(&std::fs::File::open(dir)?)? {
+        return Ok(());
+    }
+    for (m, _) in ms.iter().zip(out).filter(|(_, r)| r.is_ok()) {
+        sync(&eml_path(dir, m))?;
+    }
+    sync(dir)?;
+    match dir.parent() {
+        Some(parent) => sync(parent),
+        None => Ok(()),
+    }
+}
+
+/// Who syncs what [`write_one`] writes with [`Durability::Now`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Syncs {
+    /// `write_one` itself: the file, then its directory (and the parent of a new directory).
+    Each,
+    /// The caller, once for a batch ([`write_eml_all`]).
+    Deferred,
+}
+
+/// [`write_eml`], with the syncs left to the caller for [`Syncs::Deferred`].
+fn write_one(dir: &Path, m: &Message, config: &Config, durability: Durability, syncs: Syncs) -> std::io::Result<bool> {
     let path = eml_path(dir, m);
     let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     let existed = path.exists();
@@ -280,17 +303,18 @@ fn write_one(
         return Ok(false);
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
-    let sync_dir = |dir: &Path| if sync_dir { sync(dir) } else { Ok(()) };
+    // Synced here: `Now` and not left to the caller's batch sync.
+    let sync_here = durability == Durability::Now && syncs == Syncs::Each;
     if existed && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
-        sync(&path)?;
-        sync_dir(dir)?;
+        if sync_here {
+            sync(&path)?;
+            sync(dir)?;
+        }
         return Ok(false);
     }
     if !dir.exists() {
         std::fs::create_dir_all(dir)?;
-        if durability == Durability::Now
-            && let Some(parent) = dir.parent()
-        {
+        if sync_here && let Some(parent) = dir.parent() {
             sync(parent)?;
         }
     }
@@ -298,12 +322,12 @@ fn write_one(
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
-        if durability == Durability::Now {
+        if sync_here {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
-        if durability == Durability::Now {
-            sync_dir(dir)?;
+        if sync_here {
+            sync(dir)?;
         }
         Ok(())
     })();

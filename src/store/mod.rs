@@ -6,6 +6,7 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub use crate::domain::audit;
+pub mod durable;
 pub mod format;
 pub mod group;
 pub mod ids;
@@ -218,6 +219,15 @@ pub trait Store: Send + Sync + 'static {
     fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
         Ok((self.commit(change)?, 0))
     }
+    /// Commits several changes at once without waiting for the disk, each atomically and with
+    /// its own revision check: one change's `Conflict` (or other refusal) is its own answer and
+    /// writes nothing of it, and the others still commit. Answers one result per change, in
+    /// order, and one ticket for [`Store::sync`] that covers them all. Lets the service apply
+    /// concurrent writers' changes in one step (see `app::combine`). The default commits them
+    /// one by one ([`commit_each`]); sled writes the batch in one transaction.
+    fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
+        commit_each(self, changes)
+    }
     /// Whether a read of one record is local memory work (a page cache in this process), cheap
     /// enough to run on an async thread. `false` (the default) for a store across a network:
     /// its reads go to the blocking pool.
@@ -352,6 +362,22 @@ pub trait Store: Send + Sync + 'static {
     fn foreign_changes(&self) -> ForeignChanges {
         ForeignChanges::Agreements(Vec::new())
     }
+}
+
+/// [`Store::commit_all_nowait`] one change at a time: each [`Store::commit_nowait`] on its own,
+/// and the latest ticket (tickets only grow, so it covers the earlier ones).
+pub fn commit_each<S: Store + ?Sized>(store: &S, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
+    let mut ticket = 0;
+    let results = changes
+        .into_iter()
+        .map(|c| {
+            store.commit_nowait(c).map(|(sealed, t)| {
+                ticket = ticket.max(t);
+                sealed
+            })
+        })
+        .collect();
+    (results, ticket)
 }
 
 /// What [`Store::foreign_changes`] reports.

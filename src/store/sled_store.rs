@@ -135,6 +135,89 @@ struct Head {
 }
 
 impl SledStore {
+    /// Writes `changes` in one sled transaction, each with its own revision check: a change whose
+    /// agreement revision is stale answers `Conflict` and writes nothing, the others commit.
+    /// Reads inside the transaction see its own earlier writes, so two changes to one agreement
+    /// (revisions n+1 and n+2) or one chain in a batch follow each other. One sealed-event list
+    /// per change, in order; `Err` when the transaction as a whole failed (nothing written).
+    pub(crate) fn commit_batch(&self, changes: &[Change]) -> Result<Vec<Result<Vec<Event>, StoreError>>, StoreError> {
+        // Hashed before the transaction, which sled may run more than once.
+        let docs: Vec<Vec<(String, &Vec<u8>)>> =
+            changes.iter().map(|c| c.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect()).collect();
+        let trees = (
+            &self.agreements,
+            &self.versions,
+            &self.documents,
+            &self.events,
+            &self.heads,
+            &self.outbox,
+            &self.outbox_index,
+            &self.webhooks.tree,
+            &self.summaries,
+        );
+        let result = trees.transaction(
+            |(agreements, versions, documents, events, heads, outbox, outbox_index, wh, summaries)| {
+                let mut results = Vec::with_capacity(changes.len());
+                for (change, docs) in changes.iter().zip(&docs) {
+                    if let Some(a) = &change.agreement {
+                        let stored_rev = match agreements.get(a.id.as_bytes())? {
+                            // Only the revision is read: the record's other fields are skipped, not built.
+                            Some(bytes) => {
+                                serde_json::from_slice::<Revision>(&bytes).map_err(|e| abort(io(e)))?.revision
+                            }
+                            None => 0,
+                        };
+                        if a.revision != stored_rev + 1 {
+                            results.push(Err(StoreError::Conflict));
+                            continue;
+                        }
+                        put_json(agreements, a.id.as_bytes(), a)?;
+                        // Its summary, from the record itself and in the same transaction.
+                        super::summary_index::index_tx(summaries, &Summary::from(a))?;
+                    }
+                    for v in &change.versions {
+                        let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
+                        put_json(versions, &version_key(id, v.version), v)?;
+                    }
+                    for (sha, bytes) in docs {
+                        // Content-addressed and immutable: an existing document is never overwritten.
+                        if documents.get(sha.as_bytes())?.is_none() {
+                            documents.insert(sha.as_bytes(), bytes.as_slice())?;
+                        }
+                    }
+                    let mut sealed = Vec::with_capacity(change.events.len());
+                    for e in &change.events {
+                        let head = match heads.get(e.agreement_id.as_bytes())? {
+                            Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
+                            None => Head { seq: 0, hash: GENESIS.to_string(), mac: String::new() },
+                        };
+                        let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
+                        put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
+                        let mac = self.head_key.mac(&ev.agreement_id, ev.seq, &ev.hash);
+                        put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone(), mac })?;
+                        sealed.push(ev);
+                    }
+                    for m in &change.messages {
+                        put_json(outbox, m.id.as_bytes(), m)?;
+                        super::outbox_index::index_tx(outbox_index, m)?;
+                    }
+                    for sha in &change.delete_documents {
+                        documents.remove(sha.as_bytes())?;
+                    }
+                    for d in &change.webhooks {
+                        super::webhooks::put_delivery_tx(wh, d)?;
+                    }
+                    results.push(Ok(sealed));
+                }
+                Ok(results)
+            },
+        );
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => io(e),
+        })
+    }
+
     /// Opens (or creates) the store in `dir`. A directory held by a running server fails with
     /// [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
@@ -311,75 +394,23 @@ impl Store for SledStore {
     }
 
     fn commit_nowait(&self, change: Change) -> Result<(Vec<Event>, u64), StoreError> {
-        let docs: Vec<(String, &Vec<u8>)> =
-            change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
-        let trees = (
-            &self.agreements,
-            &self.versions,
-            &self.documents,
-            &self.events,
-            &self.heads,
-            &self.outbox,
-            &self.outbox_index,
-            &self.webhooks.tree,
-            &self.summaries,
-        );
-        let result = trees.transaction(
-            |(agreements, versions, documents, events, heads, outbox, outbox_index, wh, summaries)| {
-                if let Some(a) = &change.agreement {
-                    let stored_rev = match agreements.get(a.id.as_bytes())? {
-                        // Only the revision is read: the record's other fields are skipped, not built.
-                        Some(bytes) => serde_json::from_slice::<Revision>(&bytes).map_err(|e| abort(io(e)))?.revision,
-                        None => 0,
-                    };
-                    if a.revision != stored_rev + 1 {
-                        return Err(abort(StoreError::Conflict));
-                    }
-                    put_json(agreements, a.id.as_bytes(), a)?;
-                    // Its summary, from the record itself and in the same transaction.
-                    super::summary_index::index_tx(summaries, &Summary::from(a))?;
-                }
-                for v in &change.versions {
-                    let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
-                    put_json(versions, &version_key(id, v.version), v)?;
-                }
-                for (sha, bytes) in &docs {
-                    // Content-addressed and immutable: an existing document is never overwritten.
-                    if documents.get(sha.as_bytes())?.is_none() {
-                        documents.insert(sha.as_bytes(), bytes.as_slice())?;
-                    }
-                }
-                let mut sealed = Vec::with_capacity(change.events.len());
-                for e in &change.events {
-                    let head = match heads.get(e.agreement_id.as_bytes())? {
-                        Some(b) => serde_json::from_slice::<Head>(&b).map_err(|e| abort(io(e)))?,
-                        None => Head { seq: 0, hash: GENESIS.to_string(), mac: String::new() },
-                    };
-                    let ev = Event::seal(e.clone(), head.seq + 1, &head.hash);
-                    put_json(events, &event_key(&ev.agreement_id, ev.seq), &ev)?;
-                    let mac = self.head_key.mac(&ev.agreement_id, ev.seq, &ev.hash);
-                    put_json(heads, ev.agreement_id.as_bytes(), &Head { seq: ev.seq, hash: ev.hash.clone(), mac })?;
-                    sealed.push(ev);
-                }
-                for m in &change.messages {
-                    put_json(outbox, m.id.as_bytes(), m)?;
-                    super::outbox_index::index_tx(outbox_index, m)?;
-                }
-                for sha in &change.delete_documents {
-                    documents.remove(sha.as_bytes())?;
-                }
-                for d in &change.webhooks {
-                    super::webhooks::put_delivery_tx(wh, d)?;
-                }
-                Ok(sealed)
-            },
-        );
-        let sealed = result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => io(e),
-        })?;
+        let mut results = self.commit_batch(std::slice::from_ref(&change))?;
+        let sealed = results.pop().unwrap_or_else(|| Err(io("the batch answered no result for the change")))?;
         // Issued after the transaction returned: any flush that starts from here covers it.
         Ok((sealed, self.group.ticket()))
+    }
+
+    fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
+        match self.commit_batch(&changes) {
+            // Issued after the transaction returned: any flush that starts from here covers it.
+            Ok(results) => (results, self.group.ticket()),
+            // The batch failed as a whole (a record that does not decode, a storage error): one
+            // by one, so that each change gets its own answer and the others still commit.
+            Err(e) => {
+                tracing::warn!(error = %e, changes = changes.len(), "a batch of changes failed; committing them one by one");
+                super::commit_each(self, changes)
+            }
+        }
     }
 
     fn messages(&self) -> Result<Vec<Message>, StoreError> {

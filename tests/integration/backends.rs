@@ -143,6 +143,29 @@ fn contract(store: Arc<dyn Store>) {
     assert_eq!(summaries, stored);
     assert_eq!(summaries[0].status, countersign::domain::agreement::Status::Draft);
 
+    // Several changes in one commit (concurrent writers combined), each with its own revision
+    // check: a second change to one agreement follows the first, a stale change is refused
+    // alone and writes nothing, and one ticket makes them all durable.
+    let batch = vec![
+        Change { agreement: Some(agreement("b1", 1)), events: vec![event("b1", "created")], ..Default::default() },
+        Change { agreement: Some(agreement("a2", 1)), events: vec![event("a2", "stale")], ..Default::default() },
+        Change {
+            agreement: Some(agreement("b1", 2)),
+            events: vec![event("b1", "sent"), event("b1", "opened")],
+            ..Default::default()
+        },
+    ];
+    let (results, ticket) = store.commit_all_nowait(batch);
+    store.sync(ticket).expect("durable");
+    let seqs: Vec<Option<Vec<u64>>> =
+        results.iter().map(|r| r.as_ref().ok().map(|evs| evs.iter().map(|e| e.seq).collect())).collect();
+    assert_eq!(seqs, [Some(vec![1]), None, Some(vec![2, 3])]);
+    assert!(matches!(results[1], Err(StoreError::Conflict)), "{:?}", results[1]);
+    assert_eq!(store.agreement("b1").expect("b1").revision, 2);
+    assert_eq!(store.agreement("a2").expect("a2").revision, 1);
+    assert_eq!(store.events("a2").expect("events").len(), 1, "the stale change wrote nothing");
+    assert_eq!(countersign::app::verify_chains(store.as_ref()), Ok((3, 27)));
+
     // The outbox and its lease.
     assert_eq!(store.queued_messages().expect("queue").len(), 1);
     let leased = store
