@@ -143,6 +143,37 @@ mod tests {
     }
 
     #[test]
+    fn the_senders_batch_writes_every_copy_into_a_new_outbox_and_repairs_a_damaged_one() {
+        use crate::mail::{eml_path, write_eml_all};
+        let c = Config::default();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("outbox");
+        let first = message();
+        let second = Message { id: "m0002".into(), message_id: "m0002@localhost".into(), ..message() };
+        // A new directory: both copies written, after one sync of the filesystem (or each file).
+        let written = write_eml_all(&dir, &[first.clone(), second.clone()], &c);
+        assert_eq!(written.into_iter().map(|r| r.expect("written")).collect::<Vec<_>>(), [true, true]);
+        // A copy cut short (a crash before writeback) is replaced; an intact one is kept.
+        std::fs::write(eml_path(&dir, &second), b"From: cut").expect("damages");
+        let again = write_eml_all(&dir, &[first.clone(), second.clone()], &c);
+        assert_eq!(again.into_iter().map(|r| r.expect("synced")).collect::<Vec<_>>(), [false, false]);
+        for m in [&first, &second] {
+            assert_eq!(std::fs::read(eml_path(&dir, m)).expect("reads"), format(m, &c).expect("formats"));
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["m0001.eml", "m0002.eml"], "no temporary file left behind");
+        // Where syncfs is missing, the fallback syncs each file, the directory and its parent,
+        // and a copy that is not there is an error, not a silent success.
+        crate::mail::sync_each(&dir, &[eml_path(&dir, &first), eml_path(&dir, &second)]).expect("each synced");
+        let gone = crate::mail::sync_each(&dir, &[dir.join("gone.eml")]).expect_err("a missing copy");
+        assert_eq!(gone.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
     fn the_same_message_gives_the_same_bytes_with_both_alternatives() {
         let c = Config::default();
         let a = format(&message(), &c).expect("formats");

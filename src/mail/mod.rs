@@ -271,13 +271,17 @@ pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io
 /// The one sync of [`write_eml_all`]'s batch: the filesystem, or else each written file, the
 /// directory and its parent.
 fn sync_written(dir: &Path, ms: &[Message], out: &[std::io::Result<bool>]) -> std::io::Result<()> {
-    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
     if crate::store::durable::sync_filesystem(&std::fs::File::open(dir)?)? {
         return Ok(());
     }
-    for (m, _) in ms.iter().zip(out).filter(|(_, r)| r.is_ok()) {
-        sync(&eml_path(dir, m))?;
-    }
+    let written: Vec<PathBuf> = ms.iter().zip(out).filter(|(_, r)| r.is_ok()).map(|(m, _)| eml_path(dir, m)).collect();
+    sync_each(dir, &written)
+}
+
+/// The fallback of [`sync_written`]: each file, then the directory, then its parent.
+fn sync_each(dir: &Path, files: &[PathBuf]) -> std::io::Result<()> {
+    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+    files.iter().try_for_each(|f| sync(f))?;
     sync(dir)?;
     match dir.parent() {
         Some(parent) => sync(parent),
