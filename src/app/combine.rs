@@ -6,8 +6,8 @@
 //! (sled 0.34 takes its global concurrency-control lock for writing and writes its log buffer
 //! out around it). Writers that arrive while one holds the lock now queue their jobs; the
 //! holder applies the whole queue (at most [`BATCH`] jobs) in one call, hands every writer its
-//! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches once its
-//! own job is done, so no writer serves the others for long. Then the next waiting writer
+//! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches after the
+//! one that answered its own job, so no writer serves the others for long. Then the next waiting writer
 //! takes over. A lone writer runs its job at once, as before: nothing waits for company.
 //!
 //! State: one small mutex over the queue, the results and the `combining` flag, never held
@@ -15,16 +15,16 @@
 //! combiner steps down. Callers are blocking threads (the signer's form runs on the gated
 //! blocking pool), never async ones.
 //!
-//! A batch that panics fails only the writers whose jobs were in it (their result is `None`)
-//! and the combiner's flag is cleared on the way out, so nobody waits for a batch that will
-//! never answer.
+//! A batch that panics fails only the writers whose jobs were in it (their result is `None`):
+//! the panic is caught where the batch runs, so the combiner goes on serving the queue, and a
+//! writer whose own change already landed in an earlier batch is not told it failed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// The most jobs applied in one batch (one transaction).
 pub(crate) const BATCH: usize = 64;
-/// Batches a combiner runs after its own job is done before it hands over.
+/// Batches a combiner runs after the one that answered its own job, before it hands over.
 pub(crate) const ROUNDS: usize = 4;
 
 struct State<J, R> {
@@ -80,13 +80,29 @@ impl<J, R> Combiner<J, R> {
             st.combining = true;
             let mut rounds_after_mine = 0;
             while !st.queue.is_empty() && rounds_after_mine < ROUNDS {
+                let mine_answered = st.results.contains_key(&mine);
                 let n = st.queue.len().min(BATCH);
                 let (ids, jobs): (Vec<u64>, Vec<J>) = st.queue.drain(..n).unzip();
                 drop(st);
-                let publish = Publish { combiner: self, ids, mine, answered: None };
-                let results = batch(jobs);
-                st = publish.done(results);
-                if st.results.contains_key(&mine) {
+                // A panic in the batch (a bug) fails this batch's jobs, not the combiner: its own
+                // change may have landed in an earlier batch, and the queue still needs serving.
+                // Nothing is half applied: the batch's store commit is one transaction, and the
+                // write lock it held is taken again by `Service::write` despite the poison.
+                let results = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch(jobs))) {
+                    Ok(results) => results,
+                    Err(_) => {
+                        tracing::error!(jobs = n, "a batch of changes panicked; its writers are told it failed");
+                        Vec::new()
+                    }
+                };
+                st = self.lock();
+                let mut results = results.into_iter();
+                for id in ids {
+                    // A short answer fails the jobs it left out, not the whole batch.
+                    st.results.insert(id, results.next());
+                }
+                self.changed.notify_all();
+                if mine_answered {
                     rounds_after_mine += 1;
                 }
             }
@@ -97,103 +113,89 @@ impl<J, R> Combiner<J, R> {
     }
 }
 
-/// Publishes a batch's results; dropped without [`Publish::done`] (the batch panicked), it
-/// answers `None` to the batch's writers and clears the combining flag, so that none of them
-/// waits for ever and the next one takes over.
-struct Publish<'a, J, R> {
-    combiner: &'a Combiner<J, R>,
-    ids: Vec<u64>,
-    /// The combiner's own job: on a panic its writer is the one unwinding, so no answer is left
-    /// for it (nobody would collect it).
-    mine: u64,
-    answered: Option<()>,
-}
-
-impl<'a, J, R> Publish<'a, J, R> {
-    fn done(mut self, results: Vec<R>) -> MutexGuard<'a, State<J, R>> {
-        let mut st = self.combiner.lock();
-        let mut results = results.into_iter();
-        for id in self.ids.drain(..) {
-            // A short answer fails the jobs it left out, not the whole batch.
-            st.results.insert(id, results.next());
-        }
-        self.answered = Some(());
-        self.combiner.changed.notify_all();
-        st
-    }
-}
-
-impl<J, R> Drop for Publish<'_, J, R> {
-    fn drop(&mut self) {
-        if self.answered.is_some() {
-            return;
-        }
-        let mut st = self.combiner.lock();
-        for &id in &self.ids {
-            if id != self.mine {
-                st.results.insert(id, None);
-            }
-        }
-        // The unwinding combiner's answer from an earlier batch, if any, is collected by nobody.
-        st.results.remove(&self.mine);
-        st.combining = false;
-        self.combiner.changed.notify_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::mpsc::{Receiver, Sender, channel};
     use std::time::{Duration, Instant};
+
+    const BOUND: Duration = Duration::from_secs(10);
 
     /// Waits (bounded) until `n` jobs are queued behind the running batch.
     fn wait_queued<J, R>(c: &Combiner<J, R>, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + BOUND;
         while c.lock().queue.len() < n {
             assert!(Instant::now() < deadline, "the writers never queued");
             std::thread::yield_now();
         }
     }
 
-    #[test]
-    fn writers_arriving_while_a_batch_runs_are_served_together_in_one_batch() {
+    /// A batch that holds the first writer's job until the test lets it go: it reports that it
+    /// started, then waits (bounded) for the go.
+    struct Hold {
+        started: Sender<()>,
+        go: Mutex<Receiver<()>>,
+        /// A batch holding this job panics.
+        panic_on: Option<u32>,
+    }
+
+    /// Writer `job` on a thread of its own, its answer sent to `answers`; every batch it runs is
+    /// recorded in `batches`, and a batch of the job `held` alone waits for `hold`'s go.
+    fn writer(
+        c: &Arc<Combiner<u32, u32>>,
+        job: u32,
+        batches: &Arc<Mutex<Vec<Vec<u32>>>>,
+        hold: &Arc<Hold>,
+        answers: &Sender<(u32, Option<u32>)>,
+    ) {
+        let (c, batches, hold, answers) = (c.clone(), batches.clone(), hold.clone(), answers.clone());
+        std::thread::spawn(move || {
+            let answer = c.run(job, |jobs| {
+                if jobs == [0] {
+                    hold.started.send(()).expect("the test listens");
+                    hold.go.lock().expect("go").recv_timeout(BOUND).expect("the test lets the batch go");
+                }
+                batches.lock().expect("batches").push(jobs.clone());
+                if hold.panic_on.is_some_and(|p| jobs.contains(&p)) {
+                    panic!("a bug in the batch");
+                }
+                jobs.iter().map(|j| j * 10).collect()
+            });
+            let _ = answers.send((job, answer));
+        });
+    }
+
+    /// Runs job 0, then `others` writers behind it while its batch is held; returns every
+    /// answer (sorted by job) and the batches as run.
+    fn scenario(
+        others: u32,
+        panic_on: Option<u32>,
+    ) -> (Vec<(u32, Option<u32>)>, Vec<Vec<u32>>, Arc<Combiner<u32, u32>>) {
         let c: Arc<Combiner<u32, u32>> = Arc::default();
         let batches: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
-        // The first writer's batch holds until the other five have queued.
-        let gate = Arc::new(std::sync::Barrier::new(2));
-        let first = {
-            let (c, batches, gate) = (c.clone(), batches.clone(), gate.clone());
-            std::thread::spawn(move || {
-                c.run(0, |jobs| {
-                    if jobs == [0] {
-                        gate.wait();
-                        gate.wait();
-                    }
-                    batches.lock().unwrap().push(jobs.clone());
-                    jobs.iter().map(|j| j * 10).collect()
-                })
-            })
-        };
-        gate.wait();
-        let others: Vec<_> = (1..=5)
-            .map(|j| {
-                let (c, batches) = (c.clone(), batches.clone());
-                std::thread::spawn(move || {
-                    c.run(j, |jobs| {
-                        batches.lock().unwrap().push(jobs.clone());
-                        jobs.iter().map(|j| j * 10).collect()
-                    })
-                })
-            })
-            .collect();
-        wait_queued(&c, 5);
-        gate.wait();
-        assert_eq!(first.join().unwrap(), Some(0));
-        let mut answers: Vec<_> = others.into_iter().map(|t| t.join().unwrap()).collect();
-        answers.sort();
-        assert_eq!(answers, [Some(10), Some(20), Some(30), Some(40), Some(50)]);
-        let batches = batches.lock().unwrap();
+        let (started, started_rx) = channel();
+        let (go, go_rx) = channel();
+        let hold = Arc::new(Hold { started, go: Mutex::new(go_rx), panic_on });
+        let (answers, answers_rx) = channel();
+        writer(&c, 0, &batches, &hold, &answers);
+        started_rx.recv_timeout(BOUND).expect("the first batch starts");
+        for job in 1..=others {
+            writer(&c, job, &batches, &hold, &answers);
+        }
+        wait_queued(&c, others as usize);
+        go.send(()).expect("the batch listens");
+        let mut got: Vec<(u32, Option<u32>)> =
+            (0..=others).map(|_| answers_rx.recv_timeout(BOUND).expect("every writer is answered")).collect();
+        got.sort();
+        let batches = batches.lock().expect("batches").clone();
+        (got, batches, c)
+    }
+
+    #[test]
+    fn writers_arriving_while_a_batch_runs_are_served_together_in_one_batch() {
+        let (answers, batches, c) = scenario(5, None);
+        assert_eq!(answers, (0..=5).map(|j| (j, Some(j * 10))).collect::<Vec<_>>());
         assert_eq!(batches.len(), 2, "{batches:?}");
         let mut second = batches[1].clone();
         second.sort();
@@ -203,43 +205,31 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_that_panics_fails_its_writers_and_the_next_writer_takes_over() {
-        let c: Arc<Combiner<u32, u32>> = Arc::default();
-        let gate = Arc::new(std::sync::Barrier::new(2));
-        let first = {
-            let (c, gate) = (c.clone(), gate.clone());
-            std::thread::spawn(move || {
-                c.run(0, |jobs| {
-                    gate.wait();
-                    gate.wait();
-                    if jobs.contains(&0) {
-                        // The first batch (job 0) succeeds; the second, with the others, panics.
-                        return jobs;
-                    }
-                    panic!("a bug in the batch")
-                })
-            })
-        };
-        gate.wait();
-        let victims: Vec<_> = (1..=3)
-            .map(|j| {
-                let c = c.clone();
-                std::thread::spawn(move || c.run(j, |jobs| jobs))
-            })
-            .collect();
-        wait_queued(&c, 3);
-        gate.wait();
-        // The first writer's second batch panics: the gate is passed twice more.
-        gate.wait();
-        gate.wait();
-        assert!(first.join().is_err(), "the combiner's own thread unwinds");
-        for v in victims {
-            assert_eq!(v.join().unwrap(), None, "a writer of the failed batch is told so");
+    fn a_combiner_hands_over_after_its_rounds_and_batches_stay_within_their_bound() {
+        // 300 writers behind the first: it runs its own batch, then ROUNDS full batches, then
+        // steps down, and one of the writers still queued serves the rest.
+        let (answers, batches, c) = scenario(300, None);
+        assert_eq!(answers, (0..=300).map(|j| (j, Some(j * 10))).collect::<Vec<_>>());
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, BATCH, BATCH, BATCH, BATCH, 300 - ROUNDS * BATCH], "{sizes:?}");
+        let st = c.lock();
+        assert!(st.results.is_empty() && st.queue.is_empty() && !st.combining);
+    }
+
+    #[test]
+    fn a_batch_that_panics_fails_only_its_own_writers_and_the_combiner_goes_on() {
+        // The batch holding job 13 panics: its writers are told it failed; the combiner's own
+        // change, answered in the batch before, stands, and the next batch is served.
+        let (answers, batches, c) = scenario(100, Some(13));
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1, 64, 36]);
+        let failed = batches.iter().find(|b| b.contains(&13)).expect("the batch that panicked");
+        for (job, answer) in &answers {
+            assert_eq!(*answer, if failed.contains(job) { None } else { Some(job * 10) }, "job {job}");
         }
-        // Nothing is left behind, and a new writer is served.
-        assert!(c.lock().results.is_empty());
-        assert_eq!(c.run(7, |jobs| jobs), Some(7));
-        assert!(!c.lock().combining);
+        let st = c.lock();
+        assert!(st.results.is_empty() && st.queue.is_empty() && !st.combining);
+        drop(st);
+        assert_eq!(c.run(7, |jobs| jobs), Some(7), "a new writer is served");
     }
 
     #[test]

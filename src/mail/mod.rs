@@ -228,13 +228,15 @@ fn file_stem(id: &str) -> String {
 /// When an `.eml` copy must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Before returning: file and directory synced. The no-SMTP sender writes this way before it
-    /// records the message as delivered.
+    /// On disk before it counts as written: [`write_eml`] syncs the file and the directory;
+    /// the no-SMTP sender writes its batches this way ([`write_eml_all`]: one sync for the
+    /// batch) before it records the messages as delivered.
     Now,
     /// Whenever the kernel writes it back: the copy a request writes right after its commit so
     /// it can be read at once. The message itself is already durable in the store, and the
-    /// sender syncs the same file (`Now`) before recording it delivered, so a request does not
-    /// wait for a second fsync of its own (under a burst of signatures, one per signature).
+    /// sender makes the same file durable (`Now`) before recording it delivered, so a request
+    /// does not wait for a second fsync of its own (under a burst of signatures, one per
+    /// signature).
     Later,
 }
 
@@ -252,14 +254,23 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durabilit
 /// [`write_eml`] with [`Durability::Now`] for the sender's batch: every copy written (through
 /// its temporary file and rename) without a sync, then one syncfs(2) of the filesystem makes
 /// all of them durable together (one flush instead of an fsync per message). Where syncfs is
-/// missing or refused, each written file is synced, then the directory and its parent (which
-/// a first write may have created). A copy counts as written only once that sync has returned:
+/// missing, refused or not trusted (kernels before 5.8, see [`crate::store::durable`]), each
+/// written file is synced, then the directory and its parent (which a first write may have
+/// created). A copy counts as written only once that sync has returned:
 /// if it fails, every copy of the batch answers its error.
 pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io::Result<bool>> {
+    // Opened before the first write, so that the sync reports every write-back error since.
+    let handle = match std::fs::create_dir_all(dir).and_then(|()| std::fs::File::open(dir)) {
+        Ok(handle) => handle,
+        Err(e) => {
+            let err = |e: &std::io::Error| std::io::Error::new(e.kind(), format!("cannot open the outbox: {e}"));
+            return ms.iter().map(|_| Err(err(&e))).collect();
+        }
+    };
     let mut out: Vec<std::io::Result<bool>> =
         ms.iter().map(|m| write_one(dir, m, config, Durability::Now, Syncs::Deferred)).collect();
     if out.iter().any(|r| r.is_ok())
-        && let Err(e) = sync_written(dir, ms, &out)
+        && let Err(e) = sync_written(&handle, dir, ms, &out)
     {
         for r in out.iter_mut().filter(|r| r.is_ok()) {
             *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox copies: {e}")));
@@ -270,8 +281,13 @@ pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io
 
 /// The one sync of [`write_eml_all`]'s batch: the filesystem, or else each written file, the
 /// directory and its parent.
-fn sync_written(dir: &Path, ms: &[Message], out: &[std::io::Result<bool>]) -> std::io::Result<()> {
-    if crate::store::durable::sync_filesystem(&std::fs::File::open(dir)?)? {
+fn sync_written(
+    handle: &std::fs::File,
+    dir: &Path,
+    ms: &[Message],
+    out: &[std::io::Result<bool>],
+) -> std::io::Result<()> {
+    if crate::store::durable::sync_filesystem(handle)? {
         return Ok(());
     }
     let written: Vec<PathBuf> = ms.iter().zip(out).filter(|(_, r)| r.is_ok()).map(|(m, _)| eml_path(dir, m)).collect();

@@ -228,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
     fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
         commit_each(self, changes)
     }
+    /// Whether [`Store::commit_all_nowait`] commits a batch in one step (sled), so that
+    /// combining concurrent writers' changes saves work. `false` (the default): the service
+    /// applies each change on its own, and no writer commits others' changes one by one.
+    fn commits_in_batches(&self) -> bool {
+        false
+    }
     /// Whether a read of one record is local memory work (a page cache in this process), cheap
     /// enough to run on an async thread. `false` (the default) for a store across a network:
     /// its reads go to the blocking pool.

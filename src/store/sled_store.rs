@@ -382,6 +382,10 @@ impl Store for SledStore {
         true
     }
 
+    fn commits_in_batches(&self) -> bool {
+        true
+    }
+
     fn sync(&self, ticket: u64) -> Result<(), StoreError> {
         self.group.wait(ticket, || self.flush_files())
     }
@@ -406,6 +410,8 @@ impl Store for SledStore {
             Ok(results) => (results, self.group.ticket()),
             // The batch failed as a whole (a record that does not decode, a storage error): one
             // by one, so that each change gets its own answer and the others still commit.
+            // A batch of one has nothing to separate: its error is its answer.
+            Err(e) if changes.len() == 1 => (vec![Err(e)], 0),
             Err(e) => {
                 tracing::warn!(error = %e, changes = changes.len(), "a batch of changes failed; committing them one by one");
                 super::commit_each(self, changes)
@@ -698,5 +704,45 @@ impl SledStore {
     /// Raw bytes of one event.
     pub fn raw_event(&self, id: &str, seq: u64) -> Result<Vec<u8>, StoreError> {
         Ok(self.events.get(event_key(id, seq)).map_err(io)?.ok_or(StoreError::NotFound)?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn agreement(id: &str, revision: u64) -> Agreement {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "baa", "title": "Batch", "upstream_name": "Up", "downstream_name": "Down",
+            "status": "draft", "version": 1, "document_sha256": "", "check_passes": true, "created_at": 1,
+            "updated_at": 1, "created_by": "test", "sent_at": null, "sent_by": null, "sent_sha256": null,
+            "executed_at": null, "final_sha256": null, "void_reason": null, "signers": [], "revision": revision
+        }))
+        .expect("an agreement")
+    }
+
+    #[test]
+    fn a_batch_that_fails_as_a_whole_is_committed_one_by_one_so_only_the_bad_change_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("opens");
+        // A record that does not decode: any change to it aborts the whole transaction.
+        store.agreements.insert("broken", b"{not json".as_slice()).expect("inserts");
+        let changes = vec![
+            Change { agreement: Some(agreement("good", 1)), ..Change::default() },
+            Change { agreement: Some(agreement("broken", 2)), ..Change::default() },
+            Change { agreement: Some(agreement("also_good", 1)), ..Change::default() },
+        ];
+        assert!(store.commit_batch(&changes).is_err(), "the transaction fails as a whole");
+        let (results, ticket) = store.commit_all_nowait(changes);
+        store.sync(ticket).expect("durable");
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(StoreError::Io(_))), "{:?}", results[1]);
+        assert_eq!(store.agreement("good").expect("stored").revision, 1);
+        assert_eq!(store.agreement("also_good").expect("stored").revision, 1);
+        // A batch of one answers its own error, without a second attempt.
+        let (one, _) =
+            store.commit_all_nowait(vec![Change { agreement: Some(agreement("broken", 2)), ..Change::default() }]);
+        assert!(matches!(one.as_slice(), [Err(StoreError::Io(_))]), "{one:?}");
     }
 }
