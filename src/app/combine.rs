@@ -166,12 +166,12 @@ mod tests {
         });
     }
 
+    /// Every writer's answer (sorted by job), the batches as run, and the combiner.
+    type Outcome = (Vec<(u32, Option<u32>)>, Vec<Vec<u32>>, Arc<Combiner<u32, u32>>);
+
     /// Runs job 0, then `others` writers behind it while its batch is held; returns every
     /// answer (sorted by job) and the batches as run.
-    fn scenario(
-        others: u32,
-        panic_on: Option<u32>,
-    ) -> (Vec<(u32, Option<u32>)>, Vec<Vec<u32>>, Arc<Combiner<u32, u32>>) {
+    fn scenario(others: u32, panic_on: Option<u32>) -> Outcome {
         let c: Arc<Combiner<u32, u32>> = Arc::default();
         let batches: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
         let (started, started_rx) = channel();
