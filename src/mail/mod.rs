@@ -228,8 +228,8 @@ fn file_stem(id: &str) -> String {
 /// When an `.eml` copy must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// On disk before it counts as written: [`write_eml`] syncs the file and the directory;
-    /// the no-SMTP sender writes its batches this way ([`write_eml_all`]: one sync for the
+    /// On disk before it counts as written: the file and the directory synced. The no-SMTP
+    /// sender writes its batches this way ([`write_eml_all`]: the directory synced once per
     /// batch) before it records the messages as delivered.
     Now,
     /// Whenever the kernel writes it back: the copy a request writes right after its commit so
@@ -251,70 +251,38 @@ pub fn write_eml(dir: &Path, m: &Message, config: &Config, durability: Durabilit
     write_one(dir, m, config, durability, Syncs::Each)
 }
 
-/// [`write_eml`] with [`Durability::Now`] for the sender's batch: every copy written (through
-/// its temporary file and rename) without a sync, then one syncfs(2) of the filesystem makes
-/// all of them durable together (one flush instead of an fsync per message). Where syncfs is
-/// missing, refused or not trusted (kernels before 5.8, see [`crate::store::durable`]), each
-/// written file is synced, then the directory and its parent (which a first write may have
-/// created). A copy counts as written only once that sync has returned:
-/// if it fails, every copy of the batch answers its error.
+/// [`write_eml`] with [`Durability::Now`] for the sender's batch: every file synced, the
+/// directory once at the end instead of once per message. A copy counts as written only once
+/// that directory sync has returned: if it fails, every copy of the batch answers its error.
+///
+/// One `syncfs(2)` for the batch instead of an fsync per file (as `render --batch` does) was
+/// measured and not kept: it flushes everything dirty on the filesystem, sled's writes and
+/// the request's unsynced copies included, so its cost is not the batch's own, and the sign
+/// runs spread from below every run without it to above (README, *Load test*).
 pub fn write_eml_all(dir: &Path, ms: &[Message], config: &Config) -> Vec<std::io::Result<bool>> {
-    // Opened before the first write, so that the sync reports every write-back error since.
-    let handle = match std::fs::create_dir_all(dir).and_then(|()| std::fs::File::open(dir)) {
-        Ok(handle) => handle,
-        Err(e) => {
-            let err = |e: &std::io::Error| std::io::Error::new(e.kind(), format!("cannot open the outbox: {e}"));
-            return ms.iter().map(|_| Err(err(&e))).collect();
-        }
-    };
     let mut out: Vec<std::io::Result<bool>> =
-        ms.iter().map(|m| write_one(dir, m, config, Durability::Now, Syncs::Deferred)).collect();
+        ms.iter().map(|m| write_one(dir, m, config, Durability::Now, Syncs::FileOnly)).collect();
     if out.iter().any(|r| r.is_ok())
-        && let Err(e) = sync_written(&handle, dir, ms, &out)
+        && let Err(e) = std::fs::File::open(dir).and_then(|f| f.sync_all())
     {
         for r in out.iter_mut().filter(|r| r.is_ok()) {
-            *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox copies: {e}")));
+            *r = Err(std::io::Error::new(e.kind(), format!("cannot sync the outbox directory: {e}")));
         }
     }
     out
 }
 
-/// The one sync of [`write_eml_all`]'s batch: the filesystem, or else each written file, the
-/// directory and its parent.
-fn sync_written(
-    handle: &std::fs::File,
-    dir: &Path,
-    ms: &[Message],
-    out: &[std::io::Result<bool>],
-) -> std::io::Result<()> {
-    if crate::store::durable::sync_filesystem(handle)? {
-        return Ok(());
-    }
-    let written: Vec<PathBuf> = ms.iter().zip(out).filter(|(_, r)| r.is_ok()).map(|(m, _)| eml_path(dir, m)).collect();
-    sync_each(dir, &written)
-}
-
-/// The fallback of [`sync_written`]: each file, then the directory, then its parent.
-fn sync_each(dir: &Path, files: &[PathBuf]) -> std::io::Result<()> {
-    let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-    files.iter().try_for_each(|f| sync(f))?;
-    sync(dir)?;
-    match dir.parent() {
-        Some(parent) => sync(parent),
-        None => Ok(()),
-    }
-}
-
-/// Who syncs what [`write_one`] writes with [`Durability::Now`].
+/// Who syncs the directory after [`write_one`] writes with [`Durability::Now`] (the file, and
+/// the parent of a directory it creates, are always synced there).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Syncs {
-    /// `write_one` itself: the file, then its directory (and the parent of a new directory).
+    /// `write_one` itself, after each file.
     Each,
     /// The caller, once for a batch ([`write_eml_all`]).
-    Deferred,
+    FileOnly,
 }
 
-/// [`write_eml`], with the syncs left to the caller for [`Syncs::Deferred`].
+/// [`write_eml`], with the directory's sync left to the caller for [`Syncs::FileOnly`].
 fn write_one(dir: &Path, m: &Message, config: &Config, durability: Durability, syncs: Syncs) -> std::io::Result<bool> {
     let path = eml_path(dir, m);
     let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
@@ -323,18 +291,16 @@ fn write_one(dir: &Path, m: &Message, config: &Config, durability: Durability, s
         return Ok(false);
     }
     let bytes = to_rfc5322(m, config).map_err(std::io::Error::other)?;
-    // Synced here: `Now` and not left to the caller's batch sync.
-    let sync_here = durability == Durability::Now && syncs == Syncs::Each;
+    let now = durability == Durability::Now;
+    let sync_dir = |dir: &Path| if now && syncs == Syncs::Each { sync(dir) } else { Ok(()) };
     if existed && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes) {
-        if sync_here {
-            sync(&path)?;
-            sync(dir)?;
-        }
+        sync(&path)?;
+        sync_dir(dir)?;
         return Ok(false);
     }
     if !dir.exists() {
         std::fs::create_dir_all(dir)?;
-        if sync_here && let Some(parent) = dir.parent() {
+        if now && let Some(parent) = dir.parent() {
             sync(parent)?;
         }
     }
@@ -342,13 +308,11 @@ fn write_one(dir: &Path, m: &Message, config: &Config, durability: Durability, s
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
-        if sync_here {
+        if now {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
-        if sync_here {
-            sync(dir)?;
-        }
+        sync_dir(dir)?;
         Ok(())
     })();
     if res.is_err() {

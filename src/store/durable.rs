@@ -1,6 +1,7 @@
 //! Many files made durable with one flush: [`sync_filesystem`] (syncfs(2)) instead of an fsync
 //! per file. Used where a batch of files is written at once and nothing is acknowledged until
-//! all of them are on disk: `render --batch`'s staged PDFs, the mail sender's `.eml` copies.
+//! all of them are on disk: `render --batch`'s staged PDFs. (The mail sender's `.eml` batches
+//! were measured with it and keep an fsync per file: see `mail::write_eml_all`.)
 
 /// Flushes the whole filesystem holding `file` (any open file or directory on it) to disk:
 /// every file's data and metadata written before the call, renames included. `Ok(true)` once
