@@ -7,8 +7,8 @@
 //! out around it). Writers that arrive while one holds the lock now queue their jobs; the
 //! holder applies the whole queue (at most [`BATCH`] jobs) in one call, hands every writer its
 //! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches after the
-//! one that answered its own job, so no writer serves the others for long. Then the next waiting writer
-//! takes over. A lone writer runs its job at once, as before: nothing waits for company.
+//! one that answered its own job, so no writer serves the others for long. Then the next
+//! waiting writer takes over. A lone writer runs its job at once, as before: nothing waits for company.
 //!
 //! State: one small mutex over the queue, the results and the `combining` flag, never held
 //! while a batch runs; a condvar wakes the writers when results are published or the
@@ -86,8 +86,11 @@ impl<J, R> Combiner<J, R> {
                 drop(st);
                 // A panic in the batch (a bug) fails this batch's jobs, not the combiner: its own
                 // change may have landed in an earlier batch, and the queue still needs serving.
-                // Nothing is half applied: the batch's store commit is one transaction, and the
-                // write lock it held is taken again by `Service::write` despite the poison.
+                // The store commit is one transaction, so a panic before it writes nothing. A
+                // panic after it (while indexing) leaves the changes committed though their
+                // writers are told the batch failed (a retry then finds the new state). The
+                // write lock it held is taken again by `Service::write` despite the
+                // poison.
                 let results = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch(jobs))) {
                     Ok(results) => results,
                     Err(_) => {

@@ -9,6 +9,7 @@ pub mod db;
 pub mod ops;
 pub mod outbox;
 pub mod serve;
+mod syncfs;
 #[cfg(test)]
 mod tests;
 pub mod user;
@@ -602,7 +603,7 @@ fn write_staged(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(PathBuf, PathB
 /// Makes the staged files durable: one syncfs(2) of their filesystem (one flush for the whole
 /// batch), an fsync per file where syncfs is missing or refused.
 fn sync_staged(staging: &std::fs::File, files: &[&(PathBuf, PathBuf)]) -> std::io::Result<()> {
-    if crate::store::durable::sync_filesystem(staging)? {
+    if syncfs::sync_filesystem(staging)? {
         return Ok(());
     }
     for (tmp, _) in files {

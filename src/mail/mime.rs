@@ -135,11 +135,7 @@ mod tests {
         // An intact copy is kept as it is.
         assert!(!write_eml(&dir, &m, &c, Durability::Now).expect("syncs"));
         assert_eq!(std::fs::read(eml_path(&dir, &m)).expect("reads"), whole);
-        let names: Vec<String> = std::fs::read_dir(&dir)
-            .expect("lists")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["m0001.eml"], "no temporary file left behind");
+        assert_eq!(names_in(&dir), ["m0001.eml"], "no temporary file left behind");
     }
 
     #[test]
@@ -160,12 +156,17 @@ mod tests {
         for m in [&first, &second] {
             assert_eq!(std::fs::read(eml_path(&dir, m)).expect("reads"), format(m, &c).expect("formats"));
         }
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
+        assert_eq!(names_in(&dir), ["m0001.eml", "m0002.eml"], "no temporary file left behind");
+    }
+
+    /// The file names in `dir`, sorted.
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("lists")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["m0001.eml", "m0002.eml"], "no temporary file left behind");
+        names
     }
 
     #[test]

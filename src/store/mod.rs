@@ -6,7 +6,6 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub use crate::domain::audit;
-pub mod durable;
 pub mod format;
 pub mod group;
 pub mod ids;

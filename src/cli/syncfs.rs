@@ -1,7 +1,7 @@
 //! Many files made durable with one flush: [`sync_filesystem`] (syncfs(2)) instead of an fsync
-//! per file. Used where a batch of files is written at once and nothing is acknowledged until
-//! all of them are on disk: `render --batch`'s staged PDFs. (The mail sender's `.eml` batches
-//! were measured with it and keep an fsync per file: see `mail::write_eml_all`.)
+//! per file. Its one user is `render --batch` (`cli::sync_staged`): the staged PDFs are synced at
+//! once before any is moved into place. (The mail sender's `.eml` batches were measured with it
+//! and keep an fsync per file: see `mail::write_eml_all`.)
 
 /// Flushes the whole filesystem holding `file` (any open file or directory on it) to disk:
 /// every file's data and metadata written before the call, renames included. `Ok(true)` once
@@ -12,7 +12,7 @@
 /// Open `file` **before** writing the files it is to cover: syncfs reports the write-back
 /// errors of the filesystem since the descriptor was opened, so a descriptor opened afterwards
 /// could miss an error another process's sync had already collected.
-pub fn sync_filesystem(file: &std::fs::File) -> std::io::Result<bool> {
+pub(crate) fn sync_filesystem(file: &std::fs::File) -> std::io::Result<bool> {
     #[cfg(target_os = "linux")]
     if syncfs_reports_errors() {
         use std::os::fd::AsRawFd;
