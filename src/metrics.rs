@@ -1,6 +1,7 @@
 //! Prometheus metrics (`/metrics`, text format), one [`Metrics`] per service: requests by route
 //! pattern and status with latency histograms, documents rendered and render time, signatures and
-//! audit events, agreements by status, the mail outbox, the store's size.
+//! audit events, agreements by status, the mail outbox, the store's size, and how many changes
+//! each agreement commit carried (concurrent writers combined into one transaction).
 //!
 //! Built on `prometheus-client` (5 small crates: dtoa, parking_lot, a derive macro) rather than
 //! `metrics` + `metrics-exporter-prometheus` (which pulls metrics-util, quanta, crossbeam,
@@ -41,6 +42,7 @@ pub struct Metrics {
     webhooks_queued: Gauge,
     webhooks_delivered: Counter,
     webhook_failures: Family<Labels, Counter>,
+    commit_changes: Histogram,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,8 @@ impl Metrics {
             webhooks_queued: Gauge::default(),
             webhooks_delivered: Counter::default(),
             webhook_failures: Family::default(),
+            // 1, 2, 4 … 64 changes: the combiner's batch bound (`app::combine::BATCH`).
+            commit_changes: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by method, route pattern and status", m.requests.clone());
@@ -106,6 +110,12 @@ impl Metrics {
             "webhook_failures",
             "Failed webhook attempts: transient (will retry) or final",
             m.webhook_failures.clone(),
+        );
+        registry.register(
+            "store_commit_changes",
+            "Agreement changes per store commit: above 1, concurrent writers were combined into one \
+             transaction and one fsync",
+            m.commit_changes.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -182,6 +192,11 @@ impl Metrics {
         self.webhook_failures.get_or_create(&vec![("kind", kind.to_string())]).inc();
     }
 
+    /// One store commit carried `n` agreement changes.
+    pub fn store_commit(&self, n: usize) {
+        self.commit_changes.observe(n as f64);
+    }
+
     pub fn store_size(&self, bytes: u64) {
         self.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
@@ -211,5 +226,19 @@ mod tests {
         assert!(text.contains("countersign_agreements{status=\"executed\"} 1"), "{text}");
         m.event("signed");
         assert!(m.encode().contains("countersign_signatures_total 1"));
+    }
+
+    #[test]
+    fn commit_sizes_are_counted_in_buckets_up_to_the_combiners_bound() {
+        let m = Metrics::new();
+        for n in [1, 1, 3, 64] {
+            m.store_commit(n);
+        }
+        let text = m.encode();
+        assert!(text.contains("countersign_store_commit_changes_sum 69.0"), "{text}");
+        assert!(text.contains("countersign_store_commit_changes_count 4"), "{text}");
+        assert!(text.contains("countersign_store_commit_changes_bucket{le=\"1.0\"} 2"), "{text}");
+        assert!(text.contains("countersign_store_commit_changes_bucket{le=\"4.0\"} 3"), "{text}");
+        assert!(text.contains("countersign_store_commit_changes_bucket{le=\"64.0\"} 4"), "{text}");
     }
 }

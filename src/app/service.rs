@@ -386,22 +386,20 @@ impl Service {
             answers.push(None);
             batch.push(change);
         }
-        let (results, ticket) = if batch.is_empty() { (Vec::new(), 0) } else { self.store.commit_all_nowait(batch) };
-        let mut results = results.into_iter().zip(after);
-        for answer in answers.iter_mut().filter(|a| a.is_none()) {
-            *answer = Some(match results.next() {
-                Some((Ok(sealed), (a, queued, kinds))) => {
-                    kinds.iter().for_each(|k| self.metrics.event(k));
-                    if let Some(a) = a {
-                        self.index_agreement(&a);
-                    }
-                    Ok((sealed, ticket, queued))
-                }
-                Some((Err(e), _)) => Err(e),
-                None => Err(no_answer()),
-            });
+        if !batch.is_empty() {
+            self.metrics.store_commit(batch.len());
         }
-        answers.into_iter().map(|a| a.unwrap_or_else(|| Err(no_answer()))).collect()
+        let (results, ticket) = if batch.is_empty() { (Vec::new(), 0) } else { self.store.commit_all_nowait(batch) };
+        let committed = results.into_iter().zip(after).map(|(result, (a, queued, kinds))| {
+            result.map(|sealed| {
+                kinds.iter().for_each(|k| self.metrics.event(k));
+                if let Some(a) = a {
+                    self.index_agreement(&a);
+                }
+                (sealed, ticket, queued)
+            })
+        });
+        merge_answers(answers, committed)
     }
 
     /// Brings the search index and the digests up to date with one agreement as stored.
@@ -1486,6 +1484,17 @@ fn no_answer() -> StoreError {
     StoreError::Io("internal: the commit gave no answer for this change".into())
 }
 
+/// Hands each change of a batch its answer. `early` has one entry per change, in order: the
+/// answer already known for a change refused before the commit, `None` for one that went into
+/// it. `committed` answers those, in the same order; a change it leaves out failed.
+fn merge_answers<T>(
+    early: Vec<Option<Result<T, StoreError>>>,
+    committed: impl IntoIterator<Item = Result<T, StoreError>>,
+) -> Vec<Result<T, StoreError>> {
+    let mut committed = committed.into_iter();
+    early.into_iter().map(|a| a.unwrap_or_else(|| committed.next().unwrap_or_else(|| Err(no_answer())))).collect()
+}
+
 /// A change applied (visible to readers) but maybe not yet on disk: nothing may be acknowledged
 /// until [`Service::durable`] or [`Service::durable_async`] has returned for it.
 #[must_use = "a pending commit must be waited for before anything is acknowledged"]
@@ -1548,5 +1557,28 @@ impl Delivery {
             reply: m.reply.clone(),
             next_attempt_at: m.next_attempt_at.filter(|_| m.status == MessageStatus::Queued).map(rfc3339),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_refused_before_the_commit_keeps_its_error_and_the_others_get_the_commits_answers_in_order() {
+        let early = vec![None, Some(Err(StoreError::Io("webhooks unreadable".into()))), None, None];
+        let answers = merge_answers(early, [Ok(1), Err(StoreError::Conflict), Ok(3)]);
+        assert!(matches!(answers[0], Ok(1)), "{answers:?}");
+        assert!(matches!(&answers[1], Err(StoreError::Io(m)) if m == "webhooks unreadable"), "{answers:?}");
+        assert!(matches!(answers[2], Err(StoreError::Conflict)), "{answers:?}");
+        assert!(matches!(answers[3], Ok(3)), "{answers:?}");
+    }
+
+    #[test]
+    fn a_commit_that_answers_too_few_changes_fails_the_ones_left_out() {
+        let answers = merge_answers(vec![None, None, Some(Err(StoreError::NotFound))], [Ok(1)]);
+        assert!(matches!(answers[0], Ok(1)), "{answers:?}");
+        assert!(matches!(&answers[1], Err(StoreError::Io(m)) if m.contains("no answer")), "{answers:?}");
+        assert!(matches!(answers[2], Err(StoreError::NotFound)), "{answers:?}");
     }
 }

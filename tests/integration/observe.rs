@@ -159,6 +159,11 @@ fn a_scrape_after_a_signing_flow_shows_requests_renders_signatures_and_statuses_
     assert!(sample(&after, r#"countersign_render_duration_seconds_count{mode="for_signature"}"#) >= 1.0);
     assert!(sample(&after, r#"countersign_audit_events_total{kind="signed"}"#) >= f64::from(signed));
     assert!(sample(&after, "countersign_store_size_bytes") > 0.0);
+    // Every agreement commit is counted with its size: at least the draft, the send and each
+    // signature, none larger than the combiner's bound.
+    let commits = sample(&after, "countersign_store_commit_changes_count");
+    assert!(commits >= 2.0 + f64::from(signed), "{after}");
+    assert_eq!(sample(&after, r#"countersign_store_commit_changes_bucket{le="64.0"}"#), commits, "{after}");
     assert!(after.contains("countersign_outbox_queued "), "{after}");
     // No token, key or address appears in the exposition: route patterns only.
     assert!(!after.contains(&app.key) && !after.contains(&id), "{after}");
