@@ -20,6 +20,8 @@ pub struct TestApp {
     service: std::sync::Weak<countersign::app::service::Service>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Known to the hang watchdog while the server runs (and while it stops).
+    _watched: crate::watchdog::Registration,
 }
 
 impl TestApp {
@@ -139,6 +141,7 @@ pub fn tamper_event(data: &Path, id: &str, seq: u64, change: impl FnOnce(&mut Ve
 
 /// Starts a server with configuration changes (SMTP, retry schedule) applied on top.
 pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let watched = crate::watchdog::register();
     let std_listener = std::net::TcpListener::bind(addr).expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("addr");
@@ -178,6 +181,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
         service,
         stop: Some(tx),
         thread: Some(thread),
+        _watched: watched,
     }
 }
 

@@ -41,4 +41,5 @@ mod story;
 mod vendor_web;
 mod vendors;
 mod verification;
+mod watchdog;
 mod webhooks;
