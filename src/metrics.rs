@@ -1,7 +1,7 @@
 //! Prometheus metrics (`/metrics`, text format), one [`Metrics`] per service: requests by route
 //! pattern and status with latency histograms, documents rendered and render time, signatures and
 //! audit events, agreements by status, the mail outbox, the store's size, and how many changes
-//! each agreement commit carried (concurrent writers combined into one transaction).
+//! each store commit carried (concurrent writers combined into one transaction).
 //!
 //! Built on `prometheus-client` (5 small crates: dtoa, parking_lot, a derive macro) rather than
 //! `metrics` + `metrics-exporter-prometheus` (which pulls metrics-util, quanta, crossbeam,
@@ -113,7 +113,7 @@ impl Metrics {
         );
         registry.register(
             "store_commit_changes",
-            "Agreement changes per store commit: above 1, concurrent writers were combined into one \
+            "Changes committed per store commit: above 1, concurrent writers were combined into one \
              transaction and one fsync",
             m.commit_changes.clone(),
         );
@@ -192,7 +192,7 @@ impl Metrics {
         self.webhook_failures.get_or_create(&vec![("kind", kind.to_string())]).inc();
     }
 
-    /// One store commit carried `n` agreement changes.
+    /// One store commit carried `n` changes that committed (stale ones refused are not counted).
     pub fn store_commit(&self, n: usize) {
         self.commit_changes.observe(n as f64);
     }

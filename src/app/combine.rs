@@ -6,8 +6,8 @@
 //! (sled 0.34 takes its global concurrency-control lock for writing and writes its log buffer
 //! out around it). Writers that arrive while one holds the lock now queue their jobs; the
 //! holder applies the whole queue (at most [`BATCH`] jobs) in one call, hands every writer its
-//! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches after the
-//! one that answered its own job, so no writer serves the others for long. Then the next
+//! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches after
+//! the one that answered its own job, so no writer serves the others for long. Then the next
 //! waiting writer takes over. A lone writer runs its job at once, as before: nothing waits for company.
 //!
 //! State: one small mutex over the queue, the results and the `combining` flag, never held
@@ -86,11 +86,12 @@ impl<J, R> Combiner<J, R> {
                 drop(st);
                 // A panic in the batch (a bug) fails this batch's jobs, not the combiner: its own
                 // change may have landed in an earlier batch, and the queue still needs serving.
-                // The store commit is one transaction, so a panic before it writes nothing. A
-                // panic after it (while indexing) leaves the changes committed though their
-                // writers are told the batch failed (a retry then finds the new state). The
-                // write lock it held is taken again by `Service::write` despite the
-                // poison.
+                // A panic before the store commit writes nothing. One during it (the batch
+                // committed one change at a time after failing as a whole) or after it (while
+                // indexing) can leave changes committed though their writers are told the
+                // batch failed: a retry then finds the new state, and the search index and
+                // digests miss those changes until the next start rebuilds them from the store.
+                // The write lock it held is taken again by `Service::write` despite the poison.
                 let results = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch(jobs))) {
                     Ok(results) => results,
                     Err(_) => {

@@ -386,10 +386,11 @@ impl Service {
             answers.push(None);
             batch.push(change);
         }
-        if !batch.is_empty() {
-            self.metrics.store_commit(batch.len());
-        }
         let (results, ticket) = if batch.is_empty() { (Vec::new(), 0) } else { self.store.commit_all_nowait(batch) };
+        let committed = results.iter().filter(|r| r.is_ok()).count();
+        if committed > 0 {
+            self.metrics.store_commit(committed);
+        }
         let committed = results.into_iter().zip(after).map(|(result, (a, queued, kinds))| {
             result.map(|sealed| {
                 kinds.iter().for_each(|k| self.metrics.event(k));
@@ -465,8 +466,9 @@ impl Service {
     }
 
     pub(crate) fn write(&self) -> MutexGuard<'_, ()> {
-        // A panic while holding the lock leaves no half state (commits are atomic), so a
-        // poisoned lock is safe to reuse.
+        // A panic while holding the lock leaves no half-written store (each commit is one
+        // transaction), so a poisoned lock is safe to reuse. (The in-memory search index may
+        // then miss a committed change until the next start rebuilds it: see `combine`.)
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 

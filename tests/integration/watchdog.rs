@@ -1,4 +1,4 @@
-//! A hang becomes a failure with evidence: every test server ([`crate::app::TestApp`]) is
+//! A hang while a test server runs becomes a failure with evidence: every test server ([`crate::app::TestApp`]) is
 //! registered here while it runs, and one watchdog thread checks them every 10 s. A server
 //! that has run longer than `COUNTERSIGN_TEST_HANG_SECS` (default 900: the slowest test takes
 //! about a minute) means the process is stuck (a deadlock leaves every thread parked, and cargo
@@ -85,10 +85,17 @@ fn say(line: &str) {
 /// Every thread's backtrace, from gdb attached to this process.
 fn backtraces() {
     // Lets gdb attach where Yama's ptrace scope allows only ancestors (harmless elsewhere).
-    // SAFETY: prctl with PR_SET_PTRACER takes plain integers.
+    // SAFETY: prctl with PR_SET_PTRACER reads integers only, passed at the width it reads.
+    #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     unsafe {
-        libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PTRACER,
+            libc::PR_SET_PTRACER_ANY,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
     }
     let pid = std::process::id().to_string();
     // gdb writes straight to this process's own output (the test log): a pipe read by this
