@@ -8,7 +8,8 @@
 //! holder applies the whole queue (at most [`BATCH`] jobs) in one call, hands every writer its
 //! own result, and goes on while jobs keep arriving — but at most [`ROUNDS`] batches after
 //! the one that answered its own job, so no writer serves the others for long. Then the next
-//! waiting writer takes over. A lone writer runs its job at once, as before: nothing waits for company.
+//! waiting writer takes over. A lone writer runs its job at once, as before: nothing waits for
+//! company.
 //!
 //! State: one small mutex over the queue, the results and the `combining` flag, never held
 //! while a batch runs; a condvar wakes the writers when results are published or the

@@ -387,9 +387,9 @@ impl Service {
             batch.push(change);
         }
         let (results, ticket) = if batch.is_empty() { (Vec::new(), 0) } else { self.store.commit_all_nowait(batch) };
-        let committed = results.iter().filter(|r| r.is_ok()).count();
-        if committed > 0 {
-            self.metrics.store_commit(committed);
+        let landed = results.iter().filter(|r| r.is_ok()).count();
+        if landed > 0 {
+            self.metrics.store_commit(landed);
         }
         let committed = results.into_iter().zip(after).map(|(result, (a, queued, kinds))| {
             result.map(|sealed| {

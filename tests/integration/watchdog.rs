@@ -1,10 +1,11 @@
-//! A hang while a test server runs becomes a failure with evidence: every test server ([`crate::app::TestApp`]) is
-//! registered here while it runs, and one watchdog thread checks them every 10 s. A server
-//! that has run longer than `COUNTERSIGN_TEST_HANG_SECS` (default 900: the slowest test takes
-//! about a minute) means the process is stuck (a deadlock leaves every thread parked, and cargo
-//! test would wait for CI's limit). The watchdog then prints which tests are running, the
-//! backtrace of every thread (through gdb, when it is installed: `.ci/run` installs it) and
-//! aborts the process, so the run fails at once with what a diagnosis needs.
+//! A hang while a test server runs becomes a failure with evidence: every test server
+//! ([`crate::app::TestApp`]) is registered here while it runs, and one watchdog thread checks
+//! them every 10 s. A server that has run longer than `COUNTERSIGN_TEST_HANG_SECS` (default
+//! 900: the slowest test takes about a minute) means the process is stuck (a deadlock leaves
+//! every thread parked, and cargo test would wait for CI's limit). The watchdog then prints
+//! which tests are running, the backtrace of every thread (through gdb, when it is installed:
+//! `.ci/run` installs it) and aborts the process, so the run fails at once with what a
+//! diagnosis needs.
 //!
 //! It only ever acts on a server older than the limit: no test waits on it, and a normal run
 //! never sees it.
@@ -14,34 +15,37 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Servers running now: registration number → (test name, started).
-static RUNNING: Mutex<Option<HashMap<u64, (String, Instant)>>> = Mutex::new(None);
-static STARTED: OnceLock<()> = OnceLock::new();
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+type Running = Mutex<HashMap<u64, (String, Instant)>>;
+
+/// The running servers; the first call starts the watchdog.
+fn running() -> &'static Running {
+    static RUNNING: OnceLock<Running> = OnceLock::new();
+    RUNNING.get_or_init(|| {
+        std::thread::Builder::new().name("test-watchdog".into()).spawn(watch).expect("watchdog thread");
+        Mutex::new(HashMap::new())
+    })
+}
+
+fn lock() -> std::sync::MutexGuard<'static, HashMap<u64, (String, Instant)>> {
+    running().lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Unregisters its server when dropped (the server stopped, or its test panicked).
 pub struct Registration(u64);
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(m) = RUNNING.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            m.remove(&self.0);
-        }
+        lock().remove(&self.0);
     }
 }
 
 /// Registers a server started by the calling test (named after its thread, as libtest names
-/// it), and starts the watchdog on first use.
+/// it).
 pub fn register() -> Registration {
-    STARTED.get_or_init(|| {
-        std::thread::Builder::new().name("test-watchdog".into()).spawn(watch).expect("watchdog thread");
-    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = std::thread::current().name().unwrap_or("(unnamed)").to_string();
-    RUNNING
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(id, (name, Instant::now()));
+    lock().insert(id, (name, Instant::now()));
     Registration(id)
 }
 
@@ -54,12 +58,7 @@ fn watch() {
     let limit = limit();
     loop {
         std::thread::sleep(Duration::from_secs(10));
-        let running: Vec<(String, Duration)> = RUNNING
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|m| m.values().map(|(n, t)| (n.clone(), t.elapsed())).collect())
-            .unwrap_or_default();
+        let running: Vec<(String, Duration)> = lock().values().map(|(n, t)| (n.clone(), t.elapsed())).collect();
         if running.iter().any(|(_, age)| *age > limit) {
             say(&format!(
                 "\n=== test watchdog: a server has run longer than {}s; the process looks hung ===",
