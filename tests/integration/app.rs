@@ -156,7 +156,18 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
     }
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let (state, key, _) = countersign::http::state::build_state(config, dyn_clock).expect("state builds");
+    // A restart in this process may find sled's lock still held for a moment by the last
+    // handle's I/O threads (see `helpers::sled_open_when_free`): wait for it, at most 30 s.
+    let started = std::time::Instant::now();
+    let store = loop {
+        match countersign::app::open_store(&config) {
+            Err(countersign::app::OpenError::Locked(_)) if started.elapsed().as_secs() < 30 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => break other.expect("store opens"),
+        }
+    };
+    let (state, key, _) = countersign::http::state::build_state_on(config, store, dyn_clock).expect("state builds");
     let service = Arc::downgrade(&state.service);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
