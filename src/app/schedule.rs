@@ -102,6 +102,95 @@ pub fn term_notice_window(t: &Term, now: u64, r: &ReminderSettings) -> bool {
     now < at && now + u64::from(r.term_notice_days) * DAY >= at
 }
 
+/// The fingerprint of the settings [`wake_at`] depends on: a wake note made under other
+/// settings (a changed `[reminders]` section) is not believed.
+pub fn settings_fingerprint(r: &ReminderSettings) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for v in [r.first_after_days, r.every_days, r.expiry_warning_days, r.term_notice_days] {
+        h.update(&v.to_le_bytes());
+    }
+    h.finalize()
+}
+
+/// When the reminder tick next needs to read `a`, given the messages queued for it once
+/// everything [`due`] at `now` has been queued: the earliest time after `now` at which [`due`]
+/// could answer something or at which `Service::get` would move it to `expired`; `u64::MAX`
+/// when nothing can happen until the record changes. For an agreement out for signature: a
+/// signer's next reminder or expiry warning, or the moment every open link has expired. For an
+/// executed one with a term (`term`, from its record): the opening of the next term notice's
+/// window, or, while a window is open (its notice queued), that term date, after which the next
+/// one counts. While the record keeps its revision nothing else moves these times: a new link,
+/// a signer's answer, a correction, a void, a termination or a revised intake each write the
+/// record, and messages queued meanwhile only answer what would be due. Pure.
+///
+/// The tick keeps the answer per agreement with the record's revision ([`ReminderWake`]) and
+/// does not read the agreement until then: at 100,000 agreements, of which 12,000 out for
+/// signature and ~5,000 executed ones in a notice window, every tick read each of them with
+/// its messages to find nothing due.
+///
+/// [`ReminderWake`]: crate::store::ReminderWake
+pub fn wake_at(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, term: Option<&Term>) -> u64 {
+    if a.status == Status::Executed {
+        return match term {
+            Some(t) if r.term_notice_days > 0 && t.months > 0 => {
+                let date = date_secs(next_term_event(t, now).1);
+                let opens = date.saturating_sub(u64::from(r.term_notice_days) * DAY);
+                if now >= date {
+                    u64::MAX // the end of a term that does not renew: no notice ever again
+                } else if opens > now {
+                    opens
+                } else {
+                    date
+                }
+            }
+            _ => u64::MAX,
+        };
+    }
+    if !a.status.is_out_for_signature() {
+        return u64::MAX;
+    }
+    let open: Vec<&SignerRecord> =
+        a.signers.iter().filter(|s| matches!(s.status, SignerStatus::Notified | SignerStatus::Opened)).collect();
+    let mut at = u64::MAX;
+    // The expiry `Service::get` applies: once every open signer's link has expired. Already
+    // past (a record read without that check): at once.
+    if !open.is_empty()
+        && let Some(last) =
+            open.iter().map(|s| s.link_expires).collect::<Option<Vec<u64>>>().and_then(|e| e.into_iter().max())
+    {
+        at = at.min(last.max(now));
+    }
+    for s in open {
+        // As in `due`: a signer without a link sent, or whose link has expired, gets nothing.
+        let (Some(expires), Some(sent)) = (s.link_expires, link_sent_at(s, messages)) else { continue };
+        if now >= expires {
+            continue;
+        }
+        let warn_at = (r.expiry_warning_days > 0)
+            .then(|| expires.saturating_sub(u64::from(r.expiry_warning_days) * DAY))
+            .filter(|&w| w > sent);
+        if let Some(w) = warn_at.filter(|&w| w > now) {
+            at = at.min(w);
+        }
+        let cutoff = warn_at.unwrap_or(expires);
+        if r.first_after_days > 0 {
+            let first = sent + u64::from(r.first_after_days) * DAY;
+            let every = u64::from(r.every_days) * DAY;
+            // Reminder n falls due at first + (n - 1) × every, while before the cutoff; the ones
+            // whose time has come by `now` are queued (or superseded) already.
+            let next = if now < first {
+                Some(first)
+            } else {
+                (now - first).checked_div(every).map(|k| first + (k + 1) * every)
+            };
+            if let Some(next) = next.filter(|&n| n < cutoff) {
+                at = at.min(next);
+            }
+        }
+    }
+    at
+}
+
 /// What is due for `a` at `now`, given every message already queued for it. Pure.
 pub fn due(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, term: Option<&Term>) -> Vec<Due> {
     let ids: HashSet<&str> = messages.iter().map(|m| m.id.as_str()).collect();
@@ -227,46 +316,99 @@ impl Service {
     /// lock. Returns how many messages it queued. Safe to call any number of times.
     pub fn queue_due_messages(&self) -> Result<usize, ServiceError> {
         let r = self.config.reminders.clone();
+        let fingerprint = settings_fingerprint(&r);
         let mut queued = 0;
         let now = self.clock.now();
+        let started = std::time::Instant::now();
+        if self.wakes.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            // The first tick since start: the notes the last ticks left in the store.
+            let kept: std::collections::HashMap<_, _> = self.store.reminder_wakes()?.into_iter().collect();
+            *self.wakes.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
+        }
         // Candidates from the search index (out for signature, or executed when term notices
-        // are on): only those are decoded, not every stored agreement.
-        let candidates: Vec<(String, String)> = {
+        // are on): only those are decoded, not every stored agreement. One out for signature
+        // whose wake note is current (its record's revision, these settings) and still ahead
+        // is not read at all: nothing can be due for it yet.
+        let (candidates, stale, skipped) = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
+            let wakes = wakes.get_or_insert_with(Default::default);
+            let mut skipped = 0usize;
+            let mut asleep = |id: &str, revision: u64| {
+                let yes =
+                    wakes.get(id).is_some_and(|w| w.revision == revision && w.settings == fingerprint && w.at > now);
+                skipped += usize::from(yes);
+                yes
+            };
             let mut c: Vec<(String, String)> = index
                 .lives()
                 .filter(|(e, life)| match e.status.as_str() {
-                    "sent" | "partially_signed" => true,
+                    "sent" | "partially_signed" => !asleep(&e.id, life.revision),
                     // The record's facts are its current intake's (set on create and revise);
                     // without an effective date (a record from before facts existed) decode it.
-                    "executed" => match life.effective {
-                        Some(effective) => term_notice_window(
-                            &Term { effective, months: life.term_months, auto_renew: life.auto_renew },
-                            now,
-                            &r,
-                        ),
-                        None => r.term_notice_days > 0,
-                    },
+                    "executed" => {
+                        let window = match life.effective {
+                            Some(effective) => term_notice_window(
+                                &Term { effective, months: life.term_months, auto_renew: life.auto_renew },
+                                now,
+                                &r,
+                            ),
+                            None => r.term_notice_days > 0,
+                        };
+                        window && !asleep(&e.id, life.revision)
+                    }
                     _ => false,
                 })
                 .map(|(e, _)| (e.id.clone(), e.status.clone()))
                 .collect();
             c.sort();
-            c
+            // Notes that can no longer save a read are dropped: their time has come, or their
+            // agreement is gone or no longer out for signature or executed.
+            let stale: Vec<String> = wakes
+                .iter()
+                .filter(|(id, w)| {
+                    w.at <= now
+                        || !index
+                            .get_life(id)
+                            .is_some_and(|(e, _)| matches!(e.status.as_str(), "sent" | "partially_signed" | "executed"))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &stale {
+                wakes.remove(id);
+            }
+            (c, stale, skipped)
         };
+        let mut learned: Vec<(String, crate::store::ReminderWake)> = Vec::new();
+        let mut note = |a: &Agreement, messages: &[Message], now: u64, term: Option<&Term>| {
+            if a.status.is_out_for_signature() || a.status == Status::Executed {
+                let at = wake_at(a, messages, now, &r, term);
+                learned.push((
+                    a.id.clone(),
+                    crate::store::ReminderWake { revision: a.revision, settings: fingerprint, at },
+                ));
+            }
+        };
+        let mut read = 0u64;
         for (id, status) in candidates {
             let a = match status.as_str() {
-                "executed" => match self.store.agreement(&id) {
-                    Ok(a) => a,
-                    Err(StoreError::NotFound) => continue,
-                    Err(e) => return Err(e.into()),
-                },
-                _ => match self.get(&id) {
-                    // may move it to expired
-                    Ok(a) => a,
-                    Err(ServiceError::NotFound) => continue,
-                    Err(e) => return Err(e),
-                },
+                "executed" => {
+                    read += 1;
+                    match self.store.agreement(&id) {
+                        Ok(a) => a,
+                        Err(StoreError::NotFound) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                _ => {
+                    read += 1;
+                    match self.get(&id) {
+                        // may move it to expired
+                        Ok(a) => a,
+                        Err(ServiceError::NotFound) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
             };
             if !(a.status.is_out_for_signature() || a.status == Status::Executed) {
                 continue;
@@ -274,13 +416,15 @@ impl Service {
             let term = if a.status == Status::Executed { self.term(&a) } else { None };
             // Through the outbox index: this agreement's messages only.
             let mine: Vec<Message> = self.store.agreement_messages(&a.id)?;
-            if due(&a, &mine, self.clock.now(), &r, term.as_ref()).is_empty() {
+            let at = self.clock.now();
+            if due(&a, &mine, at, &r, term.as_ref()).is_empty() {
+                note(&a, &mine, at, term.as_ref());
                 continue;
             }
             // Something is due: decide again under the lock from fresh data, then commit.
             let _g = self.write();
             let a = self.store.agreement(&a.id)?;
-            let mine: Vec<Message> = self.store.agreement_messages(&a.id)?;
+            let mut mine: Vec<Message> = self.store.agreement_messages(&a.id)?;
             let now = self.clock.now();
             let mut change = Change::default();
             for d in due(&a, &mine, now, &r, term.as_ref()) {
@@ -299,7 +443,29 @@ impl Service {
             }
             queued += change.messages.len();
             if !change.messages.is_empty() {
+                mine.extend(change.messages.iter().cloned());
                 self.commit(change)?;
+            }
+            // The record is unchanged by the commit (messages and events only): its revision
+            // still names what the note was computed from.
+            note(&a, &mine, now, term.as_ref());
+        }
+        self.reminder_reads.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        if read > 0 || skipped > 0 {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(read, skipped, ms, "reminder tick: {read} agreements read, {skipped} asleep, in {ms} ms");
+        }
+        {
+            let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
+            let wakes = wakes.get_or_insert_with(Default::default);
+            for (id, w) in &learned {
+                wakes.insert(id.clone(), *w);
+            }
+        }
+        if !learned.is_empty() || !stale.is_empty() {
+            // Advisory: a note not kept only means the agreement is read at the next start.
+            if let Err(e) = self.store.put_reminder_wakes(&learned, &stale) {
+                tracing::warn!(error = %e, "reminder tick: the wake notes were not kept");
             }
         }
         // Vendor reassessment reminders (issue 16), with their own deterministic ids.
@@ -588,6 +754,167 @@ mod tests {
         }
         assert!(open > 1_000 && open < checked, "both answers exercised: open {open} of {checked}");
     }
+    /// Whether `Service::get` would move `a` to `expired` at `now` (its rule, restated).
+    fn expires_at(a: &Agreement, now: u64) -> bool {
+        let open: Vec<_> =
+            a.signers.iter().filter(|s| matches!(s.status, SignerStatus::Notified | SignerStatus::Opened)).collect();
+        a.status.is_out_for_signature()
+            && !open.is_empty()
+            && open.iter().all(|s| s.link_expires.is_some_and(|e| e <= now))
+    }
+
+    #[test]
+    fn nothing_falls_due_and_nothing_expires_before_the_wake_time() {
+        // Random agreements out for signature (one to three signers in every state, links of
+        // 1-30 days, some resent), random settings, ticks at random gaps: at each tick queue
+        // what is due, take the wake time, and check every hour before it, and the second
+        // before it, that nothing is due and the agreement does not expire.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut checked, mut skipped_ticks, mut ticks) = (0u64, 0u64, 0u64);
+        for case in 0..400 {
+            let r = ReminderSettings {
+                first_after_days: [0, 1, 3, 5][rnd(4) as usize],
+                every_days: [0, 1, 4, 7][rnd(4) as usize],
+                expiry_warning_days: [0, 1, 2, 10][rnd(4) as usize],
+                ..settings()
+            };
+            let statuses = [SignerStatus::Notified, SignerStatus::Opened, SignerStatus::Signed, SignerStatus::Waiting];
+            let n = 1 + rnd(3) as usize;
+            let mut signers = Vec::new();
+            let mut ms = Vec::new();
+            for i in 1..=n {
+                let sent = T0 + rnd(5 * DAY);
+                let expires = (rnd(8) != 0).then(|| sent + DAY + rnd(30 * DAY));
+                let status = statuses[rnd(4) as usize];
+                signers.push(signer(&format!("s{i}"), status, expires, 1));
+                if status != SignerStatus::Waiting {
+                    ms.push(msg(&format!("l{i}"), "link", &format!("s{i}"), sent));
+                    if rnd(3) == 0 {
+                        // A resend: a later link message (the record's expiry is the latest's).
+                        ms.push(msg(&format!("l{i}b"), "link", &format!("s{i}"), sent + rnd(2 * DAY)));
+                    }
+                }
+            }
+            let status = if case % 2 == 0 { Status::Sent } else { Status::PartiallySigned };
+            let a = agreement(status, signers);
+            let mut now = T0 + rnd(3 * DAY);
+            while now < T0 + 40 * DAY {
+                ticks += 1;
+                if expires_at(&a, now) {
+                    break; // the tick would have moved it to `expired`
+                }
+                for d in due(&a, &ms, now, &r, None) {
+                    let kind = if d.id().starts_with("expiry") { "expiry_warning" } else { "reminder" };
+                    let signer = match &d {
+                        Due::Reminder { signer, .. } | Due::ExpiryWarning { signer, .. } => signer.clone(),
+                        Due::Term { .. } => unreachable!("not executed"),
+                    };
+                    ms.push(msg(d.id(), kind, &signer, now));
+                }
+                assert!(due(&a, &ms, now, &r, None).is_empty(), "everything due at {now} was queued");
+                let wake = wake_at(&a, &ms, now, &r, None);
+                assert!(wake >= now, "case {case}: wake {wake} before {now}");
+                let until = wake.min(T0 + 60 * DAY);
+                let mut t = now + 1;
+                while t < until {
+                    assert!(due(&a, &ms, t, &r, None).is_empty(), "case {case}: due at {t}, before the wake {wake}");
+                    assert!(!expires_at(&a, t), "case {case}: expires at {t}, before the wake {wake}");
+                    checked += 1;
+                    t += 3600;
+                }
+                if until > now + 1 {
+                    assert!(due(&a, &ms, until - 1, &r, None).is_empty(), "case {case}: due a second before {wake}");
+                    assert!(!expires_at(&a, until - 1) || until != wake, "case {case}: expires before {wake}");
+                }
+                // The next tick: soon, or after the wake time (the tick's own period is 5 minutes).
+                let gap = if rnd(2) == 0 { 300 } else { rnd(3 * DAY) };
+                skipped_ticks += u64::from(now + gap < wake);
+                now += gap.max(1);
+            }
+        }
+        assert!(checked > 100_000, "checked {checked} hours");
+        assert!(skipped_ticks * 4 > ticks, "most ticks find a wake time ahead: {skipped_ticks} of {ticks}");
+    }
+
+    #[test]
+    fn no_term_notice_falls_due_before_an_executed_agreements_wake_time() {
+        let a = agreement(Status::Executed, vec![signer("s1", SignerStatus::Signed, None, 1)]);
+        let (mut checked, mut notices, mut ticks, mut skipped) = (0u64, 0u64, 0u64, 0u64);
+        for days in [30u32, 1, 90, 0] {
+            let r = ReminderSettings { term_notice_days: days, ..settings() };
+            for effective in [Date { year: 2027, month: 1, day: 31 }, Date { year: 2024, month: 2, day: 29 }] {
+                for months in [0u16, 1, 6, 12, 36] {
+                    for auto_renew in [true, false] {
+                        let t = Term { effective, months, auto_renew };
+                        let mut ms: Vec<Message> = Vec::new();
+                        let mut now = date_secs(effective);
+                        let end = now + 5 * 365 * DAY;
+                        let mut gap = 0u64;
+                        while now < end {
+                            ticks += 1;
+                            for d in due(&a, &ms, now, &r, Some(&t)) {
+                                ms.push(msg(d.id(), "notice", "", now));
+                                notices += 1;
+                            }
+                            let wake = wake_at(&a, &ms, now, &r, Some(&t));
+                            assert!(wake > now, "{t:?} with {days} days: wake {wake} not after {now}");
+                            let mut probe = now + 1;
+                            while probe < wake.min(end) {
+                                assert!(
+                                    due(&a, &ms, probe, &r, Some(&t)).is_empty(),
+                                    "{t:?}: due at {probe} before {wake}"
+                                );
+                                checked += 1;
+                                probe += DAY / 2;
+                            }
+                            if wake < end {
+                                assert!(
+                                    due(&a, &ms, wake - 1, &r, Some(&t)).is_empty(),
+                                    "{t:?}: due a second before {wake}"
+                                );
+                            }
+                            // Ticks at uneven gaps: a minute to 40 days.
+                            gap = (gap * 7 + 13) % 40;
+                            let next = now + 60 + gap * DAY;
+                            skipped += u64::from(next < wake);
+                            now = next;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 50_000 && notices > 100, "checked {checked} half days, {notices} notices");
+        assert!(skipped * 3 > ticks, "most ticks find the wake time ahead: {skipped} of {ticks}");
+    }
+
+    #[test]
+    fn a_fourteen_day_link_wakes_the_tick_at_each_reminder_the_warning_and_the_expiry() {
+        let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 1)]);
+        let mut ms = vec![msg("m1", "link", "s1", T0)];
+        let r = settings();
+        assert_eq!(wake_at(&a, &ms, T0, &r, None), T0 + 3 * DAY, "the first reminder");
+        ms.push(msg("reminder:ag_1:s1:1:1", "reminder", "s1", T0 + 3 * DAY));
+        assert_eq!(wake_at(&a, &ms, T0 + 3 * DAY, &r, None), T0 + 7 * DAY, "the second");
+        assert_eq!(wake_at(&a, &ms, T0 + 11 * DAY, &r, None), T0 + 12 * DAY, "the warning, two days before expiry");
+        assert_eq!(wake_at(&a, &ms, T0 + 12 * DAY, &r, None), T0 + 14 * DAY, "then the expiry");
+        let signed = agreement(Status::Sent, vec![signer("s1", SignerStatus::Signed, Some(T0 + 14 * DAY), 1)]);
+        assert_eq!(wake_at(&signed, &ms, T0, &r, None), u64::MAX, "nobody to remind: not until the record changes");
+        let executed = agreement(Status::Executed, vec![signer("s1", SignerStatus::Signed, None, 1)]);
+        assert_eq!(wake_at(&executed, &ms, T0, &r, None), u64::MAX);
+        assert_ne!(settings_fingerprint(&r), settings_fingerprint(&ReminderSettings { every_days: 5, ..r.clone() }));
+        assert_ne!(
+            settings_fingerprint(&r),
+            settings_fingerprint(&ReminderSettings { term_notice_days: 9, ..r.clone() })
+        );
+        assert_eq!(settings_fingerprint(&r), settings_fingerprint(&ReminderSettings { tick_secs: 1, ..r.clone() }));
+    }
+
     #[test]
     fn still_wanted_checks_the_signer_and_generation() {
         let a = agreement(Status::Sent, vec![signer("s1", SignerStatus::Notified, Some(T0 + 14 * DAY), 2)]);

@@ -183,6 +183,15 @@ pub struct Service {
     pub vault: crate::secret::vault::Vault,
     /// The webhook sender's wake-up, passes and bookkeeping lock (see [`super::webhooks`]).
     pub hooks: super::webhooks::Hooks,
+    /// The reminder tick's wake notes (see [`super::schedule::wake_at`]): loaded from the store
+    /// by the first tick, then kept here and written back after each tick. Its own mutex, held
+    /// by the tick while it chooses its candidates and again while it records what it learned,
+    /// never across a store read: the tick is the only user.
+    pub(crate) wakes: Mutex<Option<std::collections::HashMap<String, crate::store::ReminderWake>>>,
+    /// Agreements the reminder ticks have read since start (out for signature, and executed ones
+    /// in a term notice's window): what tests and the tick's log line count, which the wake
+    /// notes are there to keep small.
+    pub reminder_reads: std::sync::atomic::AtomicU64,
 }
 
 /// SHA-256 (the 32 bytes, see [`digest_key`]) → (agreement id, `sent` or `final`, length in
@@ -258,6 +267,8 @@ impl Service {
             sender_passes: Default::default(),
             vault,
             hooks: Default::default(),
+            wakes: Mutex::new(None),
+            reminder_reads: Default::default(),
         };
         service.rebuild_index();
         // Several instances on one database: their commits wake the sender, which catches up.

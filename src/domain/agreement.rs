@@ -332,6 +332,7 @@ impl Agreement {
             termination: self.termination.as_ref().and_then(|t| super::intake::Date::parse(&t.date).ok()),
             disposed: self.disposed_at.is_some(),
             parent: self.facts.parent_agreement_id.as_deref().map(Box::from),
+            revision: self.revision,
         }
     }
 }
@@ -366,6 +367,10 @@ pub struct Summary {
     pub termination_date: Option<String>,
     #[serde(default)]
     pub disposed_at: Option<u64>,
+    /// The record's revision: the reminder tick's wake marks hold for one revision (see
+    /// `app::schedule::wake_at`).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// [`Facts`] without the privacy contact.
@@ -413,6 +418,7 @@ impl From<&Agreement> for Summary {
             },
             termination_date: a.termination.as_ref().map(|t| t.date.clone()),
             disposed_at: a.disposed_at,
+            revision: a.revision,
         }
     }
 }
@@ -428,6 +434,7 @@ impl Summary {
             termination: self.termination_date.as_deref().and_then(|d| super::intake::Date::parse(d).ok()),
             disposed: self.disposed_at.is_some(),
             parent: self.facts.parent_agreement_id.as_deref().map(Box::from),
+            revision: self.revision,
         }
     }
 }
@@ -448,6 +455,8 @@ pub struct Life {
     pub disposed: bool,
     /// `facts.parent_agreement_id`.
     pub parent: Option<Box<str>>,
+    /// The record's revision (a reminder wake mark holds for one revision).
+    pub revision: u64,
 }
 
 impl Life {

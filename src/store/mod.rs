@@ -28,6 +28,18 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agreement::{Agreement, Summary, VersionRecord};
 pub use crate::domain::audit::{Event, NewEvent};
 
+/// The reminder tick's note about one agreement out for signature (see
+/// `app::schedule::wake_at`): nothing falls due for it before `at` (`u64::MAX`: not until its
+/// record changes) while its record stays at `revision` and the reminder settings are those
+/// whose fingerprint is `settings`. Derived and advisory: a lost or stale one only means the
+/// agreement is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReminderWake {
+    pub revision: u64,
+    pub settings: u32,
+    pub at: u64,
+}
+
 /// An outgoing message, queued in the same transaction as the change that causes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -232,6 +244,15 @@ pub trait Store: Send + Sync + 'static {
     /// applies each change on its own, and no writer commits others' changes one by one.
     fn commits_in_batches(&self) -> bool {
         false
+    }
+    /// The reminder tick's wake notes kept across restarts ([`ReminderWake`]). Default: none
+    /// kept (the tick keeps them in memory only, and reads every candidate after a start).
+    fn reminder_wakes(&self) -> Result<Vec<(String, ReminderWake)>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Keeps `put` and forgets `remove` (advisory: no wait for the disk; see [`ReminderWake`]).
+    fn put_reminder_wakes(&self, _put: &[(String, ReminderWake)], _remove: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Whether a read of one record is local memory work (a page cache in this process), cheap
     /// enough to run on an async thread. `false` (the default) for a store across a network:

@@ -4,7 +4,9 @@
 //! bytes, content-addressed, written once), `events` (id / seq → JSON), `heads` (id → last seq
 //! and hash of its chain), `outbox` (message id → JSON); derived, not backed up: `outbox_index`
 //! ([`super::outbox_index`]) and `agreement_summaries` (id → the agreement's summary, compact
-//! binary, [`super::summary_index`]: what start-up reads instead of every record).
+//! binary, [`super::summary_index`]: what start-up reads instead of every record) and
+//! `reminder_wakes` (id → the reminder tick's [`ReminderWake`]: 21 bytes, see
+//! [`SledStore::reminder_wakes`]).
 //!
 //! Durability: sled's `flush()` ends in `sync_file_range`, which survives a process crash but not
 //! a power cut (it neither syncs file metadata nor guarantees the drive cache is flushed). After
@@ -23,8 +25,26 @@ use sled::{Transactional, Tree};
 
 use super::audit::{Event, GENESIS};
 use super::format::{self, HeadKey, Migration};
-use super::{ApiKeyRecord, ChainHead, Change, Message, RawChain, Store, StoreError};
+use super::{ApiKeyRecord, ChainHead, Change, Message, RawChain, ReminderWake, Store, StoreError};
 use crate::domain::agreement::{Agreement, Summary, VersionRecord};
+
+fn encode_wake(w: &ReminderWake) -> [u8; 21] {
+    let mut b = [0u8; 21];
+    b[0] = 1;
+    b[1..9].copy_from_slice(&w.revision.to_le_bytes());
+    b[9..13].copy_from_slice(&w.settings.to_le_bytes());
+    b[13..21].copy_from_slice(&w.at.to_le_bytes());
+    b
+}
+
+fn decode_wake(b: &[u8]) -> Option<ReminderWake> {
+    let b: &[u8; 21] = b.try_into().ok()?;
+    (b[0] == 1).then(|| ReminderWake {
+        revision: u64::from_le_bytes(b[1..9].try_into().unwrap_or_default()),
+        settings: u32::from_le_bytes(b[9..13].try_into().unwrap_or_default()),
+        at: u64::from_le_bytes(b[13..21].try_into().unwrap_or_default()),
+    })
+}
 
 pub struct SledStore {
     db: sled::Db,
@@ -50,6 +70,8 @@ pub struct SledStore {
     summaries: Tree,
     /// Summaries this open built from the records (0: the tree was already built, or no records).
     summaries_built: usize,
+    /// Agreement id → the reminder tick's wake note (derived, advisory, not backed up).
+    wakes: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
     /// People, invitations, sessions, security log (see [`super::people`]).
@@ -252,6 +274,7 @@ impl SledStore {
             outbox_index: tree("outbox_index")?,
             summaries: tree("agreement_summaries")?,
             summaries_built: 0,
+            wakes: tree("reminder_wakes")?,
             agreements: tree("agreements")?,
             versions: tree("versions")?,
             documents: tree("documents")?,
@@ -380,6 +403,31 @@ impl Store for SledStore {
 
     fn reads_in_process(&self) -> bool {
         true
+    }
+
+    /// Encoding: a version byte (1), then the revision (u64), the settings' fingerprint (u32)
+    /// and the time (u64), little-endian. A value that does not decode is left out (read again).
+    /// Written with no wait for the disk: sled recovers a prefix of its log, so a note that
+    /// survives a crash was written after the record revision it names, which survives too.
+    fn reminder_wakes(&self) -> Result<Vec<(String, ReminderWake)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.wakes.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let (Ok(id), Some(w)) = (std::str::from_utf8(&k), decode_wake(&v)) else { continue };
+            out.push((id.to_string(), w));
+        }
+        Ok(out)
+    }
+
+    fn put_reminder_wakes(&self, put: &[(String, ReminderWake)], remove: &[String]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in remove {
+            batch.remove(id.as_bytes());
+        }
+        for (id, w) in put {
+            batch.insert(id.as_bytes(), encode_wake(w).to_vec());
+        }
+        self.wakes.apply_batch(batch).map_err(io)
     }
 
     fn commits_in_batches(&self) -> bool {
@@ -672,6 +720,7 @@ impl SledStore {
         format::migrate(&self.db, &self.dir, &self.head_key)?;
         super::outbox_index::rebuild(&self.outbox, &self.outbox_index)?;
         super::summary_index::rebuild(&self.agreements, &self.summaries)?;
+        self.wakes.clear().map_err(io)?;
         self.durable()?;
         Ok(n)
     }

@@ -10,10 +10,13 @@
 //! (a data directory from a release before it). The marker is written last, so a build cut
 //! short by a crash runs again at the next open.
 //!
-//! Encoding (version 1): a version byte, then the fields in [`Summary`]'s order without the id
+//! Encoding (version 2): a version byte, then the fields in [`Summary`]'s order without the id
 //! (it is the key); integers as LEB128 varints, strings as varint length + UTF-8, options as a
 //! tag byte (0 none, 1 some), a SHA-256 kept as a tag (2: 32 raw bytes, for 64 lowercase hex
-//! digits; 1: the string as stored), the status as one byte ([`status_byte`]).
+//! digits; 1: the string as stored), the status as one byte ([`status_byte`]). Version 1 had
+//! no `revision` (the last field); a tree in it is rebuilt at the first open by this release
+//! (its marker is not this one's), and a version-1 value is still read, with revision 0, which
+//! no stored record has, so no reminder wake mark ever matches it.
 
 use sled::Tree;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -21,13 +24,15 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::StoreError;
 use crate::domain::agreement::{Status, Summary, SummaryFacts};
 
-/// Present once the tree holds every agreement's summary in encoding 1. It starts with a NUL
+/// Present once the tree holds every agreement's summary in encoding 2. It starts with a NUL
 /// byte, which no agreement id contains; a later encoding names its own marker, so a directory
-/// built by this release is rebuilt by that one.
-pub(super) const MARKER: &[u8] = b"\0built/v1";
+/// built by this release is rebuilt by that one (and one built by the release before, whose
+/// marker was `\0built/v1`, by this one; the rebuild clears the tree, that marker with it, so
+/// going back a release rebuilds it there too).
+pub(super) const MARKER: &[u8] = b"\0built/v2";
 
 /// The encoding's version (the first byte of every value).
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Byte → status: the inverse of [`status_byte`]. Append only: a byte once given keeps its status.
 const STATUSES: [Status; 10] = [
@@ -147,16 +152,17 @@ pub fn encode(s: &Summary) -> Vec<u8> {
     put_opt_str(&mut w, s.facts.parent_agreement_id.as_deref());
     put_opt_str(&mut w, s.termination_date.as_deref());
     put_opt_u64(&mut w, s.disposed_at);
+    put_u64(&mut w, s.revision);
     w
 }
 
 /// The summary of agreement `id` from its encoded value.
 pub fn decode(id: &str, bytes: &[u8]) -> Result<Summary, String> {
     let mut r = Reader(bytes);
-    match r.byte()? {
-        VERSION => {}
+    let version = match r.byte()? {
+        v @ (1 | VERSION) => v,
         v => return Err(format!("unknown summary encoding {v}")),
-    }
+    };
     let kind = r.string()?;
     let title = r.string()?;
     let upstream_name = r.string()?;
@@ -182,6 +188,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<Summary, String> {
     let parent_agreement_id = r.opt_string()?;
     let termination_date = r.opt_string()?;
     let disposed_at = r.opt_u64()?;
+    let revision = if version >= 2 { r.u64()? } else { 0 };
     if !r.0.is_empty() {
         return Err("trailing bytes".into());
     }
@@ -203,6 +210,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<Summary, String> {
         facts: SummaryFacts { states, effective_date, term_months, auto_renew, parent_agreement_id },
         termination_date,
         disposed_at,
+        revision,
     })
 }
 
@@ -454,6 +462,40 @@ mod tests {
         let store = SledStore::open(dir.path()).expect("opens again");
         assert_eq!(store.summaries_built(), 0, "built once");
         assert_tree_matches_records(&store);
+    }
+
+    /// `s` in encoding 1 (the release before `revision`): version byte 1, no revision at the end.
+    fn encode_v1(s: &Summary) -> Vec<u8> {
+        let mut v = encode(&Summary { revision: 0, ..s.clone() });
+        v[0] = 1;
+        v.pop(); // the varint 0 of the revision
+        v
+    }
+
+    #[test]
+    fn a_tree_in_encoding_1_reads_with_revision_0_and_is_rebuilt_with_the_revisions_at_open() {
+        let s = Summary { revision: 7, ..Summary::from(&agreement("ag_x", 7)) };
+        assert_eq!(decode("ag_x", &encode_v1(&s)), Ok(Summary { revision: 0, ..s.clone() }));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = committed_store(dir.path());
+        let mut before = Vec::new();
+        store.agreement_summaries(&mut |s| before.push(s)).expect("scan");
+        assert!(before.iter().all(|s| s.revision > 0), "every record has a revision");
+        // The tree as the release before left it: its marker and every value in encoding 1.
+        store.drop_summaries().expect("drops");
+        for s in &before {
+            store.summary_tree().insert(s.id.as_bytes(), encode_v1(s)).expect("put");
+        }
+        store.summary_tree().insert(b"\0built/v1", &[] as &[u8]).expect("marker");
+        drop(store);
+
+        let store = SledStore::open(dir.path()).expect("reopens");
+        assert_eq!(store.summaries_built(), before.len(), "rebuilt from the records");
+        assert_eq!(store.summary_tree().get(b"\0built/v1").expect("reads"), None, "the old marker is gone");
+        let mut after = Vec::new();
+        store.agreement_summaries(&mut |s| after.push(s)).expect("scan");
+        assert_eq!(after, before, "the revisions are back");
     }
 
     #[test]

@@ -343,6 +343,58 @@ fn reminders_follow_the_schedule_until_the_link_expires_and_survive_restarts_wit
     assert_eq!(notice.signer_id, None);
 }
 
+/// Agreements out for signature the reminder ticks of `state` read while `f` runs.
+fn reads_during(state: &AppState, f: impl FnOnce()) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let before = state.service.reminder_reads.load(Relaxed);
+    f();
+    state.service.reminder_reads.load(Relaxed) - before
+}
+
+#[test]
+fn the_reminder_tick_reads_an_agreement_out_for_signature_only_once_something_can_be_due_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::at(T0);
+    let (a, b) = {
+        let state = offline_state(dir.path(), &clock, |_| {});
+        let svc = &state.service;
+        let a = svc.create(&example_text(BAA), &admin()).expect("created");
+        let b = svc.create(&example_text(DUA), &admin()).expect("created");
+        svc.send(&a.id, &admin()).expect("sent");
+        svc.send(&b.id, &admin()).expect("sent");
+        assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 2, "no notes yet");
+        clock.set(T0 + 3600);
+        assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 0, "asleep");
+        (a.id, b.id)
+    };
+
+    // A restart two days on: the notes were kept, so neither is read.
+    clock.set(T0 + 2 * DAY);
+    let state = offline_state(dir.path(), &clock, |_| {});
+    let svc = &state.service;
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 0);
+    // A resend writes A's record: A alone is read again, and nothing is due for its new link.
+    svc.resend(&a, "s1", &admin()).expect("resent");
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 1);
+
+    // Day 3: B's first reminder falls due, so B is read and reminded; A's new link is a day old.
+    clock.set(T0 + 3 * DAY);
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 1)), 1);
+    assert_eq!(ids_of_kind(&state, &b, "reminder"), [format!("reminder:{b}:s1:1:1")]);
+    assert!(ids_of_kind(&state, &a, "reminder").is_empty());
+    // Day 5: A's first reminder (three days after the resend, under the new generation).
+    clock.set(T0 + 5 * DAY);
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 1)), 1);
+    assert_eq!(ids_of_kind(&state, &a, "reminder"), [format!("reminder:{a}:s1:2:1")]);
+    drop(state);
+
+    // Other reminder settings: the notes made under the old ones are not believed.
+    let state = offline_state(dir.path(), &clock, |c| c.reminders.every_days = 1);
+    let svc = &state.service;
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 1)), 2);
+    assert_eq!(ids_of_kind(&state, &b, "reminder").len(), 2, "B's daily reminder of day 5 (1 + 2 days)");
+}
+
 #[test]
 fn signing_voiding_and_resending_change_who_is_reminded() {
     let dir = tempfile::tempdir().expect("tempdir");
