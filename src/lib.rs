@@ -43,7 +43,8 @@
 //!   thread), content-addressed documents re-checked on
 //!   every read, the audit chain per agreement, derived trees written in the same commits,
 //!   left out of backups and rebuilt from the records when missing (the outbox's indexes; each
-//!   agreement's archive summary, which start-up reads instead of every record); sub-stores for
+//!   agreement's archive summary, which start-up reads instead of every record), and the
+//!   reminder tick's wake notes (advisory, written outside the commits); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index.
@@ -53,7 +54,9 @@
 //!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
 //!   threads; concurrent changes applied in one store commit by whichever writer holds the
 //!   write lock, [`app::update`]), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
-//!   the reminder schedule, the sender task: due messages leased and recorded in batches, one
+//!   the reminder schedule, whose tick reads only agreements whose wake note has come due or
+//!   whose record changed ([`app::schedule::wake_at`]), the sender task: due messages leased
+//!   and recorded in batches, one
 //!   commit each, with retries and backoff), the signer's emailed
 //!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the
 //!   change's own commit, signed, sent with SSRF checks after DNS) and the vendor register

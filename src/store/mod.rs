@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agreement::{Agreement, Summary, VersionRecord};
 pub use crate::domain::audit::{Event, NewEvent};
 
-/// The reminder tick's note about one agreement out for signature (see
+/// The reminder tick's note about one agreement out for signature or executed (see
 /// `app::schedule::wake_at`): nothing falls due for it before `at` (`u64::MAX`: not until its
-/// record changes) while its record stays at `revision` and the reminder settings are those
-/// whose fingerprint is `settings`. Derived and advisory: a lost or stale one only means the
+/// record changes) while its record stays at `revision` and the reminder rules and settings are
+/// those whose fingerprint is `settings`. Derived and advisory: a lost or stale one only means the
 /// agreement is read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReminderWake {

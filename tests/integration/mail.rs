@@ -368,11 +368,13 @@ fn the_reminder_tick_reads_an_agreement_out_for_signature_only_once_something_ca
         (a.id, b.id)
     };
 
-    // A restart two days on: the notes were kept, so neither is read.
+    // A restart two days on: the notes were kept (on sled; PostgreSQL keeps them in memory
+    // only, so its first tick after a start reads every candidate), so neither is read.
     clock.set(T0 + 2 * DAY);
     let state = offline_state(dir.path(), &clock, |_| {});
     let svc = &state.service;
-    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 0);
+    let after_start = if crate::pg::on_postgres() { 2 } else { 0 };
+    assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), after_start);
     // A resend writes A's record: A alone is read again, and nothing is due for its new link.
     svc.resend(&a, "s1", &admin()).expect("resent");
     assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 0)), 1);
