@@ -102,6 +102,32 @@ pub fn term_notice_window(t: &Term, now: u64, r: &ReminderSettings) -> bool {
     now < at && now + u64::from(r.term_notice_days) * DAY >= at
 }
 
+/// One open signer's schedule, shared by [`due`] and [`wake_at`] so that both apply the same
+/// times: their current link's expiry, the expiry warning's time (none when off or not after
+/// the link was sent), the cutoff after which no reminder goes (the warning, or the expiry), and
+/// the reminders' start and interval. None ([`signer_times`]) for a signer without a link sent
+/// or whose link has expired at `now`.
+struct SignerTimes {
+    expires: u64,
+    warn_at: Option<u64>,
+    cutoff: u64,
+    /// The first reminder's time and the interval (0: only the first); None when reminders are off.
+    reminders: Option<(u64, u64)>,
+}
+
+fn signer_times(s: &SignerRecord, messages: &[Message], now: u64, r: &ReminderSettings) -> Option<SignerTimes> {
+    let (Some(expires), Some(sent)) = (s.link_expires, link_sent_at(s, messages)) else { return None };
+    if now >= expires {
+        return None;
+    }
+    let warn_at = (r.expiry_warning_days > 0)
+        .then(|| expires.saturating_sub(u64::from(r.expiry_warning_days) * DAY))
+        .filter(|&w| w > sent);
+    let reminders =
+        (r.first_after_days > 0).then(|| (sent + u64::from(r.first_after_days) * DAY, u64::from(r.every_days) * DAY));
+    Some(SignerTimes { expires, warn_at, cutoff: warn_at.unwrap_or(expires), reminders })
+}
+
 /// The version of the rules [`due`], [`wake_at`] and `Service::get`'s expiry apply. **Bump it
 /// with any change to them**: it is part of every wake note's fingerprint, so notes written
 /// under other rules (by another release) are not believed.
@@ -168,21 +194,11 @@ pub fn wake_at(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettin
         at = at.min(last.max(now));
     }
     for s in open {
-        // As in `due`: a signer without a link sent, or whose link has expired, gets nothing.
-        let (Some(expires), Some(sent)) = (s.link_expires, link_sent_at(s, messages)) else { continue };
-        if now >= expires {
-            continue;
-        }
-        let warn_at = (r.expiry_warning_days > 0)
-            .then(|| expires.saturating_sub(u64::from(r.expiry_warning_days) * DAY))
-            .filter(|&w| w > sent);
+        let Some(SignerTimes { warn_at, cutoff, reminders, .. }) = signer_times(s, messages, now, r) else { continue };
         if let Some(w) = warn_at.filter(|&w| w > now) {
             at = at.min(w);
         }
-        let cutoff = warn_at.unwrap_or(expires);
-        if r.first_after_days > 0 {
-            let first = sent + u64::from(r.first_after_days) * DAY;
-            let every = u64::from(r.every_days) * DAY;
+        if let Some((first, every)) = reminders {
             // Reminder n falls due at first + (n - 1) × every, while before the cutoff; the ones
             // whose time has come by `now` are queued (or superseded) already.
             let next = if now < first {
@@ -207,31 +223,25 @@ pub fn due(a: &Agreement, messages: &[Message], now: u64, r: &ReminderSettings, 
             if !matches!(s.status, SignerStatus::Notified | SignerStatus::Opened) {
                 continue;
             }
-            let (Some(expires), Some(sent)) = (s.link_expires, link_sent_at(s, messages)) else { continue };
-            if now >= expires {
+            let Some(SignerTimes { expires, warn_at, cutoff, reminders }) = signer_times(s, messages, now, r) else {
                 continue;
-            }
-            let warn_at = (r.expiry_warning_days > 0)
-                .then(|| expires.saturating_sub(u64::from(r.expiry_warning_days) * DAY))
-                .filter(|&w| w > sent);
-            let cutoff = warn_at.unwrap_or(expires);
-            if r.first_after_days > 0 {
-                let first = sent + u64::from(r.first_after_days) * DAY;
-                let every = u64::from(r.every_days) * DAY;
-                if now >= first && first < cutoff {
-                    // The latest reminder whose time has come (and is before the cutoff).
-                    let mut n = 1 + (now - first).checked_div(every).unwrap_or(0);
-                    while n > 1 && first + (n - 1) * every >= cutoff {
-                        n -= 1;
-                    }
-                    let n = u32::try_from(n).unwrap_or(u32::MAX);
-                    let prefix = reminder_prefix(&a.id, &s.id, s.generation);
-                    let sent_already = messages.iter().any(|m| {
-                        m.id.strip_prefix(&prefix).and_then(|k| k.parse::<u32>().ok()).is_some_and(|k| k >= n)
-                    });
-                    if !sent_already {
-                        out.push(Due::Reminder { id: format!("{prefix}{n}"), signer: s.id.clone(), n });
-                    }
+            };
+            if let Some((first, every)) = reminders
+                && now >= first
+                && first < cutoff
+            {
+                // The latest reminder whose time has come (and is before the cutoff).
+                let mut n = 1 + (now - first).checked_div(every).unwrap_or(0);
+                while n > 1 && first + (n - 1) * every >= cutoff {
+                    n -= 1;
+                }
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                let prefix = reminder_prefix(&a.id, &s.id, s.generation);
+                let sent_already = messages
+                    .iter()
+                    .any(|m| m.id.strip_prefix(&prefix).and_then(|k| k.parse::<u32>().ok()).is_some_and(|k| k >= n));
+                if !sent_already {
+                    out.push(Due::Reminder { id: format!("{prefix}{n}"), signer: s.id.clone(), n });
                 }
             }
             if let Some(w) = warn_at {
