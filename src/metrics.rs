@@ -43,6 +43,8 @@ pub struct Metrics {
     webhooks_delivered: Counter,
     webhook_failures: Family<Labels, Counter>,
     commit_changes: Histogram,
+    tick_reads: Counter,
+    tick_asleep: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,8 @@ impl Metrics {
             webhook_failures: Family::default(),
             // 1, 2, 4 … 64 changes: the combiner's batch bound (`app::combine::BATCH`).
             commit_changes: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            tick_reads: Counter::default(),
+            tick_asleep: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by method, route pattern and status", m.requests.clone());
@@ -116,6 +120,17 @@ impl Metrics {
             "Changes committed per store commit: above 1, concurrent writers were combined into one \
              transaction and one fsync",
             m.commit_changes.clone(),
+        );
+        registry.register(
+            "reminder_tick_reads",
+            "Agreements the reminder tick read (out for signature, or executed in a term notice's \
+             window) because their wake note had come due or their record had changed",
+            m.tick_reads.clone(),
+        );
+        registry.register(
+            "reminder_tick_asleep",
+            "Candidates the last reminder tick did not read: their wake note was still ahead",
+            m.tick_asleep.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -197,6 +212,12 @@ impl Metrics {
         self.commit_changes.observe(n as f64);
     }
 
+    /// A reminder tick read `read` agreements and let `asleep` others be (their wake notes).
+    pub fn reminder_tick(&self, read: u64, asleep: usize) {
+        self.tick_reads.inc_by(read);
+        self.tick_asleep.set(i64::try_from(asleep).unwrap_or(i64::MAX));
+    }
+
     pub fn store_size(&self, bytes: u64) {
         self.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
@@ -226,6 +247,16 @@ mod tests {
         assert!(text.contains("countersign_agreements{status=\"executed\"} 1"), "{text}");
         m.event("signed");
         assert!(m.encode().contains("countersign_signatures_total 1"));
+    }
+
+    #[test]
+    fn the_reminder_tick_counts_its_reads_and_shows_how_many_it_let_sleep_last_time() {
+        let m = Metrics::new();
+        m.reminder_tick(13_164, 0);
+        m.reminder_tick(2, 13_162);
+        let text = m.encode();
+        assert!(text.contains("countersign_reminder_tick_reads_total 13166"), "{text}");
+        assert!(text.contains("countersign_reminder_tick_asleep 13162"), "{text}");
     }
 
     #[test]

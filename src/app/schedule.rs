@@ -479,6 +479,7 @@ impl Service {
             note(&a, &mine, now, term.as_ref());
         }
         self.reminder_reads.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.reminder_tick(read, skipped);
         if read > 0 || skipped > 0 {
             let ms = started.elapsed().as_millis() as u64;
             tracing::debug!(read, skipped, ms, "reminder tick: {read} agreements read, {skipped} asleep, in {ms} ms");

@@ -384,6 +384,8 @@ fn the_reminder_tick_reads_an_agreement_out_for_signature_only_once_something_ca
     assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 1)), 1);
     assert_eq!(ids_of_kind(&state, &b, "reminder"), [format!("reminder:{b}:s1:1:1")]);
     assert!(ids_of_kind(&state, &a, "reminder").is_empty());
+    let metrics = svc.metrics.encode();
+    assert!(metrics.contains("countersign_reminder_tick_asleep 1\n"), "A was let be: {metrics}");
     // Day 5: A's first reminder (three days after the resend, under the new generation).
     clock.set(T0 + 5 * DAY);
     assert_eq!(reads_during(&state, || assert_eq!(svc.queue_due_messages().expect("tick"), 1)), 1);
