@@ -124,7 +124,7 @@ impl Metrics {
         registry.register(
             "reminder_tick_reads",
             "Agreements the reminder tick read (out for signature, or executed in a term notice's \
-             window) because their wake note had come due or their record had changed",
+             window): their wake note had come due, their record had changed, or they had none",
             m.tick_reads.clone(),
         );
         registry.register(

@@ -94,7 +94,23 @@ pub fn offline_state(
     }
     configure(&mut config);
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    countersign::http::state::build_state(config, clock).expect("state").0
+    let store = open_store_when_free(&config);
+    countersign::http::state::build_state_on(config, store, clock).expect("state").0
+}
+
+/// The store `config` names, opened as a server or offline state would. A restart in this
+/// process may find sled's lock still held for a moment by the last handle's I/O threads (see
+/// `helpers::sled_open_when_free`): wait for it, at most 30 s.
+fn open_store_when_free(config: &Config) -> Arc<dyn countersign::store::Store> {
+    let started = std::time::Instant::now();
+    loop {
+        match countersign::app::open_store(config) {
+            Err(countersign::app::OpenError::Locked(_)) if started.elapsed().as_secs() < 30 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => break other.expect("store opens"),
+        }
+    }
 }
 
 /// The store a server spawned on `data` uses (the sled directory, or its PostgreSQL
@@ -156,17 +172,7 @@ pub fn spawn_app_with(data: &Path, clock: ManualClock, addr: &str, configure: im
     }
     configure(&mut config);
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    // A restart in this process may find sled's lock still held for a moment by the last
-    // handle's I/O threads (see `helpers::sled_open_when_free`): wait for it, at most 30 s.
-    let started = std::time::Instant::now();
-    let store = loop {
-        match countersign::app::open_store(&config) {
-            Err(countersign::app::OpenError::Locked(_)) if started.elapsed().as_secs() < 30 => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            other => break other.expect("store opens"),
-        }
-    };
+    let store = open_store_when_free(&config);
     let (state, key, _) = countersign::http::state::build_state_on(config, store, dyn_clock).expect("state builds");
     let service = Arc::downgrade(&state.service);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
