@@ -694,9 +694,7 @@ impl Service {
             return Ok(a);
         }
         let now = self.clock.now();
-        let open: Vec<&SignerRecord> =
-            a.signers.iter().filter(|s| matches!(s.status, SignerStatus::Notified | SignerStatus::Opened)).collect();
-        if open.is_empty() || !open.iter().all(|s| s.link_expires.is_some_and(|e| e <= now)) {
+        if a.open_links_expire_at().is_none_or(|t| t > now) {
             return Ok(a);
         }
         let _g = self.write();

@@ -281,6 +281,17 @@ pub struct Agreement {
 }
 
 impl Agreement {
+    /// When every open link (a signer notified or who opened it) has expired: the latest of
+    /// their expiries. None when no signer is open or one's link has no expiry. An agreement
+    /// out for signature moves to `expired` at that time (`Service::get`), and the reminder
+    /// tick wakes for it (`app::schedule::wake_at`).
+    pub fn open_links_expire_at(&self) -> Option<u64> {
+        let mut open =
+            self.signers.iter().filter(|s| matches!(s.status, SignerStatus::Notified | SignerStatus::Opened));
+        let first = open.next()?.link_expires?;
+        open.try_fold(first, |last, s| Some(last.max(s.link_expires?)))
+    }
+
     pub fn signer(&self, id: &str) -> Option<&SignerRecord> {
         self.signers.iter().find(|s| s.id == id)
     }

@@ -795,3 +795,19 @@ mod tests {
         assert!(matches!(one.as_slice(), [Err(StoreError::Io(_))]), "{one:?}");
     }
 }
+
+#[cfg(test)]
+mod wake_tests {
+    use super::{ReminderWake, decode_wake, encode_wake};
+
+    #[test]
+    fn a_wake_note_round_trips_and_a_value_of_another_shape_is_ignored() {
+        let w = ReminderWake { revision: 7, settings: 0xdead_beef, at: u64::MAX };
+        assert_eq!(decode_wake(&encode_wake(&w)), Some(w));
+        let mut other_version = encode_wake(&w);
+        other_version[0] = 2;
+        assert_eq!(decode_wake(&other_version), None);
+        assert_eq!(decode_wake(&encode_wake(&w)[..20]), None, "cut short");
+        assert_eq!(decode_wake(&[encode_wake(&w).as_slice(), &[0]].concat()), None, "too long");
+    }
+}
