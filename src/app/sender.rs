@@ -37,7 +37,7 @@ use crate::app::service::{Pending, Service, ServiceError};
 use crate::config::mail::DeliverySettings;
 use crate::mail::smtp::{Outcome, Smtp};
 use crate::mail::{Durability, notices};
-use crate::store::{Change, Message, MessageStatus, NewEvent, StoreError};
+use crate::store::{Change, Message, MessageStatus, NewEvent, QueuedHead, StoreError};
 
 /// How messages leave.
 pub enum Transport {
@@ -178,7 +178,7 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
         return Ok(None);
     }
     let now = service.clock.now();
-    let mut due: Vec<Message> = blocking(service, |s| Ok(s.store.queued_messages()?))
+    let mut due: Vec<QueuedHead> = blocking(service, |s| Ok(s.store.queued_heads()?))
         .await?
         .into_iter()
         .filter(|m| m.status == MessageStatus::Queued && m.next_attempt_at.unwrap_or(0) <= now)
@@ -190,7 +190,7 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
             tracing::error!(messages = batch.len(), error = %e, "delivery bookkeeping failed");
         }
     }
-    let pending = blocking(service, |s| Ok(s.store.queued_messages()?)).await?;
+    let pending = blocking(service, |s| Ok(s.store.queued_heads()?)).await?;
     // The sender reads the queue anyway: the scrape reads this number, not the store.
     service.metrics.outbox_queued(pending.iter().filter(|m| m.status == MessageStatus::Queued).count());
     Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())

@@ -15,7 +15,7 @@
 //! changes.
 
 use crate::domain::agreement::Agreement;
-use crate::store::{Change, StoreError};
+use crate::store::{Change, Message, StoreError};
 
 use super::service::{Pending, Service, ServiceError};
 
@@ -33,7 +33,7 @@ impl Service {
         id: &str,
         decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T), ServiceError> {
-        let (a, out, pending) = self.update_nowait(id, decide)?;
+        let (a, out, pending, _) = self.update_nowait(id, None, decide)?;
         self.durable(pending)?;
         Ok((a, out))
     }
@@ -41,13 +41,25 @@ impl Service {
     /// [`Service::update`] up to the commit, without waiting for the disk: the caller must
     /// wait for the [`Pending`] ([`Service::durable`], or [`Service::durable_async`] on an async
     /// thread) before acknowledging anything.
+    ///
+    /// `loaded`, when given, is a copy of agreement `id` the caller has just read: the first
+    /// attempt decides on it instead of reading the record again (the signer's form has read it
+    /// to verify the link). A copy that is no longer current costs nothing but that attempt:
+    /// the commit's revision check refuses it and the next attempt reads the record.
+    ///
+    /// Also answers the messages the committed change queued, when the `.eml` outbox is on (for
+    /// [`Service::write_queued`], so the caller writes their copies without reading them back).
     pub(crate) fn update_nowait<T>(
         &self,
         id: &str,
+        mut loaded: Option<Agreement>,
         mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
-    ) -> Result<(Agreement, T, Pending), ServiceError> {
+    ) -> Result<(Agreement, T, Pending, Vec<Message>), ServiceError> {
         for _ in 0..ATTEMPTS {
-            let loaded = self.store.agreement(id)?;
+            let loaded = match loaded.take() {
+                Some(a) if a.id == id => a,
+                _ => self.store.agreement(id)?,
+            };
             let revision = loaded.revision;
             let mut a = loaded;
             let mut change = Change::default();
@@ -55,6 +67,7 @@ impl Service {
             a.revision = revision + 1;
             a.updated_at = self.clock.now();
             change.agreement = Some(a.clone());
+            let messages = if self.config.eml_outbox { change.messages.clone() } else { Vec::new() };
             // Short critical section: apply (the store's transaction checks the revision and
             // answers `Conflict` if another change landed since the load), update the index.
             // Writers arriving together are applied in one batch, under the write lock, by one
@@ -62,7 +75,7 @@ impl Service {
             // concurrent writers share (group commit); nothing is acknowledged before the
             // pending commit is durable.
             match self.apply_combined(change) {
-                Ok((_, ticket, queued)) => return Ok((a, out, Pending { ticket, queued })),
+                Ok((_, ticket, queued)) => return Ok((a, out, Pending { ticket, queued }, messages)),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

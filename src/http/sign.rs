@@ -546,6 +546,7 @@ async fn submit(
         };
     }
     let code = form.code.clone();
+    let loaded = link.agreement.clone();
     let result = match action.as_str() {
         // Applied on a gated blocking thread, then waited for durably without a thread (group
         // commit: many signers share one fsync), then the `.eml` copies written. In a task of
@@ -560,7 +561,7 @@ async fn submit(
                         typed_name: form.typed_name,
                         typed_title: form.typed_title,
                     };
-                    svc.sign_begin(&token, form, Some(&code), &who)
+                    svc.sign_begin(&token, form, Some(&code), Some(loaded), &who)
                 })
                 .await?;
                 let a = match signing {
@@ -568,9 +569,9 @@ async fn submit(
                     Err(e) => Err(e),
                 };
                 match a {
-                    Ok(a) => {
+                    Ok((a, messages)) => {
                         let svc = state.service.clone();
-                        signer_work(move || svc.flush_outbox_of(&a.id).map(|_| a)).await
+                        signer_work(move || svc.write_queued(messages).map(|_| a)).await
                     }
                     Err(e) => Ok(Err(e)),
                 }

@@ -117,6 +117,23 @@ impl Message {
     }
 }
 
+/// The fields of a stored [`Message`] the mail sender's queue needs, decoded from the same
+/// bytes with the rest skipped ([`Store::queued_heads`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct QueuedHead {
+    pub id: String,
+    pub created_at: u64,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub next_attempt_at: Option<u64>,
+}
+
+impl QueuedHead {
+    pub fn of(m: &Message) -> QueuedHead {
+        QueuedHead { id: m.id.clone(), created_at: m.created_at, status: m.status, next_attempt_at: m.next_attempt_at }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -327,6 +344,12 @@ pub trait Store: Send + Sync + 'static {
     /// The queued messages (the sender's work), without reading the rest of the outbox.
     fn queued_messages(&self) -> Result<Vec<Message>, StoreError> {
         Ok(self.messages()?.into_iter().filter(|m| m.status == MessageStatus::Queued).collect())
+    }
+    /// [`Store::queued_messages`] without their bodies: what the mail sender orders its queue by
+    /// and times its next pass with, read on every pass (a message's text and HTML are most of
+    /// its bytes; sled and PostgreSQL skip them while decoding).
+    fn queued_heads(&self) -> Result<Vec<QueuedHead>, StoreError> {
+        Ok(self.queued_messages()?.iter().map(QueuedHead::of).collect())
     }
     /// One agreement's messages, without reading the rest of the outbox.
     fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {

@@ -68,7 +68,10 @@ pub(super) fn rebuild(outbox: &Tree, index: &Tree) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn load(outbox: &Tree, ids: impl Iterator<Item = Result<Vec<u8>, StoreError>>) -> Result<Vec<Message>, StoreError> {
+fn load<T: serde::de::DeserializeOwned>(
+    outbox: &Tree,
+    ids: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
+) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     for id in ids {
         if let Some(v) = outbox.get(id?).map_err(io)? {
@@ -79,7 +82,7 @@ fn load(outbox: &Tree, ids: impl Iterator<Item = Result<Vec<u8>, StoreError>>) -
 }
 
 /// The queued messages, in id order.
-pub(super) fn queued(outbox: &Tree, index: &Tree) -> Result<Vec<Message>, StoreError> {
+pub(super) fn queued<T: serde::de::DeserializeOwned>(outbox: &Tree, index: &Tree) -> Result<Vec<T>, StoreError> {
     let ids = index.scan_prefix(b"q/").keys().map(|k| k.map(|k| k[2..].to_vec()).map_err(io));
     load(outbox, ids)
 }

@@ -526,6 +526,10 @@ impl Store for SledStore {
         super::outbox_index::queued(&self.outbox, &self.outbox_index)
     }
 
+    fn queued_heads(&self) -> Result<Vec<super::QueuedHead>, StoreError> {
+        super::outbox_index::queued(&self.outbox, &self.outbox_index)
+    }
+
     fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {
         super::outbox_index::of_agreement(&self.outbox, &self.outbox_index, agreement)
     }

@@ -166,8 +166,13 @@ fn contract(store: Arc<dyn Store>) {
     assert_eq!(store.events("a2").expect("events").len(), 1, "the stale change wrote nothing");
     assert_eq!(countersign::app::verify_chains(store.as_ref()), Ok((3, 27)));
 
-    // The outbox and its lease.
-    assert_eq!(store.queued_messages().expect("queue").len(), 1);
+    // The outbox and its lease; the sender's view of the queue is the queued messages' heads.
+    let queued = store.queued_messages().expect("queue");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        store.queued_heads().expect("heads"),
+        queued.iter().map(countersign::store::QueuedHead::of).collect::<Vec<_>>()
+    );
     let leased = store
         .lease_message("m1", &mut |mut m| {
             m.attempts += 1;
@@ -182,6 +187,7 @@ fn contract(store: Arc<dyn Store>) {
     m.status = MessageStatus::Sent;
     store.put_message(&m).expect("sent");
     assert!(store.queued_messages().expect("queue").is_empty());
+    assert!(store.queued_heads().expect("heads").is_empty());
     assert_eq!(store.agreement_messages("a1").expect("messages"), vec![m.clone()]);
 
     // The sender's batch: one lease for several messages (an unknown id left out, a message the

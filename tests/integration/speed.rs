@@ -260,6 +260,13 @@ fn the_outbox_index_answers_queued_and_per_agreement_messages_and_follows_status
     sent.attempts = 1;
     store.put_message(&sent).expect("put");
     assert_eq!(ids(store.queued_messages().expect("queued")), ["m2"]);
+    // The sender's pass reads the heads alone: the same messages, their bodies skipped.
+    let mut retried = message("m2", "ag_b", Queued);
+    retried.next_attempt_at = Some(1_800_000_300);
+    store.put_message(&retried).expect("put");
+    let heads = store.queued_heads().expect("heads");
+    assert_eq!(heads, [countersign::store::QueuedHead::of(&retried)]);
+    assert_eq!(heads[0].next_attempt_at, Some(1_800_000_300));
     assert_eq!(store.agreement_messages("ag_a").expect("ag_a")[0].attempts, 1);
 
     // Backup and restore: the index is derived, left out of the backup and rebuilt.

@@ -527,6 +527,10 @@ impl Store for PgStore {
         self.all("SELECT body FROM outbox WHERE queued ORDER BY id")
     }
 
+    fn queued_heads(&self) -> Result<Vec<crate::store::QueuedHead>, StoreError> {
+        self.all("SELECT body FROM outbox WHERE queued ORDER BY id")
+    }
+
     fn agreement_messages(&self, agreement: &str) -> Result<Vec<Message>, StoreError> {
         let rows = self.query_bodies("SELECT body FROM outbox WHERE agreement_id = $1 ORDER BY id", &[&agreement])?;
         rows.iter().map(|b| json(b)).collect()
