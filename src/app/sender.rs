@@ -193,7 +193,14 @@ pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Resul
     let pending = blocking(service, |s| Ok(s.store.queued_heads()?)).await?;
     // The sender reads the queue anyway: the scrape reads this number, not the store.
     service.metrics.outbox_queued(pending.iter().filter(|m| m.status == MessageStatus::Queued).count());
-    Ok(pending.iter().filter(|m| m.status == MessageStatus::Queued).map(|m| m.next_attempt_at.unwrap_or(0)).min())
+    // A message still due after the pass was left by it (leased by another instance, a body
+    // that cannot be read or decided): the next pass for it comes a second on, not at once
+    // (the loop would spin every 5 ms). Mail queued meanwhile wakes the loop anyway.
+    Ok(pending
+        .iter()
+        .filter(|m| m.status == MessageStatus::Queued)
+        .map(|m| m.next_attempt_at.unwrap_or(0).max(now + 1))
+        .min())
 }
 
 /// One batch: lease (one fsync), attempt each, record the outcomes (one fsync).

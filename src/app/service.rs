@@ -1251,7 +1251,7 @@ impl Service {
         // is checked in full on every attempt of the update, so two submissions of the same link
         // cannot both sign; an agreement that is gone answers as `resolve_open` would.
         let id = self.claims(token, Purpose::Sign)?.agreement;
-        let updated = self.update_nowait(&id, loaded, |a, change| {
+        let updated = self.update_nowait(&id, loaded, true, |a, change| {
             let link = self.open_link_in(a, token)?;
             // The one-time code, when this signer needs one: a wrong one is committed (as a
             // counted failure) instead of the signature.
@@ -1429,8 +1429,8 @@ impl Service {
         Ok(ms.iter().map(Delivery::of).collect())
     }
 
-    /// Writes `.eml` copies of queued messages that have none yet (after each commit and at
-    /// start-up, so a crash between commit and write loses nothing).
+    /// Writes `.eml` copies of queued messages that have none yet (at start-up, so a crash
+    /// between a commit and its copies loses nothing).
     pub fn flush_outbox(&self) -> Result<usize, ServiceError> {
         self.mail_wake.notify_one();
         if !self.config.eml_outbox {
@@ -1439,8 +1439,9 @@ impl Service {
         self.write_emls(self.store.queued_messages()?)
     }
 
-    /// [`Service::flush_outbox`] for one agreement's messages: what an action on that agreement
-    /// just queued (the next signer's link after a signature, the links after sending). Read
+    /// [`Service::flush_outbox`] for one agreement's messages: what a staff action on that
+    /// agreement just queued (the links after sending, a reminder; the signer's form uses
+    /// [`Service::write_queued`] with the messages its commit handed back). Read
     /// through the outbox's per-agreement index, so an action's cost does not grow with the
     /// backlog of every other agreement's queued mail (under a burst of signatures the sender
     /// drains that backlog at its own pace; each signature used to decode all of it).
@@ -1455,8 +1456,10 @@ impl Service {
     /// [`Service::flush_outbox_of`] for messages the caller has in hand: those a commit it has
     /// just made queued ([`Service::sign_end_async`]), so nothing is read back from the store
     /// (reading an agreement's messages decoded every one, sent ones included: 7 % of the
-    /// server's CPU in the sign run). Any other queued message still gets its copy from the
-    /// sender, and from [`Service::flush_outbox`] at start-up.
+    /// server's CPU in the sign run). Any other queued message of that agreement gets its copy
+    /// from the sender when it delivers it, and from [`Service::flush_outbox`] at start-up (with
+    /// `eml_outbox` on and an SMTP configuration that cannot start, the sender writes nothing:
+    /// until a restart, such a message has its copy only if an action wrote it).
     pub fn write_queued(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
         self.mail_wake.notify_one();
         if !self.config.eml_outbox {

@@ -9,10 +9,11 @@
 //! may retry. [`Service::update_nowait`] stops before the wait for the disk, for callers that
 //! wait without a thread (the signer's form, see [`crate::store::group`]).
 //!
-//! Events committed without the agreement (downloads of an executed copy) do not bump the
-//! revision; no such event can be written while an agreement is being decided here in a way
-//! that matters, because downloads exist only for executed agreements, which no signing action
-//! changes.
+//! Events committed without the agreement do not bump the revision: downloads of an executed
+//! copy (which no signing action changes), and the reminder tick's `message_queued` events for
+//! an agreement out for signature. A tick's event committed while the last signature is being
+//! decided is kept in the chain (the store numbers events at commit), but the certificate of
+//! completion, built from the chain read during the decision, does not list it.
 
 use crate::domain::agreement::Agreement;
 use crate::store::{Change, Message, StoreError};
@@ -33,7 +34,7 @@ impl Service {
         id: &str,
         decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T), ServiceError> {
-        let (a, out, pending, _) = self.update_nowait(id, None, decide)?;
+        let (a, out, pending, _) = self.update_nowait(id, None, false, decide)?;
         self.durable(pending)?;
         Ok((a, out))
     }
@@ -47,15 +48,19 @@ impl Service {
     /// to verify the link). A copy that is no longer current costs nothing but that attempt:
     /// the commit's revision check refuses it and the next attempt reads the record.
     ///
-    /// Also answers the messages the committed change queued, when the `.eml` outbox is on (for
-    /// [`Service::write_queued`], so the caller writes their copies without reading them back).
+    /// With `keep_messages`, also answers the messages the committed change queued, when the
+    /// `.eml` outbox is on (for [`Service::write_queued`], so the caller writes their copies
+    /// without reading them back).
     pub(crate) fn update_nowait<T>(
         &self,
         id: &str,
         mut loaded: Option<Agreement>,
+        keep_messages: bool,
         mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T, Pending, Vec<Message>), ServiceError> {
-        for _ in 0..ATTEMPTS {
+        // The caller's copy is one attempt more: a copy gone stale must not cost a fresh read.
+        let attempts = ATTEMPTS + usize::from(loaded.is_some());
+        for _ in 0..attempts {
             let loaded = match loaded.take() {
                 Some(a) if a.id == id => a,
                 _ => self.store.agreement(id)?,
@@ -67,7 +72,7 @@ impl Service {
             a.revision = revision + 1;
             a.updated_at = self.clock.now();
             change.agreement = Some(a.clone());
-            let messages = if self.config.eml_outbox { change.messages.clone() } else { Vec::new() };
+            let messages = if keep_messages && self.config.eml_outbox { change.messages.clone() } else { Vec::new() };
             // Short critical section: apply (the store's transaction checks the revision and
             // answers `Conflict` if another change landed since the load), update the index.
             // Writers arriving together are applied in one batch, under the write lock, by one

@@ -385,3 +385,52 @@ fn the_sender_leases_a_batch_of_due_messages_in_one_flush_and_records_their_outc
         assert!(text.contains(&format!("Message-ID: <m{i}@countersign.test>")), "m{i}'s copy: {text}");
     }
 }
+
+#[test]
+fn a_queued_message_whose_body_cannot_be_read_is_tried_again_a_second_later_not_at_once() {
+    use countersign::app::sender::{Transport, deliver_due};
+    use countersign::store::MessageStatus;
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = SledStore::open(dir.path()).expect("open");
+        let queued = vec![message("m1", "ag1", MessageStatus::Queued)];
+        store.commit(Change { messages: queued, ..Change::default() }).expect("queue");
+    }
+    {
+        // Its head still reads (id, status, times); its body no longer does (text is a number).
+        // (The store just closed: sled's lock may outlive it for a moment.)
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::open(dir.path().join("sled")) {
+                Ok(db) => break db,
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                    eprintln!("sled not free yet: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("sled stayed locked: {e}"),
+            }
+        };
+        let outbox = db.open_tree("outbox").expect("outbox");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&outbox.get("m1").expect("get").expect("m1")).expect("json");
+        v["text"] = serde_json::json!(5);
+        outbox.insert("m1", serde_json::to_vec(&v).expect("json")).expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = Arc::new(crate::helpers::sled_store_when_free(dir.path()).expect("open"));
+    assert_eq!(store.queued_heads().expect("heads").len(), 1, "the head reads");
+    // (With the `.eml` outbox on, the service's start-up flush would refuse the unreadable
+    // message and the service would not open; the pass below is given the transport itself.)
+    let config = countersign::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        public_base_url: Some("http://127.0.0.1:9".into()),
+        eml_outbox: false,
+        ..countersign::config::Config::default()
+    };
+    let clock: Arc<dyn countersign::clock::Clock> = Arc::new(countersign::clock::ManualClock::at(T0));
+    let service = Arc::new(countersign::app::open_on(config, store.clone(), clock).expect("service"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let next = runtime.block_on(deliver_due(&service, &Transport::Eml)).expect("a pass");
+    assert_eq!(next, Some(T0 + 1), "the next pass for it comes a second on, not at once");
+    assert!(store.message("m1").is_err(), "its body still cannot be read");
+}
