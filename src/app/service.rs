@@ -1432,11 +1432,7 @@ impl Service {
     /// Writes `.eml` copies of queued messages that have none yet (at start-up, so a crash
     /// between a commit and its copies loses nothing).
     pub fn flush_outbox(&self) -> Result<usize, ServiceError> {
-        self.mail_wake.notify_one();
-        if !self.config.eml_outbox {
-            return Ok(0);
-        }
-        self.write_emls(self.store.queued_messages()?)
+        self.write_copies(|| self.store.queued_messages())
     }
 
     /// [`Service::flush_outbox`] for one agreement's messages: what a staff action on that
@@ -1446,11 +1442,7 @@ impl Service {
     /// backlog of every other agreement's queued mail (under a burst of signatures the sender
     /// drains that backlog at its own pace; each signature used to decode all of it).
     pub fn flush_outbox_of(&self, agreement: &str) -> Result<usize, ServiceError> {
-        self.mail_wake.notify_one();
-        if !self.config.eml_outbox {
-            return Ok(0);
-        }
-        self.write_emls(self.store.agreement_messages(agreement)?)
+        self.write_copies(|| self.store.agreement_messages(agreement))
     }
 
     /// [`Service::flush_outbox_of`] for messages the caller has in hand: those a commit it has
@@ -1461,14 +1453,17 @@ impl Service {
     /// `eml_outbox` on and an SMTP configuration that cannot start, the sender writes nothing:
     /// until a restart, such a message has its copy only if an action wrote it).
     pub fn write_queued(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
+        self.write_copies(|| Ok(messages))
+    }
+
+    /// Wakes the mail sender and, with the `.eml` outbox on, writes the copies of the queued
+    /// messages among `messages()` (read only when the copies are wanted) that have none yet.
+    fn write_copies(&self, messages: impl FnOnce() -> Result<Vec<Message>, StoreError>) -> Result<usize, ServiceError> {
         self.mail_wake.notify_one();
         if !self.config.eml_outbox {
             return Ok(0);
         }
-        self.write_emls(messages)
-    }
-
-    fn write_emls(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
+        let messages = messages()?;
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
         for m in messages {

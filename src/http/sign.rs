@@ -546,7 +546,6 @@ async fn submit(
         };
     }
     let code = form.code.clone();
-    let loaded = link.agreement.clone();
     let result = match action.as_str() {
         // Applied on a gated blocking thread, then waited for durably without a thread (group
         // commit: many signers share one fsync), then the `.eml` copies written. In a task of
@@ -554,6 +553,7 @@ async fn submit(
         // waking the mail sender (which a blocking call, run to its end, never did either).
         "sign" => {
             let state = state.clone();
+            let loaded = link.agreement.clone();
             let run = tokio::spawn(async move {
                 let signing = signer_work(move || {
                     let form = SignForm {
