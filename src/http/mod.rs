@@ -63,11 +63,19 @@ pub struct AppState {
 }
 
 /// `ok`, with the store when it is a database server (`ok (postgres)`): a load balancer's
-/// health check. 503 when the database does not answer.
+/// health check. 503 when the database does not answer. A store in this process (sled,
+/// memory) answers its ping from memory, on this thread: the hand-off to a blocking thread and
+/// back cost more than the whole request (16,700 against 25,000 requests/s at 256
+/// connections, 2026-12-01), and made this route a poor measure of the HTTP stack's ceiling.
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
     let store = state.service.store.clone();
     let backend = store.backend();
-    match tokio::task::spawn_blocking(move || store.ping()).await {
+    let pinged = if store.reads_in_process() {
+        Ok(store.ping())
+    } else {
+        tokio::task::spawn_blocking(move || store.ping()).await
+    };
+    match pinged {
         Ok(Ok(())) if backend == "sled" => (axum::http::StatusCode::OK, "ok".into()),
         Ok(Ok(())) => (axum::http::StatusCode::OK, format!("ok ({backend})")),
         Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{backend}: {e}")),

@@ -94,18 +94,18 @@ fn stored(out: &mut Vec<u8>, data: &[u8], last: bool) {
 }
 
 /// `head`, the kept document and `tail` as one gzip member.
-pub fn gzip(head: &str, doc: &Deflated, tail: &str) -> Vec<u8> {
+pub fn gzip(head: &[u8], doc: &Deflated, tail: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + head.len() + doc.stream.len() + tail.len() + 32);
     // ID1 ID2, CM = deflate, no flags, no modification time, XFL 0, OS unknown.
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    stored(&mut out, head.as_bytes(), false);
+    stored(&mut out, head, false);
     out.extend_from_slice(&doc.stream);
-    stored(&mut out, tail.as_bytes(), true);
+    stored(&mut out, tail, true);
     let mut crc = crc32fast::Hasher::new();
-    crc.update(head.as_bytes());
+    crc.update(head);
     crc.combine(&doc.crc);
     let mut t = crc32fast::Hasher::new();
-    t.update(tail.as_bytes());
+    t.update(tail);
     crc.combine(&t);
     let size = crc.total_len();
     out.extend_from_slice(&crc.finalize().to_le_bytes());
@@ -218,7 +218,7 @@ mod tests {
         let kept = Deflated::new(&doc).expect("compresses");
         assert!(kept.len() < doc.len() / 4, "{} of {}", kept.len(), doc.len());
         for (head, tail) in [("<html><body>", "</body></html>"), ("", ""), ("é", "ü\u{1F600}")] {
-            let page = gzip(head, &kept, tail);
+            let page = gzip(head.as_bytes(), &kept, tail.as_bytes());
             // GzDecoder checks the CRC-32 and the length at the end of the member.
             assert_eq!(gunzip(&page), format!("{head}{doc}{tail}"));
         }
@@ -230,9 +230,9 @@ mod tests {
         let kept = Deflated::new("<main>x</main>").expect("compresses");
         let head = "h".repeat(70_000);
         let tail = "t".repeat(140_000);
-        assert_eq!(gunzip(&gzip(&head, &kept, &tail)), format!("{head}<main>x</main>{tail}"));
+        assert_eq!(gunzip(&gzip(head.as_bytes(), &kept, tail.as_bytes())), format!("{head}<main>x</main>{tail}"));
         let empty = Deflated::new("").expect("compresses");
-        assert_eq!(gunzip(&gzip("a", &empty, "b")), "ab");
+        assert_eq!(gunzip(&gzip(b"a", &empty, b"b")), "ab");
         assert_eq!(empty.inflate().expect("inflates"), "");
     }
 

@@ -55,6 +55,119 @@ pub struct SentDoc {
     subtitle: Vec<String>,
     #[serde(skip)]
     html: Deflated,
+    /// The page around the text, one per shape of the form (whether the signer must give an
+    /// emailed code, whether too many wrong codes locked the link), made at the first view of
+    /// that shape (see [`Skeleton`]).
+    #[serde(skip)]
+    skeletons: [std::sync::OnceLock<Option<Skeleton>>; 4],
+}
+
+/// What fills the signer page's slots for one link, in [`Slot`] order.
+type SlotValues<'a> = [&'a str; SLOTS];
+
+/// The values of the signer page that differ between the links of one document (and the
+/// agreement's title, which a correction may change while the text stays): everything else on
+/// the page (the document's title and parties, its digest, the consent text) is the
+/// document's, and the note (an error or notice) exists only on a form's answer.
+const SLOTS: usize = 7;
+const SLOT_TITLE: usize = 0;
+const SLOT_NAME: usize = 1;
+const SLOT_SIGNER_TITLE: usize = 2;
+const SLOT_PARTY: usize = 3;
+const SLOT_TOKEN: usize = 4;
+const SLOT_CSRF: usize = 5;
+const SLOT_MASKED_EMAIL: usize = 6;
+
+/// Marks a slot in the page rendered for a skeleton: Unicode private-use characters, which the
+/// HTML escape passes through and no template writes.
+const SLOT_OPEN: char = '\u{E000}';
+const SLOT_CLOSE: char = '\u{E001}';
+
+/// The signer page without a note, rendered once per document and form shape with marks in its
+/// slots, and split there: a view fills the slots with the link's values, escaped exactly as
+/// the template would (`render::html::escape`), instead of running the template (tera and its
+/// context were a fifth of the page's CPU under load, 2026-12-01). A test renders every shape
+/// both ways, with values that need escaping, and compares the bytes.
+struct Skeleton {
+    head: Vec<Piece>,
+    tail: Vec<Piece>,
+}
+
+enum Piece {
+    Text(String),
+    Slot(usize),
+}
+
+impl Skeleton {
+    /// The page's template rendered with marks for `shape`, split into pieces; `None` when a
+    /// document value itself holds a mark character (then every view runs the template).
+    fn make(pages: &Pages, doc: &SentDoc, sha256: Option<&str>, shape: usize) -> Option<Skeleton> {
+        let fixed =
+            doc.title.chars().chain(doc.subtitle.iter().flat_map(|l| l.chars())).chain(sha256.unwrap_or("").chars());
+        if fixed.into_iter().any(|c| c == SLOT_OPEN || c == SLOT_CLOSE) {
+            return None;
+        }
+        let marks: Vec<String> = (0..SLOTS).map(|i| format!("{SLOT_OPEN}{i}{SLOT_CLOSE}")).collect();
+        let values: SlotValues<'_> = std::array::from_fn(|i| marks[i].as_str());
+        let ctx = page_context(doc, sha256, shape & 2 != 0, shape & 1 != 0, None, &values);
+        let page = pages.tera.render("sign.html.tera", &ctx).ok()?;
+        let (head, tail) = page.split_once(DOC_MARK)?;
+        Some(Skeleton { head: Self::pieces(head)?, tail: Self::pieces(tail)? })
+    }
+
+    fn pieces(mut rest: &str) -> Option<Vec<Piece>> {
+        let mut out = Vec::new();
+        while let Some(at) = rest.find(SLOT_OPEN) {
+            if at > 0 {
+                out.push(Piece::Text(rest[..at].to_string()));
+            }
+            let after = &rest[at + SLOT_OPEN.len_utf8()..];
+            let end = after.find(SLOT_CLOSE)?;
+            let slot: usize = after[..end].parse().ok().filter(|&i| i < SLOTS)?;
+            out.push(Piece::Slot(slot));
+            rest = &after[end + SLOT_CLOSE.len_utf8()..];
+        }
+        if rest.contains(SLOT_CLOSE) {
+            return None;
+        }
+        if !rest.is_empty() {
+            out.push(Piece::Text(rest.to_string()));
+        }
+        Some(out)
+    }
+
+    fn fill(pieces: &[Piece], values: &SlotValues<'_>) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 64 }).sum());
+        for p in pieces {
+            match p {
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                // Writing to a vector cannot fail.
+                Piece::Slot(i) => {
+                    let _ = crate::render::html::escape(values[*i], &mut out);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl SentDoc {
+    fn new(title: String, subtitle: Vec<String>, html: Deflated) -> SentDoc {
+        SentDoc { title, subtitle, html, skeletons: Default::default() }
+    }
+
+    /// The page's head and tail for a link without a note, from this document's skeleton.
+    fn filled(
+        &self,
+        pages: &Pages,
+        sha256: Option<&str>,
+        shape: usize,
+        values: &SlotValues<'_>,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let sk = self.skeletons[shape].get_or_init(|| Skeleton::make(pages, self, sha256, shape)).as_ref()?;
+        Some((Skeleton::fill(&sk.head, values), Skeleton::fill(&sk.tail, values)))
+    }
 }
 
 /// Where the agreement text goes in the rendered page (the template writes it unescaped).
@@ -62,8 +175,7 @@ const DOC_MARK: &str = "<!--countersign:agreement-text-->";
 
 impl Pages {
     pub fn new() -> Result<Pages, super::web::TemplateError> {
-        let mut tera = Tera::new();
-        tera.autoescape_on([".html.tera"]);
+        let mut tera = crate::render::html::tera();
         for (n, s) in [
             ("base.html.tera", BASE),
             ("sign.html.tera", SIGN_PAGE),
@@ -92,9 +204,12 @@ impl Pages {
         let html =
             self.tera.render("document.html.tera", &ctx).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
         let html = Deflated::new(&html).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
-        let doc = Arc::new(SentDoc { title: model.title.clone(), subtitle: model.subtitle.clone(), html });
+        let doc = Arc::new(SentDoc::new(model.title.clone(), model.subtitle.clone(), html));
         if let Some(sha) = &a.sent_sha256 {
-            let bytes = doc.html.len() + doc.title.len() + doc.subtitle.iter().map(String::len).sum::<usize>();
+            // With room for the one skeleton most documents get (about 4 KB: their links share
+            // one shape of the form); a second shape is made only when a document's signers
+            // differ in the emailed code.
+            let bytes = doc.html.len() + doc.title.len() + doc.subtitle.iter().map(String::len).sum::<usize>() + 4096;
             self.docs.insert(&a.id, sha, doc.clone(), bytes);
         }
         Ok(doc)
@@ -399,40 +514,42 @@ fn sign_page(
     status: StatusCode,
     gzip: bool,
 ) -> Response {
-    let mut ctx = Context::new();
-    ctx.insert("doc", doc);
-    ctx.insert("doc_html", DOC_MARK);
-    ctx.insert("title", &link.agreement.title);
-    ctx.insert("signer", &link.signer);
-    ctx.insert("token", &link.token);
-    ctx.insert("csrf", &csrf(state, &link.token));
-    ctx.insert("consent_text", CONSENT_TEXT);
-    ctx.insert("consent_version", CONSENT_VERSION);
-    ctx.insert("sha256", &link.agreement.sent_sha256);
-    let (error, code_error, notice) = match note {
-        Some(Note::Error("/code", m)) => (None, Some(m), None),
-        Some(Note::Error(_, m)) => (Some(m), None, None),
-        Some(Note::Notice(n)) => (None, None, Some(n)),
-        None => (None, None, None),
-    };
-    ctx.insert("error", &error);
-    ctx.insert("code_error", &code_error);
-    ctx.insert("notice", &notice);
-    ctx.insert("email_code", &link.signer.email_code.required);
-    ctx.insert("code_locked", &link.signer.email_code.locked());
-    ctx.insert("masked_email", &crate::app::email_code::masked(&link.signer.email));
-    let page = match state.pages.tera.render("sign.html.tera", &ctx) {
-        Ok(p) => p,
-        Err(e) => return error_page(state, ApiError::Internal(format!("page sign.html.tera: {e}"))),
-    };
-    let Some((head, tail)) = page.split_once(DOC_MARK) else {
-        return error_page(state, ApiError::Internal("page sign.html.tera: no place for the agreement text".into()));
+    let masked = crate::app::email_code::masked(&link.signer.email);
+    let csrf = csrf(state, &link.token);
+    let mut values: SlotValues<'_> = [""; SLOTS];
+    values[SLOT_TITLE] = &link.agreement.title;
+    values[SLOT_NAME] = &link.signer.name;
+    values[SLOT_SIGNER_TITLE] = &link.signer.title;
+    values[SLOT_PARTY] = &link.signer.party_name;
+    values[SLOT_TOKEN] = &link.token;
+    values[SLOT_CSRF] = &csrf;
+    values[SLOT_MASKED_EMAIL] = &masked;
+    let (email_code, locked) = (link.signer.email_code.required, link.signer.email_code.locked());
+    let sha256 = link.agreement.sent_sha256.as_deref();
+    let shape = usize::from(email_code) * 2 + usize::from(locked);
+    let filled = if note.is_none() { doc.filled(&state.pages, sha256, shape, &values) } else { None };
+    let (head, tail) = match filled {
+        Some(parts) => parts,
+        None => {
+            let ctx = page_context(doc, sha256, email_code, locked, note, &values);
+            let page = match state.pages.tera.render("sign.html.tera", &ctx) {
+                Ok(p) => p,
+                Err(e) => return error_page(state, ApiError::Internal(format!("page sign.html.tera: {e}"))),
+            };
+            let Some((head, tail)) = page.split_once(DOC_MARK) else {
+                return error_page(
+                    state,
+                    ApiError::Internal("page sign.html.tera: no place for the agreement text".into()),
+                );
+            };
+            (head.as_bytes().to_vec(), tail.as_bytes().to_vec())
+        }
     };
     let body = if gzip {
-        super::page_cache::gzip(head, &doc.html, tail)
+        super::page_cache::gzip(&head, &doc.html, &tail)
     } else {
         match doc.html.inflate() {
-            Ok(text) => [head, &text, tail].concat().into_bytes(),
+            Ok(text) => [head.as_slice(), text.as_bytes(), tail.as_slice()].concat(),
             Err(e) => return error_page(state, ApiError::Internal(format!("page: kept agreement text: {e}"))),
         }
     };
@@ -445,6 +562,48 @@ fn sign_page(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
+}
+
+/// The signer page's template context: the document's values, the link's `values` (or the
+/// skeleton's marks), the form's shape and the note.
+fn page_context(
+    doc: &SentDoc,
+    sha256: Option<&str>,
+    email_code: bool,
+    code_locked: bool,
+    note: Option<Note<'_>>,
+    values: &SlotValues<'_>,
+) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("doc", doc);
+    ctx.insert("doc_html", DOC_MARK);
+    ctx.insert("title", values[SLOT_TITLE]);
+    ctx.insert(
+        "signer",
+        &serde_json::json!({
+            "name": values[SLOT_NAME],
+            "title": values[SLOT_SIGNER_TITLE],
+            "party_name": values[SLOT_PARTY],
+        }),
+    );
+    ctx.insert("token", values[SLOT_TOKEN]);
+    ctx.insert("csrf", values[SLOT_CSRF]);
+    ctx.insert("consent_text", CONSENT_TEXT);
+    ctx.insert("consent_version", CONSENT_VERSION);
+    ctx.insert("sha256", &sha256);
+    let (error, code_error, notice) = match note {
+        Some(Note::Error("/code", m)) => (None, Some(m), None),
+        Some(Note::Error(_, m)) => (Some(m), None, None),
+        Some(Note::Notice(n)) => (None, None, Some(n)),
+        None => (None, None, None),
+    };
+    ctx.insert("error", &error);
+    ctx.insert("code_error", &code_error);
+    ctx.insert("notice", &notice);
+    ctx.insert("email_code", &email_code);
+    ctx.insert("code_locked", &code_locked);
+    ctx.insert("masked_email", values[SLOT_MASKED_EMAIL]);
+    ctx
 }
 
 /// Whether the request's `Accept-Encoding` accepts gzip.
@@ -661,5 +820,75 @@ async fn download(
         Ok(Err(ServiceError::Link(e))) => link_error(&state, &e, None),
         Ok(Err(e)) => error_page(&state, e.into()),
         Err(e) => error_page(&state, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn doc(title: &str) -> SentDoc {
+        SentDoc::new(
+            title.into(),
+            vec!["Acme Health <Covered Entity>".into(), "Nimbus & Sons' \"Cloud\"".into()],
+            Deflated::new("<main>text</main>").expect("compresses"),
+        )
+    }
+
+    /// The page as the template renders it for these values, split around the agreement text.
+    fn by_template(
+        pages: &Pages,
+        d: &SentDoc,
+        sha: Option<&str>,
+        shape: usize,
+        v: &SlotValues<'_>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let ctx = page_context(d, sha, shape & 2 != 0, shape & 1 != 0, None, v);
+        let page = pages.tera.render("sign.html.tera", &ctx).expect("renders");
+        let (h, t) = page.split_once(DOC_MARK).expect("has the mark");
+        (h.as_bytes().to_vec(), t.as_bytes().to_vec())
+    }
+
+    proptest! {
+        #[test]
+        fn every_shape_of_the_page_filled_from_its_skeleton_is_the_page_the_template_renders(
+            values in proptest::array::uniform7("[<>&\"'a-zé \u{E000}\u{E001}0-9]{0,24}"),
+        ) {
+            let pages = Pages::new().expect("templates parse");
+            let d = doc("Business Associate Agreement <draft> & \"terms\"");
+            let v: SlotValues<'_> = std::array::from_fn(|i| values[i].as_str());
+            for shape in 0..4 {
+                let filled = d.filled(&pages, Some("ab12"), shape, &v).expect("a skeleton for every shape");
+                prop_assert_eq!(filled, by_template(&pages, &d, Some("ab12"), shape, &v), "shape {}", shape);
+            }
+        }
+    }
+
+    #[test]
+    fn the_skeleton_has_a_slot_for_every_value_that_differs_between_links() {
+        let pages = Pages::new().expect("templates parse");
+        let d = doc("BAA");
+        let sk = Skeleton::make(&pages, &d, Some("ab12"), 3).expect("a skeleton");
+        let mut seen = [false; SLOTS];
+        for p in sk.head.iter().chain(&sk.tail) {
+            if let Piece::Slot(i) = p {
+                seen[*i] = true;
+            }
+        }
+        assert_eq!(seen, [true; SLOTS], "with the code form shown and locked, every value appears");
+    }
+
+    #[test]
+    fn a_document_whose_own_text_holds_a_mark_character_is_rendered_by_the_template_every_time() {
+        let pages = Pages::new().expect("templates parse");
+        let d = doc("BAA \u{E000}3\u{E001}");
+        let v: SlotValues<'_> = ["t", "n", "st", "p", "tok", "c", "m"];
+        assert!(d.filled(&pages, Some("ab12"), 0, &v).is_none());
+        let (head, _) = by_template(&pages, &d, Some("ab12"), 0, &v);
+        assert!(
+            String::from_utf8(head).expect("utf-8").contains("BAA \u{E000}3\u{E001}"),
+            "the template still prints it"
+        );
     }
 }

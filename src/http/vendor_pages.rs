@@ -36,8 +36,7 @@ const FLAGS: [(&str, &str); 7] = [
 fn tera() -> Result<&'static Tera, TemplateError> {
     static T: OnceLock<Result<Tera, TemplateError>> = OnceLock::new();
     T.get_or_init(|| {
-        let mut t = Tera::new();
-        t.autoescape_on([".html.tera"]);
+        let mut t = crate::render::html::tera();
         for (n, s) in [
             ("layout.html.tera", include_str!("../../templates/web/app/layout.html.tera")),
             ("vendors.html.tera", include_str!("../../templates/web/app/vendors.html.tera")),

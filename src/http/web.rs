@@ -58,8 +58,7 @@ pub struct WebPages {
 
 impl WebPages {
     pub fn new() -> Result<WebPages, TemplateError> {
-        let mut tera = Tera::new();
-        tera.autoescape_on([".html.tera"]);
+        let mut tera = crate::render::html::tera();
         for (n, s) in [
             ("layout.html.tera", LAYOUT),
             ("field.html.tera", FIELD),

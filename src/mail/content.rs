@@ -30,8 +30,7 @@ const TEMPLATES: [(&str, &str); 9] = [
 fn tera() -> Result<&'static Tera, MailError> {
     static TERA: OnceLock<Result<Tera, MailError>> = OnceLock::new();
     TERA.get_or_init(|| {
-        let mut t = Tera::new();
-        t.autoescape_on([".html.tera"]);
+        let mut t = crate::render::html::tera();
         for (name, src) in TEMPLATES {
             t.add_raw_template(name, src)
                 .map_err(|e| MailError::Template { what: name.to_string(), reason: e.to_string() })?;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod context;
 pub mod diff;
 pub mod fonts;
+pub mod html;
 pub mod layout;
 pub mod model;
 pub mod pdf;
