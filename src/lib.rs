@@ -31,7 +31,8 @@
 //!   Deterministic: the same intake gives the same bytes. What does not depend on the intake
 //!   is done once and kept, compared in full on every hit so the bytes never depend on what is
 //!   kept: line breaks and folded clause texts per thread, compressed pages shared by all
-//!   threads under a byte budget.
+//!   threads under a byte budget. Also the tera and HTML escape of every page and email
+//!   ([`render::html`]).
 //! * [`pdf`] — incremental updates ([`pdf::append`]): the appendix and the seal are added after
 //!   the sent bytes, which stay an exact prefix.
 //! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate

@@ -129,8 +129,11 @@ async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
 }
 
 /// The request id: the caller's `X-Request-Id` when it is well-formed (1–64 characters of
-/// `A–Z a–z 0–9 . _ -`, so nothing a caller sends can forge log structure), else 16 random bytes
-/// in hex.
+/// `A–Z a–z 0–9 . _ -`, so nothing a caller sends can forge log structure), else 32 hex
+/// digits: 8 random bytes drawn once per process and a counter, unique within the process and
+/// (but for a 2⁻⁶⁴ chance) across processes and restarts, without a `getrandom` call per
+/// request (1.7 % of the signer page's CPU under load). An id correlates log lines; it is not
+/// a secret.
 pub fn request_id(headers: &axum::http::HeaderMap) -> String {
     let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
         !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -138,10 +141,15 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
     match given {
         Some(v) => v.to_string(),
         None => {
-            let mut raw = [0u8; 16];
-            // getrandom failing leaves zeros: the id is for correlation, not security.
-            let _ = getrandom::fill(&mut raw);
-            hex::encode(raw)
+            static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let prefix = PREFIX.get_or_init(|| {
+                let mut raw = [0u8; 8];
+                // getrandom failing leaves zeros: the id is for correlation, not security.
+                let _ = getrandom::fill(&mut raw);
+                u64::from_le_bytes(raw)
+            });
+            format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
         }
     }
 }

@@ -44,8 +44,9 @@ pub struct Pages {
     docs: DocCache<SentDoc>,
 }
 
-/// Compressed bytes of agreement text kept for the signer page: ~12 KB per 12-page BAA, so about
-/// 5,000 documents in view at once stay rendered; nothing is kept until a link is opened.
+/// Compressed bytes of agreement text kept for the signer page, with the page's skeleton: ~12 KB
+/// per 12-page BAA and ~4 KB of page, so about 4,000 documents in view at once stay rendered;
+/// nothing is kept until a link is opened.
 const DOC_CACHE_BYTES: usize = 64 << 20;
 
 /// The parts of the signer page that depend only on the frozen document.

@@ -79,7 +79,7 @@ fn json_logs_carry_the_request_id_the_response_returns_and_never_the_key() {
         .expect("answers");
     assert_eq!(r.status(), 200);
     let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id").to_string();
-    assert_eq!(id.len(), 32, "16 random bytes in hex: {id}");
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a process prefix and a counter in hex: {id}");
     let line = s.next_line_where(|l| l.contains(&id)).expect("a log line with the request id");
     let v: serde_json::Value = serde_json::from_str(&line).expect("the line is one JSON object");
     assert_eq!(v["span"]["request_id"], id.as_str());
@@ -97,6 +97,8 @@ fn json_logs_carry_the_request_id_the_response_returns_and_never_the_key() {
     let r = http.get(format!("{}/healthz", s.base)).header("X-Request-Id", "a\"b} {").call().expect("answers");
     let given = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("id").to_string();
     assert!(given.len() == 32 && given.bytes().all(|b| b.is_ascii_hexdigit()), "{given}");
+    assert_ne!(given, id, "each request gets an id of its own");
+    assert_eq!(given[..16], id[..16], "made by the same process");
 
     // A signer path's token never reaches the log: the pattern does.
     let r = http.get(format!("{}/sign/secret-token-in-path", s.base)).call().expect("answers");
