@@ -65,8 +65,9 @@ pub struct AppState {
 /// `ok`, with the store when it is a database server (`ok (postgres)`): a load balancer's
 /// health check. 503 when the database does not answer. A store in this process (sled,
 /// memory) answers its ping from memory, on this thread: the hand-off to a blocking thread and
-/// back cost more than the whole request (16,700 against 25,000 requests/s at 256
-/// connections, 2026-12-01), and made this route a poor measure of the HTTP stack's ceiling.
+/// back cost more than the whole request (14,200–16,000 against 22,900–26,500 requests/s at 256
+/// connections, alternating, 2026-12-01), and made this route a poor measure of the HTTP
+/// stack's ceiling. A liveness check, not a load gauge (README, *Operating*).
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> (axum::http::StatusCode, String) {
     let store = state.service.store.clone();
     let backend = store.backend();
@@ -130,10 +131,12 @@ async fn security_headers(hsts: bool, req: Request, next: Next) -> Response {
 
 /// The request id: the caller's `X-Request-Id` when it is well-formed (1–64 characters of
 /// `A–Z a–z 0–9 . _ -`, so nothing a caller sends can forge log structure), else 32 hex
-/// digits: 8 random bytes drawn once per process and a counter, unique within the process and
-/// (but for a 2⁻⁶⁴ chance) across processes and restarts, without a `getrandom` call per
-/// request (1.7 % of the signer page's CPU under load). An id correlates log lines; it is not
-/// a secret.
+/// digits: 8 random bytes drawn once per process, then a counter passed through a keyed
+/// permutation (a four-round Feistel network on SipHash with the process's random keys), so
+/// ids are unique within the process and (but for a 2⁻⁶⁴ chance) across processes and
+/// restarts, and do not tell a caller how many requests came between two of theirs; without a
+/// `getrandom` call per request (1.7 % of the signer page's CPU under load). An id correlates
+/// log lines; it is not a secret.
 pub fn request_id(headers: &axum::http::HeaderMap) -> String {
     let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
         !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -141,15 +144,21 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
     match given {
         Some(v) => v.to_string(),
         None => {
-            static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+            use std::hash::BuildHasher;
+            static KEYS: std::sync::OnceLock<(u64, std::hash::RandomState)> = std::sync::OnceLock::new();
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let prefix = PREFIX.get_or_init(|| {
+            let (prefix, keys) = KEYS.get_or_init(|| {
                 let mut raw = [0u8; 8];
                 // getrandom failing leaves zeros: the id is for correlation, not security.
                 let _ = getrandom::fill(&mut raw);
-                u64::from_le_bytes(raw)
+                (u64::from_le_bytes(raw), std::hash::RandomState::new())
             });
-            format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (mut l, mut r) = ((n >> 32) as u32, n as u32);
+            for round in 0..4u8 {
+                (l, r) = (r, l ^ keys.hash_one((round, r)) as u32);
+            }
+            format!("{prefix:016x}{l:08x}{r:08x}")
         }
     }
 }
@@ -326,4 +335,22 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| error::ApiError::Internal(format!("task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn made_up_request_ids_are_distinct_share_the_process_prefix_and_do_not_count_up() {
+        let none = axum::http::HeaderMap::new();
+        let ids: Vec<String> = (0..20_000).map(|_| request_id(&none)).collect();
+        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())), "{}", ids[0]);
+        let distinct: std::collections::HashSet<&str> = ids.iter().map(|id| &id[16..]).collect();
+        assert_eq!(distinct.len(), ids.len(), "every id is its own");
+        assert!(ids.iter().all(|id| id[..16] == ids[0][..16]), "one prefix per process");
+        let tails: Vec<u64> = ids.iter().map(|id| u64::from_str_radix(&id[16..], 16).expect("hex")).collect();
+        let steps_of_one = tails.windows(2).filter(|w| w[1].wrapping_sub(w[0]) == 1).count();
+        assert!(steps_of_one < 10, "{steps_of_one} consecutive ids differ by one");
+    }
 }

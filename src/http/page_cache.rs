@@ -178,6 +178,23 @@ impl<T> DocCache<T> {
             inner.keys.push(agreement.to_string());
         }
         inner.bytes += bytes;
+        self.evict(&mut inner, agreement);
+    }
+
+    /// Adds `bytes` to what the entry of `agreement` costs (something made for it after it was
+    /// kept), when the entry is still that document's; then evicts as [`DocCache::insert`] does.
+    pub fn charge(&self, agreement: &str, sha256: &str, bytes: usize) {
+        let mut inner = self.lock();
+        match inner.map.get_mut(agreement) {
+            Some((sha, _, cost)) if sha == sha256 => *cost += bytes,
+            _ => return,
+        }
+        inner.bytes += bytes;
+        self.evict(&mut inner, agreement);
+    }
+
+    /// Drops entries other than `keep`'s at random until the budget holds (or one is left).
+    fn evict(&self, inner: &mut Inner<T>, keep: &str) {
         while inner.bytes > self.budget && inner.keys.len() > 1 {
             let mut x = inner.rng;
             x ^= x << 13;
@@ -185,7 +202,7 @@ impl<T> DocCache<T> {
             x ^= x << 17;
             inner.rng = x;
             let i = (x % inner.keys.len() as u64) as usize;
-            if inner.keys[i] == agreement {
+            if inner.keys[i] == keep {
                 continue;
             }
             let victim = inner.keys.swap_remove(i);
@@ -300,6 +317,26 @@ mod tests {
         }
         assert!(cache.usage().1 <= 9_000);
         assert!(hits * 10 > views * 7, "{hits} hits in {views} views");
+    }
+
+    #[test]
+    fn what_is_made_for_an_entry_later_counts_against_the_budget_and_evicts_others() {
+        let cache = DocCache::new(100);
+        cache.insert("ag_a", "sha_a", Arc::new(1), 40);
+        cache.insert("ag_b", "sha_b", Arc::new(2), 40);
+        // Charged to another document of the agreement, or to none: nothing changes.
+        cache.charge("ag_a", "sha_old", 50);
+        cache.charge("ag_gone", "sha", 50);
+        assert_eq!(cache.usage(), (2, 80));
+        cache.charge("ag_a", "sha_a", 15);
+        assert_eq!(cache.usage(), (2, 95));
+        // Past the budget the charged entry stays and another goes.
+        cache.charge("ag_a", "sha_a", 15);
+        assert_eq!(cache.usage(), (1, 70));
+        assert!(cache.get("ag_a", "sha_a").is_some());
+        // The charge is part of the entry: replacing the entry gives it back.
+        cache.insert("ag_a", "sha_a2", Arc::new(3), 10);
+        assert_eq!(cache.usage(), (1, 10));
     }
 
     #[test]

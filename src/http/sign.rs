@@ -24,7 +24,7 @@ use super::page_cache::{Deflated, DocCache, accepts_gzip};
 use super::{AppState, actor, blocking, signer_work};
 use crate::app::service::{Link, LinkError, ServiceError, SignForm};
 use crate::clock::rfc3339;
-use crate::domain::agreement::{SignerStatus, Status};
+use crate::domain::agreement::{Agreement, SignerStatus, Status};
 use crate::signing::token::Purpose;
 use crate::signing::{CONSENT_TEXT, CONSENT_VERSION};
 
@@ -54,16 +54,33 @@ const DOC_CACHE_BYTES: usize = 64 << 20;
 pub struct SentDoc {
     title: String,
     subtitle: Vec<String>,
+    /// The agreement and the sent SHA-256 this text was rendered from (the cache's key; the
+    /// page prints the digest of the text it shows).
+    #[serde(skip)]
+    agreement: String,
+    #[serde(skip)]
+    sha256: Option<String>,
     #[serde(skip)]
     html: Deflated,
-    /// The page around the text, one per shape of the form (whether the signer must give an
-    /// emailed code, whether too many wrong codes locked the link), made at the first view of
-    /// that shape (see [`Skeleton`]).
+    /// The page around the text, one per shape of the form ([`shape`]), made at the first view
+    /// of that shape (see [`Skeleton`]).
     #[serde(skip)]
-    skeletons: [std::sync::OnceLock<Option<Skeleton>>; 4],
+    skeletons: [std::sync::OnceLock<Option<Skeleton>>; SHAPES],
 }
 
-/// What fills the signer page's slots for one link, in [`Slot`] order.
+/// The shapes of the signer page's form: no emailed code; a code to give; a code, and the link
+/// locked by wrong ones (a lock without a code shows nothing, so it is the first shape).
+const SHAPES: usize = 3;
+
+fn shape(email_code: bool, locked: bool) -> usize {
+    match (email_code, locked) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    }
+}
+
+/// What fills the signer page's slots for one link, in slot order (`SLOT_*`).
 type SlotValues<'a> = [&'a str; SLOTS];
 
 /// The values of the signer page that differ between the links of one document (and the
@@ -100,17 +117,20 @@ enum Piece {
 }
 
 impl Skeleton {
-    /// The page's template rendered with marks for `shape`, split into pieces; `None` when a
-    /// document value itself holds a mark character (then every view runs the template).
-    fn make(pages: &Pages, doc: &SentDoc, sha256: Option<&str>, shape: usize) -> Option<Skeleton> {
-        let fixed =
-            doc.title.chars().chain(doc.subtitle.iter().flat_map(|l| l.chars())).chain(sha256.unwrap_or("").chars());
+    /// The page's template rendered with marks for a form shape, split into pieces; `None`
+    /// when a document value itself holds a mark character (then every view runs the template).
+    fn make(pages: &Pages, doc: &SentDoc, email_code: bool, locked: bool) -> Option<Skeleton> {
+        let fixed = doc
+            .title
+            .chars()
+            .chain(doc.subtitle.iter().flat_map(|l| l.chars()))
+            .chain(doc.sha256.as_deref().unwrap_or("").chars());
         if fixed.into_iter().any(|c| c == SLOT_OPEN || c == SLOT_CLOSE) {
             return None;
         }
         let marks: Vec<String> = (0..SLOTS).map(|i| format!("{SLOT_OPEN}{i}{SLOT_CLOSE}")).collect();
         let values: SlotValues<'_> = std::array::from_fn(|i| marks[i].as_str());
-        let ctx = page_context(doc, sha256, shape & 2 != 0, shape & 1 != 0, None, &values);
+        let ctx = page_context(doc, email_code, locked, None, &values);
         let page = pages.tera.render("sign.html.tera", &ctx).ok()?;
         let (head, tail) = page.split_once(DOC_MARK)?;
         Some(Skeleton { head: Self::pieces(head)?, tail: Self::pieces(tail)? })
@@ -137,6 +157,16 @@ impl Skeleton {
         Some(out)
     }
 
+    /// What the skeleton holds, for the cache's budget: the text, the pieces, and an
+    /// allocation's overhead for each.
+    fn bytes(&self) -> usize {
+        self.head
+            .iter()
+            .chain(&self.tail)
+            .map(|p| std::mem::size_of::<Piece>() + if let Piece::Text(t) = p { t.len() + 16 } else { 0 })
+            .sum()
+    }
+
     fn fill(pieces: &[Piece], values: &SlotValues<'_>) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 64 }).sum());
@@ -154,19 +184,40 @@ impl Skeleton {
 }
 
 impl SentDoc {
-    fn new(title: String, subtitle: Vec<String>, html: Deflated) -> SentDoc {
-        SentDoc { title, subtitle, html, skeletons: Default::default() }
+    fn new(agreement: &Agreement, title: String, subtitle: Vec<String>, html: Deflated) -> SentDoc {
+        SentDoc {
+            title,
+            subtitle,
+            agreement: agreement.id.clone(),
+            sha256: agreement.sent_sha256.clone(),
+            html,
+            skeletons: Default::default(),
+        }
     }
 
-    /// The page's head and tail for a link without a note, from this document's skeleton.
+    /// What the document costs the cache before any skeleton is made.
+    fn bytes(&self) -> usize {
+        self.html.len() + self.title.len() + self.subtitle.iter().map(|l| l.len() + 24).sum::<usize>()
+    }
+
+    /// The page's head and tail for a link without a note, from this document's skeleton for
+    /// the form's shape (made now if it is the first, and charged to the cache).
     fn filled(
         &self,
         pages: &Pages,
-        sha256: Option<&str>,
-        shape: usize,
+        email_code: bool,
+        locked: bool,
         values: &SlotValues<'_>,
     ) -> Option<(Vec<u8>, Vec<u8>)> {
-        let sk = self.skeletons[shape].get_or_init(|| Skeleton::make(pages, self, sha256, shape)).as_ref()?;
+        let sk = self.skeletons[shape(email_code, locked)]
+            .get_or_init(|| {
+                let sk = Skeleton::make(pages, self, email_code, locked);
+                if let (Some(sk), Some(sha)) = (&sk, &self.sha256) {
+                    pages.docs.charge(&self.agreement, sha, sk.bytes());
+                }
+                sk
+            })
+            .as_ref()?;
         Some((Skeleton::fill(&sk.head, values), Skeleton::fill(&sk.tail, values)))
     }
 }
@@ -205,13 +256,10 @@ impl Pages {
         let html =
             self.tera.render("document.html.tera", &ctx).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
         let html = Deflated::new(&html).map_err(|e| ApiError::Internal(format!("page: {e}")))?;
-        let doc = Arc::new(SentDoc::new(model.title.clone(), model.subtitle.clone(), html));
+        let doc = Arc::new(SentDoc::new(a, model.title.clone(), model.subtitle.clone(), html));
         if let Some(sha) = &a.sent_sha256 {
-            // With room for the one skeleton most documents get (about 4 KB: their links share
-            // one shape of the form); a second shape is made only when a document's signers
-            // differ in the emailed code.
-            let bytes = doc.html.len() + doc.title.len() + doc.subtitle.iter().map(String::len).sum::<usize>() + 4096;
-            self.docs.insert(&a.id, sha, doc.clone(), bytes);
+            // Each skeleton is charged when it is made (`SentDoc::filled`).
+            self.docs.insert(&a.id, sha, doc.clone(), doc.bytes());
         }
         Ok(doc)
     }
@@ -391,10 +439,9 @@ impl FromRequestParts<AppState> for SignerLink {
             )
         })?;
         // With a store in this process, verified here on the async thread, not on the blocking
-        // pool: a verification is a MAC and one read of a ~2 KB record, and with the record in
-        // sled's page cache a cached signer page costs ~10 µs of CPU more than /healthz
-        // (28,000 pages a second on 2 cores), while the hand-off to a blocking thread and back
-        // cost more than the work and halved the page's rate. The price: a record not in sled's
+        // pool: a verification is a MAC, one read of a ~2 KB record from sled's page cache and
+        // its decoding (about a tenth of a cached page's CPU, 2026-12-01), while the hand-off to
+        // a blocking thread and back cost more than the work and halved the page's rate. The price: a record not in sled's
         // cache (32 MB; at 100,000 agreements most records are not) is read with a pread from
         // the OS's page cache, or, when that is cold too, from the disk, holding this async
         // worker for that read. A store across the network (PostgreSQL) is read on the blocking
@@ -526,13 +573,11 @@ fn sign_page(
     values[SLOT_CSRF] = &csrf;
     values[SLOT_MASKED_EMAIL] = &masked;
     let (email_code, locked) = (link.signer.email_code.required, link.signer.email_code.locked());
-    let sha256 = link.agreement.sent_sha256.as_deref();
-    let shape = usize::from(email_code) * 2 + usize::from(locked);
-    let filled = if note.is_none() { doc.filled(&state.pages, sha256, shape, &values) } else { None };
+    let filled = if note.is_none() { doc.filled(&state.pages, email_code, locked, &values) } else { None };
     let (head, tail) = match filled {
         Some(parts) => parts,
         None => {
-            let ctx = page_context(doc, sha256, email_code, locked, note, &values);
+            let ctx = page_context(doc, email_code, locked, note, &values);
             let page = match state.pages.tera.render("sign.html.tera", &ctx) {
                 Ok(p) => p,
                 Err(e) => return error_page(state, ApiError::Internal(format!("page sign.html.tera: {e}"))),
@@ -569,7 +614,6 @@ fn sign_page(
 /// skeleton's marks), the form's shape and the note.
 fn page_context(
     doc: &SentDoc,
-    sha256: Option<&str>,
     email_code: bool,
     code_locked: bool,
     note: Option<Note<'_>>,
@@ -591,7 +635,7 @@ fn page_context(
     ctx.insert("csrf", values[SLOT_CSRF]);
     ctx.insert("consent_text", CONSENT_TEXT);
     ctx.insert("consent_version", CONSENT_VERSION);
-    ctx.insert("sha256", &sha256);
+    ctx.insert("sha256", &doc.sha256);
     let (error, code_error, notice) = match note {
         Some(Note::Error("/code", m)) => (None, Some(m), None),
         Some(Note::Error(_, m)) => (Some(m), None, None),
@@ -829,24 +873,27 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn doc(title: &str) -> SentDoc {
-        SentDoc::new(
-            title.into(),
-            vec!["Acme Health <Covered Entity>".into(), "Nimbus & Sons' \"Cloud\"".into()],
-            Deflated::new("<main>text</main>").expect("compresses"),
-        )
+    /// The templates, parsed once for every case.
+    fn pages() -> &'static Pages {
+        static PAGES: std::sync::OnceLock<Pages> = std::sync::OnceLock::new();
+        PAGES.get_or_init(|| Pages::new().expect("templates parse"))
+    }
+
+    fn doc(title: &str, subtitle: Vec<String>, sha256: Option<&str>) -> SentDoc {
+        let a: Agreement = serde_json::from_value(serde_json::json!({
+            "id": "ag_1", "kind": "baa", "title": "t", "upstream_name": "Up", "downstream_name": "Down",
+            "status": "sent", "version": 1, "document_sha256": "", "check_passes": true, "created_at": 1,
+            "updated_at": 1, "created_by": "test", "sent_at": 1, "sent_by": "test", "sent_sha256": sha256,
+            "executed_at": null, "final_sha256": null, "void_reason": null, "signers": [], "revision": 1
+        }))
+        .expect("an agreement");
+        SentDoc::new(&a, title.into(), subtitle, Deflated::new("<main>text</main>").expect("compresses"))
     }
 
     /// The page as the template renders it for these values, split around the agreement text.
-    fn by_template(
-        pages: &Pages,
-        d: &SentDoc,
-        sha: Option<&str>,
-        shape: usize,
-        v: &SlotValues<'_>,
-    ) -> (Vec<u8>, Vec<u8>) {
-        let ctx = page_context(d, sha, shape & 2 != 0, shape & 1 != 0, None, v);
-        let page = pages.tera.render("sign.html.tera", &ctx).expect("renders");
+    fn by_template(d: &SentDoc, email_code: bool, locked: bool, v: &SlotValues<'_>) -> (Vec<u8>, Vec<u8>) {
+        let ctx = page_context(d, email_code, locked, None, v);
+        let page = pages().tera.render("sign.html.tera", &ctx).expect("renders");
         let (h, t) = page.split_once(DOC_MARK).expect("has the mark");
         (h.as_bytes().to_vec(), t.as_bytes().to_vec())
     }
@@ -855,22 +902,23 @@ mod tests {
         #[test]
         fn every_shape_of_the_page_filled_from_its_skeleton_is_the_page_the_template_renders(
             values in proptest::array::uniform7("[<>&\"'a-zé \u{E000}\u{E001}0-9]{0,24}"),
+            title in "[<>&\"'A-Za-z ]{0,30}",
+            subtitle in proptest::collection::vec("[<>&\"'A-Za-z ]{0,20}", 0..3),
+            sha in proptest::option::of("[0-9a-f]{64}"),
         ) {
-            let pages = Pages::new().expect("templates parse");
-            let d = doc("Business Associate Agreement <draft> & \"terms\"");
+            let d = doc(&title, subtitle, sha.as_deref());
             let v: SlotValues<'_> = std::array::from_fn(|i| values[i].as_str());
-            for shape in 0..4 {
-                let filled = d.filled(&pages, Some("ab12"), shape, &v).expect("a skeleton for every shape");
-                prop_assert_eq!(filled, by_template(&pages, &d, Some("ab12"), shape, &v), "shape {}", shape);
+            for (email_code, locked) in [(false, false), (false, true), (true, false), (true, true)] {
+                let filled = d.filled(pages(), email_code, locked, &v).expect("a skeleton for every shape");
+                prop_assert_eq!(filled, by_template(&d, email_code, locked, &v), "code {} locked {}", email_code, locked);
             }
         }
     }
 
     #[test]
     fn the_skeleton_has_a_slot_for_every_value_that_differs_between_links() {
-        let pages = Pages::new().expect("templates parse");
-        let d = doc("BAA");
-        let sk = Skeleton::make(&pages, &d, Some("ab12"), 3).expect("a skeleton");
+        let d = doc("BAA", vec![], Some("ab12"));
+        let sk = Skeleton::make(pages(), &d, true, true).expect("a skeleton");
         let mut seen = [false; SLOTS];
         for p in sk.head.iter().chain(&sk.tail) {
             if let Piece::Slot(i) = p {
@@ -881,12 +929,27 @@ mod tests {
     }
 
     #[test]
-    fn a_document_whose_own_text_holds_a_mark_character_is_rendered_by_the_template_every_time() {
+    fn a_skeleton_made_for_a_kept_document_is_charged_to_the_cache() {
         let pages = Pages::new().expect("templates parse");
-        let d = doc("BAA \u{E000}3\u{E001}");
+        let d = Arc::new(doc("BAA", vec!["Up".into()], Some("ab12")));
+        pages.docs.insert("ag_1", "ab12", d.clone(), d.bytes());
+        let before = pages.docs.usage().1;
         let v: SlotValues<'_> = ["t", "n", "st", "p", "tok", "c", "m"];
-        assert!(d.filled(&pages, Some("ab12"), 0, &v).is_none());
-        let (head, _) = by_template(&pages, &d, Some("ab12"), 0, &v);
+        d.filled(&pages, false, false, &v).expect("filled");
+        let one = pages.docs.usage().1 - before;
+        assert!(one > 2_000, "the page around the text is a few kilobytes: {one}");
+        d.filled(&pages, false, true, &v).expect("filled");
+        assert_eq!(pages.docs.usage().1 - before, one, "a lock without a code is the same shape: made once");
+        d.filled(&pages, true, false, &v).expect("filled");
+        assert!(pages.docs.usage().1 - before > one, "a second shape is charged too");
+    }
+
+    #[test]
+    fn a_document_whose_own_text_holds_a_mark_character_is_rendered_by_the_template_every_time() {
+        let d = doc("BAA \u{E000}3\u{E001}", vec![], Some("ab12"));
+        let v: SlotValues<'_> = ["t", "n", "st", "p", "tok", "c", "m"];
+        assert!(d.filled(pages(), false, false, &v).is_none());
+        let (head, _) = by_template(&d, false, false, &v);
         assert!(
             String::from_utf8(head).expect("utf-8").contains("BAA \u{E000}3\u{E001}"),
             "the template still prints it"
