@@ -441,11 +441,11 @@ impl FromRequestParts<AppState> for SignerLink {
         // With a store in this process, verified here on the async thread, not on the blocking
         // pool: a verification is a MAC, one read of a ~2 KB record from sled's page cache and
         // its decoding (about a tenth of a cached page's CPU, 2026-12-01), while the hand-off to
-        // a blocking thread and back cost more than the work and halved the page's rate. The price: a record not in sled's
-        // cache (32 MB; at 100,000 agreements most records are not) is read with a pread from
-        // the OS's page cache, or, when that is cold too, from the disk, holding this async
-        // worker for that read. A store across the network (PostgreSQL) is read on the blocking
-        // pool, ungated, as before.
+        // a blocking thread and back cost more than the work and halved the page's rate. The
+        // price: a record not in sled's cache (32 MB; at 100,000 agreements most records are
+        // not) is read with a pread from the OS's page cache, or, when that is cold too, from
+        // the disk, holding this async worker for that read. A store across the network
+        // (PostgreSQL) is read on the blocking pool, ungated, as before.
         let svc = state.service.clone();
         let res = if svc.reads_in_process() {
             svc.resolve(&token, Purpose::Sign)
