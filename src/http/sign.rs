@@ -130,10 +130,8 @@ impl Skeleton {
         }
         let marks: Vec<String> = (0..SLOTS).map(|i| format!("{SLOT_OPEN}{i}{SLOT_CLOSE}")).collect();
         let values: SlotValues<'_> = std::array::from_fn(|i| marks[i].as_str());
-        let ctx = page_context(doc, email_code, locked, None, &values);
-        let page = pages.tera.render("sign.html.tera", &ctx).ok()?;
-        let (head, tail) = page.split_once(DOC_MARK)?;
-        Some(Skeleton { head: Self::pieces(head)?, tail: Self::pieces(tail)? })
+        let (head, tail) = pages.sign_page_parts(&page_context(doc, email_code, locked, None, &values)).ok()?;
+        Some(Skeleton { head: Self::pieces(&head)?, tail: Self::pieces(&tail)? })
     }
 
     fn pieces(mut rest: &str) -> Option<Vec<Piece>> {
@@ -262,6 +260,21 @@ impl Pages {
             self.docs.insert(&a.id, sha, doc.clone(), doc.bytes());
         }
         Ok(doc)
+    }
+
+    /// The signer page rendered from `ctx`, split where the agreement text goes: the head and
+    /// the tail (for a view's answer, or for a skeleton with marks in its slots).
+    fn sign_page_parts(&self, ctx: &Context) -> Result<(String, String), ApiError> {
+        let mut page = self
+            .tera
+            .render("sign.html.tera", ctx)
+            .map_err(|e| ApiError::Internal(format!("page sign.html.tera: {e}")))?;
+        let at = page
+            .find(DOC_MARK)
+            .ok_or_else(|| ApiError::Internal("page sign.html.tera: no place for the agreement text".into()))?;
+        let tail = page.split_off(at + DOC_MARK.len());
+        page.truncate(at);
+        Ok((page, tail))
     }
 
     fn render(&self, name: &str, ctx: &Context) -> Response {
@@ -576,20 +589,10 @@ fn sign_page(
     let filled = if note.is_none() { doc.filled(&state.pages, email_code, locked, &values) } else { None };
     let (head, tail) = match filled {
         Some(parts) => parts,
-        None => {
-            let ctx = page_context(doc, email_code, locked, note, &values);
-            let page = match state.pages.tera.render("sign.html.tera", &ctx) {
-                Ok(p) => p,
-                Err(e) => return error_page(state, ApiError::Internal(format!("page sign.html.tera: {e}"))),
-            };
-            let Some((head, tail)) = page.split_once(DOC_MARK) else {
-                return error_page(
-                    state,
-                    ApiError::Internal("page sign.html.tera: no place for the agreement text".into()),
-                );
-            };
-            (head.as_bytes().to_vec(), tail.as_bytes().to_vec())
-        }
+        None => match state.pages.sign_page_parts(&page_context(doc, email_code, locked, note, &values)) {
+            Ok((head, tail)) => (head.into_bytes(), tail.into_bytes()),
+            Err(e) => return error_page(state, e),
+        },
     };
     let body = if gzip {
         super::page_cache::gzip(&head, &doc.html, &tail)
@@ -892,10 +895,8 @@ mod tests {
 
     /// The page as the template renders it for these values, split around the agreement text.
     fn by_template(d: &SentDoc, email_code: bool, locked: bool, v: &SlotValues<'_>) -> (Vec<u8>, Vec<u8>) {
-        let ctx = page_context(d, email_code, locked, None, v);
-        let page = pages().tera.render("sign.html.tera", &ctx).expect("renders");
-        let (h, t) = page.split_once(DOC_MARK).expect("has the mark");
-        (h.as_bytes().to_vec(), t.as_bytes().to_vec())
+        let (h, t) = pages().sign_page_parts(&page_context(d, email_code, locked, None, v)).expect("renders");
+        (h.into_bytes(), t.into_bytes())
     }
 
     proptest! {

@@ -399,17 +399,7 @@ fn a_queued_message_whose_body_cannot_be_read_is_tried_again_a_second_later_not_
     {
         // Its head still reads (id, status, times); its body no longer does (text is a number).
         // (The store just closed: sled's lock may outlive it for a moment.)
-        let started = std::time::Instant::now();
-        let db = loop {
-            match sled::open(dir.path().join("sled")) {
-                Ok(db) => break db,
-                Err(e) if started.elapsed() < std::time::Duration::from_secs(30) => {
-                    eprintln!("sled not free yet: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("sled stayed locked: {e}"),
-            }
-        };
+        let db = crate::helpers::sled_open_when_free(&dir.path().join("sled"));
         let outbox = db.open_tree("outbox").expect("outbox");
         let mut v: serde_json::Value =
             serde_json::from_slice(&outbox.get("m1").expect("get").expect("m1")).expect("json");
