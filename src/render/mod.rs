@@ -179,7 +179,7 @@ impl Renderer {
         let ctx = context::context(intake, &selection.clock, &addenda_names, provisions.context());
 
         let body = self.templates.render(context::body_template(intake), &ctx)?;
-        let (intro, mut articles) = model::articles(model::parse_markup(&body));
+        let (intro, mut articles) = model::articles(model::parse_markup_kept(&body));
         if !intro.is_empty() {
             articles.insert(0, Article { number: 0, heading: String::new(), intro, clauses: Vec::new() });
         }
@@ -188,7 +188,7 @@ impl Renderer {
         for law in &selection.addenda {
             let name = format!("addenda/{}.md.tera", law.code);
             let (intro, clauses) = if self.templates.has(&name) {
-                model::clauses(model::parse_markup(&self.templates.render(&name, &ctx)?))
+                model::clauses(model::parse_markup_kept(&self.templates.render(&name, &ctx)?))
             } else {
                 (Vec::new(), Vec::new())
             };

@@ -252,6 +252,95 @@ pub fn parse_markup(md: &str) -> Vec<Node> {
     nodes
 }
 
+/// Bytes of markup remembered per thread by [`parse_markup_kept`] (a section's text counted three
+/// times: the key and its nodes); then the cache starts again. Sections longer than a sixteenth
+/// of it are parsed every time.
+const PARSE_CACHE_BYTES: usize = 1 << 20;
+
+/// A section of markup and what [`parse_markup`] made of it.
+struct Parsed {
+    md: Box<str>,
+    nodes: Vec<Node>,
+}
+
+thread_local! {
+    /// Sections already parsed on this thread, like the line breaks in `layout` and the folded
+    /// clauses in `check`: most of an agreement's markup is boilerplate that does not depend on
+    /// the intake, and parsing it (pulldown-cmark, then the runs trimmed) was a fifth of a render
+    /// (issue 14). A hit compares the whole section, so it gives exactly what the parse would.
+    static PARSES: super::shelf::LocalShelf<Parsed> = super::shelf::LocalShelf::new(PARSE_CACHE_BYTES);
+}
+
+/// [`parse_markup`], a section at a time, each section from this thread's cache when the same
+/// text was parsed before. Sections start at lines that are ATX headings (`#` to `######` at the
+/// first column, then a space, a tab or the end of the line): such a line ends every open block
+/// but a top-level fenced code block or HTML block, and each section starts and ends with the
+/// parser's state empty (no open list, item, heading or emphasis), so the nodes of the sections
+/// one after another are the nodes of the whole. Markup where that might not hold — a line
+/// opening a fence or an HTML block, or a link reference definition, which reaches across the
+/// whole text — is parsed whole. (Escaped intake values can produce none of these: every ASCII
+/// punctuation character in them is escaped.) A property test compares both ways on random
+/// markup.
+pub fn parse_markup_kept(md: &str) -> Vec<Node> {
+    if !sections_are_independent(md) {
+        return parse_markup(md);
+    }
+    let mut nodes = Vec::new();
+    for section in sections(md) {
+        let crc = crc32fast::hash(section.as_bytes());
+        if let Some(hit) = PARSES.with(|c| c.find(crc, |p| &*p.md == section)) {
+            nodes.extend(hit.nodes.iter().cloned());
+            continue;
+        }
+        let parsed = parse_markup(section);
+        let cost = 3 * section.len() + 64;
+        if cost <= PARSE_CACHE_BYTES / 16 {
+            PARSES.with(|c| c.put(crc, Parsed { md: section.into(), nodes: parsed.clone() }, cost));
+        }
+        nodes.extend(parsed);
+    }
+    nodes
+}
+
+/// False when a line might open a block that an ATX heading does not end (a fenced code block,
+/// an HTML block) or the text holds a link reference definition.
+fn sections_are_independent(md: &str) -> bool {
+    !md.contains("]:")
+        && md.lines().all(|line| {
+            let t = line.trim_start_matches(' ');
+            // Four spaces or more is an indented code line, which a heading ends.
+            line.len() - t.len() >= 4 || !(t.starts_with("```") || t.starts_with("~~~") || t.starts_with('<'))
+        })
+}
+
+/// True for a line (without its end) that is an ATX heading at the first column.
+fn is_atx_heading(line: &str) -> bool {
+    let hashes = line.bytes().take_while(|&b| b == b'#').count();
+    (1..=6).contains(&hashes) && matches!(line.as_bytes().get(hashes), None | Some(b' ' | b'\t' | b'\r'))
+}
+
+/// The text split before each ATX heading line; every byte is in exactly one section.
+fn sections(md: &str) -> impl Iterator<Item = &str> {
+    let mut rest = md;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        // The first line belongs to this section whatever it is; look for the next heading.
+        let mut at = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        while at < rest.len() {
+            let line_end = rest[at..].find('\n').map_or(rest.len(), |i| at + i);
+            if is_atx_heading(&rest[at..line_end]) {
+                break;
+            }
+            at = (line_end + 1).min(rest.len());
+        }
+        let (section, tail) = rest.split_at(at);
+        rest = tail;
+        Some(section)
+    })
+}
+
 /// Assembles nodes into articles (`##`) with clauses (`###`). Blocks before the first article
 /// are returned as `intro`.
 pub fn articles(nodes: Vec<Node>) -> (Vec<Block>, Vec<Article>) {
@@ -550,6 +639,85 @@ mod tests {
         assert!(folds_nothing(b""));
         assert!(!folds_nothing(b"a  b"));
         assert!(!folds_nothing(b"a b  "));
+    }
+
+    /// Lines that open, continue and close every kind of block, headings among them, and the
+    /// constructs that make a text unsafe to split (which must then be parsed whole).
+    const LINES: &[&str] = &[
+        "## Article {.elements}",
+        "### 1.1 Clause",
+        "# Title",
+        "#### deep",
+        "###### six",
+        "####### seven is text",
+        "#hashtag is text",
+        "##",
+        "## ends ##",
+        "Plain text with **bold** and *em*.",
+        "a line that continues",
+        "**bold start",
+        "end bold** after",
+        "",
+        "",
+        "- bullet",
+        "  - nested bullet",
+        "1. first",
+        "2. second",
+        "   continued in the item",
+        "    indented code",
+        "> quoted",
+        "---",
+        "===",
+        "   ## three spaces",
+        "\t## after a tab",
+        "text with a hard break  ",
+        "`code` and <span>",
+        "see [ref]",
+        "\\## escaped",
+    ];
+
+    /// Lines after which a text must be parsed whole.
+    const UNSAFE: &[&str] = &["```", "~~~", "<div>", "<!-- note", "[ref]: /url", "  ```"];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, failure_persistence: None, ..Default::default() })]
+        #[test]
+        fn markup_parsed_a_section_at_a_time_and_from_the_cache_gives_the_nodes_of_the_whole(
+            picks in proptest::collection::vec(0..LINES.len(), 0..40),
+            unsafe_line in proptest::option::weighted(0.2, (0..UNSAFE.len(), 0..40usize)),
+            crlf in proptest::bool::ANY,
+            final_newline in proptest::bool::ANY,
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut lines: Vec<&str> = picks.iter().map(|&i| LINES[i]).collect();
+            if let Some((u, at)) = unsafe_line {
+                lines.insert(at.min(lines.len()), UNSAFE[u]);
+            }
+            let mut md = lines.join(end);
+            if final_newline {
+                md.push_str(end);
+            }
+            let whole = parse_markup(&md);
+            proptest::prop_assert_eq!(&parse_markup_kept(&md), &whole, "first: {:?}", md);
+            // Again: now every section comes from the cache.
+            proptest::prop_assert_eq!(&parse_markup_kept(&md), &whole, "cached: {:?}", md);
+            let joined: String = sections(&md).collect();
+            proptest::prop_assert_eq!(joined, md);
+        }
+    }
+
+    #[test]
+    fn sections_start_at_atx_headings_and_unsafe_markup_is_not_split() {
+        let md = "intro\n## One\ntext\n#tag\n### 1.1 Two\n- item\n####### seven\n";
+        assert_eq!(
+            sections(md).collect::<Vec<_>>(),
+            ["intro\n", "## One\ntext\n#tag\n", "### 1.1 Two\n- item\n####### seven\n"]
+        );
+        assert!(sections_are_independent(md));
+        for unsafe_md in ["a\n```\n## x\n```\n", "a\n<pre>\n## x\n</pre>\n", "[a]: /b\n## x\n[a]\n", "   ~~~\n## x\n"] {
+            assert!(!sections_are_independent(unsafe_md), "{unsafe_md:?}");
+        }
+        assert!(sections_are_independent("    ```\n## x\n"), "an indented fence is a code line");
     }
 
     fn esc(s: &str) -> String {
