@@ -452,7 +452,7 @@ pub(crate) mod tests {
                             Some(bold) => (Face::Bold, bold),
                             None => (Face::Regular, *line),
                         };
-                        let span = Span { x: 0.0, text: text.to_string(), face, size: 12.0, gray: false };
+                        let span = Span { x: 0.0, text: text.into(), face, size: 12.0, gray: false };
                         (700.0 - 20.0 * i as f32, Line { height: 20.0, spans: vec![span], rules: Vec::new() })
                     })
                     .collect(),

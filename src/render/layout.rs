@@ -5,6 +5,8 @@
 //! what prints). Pagination keeps headings with what follows, never leaves a single line of a
 //! paragraph at a page foot, and never splits a signature block.
 
+use std::sync::Arc;
+
 use textwrap::core::Fragment;
 use textwrap::wrap_algorithms::{Penalties, wrap_optimal_fit};
 
@@ -30,7 +32,9 @@ const INDENT: f32 = 20.0;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
     pub x: f32,
-    pub text: String,
+    /// Shared, so a line taken from the line-break cache, or a page compared with the PDF's page
+    /// cache, copies a pointer rather than the text.
+    pub text: Arc<str>,
     pub face: Face,
     pub size: f32,
     pub gray: bool,
@@ -233,23 +237,24 @@ fn push_word<'a>(
 
 /// Merges a line's fragments into spans of one face, positioned by measured widths.
 fn spans_of(line: &[Frag], size: f32) -> Vec<Span> {
-    let mut spans: Vec<Span> = Vec::new();
+    // (x, text, face) of each span while its text grows.
+    let mut spans: Vec<(f32, String, Face)> = Vec::new();
     let mut x = 0.0;
     let n = line.len();
     for (i, f) in line.iter().enumerate() {
         let trailing = if i + 1 < n { f.space } else { 0.0 };
         match spans.last_mut() {
-            Some(s) if s.face == f.face => s.text.push_str(f.text),
-            _ => spans.push(Span { x, text: f.text.to_string(), face: f.face, size, gray: false }),
+            Some(s) if s.2 == f.face => s.1.push_str(f.text),
+            _ => spans.push((x, f.text.to_string(), f.face)),
         }
         if trailing > 0.0
             && let Some(s) = spans.last_mut()
         {
-            s.text.push(' ');
+            s.1.push(' ');
         }
         x += f.width + trailing;
     }
-    spans
+    spans.into_iter().map(|(x, text, face)| Span { x, text: text.into(), face, size, gray: false }).collect()
 }
 
 fn text_lines(fonts: &Fonts, runs: &[Run], size: f32, leading: f32, indent: f32, width: f32) -> Vec<Line> {
@@ -298,7 +303,7 @@ fn block_item(fonts: &Fonts, b: &Block, space_before: f32) -> Item {
                 let mw = fonts.regular.width(&marker, BODY);
                 first.spans.insert(
                     0,
-                    Span { x: indent - mw - 5.0, text: marker, face: Face::Regular, size: BODY, gray: false },
+                    Span { x: indent - mw - 5.0, text: marker.into(), face: Face::Regular, size: BODY, gray: false },
                 );
             }
             Item::new(space_before.min(3.0), lines)
@@ -363,7 +368,7 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
         if fits {
             head.lines[0].spans.push(Span {
                 x: CONTENT_W - note_w,
-                text: note,
+                text: note.into(),
                 face: Face::Regular,
                 size: SMALL,
                 gray: true,
@@ -592,7 +597,7 @@ mod tests {
             let w: f32 = l.iter().map(|s| s.x + fonts().regular.width(s.text.trim_end(), BODY)).fold(0.0, f32::max);
             assert!(w <= CONTENT_W + 0.01, "line too wide: {w}");
         }
-        let joined: Vec<String> = lines.iter().map(|l| l.iter().map(|s| s.text.as_str()).collect::<String>()).collect();
+        let joined: Vec<String> = lines.iter().map(|l| l.iter().map(|s| &*s.text).collect::<String>()).collect();
         assert_eq!(
             joined.join(" ").split_whitespace().collect::<Vec<_>>(),
             text.split_whitespace().collect::<Vec<_>>()
@@ -623,7 +628,7 @@ mod tests {
         let long = "x".repeat(400);
         let lines = wrap(fonts(), &[Run { text: long.clone(), bold: false }], BODY, 100.0);
         assert!(lines.len() > 1);
-        let joined: String = lines.iter().flat_map(|l| l.iter().map(|s| s.text.clone())).collect();
+        let joined: String = lines.iter().flat_map(|l| l.iter().map(|s| &*s.text)).collect();
         assert_eq!(joined, long);
     }
 

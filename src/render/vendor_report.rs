@@ -134,7 +134,13 @@ fn chart_page(charts: &[(&str, Vec<(String, usize)>)]) -> Page {
             let w = if *n == 0 { 0.0 } else { (BAR_MAX * *n as f32 / max).max(2.0) };
             let count = n.to_string();
             let mut line = text_line(17.0, 0.0, label, Face::Regular, 9.0);
-            line.spans.push(Span { x: LABEL_W + w + 6.0, text: count, face: Face::Bold, size: 9.0, gray: false });
+            line.spans.push(Span {
+                x: LABEL_W + w + 6.0,
+                text: count.into(),
+                face: Face::Bold,
+                size: 9.0,
+                gray: false,
+            });
             if w > 0.0 {
                 line.rules.push(Rule::Bar { x1: LABEL_W, x2: LABEL_W + w, height: 10.0 });
             }
