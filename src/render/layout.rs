@@ -58,7 +58,7 @@ pub struct Line {
 }
 
 /// A unit of flow: lines with spacing and keep rules.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Item {
     space_before: f32,
     lines: Vec<Line>,
@@ -355,7 +355,59 @@ pub fn clause_note(c: &Clause, draft: bool) -> Option<String> {
     (!cites.is_empty()).then(|| cites.join(" · "))
 }
 
+/// A clause's items, as [`clause_items`] laid them out, with everything they depend on.
+struct ClauseItems {
+    fonts: usize,
+    draft: bool,
+    clause: Clause,
+    items: Vec<Item>,
+}
+
+/// Bytes of clauses (their text counted three times: the key, the lines and the spans) kept per
+/// thread; then the cache starts again.
+const CLAUSE_CACHE_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// Clauses already laid out on this thread: a clause's heading line, its citation note, list
+    /// markers and wrapped paragraphs depend only on the clause and the draft flag, and most
+    /// clauses are the same in every agreement of a template version (issue 14). Above the
+    /// line-break cache: a hit here skips formatting the heading and the note and looking up
+    /// each paragraph. A hit compares the whole clause, so it gives exactly the items the layout
+    /// would.
+    static CLAUSES: LocalShelf<ClauseItems> = LocalShelf::new(CLAUSE_CACHE_BYTES);
+}
+
 fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
+    let font_id = fonts as *const Fonts as usize;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[u8::from(draft)]);
+    for s in [&c.number, &c.heading].into_iter().chain(&c.elements) {
+        h.update(s.as_bytes());
+        h.update(&[0xff]);
+    }
+    for b in &c.body {
+        for r in b.runs() {
+            h.update(r.text.as_bytes());
+            h.update(&[0xfe, u8::from(r.bold)]);
+        }
+    }
+    let crc = h.finalize();
+    let same = |e: &ClauseItems| e.fonts == font_id && e.draft == draft && e.clause == *c;
+    if let Some(hit) = CLAUSES.with(|k| k.find(crc, same)) {
+        items.extend(hit.items.iter().cloned());
+        return;
+    }
+    let from = items.len();
+    clause_items_uncached(fonts, items, c, draft);
+    let text: usize = c.heading.len() + c.body.iter().flat_map(|b| b.runs()).map(|r| r.text.len() + 48).sum::<usize>();
+    let cost = 3 * text + 256;
+    if cost <= CLAUSE_CACHE_BYTES / 16 {
+        let kept = ClauseItems { fonts: font_id, draft, clause: c.clone(), items: items[from..].to_vec() };
+        CLAUSES.with(|k| k.put(crc, kept, cost));
+    }
+}
+
+fn clause_items_uncached(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
     let mut head = heading_item(fonts, &format!("{} {}", c.number, c.heading), BODY, 5.5);
     if let Some(note) = clause_note(c, draft) {
         // The citation rides on the heading line when it fits, else on its own small line.
@@ -621,6 +673,42 @@ mod tests {
         let narrow = wrap(fonts(), &runs, BODY, 120.0);
         assert_eq!(narrow, wrap_uncached(fonts(), &runs, BODY, 120.0));
         assert!(narrow.len() > first.len());
+    }
+
+    #[test]
+    fn a_clause_laid_out_again_comes_from_the_cache_exactly_as_first_laid_out() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
+            .expect("example");
+        let intake = crate::app::load_intake(&text).expect("parses");
+        let renderer = crate::render::Renderer::builtin().expect("templates");
+        let (doc, _, _) = renderer.document(&intake, crate::render::Options::default()).expect("document");
+        let mut seen = 0;
+        for draft in [true, false] {
+            for c in doc.clauses() {
+                let mut plain = Vec::new();
+                clause_items_uncached(fonts(), &mut plain, c, draft);
+                for _ in 0..2 {
+                    let mut kept = vec![Item::new(0.0, Vec::new())];
+                    clause_items(fonts(), &mut kept, c, draft);
+                    assert_eq!(&kept[1..], &plain[..], "clause {} (draft {draft})", c.number);
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 40, "{seen} clauses");
+        // Another clause under the same heading, and the draft flag, are different keys.
+        let c = doc.clauses().find(|c| !c.elements.is_empty()).expect("a clause with elements");
+        let mut other = c.clone();
+        other.elements.clear();
+        let (mut a, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        clause_items(fonts(), &mut a, c, true);
+        clause_items(fonts(), &mut b, &other, true);
+        clause_items(fonts(), &mut d, c, false);
+        assert_ne!(a, b, "the citation note goes with the elements");
+        assert_ne!(a, d, "the draft names the elements, the copy for signature does not");
+        let mut again = Vec::new();
+        clause_items_uncached(fonts(), &mut again, &other, true);
+        assert_eq!(b, again);
     }
 
     #[test]
