@@ -80,7 +80,18 @@ fn write_with(
 ) -> Vec<u8> {
     let (kept, streams) = caches;
     let mut used = [Used::default(), Used::default()];
-    let ascii = [AsciiTable::new(&fonts.regular), AsciiTable::new(&fonts.bold)];
+    // The process's own fonts get their tables once; any other font set (tests) its own.
+    static BUILTIN: std::sync::LazyLock<[AsciiTable; 2]> = std::sync::LazyLock::new(|| {
+        let f = super::fonts::fonts();
+        [AsciiTable::new(&f.regular), AsciiTable::new(&f.bold)]
+    });
+    let own;
+    let ascii: &[AsciiTable; 2] = if std::ptr::eq(fonts, super::fonts::fonts()) {
+        &BUILTIN
+    } else {
+        own = [AsciiTable::new(&fonts.regular), AsciiTable::new(&fonts.bold)];
+        &own
+    };
     let total = pages.len();
     let contents: Vec<Shared> = pages
         .iter()
@@ -93,14 +104,8 @@ fn write_with(
                 None => {
                     // The page's own glyph table, so that the entry can say which glyphs it shows.
                     let mut own = [Used::default(), Used::default()];
-                    let mut pen = Pen {
-                        out: Vec::with_capacity(8 * 1024),
-                        fonts,
-                        names,
-                        used: &mut own,
-                        ascii: &ascii,
-                        cur: None,
-                    };
+                    let mut pen =
+                        Pen { out: Vec::with_capacity(8 * 1024), fonts, names, used: &mut own, ascii, cur: None };
                     page_content(&mut pen, pages, number, meta);
                     let entry = std::sync::Arc::new(PageEntry {
                         fonts: fonts as *const Fonts as usize,
@@ -467,10 +472,12 @@ fn to_unicode_cmap(used: &Used) -> String {
     for block in all.chunks(100) {
         let _ = writeln!(s, "{} beginbfchar", block.len());
         for &(gid, c) in block {
-            let _ = write!(s, "<{gid:04X}> <");
+            s.push('<');
+            hex4(&mut s, gid);
+            s.push_str("> <");
             let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                let _ = write!(s, "{u:04X}");
+            for &mut u in c.encode_utf16(&mut units) {
+                hex4(&mut s, u);
             }
             s.push_str(">\n");
         }
@@ -478,6 +485,15 @@ fn to_unicode_cmap(used: &Used) -> String {
     }
     s.push_str("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
     s
+}
+
+/// Four upper-case hex digits, as `{:04X}` writes them (without the formatting machinery: this
+/// runs for every glyph of every render).
+fn hex4(s: &mut String, v: u16) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for shift in [12, 8, 4, 0] {
+        s.push(char::from(HEX[usize::from((v >> shift) & 0xF)]));
+    }
 }
 
 /// The info dictionary: title, subject, author, keywords, producer and dates.
@@ -772,6 +788,15 @@ fn deflate(data: &[u8], level: flate2::Compression) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex4_writes_what_the_formatter_writes() {
+        for v in (0..=u16::MAX).step_by(7).chain([0, 0xF, 0xFF, 0xABCD, u16::MAX]) {
+            let mut s = String::new();
+            hex4(&mut s, v);
+            assert_eq!(s, format!("{v:04X}"));
+        }
+    }
 
     #[test]
     fn numbers_are_written_with_at_most_two_decimals() {
