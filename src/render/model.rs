@@ -278,15 +278,15 @@ thread_local! {
 /// parser's state empty (no open list, item, heading or emphasis), so the nodes of the sections
 /// one after another are the nodes of the whole. Markup where that might not hold — a line
 /// opening a fence or an HTML block, or a link reference definition, which reaches across the
-/// whole text — is parsed whole. (Escaped intake values can produce none of these: every ASCII
-/// punctuation character in them is escaped.) A property test compares both ways on random
-/// markup.
+/// whole text — is parsed whole. (Escaped intake values cannot open any of these, since every
+/// ASCII punctuation character in them is escaped; a value holding `]:` only has the text parsed
+/// whole.) A property test compares both ways on random markup.
 pub fn parse_markup_kept(md: &str) -> Vec<Node> {
-    if !sections_are_independent(md) {
+    let Some(sections) = sections(md) else {
         return parse_markup(md);
-    }
+    };
     let mut nodes = Vec::new();
-    for section in sections(md) {
+    for section in sections {
         let crc = crc32fast::hash(section.as_bytes());
         if let Some(hit) = PARSES.with(|c| c.find(crc, |p| &*p.md == section)) {
             nodes.extend(hit.nodes.iter().cloned());
@@ -302,43 +302,39 @@ pub fn parse_markup_kept(md: &str) -> Vec<Node> {
     nodes
 }
 
-/// False when a line might open a block that an ATX heading does not end (a fenced code block,
-/// an HTML block) or the text holds a link reference definition.
-fn sections_are_independent(md: &str) -> bool {
-    !md.contains("]:")
-        && md.lines().all(|line| {
-            let t = line.trim_start_matches(' ');
-            // Four spaces or more is an indented code line, which a heading ends.
-            line.len() - t.len() >= 4 || !(t.starts_with("```") || t.starts_with("~~~") || t.starts_with('<'))
-        })
-}
-
 /// True for a line (without its end) that is an ATX heading at the first column.
 fn is_atx_heading(line: &str) -> bool {
     let hashes = line.bytes().take_while(|&b| b == b'#').count();
     (1..=6).contains(&hashes) && matches!(line.as_bytes().get(hashes), None | Some(b' ' | b'\t' | b'\r'))
 }
 
-/// The text split before each ATX heading line; every byte is in exactly one section.
-fn sections(md: &str) -> impl Iterator<Item = &str> {
-    let mut rest = md;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
+/// The text split before each ATX heading line (every byte in exactly one section), or `None`
+/// when a line might open a block that an ATX heading does not end (a fenced code block, an HTML
+/// block) or the text holds a link reference definition. One pass over the lines.
+fn sections(md: &str) -> Option<Vec<&str>> {
+    if memchr::memmem::find(md.as_bytes(), b"]:").is_some() {
+        return None;
+    }
+    let mut sections = Vec::new();
+    let (mut section, mut line) = (0, 0);
+    for end in memchr::memchr_iter(b'\n', md.as_bytes()).chain([md.len()]) {
+        // Both ends are at a line feed or the text's end, so on character boundaries.
+        let text = md.get(line..end).unwrap_or_default();
+        let t = text.trim_start_matches(' ');
+        // Four spaces or more is an indented code line, which a heading ends.
+        if text.len() - t.len() < 4 && (t.starts_with("```") || t.starts_with("~~~") || t.starts_with('<')) {
             return None;
         }
-        // The first line belongs to this section whatever it is; look for the next heading.
-        let mut at = rest.find('\n').map_or(rest.len(), |i| i + 1);
-        while at < rest.len() {
-            let line_end = rest[at..].find('\n').map_or(rest.len(), |i| at + i);
-            if is_atx_heading(&rest[at..line_end]) {
-                break;
-            }
-            at = (line_end + 1).min(rest.len());
+        if line > section && is_atx_heading(text) {
+            sections.extend(md.get(section..line));
+            section = line;
         }
-        let (section, tail) = rest.split_at(at);
-        rest = tail;
-        Some(section)
-    })
+        line = end + 1;
+    }
+    if section < md.len() {
+        sections.extend(md.get(section..));
+    }
+    Some(sections)
 }
 
 /// Assembles nodes into articles (`##`) with clauses (`###`). Blocks before the first article
@@ -701,23 +697,22 @@ mod tests {
             proptest::prop_assert_eq!(&parse_markup_kept(&md), &whole, "first: {:?}", md);
             // Again: now every section comes from the cache.
             proptest::prop_assert_eq!(&parse_markup_kept(&md), &whole, "cached: {:?}", md);
-            let joined: String = sections(&md).collect();
-            proptest::prop_assert_eq!(joined, md);
+            if let Some(parts) = sections(&md) {
+                proptest::prop_assert_eq!(parts.concat(), md);
+            }
         }
     }
 
     #[test]
     fn sections_start_at_atx_headings_and_unsafe_markup_is_not_split() {
         let md = "intro\n## One\ntext\n#tag\n### 1.1 Two\n- item\n####### seven\n";
-        assert_eq!(
-            sections(md).collect::<Vec<_>>(),
-            ["intro\n", "## One\ntext\n#tag\n", "### 1.1 Two\n- item\n####### seven\n"]
-        );
-        assert!(sections_are_independent(md));
+        assert_eq!(sections(md), Some(vec!["intro\n", "## One\ntext\n#tag\n", "### 1.1 Two\n- item\n####### seven\n"]));
+        assert_eq!(sections("## A\r\nx\r\n## B"), Some(vec!["## A\r\nx\r\n", "## B"]));
+        assert_eq!(sections(""), Some(vec![]));
         for unsafe_md in ["a\n```\n## x\n```\n", "a\n<pre>\n## x\n</pre>\n", "[a]: /b\n## x\n[a]\n", "   ~~~\n## x\n"] {
-            assert!(!sections_are_independent(unsafe_md), "{unsafe_md:?}");
+            assert_eq!(sections(unsafe_md), None, "{unsafe_md:?}");
         }
-        assert!(sections_are_independent("    ```\n## x\n"), "an indented fence is a code line");
+        assert!(sections("    ```\n## x\n").is_some(), "an indented fence is a code line");
     }
 
     fn esc(s: &str) -> String {
