@@ -463,7 +463,7 @@ mod tests {
     fn outdated_wording_is_found_by_whole_words_and_the_three_stems() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
             .expect("example");
-        let intake = crate::app::load_intake(&text).expect("parses");
+        let intake = crate::domain::parse::parse_intake(&text, &crate::render::fonts::printable).expect("parses");
         let clause = |heading: &str, body: &str| Clause {
             number: "9.9".into(),
             heading: heading.into(),

@@ -382,7 +382,7 @@ mod tests {
             .expect("example intake");
         let mut v: Value = serde_json::from_str(&text).expect("json");
         edit(&mut v);
-        crate::app::load_intake(&v.to_string()).expect("intake parses")
+        crate::domain::parse::parse_intake(&v.to_string(), &crate::render::fonts::printable).expect("intake parses")
     }
 
     #[test]

@@ -679,7 +679,7 @@ mod tests {
     fn a_clause_laid_out_again_comes_from_the_cache_exactly_as_first_laid_out() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/intake/baa-tx-ca.json"))
             .expect("example");
-        let intake = crate::app::load_intake(&text).expect("parses");
+        let intake = crate::domain::parse::parse_intake(&text, &crate::render::fonts::printable).expect("parses");
         let renderer = crate::render::Renderer::builtin().expect("templates");
         let (doc, _, _) = renderer.document(&intake, crate::render::Options::default()).expect("document");
         let mut seen = 0;
