@@ -199,21 +199,26 @@ fn put<T: Serialize + ?Sized>(ctx: &mut Context, key: &'static str, value: &T) {
     }
 }
 
+/// Whose electronic-signature law the agreement cites: the governing-law state's, then each
+/// party's state's.
+fn esign_states(intake: &Intake, prov: &serde_json::Value) -> Vec<StateCode> {
+    let mut states: Vec<StateCode> = Vec::new();
+    if let Some(code) = prov["governing_law"]["code"].as_str()
+        && let Ok(s) = StateCode::parse(code)
+    {
+        states.push(s);
+    }
+    states.push(intake.upstream.address.state);
+    states.push(intake.downstream.address.state);
+    states
+}
+
 /// Builds the template context (documented in `templates/README.md`). Each value goes into
 /// tera's own representation directly, without a `serde_json::Value` on the way (issue 14:
 /// building the context that way was a twelfth of a render).
 pub fn context(intake: &Intake, clock: &BreachClock, addenda: &[(String, String)], prov: serde_json::Value) -> Context {
     let mut ctx = Context::new();
-    // Electronic signatures: the law of the governing-law state, then of each party's state.
-    let mut esign_states: Vec<StateCode> = Vec::new();
-    if let Some(code) = prov["governing_law"]["code"].as_str()
-        && let Ok(s) = StateCode::parse(code)
-    {
-        esign_states.push(s);
-    }
-    esign_states.push(intake.upstream.address.state);
-    esign_states.push(intake.downstream.address.state);
-    put(&mut ctx, "esign_laws", &esign_laws(&esign_states));
+    put(&mut ctx, "esign_laws", &esign_laws(&esign_states(intake, &prov)));
     put(&mut ctx, "title", title(intake));
     put(&mut ctx, "up", &party(&intake.upstream));
     put(&mut ctx, "down", &party(&intake.downstream));
@@ -316,17 +321,8 @@ mod tests {
             .enumerate()
             .map(|(i, e)| json!({"letter": exhibit_letter(i), "title": e.title}))
             .collect();
-        // Electronic signatures: the law of the governing-law state, then of each party's state.
-        let mut esign_states: Vec<StateCode> = Vec::new();
-        if let Some(code) = prov["governing_law"]["code"].as_str()
-            && let Ok(s) = StateCode::parse(code)
-        {
-            esign_states.push(s);
-        }
-        esign_states.push(intake.upstream.address.state);
-        esign_states.push(intake.downstream.address.state);
         let mut v = json!({
-            "esign_laws": esign_laws(&esign_states),
+            "esign_laws": esign_laws(&esign_states(intake, &prov)),
             "title": title(intake),
             "up": party_json(&intake.upstream),
             "down": party_json(&intake.downstream),
