@@ -26,14 +26,12 @@
 //! * [`render`] — intake → tera templates (`templates/`, `addenda/`) → markup → document model
 //!   ([`render::model`]) → required-elements check on the *rendered* model ([`render::check`])
 //!   → layout with the embedded font's metrics ([`render::layout`]) → PDF ([`render::pdf`]);
-//!   the repeated work of a template version (parsed markup sections, folding, laid-out
-//!   clauses, line breaks, page streams) kept in byte-bounded caches of one kind
-//!   (`render::shelf`).
-//!   Deterministic: the same intake gives the same bytes. What does not depend on the intake
-//!   is done once and kept, compared in full on every hit so the bytes never depend on what is
-//!   kept: markup sections, folded clause texts, laid-out clauses and line breaks per thread,
-//!   compressed pages shared by all threads under a byte budget. Also the tera and HTML escape of every page and email
-//!   ([`render::html`]).
+//!   the repeated work of a template version kept in byte-bounded caches of one kind
+//!   (`render::shelf`). Deterministic: the same intake gives the same bytes. What does not
+//!   depend on the intake is done once and kept, compared in full on every hit so the bytes
+//!   never depend on what is kept: markup sections, folded clause texts, laid-out clauses and
+//!   line breaks per thread, compressed pages shared by all threads under a byte budget. Also
+//!   the tera and HTML escape of every page and email ([`render::html`]).
 //! * [`pdf`] — incremental updates ([`pdf::append`]): the appendix and the seal are added after
 //!   the sent bytes, which stay an exact prefix.
 //! * [`seal`] — the PAdES seal on every countersigned PDF: a private CA and sealing certificate

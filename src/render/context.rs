@@ -191,11 +191,13 @@ pub fn humanize(s: &str) -> String {
 }
 
 /// Puts `value` in the context under `key`. The values here are plain data (strings, numbers,
-/// lists, string-keyed maps), which always convert; were one not to, the key would be missing
-/// and the template that reads it fails loudly at render.
+/// lists, string-keyed maps), which always convert; were one not to, debug builds (the tests)
+/// stop here, and a release build leaves the key out: a template printing it fails to render
+/// (an undefined variable is an error in tera), one testing it in a condition reads false.
 fn put<T: Serialize + ?Sized>(ctx: &mut Context, key: &'static str, value: &T) {
-    if let Ok(v) = tera::Value::try_from_serializable(value) {
-        ctx.insert_value(key, v);
+    match tera::Value::try_from_serializable(value) {
+        Ok(v) => ctx.insert_value(key, v),
+        Err(e) => debug_assert!(false, "the context value {key} does not convert: {e}"),
     }
 }
 

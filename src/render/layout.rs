@@ -363,8 +363,8 @@ struct ClauseItems {
     items: Vec<Item>,
 }
 
-/// Bytes of clauses (their text counted three times: the key, the lines and the spans) kept per
-/// thread; then the cache starts again.
+/// Bytes of clauses (their text counted three times, the key, the lines' spans and the note, and
+/// each item's and line's allocations) kept per thread; then the cache starts again.
 const CLAUSE_CACHE_BYTES: usize = 1 << 20;
 
 thread_local! {
@@ -399,8 +399,14 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
     }
     let from = items.len();
     clause_items_uncached(fonts, items, c, draft);
-    let text: usize = c.heading.len() + c.body.iter().flat_map(|b| b.runs()).map(|r| r.text.len() + 48).sum::<usize>();
-    let cost = 3 * text + 256;
+    // The clause's text three times (the key, the lines' spans, the note), and each item's and
+    // line's own allocations.
+    let text: usize = c.number.len()
+        + c.heading.len()
+        + c.elements.iter().map(|e| e.len() + 64).sum::<usize>()
+        + c.body.iter().flat_map(|b| b.runs()).map(|r| r.text.len() + 48).sum::<usize>();
+    let lines: usize = items[from..].iter().map(|i| i.lines.len()).sum();
+    let cost = 3 * text + 128 * (items.len() - from) + 96 * lines + 256;
     if cost <= CLAUSE_CACHE_BYTES / 16 {
         let kept = ClauseItems { fonts: font_id, draft, clause: c.clone(), items: items[from..].to_vec() };
         CLAUSES.with(|k| k.put(crc, kept, cost));

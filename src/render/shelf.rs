@@ -15,7 +15,11 @@
 //!   megabytes per thread would multiply by them. The lock is held for a lookup or an insert
 //!   only; hashing, comparing and the work itself happen outside it.
 //! * [`LocalShelf`], one per thread (in a `thread_local!`), for small entries looked up many
-//!   times per render (clause texts, paragraphs): no lock on the hot path. Each keeps little.
+//!   times per render (markup sections, folded clause texts, laid-out clauses, wrapped
+//!   paragraphs): no lock on the hot path. Each keeps little: the four budgets add up to 5 MB a
+//!   thread, counted from the entries' sizes, and a thread's caches go with it (the server's
+//!   blocking threads exit after ten idle seconds), so a burst of N concurrent renders can hold
+//!   up to 5 MB × N for that long.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
