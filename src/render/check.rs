@@ -423,8 +423,8 @@ fn check_wording(clauses: &[(&Clause, Rc<str>)], intake: &Intake, findings: &mut
         return;
     }
     // The independent-contractor clause names agency on purpose (45 CFR 164.404(a)(2)).
+    let [agent, agents, infeasible, secretary, report] = &*WORDING;
     for (c, t) in clauses.iter().filter(|(c, _)| !c.elements.iter().any(|e| e == "P-AGENCY")) {
-        let [agent, agents, infeasible, secretary, report] = &*WORDING;
         let found = |f: &Finder| f.find(t.as_bytes()).is_some();
         if stands_alone(t, agent) || stands_alone(t, agents) {
             findings.push(

@@ -154,10 +154,7 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
     h.update(&font_id.to_le_bytes());
     h.update(&size_bits.to_le_bytes());
     h.update(&width_bits.to_le_bytes());
-    for r in runs {
-        h.update(r.text.as_bytes());
-        h.update(&[0xff, u8::from(r.bold)]);
-    }
+    hash_runs(&mut h, runs);
     let hash = h.finalize();
     let same = |w: &Wrapped| w.fonts == font_id && w.size == size_bits && w.width == width_bits && w.runs == runs;
     if let Some(hit) = WRAPS.with(|c| c.find(hash, same)) {
@@ -165,7 +162,7 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
     }
     let lines = wrap_uncached(fonts, runs, size, width);
     let cost: usize = 2 * runs.iter().map(|r| r.text.len() + 48).sum::<usize>() + 128;
-    if cost > WRAP_CACHE_BYTES / 16 {
+    if !WRAPS.with(|c| c.keeps(cost)) {
         // A paragraph this long (an intake's own exhibit) is wrapped every time, not kept.
         return lines;
     }
@@ -173,6 +170,14 @@ pub fn wrap(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>
         Wrapped { fonts: font_id, size: size_bits, width: width_bits, runs: runs.to_vec(), lines: lines.clone() };
     WRAPS.with(|c| c.put(hash, kept, cost));
     lines
+}
+
+/// Feeds runs to a cache key's checksum: each run's text and weight, with a separator.
+fn hash_runs(h: &mut crc32fast::Hasher, runs: &[Run]) {
+    for r in runs {
+        h.update(r.text.as_bytes());
+        h.update(&[0xff, u8::from(r.bold)]);
+    }
 }
 
 fn wrap_uncached(fonts: &Fonts, runs: &[Run], size: f32, width: f32) -> Vec<Vec<Span>> {
@@ -386,10 +391,7 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
         h.update(&[0xff]);
     }
     for b in &c.body {
-        for r in b.runs() {
-            h.update(r.text.as_bytes());
-            h.update(&[0xfe, u8::from(r.bold)]);
-        }
+        hash_runs(&mut h, b.runs());
     }
     let crc = h.finalize();
     let same = |e: &ClauseItems| e.fonts == font_id && e.draft == draft && e.clause == *c;
@@ -407,7 +409,7 @@ fn clause_items(fonts: &Fonts, items: &mut Vec<Item>, c: &Clause, draft: bool) {
         + c.body.iter().flat_map(|b| b.runs()).map(|r| r.text.len() + 48).sum::<usize>();
     let lines: usize = items[from..].iter().map(|i| i.lines.len()).sum();
     let cost = 3 * text + 128 * (items.len() - from) + 96 * lines + 256;
-    if cost <= CLAUSE_CACHE_BYTES / 16 {
+    if CLAUSES.with(|k| k.keeps(cost)) {
         let kept = ClauseItems { fonts: font_id, draft, clause: c.clone(), items: items[from..].to_vec() };
         CLAUSES.with(|k| k.put(crc, kept, cost));
     }

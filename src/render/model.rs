@@ -254,7 +254,7 @@ pub fn parse_markup(md: &str) -> Vec<Node> {
 
 /// Bytes of markup remembered per thread by [`parse_markup_kept`] (a section's text counted twice,
 /// the key and its runs, and 128 bytes a node); then the cache starts again. Sections costing more
-/// than a sixteenth of it are parsed every time.
+/// than a sixteenth of it (`LocalShelf::keeps`) are parsed every time.
 const PARSE_CACHE_BYTES: usize = 1 << 20;
 
 /// A section of markup and what [`parse_markup`] made of it.
@@ -277,8 +277,9 @@ thread_local! {
 /// but a top-level fenced code block or HTML block, and each section starts and ends with the
 /// parser's state empty (no open list, item, heading or emphasis), so the nodes of the sections
 /// one after another are the nodes of the whole. Markup where that might not hold — a line
-/// opening a fence or an HTML block, or a link reference definition, which reaches across the
-/// whole text — is parsed whole. (Escaped intake values cannot open any of these, since every
+/// opening a fence or an HTML block, a link reference definition (which reaches across the
+/// whole text), or a carriage return alone ending a line (which the split does not see) — is
+/// parsed whole. (Escaped intake values cannot open any of these, since every
 /// ASCII punctuation character in them is escaped; a value holding `]:` only has the text parsed
 /// whole.) A property test compares both ways on random markup.
 pub fn parse_markup_kept(md: &str) -> Vec<Node> {
@@ -295,7 +296,7 @@ pub fn parse_markup_kept(md: &str) -> Vec<Node> {
         let parsed = parse_markup(section);
         // The text twice (the key and the runs), and each node's own allocations.
         let cost = 2 * section.len() + 128 * parsed.len() + 64;
-        if cost <= PARSE_CACHE_BYTES / 16 {
+        if PARSES.with(|c| c.keeps(cost)) {
             PARSES.with(|c| c.put(crc, Parsed { md: section.into(), nodes: parsed.clone() }, cost));
         }
         nodes.extend(parsed);

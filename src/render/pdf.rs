@@ -534,7 +534,7 @@ fn text_string(s: &mut String, text: &str) {
     } else {
         s.push_str("<FEFF");
         for u in text.encode_utf16() {
-            let _ = write!(s, "{u:04X}");
+            hex4(s, u);
         }
         s.push('>');
     }

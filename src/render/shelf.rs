@@ -88,6 +88,13 @@ impl<E> LocalShelf<E> {
         self.map.borrow().0.get(&crc)?.iter().find(|e| same(e)).cloned()
     }
 
+    /// Whether an entry costing `cost` is worth keeping: at most a sixteenth of the budget, so
+    /// one long paragraph or section (an intake's own exhibit) does not push out the
+    /// boilerplate every document shares. Callers ask before building the entry they would keep.
+    pub(super) fn keeps(&self, cost: usize) -> bool {
+        cost <= self.budget / 16
+    }
+
     /// Files `entry` under `crc`, counting `cost` bytes against the budget. An entry costing
     /// more than the whole budget is not kept.
     pub(super) fn put(&self, crc: u32, entry: E, cost: usize) {
@@ -133,6 +140,8 @@ mod tests {
         assert!(shared.find(7, |_| true).is_none() && local.find(7, |_| true).is_none());
         assert!(shared.find(9, |e| e == "ef").is_some() && local.find(9, |e| e == "ef").is_some());
         // An entry dearer than the whole budget is not kept, and drops nothing.
+        assert!(local.keeps(0) && !local.keeps(1), "a sixteenth of 10 bytes is nothing");
+        assert!(LocalShelf::<String>::new(160).keeps(10) && !LocalShelf::<String>::new(160).keeps(11));
         shared.put(1, Arc::new("big".into()), 11);
         local.put(1, "big".into(), 11);
         assert_eq!((shared.len(), local.len()), (1, 1));
