@@ -174,10 +174,20 @@ impl Metrics {
     }
 
     /// Sets every status count at once (start, index rebuild).
-    pub fn seed_agreements<'a>(&self, statuses: impl Iterator<Item = &'a str>) {
+    pub fn seed_agreements<S: AsRef<str>>(&self, statuses: impl Iterator<Item = S>) {
         self.agreements.clear();
+        // Counted first: one label set per status, not one look-up per agreement.
+        let mut counts: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
         for s in statuses {
-            self.agreements.get_or_create(&vec![("status", s.to_string())]).inc();
+            match counts.get_mut(s.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(s.as_ref().to_string(), 1);
+                }
+            }
+        }
+        for (s, n) in counts {
+            self.agreements.get_or_create(&vec![("status", s)]).inc_by(n);
         }
     }
 

@@ -386,7 +386,7 @@ impl Service {
         crate::archive::lifecycle::past_retention(&index, today)
             .into_iter()
             .map(|(until, e)| {
-                let status = crate::archive::lifecycle::status_of(e).ok_or_else(|| {
+                let status = crate::archive::lifecycle::status_of(&e).ok_or_else(|| {
                     ServiceError::Internal(format!("agreement {}: unknown status {}", e.id, e.status))
                 })?;
                 Ok(RetentionRow {

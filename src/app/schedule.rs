@@ -358,8 +358,8 @@ impl Service {
             };
             let mut c: Vec<(String, String)> = index
                 .lives()
-                .filter(|(e, life)| match e.status.as_str() {
-                    "sent" | "partially_signed" => !asleep(&e.id, life.revision),
+                .filter(|(e, life)| match &*e.status() {
+                    "sent" | "partially_signed" => !asleep(e.id(), life.revision),
                     // The record's facts are its current intake's (set on create and revise);
                     // without an effective date (a record from before facts existed) decode it.
                     "executed" => {
@@ -371,11 +371,11 @@ impl Service {
                             ),
                             None => r.term_notice_days > 0,
                         };
-                        window && !asleep(&e.id, life.revision)
+                        window && !asleep(e.id(), life.revision)
                     }
                     _ => false,
                 })
-                .map(|(e, _)| (e.id.clone(), e.status.clone()))
+                .map(|(e, _)| (e.id().to_string(), e.status().into_owned()))
                 .collect();
             c.sort();
             // Notes that can no longer save a read are dropped: their time has come, or their
@@ -386,7 +386,7 @@ impl Service {
                     w.at <= now
                         || !index
                             .get_life(id)
-                            .is_some_and(|(e, _)| matches!(e.status.as_str(), "sent" | "partially_signed" | "executed"))
+                            .is_some_and(|(e, _)| matches!(&*e.status(), "sent" | "partially_signed" | "executed"))
                 })
                 .map(|(id, _)| id.clone())
                 .collect();

@@ -34,7 +34,7 @@ use crate::render::model::Document;
 use crate::render::{Mode, Options, Renderer, appendix};
 use crate::signing::CONSENT_VERSION;
 use crate::signing::token::{Claims, KeyRing, Purpose, TokenError};
-use crate::store::{Change, Event, Message, MessageStatus, NewEvent, Store, StoreError};
+use crate::store::{Change, Event, Message, MessageStatus, NewEvent, Store, StoreError, StoredSummary};
 
 /// Who is acting, and from where (recorded in every audit event).
 #[derive(Debug, Clone, Default)]
@@ -197,7 +197,39 @@ pub struct Service {
 /// SHA-256 (the 32 bytes, see [`digest_key`]) → (agreement id, `sent` or `final`, length in
 /// bytes). Kept as bytes, not hex, and the id once per agreement: at 100,000 agreements the map
 /// holds ~160,000 documents.
-pub type Digests = std::collections::HashMap<[u8; 32], (Arc<str>, &'static str, u64)>;
+pub type Digests = std::collections::HashMap<[u8; 32], (Arc<str>, &'static str, u64), DigestHash>;
+
+/// Hashes a [`Digests`] key by its first eight bytes. The key is a SHA-256, already spread
+/// evenly, and of a document Countersign made (a verifier's upload is only looked up, never
+/// inserted), so no one can crowd a bucket; SipHash's work bought nothing here and was a sixth
+/// of the start-up indexer's time at 100,000 agreements (`perf`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHash;
+
+impl std::hash::BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// See [`DigestHash`].
+#[derive(Debug)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    // An array hashes as its length, then its bytes: each write mixes in its first eight bytes.
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(b);
+    }
+}
 
 /// The [`Digests`] key of a hex SHA-256; None for anything else (which no document has).
 pub fn digest_key(hex_sha: &str) -> Option<[u8; 32]> {
@@ -207,13 +239,17 @@ pub fn digest_key(hex_sha: &str) -> Option<[u8; 32]> {
 }
 
 fn add_digests(d: &mut Digests, a: &Summary) {
+    d.extend(digest_entries(a).into_iter().flatten());
+}
+
+/// The [`Digests`] entries of an agreement's documents: the one sent and the final one.
+#[allow(clippy::type_complexity)]
+fn digest_entries(a: &Summary) -> [Option<([u8; 32], (Arc<str>, &'static str, u64))>; 2] {
     let id: Arc<str> = a.id.as_str().into();
-    if let (Some(key), Some(len)) = (a.sent_sha256.as_deref().and_then(digest_key), a.sent_bytes) {
-        d.insert(key, (id.clone(), "sent", len));
-    }
-    if let (Some(key), Some(len)) = (a.final_sha256.as_deref().and_then(digest_key), a.final_bytes) {
-        d.insert(key, (id, "final", len));
-    }
+    let doc = |sha: &Option<String>, len: Option<u64>, which: &'static str| {
+        Some((sha.as_deref().and_then(digest_key)?, (id.clone(), which, len?)))
+    };
+    [doc(&a.sent_sha256, a.sent_bytes, "sent"), doc(&a.final_sha256, a.final_bytes, "final")]
 }
 
 /// Intake facts kept on the agreement record.
@@ -260,7 +296,7 @@ impl Service {
             write_lock: Mutex::new(()),
             combiner: Default::default(),
             index: RwLock::new(Index::new()),
-            digests: RwLock::new(Digests::new()),
+            digests: RwLock::new(Digests::default()),
             views: Default::default(),
             mail_wake: Default::default(),
             metrics: Default::default(),
@@ -281,35 +317,52 @@ impl Service {
     pub fn rebuild_index(&self) {
         let started = std::time::Instant::now();
         let today = self.today();
-        // Two stages on two threads: this one reads the store's summaries (I/O and decoding) and
-        // hands them over in batches; the indexer prepares each batch's rows in parallel (text
-        // folding, the fixed-size facts: rayon) and inserts them in order. The order of inserts is
-        // the scan's, so the index is the one a single thread would build.
+        // Two stages on two threads: this one reads the store's summaries and hands them over in
+        // batches, undecoded; the indexer decodes each batch and prepares its rows in parallel
+        // (rayon: decoding, text folding, packing, the fixed-size facts), then inserts them in
+        // order. The order of inserts is the scan's, so the index is the one a single thread
+        // would build. Decoding off the reading thread takes it off the path that bounds the
+        // build, and each summary's strings are allocated and freed on one thread (freed on
+        // another, glibc locks the arena they came from, against the reader allocating there).
         // Small batches under the unit tests, so their few hundred agreements cross many batches.
         const BATCH: usize = if cfg!(test) { 7 } else { 4096 };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Summary>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredSummary>>(4);
         let (index, digests, scan) = std::thread::scope(|s| {
             let indexer = s.spawn(move || {
                 use rayon::prelude::*;
                 let mut index = Index::new();
-                let mut digests = Digests::new();
+                let mut digests = Digests::default();
+                let mut unread: Option<(usize, StoreError)> = None;
                 for batch in rx {
-                    for a in batch.iter().filter(|a| a.disposed_at.is_none()) {
-                        add_digests(&mut digests, a);
-                    }
                     let rows: Vec<_> = batch
                         .into_par_iter()
-                        .map(|a| {
+                        .map(|stored| {
+                            let a = stored.decode()?;
+                            let docs = if a.disposed_at.is_none() { digest_entries(&a) } else { [None, None] };
                             let life = a.life();
-                            Index::prepare(entry(a, &life, today), life)
+                            Ok((docs, Index::prepare(entry(a, &life, today), life)))
                         })
                         .collect();
-                    rows.into_iter().for_each(|r| index.upsert_prepared(r));
+                    for row in rows {
+                        match row {
+                            Ok((docs, row)) => {
+                                digests.extend(docs.into_iter().flatten());
+                                index.upsert_prepared(row);
+                            }
+                            Err(e) => match &mut unread {
+                                Some((n, _)) => *n += 1,
+                                None => unread = Some((1, e)),
+                            },
+                        }
+                    }
+                }
+                if let Some((n, e)) = unread {
+                    tracing::error!(error = %e, unread = n, "{n} stored agreement summaries could not be decoded and are not in the search index");
                 }
                 (index, digests)
             });
             let mut batch = Vec::with_capacity(BATCH);
-            let scan = self.store.agreement_summaries(&mut |a| {
+            let scan = self.store.stored_summaries(&mut |a| {
                 batch.push(a);
                 if batch.len() == BATCH {
                     // The indexer ends only when this sender is dropped, so a send cannot fail.
@@ -328,7 +381,7 @@ impl Service {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
         // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
-        self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status.as_str()));
+        self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status()));
         let n = index.len();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
@@ -428,7 +481,7 @@ impl Service {
         let life = summary.life();
         let row = Index::prepare(entry(summary, &life, self.today()), life);
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let before = index.get(&a.id).map(|e| e.status.clone());
+        let before = index.get_life(&a.id).map(|(e, _)| e.status().into_owned());
         index.upsert_prepared(row);
         self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
     }

@@ -71,12 +71,14 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use memchr::memmem::Finder;
 use serde::{Deserialize, Serialize};
 
+use super::packed::Packed;
 use crate::domain::agreement::Life;
 
 /// Default page size.
@@ -183,7 +185,9 @@ pub struct Index {
     text: Text,
     /// The entries, at the same positions as `hot`.
     rows: Vec<Row>,
-    by_id: HashMap<Box<str>, usize>,
+    /// Row positions, hashed by the rows' ids: each id is kept once, in its row.
+    by_id: hashbrown::HashTable<usize>,
+    hasher: std::hash::RandomState,
     /// Parent agreement id → the ids of the agreements naming it as their parent, in id order
     /// (the subcontractor chain, see [`super::lifecycle`]).
     children: HashMap<Box<str>, std::collections::BTreeSet<String>>,
@@ -301,13 +305,17 @@ impl Text {
     }
 }
 
-/// An entry and its facts beyond the hot array.
+/// An entry and its facts beyond the hot array: ~100 bytes and two heap blocks (id and packed
+/// entry) where the `Entry` itself was ~800 bytes in twelve (see [`Packed`]).
 #[derive(Debug)]
 struct Row {
-    entry: Entry,
-    /// The state codes, trimmed and uppercased; None when that is what `entry.states` already
-    /// holds (the usual case: the record keeps the codes uppercased), so they are kept once.
-    states: Option<Vec<String>>,
+    id: Box<str>,
+    /// The rest of the entry, unpacked only for the entries a search answers.
+    packed: Packed,
+    /// The row's state codes (trimmed, uppercased) that have no bit of their own in
+    /// `Hot::states_mask`; None when there are none (the usual case). Codes with a bit of their
+    /// own are answered by the mask alone.
+    odd_states: Option<Box<[Box<str>]>>,
     /// Renewal, retention and chain facts (see [`super::lifecycle`]).
     life: Life,
 }
@@ -315,24 +323,57 @@ struct Row {
 impl Row {
     fn new(entry: Entry, life: Life) -> (Hot, (String, usize), Row) {
         let (hay, names_at) = Text::of(&entry);
-        let normal = |s: &String| s.trim().to_ascii_uppercase();
-        let states: Option<Vec<String>> =
-            entry.states.iter().any(|s| normal(s) != *s).then(|| entry.states.iter().map(normal).collect());
+        let mut states_mask = 0;
+        let mut odd: Vec<Box<str>> = Vec::new();
+        for code in &entry.states {
+            let code = code.trim().to_ascii_uppercase();
+            let (bit, alone) = state_bit(&code);
+            states_mask |= bit;
+            if !alone {
+                odd.push(code.into());
+            }
+        }
         let hot = Hot {
             updated_at: entry.updated_at,
             names_prefix: prefix(&hay[names_at..]),
-            states_mask: states.as_ref().unwrap_or(&entry.states).iter().fold(0, |m, s| m | state_bit(s).0),
+            states_mask,
             effective: date_num(&entry.effective_date).unwrap_or(0),
             renewal: entry.renewal_date.as_deref().and_then(date_num).unwrap_or(0),
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        (hot, (hay, names_at), Row { entry, states, life })
+        let packed = Packed::new(&entry);
+        let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
+        (hot, (hay, names_at), Row { id: entry.id.into_boxed_str(), packed, odd_states, life })
     }
 
-    /// The state codes, trimmed and uppercased.
-    fn states(&self) -> &[String] {
-        self.states.as_deref().unwrap_or(&self.entry.states)
+    fn entry(&self) -> Entry {
+        self.packed.entry(&self.id)
+    }
+}
+
+/// One indexed agreement, read in place: its id, status and creation time without unpacking
+/// the entry, and the whole [`Entry`] on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a>(&'a Row);
+
+impl<'a> Listed<'a> {
+    pub fn id(self) -> &'a str {
+        &self.0.id
+    }
+
+    /// The snake_case status.
+    pub fn status(self) -> std::borrow::Cow<'a, str> {
+        self.0.packed.status()
+    }
+
+    /// Unix seconds.
+    pub fn created_at(self) -> u64 {
+        self.0.packed.created_at()
+    }
+
+    pub fn entry(self) -> Entry {
+        self.0.entry()
     }
 }
 
@@ -397,10 +438,10 @@ impl Index {
     /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
     pub fn upsert_prepared(&mut self, Prepared((hot, hay, row)): Prepared) {
         if let Some(p) = &row.life.parent {
-            self.children.entry(p.clone()).or_default().insert(row.entry.id.clone());
+            self.children.entry(p.clone()).or_default().insert(row.id.to_string());
         }
-        match self.by_id.get(row.entry.id.as_str()) {
-            Some(&i) => {
+        match self.position(&row.id) {
+            Some(i) => {
                 self.hot[i] = hot;
                 self.text.replace(i, &hay);
                 let old = std::mem::replace(&mut self.rows[i], row);
@@ -408,7 +449,8 @@ impl Index {
                 self.unlink_child(&old, now.as_deref());
             }
             None => {
-                self.by_id.insert(row.entry.id.as_str().into(), self.rows.len());
+                let (rows, hasher) = (&self.rows, &self.hasher);
+                self.by_id.insert_unique(hasher.hash_one(&*row.id), rows.len(), |&j| hasher.hash_one(&*rows[j].id));
                 self.hot.push(hot);
                 self.text.push(&hay);
                 self.rows.push(row);
@@ -423,7 +465,7 @@ impl Index {
             return;
         }
         if let Some(set) = self.children.get_mut(p) {
-            set.remove(&old.entry.id);
+            set.remove(&*old.id);
             if set.is_empty() {
                 self.children.remove(p);
             }
@@ -432,24 +474,36 @@ impl Index {
 
     /// Removes the entry with this id, if any.
     pub fn remove(&mut self, id: &str) {
-        let Some(i) = self.by_id.remove(id) else { return };
+        let rows = &self.rows;
+        let Ok(slot) = self.by_id.find_entry(self.hasher.hash_one(id), |&i| &*rows[i].id == id) else { return };
+        let (i, _) = slot.remove();
+        let last = self.rows.len() - 1;
         self.hot.swap_remove(i);
         self.text.swap_remove(i);
         let old = self.rows.swap_remove(i);
         self.unlink_child(&old, None);
         if let Some(moved) = self.rows.get(i) {
-            self.by_id.insert(moved.entry.id.as_str().into(), i);
+            // The last row moved to `i`: its slot says `last`.
+            if let Some(p) = self.by_id.find_mut(self.hasher.hash_one(&*moved.id), |&j| j == last) {
+                *p = i;
+            }
         }
     }
 
+    /// Where the row with this id is.
+    fn position(&self, id: &str) -> Option<usize> {
+        let rows = &self.rows;
+        self.by_id.find(self.hasher.hash_one(id), |&i| &*rows[i].id == id).copied()
+    }
+
     /// Every entry with its lifecycle facts, in no particular order.
-    pub fn lives(&self) -> impl Iterator<Item = (&Entry, &Life)> {
-        self.rows.iter().map(|r| (&r.entry, &r.life))
+    pub fn lives(&self) -> impl Iterator<Item = (Listed<'_>, &Life)> {
+        self.rows.iter().map(|r| (Listed(r), &r.life))
     }
 
     /// One entry with its lifecycle facts.
-    pub fn get_life(&self, id: &str) -> Option<(&Entry, &Life)> {
-        self.by_id.get(id).map(|&i| (&self.rows[i].entry, &self.rows[i].life))
+    pub fn get_life(&self, id: &str) -> Option<(Listed<'_>, &Life)> {
+        self.position(id).map(|i| (Listed(&self.rows[i]), &self.rows[i].life))
     }
 
     /// The ids of the entries naming `id` as their parent, in id order.
@@ -465,8 +519,9 @@ impl Index {
         self.rows.is_empty()
     }
 
-    pub fn get(&self, id: &str) -> Option<&Entry> {
-        self.by_id.get(id).map(|&i| &self.rows[i].entry)
+    /// The entry with this id, unpacked.
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.position(id).map(|i| self.rows[i].entry())
     }
 
     fn key(&self, i: usize, field: Field) -> Key<'_> {
@@ -486,10 +541,9 @@ impl Index {
     fn matches(&self, plan: &Plan, i: usize) -> bool {
         plan.matches_hot(&self.hot[i])
             && plan.matches_text(&self.text, i)
-            && plan
-                .state
-                .as_ref()
-                .is_none_or(|(_, code, exact)| *exact || self.rows[i].states().iter().any(|s| s == code))
+            && plan.state.as_ref().is_none_or(|(_, code, exact)| {
+                *exact || self.rows[i].odd_states.iter().flatten().any(|s| **s == **code)
+            })
     }
 
     /// One page: `total` counts all matches; `items` are up to `limit` matches after the cursor,
@@ -534,11 +588,11 @@ impl Index {
         best.truncate(limit);
         let next_cursor = match best.last() {
             Some(&last) if after_cursor > limit => {
-                Some(encode_cursor(sort, self.key(last, sort.field), &self.rows[last].entry.id))
+                Some(encode_cursor(sort, self.key(last, sort.field), &self.rows[last].id))
             }
             _ => None,
         };
-        Page { items: best.into_iter().map(|i| self.rows[i].entry.clone()).collect(), total, next_cursor }
+        Page { items: best.into_iter().map(|i| self.rows[i].entry()).collect(), total, next_cursor }
     }
 
     /// Every match, in order, for `export.csv`: the filters and `sort` apply; `limit` and
@@ -547,7 +601,7 @@ impl Index {
         let Ok(plan) = Plan::new(q) else { return Vec::new() };
         let mut found: Vec<usize> = (0..self.rows.len()).filter(|&i| self.matches(&plan, i)).collect();
         found.sort_unstable_by(|&a, &b| self.cmp(plan.sort, a, b));
-        found.into_iter().map(|i| self.rows[i].entry.clone()).collect()
+        found.into_iter().map(|i| self.rows[i].entry()).collect()
     }
 }
 
@@ -639,7 +693,7 @@ enum Lazy<'a> {
 impl<'a> Lazy<'a> {
     fn get(self) -> &'a str {
         match self {
-            Lazy::Id(row) => &row.entry.id,
+            Lazy::Id(row) => &row.id,
             Lazy::Names(text, i) => text.names(i),
             Lazy::Str(s) => s,
         }
@@ -1417,7 +1471,7 @@ mod tests {
         let mut ix = index(&entries);
         let page = ix.search(&query(|q| q.limit = Some(9)));
         let pending = want[50].clone();
-        let e = ix.get(&pending).cloned().unwrap();
+        let e = ix.get(&pending).unwrap();
         ix.upsert(Entry { updated_at: clock + 1, ..e });
         let rest = walk(&ix, &query(|q| q.cursor = page.next_cursor.clone()), 9);
         assert!(!ids(&rest).contains(&pending));
@@ -1464,7 +1518,7 @@ mod tests {
         assert_eq!(ix.len(), 50);
         ix.upsert(Entry { title: "Replaced".into(), ..entries[3].clone() });
         assert_eq!(ix.len(), 50);
-        assert_eq!(ix.get(&entries[3].id).map(|e| e.title.as_str()), Some("Replaced"));
+        assert_eq!(ix.get(&entries[3].id).map(|e| e.title), Some("Replaced".to_string()));
         assert_eq!(find(&ix, query(|q| q.q = Some("replaced".into()))).len(), 1);
         for e in entries.iter().step_by(3) {
             ix.remove(&e.id);

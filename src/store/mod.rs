@@ -226,6 +226,27 @@ pub struct ChainHead {
     pub authentic: bool,
 }
 
+/// A [`Summary`] as [`Store::stored_summaries`] read it, not yet decoded.
+#[derive(Debug)]
+pub struct StoredSummary(Stored);
+
+#[derive(Debug)]
+enum Stored {
+    /// sled's summary tree: the key (the id) and the value in its encoding (`summary_index`).
+    Sled(sled::IVec, sled::IVec),
+    /// Boxed: the encoded variant is the one read at 100,000 agreements, and moves in batches.
+    Decoded(Box<Summary>),
+}
+
+impl StoredSummary {
+    pub fn decode(self) -> Result<Summary, StoreError> {
+        match self.0 {
+            Stored::Sled(k, v) => summary_index::decode_entry(&k, &v),
+            Stored::Decoded(s) => Ok(*s),
+        }
+    }
+}
+
 /// The storage interface the service uses.
 pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
@@ -234,6 +255,12 @@ pub trait Store: Send + Sync + 'static {
     /// time as the store reads them, in no particular order: the start-up index build holds
     /// no vector of every record and decodes no signer. `f` must not call the store.
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError>;
+    /// [`Store::agreement_summaries`] with each summary handed over as read, to be decoded by
+    /// the receiver ([`StoredSummary::decode`]): the start-up index build decodes on other
+    /// threads than the one reading the store. The default decodes as it reads.
+    fn stored_summaries(&self, f: &mut (dyn FnMut(StoredSummary) + Send)) -> Result<(), StoreError> {
+        self.agreement_summaries(&mut |s| f(StoredSummary(Stored::Decoded(Box::new(s)))))
+    }
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError>;
     fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError>;
     /// The document's bytes, re-checked against their SHA-256 on every read.

@@ -365,6 +365,10 @@ impl Store for SledStore {
         super::summary_index::scan(&self.summaries, f)
     }
 
+    fn stored_summaries(&self, f: &mut (dyn FnMut(super::StoredSummary) + Send)) -> Result<(), StoreError> {
+        super::summary_index::scan_stored(&self.summaries, f)
+    }
+
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
         Self::get_json(&self.versions, &version_key(id, version))
     }
