@@ -15,7 +15,8 @@
 //!   and prints with, and the date formats ([`domain::time::Date`]), the vendor register's rules
 //!   — role determination with citations, risk tier, reassessments, obligations, flags, the
 //!   report's figures ([`domain::vendor`]) —, and the one accent-folding rule of every search
-//!   ([`domain::fold`]).
+//!   ([`domain::fold`]), and the compact binary fields of the agreements' stored summaries and
+//!   the search index's packed entries ([`domain::compact`]).
 //!   No HTTP, no storage.
 //! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
 //!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print,
@@ -47,7 +48,8 @@
 //!   reminder tick's wake notes (advisory, written outside the commits); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
-//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index.
+//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (each
+//!   entry packed in one allocation, unpacked for the entries an answer lists).
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
 //!   lettre, staff notices.
 //! * [`app`] — the application layer: the service that carries an agreement from draft to

@@ -199,17 +199,26 @@ pub struct Service {
 /// holds ~160,000 documents.
 pub type Digests = std::collections::HashMap<[u8; 32], (Arc<str>, &'static str, u64), DigestHash>;
 
-/// Hashes a [`Digests`] key by its first eight bytes. The key is a SHA-256, already spread
-/// evenly, and of a document Countersign made (a verifier's upload is only looked up, never
-/// inserted), so no one can crowd a bucket; SipHash's work bought nothing here and was a sixth
-/// of the start-up indexer's time at 100,000 agreements (`perf`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DigestHash;
+/// Hashes a [`Digests`] key by its first eight bytes, with a key of this process's own and one
+/// multiplication. The map's keys are SHA-256s, already spread evenly, of documents Countersign
+/// made (a verifier's upload is only looked up, never inserted): to crowd a bucket someone would
+/// have to grind staff-entered intake for documents whose digests collide under a key they do
+/// not know. SipHash's work bought nothing here and was a sixth of the start-up indexer's time
+/// at 100,000 agreements (`perf`).
+#[derive(Debug, Clone, Copy)]
+pub struct DigestHash(u64);
+
+impl Default for DigestHash {
+    fn default() -> DigestHash {
+        use std::hash::BuildHasher;
+        DigestHash(std::hash::RandomState::new().hash_one(0u8))
+    }
+}
 
 impl std::hash::BuildHasher for DigestHash {
     type Hasher = DigestHasher;
     fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
+        DigestHasher(self.0)
     }
 }
 
@@ -218,8 +227,10 @@ impl std::hash::BuildHasher for DigestHash {
 pub struct DigestHasher(u64);
 
 impl std::hash::Hasher for DigestHasher {
+    /// The product's high half, where every input bit and the key count, moved down to the bits
+    /// that pick a bucket.
     fn finish(&self) -> u64 {
-        self.0
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32)
     }
 
     // An array hashes as its length, then its bytes: each write mixes in its first eight bytes.
@@ -327,17 +338,19 @@ impl Service {
         // Small batches under the unit tests, so their few hundred agreements cross many batches.
         const BATCH: usize = if cfg!(test) { 7 } else { 4096 };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredSummary>>(4);
-        let (index, digests, scan) = std::thread::scope(|s| {
+        let (index, digests, scan, unread) = std::thread::scope(|s| {
             let indexer = s.spawn(move || {
                 use rayon::prelude::*;
                 let mut index = Index::new();
                 let mut digests = Digests::default();
-                let mut unread: Option<(usize, StoreError)> = None;
+                // Summaries that did not decode: their ids (when the store knows them) and errors.
+                let mut unread: Vec<(Option<String>, StoreError)> = Vec::new();
                 for batch in rx {
                     let rows: Vec<_> = batch
                         .into_par_iter()
                         .map(|stored| {
-                            let a = stored.decode()?;
+                            let id = stored.id();
+                            let a = stored.decode().map_err(|e| (id, e))?;
                             let docs = if a.disposed_at.is_none() { digest_entries(&a) } else { [None, None] };
                             let life = a.life();
                             Ok((docs, Index::prepare(entry(a, &life, today), life)))
@@ -349,17 +362,11 @@ impl Service {
                                 digests.extend(docs.into_iter().flatten());
                                 index.upsert_prepared(row);
                             }
-                            Err(e) => match &mut unread {
-                                Some((n, _)) => *n += 1,
-                                None => unread = Some((1, e)),
-                            },
+                            Err(e) => unread.push(e),
                         }
                     }
                 }
-                if let Some((n, e)) = unread {
-                    tracing::error!(error = %e, unread = n, "{n} stored agreement summaries could not be decoded and are not in the search index");
-                }
-                (index, digests)
+                (index, digests, unread)
             });
             let mut batch = Vec::with_capacity(BATCH);
             let scan = self.store.stored_summaries(&mut |a| {
@@ -374,19 +381,46 @@ impl Service {
             }
             drop(tx);
             // A panic while indexing is a bug: it goes on as it would have on this thread.
-            let (index, digests) = indexer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (index, digests, scan)
+            let (index, digests, unread) = indexer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (index, digests, scan, unread)
         });
         if let Err(e) = scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
         // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
         self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status()));
-        let n = index.len();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
+        self.index_unread(unread);
+        let n = self.index.read().unwrap_or_else(|p| p.into_inner()).len();
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(agreements = n, ms, rss_mb = super::rss_mb(), "index built: {n} agreements in {ms} ms");
+    }
+
+    /// Summaries the start-up scan could not decode: each agreement is read from its record
+    /// instead (a summary is derived data; the record is what counts), so one bad summary
+    /// leaves no agreement out of search, the listings or the reminders. What cannot be read
+    /// either way is logged (the first few by id) and counted.
+    fn index_unread(&self, unread: Vec<(Option<String>, StoreError)>) {
+        let mut lost = 0usize;
+        for (id, e) in &unread {
+            match id.as_deref().map(|id| self.store.agreement(id)) {
+                Some(Ok(a)) => {
+                    tracing::warn!(id, error = %e, "an agreement summary did not decode; indexed from its record");
+                    self.index_agreement(&a);
+                }
+                other => {
+                    lost += 1;
+                    if lost <= 10 {
+                        let record = other.and_then(Result::err).map(|r| r.to_string());
+                        tracing::error!(id, error = %e, record, "an agreement could not be read for the search index");
+                    }
+                }
+            }
+        }
+        if lost > 0 {
+            tracing::error!(lost, "{lost} agreements could not be read and are not in the search index");
+        }
     }
 
     /// Today's date (UTC) by the service clock.

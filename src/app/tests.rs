@@ -291,6 +291,33 @@ fn a_data_directory_without_the_summary_tree_builds_it_at_open_and_the_index_ans
 }
 
 #[test]
+fn a_damaged_summary_is_read_from_its_record_and_the_index_answers_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let clock = ManualClock::at(start);
+    let svc = sled_service(dir.path(), clock.clone());
+    super::seed::seed(&svc, 60, 12, &|_| {}).expect("seeds");
+    let before = index_answers(&svc);
+    let ids: Vec<String> = svc.store.agreements().expect("agreements").into_iter().map(|a| a.id).collect();
+    drop(svc);
+
+    // Three summaries damaged three ways: an unknown encoding, cut short, empty.
+    let store = crate::store::sled_store::SledStore::open(dir.path()).expect("opens");
+    for (id, bytes) in ids.iter().step_by(17).zip([&[9u8, 1, 2][..], &[2, 5, b'b'][..], &[][..]]) {
+        store.put_raw_summary(id, bytes).expect("overwrites");
+    }
+    drop(store);
+
+    let svc = sled_service(dir.path(), clock.clone());
+    assert_eq!(index_answers(&svc), before, "the same answers with three summaries damaged");
+    assert_index_answers_equal_full_scans(&svc, "with three summaries damaged");
+    let index = svc.index.read().expect("index");
+    for id in ids.iter().step_by(17) {
+        assert!(index.get(id).is_some(), "{id} is in the index");
+    }
+}
+
+#[test]
 fn an_executed_record_from_before_the_facts_takes_its_term_from_its_intake_for_the_renewal_notice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let svc = service(dir.path());

@@ -9,15 +9,14 @@
 //! start-up build cheaper (one allocation per row instead of eleven; rows a quarter the size
 //! to move as the vector grows).
 //!
-//! Encoding, in [`Entry`]'s field order without `id`: strings as a LEB128 length and UTF-8
-//! bytes; `states` as a count and that many strings; options as a tag byte (0 none, 1 some)
-//! and the value; integers as LEB128; `final_sha256` as a tag (0 none; 1 the string as it came;
-//! 2 the 32 bytes of 64 lowercase hex digits). It lives only in memory: nothing stores it, so it
-//! can change with any release.
+//! Encoding: [`Entry`]'s fields in order without `id`, in [`crate::domain::compact`]'s fields
+//! (`states` as a count and that many strings). It lives only in memory: nothing stores it, so
+//! it can change with any release.
 
 use std::borrow::Cow;
 
 use super::search::Entry;
+use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_sha, put_str, put_u64};
 
 /// See the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,190 +42,109 @@ impl Packed {
         put_str(&mut b, &e.parties[0]);
         put_str(&mut b, &e.parties[1]);
         put_str(&mut b, &e.status);
-        put_uint(&mut b, e.states.len() as u64);
+        put_u64(&mut b, e.states.len() as u64);
         for s in &e.states {
             put_str(&mut b, s);
         }
         put_str(&mut b, &e.effective_date);
-        match &e.renewal_date {
-            None => b.push(0),
-            Some(s) => {
-                b.push(1);
-                put_str(&mut b, s);
-            }
-        }
-        match e.executed_at {
-            None => b.push(0),
-            Some(t) => {
-                b.push(1);
-                put_uint(&mut b, t);
-            }
-        }
-        put_uint(&mut b, e.created_at);
-        put_uint(&mut b, e.updated_at);
-        match &e.final_sha256 {
-            None => b.push(0),
-            Some(s) => match lower_hex32(s) {
-                Some(raw) => {
-                    b.push(2);
-                    b.extend_from_slice(&raw);
-                }
-                None => {
-                    b.push(1);
-                    put_str(&mut b, s);
-                }
-            },
-        }
+        put_opt_str(&mut b, e.renewal_date.as_deref());
+        put_opt_u64(&mut b, e.executed_at);
+        put_u64(&mut b, e.created_at);
+        put_u64(&mut b, e.updated_at);
+        put_sha(&mut b, e.final_sha256.as_deref());
         put_str(&mut b, &e.created_by);
         Packed(b.into_boxed_slice())
     }
 
     /// The entry again, with `id`: equal to the one packed.
     pub(super) fn entry(&self, id: &str) -> Entry {
-        let mut r = Reader(&self.0);
-        let kind = r.string();
-        let title = r.string();
-        let parties = [r.string(), r.string()];
-        let status = r.string();
-        let n = r.uint();
-        // Each state takes at least its length byte: a count beyond the bytes left is not ours.
-        let mut states = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(r.0.len()));
-        for _ in 0..n {
-            states.push(r.string());
-        }
-        let effective_date = r.string();
-        let renewal_date = r.tag().then(|| r.string());
-        let executed_at = r.tag().then(|| r.uint());
-        let created_at = r.uint();
-        let updated_at = r.uint();
-        let final_sha256 = match r.byte() {
-            0 => None,
-            2 => Some(hex::encode(r.take(32))),
-            _ => Some(r.string()),
-        };
-        let created_by = r.string();
-        Entry {
+        self.read(|r| {
+            let kind = r.string()?;
+            let title = r.string()?;
+            let parties = [r.string()?, r.string()?];
+            let status = r.string()?;
+            let n = r.count()?;
+            let states = (0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
+            Ok(Entry {
+                id: id.to_string(),
+                kind,
+                title,
+                parties,
+                status,
+                states,
+                effective_date: r.string()?,
+                renewal_date: r.opt_string()?,
+                executed_at: r.opt_u64()?,
+                created_at: r.u64()?,
+                updated_at: r.u64()?,
+                final_sha256: r.sha()?,
+                created_by: r.string()?,
+            })
+        })
+        .unwrap_or_else(|| Entry {
             id: id.to_string(),
-            kind,
-            title,
-            parties,
-            status,
-            states,
-            effective_date,
-            renewal_date,
-            executed_at,
-            created_at,
-            updated_at,
-            final_sha256,
-            created_by,
-        }
+            kind: String::new(),
+            title: String::new(),
+            parties: [String::new(), String::new()],
+            status: String::new(),
+            states: Vec::new(),
+            effective_date: String::new(),
+            renewal_date: None,
+            executed_at: None,
+            created_at: 0,
+            updated_at: 0,
+            final_sha256: None,
+            created_by: String::new(),
+        })
     }
 
-    /// The status as packed (for a status the index does not know by number).
+    /// The status, read without unpacking the other strings.
     pub(super) fn status(&self) -> Cow<'_, str> {
-        let mut r = Reader(&self.0);
-        for _ in 0..4 {
-            r.skip_str();
-        }
-        r.str()
+        self.read(|r| {
+            for _ in 0..4 {
+                r.skip_str()?;
+            }
+            r.str()
+        })
+        .map_or(Cow::Borrowed(""), Cow::Borrowed)
     }
 
     /// `created_at`, read without unpacking the strings.
     pub(super) fn created_at(&self) -> u64 {
-        let mut r = Reader(&self.0);
-        for _ in 0..5 {
-            r.skip_str();
+        self.read(|r| {
+            for _ in 0..5 {
+                r.skip_str()?;
+            }
+            for _ in 0..r.count()? {
+                r.skip_str()?;
+            }
+            r.skip_str()?;
+            if r.byte()? != 0 {
+                r.skip_str()?;
+            }
+            r.opt_u64()?;
+            r.u64()
+        })
+        .unwrap_or(0)
+    }
+
+    /// Runs `f` over the bytes. They are always [`Packed::new`]'s own, so `f` cannot fail; were
+    /// it to (a bug), debug builds stop and release builds answer empty values rather than stop
+    /// the process.
+    fn read<'a, T>(&'a self, f: impl FnOnce(&mut Reader<'a>) -> Result<T, String>) -> Option<T> {
+        match f(&mut Reader(&self.0)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                debug_assert!(false, "a packed index entry does not read back: {e}");
+                None
+            }
         }
-        for _ in 0..r.uint() {
-            r.skip_str();
-        }
-        r.skip_str();
-        if r.tag() {
-            r.skip_str();
-        }
-        if r.tag() {
-            r.uint();
-        }
-        r.uint()
     }
 
     /// Bytes held, for the tests' accounting.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.0.len()
-    }
-}
-
-/// 64 lowercase hex digits as their 32 bytes; None for anything else (kept as it came, so the
-/// entry unpacks to the string packed).
-fn lower_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
-}
-
-fn put_uint(b: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        b.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    b.push(v as u8);
-}
-
-fn put_str(b: &mut Vec<u8>, s: &str) {
-    put_uint(b, s.len() as u64);
-    b.extend_from_slice(s.as_bytes());
-}
-
-/// Reads what [`Packed::new`] wrote. The bytes are always its own, so nothing here can meet a
-/// malformed value; were one to appear (a bug), reads past the end answer zeros and empty
-/// strings, and bytes that are not UTF-8 are replaced, instead of stopping the process.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> u8 {
-        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
-        self.0 = rest;
-        b
-    }
-
-    fn tag(&mut self) -> bool {
-        self.byte() != 0
-    }
-
-    fn uint(&mut self) -> u64 {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte();
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        v
-    }
-
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let (head, rest) = self.0.split_at(n.min(self.0.len()));
-        self.0 = rest;
-        head
-    }
-
-    fn str(&mut self) -> Cow<'a, str> {
-        let n = usize::try_from(self.uint()).unwrap_or(usize::MAX);
-        String::from_utf8_lossy(self.take(n))
-    }
-
-    fn string(&mut self) -> String {
-        self.str().into_owned()
-    }
-
-    fn skip_str(&mut self) {
-        let n = usize::try_from(self.uint()).unwrap_or(usize::MAX);
-        self.take(n);
     }
 }
 

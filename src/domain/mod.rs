@@ -4,6 +4,7 @@ pub mod actions;
 pub mod addenda;
 pub mod agreement;
 pub mod audit;
+pub mod compact;
 pub mod elements;
 pub mod findings;
 pub mod fold;

@@ -234,6 +234,8 @@ pub struct StoredSummary(Stored);
 enum Stored {
     /// sled's summary tree: the key (the id) and the value in its encoding (`summary_index`).
     Sled(sled::IVec, sled::IVec),
+    /// An agreement record's JSON (PostgreSQL's `agreements.body`), read as a [`Summary`].
+    Json(Vec<u8>),
     /// Boxed: the encoded variant is the one read at 100,000 agreements, and moves in batches.
     Decoded(Box<Summary>),
 }
@@ -242,9 +244,34 @@ impl StoredSummary {
     pub fn decode(self) -> Result<Summary, StoreError> {
         match self.0 {
             Stored::Sled(k, v) => summary_index::decode_entry(&k, &v),
+            Stored::Json(body) => serde_json::from_slice(&body).map_err(|e| StoreError::Io(e.to_string())),
             Stored::Decoded(s) => Ok(*s),
         }
     }
+
+    /// The agreement's id, when it is known without decoding (sled's key).
+    pub fn id(&self) -> Option<String> {
+        match &self.0 {
+            Stored::Sled(k, _) => std::str::from_utf8(k).ok().map(str::to_string),
+            Stored::Json(_) => None,
+            Stored::Decoded(s) => Some(s.id.clone()),
+        }
+    }
+}
+
+/// [`Store::agreement_summaries`] from [`Store::stored_summaries`]: each decoded as read; the
+/// first that does not decode is the answer, and `f` is called for none after it.
+fn decode_each(store: &dyn Store, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
+    let mut bad = None;
+    store.stored_summaries(&mut |s| {
+        if bad.is_none() {
+            match s.decode() {
+                Ok(s) => f(s),
+                Err(e) => bad = Some(e),
+            }
+        }
+    })?;
+    bad.map_or(Ok(()), Err)
 }
 
 /// The storage interface the service uses.

@@ -361,11 +361,11 @@ impl Store for SledStore {
     }
 
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
-        // The small derived tree, not the records (~2.6 KB each; see `summary_index`).
-        super::summary_index::scan(&self.summaries, f)
+        super::decode_each(self, f)
     }
 
     fn stored_summaries(&self, f: &mut (dyn FnMut(super::StoredSummary) + Send)) -> Result<(), StoreError> {
+        // The small derived tree, not the records (~2.6 KB each; see `summary_index`).
         super::summary_index::scan_stored(&self.summaries, f)
     }
 
@@ -756,6 +756,14 @@ impl SledStore {
     #[cfg(test)]
     pub(super) fn summary_tree(&self) -> &Tree {
         &self.summaries
+    }
+
+    /// Overwrites an agreement's summary with `bytes` (tests: a damaged derived tree).
+    #[cfg(test)]
+    pub(crate) fn put_raw_summary(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.summaries.insert(id.as_bytes(), bytes).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.summaries.flush().map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(())
     }
 
     /// Raw bytes of one event.

@@ -23,6 +23,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::StoreError;
 use crate::domain::agreement::{Status, Summary, SummaryFacts};
+use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_sha, put_str, put_u64};
 
 /// Present once the tree holds every agreement's summary in encoding 2. It starts with a NUL
 /// byte, which no agreement id contains; a later encoding names its own marker, so a directory
@@ -107,19 +108,8 @@ pub(super) fn rebuild(agreements: &Tree, summaries: &Tree) -> Result<usize, Stor
     Ok(n)
 }
 
-/// Every stored summary, in id order, handed to `f` one at a time.
-pub(super) fn scan(summaries: &Tree, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
-    for kv in summaries.iter() {
-        let (k, v) = kv.map_err(io)?;
-        if k.as_ref() == MARKER {
-            continue;
-        }
-        f(decode_entry(&k, &v)?);
-    }
-    Ok(())
-}
-
-/// [`scan`] without the decoding: each entry as read, for [`decode_entry`] on another thread.
+/// Every stored summary, in id order, handed to `f` as read, for [`decode_entry`] (on any
+/// thread).
 pub(super) fn scan_stored(
     summaries: &Tree,
     f: &mut (dyn FnMut(super::StoredSummary) + Send),
@@ -195,7 +185,7 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<Summary, String> {
     let final_sha256 = r.sha()?;
     let sent_bytes = r.opt_u64()?;
     let final_bytes = r.opt_u64()?;
-    let n = r.u64()?;
+    let n = r.count()?;
     let states = (0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
     let effective_date = r.string()?;
     let term_months = u16::try_from(r.u64()?).map_err(|_| "term_months out of range")?;
@@ -231,109 +221,6 @@ pub fn decode(id: &str, bytes: &[u8]) -> Result<Summary, String> {
         disposed_at,
         revision,
     })
-}
-
-fn put_u64(w: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        w.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    w.push(v as u8);
-}
-
-fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_u64(w, s.len() as u64);
-    w.extend_from_slice(s.as_bytes());
-}
-
-fn put_opt_u64(w: &mut Vec<u8>, v: Option<u64>) {
-    match v {
-        None => w.push(0),
-        Some(v) => {
-            w.push(1);
-            put_u64(w, v);
-        }
-    }
-}
-
-fn put_opt_str(w: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        None => w.push(0),
-        Some(s) => {
-            w.push(1);
-            put_str(w, s);
-        }
-    }
-}
-
-/// A SHA-256 in lowercase hex as its 32 bytes (tag 2); anything else as stored (tag 1).
-fn put_sha(w: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
-            w.push(2);
-            w.extend_from_slice(&hex::decode(s).unwrap_or_default());
-        }
-        other => put_opt_str(w, other),
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("truncated".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f).checked_shl(shift).ok_or("varint overflow")?;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("varint too long".into())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let n = usize::try_from(self.u64()?).map_err(|_| "length out of range")?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "not UTF-8".into())
-    }
-
-    fn opt_u64(&mut self) -> Result<Option<u64>, String> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => Ok(Some(self.u64()?)),
-            t => Err(format!("bad option tag {t}")),
-        }
-    }
-
-    fn opt_string(&mut self) -> Result<Option<String>, String> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => Ok(Some(self.string()?)),
-            t => Err(format!("bad option tag {t}")),
-        }
-    }
-
-    fn sha(&mut self) -> Result<Option<String>, String> {
-        match self.byte()? {
-            2 => Ok(Some(hex::encode(self.take(32)?))),
-            0 => Ok(None),
-            1 => Ok(Some(self.string()?)),
-            t => Err(format!("bad option tag {t}")),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -455,13 +455,18 @@ impl Store for PgStore {
     }
 
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
+        super::decode_each(self, f)
+    }
+
+    fn stored_summaries(&self, f: &mut (dyn FnMut(super::StoredSummary) + Send)) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
-        // Row by row as they arrive: no vector of every record.
+        // Row by row as they arrive (no vector of every record), the JSON decoded by the
+        // receiver (on its threads).
         self.pool.with(|c| {
             let none: [&(dyn postgres::types::ToSql + Sync); 0] = [];
             let mut rows = c.query_raw("SELECT body FROM agreements", none).map_err(pg_err)?;
             while let Some(row) = rows.next().map_err(pg_err)? {
-                f(json(row.get::<_, &[u8]>(0))?);
+                f(super::StoredSummary(super::Stored::Json(row.get::<_, &[u8]>(0).to_vec())));
             }
             Ok(())
         })
