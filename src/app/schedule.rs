@@ -358,7 +358,7 @@ impl Service {
             };
             let mut c: Vec<(String, String)> = index
                 .lives()
-                .filter(|(e, life)| match &*e.status() {
+                .filter(|(e, life)| match e.status() {
                     "sent" | "partially_signed" => !asleep(e.id(), life.revision),
                     // The record's facts are its current intake's (set on create and revise);
                     // without an effective date (a record from before facts existed) decode it.
@@ -375,7 +375,7 @@ impl Service {
                     }
                     _ => false,
                 })
-                .map(|(e, _)| (e.id().to_string(), e.status().into_owned()))
+                .map(|(e, _)| (e.id().to_string(), e.status().to_string()))
                 .collect();
             c.sort();
             // Notes that can no longer save a read are dropped: their time has come, or their
@@ -386,7 +386,7 @@ impl Service {
                     w.at <= now
                         || !index
                             .get_life(id)
-                            .is_some_and(|(e, _)| matches!(&*e.status(), "sent" | "partially_signed" | "executed"))
+                            .is_some_and(|(e, _)| matches!(e.status(), "sent" | "partially_signed" | "executed"))
                 })
                 .map(|(id, _)| id.clone())
                 .collect();

@@ -199,8 +199,8 @@ pub struct Service {
 /// holds ~160,000 documents.
 pub type Digests = std::collections::HashMap<[u8; 32], (Arc<str>, &'static str, u64), DigestHash>;
 
-/// Hashes a [`Digests`] key by its first eight bytes, with a key of this process's own and one
-/// multiplication. The map's keys are SHA-256s, already spread evenly, of documents Countersign
+/// Hashes a [`Digests`] key by its first eight bytes, with a random key of the map's own and
+/// one multiplication. The map's keys are SHA-256s, already spread evenly, of documents Countersign
 /// made (a verifier's upload is only looked up, never inserted): to crowd a bucket someone would
 /// have to grind staff-entered intake for documents whose digests collide under a key they do
 /// not know. SipHash's work bought nothing here and was a sixth of the start-up indexer's time
@@ -349,8 +349,7 @@ impl Service {
                     let rows: Vec<_> = batch
                         .into_par_iter()
                         .map(|stored| {
-                            let id = stored.id();
-                            let a = stored.decode().map_err(|e| (id, e))?;
+                            let a = stored.decode_or_id()?;
                             let docs = if a.disposed_at.is_none() { digest_entries(&a) } else { [None, None] };
                             let life = a.life();
                             Ok((docs, Index::prepare(entry(a, &life, today), life)))
@@ -397,26 +396,43 @@ impl Service {
         tracing::info!(agreements = n, ms, rss_mb = super::rss_mb(), "index built: {n} agreements in {ms} ms");
     }
 
-    /// Summaries the start-up scan could not decode: each agreement is read from its record
+    /// Summaries the index build could not decode: each agreement is read from its record
     /// instead (a summary is derived data; the record is what counts), so one bad summary
-    /// leaves no agreement out of search, the listings or the reminders. What cannot be read
-    /// either way is logged (the first few by id) and counted.
+    /// leaves no agreement out of search, the listings or the reminders. (A sled summary is
+    /// rewritten at its agreement's next commit; until then each start reads the record.)
+    /// What cannot be read either way is counted; the first few of each kind are logged by id.
+    /// A change committed since the build, already in the index at a later revision, is kept.
     fn index_unread(&self, unread: Vec<(Option<String>, StoreError)>) {
-        let mut lost = 0usize;
+        const LOGGED: usize = 10;
+        let (mut read, mut lost) = (0usize, 0usize);
         for (id, e) in &unread {
             match id.as_deref().map(|id| self.store.agreement(id)) {
                 Some(Ok(a)) => {
-                    tracing::warn!(id, error = %e, "an agreement summary did not decode; indexed from its record");
-                    self.index_agreement(&a);
+                    read += 1;
+                    if read <= LOGGED {
+                        tracing::warn!(id, error = %e, "an agreement summary did not decode; indexed from its record");
+                    }
+                    let newer = self
+                        .index
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_life(&a.id)
+                        .is_some_and(|(_, life)| life.revision >= a.revision);
+                    if !newer {
+                        self.index_agreement(&a);
+                    }
                 }
                 other => {
                     lost += 1;
-                    if lost <= 10 {
+                    if lost <= LOGGED {
                         let record = other.and_then(Result::err).map(|r| r.to_string());
                         tracing::error!(id, error = %e, record, "an agreement could not be read for the search index");
                     }
                 }
             }
+        }
+        if read > 0 {
+            tracing::warn!(read, "{read} agreement summaries did not decode; their records were read instead");
         }
         if lost > 0 {
             tracing::error!(lost, "{lost} agreements could not be read and are not in the search index");
@@ -515,7 +531,7 @@ impl Service {
         let life = summary.life();
         let row = Index::prepare(entry(summary, &life, self.today()), life);
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let before = index.get_life(&a.id).map(|(e, _)| e.status().into_owned());
+        let before = index.get_life(&a.id).map(|(e, _)| e.status().to_string());
         index.upsert_prepared(row);
         self.metrics.agreement_status(before.as_deref(), Some(a.status.as_str()));
     }

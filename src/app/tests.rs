@@ -298,23 +298,35 @@ fn a_damaged_summary_is_read_from_its_record_and_the_index_answers_the_same() {
     let svc = sled_service(dir.path(), clock.clone());
     super::seed::seed(&svc, 60, 12, &|_| {}).expect("seeds");
     let before = index_answers(&svc);
-    let ids: Vec<String> = svc.store.agreements().expect("agreements").into_iter().map(|a| a.id).collect();
+    let all = svc.store.agreements().expect("agreements");
+    let executed = all.iter().find(|a| a.final_sha256.is_some()).expect("an executed agreement").clone();
+    let mut damaged: Vec<String> = all.iter().step_by(17).take(2).map(|a| a.id.clone()).collect();
+    damaged.push(executed.id.clone());
     drop(svc);
 
-    // Three summaries damaged three ways: an unknown encoding, cut short, empty.
+    // Three summaries damaged three ways (an unknown encoding, cut short, empty), and one with
+    // no record behind it.
     let store = crate::store::sled_store::SledStore::open(dir.path()).expect("opens");
-    for (id, bytes) in ids.iter().step_by(17).zip([&[9u8, 1, 2][..], &[2, 5, b'b'][..], &[][..]]) {
+    for (id, bytes) in damaged.iter().zip([&[9u8, 1, 2][..], &[2, 5, b'b'][..], &[][..]]) {
         store.put_raw_summary(id, bytes).expect("overwrites");
     }
+    store.put_raw_summary("ag_ghost", &[9]).expect("writes");
     drop(store);
 
     let svc = sled_service(dir.path(), clock.clone());
     assert_eq!(index_answers(&svc), before, "the same answers with three summaries damaged");
     assert_index_answers_equal_full_scans(&svc, "with three summaries damaged");
     let index = svc.index.read().expect("index");
-    for id in ids.iter().step_by(17) {
+    for id in &damaged {
         assert!(index.get(id).is_some(), "{id} is in the index");
     }
+    assert!(index.get("ag_ghost").is_none(), "a summary without a record is left out");
+    assert_eq!(index.len(), all.len());
+    drop(index);
+    // The recovered executed agreement's final copy is found by its digest (verification).
+    let key = super::service::digest_key(executed.final_sha256.as_deref().expect("final")).expect("hex");
+    let digests = svc.digests.read().expect("digests");
+    assert_eq!(digests.get(&key).map(|(id, which, _)| (id.to_string(), *which)), Some((executed.id.clone(), "final")));
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub fn past_retention(index: &Index, today: Date) -> Vec<(Date, Entry)> {
         .lives()
         .filter(|(_, l)| !l.disposed)
         .filter_map(|(e, l)| {
-            let until = l.retention_until(e.created_at(), status_named(&e.status())?)?;
+            let until = l.retention_until(e.created_at(), status_named(e.status())?)?;
             (until < today).then_some((until, e))
         })
         .collect();

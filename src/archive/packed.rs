@@ -13,8 +13,6 @@
 //! (`states` as a count and that many strings). It lives only in memory: nothing stores it, so
 //! it can change with any release.
 
-use std::borrow::Cow;
-
 use super::search::Entry;
 use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_sha, put_str, put_u64};
 
@@ -99,14 +97,14 @@ impl Packed {
     }
 
     /// The status, read without unpacking the other strings.
-    pub(super) fn status(&self) -> Cow<'_, str> {
+    pub(super) fn status(&self) -> &str {
         self.read(|r| {
             for _ in 0..4 {
                 r.skip_str()?;
             }
             r.str()
         })
-        .map_or(Cow::Borrowed(""), Cow::Borrowed)
+        .unwrap_or("")
     }
 
     /// `created_at`, read without unpacking the strings.
@@ -119,8 +117,10 @@ impl Packed {
                 r.skip_str()?;
             }
             r.skip_str()?;
-            if r.byte()? != 0 {
-                r.skip_str()?;
+            match r.byte()? {
+                0 => {}
+                1 => r.skip_str()?,
+                t => return Err(format!("bad option tag {t}")),
             }
             r.opt_u64()?;
             r.u64()
@@ -129,13 +129,14 @@ impl Packed {
     }
 
     /// Runs `f` over the bytes. They are always [`Packed::new`]'s own, so `f` cannot fail; were
-    /// it to (a bug), debug builds stop and release builds answer empty values rather than stop
-    /// the process.
+    /// it to (a bug), debug builds stop, and release builds log it and answer empty values
+    /// rather than stop the process.
     fn read<'a, T>(&'a self, f: impl FnOnce(&mut Reader<'a>) -> Result<T, String>) -> Option<T> {
         match f(&mut Reader(&self.0)) {
             Ok(v) => Some(v),
             Err(e) => {
                 debug_assert!(false, "a packed index entry does not read back: {e}");
+                tracing::error!(error = %e, "a packed index entry does not read back");
                 None
             }
         }

@@ -306,8 +306,8 @@ impl Text {
 }
 
 /// An entry and its facts beyond the hot array: ~100 bytes and two heap blocks (id and packed
-/// entry; a third for a parent's id or odd state codes) where the `Entry` itself was ~800
-/// bytes in twelve (see [`Packed`]).
+/// entry; more for a parent's id, and for odd state codes one plus one per code) where the
+/// `Entry` itself was ~800 bytes in twelve (see [`Packed`]).
 #[derive(Debug)]
 struct Row {
     id: Box<str>,
@@ -364,7 +364,7 @@ impl<'a> Listed<'a> {
     }
 
     /// The snake_case status.
-    pub fn status(self) -> std::borrow::Cow<'a, str> {
+    pub fn status(self) -> &'a str {
         self.0.packed.status()
     }
 

@@ -74,7 +74,11 @@ impl<'a> Reader<'a> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
-            v |= u64::from(b & 0x7f).checked_shl(shift).ok_or("varint overflow")?;
+            // The tenth byte holds the 64th bit alone.
+            if shift == 63 && b > 1 {
+                return Err("varint overflow".into());
+            }
+            v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
             }
@@ -172,5 +176,11 @@ mod tests {
         // A count larger than what is left, and an 11-byte varint.
         assert!(Reader(&[0xff, 0xff, 0xff, 0x0f, 1]).count().is_err());
         assert!(Reader(&[0xff; 11]).u64().is_err());
+        // Ten bytes: the last may hold one bit, no more.
+        let mut max = vec![0xff; 9];
+        max.push(0x01);
+        assert_eq!(Reader(&max).u64(), Ok(u64::MAX));
+        max[9] = 0x02;
+        assert!(Reader(&max).u64().is_err());
     }
 }

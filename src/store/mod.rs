@@ -234,33 +234,35 @@ pub struct StoredSummary(Stored);
 enum Stored {
     /// sled's summary tree: the key (the id) and the value in its encoding (`summary_index`).
     Sled(sled::IVec, sled::IVec),
-    /// An agreement record's JSON (PostgreSQL's `agreements.body`), read as a [`Summary`].
-    Json(Vec<u8>),
+    /// An agreement's id and record JSON (PostgreSQL's `agreements.body`), read as a [`Summary`].
+    Json(String, Vec<u8>),
     /// Boxed: the encoded variant is the one read at 100,000 agreements, and moves in batches.
     Decoded(Box<Summary>),
 }
 
 impl StoredSummary {
     pub fn decode(self) -> Result<Summary, StoreError> {
-        match self.0 {
-            Stored::Sled(k, v) => summary_index::decode_entry(&k, &v),
-            Stored::Json(body) => serde_json::from_slice(&body).map_err(|e| StoreError::Io(e.to_string())),
-            Stored::Decoded(s) => Ok(*s),
-        }
+        self.decode_or_id().map_err(|(_, e)| e)
     }
 
-    /// The agreement's id, when it is known without decoding (sled's key).
-    pub fn id(&self) -> Option<String> {
-        match &self.0 {
-            Stored::Sled(k, _) => std::str::from_utf8(k).ok().map(str::to_string),
-            Stored::Json(_) => None,
-            Stored::Decoded(s) => Some(s.id.clone()),
+    /// [`StoredSummary::decode`]; when it fails, the agreement's id too (None: a key that is
+    /// not UTF-8), so the caller can read the record instead.
+    pub fn decode_or_id(self) -> Result<Summary, (Option<String>, StoreError)> {
+        let io = |e: serde_json::Error| StoreError::Io(e.to_string());
+        match self.0 {
+            Stored::Sled(k, v) => {
+                summary_index::decode_entry(&k, &v).map_err(|e| (std::str::from_utf8(&k).ok().map(str::to_string), e))
+            }
+            Stored::Json(id, body) => serde_json::from_slice(&body).map_err(|e| (Some(id), io(e))),
+            Stored::Decoded(s) => Ok(*s),
         }
     }
 }
 
 /// [`Store::agreement_summaries`] from [`Store::stored_summaries`]: each decoded as read; the
-/// first that does not decode is the answer, and `f` is called for none after it.
+/// first that does not decode is the answer (unless reading fails later), and `f` is called
+/// for none after it. For stores that override `stored_summaries` (else the two defaults
+/// would call each other).
 fn decode_each(store: &dyn Store, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError> {
     let mut bad = None;
     store.stored_summaries(&mut |s| {
@@ -279,8 +281,9 @@ pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError>;
     /// Every agreement's [`Summary`] (what the archive index needs), handed to `f` one at a
-    /// time as the store reads them, in no particular order: the start-up index build holds
-    /// no vector of every record and decodes no signer. `f` must not call the store.
+    /// time as the store reads them, in no particular order: no vector of every record, no
+    /// signer decoded. `f` must not call the store. (The start-up index build reads
+    /// [`Store::stored_summaries`] instead.)
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError>;
     /// [`Store::agreement_summaries`] with each summary handed over as read, to be decoded by
     /// the receiver ([`StoredSummary::decode`]): the start-up index build decodes on other

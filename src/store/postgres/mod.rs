@@ -464,9 +464,10 @@ impl Store for PgStore {
         // receiver (on its threads).
         self.pool.with(|c| {
             let none: [&(dyn postgres::types::ToSql + Sync); 0] = [];
-            let mut rows = c.query_raw("SELECT body FROM agreements", none).map_err(pg_err)?;
+            let mut rows = c.query_raw("SELECT id, body FROM agreements", none).map_err(pg_err)?;
             while let Some(row) = rows.next().map_err(pg_err)? {
-                f(super::StoredSummary(super::Stored::Json(row.get::<_, &[u8]>(0).to_vec())));
+                let (id, body) = (row.get::<_, String>(0), row.get::<_, &[u8]>(1).to_vec());
+                f(super::StoredSummary(super::Stored::Json(id, body)));
             }
             Ok(())
         })
