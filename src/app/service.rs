@@ -200,11 +200,11 @@ pub struct Service {
 pub type Digests = std::collections::HashMap<[u8; 32], (Arc<str>, &'static str, u64), DigestHash>;
 
 /// Hashes a [`Digests`] key by its first eight bytes, with a random key of the map's own and
-/// one multiplication. The map's keys are SHA-256s, already spread evenly, of documents Countersign
-/// made (a verifier's upload is only looked up, never inserted): to crowd a bucket someone would
-/// have to grind staff-entered intake for documents whose digests collide under a key they do
-/// not know. SipHash's work bought nothing here and was a sixth of the start-up indexer's time
-/// at 100,000 agreements (`perf`).
+/// one multiplication. The map's keys are SHA-256s, already spread evenly, of documents
+/// Countersign made (a verifier's upload is only looked up, never inserted): to crowd a bucket
+/// someone would have to grind staff-entered intake for documents whose digests collide under
+/// a key they do not know. SipHash's work bought nothing here and was a sixth of the start-up
+/// indexer's time at 100,000 agreements (`perf`).
 #[derive(Debug, Clone, Copy)]
 pub struct DigestHash(u64);
 
