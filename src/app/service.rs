@@ -253,9 +253,11 @@ fn add_digests(d: &mut Digests, a: &Summary) {
     d.extend(digest_entries(a).into_iter().flatten());
 }
 
+/// One [`Digests`] entry: key and value.
+type DigestEntry = ([u8; 32], (Arc<str>, &'static str, u64));
+
 /// The [`Digests`] entries of an agreement's documents: the one sent and the final one.
-#[allow(clippy::type_complexity)]
-fn digest_entries(a: &Summary) -> [Option<([u8; 32], (Arc<str>, &'static str, u64))>; 2] {
+fn digest_entries(a: &Summary) -> [Option<DigestEntry>; 2] {
     let id: Arc<str> = a.id.as_str().into();
     let doc = |sha: &Option<String>, len: Option<u64>, which: &'static str| {
         Some((sha.as_deref().and_then(digest_key)?, (id.clone(), which, len?)))

@@ -268,13 +268,20 @@ fn index_answers(svc: &Service) -> Vec<serde_json::Value> {
     out
 }
 
+/// A service over sled in a new directory, seeded with `n` agreements (`bench seed`'s
+/// generator), on a clock the test can move, set to the real time (the generated sealing
+/// certificate is valid from now on).
+fn seeded_sled_service(n: usize, seed: u64) -> (tempfile::TempDir, ManualClock, Service) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::at(crate::clock::Clock::now(&crate::clock::SystemClock));
+    let svc = sled_service(dir.path(), clock.clone());
+    super::seed::seed(&svc, n, seed, &|_| {}).expect("seeds");
+    (dir, clock, svc)
+}
+
 #[test]
 fn a_data_directory_without_the_summary_tree_builds_it_at_open_and_the_index_answers_the_same() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let start = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let clock = ManualClock::at(start);
-    let svc = sled_service(dir.path(), clock.clone());
-    super::seed::seed(&svc, 120, 11, &|_| {}).expect("seeds");
+    let (dir, clock, svc) = seeded_sled_service(120, 11);
     let before = index_answers(&svc);
     assert_eq!(before[0]["total"], 120);
     assert!(before[1..4].iter().all(|p| p["total"].as_u64().is_some_and(|n| n > 0)), "{before:?}");
@@ -292,11 +299,7 @@ fn a_data_directory_without_the_summary_tree_builds_it_at_open_and_the_index_ans
 
 #[test]
 fn a_damaged_summary_is_read_from_its_record_and_the_index_answers_the_same() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let start = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let clock = ManualClock::at(start);
-    let svc = sled_service(dir.path(), clock.clone());
-    super::seed::seed(&svc, 60, 12, &|_| {}).expect("seeds");
+    let (dir, clock, svc) = seeded_sled_service(60, 12);
     let before = index_answers(&svc);
     let all = svc.store.agreements().expect("agreements");
     let executed = all.iter().find(|a| a.final_sha256.is_some()).expect("an executed agreement").clone();
