@@ -93,7 +93,8 @@ impl Service {
         Ok(crate::archive::lifecycle::renewal_due(&index, today, days)
             .into_iter()
             .map(|(d, e, l)| {
-                serde_json::json!({"id": e.id, "title": e.title, "parties": e.parties,
+                let (title, parties) = e.title_and_parties();
+                serde_json::json!({"id": e.id(), "title": title, "parties": parties,
                     "renewal_date": d.to_string(), "auto_renew": l.auto_renew,
                     "days_left": d.days_since_epoch() - today.days_since_epoch()})
             })

@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod seed;
 pub mod sender;
 pub mod service;
+pub mod snapshot;
 pub mod update;
 pub mod vendors;
 pub mod views;

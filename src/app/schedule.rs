@@ -329,6 +329,8 @@ impl Service {
         let mut queued = 0;
         let now = self.clock.now();
         let started = std::time::Instant::now();
+        // A new day: auto-renewing terms' renewal dates in the index move with it.
+        self.refresh_renewals();
         if self.wakes.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             // The first tick since start: the notes the last ticks left in the store. Advisory:
             // if they cannot be read, every candidate is read, as without them.

@@ -192,6 +192,11 @@ pub struct Service {
     /// in a term notice's window): what tests and the tick's log line count, which the wake
     /// notes are there to keep small.
     pub reminder_reads: std::sync::atomic::AtomicU64,
+    /// The day the index's renewal dates are for ([`Index::refresh_renewals`]): set where the
+    /// index is built or read, moved by [`Service::refresh_renewals`].
+    index_day: Mutex<crate::domain::intake::Date>,
+    /// True when this start read the index from the last stop's snapshot ([`super::snapshot`]).
+    pub index_from_snapshot: std::sync::atomic::AtomicBool,
 }
 
 /// SHA-256 (the 32 bytes, see [`digest_key`]) → (agreement id, `sent` or `final`, length in
@@ -318,11 +323,108 @@ impl Service {
             hooks: Default::default(),
             wakes: Mutex::new(None),
             reminder_reads: Default::default(),
+            index_day: Mutex::new(crate::domain::intake::Date::from_unix(0)),
+            index_from_snapshot: Default::default(),
         };
-        service.rebuild_index();
+        service.load_index();
         // Several instances on one database: their commits wake the sender, which catches up.
         service.store.watch_foreign_changes(service.mail_wake.clone());
         service
+    }
+
+    /// The index at start: read from the snapshot the last clean stop wrote when the store
+    /// vouches for it, else built from the store (see [`super::snapshot`]).
+    fn load_index(&self) {
+        let Some(token) = self.store.take_index_token() else { return self.rebuild_index() };
+        let started = std::time::Instant::now();
+        let path = super::snapshot::path(&self.config.data_dir);
+        let read = super::snapshot::read(&path, token);
+        // Used or not, it is spent: the store holds its token no more.
+        let _ = std::fs::remove_file(&path);
+        match read {
+            Ok(loaded) => {
+                let today = self.today();
+                let mut index = loaded.index;
+                let moved = if loaded.day == today { 0 } else { index.refresh_renewals(today) };
+                let n = index.len();
+                self.install_index(index, loaded.digests, today);
+                self.index_from_snapshot.store(true, std::sync::atomic::Ordering::Relaxed);
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(
+                    agreements = n,
+                    ms,
+                    renewals_moved = moved,
+                    rss_mb = super::rss_mb(),
+                    "index read from its snapshot: {n} agreements in {ms} ms"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the index snapshot was not used; building the index from the store");
+                self.rebuild_index();
+            }
+        }
+    }
+
+    /// Puts a built or read index in place, with its digest map and the day its renewal dates
+    /// are for, and seeds the status gauges from it.
+    fn install_index(&self, index: Index, digests: Digests, day: crate::domain::intake::Date) {
+        // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
+        self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status()));
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
+        *self.index_day.lock().unwrap_or_else(|p| p.into_inner()) = day;
+    }
+
+    /// Brings the index's renewal dates to today when the day has changed since they were
+    /// computed (auto-renewing terms roll forward; see [`Index::refresh_renewals`]). Called by
+    /// the reminder tick; cheap on any other call of the day. Returns how many dates moved.
+    pub fn refresh_renewals(&self) -> usize {
+        let today = self.today();
+        if *self.index_day.lock().unwrap_or_else(|p| p.into_inner()) == today {
+            return 0;
+        }
+        // Under the write lock: a commit re-indexes its agreement with its own `today`, and must
+        // not fall between this reading a row and writing it back. (The write lock before the
+        // day's: the order every holder of both takes them in.)
+        let _w = self.write();
+        let mut day = self.index_day.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = self.index.write().unwrap_or_else(|p| p.into_inner()).refresh_renewals(today);
+        *day = today;
+        if moved > 0 {
+            tracing::info!(moved, "renewal dates brought forward to {today}: {moved}");
+        }
+        moved
+    }
+
+    /// Writes the index snapshot and stores its token (see [`super::snapshot`]): call when the
+    /// server stops, after its last request. Holds the write lock throughout, so no commit falls
+    /// between the snapshot and its token. Answers whether a snapshot was written: not on a
+    /// store that keeps no token, nor after a change panicked while applied (the index may then
+    /// lack it: the next start builds from the store).
+    pub fn save_index_snapshot(&self) -> Result<bool, String> {
+        if !self.store.keeps_index_token() {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let _w = self.write();
+        if self.write_lock.is_poisoned() || self.index.is_poisoned() || self.digests.is_poisoned() {
+            tracing::warn!("a change panicked while it was applied: no index snapshot; the next start builds it");
+            return Ok(false);
+        }
+        let mut token = [0u8; 16];
+        getrandom::fill(&mut token).map_err(|e| format!("no random token: {e}"))?;
+        let day = *self.index_day.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let digests = self.digests.read().unwrap_or_else(|p| p.into_inner());
+            super::snapshot::encode(token, &index, &digests, day)?
+        };
+        let path = super::snapshot::path(&self.config.data_dir);
+        super::snapshot::write(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.store.put_index_token(token).map_err(|e| format!("cannot store the index token: {e}"))?;
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(bytes = bytes.len(), ms, "index snapshot written in {ms} ms");
+        Ok(true)
     }
 
     /// Rebuilds the search index from the store: one pass over the stored agreements, each
@@ -388,10 +490,7 @@ impl Service {
         if let Err(e) = scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
-        // Seeded once from the index (in memory), then moved by each commit: never a scan on scrape.
-        self.metrics.seed_agreements(index.lives().map(|(e, _)| e.status()));
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
-        *self.digests.write().unwrap_or_else(|p| p.into_inner()) = digests;
+        self.install_index(index, digests, today);
         self.index_unread(unread);
         let n = self.index.read().unwrap_or_else(|p| p.into_inner()).len();
         let ms = started.elapsed().as_millis() as u64;

@@ -351,3 +351,205 @@ fn an_executed_record_from_before_the_facts_takes_its_term_from_its_intake_for_t
     assert_eq!(ids, [format!("notice:{}:renewal:2026-12-15", a.id)]);
     assert_eq!(svc.queue_due_messages().expect("the tick again"), 0, "a notice goes once");
 }
+
+/// Everything the index holds, comparable: every entry with its lifecycle facts and the
+/// children named for it, in id order; the digest map in key order; and the index's answers.
+fn index_state(svc: &Service) -> IndexState {
+    let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
+    let mut rows: Vec<String> = index
+        .lives()
+        .map(|(e, l)| format!("{:?} {l:?} {:?}", e.entry(), index.children(e.id()).collect::<Vec<_>>()))
+        .collect();
+    rows.sort();
+    drop(index);
+    let digests = svc.digests.read().unwrap_or_else(|p| p.into_inner());
+    let mut docs: Vec<String> =
+        digests.iter().map(|(k, v)| format!("{} {} {} {}", hex::encode(k), v.0, v.1, v.2)).collect();
+    docs.sort();
+    drop(digests);
+    (rows, docs, index_answers(svc))
+}
+
+/// Asserts two [`index_state`]s are equal, naming only what differs. The seed gives many
+/// agreements the same document, and which of them the digest map names for it depends on the
+/// order they were indexed in: a rebuild and a running index may differ there, and are
+/// compared without the owners; a snapshot keeps them exactly.
+#[track_caller]
+fn assert_same_index(a: &IndexState, b: &IndexState, owners: bool, when: &str) {
+    let only = |x: &[String], y: &[String]| x.iter().filter(|r| !y.contains(r)).cloned().collect::<Vec<_>>();
+    let docs = |s: &IndexState| -> Vec<String> {
+        s.1.iter()
+            .map(|d| if owners { d.clone() } else { d.split(' ').filter(|w| !w.contains("ag_")).collect() })
+            .collect()
+    };
+    assert_eq!(only(&a.0, &b.0), only(&b.0, &a.0), "rows, {when}");
+    assert_eq!(only(&docs(a), &docs(b)), only(&docs(b), &docs(a)), "documents, {when}");
+    assert_eq!((a.0.len(), a.1.len()), (b.0.len(), b.1.len()), "rows and documents, {when}");
+    for (i, (x, y)) in a.2.iter().zip(&b.2).enumerate() {
+        assert!(x == y, "answer {i}, {when}: {x}\n{y}");
+    }
+}
+
+type IndexState = (Vec<String>, Vec<String>, Vec<serde_json::Value>);
+
+fn snapshot_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    super::snapshot::path(dir.path())
+}
+
+fn from_snapshot(svc: &Service) -> bool {
+    svc.index_from_snapshot.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn a_clean_stop_leaves_a_snapshot_the_next_start_reads_instead_of_building_the_same_index() {
+    let (dir, clock, svc) = seeded_sled_service(150, 13);
+    assert!(!from_snapshot(&svc), "a new directory has none");
+    let before = index_state(&svc);
+    assert_eq!(before.0.len(), 150);
+    assert!(!before.1.is_empty(), "documents by digest");
+    assert!(svc.save_index_snapshot().expect("writes"), "sled keeps the token");
+    drop(svc);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(snapshot_path(&dir)).expect("the snapshot is there").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(from_snapshot(&svc), "read from the snapshot");
+    assert!(!snapshot_path(&dir).exists(), "and spent");
+    assert_same_index(&index_state(&svc), &before, true, "the index read is the index written");
+    assert_index_answers_equal_full_scans(&svc, "read from the snapshot");
+    // It goes on like a built one.
+    let executed = svc.store.agreements().expect("agreements").into_iter().find(|a| a.status == Status::Executed);
+    let executed = executed.expect("an executed agreement");
+    svc.terminate(&executed.id, "2027-01-31", "services ended", &staff()).expect("terminates");
+    assert_index_answers_equal_full_scans(&svc, "read from the snapshot, then changed");
+    let after = index_state(&svc);
+    drop(svc);
+
+    // Stopped without a snapshot (as by a crash): the next start builds the same index.
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc));
+    assert_same_index(&index_state(&svc), &after, false, "built after a stop without a snapshot");
+}
+
+#[test]
+fn a_commit_after_the_snapshot_another_open_an_earlier_release_or_a_damaged_file_makes_the_next_start_build_the_index()
+{
+    let (dir, clock, svc) = seeded_sled_service(40, 14);
+    let executed = svc.store.agreements().expect("agreements").into_iter().find(|a| a.status == Status::Executed);
+    let executed = executed.expect("an executed agreement");
+
+    // A commit after the snapshot (a writer still at work when the server stopped).
+    assert!(svc.save_index_snapshot().expect("writes"));
+    svc.terminate(&executed.id, "2027-01-31", "services ended", &staff()).expect("terminates");
+    let terminated = index_state(&svc);
+    drop(svc);
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc), "the commit took the token out");
+    assert_same_index(&index_state(&svc), &terminated, false, "the termination is in the index");
+
+    // Another open of the store between the stop and the start (an operator command).
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    drop(crate::store::sled_store::SledStore::open(dir.path()).expect("opens"));
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc), "the other open took the token out");
+    assert_same_index(&index_state(&svc), &terminated, false, "built");
+
+    // One byte of the file changed.
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    let mut bytes = std::fs::read(snapshot_path(&dir)).expect("reads");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(snapshot_path(&dir), &bytes).expect("writes");
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc), "the checksum refuses it");
+    assert_same_index(&index_state(&svc), &terminated, false, "built");
+
+    // The file of an earlier stop, left beside a later token.
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    let earlier = std::fs::read(snapshot_path(&dir)).expect("reads");
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(from_snapshot(&svc));
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    std::fs::write(snapshot_path(&dir), &earlier).expect("writes");
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc), "its token is not the store's");
+    assert_same_index(&index_state(&svc), &terminated, false, "built");
+
+    // An earlier release, which knows nothing of the token, ran in between and changed an
+    // agreement: the token is still in the store, but the data file is not as it was sealed.
+    assert!(svc.save_index_snapshot().expect("writes"));
+    let mut renamed = svc.store.agreement(&executed.id).expect("the agreement");
+    drop(svc);
+    renamed.title = "Renamed by an earlier release".into();
+    let db = sled::Config::new().path(dir.path().join("sled")).open().expect("sled opens");
+    let json = serde_json::to_vec(&renamed).expect("json");
+    db.open_tree("agreements").expect("tree").insert(renamed.id.as_bytes(), json).expect("writes");
+    let summary = crate::store::summary_bytes(&renamed);
+    db.open_tree("agreement_summaries").expect("tree").insert(renamed.id.as_bytes(), summary).expect("writes");
+    db.flush().expect("flushes");
+    drop(db);
+    let lock = dir.path().join("sled").join("db");
+    while std::fs::File::open(&lock).expect("the data file").try_lock().is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc), "the seal no longer matches the data file");
+    let title = svc.index.read().unwrap_or_else(|p| p.into_inner()).get(&executed.id).map(|e| e.title);
+    assert_eq!(title.as_deref(), Some("Renamed by an earlier release"));
+    let terminated = index_state(&svc);
+
+    // Missing, or cut short.
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    std::fs::remove_file(snapshot_path(&dir)).expect("removes");
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc));
+    assert!(svc.save_index_snapshot().expect("writes"));
+    drop(svc);
+    let bytes = std::fs::read(snapshot_path(&dir)).expect("reads");
+    std::fs::write(snapshot_path(&dir), &bytes[..bytes.len() - 40]).expect("writes");
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(!from_snapshot(&svc));
+    assert_same_index(&index_state(&svc), &terminated, false, "built");
+}
+
+#[test]
+fn a_snapshot_of_an_earlier_day_and_a_running_index_on_a_new_day_move_renewals_as_a_rebuild_would() {
+    let (dir, clock, svc) = seeded_sled_service(150, 15);
+    let start = crate::clock::Clock::now(&clock);
+    assert!(svc.save_index_snapshot().expect("writes"));
+    let then = index_state(&svc);
+    drop(svc);
+
+    // Three years on, the snapshot of that day is read with its renewal dates moved.
+    clock.set(start + 3 * 365 * 86_400);
+    let svc = sled_service(dir.path(), clock.clone());
+    assert!(from_snapshot(&svc));
+    let read = index_state(&svc);
+    assert_ne!(read.0, then.0, "auto-renewing terms rolled forward");
+    svc.rebuild_index();
+    assert_same_index(&index_state(&svc), &read, false, "as a rebuild on the day makes them");
+    let by_search = |svc: &Service| {
+        let q = crate::archive::search::Query {
+            renewal_before: Some(svc.today().add_months(3).to_string()),
+            limit: Some(crate::archive::search::MAX_LIMIT),
+            ..Default::default()
+        };
+        svc.index.read().unwrap_or_else(|p| p.into_inner()).search(&q).total
+    };
+    assert!(by_search(&svc) > 0, "renewals due within three months of the day");
+
+    // A running index on a new day: the tick brings it forward.
+    assert_eq!(svc.refresh_renewals(), 0, "nothing moves within the day");
+    clock.set(start + 5 * 365 * 86_400);
+    assert!(svc.refresh_renewals() > 0, "two years on, dates move");
+    let refreshed = index_state(&svc);
+    svc.rebuild_index();
+    assert_same_index(&index_state(&svc), &refreshed, false, "the running index brought forward, and a rebuild");
+    assert!(by_search(&svc) > 0);
+}

@@ -21,8 +21,9 @@ fn status_named(name: &str) -> Option<Status> {
 }
 
 /// Executed agreements whose renewal (or term end) falls within `days` of `today`, by date then
-/// id. Only the entries listed are unpacked.
-pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, Entry, &Life)> {
+/// id, read in place: a listing names thousands at 60 days, and unpacking each whole entry
+/// made it a sixth slower than the unpacked index was.
+pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, Listed<'_>, &Life)> {
     let limit = today.days_since_epoch() + i64::from(days);
     let mut out: Vec<(Date, Listed<'_>, &Life)> = index
         .lives()
@@ -30,7 +31,7 @@ pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, Entry, &
         .filter_map(|(e, l)| l.renewal_date(today).filter(|d| d.days_since_epoch() <= limit).map(|d| (d, e, l)))
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id().cmp(b.1.id())));
-    out.into_iter().map(|(d, e, l)| (d, e.entry(), l)).collect()
+    out
 }
 
 /// Agreements whose documents are kept and whose retention date is before `today`, by that

@@ -10,8 +10,9 @@
 //! to move as the vector grows).
 //!
 //! Encoding: [`Entry`]'s fields in order without `id`, in [`crate::domain::compact`]'s fields
-//! (`states` as a count and that many strings). It lives only in memory: nothing stores it, so
-//! it can change with any release.
+//! (`states` as a count and that many strings). Only the index snapshot stores it
+//! (`app::snapshot`), and a snapshot is read only by the build that wrote it, so the encoding
+//! can change with any release.
 
 use super::search::Entry;
 use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_sha, put_str, put_u64};
@@ -96,6 +97,43 @@ impl Packed {
         })
     }
 
+    /// The packed bytes, for the index snapshot.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Bytes [`Packed::bytes`] gave, read back from a snapshot: walked field by field first, so
+    /// what is kept always unpacks.
+    pub(super) fn from_bytes(b: &[u8]) -> Result<Packed, String> {
+        let mut r = Reader(b);
+        for _ in 0..5 {
+            r.skip_str()?;
+        }
+        for _ in 0..r.count()? {
+            r.skip_str()?;
+        }
+        r.skip_str()?;
+        r.opt_string()?;
+        r.opt_u64()?;
+        r.u64()?;
+        r.u64()?;
+        r.sha()?;
+        r.skip_str()?;
+        if !r.0.is_empty() {
+            return Err("bytes after a packed entry".into());
+        }
+        Ok(Packed(b.into()))
+    }
+
+    /// The title and the two parties' legal names, read in place (no string is allocated).
+    pub(super) fn title_and_parties(&self) -> (&str, [&str; 2]) {
+        self.read(|r| {
+            r.skip_str()?;
+            Ok((r.str()?, [r.str()?, r.str()?]))
+        })
+        .unwrap_or(("", ["", ""]))
+    }
+
     /// The status, read without unpacking the other strings.
     pub(super) fn status(&self) -> &str {
         self.read(|r| {
@@ -177,6 +215,13 @@ mod tests {
         let p = Packed::new(&e);
         assert_eq!(p.entry("agr_1"), e);
         assert_eq!(p.status(), "executed");
+        assert_eq!(p.title_and_parties(), (e.title.as_str(), [e.parties[0].as_str(), e.parties[1].as_str()]));
+        // Its bytes read back; any shorter or longer run of them does not.
+        assert_eq!(Packed::from_bytes(p.bytes()), Ok(p.clone()));
+        for n in 0..p.len() {
+            assert!(Packed::from_bytes(&p.bytes()[..n]).is_err(), "{n} bytes");
+        }
+        assert!(Packed::from_bytes(&[p.bytes(), &[0]].concat()).is_err());
         assert_eq!(p.created_at(), e.created_at);
         // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length.
         let upper = Packed::new(&Entry { final_sha256: Some("AB".repeat(32)), ..e.clone() });

@@ -81,6 +81,8 @@ use serde::{Deserialize, Serialize};
 use super::packed::Packed;
 use crate::domain::agreement::Life;
 
+mod snapshot;
+
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size.
@@ -257,18 +259,18 @@ impl Text {
         (hay, names_at)
     }
 
-    fn append(&mut self, (hay, names_at): &(String, usize)) -> Span {
+    fn append(&mut self, (hay, names_at): (&str, usize)) -> Span {
         let start = self.buf.len();
         self.buf.push_str(hay);
         Span { start, names: start + names_at, end: self.buf.len() }
     }
 
-    fn push(&mut self, hay: &(String, usize)) {
+    fn push(&mut self, hay: (&str, usize)) {
         let span = self.append(hay);
         self.spans.push(span);
     }
 
-    fn replace(&mut self, i: usize, hay: &(String, usize)) {
+    fn replace(&mut self, i: usize, hay: (&str, usize)) {
         self.dead += self.spans[i].len();
         self.spans[i] = self.append(hay);
         self.compact();
@@ -373,6 +375,11 @@ impl<'a> Listed<'a> {
         self.0.packed.created_at()
     }
 
+    /// The title and the parties' legal names (upstream, downstream), read in place.
+    pub fn title_and_parties(self) -> (&'a str, [&'a str; 2]) {
+        self.0.packed.title_and_parties()
+    }
+
     pub fn entry(self) -> Entry {
         self.0.entry()
     }
@@ -437,14 +444,21 @@ impl Index {
     }
 
     /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
-    pub fn upsert_prepared(&mut self, Prepared((hot, hay, row)): Prepared) {
+    pub fn upsert_prepared(&mut self, Prepared((hot, (hay, names_at), row)): Prepared) {
+        self.insert_row(hot, &hay, names_at, row);
+    }
+
+    /// Adds a row with its fixed-size facts and folded text (names from `names_at`), or replaces
+    /// the one with the same id.
+    fn insert_row(&mut self, hot: Hot, hay: &str, names_at: usize, row: Row) {
+        let hay = (hay, names_at);
         if let Some(p) = &row.life.parent {
             self.children.entry(p.clone()).or_default().insert(row.id.to_string());
         }
         match self.position(&row.id) {
             Some(i) => {
                 self.hot[i] = hot;
-                self.text.replace(i, &hay);
+                self.text.replace(i, hay);
                 let old = std::mem::replace(&mut self.rows[i], row);
                 let now = self.rows[i].life.parent.clone();
                 self.unlink_child(&old, now.as_deref());
@@ -453,7 +467,7 @@ impl Index {
                 let (rows, hasher) = (&self.rows, &self.hasher);
                 self.by_id.insert_unique(hasher.hash_one(&*row.id), rows.len(), |&j| hasher.hash_one(&*rows[j].id));
                 self.hot.push(hot);
-                self.text.push(&hay);
+                self.text.push(hay);
                 self.rows.push(row);
             }
         }
@@ -525,6 +539,29 @@ impl Index {
     /// The entry with this id, unpacked.
     pub fn get(&self, id: &str) -> Option<Entry> {
         self.position(id).map(|i| self.rows[i].entry())
+    }
+
+    /// Brings renewal dates to `today`. An auto-renewing term rolls forward as days pass, so an
+    /// executed agreement's renewal date depends on the day its entry was made (see
+    /// `app::service::entry`); rows whose date has moved since are unpacked, changed and packed
+    /// again. Returns how many moved.
+    pub fn refresh_renewals(&mut self, today: crate::domain::intake::Date) -> usize {
+        let executed = position_ci(STATUSES, "executed");
+        let moved: Vec<(usize, Option<crate::domain::intake::Date>)> = (0..self.rows.len())
+            .filter(|&i| self.hot[i].status == executed && self.rows[i].life.auto_renew)
+            .filter_map(|i| {
+                let due = self.rows[i].life.renewal_date(today);
+                let num = due.map_or(0, |d| d.number());
+                (num != self.hot[i].renewal).then_some((i, due))
+            })
+            .collect();
+        for &(i, due) in &moved {
+            let mut e = self.rows[i].entry();
+            e.renewal_date = due.map(|d| d.to_string());
+            let life = self.rows[i].life.clone();
+            self.upsert_life(e, life);
+        }
+        moved.len()
     }
 
     fn key(&self, i: usize, field: Field) -> Key<'_> {
@@ -1111,7 +1148,7 @@ mod tests {
         }
     }
 
-    fn corpus(seed: u64, n: usize) -> Vec<Entry> {
+    pub(super) fn corpus(seed: u64, n: usize) -> Vec<Entry> {
         let mut rng = Rng(seed | 1);
         (0..n).map(|i| entry(&mut rng, i)).collect()
     }
@@ -1207,7 +1244,7 @@ mod tests {
         entries.iter().map(|e| e.id.clone()).collect()
     }
 
-    fn query(f: impl FnOnce(&mut Query)) -> Query {
+    pub(super) fn query(f: impl FnOnce(&mut Query)) -> Query {
         let mut q = Query::default();
         f(&mut q);
         q

@@ -2,7 +2,8 @@
 //! agreements' summaries, `store::summary_index`; the search index's packed entries,
 //! `archive::packed`): integers as LEB128, strings as a LEB128 length and UTF-8 bytes, options
 //! as a tag byte (0 none, 1 some) and the value, a SHA-256 as a tag (0 none; 1 the string as
-//! it came; 2 the 32 bytes of 64 lowercase hex digits).
+//! it came; 2 the 32 bytes of 64 lowercase hex digits). The search index's snapshot
+//! (`app::snapshot`) is written in them too.
 
 pub fn put_u64(w: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -13,8 +14,13 @@ pub fn put_u64(w: &mut Vec<u8>, mut v: u64) {
 }
 
 pub fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_u64(w, s.len() as u64);
-    w.extend_from_slice(s.as_bytes());
+    put_bytes(w, s.as_bytes());
+}
+
+/// Bytes as a LEB128 length and the bytes.
+pub fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    put_u64(w, b.len() as u64);
+    w.extend_from_slice(b);
 }
 
 pub fn put_opt_u64(w: &mut Vec<u8>, v: Option<u64>) {
@@ -93,8 +99,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| "not UTF-8".into())
+    }
+
+    /// What [`put_bytes`] wrote.
+    pub fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = usize::try_from(self.u64()?).map_err(|_| "length out of range")?;
-        std::str::from_utf8(self.take(n)?).map_err(|_| "not UTF-8".into())
+        self.take(n)
     }
 
     pub fn string(&mut self) -> Result<String, String> {
@@ -102,8 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn skip_str(&mut self) -> Result<(), String> {
-        let n = usize::try_from(self.u64()?).map_err(|_| "length out of range")?;
-        self.take(n).map(|_| ())
+        self.bytes().map(|_| ())
     }
 
     pub fn opt_u64(&mut self) -> Result<Option<u64>, String> {
@@ -147,6 +157,7 @@ mod tests {
         put_sha(&mut w, Some(&"ab".repeat(32)));
         put_sha(&mut w, Some(&"AB".repeat(32)));
         put_sha(&mut w, None);
+        put_bytes(&mut w, &[0, 0xff]);
         let mut r = Reader(&w);
         assert_eq!(r.u64(), Ok(u64::MAX));
         assert_eq!(r.str(), Ok("Núñez"));
@@ -156,6 +167,7 @@ mod tests {
         assert_eq!(r.sha(), Ok(Some("ab".repeat(32))));
         assert_eq!(r.sha(), Ok(Some("AB".repeat(32))));
         assert_eq!(r.sha(), Ok(None));
+        assert_eq!(r.bytes(), Ok(&[0u8, 0xff][..]));
         assert!(r.0.is_empty());
         // Every prefix of the value fails cleanly somewhere, never panics.
         for n in 0..w.len() {
@@ -169,6 +181,7 @@ mod tests {
                 r.sha()?;
                 r.sha()?;
                 r.sha()?;
+                r.bytes()?;
                 Ok(())
             })();
             assert!(all.is_err(), "prefix of {n} bytes");

@@ -254,6 +254,11 @@ pub async fn run(
     // Flush, then drop the last reference: the store is closed and its lock released (see
     // `SledStore`) before `run` returns, so a restart on the same directory never finds it busy.
     let closed = tokio::task::spawn_blocking(move || {
+        // The search index, for the next start to read instead of building it (see
+        // `app::snapshot`); a failure costs only that.
+        if let Err(e) = service.save_index_snapshot() {
+            tracing::warn!(error = %e, "no index snapshot: the next start builds the index from the store");
+        }
         let flushed = service.store.flush();
         drop(service);
         flushed

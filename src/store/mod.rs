@@ -17,6 +17,13 @@ pub mod perms;
 pub mod postgres;
 pub mod sled_store;
 mod summary_index;
+
+/// An agreement's summary as the sled store keeps it (tests that write the store as another
+/// release would).
+#[cfg(test)]
+pub(crate) fn summary_bytes(a: &crate::domain::agreement::Agreement) -> Vec<u8> {
+    summary_index::encode(&crate::domain::agreement::Summary::from(a))
+}
 pub mod vendors;
 pub mod webhooks;
 
@@ -447,6 +454,28 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Flushes everything to stable storage (shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+    /// The token [`Store::put_index_token`] stored before this store was last closed, when
+    /// nothing has changed the agreements since: then the index snapshot written with it
+    /// (`app::snapshot`) is the index of what this store holds. Opening the store took the token
+    /// out of it, durably, so it is handed over once, and a crash, another open or any change
+    /// after this one leaves no token. On sled the token is also sealed with its data file's
+    /// stamp at close, so an earlier release that wrote the store since (a rollback, which
+    /// would not take the token out) voids it too. None on stores that keep none (PostgreSQL:
+    /// other instances write it; the memory store: nothing outlives it).
+    fn take_index_token(&self) -> Option<[u8; 16]> {
+        None
+    }
+    /// Whether [`Store::put_index_token`] keeps tokens here (so a snapshot is worth writing).
+    fn keeps_index_token(&self) -> bool {
+        false
+    }
+    /// Stores `token` durably, saying "the index snapshot with this token is the index of the
+    /// agreements as they are now". Call it with no commit in flight (the server holds its write
+    /// lock). The next commit removes it, before or with its own write. Answers false where
+    /// tokens are not kept.
+    fn put_index_token(&self, _token: [u8; 16]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// People, sessions and the staff security log (the web app), in the same store.
     fn people(&self) -> &dyn people::PeopleStore;
     /// The vendor register (issue 16), in the same store.

@@ -37,6 +37,10 @@ fn encode_wake(w: &ReminderWake) -> [u8; 21] {
     b
 }
 
+/// `meta` key of the index token ([`Store::put_index_token`]): 16 random bytes, present only
+/// while the store is closed after a clean stop.
+const INDEX_TOKEN_KEY: &[u8] = b"index_token";
+
 fn decode_wake(b: &[u8]) -> Option<ReminderWake> {
     let b: &[u8; 21] = b.try_into().ok()?;
     (b[0] == 1).then(|| ReminderWake {
@@ -74,6 +78,13 @@ pub struct SledStore {
     wakes: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
+    /// The index token this open found and took out of `meta` ([`Store::take_index_token`]).
+    index_token: std::sync::Mutex<Option<[u8; 16]>>,
+    /// True from [`Store::put_index_token`] until a commit removes the token again: the one
+    /// check each commit makes (an atomic load), so no commit after a snapshot leaves its token.
+    token_stored: std::sync::atomic::AtomicBool,
+    /// The token to seal when the store closes (shared with `_released`, which writes the seal).
+    sealing: Arc<std::sync::Mutex<Option<[u8; 16]>>>,
     /// People, invitations, sessions, security log (see [`super::people`]).
     people: super::people::PeopleTrees,
     /// Vendors, their audit trails and files (see [`super::vendors`]).
@@ -88,24 +99,77 @@ pub struct SledStore {
 /// of the data file, and with it the exclusive lock. A process that stops a server and reopens
 /// the same directory (a restart, an operator command) would then find it "in use". Dropping a
 /// [`SledStore`] therefore waits until the lock can be taken — the event itself, not a delay —
-/// so that once the store is dropped, the directory is free.
-struct LockReleased(PathBuf);
+/// so that once the store is dropped, the directory is free. Then, when an index token is still
+/// stored, it writes the token's seal (see [`SEAL_FILE`]).
+struct LockReleased {
+    /// sled's data file, which it locks.
+    db_file: PathBuf,
+    /// The index token stored and not removed since ([`Store::put_index_token`]).
+    sealing: Arc<std::sync::Mutex<Option<[u8; 16]>>>,
+    /// Where its seal goes.
+    seal_file: PathBuf,
+}
 
 impl Drop for LockReleased {
     fn drop(&mut self) {
         let started = std::time::Instant::now();
         loop {
-            match File::open(&self.0).map(|f| f.try_lock()) {
+            match File::open(&self.db_file).map(|f| f.try_lock()) {
                 // Taken (and released again when `f` closes), or the file is gone: free.
-                Ok(Ok(())) | Err(_) => return,
+                Ok(Ok(())) | Err(_) => break,
                 Ok(Err(_)) if started.elapsed() > std::time::Duration::from_secs(30) => {
-                    tracing::warn!(path = %self.0.display(), "sled still holds its lock 30 s after closing");
+                    tracing::warn!(path = %self.db_file.display(), "sled still holds its lock 30 s after closing");
                     return;
                 }
                 Ok(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(2)),
             }
         }
+        let token = self.sealing.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(token), Some(stamp)) = (token, file_stamp(&self.db_file)) {
+            let seal = [&token[..], &stamp[..]].concat();
+            if let Err(e) = write_synced(&self.seal_file, &seal) {
+                tracing::warn!(error = %e, "the index token's seal was not written: the next start builds the index");
+            }
+        }
     }
+}
+
+/// The index token's seal, in the data directory: the token and the [`file_stamp`] of sled's
+/// data file, taken once this process has closed the store after storing the token. The token
+/// in `meta` says nothing has changed *through a release that knows about it*; the seal says
+/// nothing has written to the file since, whatever wrote (an earlier release, run after this
+/// one, would not take the token out). An open hands the token over only when both hold.
+const SEAL_FILE: &str = "index-token.seal";
+
+/// A file as the file system describes it: inode, length, and modification and change times to
+/// the nanosecond. Any write changes the times; a copy is another inode.
+fn file_stamp(path: &Path) -> Option<[u8; 48]> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mut b = [0u8; 48];
+    for (i, v) in [m.ino(), m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ctime() as u64, m.ctime_nsec() as u64]
+        .into_iter()
+        .enumerate()
+    {
+        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    Some(b)
+}
+
+/// Writes `bytes` to `path` whole or not at all (a synced temporary file renamed over it),
+/// mode 0600.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// sled's page cache when `COUNTERSIGN_SLED_CACHE_MB` is not set, in MiB. sled's own default
@@ -163,6 +227,14 @@ impl SledStore {
     /// (revisions n+1 and n+2) or one chain in a batch follow each other. One sealed-event list
     /// per change, in order; `Err` when the transaction as a whole failed (nothing written).
     pub(crate) fn commit_batch(&self, changes: &[Change]) -> Result<Vec<Result<Vec<Event>, StoreError>>, StoreError> {
+        // An index token stored since the last commit goes first: sled's log is written in
+        // order, so the flush that makes this commit durable makes the removal durable too.
+        if self.token_stored.load(std::sync::atomic::Ordering::Acquire)
+            && self.token_stored.swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.meta.remove(INDEX_TOKEN_KEY).map_err(io)?;
+        }
         // Hashed before the transaction, which sled may run more than once.
         let docs: Vec<Vec<(String, &Vec<u8>)>> =
             changes.iter().map(|c| c.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect()).collect();
@@ -245,6 +317,8 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         // umask 077 and 0700/0600 before anything is written (see `perms`).
         super::perms::secure_data_dir(dir).map_err(io)?;
+        // The data file as the last close left it, before sled touches it (see `SEAL_FILE`).
+        let stamp_before = file_stamp(&dir.join("sled").join("db"));
         let config = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_capacity());
         let db = config.open().map_err(|e| {
             let msg = e.to_string();
@@ -270,6 +344,7 @@ impl SledStore {
             }
         };
         let migration = format::migrate(&db, dir, &head_key)?;
+        let sealing: Arc<std::sync::Mutex<Option<[u8; 16]>>> = Default::default();
         let mut store = SledStore {
             outbox_index: tree("outbox_index")?,
             summaries: tree("agreement_summaries")?,
@@ -287,19 +362,41 @@ impl SledStore {
             head_key,
             migration,
             group: Default::default(),
+            index_token: Default::default(),
+            token_stored: Default::default(),
+            sealing: sealing.clone(),
             people: super::people::PeopleTrees::open(&db)?,
             vendors: super::vendors::VendorTrees::open(&db)?,
             webhooks: super::webhooks::WebhookTree::open(&db)?,
             dir: dir.join("sled"),
-            _released: LockReleased(dir.join("sled").join("db")),
+            _released: LockReleased { db_file: dir.join("sled").join("db"), sealing, seal_file: dir.join(SEAL_FILE) },
             db,
         };
         super::outbox_index::ensure_built(&store.outbox, &store.outbox_index)?;
         store.summaries_built = super::summary_index::ensure_built(&store.agreements, &store.summaries)?;
-        if store.summaries_built > 0 {
+        // The index token is taken out whoever opens the store (a server, an operator command):
+        // whatever this open goes on to write, the snapshot no longer vouches for it. It is
+        // handed over only when the open itself changed nothing the index reads.
+        let token = store.meta.remove(INDEX_TOKEN_KEY).map_err(io)?;
+        if store.summaries_built > 0 || token.is_some() {
             // Built now (a directory from a release before the tree): on disk before serving,
-            // so the next start reads the summaries and not the records again.
+            // so the next start reads the summaries and not the records again. A token taken
+            // out: gone from the disk before anything else is written.
             store.durable()?;
+        }
+        // The seal is spent with the token, whatever it says.
+        let seal_path = dir.join(SEAL_FILE);
+        let seal = std::fs::read(&seal_path).ok();
+        if seal.is_some() {
+            let _ = std::fs::remove_file(&seal_path);
+        }
+        let sealed = |t: &[u8]| {
+            let stamp = stamp_before.as_ref().map(|s| &s[..]);
+            seal.as_deref().is_some_and(|seal| seal.len() == 64 && &seal[..16] == t && Some(&seal[16..]) == stamp)
+        };
+        if store.migration.is_noop() && store.summaries_built == 0 {
+            *store.index_token.get_mut().unwrap_or_else(|p| p.into_inner()) =
+                token.filter(|t| sealed(t)).and_then(|t| <[u8; 16]>::try_from(t.as_ref()).ok());
         }
         Ok(store)
     }
@@ -638,6 +735,22 @@ impl Store for SledStore {
                 Ok(ChainHead { agreement_id: id, seq: h.seq, hash: h.hash, authentic })
             })
             .collect()
+    }
+
+    fn take_index_token(&self) -> Option<[u8; 16]> {
+        self.index_token.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn keeps_index_token(&self) -> bool {
+        true
+    }
+
+    fn put_index_token(&self, token: [u8; 16]) -> Result<bool, StoreError> {
+        self.token_stored.store(true, std::sync::atomic::Ordering::Release);
+        self.meta.insert(INDEX_TOKEN_KEY, &token).map_err(io)?;
+        self.durable()?;
+        *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        Ok(true)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

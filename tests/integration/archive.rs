@@ -512,3 +512,45 @@ fn apikey_commands_work_on_a_stopped_server_and_refuse_plainly_on_a_running_one(
     let app = spawn_app_at(dir.path(), countersign::clock::ManualClock::at(T0));
     assert_eq!(app.req("GET", "/api/v1/agreements", Some(&key), "", b"").status, 200);
 }
+
+#[test]
+fn a_restart_reads_the_index_its_stop_wrote_and_finds_agreements_an_operator_command_added_in_between() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = countersign::clock::ManualClock::at(T0);
+    let app = spawn_app_at(dir.path(), clock.clone());
+    let a = app.create(&example_text(DUA))["id"].as_str().expect("id").to_string();
+    execute(&app, &a);
+    for name in ["Núñez Billing LLC", "Harbor Cloud, Inc.", "Zoë Ångström Health"] {
+        app.create(&intake_named(name, "Lakeside Family Clinic, P.C."));
+    }
+    let all = |app: &TestApp| app.get("/api/v1/agreements?sort=counterparty&limit=500").json();
+    let before = all(&app);
+    assert_eq!(before["total"], 4);
+    let pdf = app.get(&format!("/api/v1/agreements/{a}/document")).body;
+    app.stop();
+
+    // sled keeps the snapshot's token; PostgreSQL, shared by instances, builds at each start.
+    let snapshot = dir.path().join("index.snapshot");
+    let sled = !crate::pg::on_postgres();
+    assert_eq!(snapshot.exists(), sled, "a clean stop on sled leaves the index snapshot");
+    let app = spawn_app_at(dir.path(), clock.clone());
+    assert!(!snapshot.exists(), "the start spent it");
+    assert_eq!(all(&app), before, "the same answers");
+    assert_eq!(app.get("/api/v1/agreements?q=nunez").json()["total"], 1);
+    let (vm, _) = app.key_for("vendor_manager", None);
+    let found = app.req("POST", "/api/v1/verify", Some(&vm), "application/pdf", &pdf).json();
+    assert_eq!((&found["match"], &found["agreement_id"]), (&serde_json::json!(true), &serde_json::json!(a)));
+    app.stop();
+    if !sled {
+        return;
+    }
+
+    // With the server stopped, an operator command writes agreements into the store: the next
+    // start must not serve the index of before.
+    assert!(snapshot.exists());
+    let data = dir.path().to_str().expect("utf-8 path");
+    let out = countersign(&["bench", "seed", "--count", "3", "--seed", "5", "--data", data], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let app = spawn_app_at(dir.path(), clock);
+    assert_eq!(all(&app)["total"], 7, "the three seeded agreements are found");
+}
