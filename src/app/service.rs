@@ -165,8 +165,8 @@ pub struct Service {
     pub mail_wake: Arc<tokio::sync::Notify>,
     /// The sealing certificate and key (PAdES seal on every countersigned PDF).
     pub seal: SealKeys,
-    /// The archive search index: in memory, rebuilt from the store at start, updated after
-    /// every commit (under the write lock, so it never runs ahead of what is durable).
+    /// The archive search index: in memory, built from the store at start (or read from the
+    /// last clean stop's snapshot, [`super::snapshot`]), updated after every commit (under the write lock, so it never runs ahead of what is durable).
     pub index: RwLock<Index>,
     /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
     /// length. Verification looks files up here instead of reading the archive.
@@ -197,6 +197,10 @@ pub struct Service {
     index_day: Mutex<crate::domain::intake::Date>,
     /// True when this start read the index from the last stop's snapshot ([`super::snapshot`]).
     pub index_from_snapshot: std::sync::atomic::AtomicBool,
+    /// False once the index is known to lack an agreement (the start-up scan failed, or an
+    /// agreement could be read neither from its summary nor its record): such an index is not
+    /// written as a snapshot, so the next start builds it again instead of keeping the gap.
+    index_complete: std::sync::atomic::AtomicBool,
 }
 
 /// SHA-256 (the 32 bytes, see [`digest_key`]) → (agreement id, `sent` or `final`, length in
@@ -325,6 +329,7 @@ impl Service {
             reminder_reads: Default::default(),
             index_day: Mutex::new(crate::domain::intake::Date::from_unix(0)),
             index_from_snapshot: Default::default(),
+            index_complete: std::sync::atomic::AtomicBool::new(true),
         };
         service.load_index();
         // Several instances on one database: their commits wake the sender, which catches up.
@@ -397,10 +402,12 @@ impl Service {
     }
 
     /// Writes the index snapshot and stores its token (see [`super::snapshot`]): call when the
-    /// server stops, after its last request. Holds the write lock throughout, so no commit falls
-    /// between the snapshot and its token. Answers whether a snapshot was written: not on a
-    /// store that keeps no token, nor after a change panicked while applied (the index may then
-    /// lack it: the next start builds from the store).
+    /// server stops, after its last request. Holds the write lock throughout, so none of this
+    /// service's commits falls between the snapshot and its token (the store removes the token
+    /// at any later commit). A server is the one service over its store: sled's lock keeps
+    /// other processes out, and `serve` builds one. Answers whether a snapshot was written: not
+    /// on a store that keeps no token, after a change panicked while applied, or when the index
+    /// lacks agreements it could not read (the next start builds from the store).
     pub fn save_index_snapshot(&self) -> Result<bool, String> {
         if !self.store.keeps_index_token() {
             return Ok(false);
@@ -409,6 +416,10 @@ impl Service {
         let _w = self.write();
         if self.write_lock.is_poisoned() || self.index.is_poisoned() || self.digests.is_poisoned() {
             tracing::warn!("a change panicked while it was applied: no index snapshot; the next start builds it");
+            return Ok(false);
+        }
+        if !self.index_complete.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("the index lacks agreements it could not read: no index snapshot; the next start builds it");
             return Ok(false);
         }
         let mut token = [0u8; 16];
@@ -488,6 +499,7 @@ impl Service {
             (index, digests, scan, unread)
         });
         if let Err(e) = scan {
+            self.index_complete.store(false, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
         self.install_index(index, digests, today);
@@ -536,6 +548,7 @@ impl Service {
             tracing::warn!(read, "{read} agreement summaries did not decode; their records were read instead");
         }
         if lost > 0 {
+            self.index_complete.store(false, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(lost, "{lost} agreements could not be read and are not in the search index");
         }
     }

@@ -8,10 +8,10 @@
 //! the index is built from the store, as it always could be. Four checks, each enough to refuse:
 //!
 //! * **The store's token.** The server writes the snapshot under its write lock, after its last
-//!   commit, then stores a fresh random token in the store ([`Store::put_index_token`]) and
-//!   writes the same token into the snapshot. Opening the store takes the token out again,
-//!   durably, before anything else is written, and any commit after the token was stored
-//!   removes it first. So the token is in the store only while nothing has changed since the
+//!   commit, with a fresh random token in it, then stores the same token in the store
+//!   ([`Store::put_index_token`]). Opening the store takes the token out again, durably, before
+//!   it is handed to anyone (an open that migrated the directory or built its summaries hands
+//!   none over), and any commit after the token was stored removes it first. So the token is in the store only while nothing has changed since the
 //!   snapshot; a crash, an operator command that opened the store, or a restore leaves none.
 //!   An earlier release knows nothing of the token and would leave it in place, so sled also
 //!   seals it, once the store is closed, with its data file's inode, length and times: a
@@ -28,7 +28,7 @@
 //! # File
 //!
 //! `<data>/index.snapshot`, mode 0600, written to a temporary file, synced and renamed:
-//! [`MAGIC`]; the token (16 bytes); the build's SHA-256 (32 bytes); the day written (YYYYMMDD);
+//! [`MAGIC`]; the token (16 bytes); the build's SHA-256 (32 bytes); the index's day (YYYYMMDD);
 //! the index ([`Index::write_snapshot`]); the digest map (a count, then per document its
 //! SHA-256, agreement id, `sent` or `final` and length, grouped by agreement); the SHA-256 of
 //! all before it. Nothing in it is secret beyond what the store itself holds in the clear
@@ -55,7 +55,7 @@ pub const MAGIC: &[u8; 24] = b"countersign index snap\n\0";
 pub struct Loaded {
     pub index: Index,
     pub digests: Digests,
-    /// The day it was written (its renewal dates are that day's).
+    /// The day its renewal dates are for (the index's day when it was written).
     pub day: Date,
 }
 
@@ -149,9 +149,9 @@ pub fn decode(bytes: &[u8], token: [u8; 16]) -> Result<Loaded, String> {
         return Err("its checksum does not match".into());
     }
     let day = r.u64()?;
-    let day = u32::try_from(day)
+    let day = u16::try_from(day / 10_000)
         .ok()
-        .and_then(|n| Date::from_ymd((n / 10_000) as u16, (n / 100 % 100) as u16, (n % 100) as u16).ok())
+        .and_then(|year| Date::from_ymd(year, (day / 100 % 100) as u16, (day % 100) as u16).ok())
         .ok_or_else(|| format!("no day {day}"))?;
     let index = Index::read_snapshot(&mut r)?;
     let n = r.count()?;
@@ -180,6 +180,15 @@ pub fn decode(bytes: &[u8], token: [u8; 16]) -> Result<Loaded, String> {
 
 /// Reads and decodes the snapshot at `path` (see [`decode`]).
 pub fn read(path: &Path, token: [u8; 16]) -> Result<Loaded, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    // Far beyond any index (~340 bytes an agreement): a file this large is not one.
+    let len = std::fs::metadata(path).map_err(cannot)?.len();
+    if len > MAX_BYTES {
+        return Err(format!("{} is {len} bytes, more than an index snapshot can be", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(cannot)?;
     decode(&bytes, token)
 }
+
+/// The largest snapshot read: 16 GiB, some 50 million agreements.
+const MAX_BYTES: u64 = 16 << 30;

@@ -324,6 +324,11 @@ fn a_damaged_summary_is_read_from_its_record_and_the_index_answers_the_same() {
         assert!(index.get(id).is_some(), "{id} is in the index");
     }
     assert!(index.get("ag_ghost").is_none(), "a summary without a record is left out");
+    drop(index);
+    // What could not be read either way leaves the index in doubt: it is not kept as a snapshot.
+    assert!(!svc.save_index_snapshot().expect("answers"), "no snapshot of an index in doubt");
+    assert!(!super::snapshot::path(dir.path()).exists());
+    let index = svc.index.read().expect("index");
     assert_eq!(index.len(), all.len());
     drop(index);
     // The recovered executed agreement's final copy is found by its digest (verification).
@@ -429,6 +434,17 @@ fn a_clean_stop_leaves_a_snapshot_the_next_start_reads_instead_of_building_the_s
     // Stopped without a snapshot (as by a crash): the next start builds the same index.
     let svc = sled_service(dir.path(), clock.clone());
     assert!(!from_snapshot(&svc));
+    // A change that panicked under the write lock may be missing from the index: no snapshot.
+    let panicked = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _w = svc.write();
+            panic!("a bug while a change is applied");
+        })
+        .join()
+    });
+    assert!(panicked.is_err());
+    assert!(!svc.save_index_snapshot().expect("answers"), "no snapshot after a panic under the write lock");
+    assert!(!snapshot_path(&dir).exists());
     assert_same_index(&index_state(&svc), &after, false, "built after a stop without a snapshot");
 }
 
@@ -544,11 +560,15 @@ fn a_snapshot_of_an_earlier_day_and_a_running_index_on_a_new_day_move_renewals_a
     };
     assert!(by_search(&svc) > 0, "renewals due within three months of the day");
 
-    // A running index on a new day: the tick brings it forward.
+    // A running index on a new day: the reminder tick brings it forward.
     assert_eq!(svc.refresh_renewals(), 0, "nothing moves within the day");
+    let due_before = by_search(&svc);
     clock.set(start + 5 * 365 * 86_400);
-    assert!(svc.refresh_renewals() > 0, "two years on, dates move");
+    svc.queue_due_messages().expect("the tick runs");
+    assert_eq!(svc.refresh_renewals(), 0, "the tick moved them already");
     let refreshed = index_state(&svc);
+    assert_ne!(refreshed.0, read.0, "two years on, dates moved");
+    assert!(due_before > 0);
     svc.rebuild_index();
     assert_same_index(&index_state(&svc), &refreshed, false, "the running index brought forward, and a rebuild");
     assert!(by_search(&svc) > 0);

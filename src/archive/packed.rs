@@ -105,20 +105,21 @@ impl Packed {
     /// Bytes [`Packed::bytes`] gave, read back from a snapshot: walked field by field first, so
     /// what is kept always unpacks.
     pub(super) fn from_bytes(b: &[u8]) -> Result<Packed, String> {
+        // `str`, not `skip_str`: every string is checked to be UTF-8, as unpacking expects.
         let mut r = Reader(b);
         for _ in 0..5 {
-            r.skip_str()?;
+            r.str()?;
         }
         for _ in 0..r.count()? {
-            r.skip_str()?;
+            r.str()?;
         }
-        r.skip_str()?;
+        r.str()?;
         r.opt_string()?;
         r.opt_u64()?;
         r.u64()?;
         r.u64()?;
         r.sha()?;
-        r.skip_str()?;
+        r.str()?;
         if !r.0.is_empty() {
             return Err("bytes after a packed entry".into());
         }
@@ -222,6 +223,11 @@ mod tests {
             assert!(Packed::from_bytes(&p.bytes()[..n]).is_err(), "{n} bytes");
         }
         assert!(Packed::from_bytes(&[p.bytes(), &[0]].concat()).is_err());
+        // A string that is not UTF-8 is refused, not kept to fail when unpacked.
+        let mut bad = p.bytes().to_vec();
+        assert_eq!(&bad[..4], b"\x03baa", "the kind comes first");
+        bad[1] = 0xff;
+        assert!(Packed::from_bytes(&bad).is_err());
         assert_eq!(p.created_at(), e.created_at);
         // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length.
         let upper = Packed::new(&Entry { final_sha256: Some("AB".repeat(32)), ..e.clone() });

@@ -37,8 +37,8 @@ fn encode_wake(w: &ReminderWake) -> [u8; 21] {
     b
 }
 
-/// `meta` key of the index token ([`Store::put_index_token`]): 16 random bytes, present only
-/// while the store is closed after a clean stop.
+/// `meta` key of the index token ([`Store::put_index_token`]): 16 random bytes, stored when a
+/// server stops cleanly and taken out by the next open. Not backed up.
 const INDEX_TOKEN_KEY: &[u8] = b"index_token";
 
 fn decode_wake(b: &[u8]) -> Option<ReminderWake> {
@@ -62,7 +62,8 @@ pub struct SledStore {
     apikeys: Tree,
     /// Key id → last use (u64 big-endian), apart from `apikeys` (see `touch_api_key`).
     key_last_used: Tree,
-    /// `format_version` (see [`format`]).
+    /// `format_version` (see [`format`]) and, between a clean stop and the next open, the index
+    /// token ([`INDEX_TOKEN_KEY`]).
     meta: Tree,
     /// Authenticates chain heads; read from a file outside sled (see [`format`]).
     head_key: HeadKey,
@@ -80,10 +81,11 @@ pub struct SledStore {
     group: super::group::GroupCommit,
     /// The index token this open found and took out of `meta` ([`Store::take_index_token`]).
     index_token: std::sync::Mutex<Option<[u8; 16]>>,
-    /// True from [`Store::put_index_token`] until a commit removes the token again: the one
-    /// check each commit makes (an atomic load), so no commit after a snapshot leaves its token.
-    token_stored: std::sync::atomic::AtomicBool,
-    /// The token to seal when the store closes (shared with `_released`, which writes the seal).
+    /// The index token stored by [`Store::put_index_token`] and not removed since: to be sealed
+    /// when the store closes (shared with `_released`, which writes the seal). Held through each
+    /// commit, which removes a stored token first, and through `put_index_token`: so no commit
+    /// falls between a token and its removal, whoever commits (sled serialises its
+    /// transactions process-wide already, so this adds no waiting).
     sealing: Arc<std::sync::Mutex<Option<[u8; 16]>>>,
     /// People, invitations, sessions, security log (see [`super::people`]).
     people: super::people::PeopleTrees,
@@ -113,17 +115,20 @@ struct LockReleased {
 impl Drop for LockReleased {
     fn drop(&mut self) {
         let started = std::time::Instant::now();
-        loop {
-            match File::open(&self.db_file).map(|f| f.try_lock()) {
-                // Taken (and released again when `f` closes), or the file is gone: free.
-                Ok(Ok(())) | Err(_) => break,
-                Ok(Err(_)) if started.elapsed() > std::time::Duration::from_secs(30) => {
+        let locked = loop {
+            let Ok(f) = File::open(&self.db_file) else { return }; // the file is gone: free
+            match f.try_lock() {
+                // Taken (and released again when `f` closes): free.
+                Ok(()) => break f,
+                Err(_) if started.elapsed() > std::time::Duration::from_secs(30) => {
                     tracing::warn!(path = %self.db_file.display(), "sled still holds its lock 30 s after closing");
                     return;
                 }
-                Ok(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
             }
-        }
+        };
+        // The seal, while the lock is still ours: nothing writes the file between its stamp and
+        // the lock's release.
         let token = self.sealing.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let (Some(token), Some(stamp)) = (token, file_stamp(&self.db_file)) {
             let seal = [&token[..], &stamp[..]].concat();
@@ -131,6 +136,7 @@ impl Drop for LockReleased {
                 tracing::warn!(error = %e, "the index token's seal was not written: the next start builds the index");
             }
         }
+        drop(locked);
     }
 }
 
@@ -229,10 +235,9 @@ impl SledStore {
     pub(crate) fn commit_batch(&self, changes: &[Change]) -> Result<Vec<Result<Vec<Event>, StoreError>>, StoreError> {
         // An index token stored since the last commit goes first: sled's log is written in
         // order, so the flush that makes this commit durable makes the removal durable too.
-        if self.token_stored.load(std::sync::atomic::Ordering::Acquire)
-            && self.token_stored.swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // (Taken out of `sealing` even if the removal fails: unsealed, the token is refused.)
+        let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        if sealing.take().is_some() {
             self.meta.remove(INDEX_TOKEN_KEY).map_err(io)?;
         }
         // Hashed before the transaction, which sled may run more than once.
@@ -317,8 +322,14 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         // umask 077 and 0700/0600 before anything is written (see `perms`).
         super::perms::secure_data_dir(dir).map_err(io)?;
-        // The data file as the last close left it, before sled touches it (see `SEAL_FILE`).
-        let stamp_before = file_stamp(&dir.join("sled").join("db"));
+        // The data file as the last close left it, before sled touches it (see `SEAL_FILE`),
+        // taken under its lock (held by another process, the open below fails anyway).
+        let db_file = dir.join("sled").join("db");
+        let stamp_before = File::open(&db_file).ok().filter(|f| f.try_lock().is_ok()).and_then(|locked| {
+            let stamp = file_stamp(&db_file);
+            drop(locked);
+            stamp
+        });
         let config = sled::Config::new().path(dir.join("sled")).cache_capacity(cache_capacity());
         let db = config.open().map_err(|e| {
             let msg = e.to_string();
@@ -363,7 +374,6 @@ impl SledStore {
             migration,
             group: Default::default(),
             index_token: Default::default(),
-            token_stored: Default::default(),
             sealing: sealing.clone(),
             people: super::people::PeopleTrees::open(&db)?,
             vendors: super::vendors::VendorTrees::open(&db)?,
@@ -376,12 +386,13 @@ impl SledStore {
         store.summaries_built = super::summary_index::ensure_built(&store.agreements, &store.summaries)?;
         // The index token is taken out whoever opens the store (a server, an operator command):
         // whatever this open goes on to write, the snapshot no longer vouches for it. It is
-        // handed over only when the open itself changed nothing the index reads.
+        // handed over only when the open itself changed nothing the index reads (no migration,
+        // no summaries built) and its seal matches the data file as this open found it.
         let token = store.meta.remove(INDEX_TOKEN_KEY).map_err(io)?;
         if store.summaries_built > 0 || token.is_some() {
             // Built now (a directory from a release before the tree): on disk before serving,
             // so the next start reads the summaries and not the records again. A token taken
-            // out: gone from the disk before anything else is written.
+            // out: gone from the disk before the token is handed over or anything committed.
             store.durable()?;
         }
         // The seal is spent with the token, whatever it says.
@@ -699,6 +710,10 @@ impl Store for SledStore {
         for (name, tree) in self.named_trees() {
             for kv in tree.iter() {
                 let (k, v) = kv.map_err(io)?;
+                // The index token vouches for this directory's snapshot, not for a copy.
+                if name == "meta" && k.as_ref() == INDEX_TOKEN_KEY {
+                    continue;
+                }
                 let line = serde_json::json!({"tree": name, "key": b64.encode(&k), "value": b64.encode(&v)});
                 writeln!(out, "{line}").map_err(io)?;
                 n += 1;
@@ -746,10 +761,10 @@ impl Store for SledStore {
     }
 
     fn put_index_token(&self, token: [u8; 16]) -> Result<bool, StoreError> {
-        self.token_stored.store(true, std::sync::atomic::Ordering::Release);
+        let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
         self.meta.insert(INDEX_TOKEN_KEY, &token).map_err(io)?;
         self.durable()?;
-        *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        *sealing = Some(token);
         Ok(true)
     }
 
@@ -834,6 +849,9 @@ impl SledStore {
             let value =
                 b64.decode(v["value"].as_str().ok_or_else(|| bad("no value"))?).map_err(|_| bad("bad value"))?;
             let (_, t) = self.named_trees().into_iter().find(|(n, _)| *n == tree).ok_or_else(|| bad("unknown tree"))?;
+            if tree == "meta" && key == INDEX_TOKEN_KEY {
+                continue;
+            }
             t.insert(key, value).map_err(io)?;
             n += 1;
         }

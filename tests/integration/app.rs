@@ -31,6 +31,11 @@ impl TestApp {
         self.service.upgrade().expect("the server runs")
     }
 
+    /// Whether this server's start read its search index from the last stop's snapshot.
+    pub fn index_from_snapshot(&self) -> bool {
+        self.service().index_from_snapshot.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// A first-administrator setup path (`/setup/<token>`) minted in this server's own store,
     /// sled or PostgreSQL, as `serve` does on an empty store; panics when someone exists.
     pub fn setup_path(&self) -> String {

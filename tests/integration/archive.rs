@@ -534,6 +534,7 @@ fn a_restart_reads_the_index_its_stop_wrote_and_finds_agreements_an_operator_com
     let sled = !crate::pg::on_postgres();
     assert_eq!(snapshot.exists(), sled, "a clean stop on sled leaves the index snapshot");
     let app = spawn_app_at(dir.path(), clock.clone());
+    assert_eq!(app.index_from_snapshot(), sled, "read from the snapshot on sled");
     assert!(!snapshot.exists(), "the start spent it");
     assert_eq!(all(&app), before, "the same answers");
     assert_eq!(app.get("/api/v1/agreements?q=nunez").json()["total"], 1);
@@ -546,11 +547,15 @@ fn a_restart_reads_the_index_its_stop_wrote_and_finds_agreements_an_operator_com
     }
 
     // With the server stopped, an operator command writes agreements into the store: the next
-    // start must not serve the index of before.
-    assert!(snapshot.exists());
+    // start must not serve the index of before, even with the snapshot and its seal put back.
+    let seal = dir.path().join("index-token.seal");
+    let kept = (std::fs::read(&snapshot).expect("the snapshot"), std::fs::read(&seal).expect("its seal"));
     let data = dir.path().to_str().expect("utf-8 path");
     let out = countersign(&["bench", "seed", "--count", "3", "--seed", "5", "--data", data], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&snapshot, &kept.0).expect("put back");
+    std::fs::write(&seal, &kept.1).expect("put back");
     let app = spawn_app_at(dir.path(), clock);
+    assert!(!app.index_from_snapshot(), "the store no longer vouches for it");
     assert_eq!(all(&app)["total"], 7, "the three seeded agreements are found");
 }

@@ -69,15 +69,18 @@ impl Index {
     /// read.
     pub fn read_snapshot(r: &mut Reader<'_>) -> Result<Index, String> {
         let n = r.count()?;
-        // Sized once, and never beyond what the bytes left could hold.
+        // Sized once, and never beyond what the bytes left could hold: a row takes at least
+        // `MIN_ROW` bytes, text at least its own length.
+        const MIN_ROW: usize = 20;
         let text = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
+        let rows_held = n.min(r.0.len() / MIN_ROW);
         let mut index = Index::new();
-        index.hot.reserve_exact(n);
-        index.rows.reserve_exact(n);
-        index.text.spans.reserve_exact(n);
+        index.hot.reserve_exact(rows_held);
+        index.rows.reserve_exact(rows_held);
+        index.text.spans.reserve_exact(rows_held);
         index.text.buf.reserve_exact(text);
         let (rows, hasher) = (&index.rows, &index.hasher);
-        index.by_id.reserve(n, |&j| hasher.hash_one(&*rows[j].id));
+        index.by_id.reserve(rows_held, |&j| hasher.hash_one(&*rows[j].id));
         for _ in 0..n {
             let id: Box<str> = r.str()?.into();
             let hot = Hot {
@@ -178,9 +181,23 @@ mod tests {
             assert_eq!((a.items, a.total, a.next_cursor), (b.items, b.total, b.next_cursor), "{q:?}");
         }
 
-        // Every cut short fails cleanly, and so does a text offset inside a character.
+        // Every cut short fails cleanly, and so does a text offset inside a character. A byte
+        // changed anywhere either fails or reads to an index (the file's checksum is what
+        // catches such a change), never panics; an index read that way is still searchable.
         for n in (0..bytes.len()).step_by(97) {
             assert!(Index::read_snapshot(&mut Reader(&bytes[..n])).is_err(), "{n} bytes");
+        }
+        for at in (0..bytes.len()).step_by(89) {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[at] ^= flip;
+                if let Ok(ix) = Index::read_snapshot(&mut Reader(&b)) {
+                    for (e, _) in ix.lives() {
+                        let _ = (e.entry(), e.status(), e.created_at(), e.title_and_parties());
+                    }
+                    let _ = ix.search(&super::super::tests::query(|q| q.q = Some("clinic".into())));
+                }
+            }
         }
         let mut one = Index::new();
         one.upsert(super::super::Entry {
