@@ -2,7 +2,8 @@
 //! free text, page by page, without decoding stored records per request.
 //!
 //! The index lives in memory. The caller builds it at start from the store (one [`Entry`] per
-//! agreement, from the record and its intake facts), wraps it in a `RwLock`, and calls
+//! agreement, from the record and its intake facts) or reads it from the snapshot the last
+//! clean stop wrote ([`Index::read_snapshot`], `app::snapshot`), wraps it in a `RwLock`, and calls
 //! [`Index::upsert`] / [`Index::remove`] after every committed change. [`Index::search`] serves
 //! `GET /api/v1/agreements`, [`Index::export`] + [`to_csv`] serve `GET /api/v1/agreements/export.csv`.
 //!
