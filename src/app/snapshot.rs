@@ -34,7 +34,6 @@
 //! all before it. Nothing in it is secret beyond what the store itself holds in the clear
 //! (titles, party names, document digests).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -116,17 +115,7 @@ pub fn encode(token: [u8; 16], index: &Index, digests: &Digests, day: Date) -> R
 /// Writes the snapshot at `path`: a temporary file beside it, synced, renamed over it, and the
 /// directory synced, so the file is either the old one or the whole new one.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::store::perms::write_private(path, bytes)
 }
 
 /// The snapshot in `bytes`, if it is the one written with `token` by this build.

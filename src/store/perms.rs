@@ -53,3 +53,20 @@ fn tighten(path: &Path, mode: u32) -> std::io::Result<usize> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(1)
 }
+
+/// Writes `bytes` to `path` whole or not at all, mode 0600: a temporary file beside it, synced,
+/// renamed over it, and the directory synced.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -132,7 +132,7 @@ impl Drop for LockReleased {
         let token = self.sealing.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let (Some(token), Some(stamp)) = (token, file_stamp(&self.db_file)) {
             let seal = [&token[..], &stamp[..]].concat();
-            if let Err(e) = write_synced(&self.seal_file, &seal) {
+            if let Err(e) = super::perms::write_private(&self.seal_file, &seal) {
                 tracing::warn!(error = %e, "the index token's seal was not written: the next start builds the index");
             }
         }
@@ -160,22 +160,6 @@ fn file_stamp(path: &Path) -> Option<[u8; 48]> {
         b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
     }
     Some(b)
-}
-
-/// Writes `bytes` to `path` whole or not at all (a synced temporary file renamed over it),
-/// mode 0600.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// sled's page cache when `COUNTERSIGN_SLED_CACHE_MB` is not set, in MiB. sled's own default
