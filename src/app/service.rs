@@ -197,7 +197,7 @@ pub struct Service {
     index_day: Mutex<crate::domain::intake::Date>,
     /// True when this start read the index from the last stop's snapshot ([`super::snapshot`]).
     pub index_from_snapshot: std::sync::atomic::AtomicBool,
-    /// False once the index is known to lack an agreement (the start-up scan failed, or an
+    /// False while the index is known to lack an agreement (its last build's scan failed, or an
     /// agreement could be read neither from its summary nor its record): such an index is not
     /// written as a snapshot, so the next start builds it again instead of keeping the gap.
     index_complete: std::sync::atomic::AtomicBool,
@@ -498,12 +498,12 @@ impl Service {
             let (index, digests, unread) = indexer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             (index, digests, scan, unread)
         });
-        if let Err(e) = scan {
-            self.index_complete.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = &scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
         self.install_index(index, digests, today);
-        self.index_unread(unread);
+        let lost = self.index_unread(unread);
+        self.index_complete.store(scan.is_ok() && lost == 0, std::sync::atomic::Ordering::Relaxed);
         let n = self.index.read().unwrap_or_else(|p| p.into_inner()).len();
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(agreements = n, ms, rss_mb = super::rss_mb(), "index built: {n} agreements in {ms} ms");
@@ -515,11 +515,19 @@ impl Service {
     /// rewritten at its agreement's next commit; until then each start reads the record.)
     /// What cannot be read either way is counted; the first few of each kind are logged by id.
     /// A change committed since the build, already in the index at a later revision, is kept.
-    fn index_unread(&self, unread: Vec<(Option<String>, StoreError)>) {
+    /// Answers how many agreements could not be read either way (a summary left without its
+    /// record names no agreement: it is logged, not counted).
+    fn index_unread(&self, unread: Vec<(Option<String>, StoreError)>) -> usize {
         const LOGGED: usize = 10;
-        let (mut read, mut lost) = (0usize, 0usize);
+        let (mut read, mut lost, mut orphans) = (0usize, 0usize, 0usize);
         for (id, e) in &unread {
             match id.as_deref().map(|id| self.store.agreement(id)) {
+                Some(Err(StoreError::NotFound)) => {
+                    orphans += 1;
+                    if orphans <= LOGGED {
+                        tracing::warn!(id, error = %e, "a damaged summary has no agreement record behind it; left out");
+                    }
+                }
                 Some(Ok(a)) => {
                     read += 1;
                     if read <= LOGGED {
@@ -548,9 +556,9 @@ impl Service {
             tracing::warn!(read, "{read} agreement summaries did not decode; their records were read instead");
         }
         if lost > 0 {
-            self.index_complete.store(false, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(lost, "{lost} agreements could not be read and are not in the search index");
         }
+        lost
     }
 
     /// Today's date (UTC) by the service clock.

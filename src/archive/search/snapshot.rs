@@ -187,7 +187,7 @@ mod tests {
         for n in (0..bytes.len()).step_by(97) {
             assert!(Index::read_snapshot(&mut Reader(&bytes[..n])).is_err(), "{n} bytes");
         }
-        for at in (0..bytes.len()).step_by(89) {
+        for at in (0..bytes.len()).step_by(211) {
             for flip in [0x01u8, 0x80, 0xff] {
                 let mut b = bytes.clone();
                 b[at] ^= flip;
