@@ -166,7 +166,8 @@ pub struct Service {
     /// The sealing certificate and key (PAdES seal on every countersigned PDF).
     pub seal: SealKeys,
     /// The archive search index: in memory, built from the store at start (or read from the
-    /// last clean stop's snapshot, [`super::snapshot`]), updated after every commit (under the write lock, so it never runs ahead of what is durable).
+    /// last clean stop's snapshot, [`super::snapshot`]), updated after every commit (under the
+    /// write lock, so it never runs ahead of what is durable).
     pub index: RwLock<Index>,
     /// Every archived (sent or countersigned) document by SHA-256: agreement id, which copy, and
     /// length. Verification looks files up here instead of reading the archive.

@@ -5,17 +5,21 @@
 //! # When a snapshot is used
 //!
 //! A snapshot is used only when it is certainly the index of what the store holds; otherwise
-//! the index is built from the store, as it always could be. Four checks, each enough to refuse:
+//! the index is built from the store, as it always could be. Each check is enough to refuse:
 //!
 //! * **The store's token.** The server writes the snapshot under its write lock, after its last
 //!   commit, with a fresh random token in it, then stores the same token in the store
-//!   ([`Store::put_index_token`]). Opening the store takes the token out again, durably, before
-//!   it is handed to anyone (an open that migrated the directory or built its summaries hands
-//!   none over), and any commit after the token was stored removes it first. So the token is in the store only while nothing has changed since the
-//!   snapshot; a crash, an operator command that opened the store, or a restore leaves none.
-//!   An earlier release knows nothing of the token and would leave it in place, so sled also
-//!   seals it, once the store is closed, with its data file's inode, length and times: a
-//!   rollback that wrote to the store since voids it (`store::sled_store`).
+//!   ([`crate::store::Store::put_index_token`]). Opening the store takes the token out again,
+//!   durably, before it is handed to anyone (an open that migrated the directory or built its
+//!   summaries hands none over), and any commit of an agreement after the token was stored
+//!   removes it first.
+//!   So the token is in the store only while nothing has changed since the snapshot; a crash,
+//!   an operator command that opened the store, or a restore leaves none. An earlier release
+//!   knows nothing of the token and would leave it in place, so sled also seals it, once the
+//!   store is closed, with its data file's inode, length and times: a rollback that wrote to
+//!   the store since voids it (`store::sled_store`).
+//! * **Not in doubt.** No snapshot is written after a panic under the write lock, or when the
+//!   last build could read an agreement neither from its summary nor from its record.
 //! * **The build.** The snapshot carries the SHA-256 of the executable that wrote it; another
 //!   build (an upgrade, a downgrade) builds its index afresh, so the layout needs no version
 //!   and can change with any release.
