@@ -432,7 +432,8 @@ impl Service {
             super::snapshot::encode(token, &index, &digests, day)?
         };
         let path = super::snapshot::path(&self.config.data_dir);
-        super::snapshot::write(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::store::perms::write_private(&path, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         self.store.put_index_token(token).map_err(|e| format!("cannot store the index token: {e}"))?;
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(bytes = bytes.len(), ms, "index snapshot written in {ms} ms");

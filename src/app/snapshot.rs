@@ -116,12 +116,6 @@ pub fn encode(token: [u8; 16], index: &Index, digests: &Digests, day: Date) -> R
     Ok(w)
 }
 
-/// Writes the snapshot at `path`: a temporary file beside it, synced, renamed over it, and the
-/// directory synced, so the file is either the old one or the whole new one.
-pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::store::perms::write_private(path, bytes)
-}
-
 /// The snapshot in `bytes`, if it is the one written with `token` by this build.
 pub fn decode(bytes: &[u8], token: [u8; 16]) -> Result<Loaded, String> {
     let body_len = bytes.len().checked_sub(32).ok_or("shorter than its checksum")?;
@@ -142,10 +136,7 @@ pub fn decode(bytes: &[u8], token: [u8; 16]) -> Result<Loaded, String> {
         return Err("its checksum does not match".into());
     }
     let day = r.u64()?;
-    let day = u16::try_from(day / 10_000)
-        .ok()
-        .and_then(|year| Date::from_ymd(year, (day / 100 % 100) as u16, (day % 100) as u16).ok())
-        .ok_or_else(|| format!("no day {day}"))?;
+    let day = Date::from_number(day).ok_or_else(|| format!("no day {day}"))?;
     let index = Index::read_snapshot(&mut r)?;
     let n = r.count()?;
     let mut digests = Digests::with_capacity_and_hasher(n, Default::default());

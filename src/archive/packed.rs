@@ -114,7 +114,13 @@ impl Packed {
             r.str()?;
         }
         r.str()?;
-        r.opt_string()?;
+        match r.byte()? {
+            0 => {}
+            1 => {
+                r.str()?;
+            }
+            t => return Err(format!("bad option tag {t}")),
+        }
         r.opt_u64()?;
         r.u64()?;
         r.u64()?;

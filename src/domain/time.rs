@@ -137,6 +137,12 @@ impl Date {
         u32::from(self.year) * 10_000 + u32::from(self.month) * 100 + u32::from(self.day)
     }
 
+    /// The date [`Date::number`] gave, if `n` is one.
+    pub fn from_number(n: u64) -> Option<Date> {
+        let year = u16::try_from(n / 10_000).ok()?;
+        Date::from_ymd(year, (n / 100 % 100) as u16, (n % 100) as u16).ok()
+    }
+
     /// `January 1, 2027`
     pub fn long(&self) -> String {
         const MONTHS: [&str; 12] = [
@@ -195,6 +201,17 @@ fn days_in_month(year: u16, month: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_number_reads_back_and_a_number_that_is_no_date_does_not() {
+        for d in ["2024-02-29", "1970-01-01", "2026-12-31"] {
+            let date = Date::parse_any_year(d).expect("a date");
+            assert_eq!(Date::from_number(u64::from(date.number())), Some(date));
+        }
+        for n in [20230229, 20261301, 20261200, 0, u64::MAX] {
+            assert_eq!(Date::from_number(n), None, "{n}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

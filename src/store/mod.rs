@@ -471,10 +471,10 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Stores `token` durably, saying "the index snapshot with this token is the index of the
     /// agreements as they are now". Call it with no commit in flight (the server holds its write
-    /// lock). The next commit removes it, before or with its own write. Answers false where
-    /// tokens are not kept.
-    fn put_index_token(&self, _token: [u8; 16]) -> Result<bool, StoreError> {
-        Ok(false)
+    /// lock). The next commit removes it, before or with its own write. Does nothing where
+    /// tokens are not kept ([`Store::keeps_index_token`]).
+    fn put_index_token(&self, _token: [u8; 16]) -> Result<(), StoreError> {
+        Ok(())
     }
     /// People, sessions and the staff security log (the web app), in the same store.
     fn people(&self) -> &dyn people::PeopleStore;

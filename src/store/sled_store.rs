@@ -750,12 +750,12 @@ impl Store for SledStore {
         true
     }
 
-    fn put_index_token(&self, token: [u8; 16]) -> Result<bool, StoreError> {
+    fn put_index_token(&self, token: [u8; 16]) -> Result<(), StoreError> {
         let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
         self.meta.insert(INDEX_TOKEN_KEY, &token).map_err(io)?;
         self.durable()?;
         *sealing = Some(token);
-        Ok(true)
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

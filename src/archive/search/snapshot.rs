@@ -22,8 +22,7 @@ fn put_date(w: &mut Vec<u8>, d: Option<Date>) {
 
 fn read_date(r: &mut Reader<'_>) -> Result<Option<Date>, String> {
     let Some(n) = r.opt_u64()? else { return Ok(None) };
-    let year = u16::try_from(n / 10_000).map_err(|_| format!("date {n} out of range"))?;
-    Date::from_ymd(year, (n / 100 % 100) as u16, (n % 100) as u16).map(Some).map_err(|_| format!("no date {n}"))
+    Date::from_number(n).map(Some).ok_or_else(|| format!("no date {n}"))
 }
 
 fn u32_of(n: u64) -> Result<u32, String> {
