@@ -123,6 +123,80 @@ pub(super) fn scan_stored(
     Ok(())
 }
 
+/// [`scan_stored`] in up to `fs.len()` key ranges, one after another in id order, each read on
+/// a thread of its own (the first on the caller's): `fs[i]` gets range `i`'s entries in id
+/// order. At 100,000 agreements one thread walking the tree bounded the start-up build; sled
+/// reads a tree from several threads at once without locks. Fewer ranges than `fs` holds when
+/// the keys do not spread that far ([`cuts`]); the closures left over get nothing.
+pub(super) fn scan_stored_parts(
+    summaries: &Tree,
+    fs: &mut [&mut (dyn FnMut(super::StoredSummary) + Send)],
+) -> Result<(), StoreError> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let cuts = cuts(summaries, fs.len())?;
+    let bounds: Vec<_> = (0..=cuts.len())
+        .map(|i| {
+            let lo = if i == 0 { Unbounded } else { Included(cuts[i - 1].clone()) };
+            let hi = cuts.get(i).map_or(Unbounded, |c| Excluded(c.clone()));
+            (lo, hi)
+        })
+        .collect();
+    let scan = |range: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>),
+                f: &mut (dyn FnMut(super::StoredSummary) + Send)| {
+        for kv in summaries.range(range) {
+            let (k, v) = kv.map_err(io)?;
+            if k.as_ref() != MARKER {
+                f(super::StoredSummary(super::Stored::Sled(k, v)));
+            }
+        }
+        Ok::<(), StoreError>(())
+    };
+    let mut ranges = bounds.into_iter().zip(fs.iter_mut());
+    let Some((first, f0)) = ranges.next() else { return Ok(()) };
+    std::thread::scope(|s| {
+        let others: Vec<_> = ranges.map(|(range, f)| s.spawn(|| scan(range, &mut **f))).collect();
+        let mut answer = scan(first, &mut **f0);
+        for t in others {
+            // A panic while reading is a bug: it goes on as it would have on this thread.
+            let part = t.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            answer = answer.and(part);
+        }
+        answer
+    })
+}
+
+/// Keys that cut the tree's agreement ids into up to `parts` ranges of about equal size,
+/// strictly increasing, each above the first id and at most the last. Ids are a fixed prefix
+/// and random lowercase hex (`store::ids`), so the cuts are evenly spaced hex digits after
+/// the first and last ids' common prefix (`ag_8` for two); where the first differing bytes
+/// are not both hex digits, evenly spaced byte values. None for an empty tree or one id.
+fn cuts(summaries: &Tree, parts: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let first = summaries.iter().keys().find(|k| k.as_ref().map_or(true, |k| k.as_ref() != MARKER));
+    let (Some(first), Some((last, _))) = (first.transpose().map_err(io)?, summaries.last().map_err(io)?) else {
+        return Ok(Vec::new());
+    };
+    let common = first.iter().zip(last.iter()).take_while(|(a, b)| a == b).count();
+    // `last` sorts after `first` unless they are one key, so it is the longer at `common`.
+    let Some(&hi) = last.get(common) else { return Ok(Vec::new()) };
+    let lo = first.get(common).copied();
+    let digit = |b: u8| HEX.iter().position(|&h| h == b);
+    let (alphabet, lo, hi): (Vec<u8>, usize, usize) = match (lo.and_then(digit), digit(hi)) {
+        (Some(lo), Some(hi)) => (HEX.to_vec(), lo, hi),
+        _ => ((0..=255).collect(), lo.map_or(0, usize::from), usize::from(hi)),
+    };
+    let span = hi - lo + 1;
+    let mut cuts: Vec<Vec<u8>> = Vec::new();
+    for i in 1..parts {
+        let v = lo + span * i / parts;
+        let cut = [&last[..common], &[alphabet[v]]].concat();
+        if v > lo && cuts.last() != Some(&cut) {
+            cuts.push(cut);
+        }
+    }
+    Ok(cuts)
+}
+
 /// One entry of the tree: its key (the agreement id) and value.
 pub(super) fn decode_entry(k: &[u8], v: &[u8]) -> Result<Summary, StoreError> {
     let id = std::str::from_utf8(k).map_err(|_| io("agreement_summaries: a key is not UTF-8"))?;
@@ -427,5 +501,59 @@ mod tests {
         assert_eq!(after, before);
         drop(restored);
         assert_eq!(SledStore::open(other.path()).expect("reopens").summaries_built(), 0, "built by the restore");
+    }
+
+    /// The ids `stored_summaries_parts` hands to each of `parts` closures, in order.
+    fn read_in_parts(store: &SledStore, parts: usize) -> Vec<Vec<String>> {
+        let mut got: Vec<Vec<String>> = vec![Vec::new(); parts];
+        let mut readers: Vec<_> = got
+            .iter_mut()
+            .map(|ids| move |s: super::super::StoredSummary| ids.push(s.decode().expect("decodes").id))
+            .collect();
+        let mut fs: Vec<&mut (dyn FnMut(super::super::StoredSummary) + Send)> =
+            readers.iter_mut().map(|f| f as &mut (dyn FnMut(super::super::StoredSummary) + Send)).collect();
+        store.stored_summaries_parts(&mut fs).expect("scan");
+        drop(fs);
+        drop(readers);
+        got
+    }
+
+    #[test]
+    fn reading_in_parts_hands_over_every_summary_once_and_the_parts_in_order_are_the_whole_scan() {
+        let random = (0..300).map(|_| crate::store::ids::new_id("ag_", 8)).collect::<Vec<_>>();
+        let shapes: [Vec<String>; 6] = [
+            random,
+            Vec::new(),
+            vec!["ag_only".into()],
+            // Not hex after the common prefix, and one id the prefix of another.
+            ["ag_1", "ag_1x", "ag_1xz", "ag_Q", "ag_~"].map(String::from).to_vec(),
+            ["a", "b", "c", "d"].map(String::from).to_vec(),
+            ["ag_00", "ag_0f", "ag_f0", "ag_ff"].map(String::from).to_vec(),
+        ];
+        for ids in shapes {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = SledStore::open(dir.path()).expect("opens");
+            for (n, id) in ids.iter().enumerate() {
+                let summary = Summary::from(&agreement(id, n as u64));
+                store.summary_tree().insert(id.as_bytes(), encode(&summary)).expect("inserts");
+            }
+            let mut whole = Vec::new();
+            store.stored_summaries(&mut |s| whole.push(s.decode().expect("decodes").id)).expect("scan");
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(whole, sorted, "the scan is every id, in order");
+            for parts in 0..=5 {
+                let got = read_in_parts(&store, parts);
+                assert_eq!(got.len(), parts);
+                let joined: Vec<String> = got.iter().flatten().cloned().collect();
+                assert_eq!(joined, if parts == 0 { Vec::new() } else { whole.clone() }, "{parts} parts of {ids:?}");
+                if ids.len() == 300 && parts >= 2 {
+                    // Random ids spread over every part, about evenly.
+                    for part in &got {
+                        assert!(part.len() > 300 / parts / 3, "{parts} parts: {:?}", got.iter().map(Vec::len).collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
     }
 }
