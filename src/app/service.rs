@@ -445,56 +445,44 @@ impl Service {
     pub fn rebuild_index(&self) {
         let started = std::time::Instant::now();
         let today = self.today();
-        // Two stages: readers hand the store's summaries over in batches, undecoded; the indexer
-        // decodes each batch and prepares its rows in parallel (rayon: decoding, text folding,
-        // packing, the fixed-size facts), then inserts them in order. The store reads in parts
-        // at once, one thread each (`Store::stored_summaries_parts`: sled cuts its keys into
-        // ranges), as one thread walking the tree bounded the build at 100,000 agreements. The
-        // indexer takes part 0's batches, then part 1's, …: the scan's order, so the index is
-        // the one a single reader would give. Part 0's channel is bounded; the later parts'
-        // are not, so their readers never wait for the indexer to reach them. Decoding off
-        // the reading threads takes it off the path that bounds the build, and each summary's
-        // strings are allocated and freed on one thread (freed on another, glibc locks the
-        // arena they came from, against the reader allocating there).
-        // Small batches under the unit tests, so their few hundred agreements cross many batches.
+        // Three stages, each on a thread of its own: this one reads the store's summaries and
+        // hands them over in batches, undecoded; the preparer decodes each batch and prepares
+        // its rows in parallel (rayon: decoding, text folding, packing, the fixed-size facts);
+        // the inserter inserts them in order, one batch while the next is prepared (inserting
+        // after preparing, on one thread, left the rayon threads idle for a fifth of the build
+        // at 100,000 agreements). The order of inserts is the scan's, so the index is the one a
+        // single thread would build. Decoding off the reading thread takes it off the path that
+        // bounds the build, and each summary's strings are allocated and freed on one thread
+        // (freed on another, glibc locks the arena they came from, against the reader
+        // allocating there). (Reading the store in key ranges on two threads gained nothing
+        // measurable on two cores once the stages overlapped: the reader is not what bounds
+        // it.) Small batches under the unit tests, so their few hundred agreements cross many
+        // batches.
         const BATCH: usize = if cfg!(test) { 7 } else { 4096 };
-        type Batch = Vec<StoredSummary>;
-        enum Feed {
-            Bounded(std::sync::mpsc::SyncSender<Batch>),
-            Open(std::sync::mpsc::Sender<Batch>),
-        }
-        impl Feed {
-            fn send(&self, batch: Batch) {
-                // The indexer ends only when every sender is dropped, so a send cannot fail.
-                let _ = match self {
-                    Feed::Bounded(tx) => tx.send(batch),
-                    Feed::Open(tx) => tx.send(batch),
-                };
-            }
-        }
-        // At least two parts, so that the tests on one core read in parts too.
-        let parts = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-        let mut feeds = Vec::with_capacity(parts);
-        let mut receivers = Vec::with_capacity(parts);
-        for part in 0..parts {
-            let (feed, rx) = if part == 0 {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
-                (Feed::Bounded(tx), rx)
-            } else {
-                let (tx, rx) = std::sync::mpsc::channel::<Batch>();
-                (Feed::Open(tx), rx)
-            };
-            feeds.push((Vec::with_capacity(BATCH), feed));
-            receivers.push(rx);
-        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredSummary>>(4);
         let (index, digests, scan, unread) = std::thread::scope(|s| {
-            let indexer = s.spawn(move || {
-                use rayon::prelude::*;
+            let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel(2);
+            let inserter = s.spawn(move || {
                 let mut index = Index::new();
                 let mut digests = Digests::default();
                 // Summaries that did not decode: their ids (when the store knows them) and errors.
                 let mut unread: Vec<(Option<String>, StoreError)> = Vec::new();
-                for batch in receivers.into_iter().flatten() {
+                for rows in rows_rx {
+                    for row in Vec::into_iter(rows) {
+                        match row {
+                            Ok((docs, row)) => {
+                                digests.extend(<[Option<DigestEntry>; 2]>::into_iter(docs).flatten());
+                                index.upsert_prepared(row);
+                            }
+                            Err(e) => unread.push(e),
+                        }
+                    }
+                }
+                (index, digests, unread)
+            });
+            let preparer = s.spawn(move || {
+                use rayon::prelude::*;
+                for batch in rx {
                     let rows: Vec<_> = batch
                         .into_par_iter()
                         .map(|stored| {
@@ -504,42 +492,25 @@ impl Service {
                             Ok((docs, Index::prepare(entry(a, &life, today), life)))
                         })
                         .collect();
-                    for row in rows {
-                        match row {
-                            Ok((docs, row)) => {
-                                digests.extend(docs.into_iter().flatten());
-                                index.upsert_prepared(row);
-                            }
-                            Err(e) => unread.push(e),
-                        }
-                    }
+                    // The inserter ends only when this sender is dropped, so a send cannot fail.
+                    let _ = rows_tx.send(rows);
                 }
-                (index, digests, unread)
             });
-            // One closure per part, each batching into its own feed.
-            let mut readers: Vec<_> = feeds
-                .iter_mut()
-                .map(|(batch, feed)| {
-                    move |a| {
-                        batch.push(a);
-                        if batch.len() == BATCH {
-                            feed.send(std::mem::replace(batch, Vec::with_capacity(BATCH)));
-                        }
-                    }
-                })
-                .collect();
-            let mut fs: Vec<&mut (dyn FnMut(StoredSummary) + Send)> =
-                readers.iter_mut().map(|f| f as &mut (dyn FnMut(StoredSummary) + Send)).collect();
-            let scan = self.store.stored_summaries_parts(&mut fs);
-            drop(fs);
-            drop(readers);
-            for (batch, feed) in feeds {
-                if !batch.is_empty() {
-                    feed.send(batch);
+            let mut batch = Vec::with_capacity(BATCH);
+            let scan = self.store.stored_summaries(&mut |a| {
+                batch.push(a);
+                if batch.len() == BATCH {
+                    // The preparer ends only when this sender is dropped, so a send cannot fail.
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
+            });
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
             }
+            drop(tx);
             // A panic while indexing is a bug: it goes on as it would have on this thread.
-            let (index, digests, unread) = indexer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            preparer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let (index, digests, unread) = inserter.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             (index, digests, scan, unread)
         });
         if let Err(e) = &scan {

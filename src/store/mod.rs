@@ -290,24 +290,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every agreement's [`Summary`] (what the archive index needs), handed to `f` one at a
     /// time as the store reads them, in no particular order: no vector of every record, no
     /// signer decoded. `f` must not call the store. (The start-up index build reads
-    /// [`Store::stored_summaries_parts`] instead.)
+    /// [`Store::stored_summaries`] instead.)
     fn agreement_summaries(&self, f: &mut (dyn FnMut(Summary) + Send)) -> Result<(), StoreError>;
     /// [`Store::agreement_summaries`] with each summary handed over as read, to be decoded by
     /// the receiver ([`StoredSummary::decode`]): the start-up index build decodes on other
     /// threads than the one reading the store. The default decodes as it reads.
     fn stored_summaries(&self, f: &mut (dyn FnMut(StoredSummary) + Send)) -> Result<(), StoreError> {
         self.agreement_summaries(&mut |s| f(StoredSummary(Stored::Decoded(Box::new(s)))))
-    }
-    /// [`Store::stored_summaries`] in parts read at once, each on a thread of its own: `fs[i]`
-    /// gets part `i`'s summaries, in the scan's order, and the parts follow one another in that
-    /// order, so part 0's summaries, then part 1's, … are the whole scan. A store may read
-    /// fewer parts than `fs` holds (the others get nothing). The default reads one part, the
-    /// whole, on the calling thread; sled cuts its summaries' keys into ranges.
-    fn stored_summaries_parts(&self, fs: &mut [&mut (dyn FnMut(StoredSummary) + Send)]) -> Result<(), StoreError> {
-        match fs.first_mut() {
-            Some(f) => self.stored_summaries(&mut **f),
-            None => Ok(()),
-        }
     }
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError>;
     fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError>;

@@ -467,10 +467,6 @@ impl Store for SledStore {
         super::summary_index::scan_stored(&self.summaries, f)
     }
 
-    fn stored_summaries_parts(&self, fs: &mut [&mut (dyn FnMut(super::StoredSummary) + Send)]) -> Result<(), StoreError> {
-        super::summary_index::scan_stored_parts(&self.summaries, fs)
-    }
-
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
         Self::get_json(&self.versions, &version_key(id, version))
     }
