@@ -492,8 +492,11 @@ impl Service {
                             Ok((docs, Index::prepare(entry(a, &life, today), life)))
                         })
                         .collect();
-                    // The inserter ends only when this sender is dropped, so a send cannot fail.
-                    let _ = rows_tx.send(rows);
+                    // Fails only when the inserter has panicked: stop preparing (dropping `rx` makes
+                    // the reader's sends fail too); the join below raises the panic.
+                    if rows_tx.send(rows).is_err() {
+                        break;
+                    }
                 }
             });
             let mut batch = Vec::with_capacity(BATCH);

@@ -999,7 +999,8 @@ fn push_search_key(out: &mut String, s: &str) {
     if s.is_ascii() {
         // In one pass, with nothing allocated: `fold` of ASCII is its lowercase, and an ASCII
         // character is whitespace or control exactly when it is at most a space, or DEL. (The
-        // index folds three names per agreement; at start-up, 100,000 times over.)
+        // index folds the title and both parties of every agreement; at start-up, 100,000
+        // times over.)
         push_words(out, s.split(|c: char| c <= ' ' || c == '\x7f'), true);
     } else {
         let folded = fold(s);
