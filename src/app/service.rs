@@ -460,18 +460,22 @@ impl Service {
         // batches.
         const BATCH: usize = if cfg!(test) { 7 } else { 4096 };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredSummary>>(4);
+        // A prepared row, or a summary that did not decode: its id (when the store knows it) and
+        // the error.
+        type Prepared =
+            Result<([Option<DigestEntry>; 2], crate::archive::search::Prepared), (Option<String>, StoreError)>;
         let (index, digests, scan, unread) = std::thread::scope(|s| {
-            let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel(2);
+            let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(2);
             let inserter = s.spawn(move || {
                 let mut index = Index::new();
                 let mut digests = Digests::default();
                 // Summaries that did not decode: their ids (when the store knows them) and errors.
                 let mut unread: Vec<(Option<String>, StoreError)> = Vec::new();
                 for rows in rows_rx {
-                    for row in Vec::into_iter(rows) {
+                    for row in rows {
                         match row {
                             Ok((docs, row)) => {
-                                digests.extend(<[Option<DigestEntry>; 2]>::into_iter(docs).flatten());
+                                digests.extend(docs.into_iter().flatten());
                                 index.upsert_prepared(row);
                             }
                             Err(e) => unread.push(e),
