@@ -114,13 +114,7 @@ impl Packed {
             r.str()?;
         }
         r.str()?;
-        match r.byte()? {
-            0 => {}
-            1 => {
-                r.str()?;
-            }
-            t => return Err(format!("bad option tag {t}")),
-        }
+        r.opt_str()?;
         r.opt_u64()?;
         r.u64()?;
         r.u64()?;

@@ -138,9 +138,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn opt_string(&mut self) -> Result<Option<String>, String> {
+        Ok(self.opt_str()?.map(str::to_string))
+    }
+
+    /// [`Reader::opt_string`] in place: nothing allocated.
+    pub fn opt_str(&mut self) -> Result<Option<&'a str>, String> {
         match self.byte()? {
             0 => Ok(None),
-            1 => Ok(Some(self.string()?)),
+            1 => Ok(Some(self.str()?)),
             t => Err(format!("bad option tag {t}")),
         }
     }
