@@ -1440,19 +1440,23 @@ impl Service {
         code: Option<&str>,
         actor: &Actor,
     ) -> Result<Agreement, ServiceError> {
-        let Signing { agreement, pending, outcome, .. } = self.sign_begin(token, form, code, None, actor)?;
+        let Signing { agreement, pending, outcome } = self.sign_begin(token, form, code, None, actor)?;
         self.durable(pending)?;
         self.sign_outcome(agreement, outcome)
     }
 
     /// [`Service::sign_with_code`] on an async thread: the CPU work on the calling (blocking)
     /// thread in [`Service::sign_begin`], then this wait for the disk without a thread.
-    /// Answers the agreement and the messages the signature queued (for
-    /// [`Service::write_queued`]; none when the `.eml` outbox is off).
-    pub async fn sign_end_async(&self, signing: Signing) -> Result<(Agreement, Vec<Message>), ServiceError> {
-        let Signing { agreement, pending, outcome, messages } = signing;
+    ///
+    /// The mail the signature queued (the next signer's invitation, or the countersigned
+    /// copies) is durable in the outbox when this returns, and the commit has woken the sender,
+    /// which writes each `.eml` copy and delivers it. The signer's answer does not wait for
+    /// those copies: written here they cost the signer's path 38 % of the server's CPU in the
+    /// sign run, and the sender wrote and synced each one again anyway (README, "Load test").
+    pub async fn sign_end_async(&self, signing: Signing) -> Result<Agreement, ServiceError> {
+        let Signing { agreement, pending, outcome } = signing;
         self.durable_async(pending).await?;
-        Ok((self.sign_outcome(agreement, outcome)?, messages))
+        self.sign_outcome(agreement, outcome)
     }
 
     /// The answer to a signing once its commit is durable.
@@ -1498,7 +1502,7 @@ impl Service {
         // is checked in full on every attempt of the update, so two submissions of the same link
         // cannot both sign; an agreement that is gone answers as `resolve_open` would.
         let id = self.claims(token, Purpose::Sign)?.agreement;
-        let updated = self.update_nowait(&id, loaded, true, |a, change| {
+        let updated = self.update_nowait(&id, loaded, |a, change| {
             let link = self.open_link_in(a, token)?;
             // The one-time code, when this signer needs one: a wrong one is committed (as a
             // counted failure) instead of the signature.
@@ -1550,13 +1554,13 @@ impl Service {
             }
             Ok(Ok((link.signer.id, later_views)))
         });
-        let (a, outcome, pending, messages) = match updated {
+        let (a, outcome, pending) = match updated {
             Err(ServiceError::NotFound) if matches!(self.store.agreement(&id), Err(StoreError::NotFound)) => {
                 return Err(LinkError::Gone.into());
             }
             r => r?,
         };
-        Ok(Signing { agreement: a, pending, outcome: outcome.map_err(|reason| reason.to_string()), messages })
+        Ok(Signing { agreement: a, pending, outcome: outcome.map_err(|reason| reason.to_string()) })
     }
 
     /// Builds the final PDF (sent bytes + executed signature page + certificate of completion,
@@ -1683,24 +1687,13 @@ impl Service {
     }
 
     /// [`Service::flush_outbox`] for one agreement's messages: what a staff action on that
-    /// agreement just queued (the links after sending, a reminder; the signer's form uses
-    /// [`Service::write_queued`] with the messages its commit handed back). Read
+    /// agreement just queued (the links after sending, a reminder; a signature leaves its copies
+    /// to the sender, see [`Service::sign_end_async`]). Read
     /// through the outbox's per-agreement index, so an action's cost does not grow with the
     /// backlog of every other agreement's queued mail (under a burst of signatures the sender
     /// drains that backlog at its own pace; each signature used to decode all of it).
     pub fn flush_outbox_of(&self, agreement: &str) -> Result<usize, ServiceError> {
         self.write_copies(|| self.store.agreement_messages(agreement))
-    }
-
-    /// [`Service::flush_outbox_of`] for messages the caller has in hand: those a commit it has
-    /// just made queued ([`Service::sign_end_async`]), so nothing is read back from the store
-    /// (reading an agreement's messages decoded every one, sent ones included: 7 % of the
-    /// server's CPU in the sign run). Any other queued message of that agreement gets its copy
-    /// from the sender when it delivers it, and from [`Service::flush_outbox`] at start-up (with
-    /// `eml_outbox` on and an SMTP configuration that cannot start, the sender writes nothing:
-    /// until a restart, such a message has its copy only if an action wrote it).
-    pub fn write_queued(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
-        self.write_copies(|| Ok(messages))
     }
 
     /// Wakes the mail sender and, with the `.eml` outbox on, writes the copies of the queued
@@ -1787,8 +1780,6 @@ pub struct Signing {
     pending: Pending,
     /// The signer and the later views written with the signature, or why the code was refused.
     outcome: Result<(String, u64), String>,
-    /// The messages the commit queued, for their `.eml` copies (none when that outbox is off).
-    messages: Vec<Message>,
 }
 
 /// A rendered draft version, ready to store.

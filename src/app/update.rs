@@ -16,7 +16,7 @@
 //! completion, built from the chain read during the decision, does not list it.
 
 use crate::domain::agreement::Agreement;
-use crate::store::{Change, Message, StoreError};
+use crate::store::{Change, StoreError};
 
 use super::service::{Pending, Service, ServiceError};
 
@@ -34,7 +34,7 @@ impl Service {
         id: &str,
         decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
     ) -> Result<(Agreement, T), ServiceError> {
-        let (a, out, pending, _) = self.update_nowait(id, None, false, decide)?;
+        let (a, out, pending) = self.update_nowait(id, None, decide)?;
         self.durable(pending)?;
         Ok((a, out))
     }
@@ -47,17 +47,12 @@ impl Service {
     /// attempt decides on it instead of reading the record again (the signer's form has read it
     /// to verify the link). A copy that is no longer current costs nothing but that attempt:
     /// the commit's revision check refuses it and the next attempt reads the record.
-    ///
-    /// With `keep_messages`, also answers the messages the committed change queued, when the
-    /// `.eml` outbox is on (for [`Service::write_queued`], so the caller writes their copies
-    /// without reading them back).
     pub(crate) fn update_nowait<T>(
         &self,
         id: &str,
         mut loaded: Option<Agreement>,
-        keep_messages: bool,
         mut decide: impl FnMut(&mut Agreement, &mut Change) -> Result<T, ServiceError>,
-    ) -> Result<(Agreement, T, Pending, Vec<Message>), ServiceError> {
+    ) -> Result<(Agreement, T, Pending), ServiceError> {
         // The caller's copy is one attempt more: a copy gone stale must not cost a fresh read.
         let attempts = ATTEMPTS + usize::from(loaded.is_some());
         for _ in 0..attempts {
@@ -72,7 +67,6 @@ impl Service {
             a.revision = revision + 1;
             a.updated_at = self.clock.now();
             change.agreement = Some(a.clone());
-            let messages = if keep_messages && self.config.eml_outbox { change.messages.clone() } else { Vec::new() };
             // Short critical section: apply (the store's transaction checks the revision and
             // answers `Conflict` if another change landed since the load), update the index.
             // Writers arriving together are applied in one batch, under the write lock, by one
@@ -80,7 +74,7 @@ impl Service {
             // concurrent writers share (group commit); nothing is acknowledged before the
             // pending commit is durable.
             match self.apply_combined(change) {
-                Ok((_, ticket, queued)) => return Ok((a, out, Pending { ticket, queued }, messages)),
+                Ok((_, ticket, queued)) => return Ok((a, out, Pending { ticket, queued })),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -755,9 +755,10 @@ async fn submit(
     let code = form.code.clone();
     let result = match action.as_str() {
         // Applied on a gated blocking thread, then waited for durably without a thread (group
-        // commit: many signers share one fsync), then the `.eml` copies written. In a task of
-        // its own, so that a signer who hangs up midway does not stop it between the commit and
-        // waking the mail sender (which a blocking call, run to its end, never did either).
+        // commit: many signers share one fsync); the commit wakes the mail sender, which writes
+        // the `.eml` copies (see `Service::sign_end_async`). In a task of its own, so that a
+        // signer who hangs up midway does not stop it between the commit and waking the sender
+        // (which a blocking call, run to its end, never did either).
         "sign" => {
             let state = state.clone();
             let loaded = link.agreement.clone();
@@ -771,17 +772,10 @@ async fn submit(
                     svc.sign_begin(&token, form, Some(&code), Some(loaded), &who)
                 })
                 .await?;
-                let a = match signing {
+                Ok(match signing {
                     Ok(signing) => state.service.sign_end_async(signing).await,
                     Err(e) => Err(e),
-                };
-                match a {
-                    Ok((a, messages)) => {
-                        let svc = state.service.clone();
-                        signer_work(move || svc.write_queued(messages).map(|_| a)).await
-                    }
-                    Err(e) => Ok(Err(e)),
-                }
+                })
             });
             run.await.unwrap_or_else(|e| Err(ApiError::Internal(format!("task failed: {e}"))))
         }

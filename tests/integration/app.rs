@@ -331,8 +331,10 @@ impl TestApp {
     }
 
     /// Every `.eml` in the outbox, oldest first: (file name, its headers and decoded text/plain
-    /// part).
+    /// part), once the mail sender has passed over the outbox since the caller's last change (a
+    /// signature's answer comes when its mail is durably queued; the sender writes the copies).
     pub fn outbox(&self) -> Vec<(String, String)> {
+        self.sender_passes(2);
         let dir = self.data.join("outbox");
         let mut v: Vec<(String, String)> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
