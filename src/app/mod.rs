@@ -24,6 +24,7 @@ pub mod drafting;
 pub mod email_code;
 pub mod keys;
 pub mod lifecycle;
+mod memory;
 pub mod outbox;
 pub mod schedule;
 pub mod seed;

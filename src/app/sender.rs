@@ -88,30 +88,39 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let transport = match Transport::from_config(&service) {
-            Ok(t) => t,
+            Ok(t) => {
+                match &t {
+                    Transport::Smtp(_) => tracing::info!("mail: delivering by SMTP"),
+                    Transport::Eml => {
+                        tracing::info!("mail: no SMTP configured; messages are written to the .eml outbox")
+                    }
+                    Transport::Nothing => {
+                        tracing::warn!("mail: no SMTP and eml_outbox = false; messages stay queued")
+                    }
+                }
+                t
+            }
             Err(e) => {
-                tracing::error!(error = %e, "mail transport cannot start; messages stay queued");
+                tracing::error!(
+                    error = %e,
+                    "mail transport cannot start; messages stay queued (their .eml copies are written with eml_outbox)"
+                );
                 Transport::Nothing
             }
         };
-        match &transport {
-            Transport::Smtp(_) => tracing::info!("mail: delivering by SMTP"),
-            Transport::Eml => tracing::info!("mail: no SMTP configured; messages are written to the .eml outbox"),
-            Transport::Nothing => {
-                tracing::warn!("mail: no SMTP and eml_outbox = false; messages stay queued")
-            }
-        }
         tokio::pin!(shutdown);
         let poll = Duration::from_millis(service.config.delivery.poll_ms.max(10));
         let tick_every = Duration::from_secs(service.config.reminders.tick_secs.max(1));
         let mut next_tick = tokio::time::Instant::now();
+        let mut ticked;
         loop {
             // Other instances' commits (one database, several instances) wake this loop.
             let svc = service.clone();
             if let Err(e) = tokio::task::spawn_blocking(move || svc.catch_up()).await {
                 tracing::error!(error = %e, "search index catch-up panicked");
             }
-            if tokio::time::Instant::now() >= next_tick {
+            ticked = tokio::time::Instant::now() >= next_tick;
+            if ticked {
                 let svc = service.clone();
                 match tokio::task::spawn_blocking(move || svc.queue_due_messages()).await {
                     Ok(Ok(n)) if n > 0 => tracing::info!(queued = n, "reminders and notices queued"),
@@ -128,6 +137,13 @@ pub fn spawn(
                     None
                 }
             };
+            if ticked {
+                // After the start-up passes (the index built, the first tick and delivery pass
+                // done) and after each tick: what they freed goes back to the system.
+                if let Err(e) = tokio::task::spawn_blocking(super::memory::return_freed).await {
+                    tracing::error!(error = %e, "returning freed memory panicked");
+                }
+            }
             service.sender_passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut wait = poll.min(next_tick.saturating_duration_since(tokio::time::Instant::now()));
             if let Some(at) = next_due {
@@ -175,6 +191,10 @@ fn batch_size(transport: &Transport) -> usize {
 /// when the next queued message falls due (clock seconds), if any.
 pub async fn deliver_due(service: &Arc<Service>, transport: &Transport) -> Result<Option<u64>, ServiceError> {
     if matches!(transport, Transport::Nothing) {
+        // Nothing delivers (no SMTP and no `.eml` outbox, or an SMTP configuration that cannot
+        // start): the messages stay queued, but with the `.eml` outbox on each gets its copy,
+        // as a staff action's do (a signature leaves its copies to this task).
+        blocking(service, |s| s.copy_queued()).await?;
         return Ok(None);
     }
     let now = service.clock.now();

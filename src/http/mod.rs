@@ -300,7 +300,7 @@ pub async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     gated(GATE.get_or_init(|| tokio::sync::Semaphore::new(cores())), f).await
 }
 
-/// A signer's short blocking work (applying a signature, writing its `.eml` copies): on the
+/// A signer's short blocking work (applying a signature): on the
 /// blocking pool like [`blocking`], at most eight per core at once (part of it waits on the
 /// write lock or the disk); the rest wait without a thread. The wait for the disk is not in
 /// here (see [`crate::app::service::Service::sign_end_async`]). Why a gate: 256 signers at once

@@ -232,11 +232,11 @@ pub enum Durability {
     /// sender writes its batches this way ([`write_eml_all`]: the directory synced once per
     /// batch) before it records the messages as delivered.
     Now,
-    /// Whenever the kernel writes it back: the copy a request writes right after its commit so
-    /// it can be read at once. The message itself is already durable in the store, and the
-    /// sender makes the same file durable (`Now`) before recording it delivered, so a request
-    /// does not wait for a second fsync of its own (under a burst of signatures, one per
-    /// signature).
+    /// Whenever the kernel writes it back: the copy a staff action (or a decline, or a signer's
+    /// request for a code) writes right after its commit so it can be read at once, and the
+    /// copies the start-up flush and the SMTP sender write. The message itself is already
+    /// durable in the store, and the no-SMTP sender makes the same file durable (`Now`) before
+    /// recording it delivered, so a request does not wait for a second fsync of its own.
     Later,
 }
 

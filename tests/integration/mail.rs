@@ -76,6 +76,37 @@ fn token_of(m: &Message) -> String {
 }
 
 #[test]
+fn with_an_smtp_configuration_that_cannot_start_a_signatures_mail_stays_queued_and_still_gets_its_eml_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // STARTTLS with a private CA file that exists (the configuration is accepted) but is a
+    // directory, so it cannot be read: the transport fails at start.
+    let ca = dir.path().join("not-a-ca");
+    std::fs::create_dir(&ca).expect("a directory");
+    let data = dir.path().join("data");
+    let app = spawn_app_with(&data, ManualClock::at(T0), "127.0.0.1:0", |c| {
+        with_smtp(9)(c);
+        let smtp = c.smtp.as_mut().expect("smtp");
+        smtp.tls = TlsMode::Starttls;
+        smtp.ca_file = Some(ca.clone());
+    });
+    let id = send(&app, &example_text(BAA));
+    let first = app.sign_link("priya@northwind.example");
+    assert_eq!(app.sign(&first, "Priya Raman", "VP, Legal").status, 200);
+
+    // The signature's answer does not write the next signer's copy; the sender's pass does,
+    // though nothing can deliver the message.
+    let invitation = messages(&app, &id)
+        .into_iter()
+        .filter(|m| m["kind"] == "link")
+        .find(|m| m["to"] != "priya@northwind.example")
+        .expect("the next signer's invitation");
+    assert_eq!(invitation["status"], "queued", "{invitation}");
+    assert_eq!(invitation["attempts"], 0, "never attempted: {invitation}");
+    let to = invitation["to"].as_str().expect("to").to_string();
+    assert!(!app.links_for(&to, "/sign/").is_empty(), "the invitation's .eml copy for {to}");
+}
+
+#[test]
 fn the_link_email_arrives_by_smtp_as_mime_with_both_alternatives_and_opens_the_signer_page() {
     let smtp = SmtpServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
