@@ -60,8 +60,8 @@
 //!   write lock, [`app::update`]), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
 //!   the reminder schedule, whose tick reads only agreements whose wake note has come due or
 //!   whose record changed ([`app::schedule::wake_at`]), the sender task: due messages leased
-//!   and recorded in batches, one
-//!   commit each, with retries and backoff), the signer's emailed
+//!   and recorded in batches, one commit each, with retries and backoff; it also writes the
+//!   `.eml` copies of the mail a signature queued), the signer's emailed
 //!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the
 //!   change's own commit, signed, sent with SSRF checks after DNS) and the vendor register
 //!   ([`app::vendors`]). [`app::open`] builds it from configuration.

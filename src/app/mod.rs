@@ -10,7 +10,9 @@
 //!   before the signature is accepted (when the intake or the policy turns it on).
 //! * [`views`] — the first-view rule: later views of a signer link counted in memory.
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
-//!   reminders and notices are due, and the background task that sends due mail.
+//!   reminders and notices are due, and the background task that sends due mail and writes
+//!   the `.eml` copies of what a signature queued; `memory` — freed heap returned to the
+//!   system after the sender's start-up passes and each reminder tick.
 //! * [`seed`] — `countersign bench seed`: many realistic agreements written through the store.
 //! * [`webhooks`] — signed webhook events, queued with the change that causes them, and the
 //!   task that delivers them.
