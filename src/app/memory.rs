@@ -14,7 +14,8 @@
 pub(crate) fn return_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers; it only releases free memory the allocator holds,
-    // under the allocator's own locks, and is safe to call from any thread at any time.
+    // under the allocator's own locks, and glibc makes it safe to call from any thread (not
+    // from a signal handler, which this is never called from).
     #[allow(unsafe_code)]
     unsafe {
         libc::malloc_trim(0);

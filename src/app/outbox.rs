@@ -43,7 +43,9 @@ pub fn parse_status(s: &str) -> Result<MessageStatus, UnknownStatus> {
 
 /// Every message (optionally of one status), oldest first.
 pub fn list(store: &dyn Store, status: Option<MessageStatus>) -> Result<Vec<Message>, ServiceError> {
-    let mut ms: Vec<Message> = store.messages()?.into_iter().filter(|m| status.is_none_or(|s| m.status == s)).collect();
+    // The queued ones through the store's queue index, not by decoding every message sent.
+    let all = if status == Some(MessageStatus::Queued) { store.queued_messages()? } else { store.messages()? };
+    let mut ms: Vec<Message> = all.into_iter().filter(|m| status.is_none_or(|s| m.status == s)).collect();
     ms.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     Ok(ms)
 }

@@ -1690,8 +1690,28 @@ impl Service {
     /// [`Service::flush_outbox`] without waking the sender: its own pass when no transport can
     /// deliver (an SMTP configuration that cannot start), so the mail a signature queued still
     /// gets its copy, which nothing else would write before a restart.
+    /// Reads only the queue's heads, and the body of a message whose copy is missing; a message
+    /// that cannot be read or written is logged and left for the next pass, the rest go on.
     pub(crate) fn copy_queued(&self) -> Result<usize, ServiceError> {
-        self.copies(self.store.queued_messages()?)
+        if !self.config.eml_outbox {
+            return Ok(0);
+        }
+        let dir = self.config.data_dir.join("outbox");
+        let mut written = 0;
+        for head in self.store.queued_heads()? {
+            if head.status != MessageStatus::Queued || mail::eml_path_of(&dir, &head.id).exists() {
+                continue;
+            }
+            let copied = self.store.message(&head.id).map_err(|e| e.to_string()).and_then(|m| {
+                mail::write_eml(&dir, &m, &self.config, mail::Durability::Later).map_err(|e| e.to_string())
+            });
+            match copied {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(message = %head.id, error = %e, "cannot write the .eml copy; next pass"),
+            }
+        }
+        Ok(written)
     }
 
     /// [`Service::flush_outbox`] for one agreement's messages: what a staff action on that

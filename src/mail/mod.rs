@@ -217,7 +217,12 @@ pub fn to_rfc5322(m: &Message, config: &Config) -> Result<Vec<u8>, MailError> {
 
 /// The path of a message's `.eml` copy.
 pub fn eml_path(dir: &Path, m: &Message) -> PathBuf {
-    dir.join(format!("{}.eml", file_stem(&m.id)))
+    eml_path_of(dir, &m.id)
+}
+
+/// [`eml_path`] from the message's id alone.
+pub fn eml_path_of(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{}.eml", file_stem(id)))
 }
 
 /// Outbox ids may contain `:`; file names keep to a portable set.

@@ -94,7 +94,8 @@ fn with_an_smtp_configuration_that_cannot_start_a_signatures_mail_stays_queued_a
     assert_eq!(app.sign(&first, "Priya Raman", "VP, Legal").status, 200);
 
     // The signature's answer does not write the next signer's copy; the sender's pass does,
-    // though nothing can deliver the message.
+    // though nothing can deliver the message: after two passes it is still unattempted.
+    app.sender_passes(2);
     let invitation = messages(&app, &id)
         .into_iter()
         .filter(|m| m["kind"] == "link")
@@ -102,6 +103,7 @@ fn with_an_smtp_configuration_that_cannot_start_a_signatures_mail_stays_queued_a
         .expect("the next signer's invitation");
     assert_eq!(invitation["status"], "queued", "{invitation}");
     assert_eq!(invitation["attempts"], 0, "never attempted: {invitation}");
+    assert_eq!(invitation["last_error"], Value::Null, "{invitation}");
     let to = invitation["to"].as_str().expect("to").to_string();
     assert!(!app.links_for(&to, "/sign/").is_empty(), "the invitation's .eml copy for {to}");
 }
