@@ -46,9 +46,29 @@ use tokio::net::TcpListener;
 
 use crate::app::service::{Actor, Service};
 
-/// Shared state for every handler.
+/// Shared state for every handler: one `Arc`, so the several clones each request makes (the
+/// router, each middleware and the handler take it by value) are one atomic increment each,
+/// not one per field (dropping the per-field clones was 3.5 % of the server's samples serving
+/// the signer page at 256 connections, the counters' cache lines bouncing between the cores).
+/// Fields are read through `Deref` (`state.service`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub service: Arc<Service>,
     /// The bootstrap admin key (a secret: never printed).
     pub bootstrap: Arc<crate::secret::SecretString>,

@@ -42,7 +42,7 @@ pub fn build_state_on(
     let (admin_key, created) = auth::load_or_create_bootstrap(&data_dir).map_err(StartError::Bootstrap)?;
     let pages = sign::Pages::new()?;
     let service = Arc::new(service);
-    let state = AppState {
+    let state = AppState::new(super::Shared {
         people: Arc::new(crate::people::Directory::new(service.clone())),
         web: Arc::new(super::web::WebPages::new()?),
         service,
@@ -50,6 +50,6 @@ pub fn build_state_on(
         limiter: Arc::new(auth::FailureLimiter::new()),
         public_limiter: Arc::new(auth::RequestLimiter::new()),
         pages: Arc::new(pages),
-    };
+    });
     Ok((state, admin_key, created))
 }
