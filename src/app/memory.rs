@@ -5,7 +5,7 @@
 //! scan (records decoded on every core to build the search index), the first reminder tick and
 //! large listings free far more than the idle server keeps: on PostgreSQL at 100,000
 //! agreements the idle process held 189 MB of RSS with 62 MB of heap in use, and
-//! `malloc_trim(0)` took it to 114 MB (README, "At 100,000 agreements"). The mail sender calls
+//! `malloc_trim(0)` took it to 114 MB (README, *Scaling out*, "Re-run on 2026-12-02"). The mail sender calls
 //! [`return_freed`] after the start-up passes and after each reminder tick (every five minutes
 //! by default): a walk over the arenas, a few milliseconds, off the async threads.
 

@@ -112,14 +112,13 @@ pub fn spawn(
         let poll = Duration::from_millis(service.config.delivery.poll_ms.max(10));
         let tick_every = Duration::from_secs(service.config.reminders.tick_secs.max(1));
         let mut next_tick = tokio::time::Instant::now();
-        let mut ticked;
         loop {
             // Other instances' commits (one database, several instances) wake this loop.
             let svc = service.clone();
             if let Err(e) = tokio::task::spawn_blocking(move || svc.catch_up()).await {
                 tracing::error!(error = %e, "search index catch-up panicked");
             }
-            ticked = tokio::time::Instant::now() >= next_tick;
+            let ticked = tokio::time::Instant::now() >= next_tick;
             if ticked {
                 let svc = service.clone();
                 match tokio::task::spawn_blocking(move || svc.queue_due_messages()).await {

@@ -1731,18 +1731,9 @@ impl Service {
         if !self.config.eml_outbox {
             return Ok(0);
         }
-        self.copies(messages()?)
-    }
-
-    /// Writes the copies of the queued ones among `messages` that have none yet (with the
-    /// `.eml` outbox on).
-    fn copies(&self, messages: Vec<Message>) -> Result<usize, ServiceError> {
-        if !self.config.eml_outbox {
-            return Ok(0);
-        }
         let dir = self.config.data_dir.join("outbox");
         let mut written = 0;
-        for m in messages {
+        for m in messages()? {
             if m.status == MessageStatus::Queued
                 && mail::write_eml(&dir, &m, &self.config, mail::Durability::Later)
                     .map_err(|e| ServiceError::Internal(e.to_string()))?
