@@ -45,7 +45,9 @@
 //!   every read, the audit chain per agreement, derived trees written in the same commits,
 //!   left out of backups and rebuilt from the records when missing (the outbox's indexes; each
 //!   agreement's archive summary, which start-up reads instead of every record), and the
-//!   reminder tick's wake notes (advisory, written outside the commits); sub-stores for
+//!   reminder tick's wake notes (advisory, written outside the commits); the last decoded copy of
+//!   the agreements whose links are being checked, used only while the record's bytes are
+//!   unchanged (`store/decoded.rs`, sled only); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (each

@@ -64,7 +64,7 @@ impl Service {
     /// the masked address it went to. Refused when the link does not ask for a code, is
     /// locked, or has asked for [`EmailCode::MAX_SENT`] codes already.
     pub fn send_code(&self, token: &str, actor: &Actor) -> Result<String, ServiceError> {
-        let id = self.resolve_open(token)?.agreement.id;
+        let id = self.resolve_open(token)?.agreement.id.clone();
         let (_, to) = self.update(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
             let snapshot = a.clone();

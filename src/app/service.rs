@@ -128,7 +128,8 @@ pub enum LinkError {
 /// A verified link: the agreement and signer it opens.
 #[derive(Debug, Clone)]
 pub struct Link {
-    pub agreement: Agreement,
+    /// Shared: the store may hand out a copy it keeps (see [`Store::agreement_shared`]).
+    pub agreement: Arc<Agreement>,
     pub signer: SignerRecord,
     pub purpose: Purpose,
     pub token: String,
@@ -1340,7 +1341,7 @@ impl Service {
     /// expiry, agreement and signer, generation, state.
     pub fn resolve(&self, token: &str, want: Purpose) -> Result<Link, LinkError> {
         let claims = self.claims(token, want)?;
-        let a = self.store.agreement(&claims.agreement).map_err(|_| LinkError::Gone)?;
+        let a = self.store.agreement_shared(&claims.agreement).map_err(|_| LinkError::Gone)?;
         Self::link_in(a, &claims, token)
     }
 
@@ -1360,7 +1361,7 @@ impl Service {
     }
 
     /// What a token's claims open in agreement `a`: its signer, if the link is still theirs.
-    fn link_in(a: Agreement, claims: &Claims, token: &str) -> Result<Link, LinkError> {
+    fn link_in(a: Arc<Agreement>, claims: &Claims, token: &str) -> Result<Link, LinkError> {
         let signer = a.signer_by_index(claims.signer).cloned().ok_or(LinkError::Gone)?;
         if claims.generation != signer.generation {
             return Err(if a.status == Status::Voided { LinkError::Voided } else { LinkError::Superseded });
@@ -1392,7 +1393,7 @@ impl Service {
         if claims.agreement != a.id {
             return Err(LinkError::Gone);
         }
-        Self::still_open(Self::link_in(a.clone(), &claims, token)?)
+        Self::still_open(Self::link_in(Arc::new(a.clone()), &claims, token)?)
     }
 
     /// Records the first view of a signer's link (status `opened` and an `opened` event, durably).
@@ -1637,7 +1638,7 @@ impl Service {
         if reason.chars().count() > 2000 {
             return Err(ServiceError::Field("/reason".into(), "at most 2000 characters".into()));
         }
-        let id = self.resolve_open(token)?.agreement.id;
+        let id = self.resolve_open(token)?.agreement.id.clone();
         let (a, (signer, later_views)) = self.update(&id, |a, change| {
             let link = self.open_link_in(a, token)?;
             let later_views = self.views.peek(&a.id, &link.signer.id);
@@ -1665,7 +1666,7 @@ impl Service {
     /// The final copy through a download link (recorded as `downloaded`).
     pub fn download(&self, token: &str, actor: &Actor) -> Result<(Vec<u8>, Agreement), ServiceError> {
         let link = self.resolve(token, Purpose::Download)?;
-        let a = link.agreement;
+        let a = Arc::unwrap_or_clone(link.agreement);
         let sha = a.final_sha256.clone().ok_or(ServiceError::NotFound)?;
         let bytes = self.store.document(&sha)?;
         let _g = self.write();

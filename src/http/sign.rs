@@ -769,7 +769,7 @@ async fn submit(
                         typed_name: form.typed_name,
                         typed_title: form.typed_title,
                     };
-                    svc.sign_begin(&token, form, Some(&code), Some(loaded), &who)
+                    svc.sign_begin(&token, form, Some(&code), Some(std::sync::Arc::unwrap_or_clone(loaded)), &who)
                 })
                 .await?;
                 Ok(match signing {

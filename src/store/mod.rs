@@ -6,6 +6,7 @@
 //! before `commit` returns: a client is told "done" only for what survives a crash.
 
 pub use crate::domain::audit;
+mod decoded;
 pub mod format;
 pub mod group;
 pub mod ids;
@@ -286,6 +287,12 @@ fn decode_each(store: &dyn Store, f: &mut (dyn FnMut(Summary) + Send)) -> Result
 /// The storage interface the service uses.
 pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
+    /// [`Store::agreement`], shared: for the reads that repeat (verifying a signer's link). sled
+    /// hands out a decoded copy it keeps while the record's bytes are unchanged
+    /// ([`decoded`]); the default decodes every time.
+    fn agreement_shared(&self, id: &str) -> Result<std::sync::Arc<Agreement>, StoreError> {
+        self.agreement(id).map(std::sync::Arc::new)
+    }
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError>;
     /// Every agreement's [`Summary`] (what the archive index needs), handed to `f` one at a
     /// time as the store reads them, in no particular order: no vector of every record, no

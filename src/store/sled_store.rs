@@ -79,6 +79,9 @@ pub struct SledStore {
     wakes: Tree,
     /// Shares flushes between concurrent commits (group commit, see [`super::group`]).
     group: super::group::GroupCommit,
+    /// Agreements decoded for link checks, each kept with the bytes it came from
+    /// ([`super::decoded`]; in memory only).
+    decoded: super::decoded::DecodedCache,
     /// The index token this open found and took out of `meta` ([`Store::take_index_token`]).
     index_token: std::sync::Mutex<Option<[u8; 16]>>,
     /// The index token stored by [`Store::put_index_token`] and not removed since: to be sealed
@@ -363,6 +366,7 @@ impl SledStore {
             head_key,
             migration,
             group: Default::default(),
+            decoded: Default::default(),
             index_token: Default::default(),
             sealing: sealing.clone(),
             people: super::people::PeopleTrees::open(&db)?,
@@ -452,6 +456,11 @@ fn put_json<T: serde::Serialize>(t: &TransactionalTree, key: &[u8], v: &T) -> Re
 impl Store for SledStore {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError> {
         Self::get_json(&self.agreements, id.as_bytes())
+    }
+
+    fn agreement_shared(&self, id: &str) -> Result<Arc<Agreement>, StoreError> {
+        let bytes = self.agreements.get(id.as_bytes()).map_err(io)?.ok_or(StoreError::NotFound)?;
+        self.decoded.decode(id, &bytes).map_err(io)
     }
 
     fn agreements(&self) -> Result<Vec<Agreement>, StoreError> {
@@ -938,6 +947,25 @@ mod tests {
         let (one, _) =
             store.commit_all_nowait(vec![Change { agreement: Some(agreement("broken", 2)), ..Change::default() }]);
         assert!(matches!(one.as_slice(), [Err(StoreError::Io(_))]), "{one:?}");
+    }
+
+    #[test]
+    fn a_shared_agreement_is_the_kept_copy_until_a_commit_changes_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("opens");
+        store.commit(Change { agreement: Some(agreement("ag_1", 1)), ..Change::default() }).expect("commits");
+        let first = store.agreement_shared("ag_1").expect("reads");
+        let again = store.agreement_shared("ag_1").expect("reads");
+        assert!(Arc::ptr_eq(&first, &again), "the same record: the same decoded copy");
+        let mut changed = agreement("ag_1", 2);
+        changed.title = "Corrected".into();
+        store.commit(Change { agreement: Some(changed), ..Change::default() }).expect("commits");
+        let now = store.agreement_shared("ag_1").expect("reads");
+        assert_eq!((now.title.as_str(), now.revision), ("Corrected", 2));
+        // A write that bypasses the service (as a restore or an earlier release would): seen too.
+        store.put_raw_agreement("ag_1", &serde_json::to_vec(&agreement("ag_1", 3)).expect("encodes")).expect("writes");
+        assert_eq!(store.agreement_shared("ag_1").expect("reads").revision, 3);
+        assert!(matches!(store.agreement_shared("ag_2"), Err(StoreError::NotFound)));
     }
 }
 
