@@ -165,19 +165,44 @@ impl Skeleton {
             .sum()
     }
 
-    fn fill(pieces: &[Piece], values: &SlotValues<'_>) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 64 }).sum());
+    /// What filling `pieces` with `values` takes, about (escaping lengthens only what holds
+    /// `&<>"'`).
+    fn size(pieces: &[Piece], values: &SlotValues<'_>) -> usize {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Slot(i) => values[*i].len() + 8,
+            })
+            .sum()
+    }
+
+    /// Appends `pieces` filled with `values` to `out`.
+    fn fill_into(pieces: &[Piece], values: &SlotValues<'_>, out: &mut Vec<u8>) {
+        out.reserve(Self::size(pieces, values));
         for p in pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
                 // Writing to a vector cannot fail.
                 Piece::Slot(i) => {
-                    let _ = crate::render::html::escape(values[*i], &mut out);
+                    let _ = crate::render::html::escape(values[*i], out);
                 }
             }
         }
+    }
+
+    fn fill(pieces: &[Piece], values: &SlotValues<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        Self::fill_into(pieces, values, &mut out);
         out
+    }
+
+    /// The whole page as one gzip member, the head and tail filled in place around the kept
+    /// document ([`super::page_cache::GzipBuilder`]).
+    fn gzip(&self, doc: &SentDoc, values: &SlotValues<'_>) -> super::page_cache::Gzipped {
+        let mut g = super::page_cache::GzipBuilder::new(Self::size(&self.head, values));
+        Self::fill_into(&self.head, values, g.head());
+        g.finish(&doc.html, Self::size(&self.tail, values), |t| Self::fill_into(&self.tail, values, t))
     }
 }
 
@@ -198,16 +223,10 @@ impl SentDoc {
         self.html.len() + self.title.len() + self.subtitle.iter().map(|l| l.len() + 24).sum::<usize>()
     }
 
-    /// The page's head and tail for a link without a note, from this document's skeleton for
-    /// the form's shape (made now if it is the first, and charged to the cache).
-    fn filled(
-        &self,
-        pages: &Pages,
-        email_code: bool,
-        locked: bool,
-        values: &SlotValues<'_>,
-    ) -> Option<(Vec<u8>, Vec<u8>)> {
-        let sk = self.skeletons[shape(email_code, locked)]
+    /// This document's skeleton for the form's shape, made now if it is the first (and charged
+    /// to the cache); `None` when the document cannot have one (see [`Skeleton::make`]).
+    fn skeleton(&self, pages: &Pages, email_code: bool, locked: bool) -> Option<&Skeleton> {
+        self.skeletons[shape(email_code, locked)]
             .get_or_init(|| {
                 let sk = Skeleton::make(pages, self, email_code, locked);
                 if let (Some(sk), Some(sha)) = (&sk, &self.sha256) {
@@ -215,7 +234,19 @@ impl SentDoc {
                 }
                 sk
             })
-            .as_ref()?;
+            .as_ref()
+    }
+
+    /// The page's head and tail for a link without a note, from this document's skeleton.
+    #[cfg(test)]
+    fn filled(
+        &self,
+        pages: &Pages,
+        email_code: bool,
+        locked: bool,
+        values: &SlotValues<'_>,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let sk = self.skeleton(pages, email_code, locked)?;
         Some((Skeleton::fill(&sk.head, values), Skeleton::fill(&sk.tail, values)))
     }
 }
@@ -586,23 +617,29 @@ fn sign_page(
     values[SLOT_CSRF] = &csrf;
     values[SLOT_MASKED_EMAIL] = &masked;
     let (email_code, locked) = (link.signer.email_code.required, link.signer.email_code.locked());
-    let filled = if note.is_none() { doc.filled(&state.pages, email_code, locked, &values) } else { None };
-    let (head, tail) = match filled {
-        Some(parts) => parts,
-        None => match state.pages.sign_page_parts(&page_context(doc, email_code, locked, note, &values)) {
-            Ok((head, tail)) => (head.into_bytes(), tail.into_bytes()),
-            Err(e) => return error_page(state, e),
-        },
-    };
-    let body = if gzip {
-        super::page_cache::gzip(&head, &doc.html, &tail)
-    } else {
-        match doc.html.inflate() {
-            Ok(text) => [head.as_slice(), text.as_bytes(), tail.as_slice()].concat(),
-            Err(e) => return error_page(state, ApiError::Internal(format!("page: kept agreement text: {e}"))),
+    let skeleton = if note.is_none() { doc.skeleton(&state.pages, email_code, locked) } else { None };
+    let body = match skeleton {
+        // The common case, a view: filled in place around the kept stream.
+        Some(sk) if gzip => axum::body::Body::new(sk.gzip(doc, &values)),
+        _ => {
+            let (head, tail) = match skeleton {
+                Some(sk) => (Skeleton::fill(&sk.head, &values), Skeleton::fill(&sk.tail, &values)),
+                None => match state.pages.sign_page_parts(&page_context(doc, email_code, locked, note, &values)) {
+                    Ok((head, tail)) => (head.into_bytes(), tail.into_bytes()),
+                    Err(e) => return error_page(state, e),
+                },
+            };
+            if gzip {
+                axum::body::Body::new(super::page_cache::gzip(&head, &doc.html, &tail))
+            } else {
+                match doc.html.inflate() {
+                    Ok(text) => axum::body::Body::from([head.as_slice(), text.as_bytes(), tail.as_slice()].concat()),
+                    Err(e) => return error_page(state, ApiError::Internal(format!("page: kept agreement text: {e}"))),
+                }
+            }
         }
     };
-    let mut r = Response::new(axum::body::Body::from(body));
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -905,7 +942,15 @@ mod tests {
             let v: SlotValues<'_> = std::array::from_fn(|i| values[i].as_str());
             for (email_code, locked) in [(false, false), (false, true), (true, false), (true, true)] {
                 let filled = d.filled(pages(), email_code, locked, &v).expect("a skeleton for every shape");
-                prop_assert_eq!(filled, by_template(&d, email_code, locked, &v), "code {} locked {}", email_code, locked);
+                let (head, tail) = by_template(&d, email_code, locked, &v);
+                prop_assert_eq!(&filled, &(head.clone(), tail.clone()), "code {} locked {}", email_code, locked);
+                // The gzip member filled in place decodes to the same page (GzDecoder checks
+                // the CRC-32 and the length).
+                let sk = d.skeleton(pages(), email_code, locked).expect("a skeleton");
+                let mut page = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&sk.gzip(&d, &v).to_vec()[..]), &mut page)
+                    .expect("a valid gzip member");
+                prop_assert_eq!(page, [head.as_slice(), b"<main>text</main>", tail.as_slice()].concat());
             }
         }
     }
