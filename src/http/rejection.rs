@@ -9,9 +9,7 @@
 //! with the same status. The public `/verify` is an API route and answers JSON too. Bodies of
 //! such rejections are a line of text; at most 4 KiB of one is read.
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -93,12 +91,15 @@ pub fn api_error(status: StatusCode, text: &str, params: &[String]) -> ApiError 
     }
 }
 
-/// The middleware: re-shapes an unshaped 4xx answer (see the module documentation).
-pub async fn shape(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let pattern = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let api = path.starts_with("/api/") || path == "/verify";
-    let resp = next.run(req).await;
+/// Whether a request path is answered under the API's policy (JSON errors).
+pub fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/verify"
+}
+
+/// Re-shapes an unshaped 4xx answer (see the module documentation): called by the one outer
+/// middleware (`http::edge`) with what it took of the request before it ran (whether its path
+/// is the API's, [`is_api`], and the matched route pattern, if any).
+pub async fn shape(state: &AppState, api: bool, pattern: Option<&str>, resp: Response) -> Response {
     if !resp.status().is_client_error() || shaped(&resp, api) {
         return resp;
     }
@@ -108,7 +109,7 @@ pub async fn shape(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(_) => String::new(),
     };
-    let params = pattern.as_deref().map(params_of).unwrap_or_default();
+    let params = pattern.map(params_of).unwrap_or_default();
     let mut out = if api {
         api_error(status, &text, &params).into_response()
     } else {
