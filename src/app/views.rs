@@ -14,40 +14,51 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Views after the first, per (agreement id, signer id), not yet written to the audit trail.
+/// Views after the first, per agreement id and signer id, not yet written to the audit trail.
 #[derive(Default)]
 pub struct Views {
     // A plain mutex: each operation is one hash-map update, far shorter than anything else on
     // the request path, so contention stays negligible even at tens of thousands of views a
-    // second; a sharded map would buy nothing measurable.
-    counts: Mutex<HashMap<(String, String), u64>>,
+    // second; a sharded map would buy nothing measurable. Keyed by agreement, then signer, so a
+    // view of a link already counted is found by the ids as borrowed, without allocating (two
+    // `String`s per view with a pair as the key: 1.4 % of the signer page's CPU, 2026-12-02).
+    counts: Mutex<Counts>,
 }
 
+type Counts = HashMap<String, HashMap<String, u64>>;
+
 impl Views {
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         // A panic while holding the lock cannot leave a half-updated count worth protecting.
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one more view of the signer's link.
     pub fn bump(&self, agreement: &str, signer: &str) {
-        *self.counts().entry((agreement.to_string(), signer.to_string())).or_insert(0) += 1;
+        let mut counts = self.counts();
+        match counts.get_mut(agreement).and_then(|m| m.get_mut(signer)) {
+            Some(c) => *c += 1,
+            None => *counts.entry(agreement.to_string()).or_default().entry(signer.to_string()).or_insert(0) += 1,
+        }
     }
 
     /// The views counted so far (without removing them).
     pub fn peek(&self, agreement: &str, signer: &str) -> u64 {
-        self.counts().get(&(agreement.to_string(), signer.to_string())).copied().unwrap_or(0)
+        self.counts().get(agreement).and_then(|m| m.get(signer)).copied().unwrap_or(0)
     }
 
     /// Removes `n` counted views once they are durably written (views counted meanwhile stay).
     pub fn written(&self, agreement: &str, signer: &str, n: u64) {
-        let key = (agreement.to_string(), signer.to_string());
         let mut counts = self.counts();
-        if let Some(c) = counts.get_mut(&key) {
+        let Some(signers) = counts.get_mut(agreement) else { return };
+        if let Some(c) = signers.get_mut(signer) {
             *c = c.saturating_sub(n);
             if *c == 0 {
-                counts.remove(&key);
+                signers.remove(signer);
             }
+        }
+        if signers.is_empty() {
+            counts.remove(agreement);
         }
     }
 }
@@ -71,6 +82,8 @@ mod tests {
         v.written("ag1", "s1", n);
         assert_eq!(v.peek("ag1", "s1"), 1);
         v.written("ag1", "s1", 1);
-        assert!(v.counts().get(&("ag1".to_string(), "s1".to_string())).is_none(), "a written entry is dropped");
+        assert!(v.counts().get("ag1").is_some_and(|m| !m.contains_key("s1")), "a written entry is dropped");
+        v.written("ag1", "s2", 1);
+        assert!(v.counts().get("ag1").is_none(), "an agreement with no count left is dropped");
     }
 }
