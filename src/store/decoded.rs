@@ -50,17 +50,18 @@ impl DecodedCache {
     pub fn decode(&self, id: &str, raw: &[u8]) -> Result<Arc<Agreement>, serde_json::Error> {
         let shard = self.shard(id);
         // A poisoned shard (a panic while held: only a HashMap operation) is still a valid map.
-        if let Some((bytes, a)) = shard.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            if **bytes == *raw {
-                return Ok(a.clone());
-            }
+        if let Some((bytes, a)) = shard.lock().unwrap_or_else(|p| p.into_inner()).get(id)
+            && **bytes == *raw
+        {
+            return Ok(a.clone());
         }
         let a: Arc<Agreement> = Arc::new(serde_json::from_slice(raw)?);
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CAPACITY / SHARDS && !map.contains_key(id) {
-            if let Some(victim) = map.keys().next().cloned() {
-                map.remove(&victim);
-            }
+        if map.len() >= CAPACITY / SHARDS
+            && !map.contains_key(id)
+            && let Some(victim) = map.keys().next().cloned()
+        {
+            map.remove(&victim);
         }
         map.insert(id.into(), (raw.into(), a.clone()));
         Ok(a)
