@@ -289,7 +289,7 @@ pub trait Store: Send + Sync + 'static {
     fn agreement(&self, id: &str) -> Result<Agreement, StoreError>;
     /// [`Store::agreement`], shared: for the reads that repeat (verifying a signer's link). sled
     /// hands out a decoded copy it keeps while the record's bytes are unchanged
-    /// ([`decoded`]); the default decodes every time.
+    /// (`store/decoded.rs`); the default decodes every time.
     fn agreement_shared(&self, id: &str) -> Result<std::sync::Arc<Agreement>, StoreError> {
         self.agreement(id).map(std::sync::Arc::new)
     }
