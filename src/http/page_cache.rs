@@ -57,7 +57,9 @@ impl Deflated {
         }
         let mut crc = crc32fast::Hasher::new();
         crc.update(input);
-        Ok(Deflated { stream: Bytes::from(stream), crc })
+        // Trimmed to its length: `Bytes::from(Vec)` keeps the vector's spare capacity (up to
+        // the loop's last reserve), which the cache, counting `len`, would not see.
+        Ok(Deflated { stream: Bytes::from(stream.into_boxed_slice()), crc })
     }
 
     /// The compressed size: what the cache counts.
@@ -126,7 +128,8 @@ impl GzipBuilder {
         GzipBuilder { first }
     }
 
-    /// The head's bytes are appended here.
+    /// The head's bytes are appended here (append only: what is already there is the gzip
+    /// header and the block's header to be completed).
     pub fn head(&mut self) -> &mut Vec<u8> {
         &mut self.first
     }
@@ -135,6 +138,7 @@ impl GzipBuilder {
     pub fn finish(self, doc: &Deflated, hint: usize, write_tail: impl FnOnce(&mut Vec<u8>)) -> Gzipped {
         let start = GZIP_HEADER.len() + STORED_HEADER;
         let mut first = self.first;
+        debug_assert!(first.len() >= start, "the head was appended to, not cut");
         let mut crc = crc32fast::Hasher::new();
         crc.update(&first[start..]);
         close_stored(&mut first, GZIP_HEADER.len(), false);

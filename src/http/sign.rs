@@ -49,7 +49,8 @@ pub struct Pages {
 }
 
 /// Compressed bytes of agreement text kept for the signer page, with the page's skeleton: ~12 KB
-/// per 12-page BAA and ~4 KB of page, so about 4,000 documents in view at once stay rendered;
+/// per 12-page BAA and ~1–2 KB of page of its own (the rest of the page's text is shared by every
+/// document, see [`Skeleton::make`]), so about 4,500 documents in view at once stay rendered;
 /// nothing is kept until a link is opened.
 const DOC_CACHE_BYTES: usize = 64 << 20;
 

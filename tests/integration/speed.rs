@@ -110,6 +110,9 @@ fn a_browser_that_accepts_gzip_gets_the_same_signer_page_compressed_to_a_fractio
     assert_eq!(gz.status, 200);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    // Sent as three parts (head, the kept stream, tail), announced with its exact length.
+    assert_eq!(gz.header("content-length"), Some(gz.body.len().to_string().as_str()));
+    assert_eq!(gz.header("transfer-encoding"), None, "not chunked");
     let mut html = String::new();
     // The decoder checks the member's CRC-32 and length.
     flate2::read::GzDecoder::new(gz.body.as_slice()).read_to_string(&mut html).expect("a valid gzip body");
