@@ -184,14 +184,15 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
 async fn edge(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
     use tracing::Instrument;
     let method = req.method().clone();
-    let pattern = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let route = pattern.as_deref().unwrap_or("(unmatched)");
+    // `MatchedPath` is a shared string: cloned, not copied.
+    let pattern = req.extensions().get::<MatchedPath>().cloned();
+    let route = pattern.as_ref().map_or("(unmatched)", MatchedPath::as_str);
     let api = rejection::is_api(req.uri().path());
     let id = request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = std::time::Instant::now();
     let mut resp = async {
-        let resp = rejection::shape(&state, api, pattern.as_deref(), next.run(req).await).await;
+        let resp = rejection::shape(&state, api, pattern.as_ref().map(MatchedPath::as_str), next.run(req).await).await;
         let elapsed = started.elapsed();
         tracing::info!(status = resp.status().as_u16(), ms = elapsed.as_millis() as u64, "request");
         state.service.metrics.request(method.as_str(), route, resp.status().as_u16(), elapsed.as_secs_f64());

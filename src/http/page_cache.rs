@@ -100,9 +100,9 @@ fn stored(out: &mut Vec<u8>, data: &[u8], last: bool) {
 
 /// `head`, the kept document and `tail` as one gzip member (see [`GzipBuilder`]).
 pub fn gzip(head: &[u8], doc: &Deflated, tail: &[u8]) -> Gzipped {
-    let mut g = GzipBuilder::new(head.len());
+    let mut g = GzipBuilder::default();
     g.head().extend_from_slice(head);
-    g.finish(doc, tail.len(), |t| t.extend_from_slice(tail))
+    g.finish(doc, |t| t.extend_from_slice(tail))
 }
 
 /// Where a stored block's header goes before its data: BFINAL/BTYPE, LEN, NLEN (RFC 1951 §3.2.4).
@@ -119,30 +119,34 @@ pub struct GzipBuilder {
     first: Vec<u8>,
 }
 
-impl GzipBuilder {
-    /// Room for a head of about `head` bytes.
-    pub fn new(head: usize) -> GzipBuilder {
-        let mut first = Vec::with_capacity(GZIP_HEADER.len() + STORED_HEADER + head + 64);
+impl Default for GzipBuilder {
+    /// The gzip header and the head's block header to come; the writer of the head reserves
+    /// what it needs.
+    fn default() -> GzipBuilder {
+        let mut first = Vec::new();
         first.extend_from_slice(&GZIP_HEADER);
         first.extend_from_slice(&[0; STORED_HEADER]);
         GzipBuilder { first }
     }
+}
 
+impl GzipBuilder {
     /// The head's bytes are appended here (append only: what is already there is the gzip
     /// header and the block's header to be completed).
     pub fn head(&mut self) -> &mut Vec<u8> {
         &mut self.first
     }
 
-    /// The member: `tail` (about `hint` bytes) written by `write_tail`, after `doc`.
-    pub fn finish(self, doc: &Deflated, hint: usize, write_tail: impl FnOnce(&mut Vec<u8>)) -> Gzipped {
+    /// The member: `doc`, then the tail written by `write_tail` (which reserves what it needs,
+    /// plus the trailer's 8 bytes).
+    pub fn finish(self, doc: &Deflated, write_tail: impl FnOnce(&mut Vec<u8>)) -> Gzipped {
         let start = GZIP_HEADER.len() + STORED_HEADER;
         let mut first = self.first;
         debug_assert!(first.len() >= start, "the head was appended to, not cut");
         let mut crc = crc32fast::Hasher::new();
         crc.update(&first[start..]);
         close_stored(&mut first, GZIP_HEADER.len(), false);
-        let mut last = Vec::with_capacity(STORED_HEADER + hint + 64 + 8);
+        let mut last = Vec::new();
         last.extend_from_slice(&[0; STORED_HEADER]);
         write_tail(&mut last);
         crc.combine(&doc.crc);

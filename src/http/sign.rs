@@ -136,19 +136,18 @@ impl Skeleton {
     fn make(pages: &Pages, doc: &SentDoc, email_code: bool, locked: bool) -> Option<Skeleton> {
         let mut sk = Self::render(pages, doc, email_code, locked)?;
         let common = pages.common(email_code, locked);
-        sk.own = 0;
         for p in sk.head.iter_mut().chain(sk.tail.iter_mut()) {
-            if let Piece::Text(t) = p {
-                match common.iter().find(|c| c.len() == t.len() && c[..] == t[..]) {
-                    Some(c) => *t = c.clone(),
-                    None => sk.own += t.len(),
-                }
+            if let Piece::Text(t) = p
+                && let Some(c) = common.iter().find(|c| c[..] == t[..])
+            {
+                sk.own -= t.len();
+                *t = c.clone();
             }
         }
         Some(sk)
     }
 
-    /// [`Skeleton::make`] without sharing.
+    /// [`Skeleton::make`] without sharing (all its text its own).
     fn render(pages: &Pages, doc: &SentDoc, email_code: bool, locked: bool) -> Option<Skeleton> {
         let fixed = doc
             .title
@@ -205,9 +204,10 @@ impl Skeleton {
             .sum()
     }
 
-    /// Appends `pieces` filled with `values` to `out`.
+    /// Appends `pieces` filled with `values` to `out` (with room for 8 bytes more: a gzip
+    /// trailer after a tail).
     fn fill_into(pieces: &[Piece], values: &SlotValues<'_>, out: &mut Vec<u8>) {
-        out.reserve(Self::size(pieces, values));
+        out.reserve(Self::size(pieces, values) + 8);
         for p in pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
@@ -228,9 +228,9 @@ impl Skeleton {
     /// The whole page as one gzip member, the head and tail filled in place around the kept
     /// document ([`super::page_cache::GzipBuilder`]).
     fn gzip(&self, doc: &SentDoc, values: &SlotValues<'_>) -> super::page_cache::Gzipped {
-        let mut g = super::page_cache::GzipBuilder::new(Self::size(&self.head, values));
+        let mut g = super::page_cache::GzipBuilder::default();
         Self::fill_into(&self.head, values, g.head());
-        g.finish(&doc.html, Self::size(&self.tail, values), |t| Self::fill_into(&self.tail, values, t))
+        g.finish(&doc.html, |t| Self::fill_into(&self.tail, values, t))
     }
 }
 
