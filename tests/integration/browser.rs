@@ -109,8 +109,15 @@ impl Driver {
         self.call("POST", &self.s(&format!("/element/{id}/value")), Some(json!({"text": text})));
     }
 
+    /// The page's HTML; when the browser cannot give it (mid-navigation, a renderer that does
+    /// not answer), what WebDriver said instead, so a failed assertion that prints the source
+    /// says why it is not there.
     pub(crate) fn source(&self) -> String {
-        self.call("GET", &self.s("/source"), None).as_str().unwrap_or("").to_string()
+        let v = self.call("GET", &self.s("/source"), None);
+        match v.as_str() {
+            Some(html) => html.to_string(),
+            None => format!("(no page source; WebDriver answered {v})"),
+        }
     }
 
     pub(crate) fn script(&self, js: &str) -> Value {
