@@ -241,7 +241,7 @@ fn a_signer_signs_in_a_real_browser_on_a_phone_sized_screen() {
     d.click("button[value=sign]");
     let t = Instant::now();
     while !d.source().contains("Your signature has been recorded") {
-        assert!(t.elapsed() < Duration::from_secs(10), "no confirmation page: {}", d.source());
+        assert!(t.elapsed() < crate::web::PATIENCE, "no confirmation page: {}", d.source());
         std::thread::sleep(Duration::from_millis(100));
     }
     let a = app.get(&format!("/api/v1/agreements/{id}")).json();

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::app::{T0, TestApp, spawn_app, spawn_app_with};
 use crate::helpers::{BAA, assert_qpdf_ok, countersign, example_json, pdftotext};
 use crate::smtp::eventually;
+use crate::web::poll;
 
 const DAY: u64 = 86_400;
 
@@ -569,17 +570,6 @@ fn the_executive_reports_figures_equal_the_counts_computed_from_the_api() {
 }
 
 const PASSWORD: &str = "a quiet harbour at dusk";
-
-fn poll(mut f: impl FnMut() -> bool) -> bool {
-    let t = std::time::Instant::now();
-    while t.elapsed() < std::time::Duration::from_secs(15) {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
-}
 
 #[test]
 fn in_a_real_browser_the_vendor_pages_show_every_section_and_take_the_questionnaire() {

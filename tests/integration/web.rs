@@ -258,9 +258,15 @@ pub(crate) fn at(d: &Driver, path: &str) -> bool {
     poll(|| current_path(d) == path && d.script("return document.readyState;") == "complete")
 }
 
+/// How long a browser test waits for something it expects to see. Only positive waits use it
+/// (a passing run never waits this long), so it is generous: on a fresh 2-core CI machine the
+/// browser shares the cores with the rest of the suite, and one run of 15 s timed out once.
+pub(crate) const PATIENCE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Calls `f` until it holds or [`PATIENCE`] has passed.
 pub(crate) fn poll(mut f: impl FnMut() -> bool) -> bool {
     let t = std::time::Instant::now();
-    while t.elapsed() < std::time::Duration::from_secs(15) {
+    while t.elapsed() < PATIENCE {
         if f() {
             return true;
         }
