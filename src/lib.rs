@@ -50,8 +50,9 @@
 //!   unchanged (`store/decoded.rs`, sled only); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
-//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (each
-//!   entry packed in one allocation, unpacked for the entries an answer lists), written as a
+//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids and
+//!   folded text in one buffer, entries packed in another and unpacked for the entries an answer
+//!   lists, no heap block per row), written as a
 //!   snapshot when a server stops and read at the next start when the store vouches for it
 //!   ([`app::snapshot`]: a token the store holds only while nothing has changed since).
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via

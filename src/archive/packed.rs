@@ -1,67 +1,144 @@
-//! An index [`Entry`] without its id, packed into one allocation (issue 14 §6: memory at
-//! 100,000 agreements).
+//! An index [`Entry`] without its id, packed (issue 14 §6: memory at 100,000 agreements).
 //!
 //! An `Entry` as Rust lays it out is ~300 bytes of `String`/`Vec`/`Option` headers plus about
 //! eleven heap blocks (every string its own, each rounded up by the allocator): ~800 bytes per
 //! agreement, most of the index. Searches never read it: they filter and sort on the index's
 //! fixed-size facts and folded text, and build `Entry` values only for the page they answer.
-//! So the index keeps it packed and unpacks on demand ([`Packed::entry`]), which also makes the
-//! start-up build cheaper (one allocation per row instead of eleven; rows a quarter the size
-//! to move as the vector grows).
+//! So the index keeps it packed, every row's in one buffer (`search::Packs`), and unpacks on
+//! demand ([`Packed::entry`]).
 //!
-//! Encoding: [`Entry`]'s fields in order without `id`, in [`crate::domain::compact`]'s fields
-//! (`states` as a count and that many strings). Only the index snapshot stores it
-//! (`app::snapshot`), and a snapshot is read only by the build that wrote it, so the encoding
-//! can change with any release.
+//! Encoding: see [`pack`]. Only the index snapshot stores it (`app::snapshot`), and a snapshot
+//! is read only by the build that wrote it, so the encoding can change with any release.
 
-use super::search::Entry;
-use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_sha, put_str, put_u64};
+use super::search::{Entry, KINDS, STATUSES};
+use crate::domain::compact::{Reader, put_opt_u64, put_sha, put_str, put_u64};
 
-/// See the module documentation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Packed(Box<[u8]>);
-
-impl Packed {
-    /// `e` packed, all but its id.
-    pub(super) fn new(e: &Entry) -> Packed {
-        let mut b = Vec::with_capacity(
-            24 + e.kind.len()
-                + e.title.len()
-                + e.parties[0].len()
-                + e.parties[1].len()
-                + e.status.len()
-                + e.states.iter().map(|s| s.len() + 1).sum::<usize>()
-                + e.effective_date.len()
-                + e.renewal_date.as_ref().map_or(0, String::len)
-                + e.created_by.len()
-                + 32,
-        );
-        put_str(&mut b, &e.kind);
-        put_str(&mut b, &e.title);
-        put_str(&mut b, &e.parties[0]);
-        put_str(&mut b, &e.parties[1]);
-        put_str(&mut b, &e.status);
-        put_u64(&mut b, e.states.len() as u64);
-        for s in &e.states {
-            put_str(&mut b, s);
-        }
-        put_str(&mut b, &e.effective_date);
-        put_opt_str(&mut b, e.renewal_date.as_deref());
-        put_opt_u64(&mut b, e.executed_at);
-        put_u64(&mut b, e.created_at);
-        put_u64(&mut b, e.updated_at);
-        put_sha(&mut b, e.final_sha256.as_deref());
-        put_str(&mut b, &e.created_by);
-        Packed(b.into_boxed_slice())
+/// Appends `e` packed, all but its id, to `w` ([`Packed`] reads it).
+///
+/// Beyond [`crate::domain::compact`]'s fields: the kind and status as their position in
+/// [`KINDS`] and [`STATUSES`] plus one (0 and the string for any other), and the effective and
+/// renewal dates as YYYYMMDD plus one or two when they are written YYYY-MM-DD (0 and the string
+/// otherwise; for the renewal date 0 is none and 1 the string). Each is exactly reversible.
+pub(super) fn pack(e: &Entry, w: &mut Vec<u8>) {
+    put_code(w, &KINDS, &e.kind);
+    put_str(w, &e.title);
+    put_str(w, &e.parties[0]);
+    put_str(w, &e.parties[1]);
+    put_code(w, STATUSES, &e.status);
+    put_u64(w, e.states.len() as u64);
+    for s in &e.states {
+        put_str(w, s);
     }
+    match canonical_date(&e.effective_date) {
+        Some(n) => put_u64(w, u64::from(n) + 1),
+        None => {
+            w.push(0);
+            put_str(w, &e.effective_date);
+        }
+    }
+    match e.renewal_date.as_deref() {
+        None => w.push(0),
+        Some(d) => match canonical_date(d) {
+            Some(n) => put_u64(w, u64::from(n) + 2),
+            None => {
+                w.push(1);
+                put_str(w, d);
+            }
+        },
+    }
+    put_opt_u64(w, e.executed_at);
+    put_u64(w, e.created_at);
+    put_u64(w, e.updated_at);
+    put_sha(w, e.final_sha256.as_deref());
+    put_str(w, &e.created_by);
+}
 
+/// `value`'s position in `list` plus one, or 0 and the string.
+fn put_code(w: &mut Vec<u8>, list: &[&str], value: &str) {
+    match list.iter().position(|k| *k == value) {
+        Some(i) => put_u64(w, i as u64 + 1),
+        None => {
+            w.push(0);
+            put_str(w, value);
+        }
+    }
+}
+
+/// YYYYMMDD when `s` is a date written YYYY-MM-DD (so that [`date_string`] gives `s` back).
+fn canonical_date(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    Some(num(0..4) * 10_000 + num(5..7) * 100 + num(8..10))
+}
+
+fn date_string(n: u64) -> Result<String, String> {
+    if n > 99_999_999 {
+        return Err(format!("date {n} out of range"));
+    }
+    Ok(format!("{:04}-{:02}-{:02}", n / 10_000, n / 100 % 100, n % 100))
+}
+
+/// What [`put_code`] wrote: the list's string, or the one that follows.
+fn code<'a>(r: &mut Reader<'a>, list: &[&'static str]) -> Result<&'a str, String> {
+    match r.u64()? {
+        0 => r.str(),
+        n => usize::try_from(n - 1).ok().and_then(|i| list.get(i)).copied().ok_or_else(|| format!("no code {n}")),
+    }
+}
+
+/// What [`pack`] wrote for the effective date (`opt` false) or the renewal date (`opt` true).
+fn date(r: &mut Reader<'_>, opt: bool) -> Result<Option<String>, String> {
+    match (r.u64()?, opt) {
+        (0, false) | (1, true) => r.string().map(Some),
+        (0, true) => Ok(None),
+        (n, opt) => date_string(n - 1 - u64::from(opt)).map(Some),
+    }
+}
+
+/// Checks that `b` is exactly one packed entry: walked field by field, so what an index keeps
+/// from a snapshot always unpacks.
+pub(super) fn check(b: &[u8]) -> Result<(), String> {
+    let mut r = Reader(b);
+    code(&mut r, &KINDS)?;
+    // `str`, not `skip_str`: every string is checked to be UTF-8, as unpacking expects.
+    for _ in 0..3 {
+        r.str()?;
+    }
+    code(&mut r, STATUSES)?;
+    for _ in 0..r.count()? {
+        r.str()?;
+    }
+    date(&mut r, false)?;
+    date(&mut r, true)?;
+    r.opt_u64()?;
+    r.u64()?;
+    r.u64()?;
+    r.sha()?;
+    r.str()?;
+    if !r.0.is_empty() {
+        return Err("bytes after a packed entry".into());
+    }
+    Ok(())
+}
+
+/// An [`Entry`] without its id, packed by [`pack`]: its bytes, wherever the index keeps them.
+/// Searches never read it: they filter and sort on the index's fixed-size facts and folded
+/// text, and unpack entries only for the page they answer ([`Packed::entry`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Packed<'a>(pub(super) &'a [u8]);
+
+impl<'a> Packed<'a> {
     /// The entry again, with `id`: equal to the one packed.
-    pub(super) fn entry(&self, id: &str) -> Entry {
+    pub(super) fn entry(self, id: &str) -> Entry {
         self.read(|r| {
-            let kind = r.string()?;
+            let kind = code(r, &KINDS)?.to_string();
             let title = r.string()?;
             let parties = [r.string()?, r.string()?];
-            let status = r.string()?;
+            let status = code(r, STATUSES)?.to_string();
             let n = r.count()?;
             let states = (0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
             Ok(Entry {
@@ -71,8 +148,8 @@ impl Packed {
                 parties,
                 status,
                 states,
-                effective_date: r.string()?,
-                renewal_date: r.opt_string()?,
+                effective_date: date(r, false)?.unwrap_or_default(),
+                renewal_date: date(r, true)?,
                 executed_at: r.opt_u64()?,
                 created_at: r.u64()?,
                 updated_at: r.u64()?,
@@ -97,69 +174,43 @@ impl Packed {
         })
     }
 
-    /// The packed bytes, for the index snapshot.
-    pub(super) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Bytes [`Packed::bytes`] gave, read back from a snapshot: walked field by field first, so
-    /// what is kept always unpacks.
-    pub(super) fn from_bytes(b: &[u8]) -> Result<Packed, String> {
-        // `str`, not `skip_str`: every string is checked to be UTF-8, as unpacking expects.
-        let mut r = Reader(b);
-        for _ in 0..5 {
-            r.str()?;
-        }
-        for _ in 0..r.count()? {
-            r.str()?;
-        }
-        r.str()?;
-        r.opt_str()?;
-        r.opt_u64()?;
-        r.u64()?;
-        r.u64()?;
-        r.sha()?;
-        r.str()?;
-        if !r.0.is_empty() {
-            return Err("bytes after a packed entry".into());
-        }
-        Ok(Packed(b.into()))
-    }
-
     /// The title and the two parties' legal names, read in place (no string is allocated).
-    pub(super) fn title_and_parties(&self) -> (&str, [&str; 2]) {
+    pub(super) fn title_and_parties(self) -> (&'a str, [&'a str; 2]) {
         self.read(|r| {
-            r.skip_str()?;
+            code(r, &KINDS)?;
             Ok((r.str()?, [r.str()?, r.str()?]))
         })
         .unwrap_or(("", ["", ""]))
     }
 
     /// The status, read without unpacking the other strings.
-    pub(super) fn status(&self) -> &str {
+    pub(super) fn status(self) -> &'a str {
         self.read(|r| {
-            for _ in 0..4 {
+            code(r, &KINDS)?;
+            for _ in 0..3 {
                 r.skip_str()?;
             }
-            r.str()
+            code(r, STATUSES)
         })
         .unwrap_or("")
     }
 
     /// `created_at`, read without unpacking the strings.
-    pub(super) fn created_at(&self) -> u64 {
+    pub(super) fn created_at(self) -> u64 {
         self.read(|r| {
-            for _ in 0..5 {
+            code(r, &KINDS)?;
+            for _ in 0..3 {
                 r.skip_str()?;
             }
+            code(r, STATUSES)?;
             for _ in 0..r.count()? {
                 r.skip_str()?;
             }
-            r.skip_str()?;
-            match r.byte()? {
-                0 => {}
-                1 => r.skip_str()?,
-                t => return Err(format!("bad option tag {t}")),
+            for opt in [false, true] {
+                match (r.u64()?, opt) {
+                    (0, false) | (1, true) => r.skip_str()?,
+                    _ => {}
+                }
             }
             r.opt_u64()?;
             r.u64()
@@ -167,11 +218,11 @@ impl Packed {
         .unwrap_or(0)
     }
 
-    /// Runs `f` over the bytes. They are always [`Packed::new`]'s own, so `f` cannot fail; were
-    /// it to (a bug), debug builds stop, and release builds log it and answer empty values
-    /// rather than stop the process.
-    fn read<'a, T>(&'a self, f: impl FnOnce(&mut Reader<'a>) -> Result<T, String>) -> Option<T> {
-        match f(&mut Reader(&self.0)) {
+    /// Runs `f` over the bytes. They are always [`pack`]'s own (an index checks what it reads
+    /// from a snapshot), so `f` cannot fail; were it to (a bug), debug builds stop, and release
+    /// builds log it and answer empty values rather than stop the process.
+    fn read<T>(self, f: impl FnOnce(&mut Reader<'a>) -> Result<T, String>) -> Option<T> {
+        match f(&mut Reader(self.0)) {
             Ok(v) => Some(v),
             Err(e) => {
                 debug_assert!(false, "a packed index entry does not read back: {e}");
@@ -179,12 +230,6 @@ impl Packed {
                 None
             }
         }
-    }
-
-    /// Bytes held, for the tests' accounting.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
     }
 }
 
@@ -210,28 +255,40 @@ mod tests {
         }
     }
 
+    fn packed(e: &Entry) -> Vec<u8> {
+        let mut b = Vec::new();
+        pack(e, &mut b);
+        b
+    }
+
     #[test]
     fn an_entry_unpacks_to_the_one_packed_with_every_option_and_odd_values() {
         let e = entry();
-        let p = Packed::new(&e);
+        let b = packed(&e);
+        let p = Packed(&b);
         assert_eq!(p.entry("agr_1"), e);
         assert_eq!(p.status(), "executed");
         assert_eq!(p.title_and_parties(), (e.title.as_str(), [e.parties[0].as_str(), e.parties[1].as_str()]));
-        // Its bytes read back; any shorter or longer run of them does not.
-        assert_eq!(Packed::from_bytes(p.bytes()), Ok(p.clone()));
-        for n in 0..p.len() {
-            assert!(Packed::from_bytes(&p.bytes()[..n]).is_err(), "{n} bytes");
-        }
-        assert!(Packed::from_bytes(&[p.bytes(), &[0]].concat()).is_err());
-        // A string that is not UTF-8 is refused, not kept to fail when unpacked.
-        let mut bad = p.bytes().to_vec();
-        assert_eq!(&bad[..4], b"\x03baa", "the kind comes first");
-        bad[1] = 0xff;
-        assert!(Packed::from_bytes(&bad).is_err());
         assert_eq!(p.created_at(), e.created_at);
-        // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length.
-        let upper = Packed::new(&Entry { final_sha256: Some("AB".repeat(32)), ..e.clone() });
-        assert_eq!(upper.len() - p.len(), 33);
+        // Its bytes check; any shorter or longer run of them does not.
+        assert_eq!(check(&b), Ok(()));
+        for n in 0..b.len() {
+            assert!(check(&b[..n]).is_err(), "{n} bytes");
+        }
+        assert!(check(&[&b[..], &[0]].concat()).is_err());
+        // A string that is not UTF-8 is refused, not kept to fail when unpacked.
+        let mut bad = b.clone();
+        assert_eq!(&bad[..2], &[1, e.title.len() as u8], "the kind's code, then the title");
+        bad[2] = 0xff;
+        assert!(check(&bad).is_err());
+        // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length; known
+        // kinds and statuses as one byte, dates written YYYY-MM-DD as a number.
+        let upper = packed(&Entry { final_sha256: Some("AB".repeat(32)), ..e.clone() });
+        assert_eq!(upper.len() - b.len(), 33);
+        let odd = Entry { kind: "Baa".into(), status: "Executed".into(), ..e.clone() };
+        assert_eq!(packed(&odd).len() - b.len(), 1 + 3 + 1 + 8);
+        let dates = Entry { effective_date: "2026-1-1".into(), renewal_date: Some("soon".into()), ..e.clone() };
+        assert_eq!(packed(&dates).len(), b.len() + 6 + 2);
 
         let bare = Entry {
             states: vec![],
@@ -241,25 +298,39 @@ mod tests {
             created_at: 0,
             title: String::new(),
             created_by: String::new(),
+            effective_date: String::new(),
             ..e.clone()
         };
-        let p = Packed::new(&bare);
-        assert_eq!(p.entry("agr_1"), bare);
-        assert_eq!(p.created_at(), 0);
+        let b = packed(&bare);
+        assert_eq!(Packed(&b).entry("agr_1"), bare);
+        assert_eq!(Packed(&b).created_at(), 0);
 
-        // Digests that are not 64 lowercase hex digits come back as they were.
-        for odd in ["AB".repeat(32), "ab".repeat(31), "zz".repeat(32), String::new(), "é".repeat(32)] {
-            let e = Entry { final_sha256: Some(odd.clone()), status: "some_future_status".into(), ..e.clone() };
-            let p = Packed::new(&e);
-            assert_eq!(p.entry("agr_1"), e, "{odd}");
-            assert_eq!(p.status(), "some_future_status");
-            assert_eq!(p.created_at(), e.created_at);
+        // Every value that is not the usual kind comes back as it was.
+        let odd_dates =
+            ["2026-01-01", "0000-00-00", "9999-99-99", "2026-01-1", "2026/01/01", "", "é", "２０２６-01-01"];
+        let digests = ["AB".repeat(32), "ab".repeat(31), "zz".repeat(32), String::new(), "é".repeat(32)];
+        for (i, d) in digests.into_iter().enumerate() {
+            for date in odd_dates {
+                let e = Entry {
+                    final_sha256: Some(d.clone()),
+                    status: "some_future_status".into(),
+                    kind: ["baa", "dua", "BAA", "", "x"][i].into(),
+                    effective_date: date.into(),
+                    renewal_date: [None, Some(date.to_string())][i % 2].clone(),
+                    ..e.clone()
+                };
+                let b = packed(&e);
+                assert_eq!(check(&b), Ok(()), "{e:?}");
+                assert_eq!(Packed(&b).entry("agr_1"), e);
+                assert_eq!(Packed(&b).status(), "some_future_status");
+                assert_eq!(Packed(&b).created_at(), e.created_at);
+            }
         }
 
         // Long strings take multi-byte lengths.
         let long = Entry { title: "x".repeat(70_000), states: vec!["S".repeat(200); 130], ..e.clone() };
-        let p = Packed::new(&long);
-        assert_eq!(p.entry("agr_1"), long);
-        assert_eq!(p.created_at(), long.created_at);
+        let b = packed(&long);
+        assert_eq!(Packed(&b).entry("agr_1"), long);
+        assert_eq!(Packed(&b).created_at(), long.created_at);
     }
 }

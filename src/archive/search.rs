@@ -79,7 +79,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use memchr::memmem::Finder;
 use serde::{Deserialize, Serialize};
 
-use super::packed::Packed;
+use super::packed::{self, Packed};
 use crate::domain::agreement::Life;
 
 mod snapshot;
@@ -184,11 +184,13 @@ pub struct Index {
     /// What every search reads first, in one compact array: the scan chases no pointer until a
     /// row passes the fixed-size filters.
     hot: Vec<Hot>,
-    /// The folded text, at the same positions as `hot`.
+    /// The ids and folded text, at the same positions as `hot`.
     text: Text,
     /// The entries, at the same positions as `hot`.
     rows: Vec<Row>,
-    /// Row positions, hashed by the rows' ids: each id is kept once, in its row.
+    /// The rows' packed entries, in one buffer.
+    packs: Packs,
+    /// Row positions, hashed by the rows' ids: each id is kept once, in `text`.
     by_id: hashbrown::HashTable<usize>,
     hasher: std::hash::RandomState,
     /// Parent agreement id → the ids of the agreements naming it as their parent, in id order
@@ -198,7 +200,15 @@ pub struct Index {
 
 /// An entry ready to go into an index ([`Index::prepare`]).
 #[derive(Debug)]
-pub struct Prepared((Hot, (String, usize), Row));
+pub struct Prepared {
+    hot: Hot,
+    id: String,
+    /// The folded text, and where its names start.
+    hay: (String, usize),
+    packed: Vec<u8>,
+    odd_states: Option<Box<[Box<str>]>>,
+    life: Life,
+}
 
 /// The fixed-size facts of an entry that searches filter and sort on.
 #[derive(Debug, Clone, Copy)]
@@ -219,20 +229,29 @@ struct Hot {
     status: u8,
 }
 
-/// Every row's folded text, `title \n party0 \n party1` (each [`search_key`]ed; no part holds a
-/// control character, so `\n` sorts before every character of a part), in one buffer.
+/// Every row's id and folded text, `title \n party0 \n party1` (each [`search_key`]ed; no
+/// part holds a control character, so `\n` sorts before every character of a part), in one
+/// buffer: no row holds a heap block of its own, so the index is a few large blocks, which the
+/// allocator returns whole, rather than 100,000s of small ones pinning the pages around them.
 /// A replaced or removed row's text stays in the buffer, counted as dead, until dead text
 /// outweighs live text and the buffer is rewritten in row order (amortised O(1) per change).
 #[derive(Debug, Default)]
 struct Text {
     buf: String,
-    /// Per row: where its text is in `buf`.
+    /// Per row: where its id and text are in `buf`.
     spans: Vec<Span>,
     dead: usize,
 }
 
+/// Whether a buffer holding `dead` bytes no row uses is worth rewriting.
+fn worth_compacting(dead: usize, len: usize) -> bool {
+    dead > 1 << 16 && dead > len / 2
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Span {
+    /// Where the id starts; the text starts where it ends.
+    id: usize,
     start: usize,
     /// Where `party0 \n party1` starts: the counterparty match and sort key.
     names: usize,
@@ -240,8 +259,9 @@ struct Span {
 }
 
 impl Span {
+    /// Bytes held: the id and the text.
     fn len(self) -> usize {
-        self.end - self.start
+        self.end - self.id
     }
 }
 
@@ -259,20 +279,22 @@ impl Text {
         (hay, names_at)
     }
 
-    fn append(&mut self, (hay, names_at): (&str, usize)) -> Span {
+    fn append(&mut self, id: &str, (hay, names_at): (&str, usize)) -> Span {
+        let at = self.buf.len();
+        self.buf.push_str(id);
         let start = self.buf.len();
         self.buf.push_str(hay);
-        Span { start, names: start + names_at, end: self.buf.len() }
+        Span { id: at, start, names: start + names_at, end: self.buf.len() }
     }
 
-    fn push(&mut self, hay: (&str, usize)) {
-        let span = self.append(hay);
+    fn push(&mut self, id: &str, hay: (&str, usize)) {
+        let span = self.append(id, hay);
         self.spans.push(span);
     }
 
-    fn replace(&mut self, i: usize, hay: (&str, usize)) {
+    fn replace(&mut self, i: usize, id: &str, hay: (&str, usize)) {
         self.dead += self.spans[i].len();
-        self.spans[i] = self.append(hay);
+        self.spans[i] = self.append(id, hay);
         self.compact();
     }
 
@@ -283,17 +305,23 @@ impl Text {
 
     /// Rewrites the buffer without dead text once that is most of it.
     fn compact(&mut self) {
-        if self.dead <= 1 << 16 || self.dead <= self.buf.len() / 2 {
+        if !worth_compacting(self.dead, self.buf.len()) {
             return;
         }
         let mut buf = String::with_capacity(self.buf.len() - self.dead);
         for span in &mut self.spans {
-            let start = buf.len();
-            buf.push_str(&self.buf[span.start..span.end]);
-            *span = Span { start, names: start + (span.names - span.start), end: buf.len() };
+            let at = buf.len();
+            buf.push_str(&self.buf[span.id..span.end]);
+            let moved = |p: usize| at + (p - span.id);
+            *span = Span { id: at, start: moved(span.start), names: moved(span.names), end: buf.len() };
         }
         self.buf = buf;
         self.dead = 0;
+    }
+
+    fn id(&self, i: usize) -> &str {
+        let s = self.spans[i];
+        &self.buf[s.id..s.start]
     }
 
     fn hay(&self, i: usize) -> &str {
@@ -307,14 +335,48 @@ impl Text {
     }
 }
 
-/// An entry and its facts beyond the hot array: ~100 bytes and two heap blocks (id and packed
-/// entry; more for a parent's id, and for odd state codes one plus one per code) where the
-/// `Entry` itself was ~800 bytes in twelve (see [`Packed`]).
+/// Every row's packed entry (see [`Packed`]) in one buffer, as [`Text`] keeps the text.
+#[derive(Debug, Default)]
+struct Packs {
+    buf: Vec<u8>,
+    dead: usize,
+}
+
+impl Packs {
+    fn append(&mut self, packed: &[u8]) -> (usize, usize) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(packed);
+        (start, self.buf.len())
+    }
+
+    fn get(&self, row: &Row) -> Packed<'_> {
+        Packed(&self.buf[row.pack.0..row.pack.1])
+    }
+
+    /// Rewrites the buffer without dead entries once they are most of it, moving `rows`' spans.
+    fn compact(&mut self, rows: &mut [Row]) {
+        if !worth_compacting(self.dead, self.buf.len()) {
+            return;
+        }
+        let mut buf = Vec::with_capacity(self.buf.len() - self.dead);
+        for row in rows {
+            let start = buf.len();
+            buf.extend_from_slice(&self.buf[row.pack.0..row.pack.1]);
+            row.pack = (start, buf.len());
+        }
+        self.buf = buf;
+        self.dead = 0;
+    }
+}
+
+/// An entry's facts beyond the hot array and its text: ~80 bytes and no heap block of its own
+/// (one for a parent's id, and for odd state codes one plus one per code) where the `Entry`
+/// itself was ~800 bytes in twelve (see [`Packed`]).
 #[derive(Debug)]
 struct Row {
-    id: Box<str>,
-    /// The rest of the entry, unpacked only for the entries a search answers.
-    packed: Packed,
+    /// Where the rest of the entry is in [`Packs`], unpacked only for the entries a search
+    /// answers.
+    pack: (usize, usize),
     /// The row's state codes (trimmed, uppercased) that have no bit of their own in
     /// `Hot::states_mask`; None when there are none (the usual case). Codes with a bit of their
     /// own are answered by the mask alone.
@@ -323,8 +385,8 @@ struct Row {
     life: Life,
 }
 
-impl Row {
-    fn new(entry: Entry, life: Life) -> (Hot, (String, usize), Row) {
+impl Prepared {
+    fn new(entry: Entry, life: Life) -> Prepared {
         let (hay, names_at) = Text::of(&entry);
         let mut states_mask = 0;
         let mut odd: Vec<Box<str>> = Vec::new();
@@ -345,43 +407,47 @@ impl Row {
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        let packed = Packed::new(&entry);
+        let mut packed = Vec::new();
+        packed::pack(&entry, &mut packed);
         let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
-        (hot, (hay, names_at), Row { id: entry.id.into_boxed_str(), packed, odd_states, life })
-    }
-
-    fn entry(&self) -> Entry {
-        self.packed.entry(&self.id)
+        Prepared { hot, id: entry.id, hay: (hay, names_at), packed, odd_states, life }
     }
 }
 
 /// One indexed agreement, read in place: its id, status and creation time without unpacking
 /// the entry, and the whole [`Entry`] on demand.
 #[derive(Debug, Clone, Copy)]
-pub struct Listed<'a>(&'a Row);
+pub struct Listed<'a> {
+    index: &'a Index,
+    i: usize,
+}
 
 impl<'a> Listed<'a> {
     pub fn id(self) -> &'a str {
-        &self.0.id
+        self.index.text.id(self.i)
+    }
+
+    fn packed(self) -> Packed<'a> {
+        self.index.packs.get(&self.index.rows[self.i])
     }
 
     /// The snake_case status.
     pub fn status(self) -> &'a str {
-        self.0.packed.status()
+        self.packed().status()
     }
 
     /// Unix seconds.
     pub fn created_at(self) -> u64 {
-        self.0.packed.created_at()
+        self.packed().created_at()
     }
 
     /// The title and the parties' legal names (upstream, downstream), read in place.
     pub fn title_and_parties(self) -> (&'a str, [&'a str; 2]) {
-        self.0.packed.title_and_parties()
+        self.packed().title_and_parties()
     }
 
     pub fn entry(self) -> Entry {
-        self.0.entry()
+        self.packed().entry(self.id())
     }
 }
 
@@ -440,47 +506,59 @@ impl Index {
     /// The work of [`Index::upsert_life`] that needs no index (folding the text, the fixed-size
     /// facts): done apart, on any thread, so a rebuild can prepare rows in parallel.
     pub fn prepare(e: Entry, life: Life) -> Prepared {
-        Prepared(Row::new(e, life))
+        Prepared::new(e, life)
     }
 
     /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
-    pub fn upsert_prepared(&mut self, Prepared((hot, (hay, names_at), row)): Prepared) {
-        self.insert_row(hot, &hay, names_at, row);
+    pub fn upsert_prepared(&mut self, p: Prepared) {
+        self.insert_row(p.hot, &p.id, (&p.hay.0, p.hay.1), &p.packed, p.odd_states, p.life);
     }
 
-    /// Adds a row with its fixed-size facts and folded text (names from `names_at`), or replaces
-    /// the one with the same id.
-    fn insert_row(&mut self, hot: Hot, hay: &str, names_at: usize, row: Row) {
-        let hay = (hay, names_at);
-        if let Some(p) = &row.life.parent {
-            self.children.entry(p.clone()).or_default().insert(row.id.to_string());
+    /// Adds a row with its fixed-size facts, folded text (names from the offset given) and
+    /// packed entry, or replaces the one with the same id.
+    fn insert_row(
+        &mut self,
+        hot: Hot,
+        id: &str,
+        hay: (&str, usize),
+        packed: &[u8],
+        odd_states: Option<Box<[Box<str>]>>,
+        life: Life,
+    ) {
+        if let Some(p) = &life.parent {
+            self.children.entry(p.clone()).or_default().insert(id.to_string());
         }
-        match self.position(&row.id) {
+        let pack = self.packs.append(packed);
+        let row = Row { pack, odd_states, life };
+        match self.position(id) {
             Some(i) => {
                 self.hot[i] = hot;
-                self.text.replace(i, hay);
+                self.text.replace(i, id, hay);
                 let old = std::mem::replace(&mut self.rows[i], row);
+                self.packs.dead += old.pack.1 - old.pack.0;
                 let now = self.rows[i].life.parent.clone();
-                self.unlink_child(&old, now.as_deref());
+                self.unlink_child(id, &old, now.as_deref());
+                self.packs.compact(&mut self.rows);
             }
             None => {
-                let (rows, hasher) = (&self.rows, &self.hasher);
-                self.by_id.insert_unique(hasher.hash_one(&*row.id), rows.len(), |&j| hasher.hash_one(&*rows[j].id));
+                let (text, hasher) = (&self.text, &self.hasher);
+                self.by_id.insert_unique(hasher.hash_one(id), self.rows.len(), |&j| hasher.hash_one(text.id(j)));
                 self.hot.push(hot);
-                self.text.push(hay);
+                self.text.push(id, hay);
                 self.rows.push(row);
             }
         }
     }
 
-    /// Drops `old` from its parent's children unless it still names that parent (`now`).
-    fn unlink_child(&mut self, old: &Row, now: Option<&str>) {
+    /// Drops `old` (the row of `id`) from its parent's children unless it still names that
+    /// parent (`now`).
+    fn unlink_child(&mut self, id: &str, old: &Row, now: Option<&str>) {
         let Some(p) = old.life.parent.as_deref() else { return };
         if now == Some(p) {
             return;
         }
         if let Some(set) = self.children.get_mut(p) {
-            set.remove(&*old.id);
+            set.remove(id);
             if set.is_empty() {
                 self.children.remove(p);
             }
@@ -489,38 +567,45 @@ impl Index {
 
     /// Removes the entry with this id, if any.
     pub fn remove(&mut self, id: &str) {
-        let rows = &self.rows;
-        let Ok(slot) = self.by_id.find_entry(self.hasher.hash_one(id), |&i| &*rows[i].id == id) else { return };
+        let text = &self.text;
+        let Ok(slot) = self.by_id.find_entry(self.hasher.hash_one(id), |&i| text.id(i) == id) else { return };
         let (i, _) = slot.remove();
         let last = self.rows.len() - 1;
         self.hot.swap_remove(i);
         self.text.swap_remove(i);
         let old = self.rows.swap_remove(i);
-        self.unlink_child(&old, None);
-        if let Some(moved) = self.rows.get(i) {
+        self.packs.dead += old.pack.1 - old.pack.0;
+        self.unlink_child(id, &old, None);
+        if i < self.rows.len() {
             // The last row moved to `i`: its slot says `last`, and is there (every row has one).
-            let slot = self.by_id.find_mut(self.hasher.hash_one(&*moved.id), |&j| j == last);
-            debug_assert!(slot.is_some(), "the moved row {} has a slot", moved.id);
+            let moved = self.text.id(i);
+            let slot = self.by_id.find_mut(self.hasher.hash_one(moved), |&j| j == last);
+            debug_assert!(slot.is_some(), "the moved row {moved} has a slot");
             if let Some(p) = slot {
                 *p = i;
             }
         }
+        self.packs.compact(&mut self.rows);
     }
 
     /// Where the row with this id is.
     fn position(&self, id: &str) -> Option<usize> {
-        let rows = &self.rows;
-        self.by_id.find(self.hasher.hash_one(id), |&i| &*rows[i].id == id).copied()
+        let text = &self.text;
+        self.by_id.find(self.hasher.hash_one(id), |&i| text.id(i) == id).copied()
+    }
+
+    fn listed(&self, i: usize) -> Listed<'_> {
+        Listed { index: self, i }
     }
 
     /// Every entry with its lifecycle facts, in no particular order.
     pub fn lives(&self) -> impl Iterator<Item = (Listed<'_>, &Life)> {
-        self.rows.iter().map(|r| (Listed(r), &r.life))
+        self.rows.iter().enumerate().map(|(i, r)| (self.listed(i), &r.life))
     }
 
     /// One entry with its lifecycle facts.
     pub fn get_life(&self, id: &str) -> Option<(Listed<'_>, &Life)> {
-        self.position(id).map(|i| (Listed(&self.rows[i]), &self.rows[i].life))
+        self.position(id).map(|i| (self.listed(i), &self.rows[i].life))
     }
 
     /// The ids of the entries naming `id` as their parent, in id order.
@@ -538,7 +623,7 @@ impl Index {
 
     /// The entry with this id, unpacked.
     pub fn get(&self, id: &str) -> Option<Entry> {
-        self.position(id).map(|i| self.rows[i].entry())
+        self.position(id).map(|i| self.listed(i).entry())
     }
 
     /// Brings renewal dates to `today`. An auto-renewing term rolls forward as days pass, so an
@@ -556,7 +641,7 @@ impl Index {
             })
             .collect();
         for &(i, due) in &moved {
-            let mut e = self.rows[i].entry();
+            let mut e = self.listed(i).entry();
             e.renewal_date = due.map(|d| d.to_string());
             let life = self.rows[i].life.clone();
             self.upsert_life(e, life);
@@ -575,7 +660,7 @@ impl Index {
     }
 
     fn cmp(&self, sort: Sort, a: usize, b: usize) -> Ordering {
-        sort.cmp(self.key(a, sort.field), Lazy::Id(&self.rows[a]), self.key(b, sort.field), Lazy::Id(&self.rows[b]))
+        sort.cmp(self.key(a, sort.field), Lazy::Id(&self.text, a), self.key(b, sort.field), Lazy::Id(&self.text, b))
     }
 
     fn matches(&self, plan: &Plan, i: usize) -> bool {
@@ -606,7 +691,7 @@ impl Index {
             }
             total += 1;
             if let Some(after) = &plan.after
-                && sort.cmp(self.key(i, sort.field), Lazy::Id(&self.rows[i]), after.key.as_key(), Lazy::Str(&after.id))
+                && sort.cmp(self.key(i, sort.field), Lazy::Id(&self.text, i), after.key.as_key(), Lazy::Str(&after.id))
                     != Ordering::Greater
             {
                 continue;
@@ -628,11 +713,11 @@ impl Index {
         best.truncate(limit);
         let next_cursor = match best.last() {
             Some(&last) if after_cursor > limit => {
-                Some(encode_cursor(sort, self.key(last, sort.field), &self.rows[last].id))
+                Some(encode_cursor(sort, self.key(last, sort.field), self.text.id(last)))
             }
             _ => None,
         };
-        Page { items: best.into_iter().map(|i| self.rows[i].entry()).collect(), total, next_cursor }
+        Page { items: best.into_iter().map(|i| self.listed(i).entry()).collect(), total, next_cursor }
     }
 
     /// Every match, in order, for `export.csv`: the filters and `sort` apply; `limit` and
@@ -641,7 +726,7 @@ impl Index {
         let Ok(plan) = Plan::new(q) else { return Vec::new() };
         let mut found: Vec<usize> = (0..self.rows.len()).filter(|&i| self.matches(&plan, i)).collect();
         found.sort_unstable_by(|&a, &b| self.cmp(plan.sort, a, b));
-        found.into_iter().map(|i| self.rows[i].entry()).collect()
+        found.into_iter().map(|i| self.listed(i).entry()).collect()
     }
 }
 
@@ -725,7 +810,7 @@ enum Key<'a> {
 /// not touched until then), or a given string.
 #[derive(Debug, Clone, Copy)]
 enum Lazy<'a> {
-    Id(&'a Row),
+    Id(&'a Text, usize),
     Names(&'a Text, usize),
     Str(&'a str),
 }
@@ -733,7 +818,7 @@ enum Lazy<'a> {
 impl<'a> Lazy<'a> {
     fn get(self) -> &'a str {
         match self {
-            Lazy::Id(row) => &row.id,
+            Lazy::Id(text, i) => text.id(i),
             Lazy::Names(text, i) => text.names(i),
             Lazy::Str(s) => s,
         }
@@ -1276,7 +1361,7 @@ mod tests {
     }
 
     #[test]
-    fn text_search_answers_stay_right_while_replaced_and_removed_rows_leave_dead_text_and_it_is_compacted() {
+    fn text_search_answers_and_entries_stay_right_while_replaced_and_removed_rows_leave_dead_bytes_and_they_are_compacted() {
         let mut entries = corpus(11, 3_000);
         let mut ix = index(&entries);
         let mut rng = Rng(97);
@@ -1286,8 +1371,8 @@ mod tests {
             query(|q| (q.counterparty, q.sort) = (Some("ångström".into()), Some("-counterparty".into()))),
             query(|q| (q.q, q.state) = (Some("northwind".into()), Some("ca".into()))),
         ];
-        // Without compaction the buffer would hold every text ever appended.
-        let mut appended = ix.text.buf.len();
+        // Without compaction the buffers would hold every id, text and entry ever appended.
+        let (mut appended, mut packs_appended) = (ix.text.buf.len(), ix.packs.buf.len());
         for round in 0..6 {
             // Rename a third of the entries (their text is replaced) and remove a few.
             for _ in 0..entries.len() / 3 {
@@ -1295,7 +1380,10 @@ mod tests {
                 let other = entry(&mut rng, i);
                 entries[i].parties = other.parties;
                 entries[i].title = format!("{} round {round}", other.title);
-                appended += Text::of(&entries[i]).0.len();
+                appended += entries[i].id.len() + Text::of(&entries[i]).0.len();
+                let mut b = Vec::new();
+                packed::pack(&entries[i], &mut b);
+                packs_appended += b.len();
                 ix.upsert(entries[i].clone());
             }
             for _ in 0..50 {
@@ -1306,10 +1394,17 @@ mod tests {
                 assert_eq!(ids(&find(&ix, q.clone())), ids(&reference(&entries, q)), "round {round}: {q:?}");
             }
             assert!(ix.text.dead <= ix.text.buf.len() / 2 || ix.text.dead <= 1 << 16, "dead text is bounded");
+            assert!(ix.packs.dead <= ix.packs.buf.len() / 2 || ix.packs.dead <= 1 << 16, "dead entries are bounded");
+            for e in &entries {
+                assert_eq!(ix.get(&e.id).as_ref(), Some(e), "round {round}");
+            }
         }
-        assert!(ix.text.buf.len() < appended, "the buffer was rewritten at least once");
+        assert!(ix.text.buf.len() < appended, "the text was rewritten at least once");
+        assert!(ix.packs.buf.len() < packs_appended, "the entries were rewritten at least once");
         let live: usize = ix.text.spans.iter().map(|s| s.len()).sum();
         assert_eq!(live + ix.text.dead, ix.text.buf.len(), "every byte is live or counted dead");
+        let live: usize = ix.rows.iter().map(|r| r.pack.1 - r.pack.0).sum();
+        assert_eq!(live + ix.packs.dead, ix.packs.buf.len(), "every packed byte is live or counted dead");
     }
 
     #[test]

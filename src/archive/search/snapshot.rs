@@ -10,7 +10,7 @@
 
 use std::hash::BuildHasher;
 
-use super::{Hot, Index, Packed, Row};
+use super::{Hot, Index, packed};
 use crate::domain::agreement::Life;
 use crate::domain::compact::{Reader, put_bytes, put_opt_str, put_opt_u64, put_str, put_u64};
 use crate::domain::intake::Date;
@@ -33,10 +33,11 @@ impl Index {
     /// Appends the index to `w`: [`Index::read_snapshot`] reads it back.
     pub fn write_snapshot(&self, w: &mut Vec<u8>) {
         put_u64(w, self.rows.len() as u64);
-        // The live text's length, so reading sizes its buffer once.
+        // The live text's and packed entries' lengths, so reading sizes its buffers once.
         put_u64(w, self.text.spans.iter().map(|s| s.len() as u64).sum());
+        put_u64(w, self.rows.iter().map(|r| (r.pack.1 - r.pack.0) as u64).sum());
         for (i, row) in self.rows.iter().enumerate() {
-            put_str(w, &row.id);
+            put_str(w, self.text.id(i));
             let h = &self.hot[i];
             put_u64(w, h.updated_at);
             put_u64(w, h.names_prefix);
@@ -48,7 +49,7 @@ impl Index {
             let span = self.text.spans[i];
             put_str(w, self.text.hay(i));
             put_u64(w, (span.names - span.start) as u64);
-            put_bytes(w, row.packed.bytes());
+            put_bytes(w, self.packs.get(row).0);
             let odd = row.odd_states.as_deref().unwrap_or_default();
             put_u64(w, odd.len() as u64);
             for code in odd {
@@ -72,16 +73,18 @@ impl Index {
         // `MIN_ROW` bytes, text at least its own length.
         const MIN_ROW: usize = 20;
         let text = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
+        let packs = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
         let rows_held = n.min(r.0.len() / MIN_ROW);
         let mut index = Index::new();
         index.hot.reserve_exact(rows_held);
         index.rows.reserve_exact(rows_held);
         index.text.spans.reserve_exact(rows_held);
         index.text.buf.reserve_exact(text);
-        let (rows, hasher) = (&index.rows, &index.hasher);
-        index.by_id.reserve(rows_held, |&j| hasher.hash_one(&*rows[j].id));
+        index.packs.buf.reserve_exact(packs);
+        let (texts, hasher) = (&index.text, &index.hasher);
+        index.by_id.reserve(rows_held, |&j| hasher.hash_one(texts.id(j)));
         for _ in 0..n {
-            let id: Box<str> = r.str()?.into();
+            let id = r.str()?;
             let hot = Hot {
                 updated_at: r.u64()?,
                 names_prefix: r.u64()?,
@@ -96,7 +99,8 @@ impl Index {
             if !hay.is_char_boundary(names_at) {
                 return Err(format!("{id}: text offset {names_at} is not in its text"));
             }
-            let packed = Packed::from_bytes(r.bytes()?).map_err(|e| format!("{id}: {e}"))?;
+            let packed = r.bytes()?;
+            packed::check(packed).map_err(|e| format!("{id}: {e}"))?;
             let odd = (0..r.count()?).map(|_| r.str().map(Box::from)).collect::<Result<Vec<Box<str>>, _>>()?;
             let effective = read_date(r)?;
             let term_months = u16::try_from(r.u64()?).map_err(|_| format!("{id}: term out of range"))?;
@@ -115,7 +119,7 @@ impl Index {
                 revision: r.u64()?,
             };
             let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
-            index.insert_row(hot, hay, names_at, Row { id, packed, odd_states, life });
+            index.insert_row(hot, id, (hay, names_at), packed, odd_states, life);
         }
         Ok(index)
     }
