@@ -52,7 +52,7 @@
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids and
 //!   folded text in one buffer, entries packed in another and unpacked for the entries an answer
-//!   lists, no heap block per row), written as a
+//!   lists; no heap block per row beyond a parent's id or odd state codes), written as a
 //!   snapshot when a server stops and read at the next start when the store vouches for it
 //!   ([`app::snapshot`]: a token the store holds only while nothing has changed since).
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via

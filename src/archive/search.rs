@@ -407,7 +407,7 @@ impl Prepared {
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        let mut packed = Vec::new();
+        let mut packed = Vec::with_capacity(packed::size_hint(&entry));
         packed::pack(&entry, &mut packed);
         let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
         Prepared { hot, id: entry.id, hay: (hay, names_at), packed, odd_states, life }
@@ -416,10 +416,17 @@ impl Prepared {
 
 /// One indexed agreement, read in place: its id, status and creation time without unpacking
 /// the entry, and the whole [`Entry`] on demand.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Listed<'a> {
     index: &'a Index,
     i: usize,
+}
+
+/// Its id only: not the index it points into.
+impl std::fmt::Debug for Listed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Listed").field(&self.id()).finish()
+    }
 }
 
 impl<'a> Listed<'a> {
@@ -1361,7 +1368,8 @@ mod tests {
     }
 
     #[test]
-    fn text_search_answers_and_entries_stay_right_while_replaced_and_removed_rows_leave_dead_bytes_and_they_are_compacted() {
+    fn text_search_answers_and_entries_stay_right_while_replaced_and_removed_rows_leave_dead_bytes_and_they_are_compacted()
+     {
         let mut entries = corpus(11, 3_000);
         let mut ix = index(&entries);
         let mut rng = Rng(97);

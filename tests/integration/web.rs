@@ -242,7 +242,7 @@ pub(crate) fn check_page(d: &Driver, name: &str, width: u32) {
     d.save_screenshot(&format!("web-{name}-{width}"));
 }
 
-/// Waits (up to 15 s) until the page has an element matching `css`: a click returns before
+/// Waits (up to [`PATIENCE`]) until the page has an element matching `css`: a click returns before
 /// the next page has loaded. WebDriver's find answers errors as values, so this asks the page.
 pub(crate) fn has(d: &Driver, css: &str) -> bool {
     poll(|| d.script(&format!("return document.querySelector({}) !== null;", json!(css))).as_bool().unwrap_or(false))
