@@ -13,15 +13,20 @@
 use super::search::{Entry, KINDS, STATUSES};
 use crate::domain::compact::{Reader, put_opt_u64, put_sha, put_str, put_u64};
 
+/// The titles Countersign gives agreements (`render::context::title`), packed as one byte: a
+/// dictionary for the encoding only, so any other title is kept as it is.
+const TITLES: [&str; 3] =
+    ["Business Associate Agreement", "Subcontractor Business Associate Agreement", "Data Use Agreement"];
+
 /// Appends `e` packed, all but its id, to `w` ([`Packed`] reads it).
 ///
-/// Beyond [`crate::domain::compact`]'s fields: the kind and status as their position in
-/// [`KINDS`] and [`STATUSES`] plus one (0 and the string for any other), and the effective and
+/// Beyond [`crate::domain::compact`]'s fields: the kind, title and status as their position in
+/// [`KINDS`], [`TITLES`] and [`STATUSES`] plus one (0 and the string for any other), and the effective and
 /// renewal dates as YYYYMMDD plus one or two when they are written YYYY-MM-DD (0 and the string
 /// otherwise; for the renewal date 0 is none and 1 the string). Each is exactly reversible.
 pub(super) fn pack(e: &Entry, w: &mut Vec<u8>) {
     put_code(w, &KINDS, &e.kind);
-    put_str(w, &e.title);
+    put_code(w, &TITLES, &e.title);
     put_str(w, &e.parties[0]);
     put_str(w, &e.parties[1]);
     put_code(w, STATUSES, &e.status);
@@ -110,8 +115,9 @@ fn date(r: &mut Reader<'_>, opt: bool) -> Result<Option<String>, String> {
 pub(super) fn check(b: &[u8]) -> Result<(), String> {
     let mut r = Reader(b);
     code(&mut r, &KINDS)?;
+    code(&mut r, &TITLES)?;
     // `str`, not `skip_str`: every string is checked to be UTF-8, as unpacking expects.
-    for _ in 0..3 {
+    for _ in 0..2 {
         r.str()?;
     }
     code(&mut r, STATUSES)?;
@@ -142,7 +148,7 @@ impl<'a> Packed<'a> {
     pub(super) fn entry(self, id: &str) -> Entry {
         self.read(|r| {
             let kind = code(r, &KINDS)?.to_string();
-            let title = r.string()?;
+            let title = code(r, &TITLES)?.to_string();
             let parties = [r.string()?, r.string()?];
             let status = code(r, STATUSES)?.to_string();
             let n = r.count()?;
@@ -184,7 +190,7 @@ impl<'a> Packed<'a> {
     pub(super) fn title_and_parties(self) -> (&'a str, [&'a str; 2]) {
         self.read(|r| {
             code(r, &KINDS)?;
-            Ok((r.str()?, [r.str()?, r.str()?]))
+            Ok((code(r, &TITLES)?, [r.str()?, r.str()?]))
         })
         .unwrap_or(("", ["", ""]))
     }
@@ -193,9 +199,9 @@ impl<'a> Packed<'a> {
     pub(super) fn status(self) -> &'a str {
         self.read(|r| {
             code(r, &KINDS)?;
-            for _ in 0..3 {
-                r.skip_str()?;
-            }
+            code(r, &TITLES)?;
+            r.skip_str()?;
+            r.skip_str()?;
             code(r, STATUSES)
         })
         .unwrap_or("")
@@ -205,9 +211,9 @@ impl<'a> Packed<'a> {
     pub(super) fn created_at(self) -> u64 {
         self.read(|r| {
             code(r, &KINDS)?;
-            for _ in 0..3 {
-                r.skip_str()?;
-            }
+            code(r, &TITLES)?;
+            r.skip_str()?;
+            r.skip_str()?;
             code(r, STATUSES)?;
             for _ in 0..r.count()? {
                 r.skip_str()?;
@@ -284,8 +290,8 @@ mod tests {
         assert!(check(&[&b[..], &[0]].concat()).is_err());
         // A string that is not UTF-8 is refused, not kept to fail when unpacked.
         let mut bad = b.clone();
-        assert_eq!(&bad[..2], &[1, e.title.len() as u8], "the kind's code, then the title");
-        bad[2] = 0xff;
+        assert_eq!(&bad[..3], &[1, 0, e.title.len() as u8], "the kind's code, then a title of its own");
+        bad[3] = 0xff;
         assert!(check(&bad).is_err());
         // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length; known
         // kinds and statuses as one byte, dates written YYYY-MM-DD as a number.
@@ -293,6 +299,15 @@ mod tests {
         assert_eq!(upper.len() - b.len(), 33);
         let odd = Entry { kind: "Baa".into(), status: "Executed".into(), ..e.clone() };
         assert_eq!(packed(&odd).len() - b.len(), 1 + 3 + 1 + 8);
+        for (i, title) in TITLES.iter().enumerate() {
+            let t = Entry { title: title.to_string(), ..e.clone() };
+            let b2 = packed(&t);
+            assert_eq!(b2.len() + e.title.len() + 1, b.len(), "{title} is one byte");
+            assert_eq!(b2[1], i as u8 + 1);
+            assert_eq!(Packed(&b2).entry("agr_1"), t);
+            assert_eq!(Packed(&b2).title_and_parties().0, *title);
+            assert_eq!(Packed(&b2).status(), "executed");
+        }
         let dates = Entry { effective_date: "2026-1-1".into(), renewal_date: Some("soon".into()), ..e.clone() };
         assert_eq!(packed(&dates).len(), b.len() + 6 + 2);
 
