@@ -26,7 +26,7 @@ pub mod drafting;
 pub mod email_code;
 pub mod keys;
 pub mod lifecycle;
-mod memory;
+pub(crate) mod memory;
 pub mod outbox;
 pub mod schedule;
 pub mod seed;
