@@ -19,11 +19,11 @@ pub const MMAP_THRESHOLD: usize = 256 << 10;
 ///
 /// Left alone, glibc raises the threshold each time a mapped block is freed, up to 32 MB, so
 /// after the start-up build frees its batches every later large block — a listing's rows, an
-/// export, a rendered PDF — is carved from the arenas and stays with the process: on sled at
-/// 100,000 agreements RSS went from 137 MB idle to 212 MB after one round of searches and
-/// listings, on PostgreSQL from 83 to 194 MB. With the threshold fixed, those blocks are
-/// mapped and unmapped: 125 → 128 MB and 78 → 80 MB, and a few MB less idle (README,
-/// *Heap after the listings*). Setting it also stops glibc from raising its trim threshold
+/// export, a rendered PDF — is carved from the arenas and stays with the process. At 100,000
+/// agreements, after one round of searches and listings, RSS was 205–233 MB on sled (135–137
+/// idle) and 151 MB on PostgreSQL (81–86 idle); with the threshold fixed, those blocks are
+/// mapped and unmapped: 128–188 and 95–134 MB (124–126 and 73–75 idle; README, *Heap after
+/// the listings*). Setting it also stops glibc from raising its trim threshold
 /// along with it (that stays at its default, 128 KiB). Blocks this large are few per request
 /// (a page of results, a PDF), so the extra mapping costs microseconds where it happens.
 pub(crate) fn bound_large_allocations() {
