@@ -9,25 +9,24 @@
 //! [`return_freed`] after the start-up passes and after each reminder tick (every five minutes
 //! by default): a walk over the arenas, a few milliseconds, off the async threads.
 
-/// The size from which glibc serves an allocation with a mapping of its own, returned to the
-/// system when freed ([`bound_large_allocations`]).
-pub const MMAP_THRESHOLD: usize = 256 << 10;
-
-/// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD`], unless the operator set
-/// `MALLOC_MMAP_THRESHOLD_` (glibc's own variable, which then rules). Called once by `serve`,
-/// before the server starts.
+/// Fixes glibc's mmap threshold — the size from which it serves an allocation with a mapping of
+/// its own, returned to the system when freed — at 256 KiB, unless the operator set it
+/// (`MALLOC_MMAP_THRESHOLD_`, or `mmap_threshold` in `GLIBC_TUNABLES`, which then rule).
+/// Called once by `serve`, before the server starts; nothing on other C libraries.
 ///
-/// Left alone, glibc raises the threshold each time a mapped block is freed, up to 32 MB, so
-/// after the start-up build frees its batches every later large block — a listing's rows, an
-/// export, a rendered PDF — is carved from the arenas and stays with the process. At 100,000
-/// agreements, after one round of searches and listings, RSS was 205–233 MB on sled (135–137
-/// idle) and 151 MB on PostgreSQL (81–86 idle); with the threshold fixed, those blocks are
-/// mapped and unmapped: 128–188 and 95–134 MB (124–126 and 73–75 idle; README, *Heap after
-/// the listings*). Setting it also stops glibc from raising its trim threshold
-/// along with it (that stays at its default, 128 KiB). Blocks this large are few per request
-/// (a page of results, a PDF), so the extra mapping costs microseconds where it happens.
+/// Left alone, glibc raises the threshold to the size of any mapped block freed that is larger
+/// than it (up to 32 MiB), so once the start-up build has freed its batches, later large blocks
+/// — a listing's rows, an export, a rendered PDF — are carved from the arenas and stay with the
+/// process. At 100,000 agreements, after one round of searches and listings, RSS was 205–233
+/// MB on sled (135–137 idle) and 151 MB on PostgreSQL (81–86 idle); with the threshold fixed
+/// (and the titles packed as one byte, ~3 MB), 128–188 and 95–134 MB (124–126 and 73–75 idle;
+/// README, *Heap after the listings*): the growth is smaller, and what remains is not yet
+/// explained. Setting it also stops glibc from raising its trim threshold (that stays at its
+/// default, 128 KiB). Blocks this large are few per request (a page of results, a PDF), and
+/// the load test did not move.
 pub(crate) fn bound_large_allocations() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+    if tuned || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -35,7 +34,7 @@ pub(crate) fn bound_large_allocations() {
     // lock, and it is called before the server's threads start.
     #[allow(unsafe_code)]
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
 }
 

@@ -294,7 +294,7 @@ mod tests {
         bad[3] = 0xff;
         assert!(check(&bad).is_err());
         // A lowercase digest is kept as its 32 bytes, not its 64 digits and their length; known
-        // kinds and statuses as one byte, dates written YYYY-MM-DD as a number.
+        // kinds, titles and statuses as one byte, dates written YYYY-MM-DD as a number.
         let upper = packed(&Entry { final_sha256: Some("AB".repeat(32)), ..e.clone() });
         assert_eq!(upper.len() - b.len(), 33);
         let odd = Entry { kind: "Baa".into(), status: "Executed".into(), ..e.clone() };
@@ -304,10 +304,16 @@ mod tests {
             let b2 = packed(&t);
             assert_eq!(b2.len() + e.title.len() + 1, b.len(), "{title} is one byte");
             assert_eq!(b2[1], i as u8 + 1);
+            assert_eq!(check(&b2), Ok(()));
             assert_eq!(Packed(&b2).entry("agr_1"), t);
             assert_eq!(Packed(&b2).title_and_parties().0, *title);
             assert_eq!(Packed(&b2).status(), "executed");
+            assert_eq!(Packed(&b2).created_at(), e.created_at);
         }
+        // A code past the dictionary is refused.
+        let mut past = packed(&Entry { title: TITLES[2].into(), ..e.clone() });
+        past[1] = TITLES.len() as u8 + 1;
+        assert!(check(&past).is_err());
         let dates = Entry { effective_date: "2026-1-1".into(), renewal_date: Some("soon".into()), ..e.clone() };
         assert_eq!(packed(&dates).len(), b.len() + 6 + 2);
 
@@ -353,5 +359,20 @@ mod tests {
         let b = packed(&long);
         assert_eq!(Packed(&b).entry("agr_1"), long);
         assert_eq!(Packed(&b).created_at(), long.created_at);
+    }
+
+    #[test]
+    fn every_title_countersign_gives_an_agreement_packs_as_one_byte() {
+        use crate::domain::intake::{Kind, Relationship};
+        let parse =
+            |json: &str| crate::domain::parse::parse_intake(json, &crate::render::fonts::printable).expect("parses");
+        let baa = parse(include_str!("../../examples/intake/baa-tx-ca.json"));
+        let mut sub = baa.clone();
+        if let Kind::Baa(b) = &mut sub.kind {
+            b.relationship = Relationship::BusinessAssociateToSubcontractor;
+        }
+        let dua = parse(include_str!("../../examples/intake/dua-ny-research.json"));
+        let titles: Vec<&str> = [&baa, &sub, &dua].map(crate::render::context::title).to_vec();
+        assert_eq!(titles, TITLES, "the dictionary is the titles the templates give");
     }
 }
