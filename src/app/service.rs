@@ -609,9 +609,9 @@ impl Service {
 
     /// [`Service::apply`] through the [`combine`](super::combine) queue: when other writers are
     /// applying changes at the same moment, one of them applies the whole queue in one store
-    /// commit ([`Store::commit_all_nowait`]). Takes the write lock itself: call it without. On a
-    /// store that commits one change at a time (PostgreSQL) it is [`Service::apply`] under the
-    /// lock.
+    /// commit ([`Store::commit_all_nowait`]: one sled batch, or one PostgreSQL transaction and
+    /// WAL flush). Takes the write lock itself: call it without. On a store that commits one
+    /// change at a time it is [`Service::apply`] under the lock.
     pub(crate) fn apply_combined(&self, change: Change) -> Result<Applied, StoreError> {
         if !self.store.commits_in_batches() {
             let _g = self.write();

@@ -188,7 +188,7 @@ pub struct ApiKeyRecord {
     pub last_used: Option<u64>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -323,11 +323,12 @@ pub trait Store: Send + Sync + 'static {
     /// writes nothing of it, and the others still commit. Answers one result per change, in
     /// order, and one ticket for [`Store::sync`] that covers them all. Lets the service apply
     /// concurrent writers' changes in one step (see `app::combine`). The default commits them
-    /// one by one ([`commit_each`]); sled writes the batch in one transaction.
+    /// one by one ([`commit_each`]); sled writes the batch in one transaction, and PostgreSQL
+    /// in one transaction with a savepoint per change.
     fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
         commit_each(self, changes)
     }
-    /// Whether [`Store::commit_all_nowait`] commits a batch in one step (sled), so that
+    /// Whether [`Store::commit_all_nowait`] commits a batch in one step (sled, PostgreSQL), so that
     /// combining concurrent writers' changes saves work. `false` (the default): the service
     /// applies each change on its own, and no writer commits others' changes one by one.
     fn commits_in_batches(&self) -> bool {

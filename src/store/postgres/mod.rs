@@ -7,6 +7,8 @@
 //! * [`Store::commit`] is one transaction: the agreement, its versions, documents, audit events
 //!   with the chain head, outbox messages and webhook deliveries commit together, and only a
 //!   committed change is acknowledged (PostgreSQL's `synchronous_commit` keeps it durable).
+//!   Concurrent writers' changes are combined ([`Store::commit_all_nowait`]): one transaction,
+//!   a savepoint per change (a refused change rolls back alone), one WAL flush for all.
 //! * The optimistic revision check is in SQL: `UPDATE … WHERE revision = <old>`; no row updated
 //!   is a [`StoreError::Conflict`], which the application decides again (and finally answers 409).
 //! * Audit chains: each append locks the chain's head row (`SELECT … FOR UPDATE`), so two
@@ -288,10 +290,14 @@ fn listen_loop(pool: Pool, feed: Weak<Feed>, nonce: String) {
     }
 }
 
-/// The commit transaction (see the module documentation). Every statement is prepared once per
-/// connection ([`pool::Statements`]), and a chain's head is locked and written once per change
-/// however many events the change appends to it: a change costs a dozen round trips, not one
-/// parse and one execute per row.
+/// A change's documents with their SHA-256, computed before any connection is taken.
+type Docs<'a> = Vec<(String, &'a Vec<u8>)>;
+
+fn docs_of(change: &Change) -> Docs<'_> {
+    change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect()
+}
+
+/// The commit transaction (see the module documentation).
 fn commit_tx(
     conn: &mut Conn,
     change: &Change,
@@ -301,31 +307,78 @@ fn commit_tx(
 ) -> Result<Vec<Event>, StoreError> {
     let Conn { client, statements: st } = conn;
     let mut tx = client.transaction().map_err(pg_err)?;
+    let sealed = apply_tx(&mut tx, st, change, key, nonce, docs)?;
+    commit(tx)?;
+    Ok(sealed)
+}
+
+/// Several changes in one transaction ([`Store::commit_all_nowait`]): each inside a savepoint
+/// of its own, so a change refused by its revision check (or any other statement of its own)
+/// is rolled back alone and answered alone, and the others commit together, with one WAL flush
+/// for all of them. A failure of the connection or of the COMMIT is every change's answer.
+fn commit_all_tx(
+    conn: &mut Conn,
+    changes: &[(&Change, Docs<'_>)],
+    key: &HeadKey,
+    nonce: &str,
+) -> Result<Vec<Result<Vec<Event>, StoreError>>, StoreError> {
+    let Conn { client, statements: st } = conn;
+    let mut tx = client.transaction().map_err(pg_err)?;
+    let mut answers = Vec::with_capacity(changes.len());
+    for (change, docs) in changes {
+        let mut sp = tx.savepoint("change").map_err(pg_err)?;
+        match apply_tx(&mut sp, st, change, key, nonce, docs) {
+            Ok(sealed) => {
+                sp.commit().map_err(pg_err)?;
+                answers.push(Ok(sealed));
+            }
+            Err(e @ (StoreError::ConnectionLost(_) | StoreError::OutcomeUnknown(_))) => return Err(e),
+            Err(e) => {
+                sp.rollback().map_err(pg_err)?;
+                answers.push(Err(e));
+            }
+        }
+    }
+    commit(tx)?;
+    Ok(answers)
+}
+
+/// Writes one change in `tx` (a transaction, or a savepoint of one), without committing. Every
+/// statement is prepared once per connection ([`pool::Statements`]), and a chain's head is
+/// locked and written once per change however many events the change appends to it: a change
+/// costs a dozen round trips, not one parse and one execute per row.
+fn apply_tx(
+    tx: &mut postgres::Transaction<'_>,
+    st: &mut pool::Statements,
+    change: &Change,
+    key: &HeadKey,
+    nonce: &str,
+    docs: &[(String, &Vec<u8>)],
+) -> Result<Vec<Event>, StoreError> {
     if let Some(a) = &change.agreement {
         let body = to_json(a)?;
         let rev = a.revision as i64;
         let n = if a.revision == 1 {
             let s = st.get(
-                &mut tx,
+                tx,
                 "INSERT INTO agreements (id, revision, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
             )?;
             tx.execute(&s, &[&a.id, &rev, &body])
         } else {
-            let s =
-                st.get(&mut tx, "UPDATE agreements SET revision = $2, body = $3 WHERE id = $1 AND revision = $4")?;
+            let s = st.get(tx, "UPDATE agreements SET revision = $2, body = $3 WHERE id = $1 AND revision = $4")?;
             tx.execute(&s, &[&a.id, &rev, &body, &(rev - 1)])
         }
         .map_err(pg_err)?;
         if n != 1 {
             return Err(StoreError::Conflict);
         }
-        let s = st.get(&mut tx, "SELECT pg_notify($1, $2)")?;
+        let s = st.get(tx, "SELECT pg_notify($1, $2)")?;
         tx.execute(&s, &[&CHANNEL, &format!("{nonce}:{}", a.id)]).map_err(pg_err)?;
     }
     let id = change.agreement.as_ref().map(|a| a.id.as_str()).unwrap_or_default();
     for v in &change.versions {
         let s = st.get(
-            &mut tx,
+            tx,
             "INSERT INTO versions (agreement_id, version, body) VALUES ($1, $2, $3) \
              ON CONFLICT (agreement_id, version) DO UPDATE SET body = excluded.body",
         )?;
@@ -333,8 +386,7 @@ fn commit_tx(
     }
     for (sha, bytes) in docs {
         // Content-addressed and immutable: an existing document is never overwritten.
-        let s =
-            st.get(&mut tx, "INSERT INTO documents (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING")?;
+        let s = st.get(tx, "INSERT INTO documents (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING")?;
         tx.execute(&s, &[sha, &bytes.as_slice()]).map_err(pg_err)?;
     }
     // The chains this change appends to: each head row locked (`FOR UPDATE`) at its first
@@ -346,11 +398,11 @@ fn commit_tx(
             Some(i) => i,
             None => {
                 let s = st.get(
-                    &mut tx,
+                    tx,
                     "INSERT INTO heads (agreement_id, seq, hash, mac) VALUES ($1, 0, $2, '') ON CONFLICT (agreement_id) DO NOTHING",
                 )?;
                 tx.execute(&s, &[&e.agreement_id, &GENESIS]).map_err(pg_err)?;
-                let s = st.get(&mut tx, "SELECT seq, hash FROM heads WHERE agreement_id = $1 FOR UPDATE")?;
+                let s = st.get(tx, "SELECT seq, hash FROM heads WHERE agreement_id = $1 FOR UPDATE")?;
                 let row = tx.query_one(&s, &[&e.agreement_id]).map_err(pg_err)?;
                 heads.push((e.agreement_id.as_str(), row.get::<_, i64>(0) as u64, row.get(1)));
                 heads.len() - 1
@@ -366,26 +418,25 @@ fn commit_tx(
         let seqs: Vec<i64> = sealed.iter().map(|e| e.seq as i64).collect();
         let bodies = sealed.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
         let s = st.get(
-            &mut tx,
+            tx,
             "INSERT INTO events (agreement_id, seq, body) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
         )?;
         tx.execute(&s, &[&ids, &seqs, &bodies]).map_err(pg_err)?;
     }
     for (id, seq, hash) in &heads {
         let mac = key.mac(id, *seq, hash);
-        let s = st.get(&mut tx, "UPDATE heads SET seq = $2, hash = $3, mac = $4 WHERE agreement_id = $1")?;
+        let s = st.get(tx, "UPDATE heads SET seq = $2, hash = $3, mac = $4 WHERE agreement_id = $1")?;
         tx.execute(&s, &[id, &(*seq as i64), hash, &mac]).map_err(pg_err)?;
     }
     for m in &change.messages {
-        put_message_tx(&mut tx, m)?;
+        put_message_tx(tx, m)?;
     }
     for sha in &change.delete_documents {
         tx.execute("DELETE FROM documents WHERE sha256 = $1", &[sha]).map_err(pg_err)?;
     }
     for d in &change.webhooks {
-        put_delivery_tx(&mut tx, d)?;
+        put_delivery_tx(tx, d)?;
     }
-    commit(tx)?;
     Ok(sealed)
 }
 
@@ -497,10 +548,27 @@ impl Store for PgStore {
     }
 
     fn commit(&self, change: Change) -> Result<Vec<Event>, StoreError> {
-        let docs: Vec<(String, &Vec<u8>)> =
-            change.documents.iter().map(|d| (hex::encode(Sha256::digest(d)), d)).collect();
+        let docs = docs_of(&change);
         let (key, nonce) = (&self.head_key, self.nonce.as_str());
         self.pool.with_conn(|c| commit_tx(c, &change, key, nonce, &docs))
+    }
+
+    /// One transaction for the batch ([`commit_all_tx`]); durable when it answers
+    /// (`synchronous_commit`), so the ticket is 0 and [`Store::sync`] has nothing to wait for.
+    fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
+        let n = changes.len();
+        let batch: Vec<(&Change, Docs<'_>)> = changes.iter().map(|c| (c, docs_of(c))).collect();
+        let (key, nonce) = (&self.head_key, self.nonce.as_str());
+        match self.pool.with_conn(|c| commit_all_tx(c, &batch, key, nonce)) {
+            Ok(answers) => (answers, 0),
+            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), 0),
+        }
+    }
+
+    /// Concurrent writers' changes share one transaction and one WAL flush (see
+    /// [`Service::apply_combined`](crate::app::service::Service)).
+    fn commits_in_batches(&self) -> bool {
+        true
     }
 
     fn messages(&self) -> Result<Vec<Message>, StoreError> {
