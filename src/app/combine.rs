@@ -87,8 +87,9 @@ impl<J, R> Combiner<J, R> {
                 drop(st);
                 // A panic in the batch (a bug) fails this batch's jobs, not the combiner: its own
                 // change may have landed in an earlier batch, and the queue still needs serving.
-                // A panic before the store commit writes nothing. One during it (the batch
-                // committed one change at a time after failing as a whole) or after it (while
+                // A panic before the store commit writes nothing. One during it (on sled, the
+                // batch committed one change at a time after failing as a whole; on PostgreSQL
+                // a transaction left open rolls back) or after it (while
                 // indexing) can leave changes committed though their writers are told the
                 // batch failed: a retry then finds the new state, and the search index and
                 // digests miss those changes until the next start rebuilds them from the store.

@@ -320,7 +320,8 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Commits several changes at once without waiting for the disk, each atomically and with
     /// its own revision check: one change's `Conflict` (or other refusal) is its own answer and
-    /// writes nothing of it, and the others still commit. Answers one result per change, in
+    /// writes nothing of it, and the others still commit (unless the batch fails as a whole: on
+    /// PostgreSQL a lost connection or a failed COMMIT is every change's answer). Answers one result per change, in
     /// order, and one ticket for [`Store::sync`] that covers them all. Lets the service apply
     /// concurrent writers' changes in one step (see `app::combine`). The default commits them
     /// one by one ([`commit_each`]); sled writes the batch in one transaction, and PostgreSQL

@@ -331,6 +331,60 @@ fn the_postgres_store_keeps_the_same_contract_and_finds_tampering() {
     assert_eq!(PgStore::open(&url, dir.path()).expect("reopens").migration().from, 1);
 }
 
+#[test]
+fn on_postgres_a_change_that_fails_midway_through_a_combined_batch_leaves_nothing_and_the_others_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = PgStore::open(&crate::pg::database(), dir.path()).expect("postgres");
+    let created = |id: &str| Change {
+        agreement: Some(agreement(id, 1)),
+        events: vec![event(id, "created")],
+        ..Default::default()
+    };
+    store.commit(created("c1")).expect("c1");
+    // The first change fails at its outbox row (PostgreSQL's text holds no NUL), after its
+    // agreement, event and chain head were written; the second appends to the same chain.
+    let bad = Change {
+        agreement: Some(agreement("c1", 2)),
+        events: vec![event("c1", "sent")],
+        messages: vec![message("bad\0id", "c1")],
+        ..Default::default()
+    };
+    let good = Change {
+        agreement: Some(agreement("c1", 2)),
+        events: vec![event("c1", "sent"), event("c1", "opened")],
+        messages: vec![message("m-good", "c1")],
+        ..Default::default()
+    };
+    let (results, _) = store.commit_all_nowait(vec![bad, good, created("c2")]);
+    assert!(results[0].is_err(), "{:?}", results[0]);
+    let seqs: Vec<Option<Vec<u64>>> =
+        results.iter().map(|r| r.as_ref().ok().map(|evs| evs.iter().map(|e| e.seq).collect())).collect();
+    assert_eq!(seqs, [None, Some(vec![2, 3]), Some(vec![1])]);
+    let kinds: Vec<String> = store.events("c1").expect("events").into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "sent", "opened"], "nothing of the failed change is left");
+    assert_eq!(store.agreement("c1").expect("c1").revision, 2);
+    let ids: Vec<String> = store.messages().expect("outbox").into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["m-good"]);
+    assert_eq!(countersign::app::verify_chains(&store), Ok((2, 4)));
+
+    // A batch longer than one transaction's share, half of it stale: every fresh change lands,
+    // every stale one is refused alone, and the chains stay whole.
+    let batch: Vec<Change> = (0..150)
+        .map(|i| match i % 2 {
+            0 => created(&format!("d{i:03}")),
+            _ => {
+                Change { agreement: Some(agreement("c2", 1)), events: vec![event("c2", "stale")], ..Default::default() }
+            }
+        })
+        .collect();
+    let (results, _) = store.commit_all_nowait(batch);
+    assert_eq!(results.len(), 150);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_ok(), i % 2 == 0, "change {i}: {r:?}");
+    }
+    assert_eq!(countersign::app::verify_chains(&store), Ok((77, 79)));
+}
+
 fn parallel_intake() -> String {
     let mut v = example_json(BAA);
     v["signers"][1]["order"] = json!(1);

@@ -312,6 +312,11 @@ fn commit_tx(
     Ok(sealed)
 }
 
+/// Most changes in one transaction: each savepoint that writes takes a subtransaction id, and
+/// PostgreSQL caches 64 per backend; beyond that every other session's snapshots must look
+/// transactions up on disk. (The combiner's batches are at most this size already.)
+const MAX_BATCH: usize = 64;
+
 /// Several changes in one transaction ([`Store::commit_all_nowait`]): each inside a savepoint
 /// of its own, so a change refused by its revision check (or any other statement of its own)
 /// is rolled back alone and answered alone, and the others commit together, with one WAL flush
@@ -329,13 +334,21 @@ fn commit_all_tx(
         let mut sp = tx.savepoint("change").map_err(pg_err)?;
         match apply_tx(&mut sp, st, change, key, nonce, docs) {
             Ok(sealed) => {
-                sp.commit().map_err(pg_err)?;
+                sp.commit().map_err(pg_err)?; // RELEASE SAVEPOINT
                 answers.push(Ok(sealed));
             }
-            Err(e @ (StoreError::ConnectionLost(_) | StoreError::OutcomeUnknown(_))) => return Err(e),
             Err(e) => {
-                sp.rollback().map_err(pg_err)?;
-                answers.push(Err(e));
+                // ROLLBACK TO the savepoint, which stays open: released too, so savepoints do
+                // not nest one level deeper for each refused change. An error taken for a lost
+                // connection (a client-side one is too) is the change's own if the connection
+                // still answers this; if not, it is every change's.
+                let lost = matches!(e, StoreError::ConnectionLost(_) | StoreError::OutcomeUnknown(_));
+                let rolled = sp.rollback().and_then(|()| tx.batch_execute("RELEASE SAVEPOINT change"));
+                match rolled {
+                    Ok(()) => answers.push(Err(e)),
+                    Err(_) if lost => return Err(e),
+                    Err(r) => return Err(pg_err(r)),
+                }
             }
         }
     }
@@ -555,14 +568,23 @@ impl Store for PgStore {
 
     /// One transaction for the batch ([`commit_all_tx`]); durable when it answers
     /// (`synchronous_commit`), so the ticket is 0 and [`Store::sync`] has nothing to wait for.
-    fn commit_all_nowait(&self, changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
-        let n = changes.len();
-        let batch: Vec<(&Change, Docs<'_>)> = changes.iter().map(|c| (c, docs_of(c))).collect();
-        let (key, nonce) = (&self.head_key, self.nonce.as_str());
-        match self.pool.with_conn(|c| commit_all_tx(c, &batch, key, nonce)) {
-            Ok(answers) => (answers, 0),
-            Err(e) => ((0..n).map(|_| Err(e.clone())).collect(), 0),
+    fn commit_all_nowait(&self, mut changes: Vec<Change>) -> (Vec<Result<Vec<Event>, StoreError>>, u64) {
+        if changes.len() == 1
+            && let Some(change) = changes.pop()
+        {
+            // Alone: no savepoint needed (two round trips fewer).
+            return (vec![self.commit(change)], 0);
         }
+        let (key, nonce) = (&self.head_key, self.nonce.as_str());
+        let mut answers = Vec::with_capacity(changes.len());
+        for chunk in changes.chunks(MAX_BATCH) {
+            let batch: Vec<(&Change, Docs<'_>)> = chunk.iter().map(|c| (c, docs_of(c))).collect();
+            match self.pool.with_conn(|c| commit_all_tx(c, &batch, key, nonce)) {
+                Ok(a) => answers.extend(a),
+                Err(e) => answers.extend(chunk.iter().map(|_| Err(e.clone()))),
+            }
+        }
+        (answers, 0)
     }
 
     /// Concurrent writers' changes share one transaction and one WAL flush (see
