@@ -25,6 +25,9 @@ const TITLES: [&str; 3] =
 /// renewal dates as YYYYMMDD plus one or two when they are written YYYY-MM-DD (0 and the string
 /// otherwise; for the renewal date 0 is none and 1 the string). Each is exactly reversible.
 pub(super) fn pack(e: &Entry, w: &mut Vec<u8>) {
+    // Room for the usual entry at once: its free strings and ~70 bytes of codes and numbers.
+    let strings = e.parties[0].len() + e.parties[1].len() + e.created_by.len();
+    w.reserve(strings + e.states.iter().map(|s| s.len() + 1).sum::<usize>() + 80);
     put_code(w, &KINDS, &e.kind);
     put_code(w, &TITLES, &e.title);
     put_str(w, &e.parties[0]);
@@ -56,12 +59,6 @@ pub(super) fn pack(e: &Entry, w: &mut Vec<u8>) {
     put_u64(w, e.updated_at);
     put_sha(w, e.final_sha256.as_deref());
     put_str(w, &e.created_by);
-}
-
-/// About what [`pack`] writes for `e` (at least that for the usual entry): a vector sized once.
-pub(super) fn size_hint(e: &Entry) -> usize {
-    let strings = e.title.len() + e.parties[0].len() + e.parties[1].len() + e.created_by.len();
-    strings + e.states.iter().map(|s| s.len() + 1).sum::<usize>() + 80
 }
 
 /// `value`'s position in `list` plus one, or 0 and the string.

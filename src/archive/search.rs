@@ -353,6 +353,11 @@ impl Packs {
         Packed(&self.buf[row.pack.0..row.pack.1])
     }
 
+    /// `row` left the index: its entry's bytes are dead.
+    fn release(&mut self, row: &Row) {
+        self.dead += row.pack.1 - row.pack.0;
+    }
+
     /// Rewrites the buffer without dead entries once they are most of it, moving `rows`' spans.
     fn compact(&mut self, rows: &mut [Row]) {
         if !worth_compacting(self.dead, self.buf.len()) {
@@ -407,7 +412,7 @@ impl Prepared {
             kind: position_ci(&KINDS, &entry.kind),
             status: position_ci(STATUSES, &entry.status),
         };
-        let mut packed = Vec::with_capacity(packed::size_hint(&entry));
+        let mut packed = Vec::new();
         packed::pack(&entry, &mut packed);
         let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
         Prepared { hot, id: entry.id, hay: (hay, names_at), packed, odd_states, life }
@@ -542,7 +547,7 @@ impl Index {
                 self.hot[i] = hot;
                 self.text.replace(i, id, hay);
                 let old = std::mem::replace(&mut self.rows[i], row);
-                self.packs.dead += old.pack.1 - old.pack.0;
+                self.packs.release(&old);
                 let now = self.rows[i].life.parent.clone();
                 self.unlink_child(id, &old, now.as_deref());
                 self.packs.compact(&mut self.rows);
@@ -581,7 +586,7 @@ impl Index {
         self.hot.swap_remove(i);
         self.text.swap_remove(i);
         let old = self.rows.swap_remove(i);
-        self.packs.dead += old.pack.1 - old.pack.0;
+        self.packs.release(&old);
         self.unlink_child(id, &old, None);
         if i < self.rows.len() {
             // The last row moved to `i`: its slot says `last`, and is there (every row has one).
