@@ -160,12 +160,7 @@ fn bench(c: &mut Criterion) {
 
     for (name, query) in &cases {
         let page = index.search(query);
-        eprintln!(
-            "{name}: total {}, {} items, next page: {}",
-            page.total,
-            page.items.len(),
-            page.next_cursor.is_some()
-        );
+        eprintln!("{name}: total {}, {} items, next page: {}", page.total, page.ids.len(), page.next_cursor.is_some());
         c.bench_function(name, |b| b.iter(|| index.search(black_box(query))));
     }
 }

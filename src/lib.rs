@@ -16,7 +16,7 @@
 //!   — role determination with citations, risk tier, reassessments, obligations, flags, the
 //!   report's figures ([`domain::vendor`]) —, and the one accent-folding rule of every search
 //!   ([`domain::fold`]), and the compact binary fields of the agreements' stored summaries and
-//!   the search index's packed entries ([`domain::compact`]).
+//!   the search index's snapshot ([`domain::compact`]).
 //!   No HTTP, no storage.
 //! * [`metrics`] — Prometheus counters, gauges and histograms (pure: names nothing else);
 //!   [`clock`] — time behind a trait so tests move it; [`secret`] — secrets that never print,
@@ -51,8 +51,9 @@
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup.
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids and
-//!   folded text in one buffer, entries packed in another and unpacked for the entries an answer
-//!   lists; no heap block per row beyond a parent's id or odd state codes), written as a
+//!   folded text in one buffer, the facts it filters and sorts on in fixed-size rows, no heap
+//!   block per row beyond a parent's id or odd state codes; it answers ids, and the app layer
+//!   reads the entries shown from the store, `app::listing`), written as a
 //!   snapshot when a server stops and read at the next start when the store vouches for it
 //!   ([`app::snapshot`]: a token the store holds only while nothing has changed since).
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
@@ -60,7 +61,8 @@
 //! * [`app`] — the application layer: the service that carries an agreement from draft to
 //!   executed ([`app::service`]: one read–modify–commit per change, PDF work off the async
 //!   threads; concurrent changes applied in one store commit by whichever writer holds the
-//!   write lock, [`app::update`]), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
+//!   write lock, [`app::update`]), archive search and export ([`app::listing`]: the index's
+//!   ids, the store's entries), lifecycle (verify, renewal, termination, retention), and delivery (the outbox,
 //!   the reminder schedule, whose tick reads only agreements whose wake note has come due or
 //!   whose record changed ([`app::schedule::wake_at`]), the sender task: due messages leased
 //!   and recorded in batches, one commit each, with retries and backoff; it also writes the

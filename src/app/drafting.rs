@@ -12,7 +12,7 @@ impl Service {
     /// off the async threads.
     pub fn check_intake(&self, text: &str, actor: &super::service::Actor) -> Result<Report, ServiceError> {
         let intake = crate::app::load_intake(text).map_err(ServiceError::Invalid)?;
-        let intake = self.with_dua_reference(intake, actor);
+        let intake = self.with_dua_reference(intake, actor)?;
         self.renderer
             .render(&intake, Options { mode: Mode::Draft, version: 1 })
             .map(|r| r.report)

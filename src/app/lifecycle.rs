@@ -89,14 +89,22 @@ impl Service {
     /// from the archive index ([`crate::archive::lifecycle`]): no stored agreement is decoded.
     pub fn renewal_due(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
         let today = self.today();
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        Ok(crate::archive::lifecycle::renewal_due(&index, today, days)
+        let due: Vec<(Date, String, bool)> = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            crate::archive::lifecycle::renewal_due(&index, today, days)
+                .into_iter()
+                .map(|(d, e, l)| (d, e.id().to_string(), l.auto_renew))
+                .collect()
+        };
+        let ids: Vec<String> = due.iter().map(|(_, id, _)| id.clone()).collect();
+        Ok(due
             .into_iter()
-            .map(|(d, e, l)| {
-                let (title, parties) = e.title_and_parties();
-                serde_json::json!({"id": e.id(), "title": title, "parties": parties,
-                    "renewal_date": d.to_string(), "auto_renew": l.auto_renew,
-                    "days_left": d.days_since_epoch() - today.days_since_epoch()})
+            .zip(self.summaries(&ids)?)
+            .filter_map(|((d, _, auto_renew), s)| {
+                let s = s?;
+                Some(serde_json::json!({"id": s.id, "title": s.title, "parties": [s.upstream_name, s.downstream_name],
+                    "renewal_date": d.to_string(), "auto_renew": auto_renew,
+                    "days_left": d.days_since_epoch() - today.days_since_epoch()}))
             })
             .collect())
     }
@@ -213,18 +221,29 @@ impl Service {
     }
 
     /// The subcontractor chain: parents up to the top, children all the way down. Answered from
-    /// the archive index ([`crate::archive::lifecycle::chain`]): no stored agreement is decoded.
+    /// the archive index ([`crate::archive::lifecycle::chain`]); only the agreements in it
+    /// are read.
     pub fn chain(&self, id: &str) -> Result<Chain, ServiceError> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        let (up, down) = crate::archive::lifecycle::chain(&index, id).ok_or(ServiceError::NotFound)?;
-        let entry_link = |e: &crate::archive::search::Entry, depth: usize| -> Result<ChainLink, ServiceError> {
-            let status = crate::archive::lifecycle::status_of(e)
-                .ok_or_else(|| ServiceError::Internal(format!("agreement {}: unknown status {}", e.id, e.status)))?;
-            Ok(ChainLink { id: e.id.clone(), title: e.title.clone(), parties: e.parties.clone(), status, depth })
+        let (up, down) = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            crate::archive::lifecycle::chain(&index, id).ok_or(ServiceError::NotFound)?
         };
         let n = up.len();
-        let ancestors = up.iter().enumerate().map(|(i, e)| entry_link(e, n - i)).collect::<Result<_, _>>()?;
-        let descendants = down.iter().map(|(e, d)| entry_link(e, *d)).collect::<Result<_, _>>()?;
+        let depths: Vec<usize> = (0..n).map(|i| n - i).chain(down.iter().map(|(_, d)| *d)).collect();
+        let ids: Vec<String> = up.into_iter().chain(down.into_iter().map(|(id, _)| id)).collect();
+        let link = |(depth, s): (usize, Option<crate::domain::agreement::Summary>)| {
+            // One removed meanwhile is left out.
+            s.map(|s| ChainLink {
+                id: s.id,
+                title: s.title,
+                parties: [s.upstream_name, s.downstream_name],
+                status: s.status,
+                depth,
+            })
+        };
+        let mut links = depths.into_iter().zip(self.summaries(&ids)?);
+        let ancestors = links.by_ref().take(n).filter_map(link).collect();
+        let descendants = links.filter_map(link).collect();
         Ok(Chain { ancestors, descendants })
     }
 
@@ -383,22 +402,25 @@ impl Service {
     /// the archive index ([`crate::archive::lifecycle::past_retention`]).
     pub fn retention_report(&self) -> Result<Vec<RetentionRow>, ServiceError> {
         let today = self.today();
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        crate::archive::lifecycle::past_retention(&index, today)
+        let past = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            crate::archive::lifecycle::past_retention(&index, today)
+        };
+        let ids: Vec<String> = past.iter().map(|(_, id)| id.clone()).collect();
+        Ok(past
             .into_iter()
-            .map(|(until, e)| {
-                let status = crate::archive::lifecycle::status_of(&e).ok_or_else(|| {
-                    ServiceError::Internal(format!("agreement {}: unknown status {}", e.id, e.status))
-                })?;
-                Ok(RetentionRow {
-                    id: e.id.clone(),
-                    title: e.title.clone(),
-                    parties: e.parties.clone(),
-                    status,
+            .zip(self.summaries(&ids)?)
+            .filter_map(|((until, _), s)| {
+                let s = s?;
+                Some(RetentionRow {
+                    id: s.id,
+                    title: s.title,
+                    parties: [s.upstream_name, s.downstream_name],
+                    status: s.status,
                     retain_until: until.to_string(),
                 })
             })
-            .collect()
+            .collect())
     }
 
     /// [`Service::retention_report`] by decoding every stored agreement: what the index must equal.

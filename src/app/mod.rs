@@ -5,6 +5,7 @@
 //! * [`update`] — one read–modify–commit for every change to an agreement; `combine` applies
 //!   concurrent writers' changes in one store commit (one sled transaction) by one of them.
 //! * [`lifecycle`] — verify, renewal, termination, return or destruction of PHI, retention.
+//! * [`listing`] — archive search and export: the index's ids, the store's entries.
 //! * [`access`] — the access log: reads of archived documents, whichever route served them.
 //! * [`email_code`] — signer verification: a one-time code emailed to the signer, asked for
 //!   before the signature is accepted (when the intake or the policy turns it on).
@@ -26,6 +27,7 @@ pub mod drafting;
 pub mod email_code;
 pub mod keys;
 pub mod lifecycle;
+pub mod listing;
 pub(crate) mod memory;
 pub mod outbox;
 pub mod schedule;

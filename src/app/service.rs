@@ -823,7 +823,7 @@ impl Service {
 
     /// Creates a draft from intake JSON.
     pub fn create(&self, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.with_dua_reference(self.parse(text)?, actor);
+        let intake = self.with_dua_reference(self.parse(text)?, actor)?;
         let d = self.draft_version(&intake, text, 1)?;
         let now = self.clock.now();
         let a = Agreement {
@@ -873,7 +873,7 @@ impl Service {
 
     /// Replaces a draft's intake (a new version).
     pub fn replace(&self, id: &str, text: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
-        let intake = self.with_dua_reference(self.parse(text)?, actor);
+        let intake = self.with_dua_reference(self.parse(text)?, actor)?;
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Replace)?;
             let version = a.version + 1;
@@ -1029,7 +1029,7 @@ impl Service {
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Send)?;
             let v = self.store.version(id, a.version)?;
-            let intake = self.with_dua_reference(self.parse(&v.intake)?, actor);
+            let intake = self.with_dua_reference(self.parse(&v.intake)?, actor)?;
             let started = std::time::Instant::now();
             let r = self
                 .renderer
@@ -1138,7 +1138,7 @@ impl Service {
     /// parties, when the intake asks for the statement but names no DUA. For an actor that sees
     /// only its own agreements, only the DUAs it created: the reference would otherwise tell a
     /// `sales` key of another person's DUA (its id and title land in the document).
-    pub(crate) fn with_dua_reference(&self, mut intake: Intake, actor: &Actor) -> Intake {
+    pub(crate) fn with_dua_reference(&self, mut intake: Intake, actor: &Actor) -> Result<Intake, ServiceError> {
         use crate::domain::provisions::Choice;
         let names = [intake.upstream.legal_name.clone(), intake.downstream.legal_name.clone()];
         if let crate::domain::intake::Kind::Baa(b) = &mut intake.kind
@@ -1149,19 +1149,19 @@ impl Service {
             let q = crate::archive::search::Query {
                 kind: Some("dua".into()),
                 counterparty: Some(names[0].clone()),
+                created_by: actor.own_only.then(|| actor.who.clone()),
                 ..Default::default()
             };
-            let found = self.index.read().unwrap_or_else(|p| p.into_inner()).export(&q);
+            let found = self.export(&q)?;
             let best = found
                 .iter()
                 .filter(|e| names.contains(&e.parties[0]) && names.contains(&e.parties[1]) && e.status != "voided")
-                .filter(|e| !actor.own_only || e.created_by == actor.who)
                 .max_by_key(|e| (e.status == "executed", e.updated_at));
             if let Some(dua) = best {
                 lds.dua_reference = Some(format!("{} ({})", dua.id, dua.title));
             }
         }
-        intake
+        Ok(intake)
     }
 
     pub fn void(&self, id: &str, reason: &str, actor: &Actor) -> Result<Agreement, ServiceError> {
@@ -1303,7 +1303,7 @@ impl Service {
         let (a, ()) = self.update(id, |a, change| {
             a.status.allows(Action::Revise)?;
             let old = self.store.version(id, a.version)?;
-            let intake = self.with_dua_reference(self.parse(&old.intake)?, actor);
+            let intake = self.with_dua_reference(self.parse(&old.intake)?, actor)?;
             let version = a.version + 1;
             let d = self.draft_version(&intake, &old.intake, version)?;
             a.status = Self::draft_status(&d);

@@ -1,6 +1,7 @@
 //! Lifecycle listings from the search index: renewals due, agreements past retention and the
 //! subcontractor chain, answered from the facts [`Index::upsert_life`] keeps per agreement
-//! ([`Life`]) instead of decoding every stored agreement per request.
+//! ([`Life`]) instead of decoding every stored agreement per request. They answer ids (and
+//! what the index holds of each); the caller reads the entries it shows from the store.
 //!
 //! The rules are the record's own ([`crate::domain::agreement::Agreement::renewal_date`] and
 //! `retention_until` call the same functions as [`Life`]), and the orders are those of a scan
@@ -9,20 +10,14 @@
 use crate::domain::agreement::{Life, Status};
 use crate::domain::intake::Date;
 
-use super::search::{Entry, Index, Listed};
-
-/// The status of an entry (its snake_case name), if it is one.
-pub fn status_of(e: &Entry) -> Option<Status> {
-    status_named(&e.status)
-}
+use super::search::{Index, Listed};
 
 fn status_named(name: &str) -> Option<Status> {
     Status::ALL.into_iter().find(|s| s.as_str() == name)
 }
 
 /// Executed agreements whose renewal (or term end) falls within `days` of `today`, by date then
-/// id, read in place: a listing names thousands at 60 days, and unpacking each whole entry
-/// made it a sixth slower than the unpacked index was.
+/// id.
 pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, Listed<'_>, &Life)> {
     let limit = today.days_since_epoch() + i64::from(days);
     let mut out: Vec<(Date, Listed<'_>, &Life)> = index
@@ -35,8 +30,8 @@ pub fn renewal_due(index: &Index, today: Date, days: u32) -> Vec<(Date, Listed<'
 }
 
 /// Agreements whose documents are kept and whose retention date is before `today`, by that
-/// date then id. Only the entries listed are unpacked.
-pub fn past_retention(index: &Index, today: Date) -> Vec<(Date, Entry)> {
+/// date then id.
+pub fn past_retention(index: &Index, today: Date) -> Vec<(Date, String)> {
     let mut out: Vec<(Date, Listed<'_>)> = index
         .lives()
         .filter(|(_, l)| !l.disposed)
@@ -46,14 +41,14 @@ pub fn past_retention(index: &Index, today: Date) -> Vec<(Date, Entry)> {
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id().cmp(b.1.id())));
-    out.into_iter().map(|(d, e)| (d, e.entry())).collect()
+    out.into_iter().map(|(d, e)| (d, e.id().to_string())).collect()
 }
 
 /// The subcontractor chain around `id`: its ancestors from the top down, then every descendant
-/// depth first (each with its depth below `id`), as [`crate::app`] presents them. `None` when
-/// `id` is not in the index.
+/// depth first (each with its depth below `id`), as [`crate::app`] presents them, by id. `None`
+/// when `id` is not in the index.
 #[allow(clippy::type_complexity)]
-pub fn chain(index: &Index, id: &str) -> Option<(Vec<Entry>, Vec<(Entry, usize)>)> {
+pub fn chain(index: &Index, id: &str) -> Option<(Vec<String>, Vec<(String, usize)>)> {
     let (this, life) = index.get_life(id)?;
     let mut ancestors: Vec<Listed<'_>> = Vec::new();
     let mut cur = life.parent.as_deref();
@@ -79,7 +74,7 @@ pub fn chain(index: &Index, id: &str) -> Option<(Vec<Entry>, Vec<(Entry, usize)>
         }
     }
     Some((
-        ancestors.into_iter().map(Listed::entry).collect(),
-        descendants.into_iter().map(|(e, d)| (e.entry(), d)).collect(),
+        ancestors.into_iter().map(|l| l.id().to_string()).collect(),
+        descendants.into_iter().map(|(e, d)| (e.id().to_string(), d)).collect(),
     ))
 }

@@ -722,34 +722,23 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
 
 async fn list(staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
     let s = staff.0;
-    let q = parse_query(uri.query())?;
-    // A scan of the whole index (milliseconds at 100,000 agreements): off the async threads.
+    let mut q = parse_query(uri.query())?;
+    // Sales see their own only: a filter on the creator the index keeps, paged like any other.
+    if s.role == Sales {
+        q.created_by = Some(s.who);
+    }
+    // A scan of the whole index (milliseconds at 100,000 agreements) and a read of the page's
+    // entries: off the async threads.
     let svc = state.service.clone();
-    super::cpu(move || {
-        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-        if s.role == Sales {
-            // Sales see their own drafts only: filter by creator (kept in the index), then page.
-            let mut all = index.export(&q);
-            all.retain(|e| e.created_by == s.who);
-            let total = all.len();
-            let limit = q.limit.unwrap_or(50);
-            all.truncate(limit);
-            return axum::Json(json!({"items": all, "total": total, "next_cursor": null})).into_response();
-        }
-        // Serialized straight from the page (no `serde_json::Value` tree in between).
-        axum::Json(index.search(&q)).into_response()
-    })
-    .await
+    // Serialized straight from the page (no `serde_json::Value` tree in between).
+    let page = super::cpu(move || svc.search(&q)).await??;
+    Ok(axum::Json(page).into_response())
 }
 
 async fn export(_staff: Staff, State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, ApiError> {
     let q = parse_query(uri.query())?;
     let svc = state.service.clone();
-    let csv = super::cpu(move || {
-        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-        search::to_csv(&index.export(&q))
-    })
-    .await?;
+    let csv = super::cpu(move || svc.export(&q).map(|all| search::to_csv(&all))).await??;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -15,6 +15,7 @@ use tera::Context;
 
 use super::AppState;
 use super::account::FormField;
+use super::error::ApiError;
 use super::web::{Viewer, encode, render};
 use crate::archive::search;
 use crate::staff::Role;
@@ -56,16 +57,6 @@ fn query_string(raw: &HashMap<String, String>) -> String {
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
-/// Every match the viewer may see (a sales person: their own), in the index's order.
-fn matches(svc: &crate::app::service::Service, q: &search::Query, role: Role, who: &str) -> Vec<search::Entry> {
-    let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-    let mut all = index.export(q);
-    if role == Role::Sales {
-        all.retain(|e| e.created_by == who);
-    }
-    all
-}
-
 async fn page(State(state): State<AppState>, viewer: Viewer, Query(raw): Query<HashMap<String, String>>) -> Response {
     let w = match viewer.signed_in() {
         Ok(w) => w.clone(),
@@ -76,24 +67,19 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(raw): Query<H
     let valid = problems.is_empty();
     let svc = state.service.clone();
     let q2 = q.clone();
-    let listed = super::cpu(move || {
+    let listed = super::cpu(move || -> Result<(Vec<search::Entry>, usize, Option<String>), ApiError> {
         if !valid {
-            return (Vec::new(), 0, None);
+            return Ok((Vec::new(), 0, None));
         }
-        if w.role == Role::Sales {
-            let mut all = matches(&svc, &q2, w.role, &w.person.email);
-            let total = all.len();
-            all.truncate(PAGE);
-            return (all, total, None);
-        }
-        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-        let p = index.search(&q2);
-        (p.items, p.total, p.next_cursor)
+        // A sales person sees their own: a filter on the creator the index keeps.
+        let own = (w.role == Role::Sales).then(|| w.person.email.clone());
+        let p = svc.search(&search::Query { created_by: own, ..q2 })?;
+        Ok((p.items, p.total, p.next_cursor))
     })
     .await;
     let (rows, total, next) = match listed {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) | Err(e) => return e.into_response(),
     };
     let err = |n: &str| problems.iter().find(|(p, _)| p.trim_start_matches('/') == n).map(|(_, m)| m.clone());
     let val = |n: &str| raw.get(n).cloned().unwrap_or_default();
@@ -176,9 +162,11 @@ async fn export(State(state): State<AppState>, viewer: Viewer, Query(raw): Query
             &m.join("; "),
         );
     }
+    // A sales person exports their own.
+    q.created_by = (w.role == Role::Sales).then(|| w.person.email.clone());
     let svc = state.service.clone();
-    match super::cpu(move || search::to_csv(&matches(&svc, &q, w.role, &w.person.email))).await {
-        Ok(csv) => (
+    match super::cpu(move || svc.export(&q).map(|all| search::to_csv(&all))).await {
+        Ok(Ok(csv)) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::CONTENT_DISPOSITION, "attachment; filename=\"agreements.csv\""),
@@ -186,6 +174,7 @@ async fn export(State(state): State<AppState>, viewer: Viewer, Query(raw): Query
             csv,
         )
             .into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -709,28 +709,25 @@ async fn home(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Respon
     let listed = super::cpu(move || -> Result<Listing, ApiError> {
         // A `sales` person lists their own: the index keeps who created each entry, so this is
         // a filter on the index, not a decode of every stored agreement.
-        let own = staff.role == Sales;
-        let index = svc.index.read().unwrap_or_else(|p| p.into_inner());
-        let mine = |e: &search::Entry| !own || e.created_by == staff.who;
-        // Declined and expired ones, newest first (the default order): two filtered exports
-        // merged, rather than a copy of every entry.
-        let mut attention: Vec<search::Entry> = ["declined", "expired"]
-            .iter()
-            .flat_map(|s| index.export(&search::Query { status: Some((*s).into()), ..search::Query::default() }))
-            .filter(|e| mine(e))
-            .collect();
+        let own = (staff.role == Sales).then(|| staff.who.clone());
+        // Declined and expired ones, newest first (the default order): the first 20 of each,
+        // merged.
+        let mut attention: Vec<search::Entry> = Vec::new();
+        for status in ["declined", "expired"] {
+            let q = search::Query {
+                status: Some(status.into()),
+                created_by: own.clone(),
+                limit: Some(20),
+                ..search::Query::default()
+            };
+            attention.extend(svc.search(&q)?.items);
+        }
         attention.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id)));
         attention.truncate(20);
         if !valid {
             return Ok((Vec::new(), 0, None, attention));
         }
-        if own {
-            let mut all: Vec<search::Entry> = index.export(&q2).into_iter().filter(|e| mine(e)).collect();
-            let total = all.len();
-            all.truncate(PAGE);
-            return Ok((all, total, None, attention));
-        }
-        let page = index.search(&q2);
+        let page = svc.search(&search::Query { created_by: own, ..q2 })?;
         Ok((page.items, page.total, page.next_cursor, attention))
     })
     .await;

@@ -305,6 +305,19 @@ pub trait Store: Send + Sync + 'static {
     fn stored_summaries(&self, f: &mut (dyn FnMut(StoredSummary) + Send)) -> Result<(), StoreError> {
         self.agreement_summaries(&mut |s| f(StoredSummary(Stored::Decoded(Box::new(s)))))
     }
+    /// The [`Summary`] of each agreement named, one per id in the order given, `None` for an
+    /// id no agreement has: what a search page and the lifecycle listings show (the archive
+    /// index keeps what it filters and sorts on, not the entries). The default reads each
+    /// record.
+    fn summaries(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, StoreError> {
+        ids.iter()
+            .map(|id| match self.agreement(id) {
+                Ok(a) => Ok(Some(Summary::from(&a))),
+                Err(StoreError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError>;
     fn versions(&self, id: &str) -> Result<Vec<VersionRecord>, StoreError>;
     /// The document's bytes, re-checked against their SHA-256 on every read.

@@ -476,6 +476,24 @@ impl Store for SledStore {
         super::summary_index::scan_stored(&self.summaries, f)
     }
 
+    fn summaries(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, StoreError> {
+        // The summary tree (~250 bytes a value, no JSON); a value that does not decode (which
+        // start-up reports too) is answered from the record.
+        ids.iter()
+            .map(|id| {
+                let Some(v) = self.summaries.get(id.as_bytes()).map_err(io)? else { return Ok(None) };
+                match super::summary_index::decode_entry(id.as_bytes(), &v) {
+                    Ok(s) => Ok(Some(s)),
+                    Err(_) => match self.agreement(id) {
+                        Ok(a) => Ok(Some(Summary::from(&a))),
+                        Err(StoreError::NotFound) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                }
+            })
+            .collect()
+    }
+
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
         Self::get_json(&self.versions, &version_key(id, version))
     }

@@ -169,6 +169,28 @@ fn sales_keys_see_only_their_own_agreements() {
     let list = app.req("GET", "/api/v1/agreements", Some(&sales), "", b"").json();
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["id"], id);
+
+    // Their own list pages like any other: by cursor, every one of theirs once, no one else's.
+    let mut own = vec![id.to_string()];
+    for _ in 0..2 {
+        let a = app.req("POST", "/api/v1/agreements", Some(&sales), "application/json", example_text(DUA).as_bytes());
+        own.push(a.json()["id"].as_str().expect("id").to_string());
+    }
+    app.create(&example_text(BAA));
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/agreements?limit=2".to_string();
+    loop {
+        let page = app.req("GET", &path, Some(&sales), "", b"").json();
+        assert_eq!(page["total"], 3, "{page}");
+        seen.extend(page["items"].as_array().expect("items").iter().map(|e| e["id"].as_str().expect("id").to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/agreements?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    own.sort();
+    assert_eq!(seen, own);
 }
 
 #[test]

@@ -142,6 +142,12 @@ fn contract(store: Arc<dyn Store>) {
         ["a1", "a2"].iter().map(|id| Summary::from(&store.agreement(id).expect("stored"))).collect();
     assert_eq!(summaries, stored);
     assert_eq!(summaries[0].status, countersign::domain::agreement::Status::Draft);
+    // A page's summaries, read by id: in the order asked, None for an id no agreement has.
+    let asked = ["a2", "nope", "a1", "a2"].map(String::from);
+    let got = store.summaries(&asked).expect("the summaries");
+    let want = vec![Some(stored[1].clone()), None, Some(stored[0].clone()), Some(stored[1].clone())];
+    assert_eq!(got, want);
+    assert_eq!(store.summaries(&[]).expect("none asked"), Vec::<Option<Summary>>::new());
 
     // Several changes in one commit (concurrent writers combined), each with its own revision
     // check: a second change to one agreement follows the first, a stale change is refused

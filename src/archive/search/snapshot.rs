@@ -1,7 +1,8 @@
 //! The index as bytes, for the snapshot a server writes when it stops and reads when it starts
 //! (`app::snapshot` owns the file, its checks and when it may be used). Every row goes as it is
-//! held: its fixed-size facts, folded text, packed entry, odd state codes and lifecycle facts.
-//! Reading it back folds, normalises and packs nothing: it allocates the rows and hashes their
+//! held: its fixed-size facts, folded text, creation time and creator (a position in the list
+//! of creators written first), odd state codes and lifecycle facts. Reading it back folds and
+//! normalises nothing: it allocates the rows and hashes their
 //! ids, and checks every field as it goes, so a damaged snapshot is an error, never a panic or
 //! a row that cannot be read later.
 //!
@@ -10,9 +11,9 @@
 
 use std::hash::BuildHasher;
 
-use super::{Hot, Index, packed};
+use super::{Hot, Index, Row};
 use crate::domain::agreement::Life;
-use crate::domain::compact::{Reader, put_bytes, put_opt_str, put_opt_u64, put_str, put_u64};
+use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_str, put_u64};
 use crate::domain::intake::Date;
 
 /// A date as one number, YYYYMMDD.
@@ -32,10 +33,13 @@ fn u32_of(n: u64) -> Result<u32, String> {
 impl Index {
     /// Appends the index to `w`: [`Index::read_snapshot`] reads it back.
     pub fn write_snapshot(&self, w: &mut Vec<u8>) {
+        put_u64(w, self.creators.len() as u64);
+        for c in &self.creators {
+            put_str(w, c);
+        }
         put_u64(w, self.rows.len() as u64);
-        // The live text's and packed entries' lengths, so reading sizes its buffers once.
+        // The live text's length, so reading sizes its buffer once.
         put_u64(w, self.text.spans.iter().map(|s| s.len() as u64).sum());
-        put_u64(w, self.rows.iter().map(|r| (r.pack.1 - r.pack.0) as u64).sum());
         for (i, row) in self.rows.iter().enumerate() {
             put_str(w, self.text.id(i));
             let h = &self.hot[i];
@@ -49,7 +53,8 @@ impl Index {
             let span = self.text.spans[i];
             put_str(w, self.text.hay(i));
             put_u64(w, (span.names - span.start) as u64);
-            put_bytes(w, self.packs.get(row).0);
+            put_u64(w, row.created_at);
+            put_u64(w, u64::from(row.creator));
             let odd = row.odd_states.as_deref().unwrap_or_default();
             put_u64(w, odd.len() as u64);
             for code in odd {
@@ -68,19 +73,24 @@ impl Index {
     /// The index [`Index::write_snapshot`] wrote; an error names the first field that does not
     /// read.
     pub fn read_snapshot(r: &mut Reader<'_>) -> Result<Index, String> {
+        let mut index = Index::new();
+        for _ in 0..r.count()? {
+            let c = r.str()?;
+            if index.creator_at.contains_key(c) {
+                return Err(format!("creator {c:?} is listed twice"));
+            }
+            index.creator(c);
+        }
         let n = r.count()?;
         // Sized once, and never beyond what the bytes left could hold: a row takes at least
         // `MIN_ROW` bytes, text at least its own length.
         const MIN_ROW: usize = 20;
         let text = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
-        let packs = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
         let rows_held = n.min(r.0.len() / MIN_ROW);
-        let mut index = Index::new();
         index.hot.reserve_exact(rows_held);
         index.rows.reserve_exact(rows_held);
         index.text.spans.reserve_exact(rows_held);
         index.text.buf.reserve_exact(text);
-        index.packs.buf.reserve_exact(packs);
         let (texts, hasher) = (&index.text, &index.hasher);
         index.by_id.reserve(rows_held, |&j| hasher.hash_one(texts.id(j)));
         for _ in 0..n {
@@ -99,8 +109,11 @@ impl Index {
             if !hay.is_char_boundary(names_at) {
                 return Err(format!("{id}: text offset {names_at} is not in its text"));
             }
-            let packed = r.bytes()?;
-            packed::check(packed).map_err(|e| format!("{id}: {e}"))?;
+            let created_at = r.u64()?;
+            let creator = u32_of(r.u64()?)?;
+            if creator as usize >= index.creators.len() {
+                return Err(format!("{id}: creator {creator} is not listed"));
+            }
             let odd = (0..r.count()?).map(|_| r.str().map(Box::from)).collect::<Result<Vec<Box<str>>, _>>()?;
             let effective = read_date(r)?;
             let term_months = u16::try_from(r.u64()?).map_err(|_| format!("{id}: term out of range"))?;
@@ -119,7 +132,7 @@ impl Index {
                 revision: r.u64()?,
             };
             let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
-            index.insert_row(hot, id, (hay, names_at), packed, odd_states, life);
+            index.insert_row(hot, id, (hay, names_at), Row { created_at, creator, odd_states, life });
         }
         Ok(index)
     }
@@ -130,9 +143,13 @@ mod tests {
     use super::super::tests::corpus;
     use super::*;
 
-    fn lives(ix: &Index) -> Vec<(super::super::Entry, Life)> {
-        let mut v: Vec<_> = ix.lives().map(|(e, l)| (e.entry(), l.clone())).collect();
-        v.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    #[allow(clippy::type_complexity)]
+    fn lives(ix: &Index) -> Vec<((String, &'static str, u64, String), Life)> {
+        let mut v: Vec<_> = ix
+            .lives()
+            .map(|(e, l)| ((e.id().to_string(), e.status(), e.created_at(), e.created_by().to_string()), l.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.0.cmp(&b.0.0));
         v
     }
 
@@ -152,7 +169,8 @@ mod tests {
                 parent,
                 revision: i as u64,
             };
-            ix.upsert_life(e.clone(), life);
+            let created_by = format!("person{}@example.org", i % 3);
+            ix.upsert_life(super::super::Entry { created_by, ..e.clone() }, life);
         }
         // Replaced and removed rows leave dead text; a state code without a bit of its own.
         let mut odd = entries[3].clone();
@@ -179,9 +197,10 @@ mod tests {
             super::super::tests::query(|q| q.sort = Some("counterparty".into())),
             super::super::tests::query(|q| q.renewal_before = Some("2027-06-01".into())),
             super::super::tests::query(|q| q.sort = Some("-effective_date".into())),
+            super::super::tests::query(|q| q.created_by = Some("person2@example.org".into())),
         ] {
             let (a, b) = (ix.search(&q), back.search(&q));
-            assert_eq!((a.items, a.total, a.next_cursor), (b.items, b.total, b.next_cursor), "{q:?}");
+            assert_eq!(a, b, "{q:?}");
         }
 
         // Every cut short fails cleanly, and so does a text offset inside a character. A byte
@@ -196,7 +215,7 @@ mod tests {
                 b[at] ^= flip;
                 if let Ok(ix) = Index::read_snapshot(&mut Reader(&b)) {
                     for (e, _) in ix.lives() {
-                        let _ = (e.entry(), e.status(), e.created_at(), e.title_and_parties());
+                        let _ = (e.id(), e.status(), e.created_at(), e.created_by());
                     }
                     let _ = ix.search(&super::super::tests::query(|q| q.q = Some("clinic".into())));
                 }

@@ -537,6 +537,16 @@ impl Store for PgStore {
         })
     }
 
+    fn summaries(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, StoreError> {
+        // One round trip for the lot, put back in the order asked.
+        let rows: Vec<(String, Vec<u8>)> = self.pool.with_conn(|c| {
+            let s = c.statements.get(&mut c.client, "SELECT id, body FROM agreements WHERE id = ANY($1)")?;
+            Ok(c.client.query(&s, &[&ids]).map_err(pg_err)?.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })?;
+        let bodies: std::collections::HashMap<String, Vec<u8>> = rows.into_iter().collect();
+        ids.iter().map(|id| bodies.get(id).map(|b| json::<Summary>(b)).transpose()).collect()
+    }
+
     fn version(&self, id: &str, version: u32) -> Result<VersionRecord, StoreError> {
         json(&self.query_body(
             "SELECT body FROM versions WHERE agreement_id = $1 AND version = $2",

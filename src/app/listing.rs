@@ -1,0 +1,57 @@
+//! The archive's listings as people see them: the search index picks and orders agreement ids
+//! ([`crate::archive::search`]), the store gives the entries of the ones shown
+//! ([`crate::store::Store::summaries`]).
+//!
+//! The index keeps only what it filters and sorts on (at 100,000 agreements, ~40 MB less than
+//! keeping every entry beside it; README, *Memory at 100,000*), so a page of 50 costs one
+//! batched read of 50 summaries after the index lock is let go: sled's summary tree, one
+//! `= ANY($1)` query on PostgreSQL. An entry is read as it is when the page is made: one
+//! changed between the index's answer and that read shows its new facts where the index
+//! placed it, and one removed meanwhile is left out.
+
+use crate::app::service::{Service, ServiceError, entry};
+use crate::archive::search::{Entry, Page, Query};
+use crate::domain::agreement::Summary;
+
+/// Ids read from the store per batch: a whole export is read in pieces of this many, so no
+/// single query or answer grows with the archive.
+const BATCH: usize = 1000;
+
+impl Service {
+    /// One page of the archive search (`GET /api/v1/agreements`, the agreements and archive
+    /// pages). A query that fails [`Query::validate`] answers an empty page: validate first.
+    pub fn search(&self, q: &Query) -> Result<Page, ServiceError> {
+        let hits = self.index.read().unwrap_or_else(|p| p.into_inner()).search(q);
+        Ok(Page { items: self.entries(&hits.ids)?, total: hits.total, next_cursor: hits.next_cursor })
+    }
+
+    /// Every match of `q`, in its order (`export.csv`; `limit` and `cursor` do not apply).
+    pub fn export(&self, q: &Query) -> Result<Vec<Entry>, ServiceError> {
+        let ids = self.index.read().unwrap_or_else(|p| p.into_inner()).export(q);
+        self.entries(&ids)
+    }
+
+    /// The entries of these agreements, in the order given; one no longer stored is left out.
+    pub fn entries(&self, ids: &[String]) -> Result<Vec<Entry>, ServiceError> {
+        let today = self.today();
+        Ok(self
+            .summaries(ids)?
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let life = s.life();
+                entry(s, &life, today)
+            })
+            .collect())
+    }
+
+    /// The stored summaries of these agreements, one per id (`None`: no longer stored), read in
+    /// batches of [`BATCH`].
+    pub(crate) fn summaries(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, ServiceError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            out.extend(self.store.summaries(chunk)?);
+        }
+        Ok(out)
+    }
+}
