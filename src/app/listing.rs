@@ -15,7 +15,7 @@ use crate::domain::agreement::Summary;
 
 /// Ids read from the store per batch: a whole export is read in pieces of this many, so no
 /// single query or answer grows with the archive.
-const BATCH: usize = 1000;
+const BATCH: usize = 256;
 
 impl Service {
     /// One page of the archive search (`GET /api/v1/agreements`, the agreements and archive
@@ -46,12 +46,18 @@ impl Service {
     }
 
     /// The stored summaries of these agreements, one per id (`None`: no longer stored), read in
-    /// batches of [`BATCH`].
+    /// batches of [`BATCH`], on the rayon threads when there are several (a `renewal-due`
+    /// listing at 60 days names thousands; an export, every agreement).
     pub(crate) fn summaries(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, ServiceError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH) {
-            out.extend(self.store.summaries(chunk)?);
+        use rayon::prelude::*;
+        if ids.len() <= BATCH {
+            return Ok(self.store.summaries(ids)?);
         }
-        Ok(out)
+        let batches: Vec<Vec<Option<Summary>>> =
+            ids.par_chunks(BATCH).map(|chunk| self.store.summaries(chunk)).collect::<Result<_, _>>()?;
+        // What these summaries, their entries and the answer made of them free is returned to
+        // the system once the answer is sent.
+        super::memory::return_freed_soon();
+        Ok(batches.into_iter().flatten().collect())
     }
 }

@@ -448,7 +448,7 @@ impl Service {
         let today = self.today();
         // Three stages, each on a thread of its own: this one reads the store's summaries and
         // hands them over in batches, undecoded; the preparer decodes each batch and prepares
-        // its rows in parallel (rayon: decoding, text folding, packing, the fixed-size facts);
+        // its rows in parallel (rayon: decoding, text folding, the fixed-size facts);
         // the inserter inserts them in order, one batch while the next is prepared (inserting
         // after preparing, on one thread, left the rayon threads idle for a fifth of the build
         // at 100,000 agreements). The order of inserts is the scan's, so the index is the one a
