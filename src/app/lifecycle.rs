@@ -85,8 +85,9 @@ fn date_field(ptr: &str, s: &str) -> Result<Date, ServiceError> {
 }
 
 impl Service {
-    /// Executed agreements whose renewal (or term end) falls within `days` of today. Answered
-    /// from the archive index ([`crate::archive::lifecycle`]): no stored agreement is decoded.
+    /// Executed agreements whose renewal (or term end) falls within `days` of today. The archive
+    /// index picks them ([`crate::archive::lifecycle`]: no scan of the store); the store is read
+    /// for those only (their titles and parties).
     pub fn renewal_due(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
         let today = self.today();
         let due: Vec<(Date, String, bool)> = {

@@ -68,9 +68,18 @@ pub(crate) fn return_freed_soon() {
     if PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
+    // Cleared however the task ends (a runtime shutting down drops it mid-sleep), so a later
+    // listing can ask again.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            PENDING.store(false, Ordering::Release);
+        }
+    }
     runtime.spawn(async {
+        let clear = Clear;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        PENDING.store(false, Ordering::Release);
+        drop(clear);
         if let Err(e) = tokio::task::spawn_blocking(return_freed).await {
             tracing::warn!(error = %e, "returning freed memory failed");
         }

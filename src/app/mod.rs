@@ -13,7 +13,7 @@
 //! * [`outbox`], [`schedule`], [`sender`] — delivery: the outbox as seen by staff, which
 //!   reminders and notices are due, and the background task that sends due mail and writes
 //!   the `.eml` copies of what a signature queued; `memory` — freed heap returned to the
-//!   system after the sender's start-up passes and each reminder tick.
+//!   system after the sender's start-up passes, each reminder tick and the large listings.
 //! * [`seed`] — `countersign bench seed`: many realistic agreements written through the store.
 //! * [`webhooks`] — signed webhook events, queued with the change that causes them, and the
 //!   task that delivers them.

@@ -330,10 +330,57 @@ fn a_damaged_summary_is_read_from_its_record_and_the_index_answers_the_same() {
     let index = svc.index.read().expect("index");
     assert_eq!(index.len(), all.len());
     drop(index);
+    // A page reads a damaged summary from its record too.
+    let want: Vec<Option<crate::domain::agreement::Summary>> = damaged
+        .iter()
+        .map(|id| Some(crate::domain::agreement::Summary::from(&svc.store.agreement(id).expect("stored"))))
+        .collect();
+    assert_eq!(svc.summaries(&damaged).expect("read"), want);
     // The recovered executed agreement's final copy is found by its digest (verification).
     let key = super::service::digest_key(executed.final_sha256.as_deref().expect("final")).expect("hex");
     let digests = svc.digests.read().expect("digests");
     assert_eq!(digests.get(&key).map(|(id, which, _)| (id.to_string(), *which)), Some((executed.id.clone(), "final")));
+}
+
+#[test]
+fn summaries_read_in_parallel_batches_answer_one_per_id_in_the_order_asked() {
+    let (_dir, _clock, svc) = seeded_sled_service(40, 5);
+    let stored: Vec<String> = svc.store.agreements().expect("agreements").into_iter().map(|a| a.id).collect();
+    // 700 ids (three batches of 256): each stored one many times, in no order, and ids no
+    // agreement has among them.
+    let ids: Vec<String> = (0..700)
+        .map(|i| if i % 7 == 3 { format!("ag_missing{i}") } else { stored[(i * 13) % stored.len()].clone() })
+        .collect();
+    let got = svc.summaries(&ids).expect("read");
+    assert_eq!(got.len(), ids.len());
+    for (id, s) in ids.iter().zip(&got) {
+        match svc.store.agreement(id) {
+            Ok(a) => assert_eq!(s.as_ref(), Some(&crate::domain::agreement::Summary::from(&a)), "{id}"),
+            Err(_) => assert!(s.is_none(), "{id} has no agreement"),
+        }
+    }
+    // An export lists every match in the index's order.
+    let q = crate::archive::search::Query { sort: Some("counterparty".into()), ..Default::default() };
+    let order = svc.index.read().expect("index").export(&q);
+    let listed: Vec<String> = svc.export(&q).expect("export").into_iter().map(|e| e.id).collect();
+    assert_eq!(listed, order);
+}
+
+#[test]
+fn a_page_leaves_out_an_agreement_the_store_no_longer_has_and_counts_what_the_index_matched() {
+    let (_dir, _clock, svc) = seeded_sled_service(12, 9);
+    let all = crate::archive::search::Query::default();
+    let before = svc.search(&all).expect("a page");
+    // An entry the index has and the store does not (removed between the two reads).
+    let ghost =
+        crate::archive::search::Entry { id: "ag_ghost".into(), updated_at: u64::MAX, ..before.items[0].clone() };
+    svc.index.write().expect("index").upsert(ghost);
+    let page = svc.search(&all).expect("a page");
+    assert_eq!(page.total, before.total + 1, "the index matched it");
+    assert_eq!(page.items, before.items, "the page lists what the store has");
+    let exported: Vec<String> = svc.export(&all).expect("export").into_iter().map(|e| e.id).collect();
+    assert!(!exported.iter().any(|id| id == "ag_ghost"));
+    assert_eq!(exported.len(), before.total);
 }
 
 #[test]

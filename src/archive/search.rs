@@ -122,7 +122,9 @@ pub const SORTS: [&str; 8] = [
     "-counterparty",
 ];
 
-/// What the index keeps per agreement (the caller builds it from Agreement + intake facts).
+/// An agreement as the index takes it in and as a page lists it (the app layer builds it from
+/// the stored summary: `app::service::entry`). The index keeps only what it filters and sorts
+/// on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
@@ -146,8 +148,9 @@ pub struct Entry {
     /// Unix seconds.
     pub updated_at: u64,
     pub final_sha256: Option<String>,
-    /// Who created it (`sales` keys list their own): kept here so that list is an index
-    /// lookup, not a decode of every agreement. Not part of the API's entry shape.
+    /// Who created it (`sales` keys list their own): the index keeps it, so that list is an
+    /// index filter ([`Query::created_by`]), not a decode of every agreement. Not part of the
+    /// API's entry shape.
     #[serde(default, skip_serializing)]
     pub created_by: String,
 }
@@ -175,7 +178,7 @@ pub struct Query {
 }
 
 /// One page of ids, as the index answers a search: the caller reads their entries from the
-/// store (`app::service::Service::search` makes the [`Page`]).
+/// store (`app::listing`'s `Service::search` makes the [`Page`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hits {
     pub ids: Vec<String>,

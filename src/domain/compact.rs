@@ -1,6 +1,5 @@
-//! Compact binary fields, for the records kept in a derived store tree and in memory (the
-//! agreements' summaries, `store::summary_index`; the search index's packed entries,
-//! `archive::packed`): integers as LEB128, strings as a LEB128 length and UTF-8 bytes, options
+//! Compact binary fields, for the records kept in a derived store tree (the agreements'
+//! summaries, `store::summary_index`): integers as LEB128, strings as a LEB128 length and UTF-8 bytes, options
 //! as a tag byte (0 none, 1 some) and the value, a SHA-256 as a tag (0 none; 1 the string as
 //! it came; 2 the 32 bytes of 64 lowercase hex digits). The search index's snapshot
 //! (`app::snapshot`) is written in them too.
@@ -123,10 +122,6 @@ impl<'a> Reader<'a> {
 
     pub fn string(&mut self) -> Result<String, String> {
         self.str().map(str::to_string)
-    }
-
-    pub fn skip_str(&mut self) -> Result<(), String> {
-        self.bytes().map(|_| ())
     }
 
     pub fn opt_u64(&mut self) -> Result<Option<u64>, String> {

@@ -70,6 +70,25 @@ fn the_archive_page_filters_downloads_the_api_copy_into_the_access_log_and_expor
     assert!(page.contains("0 agreement(s)") && !page.contains(&north), "{page}");
     let (_, csv) = bytes(&app, &sam, "/archive/export.csv");
     assert!(!String::from_utf8_lossy(&csv).contains(&north));
+    // Once Sam has drafted two, he sees those two.
+    let as_sam = countersign::app::service::Actor {
+        who: "sam@example.com".into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        own_only: true,
+    };
+    let svc = app.service();
+    let own: Vec<String> = (0..2)
+        .map(|i| svc.create(&intake_named(&format!("Sam's Vendor {i}"), "Sam's Clinic"), &as_sam).expect("drafted").id)
+        .collect();
+    drop(svc);
+    let (status, _, page) = sam.send("GET", "/archive", &[]);
+    assert_eq!(status, 200);
+    assert!(page.contains("2 agreement(s)") && own.iter().all(|id| page.contains(id)), "{page}");
+    assert!(!page.contains(&north) && !page.contains(&blue), "{page}");
+    // The export is for reviewers (the API's route table): refused, whatever he has.
+    let (status, page) = bytes(&app, &sam, "/archive/export.csv");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&page));
     assert_eq!(Client::new(&app).send("GET", "/archive", &[]).1, "/login");
 }
 

@@ -227,3 +227,33 @@ fn the_limited_data_set_statement_cross_references_an_existing_dua_between_the_s
     assert!(text.contains(&format!("{dua_id} (Data Use Agreement)")), "cross-references {dua_id}");
     assert!(!text.contains(&other), "never a DUA between other parties");
 }
+
+#[test]
+fn a_sales_key_s_draft_cross_references_only_a_dua_it_created_itself() {
+    let (app, _dir) = spawn_app();
+    let (sales, _) = app.key_for("sales", None);
+    let mut dua = example_json(DUA);
+    dua["covered_entity"] = example_json(BAA)["covered_entity"].clone();
+    dua["data_recipient"] = example_json(BAA)["business_associate"].clone();
+    dua["signers"][0]["email"] = json!("priya@northwind.example");
+    dua["signers"][1]["email"] = json!("zoe@lakeside.example");
+    // Another person's DUA between the same parties: not theirs to name.
+    let theirs = app.create(&dua.to_string())["id"].as_str().expect("id").to_string();
+    let baa = with_provisions(json!({"limited_data_set": true})).to_string();
+    let draft_text = |app: &TestApp| {
+        let r = app.req("POST", "/api/v1/agreements", Some(&sales), "application/json", baa.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_str().expect("id").to_string();
+        fold(&pdftotext(&app.req("GET", &format!("/api/v1/agreements/{id}/document"), Some(&sales), "", b"").body))
+    };
+    let text = draft_text(&app);
+    assert!(text.contains("Limited Data Sets"), "the statement is included");
+    assert!(!text.contains(&theirs), "never another person's DUA");
+
+    let r = app.req("POST", "/api/v1/agreements", Some(&sales), "application/json", dua.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let own = r.json()["id"].as_str().expect("id").to_string();
+    let text = draft_text(&app);
+    assert!(text.contains(&format!("{own} (Data Use Agreement)")), "cross-references their own {own}");
+    assert!(!text.contains(&theirs), "never another person's DUA");
+}

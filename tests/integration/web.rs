@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::app::*;
 use crate::browser::Driver;
+use crate::helpers::{BAA, DUA, example_text};
 use countersign::clock::ManualClock;
 
 pub(crate) const PASSWORD: &str = "a quiet harbour at dusk";
@@ -436,4 +437,44 @@ fn a_signed_in_person_sends_from_the_agreement_page_under_their_own_name() {
     let web_pdf = r.body_mut().with_config().limit(64 << 20).read_to_vec().expect("pdf");
     let api_pdf = app.get(&format!("/api/v1{page}/document")).body;
     assert!(web_pdf.starts_with(b"%PDF") && web_pdf == api_pdf);
+}
+
+#[test]
+fn a_sales_person_s_home_lists_and_flags_only_their_own_agreements() {
+    let (app, _dir) = spawn_app();
+    let (_, url) = invite(&app, "sam@example.com", "Sam Sales", "sales");
+    let mut sam = Client::new(&app);
+    accept(&mut sam, &url);
+    assert_eq!(sam.login("sam@example.com", PASSWORD).0, 303);
+    let actor = |who: &str, own_only: bool| countersign::app::service::Actor {
+        who: who.into(),
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        own_only,
+    };
+    let svc = app.service();
+    // One declined agreement each (a declined one needs attention), and a draft each.
+    let declined = |who: &countersign::app::service::Actor| {
+        let id = svc.create(&example_text(BAA), who).expect("drafted").id;
+        svc.send(&id, who).expect("sent");
+        let link = svc.store.agreement_messages(&id).expect("messages").into_iter().find(|m| m.kind == "link");
+        let text = link.expect("a signer link").text;
+        let word = text.split_whitespace().find(|w| w.contains("/sign/")).expect("the link");
+        let token = word.rsplit('/').next().expect("token").to_string();
+        svc.decline(&token, "Not this quarter", who).expect("declined");
+        id
+    };
+    let (sam_actor, admin) = (actor("sam@example.com", true), actor("admin:test", false));
+    let (his_declined, their_declined) = (declined(&sam_actor), declined(&admin));
+    let his_draft = svc.create(&example_text(DUA), &sam_actor).expect("drafted").id;
+    let their_draft = svc.create(&example_text(DUA), &admin).expect("drafted").id;
+    drop(svc);
+
+    let (status, _, page) = sam.send("GET", "/", &[]);
+    assert_eq!(status, 200);
+    let needs =
+        page.split("id=\"needs\"").nth(1).expect("the attention section").split("</section>").next().unwrap_or("");
+    assert!(needs.contains(&his_declined) && !needs.contains(&their_declined), "{needs}");
+    assert!(page.contains(&his_draft) && !page.contains(&their_draft), "{page}");
+    assert!(!page.contains(&their_declined), "{page}");
 }

@@ -221,6 +221,13 @@ mod tests {
                 }
             }
         }
+        // A creator listed twice (the rows name creators by position) is refused.
+        let (first, second) = (b"person0@example.org", b"person1@example.org");
+        let at = bytes.windows(second.len()).position(|w| w == second).expect("the creators are written");
+        let mut twice = bytes.clone();
+        twice[at..at + second.len()].copy_from_slice(first);
+        let e = Index::read_snapshot(&mut Reader(&twice)).expect_err("a creator listed twice");
+        assert!(e.contains("listed twice"), "{e}");
         let mut one = Index::new();
         one.upsert(super::super::Entry {
             title: "日".into(), parties: ["a".into(), "b".into()], ..entries[0].clone()
