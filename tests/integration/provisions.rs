@@ -208,14 +208,21 @@ fn invalid_provisions_are_rejected_with_their_pointer() {
     }
 }
 
-#[test]
-fn the_limited_data_set_statement_cross_references_an_existing_dua_between_the_same_parties() {
-    let (app, _dir) = spawn_app();
+/// The example DUA between the example BAA's parties (covered entity, and the business
+/// associate as data recipient).
+fn dua_between_the_baa_s_parties() -> serde_json::Value {
     let mut dua = example_json(DUA);
     dua["covered_entity"] = example_json(BAA)["covered_entity"].clone();
     dua["data_recipient"] = example_json(BAA)["business_associate"].clone();
     dua["signers"][0]["email"] = json!("priya@northwind.example");
     dua["signers"][1]["email"] = json!("zoe@lakeside.example");
+    dua
+}
+
+#[test]
+fn the_limited_data_set_statement_cross_references_an_existing_dua_between_the_same_parties() {
+    let (app, _dir) = spawn_app();
+    let dua = dua_between_the_baa_s_parties();
     let dua_id = app.create(&dua.to_string())["id"].as_str().expect("id").to_string();
     // A DUA between other parties must not be picked.
     let other = app.create(&example_text(DUA))["id"].as_str().expect("id").to_string();
@@ -232,11 +239,7 @@ fn the_limited_data_set_statement_cross_references_an_existing_dua_between_the_s
 fn a_sales_key_s_draft_cross_references_only_a_dua_it_created_itself() {
     let (app, _dir) = spawn_app();
     let (sales, _) = app.key_for("sales", None);
-    let mut dua = example_json(DUA);
-    dua["covered_entity"] = example_json(BAA)["covered_entity"].clone();
-    dua["data_recipient"] = example_json(BAA)["business_associate"].clone();
-    dua["signers"][0]["email"] = json!("priya@northwind.example");
-    dua["signers"][1]["email"] = json!("zoe@lakeside.example");
+    let dua = dua_between_the_baa_s_parties();
     // Another person's DUA between the same parties: not theirs to name.
     let theirs = app.create(&dua.to_string())["id"].as_str().expect("id").to_string();
     let baa = with_provisions(json!({"limited_data_set": true})).to_string();
