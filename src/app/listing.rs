@@ -5,9 +5,9 @@
 //! The index keeps only what it filters and sorts on (at 100,000 agreements, 14–17 MB less RSS
 //! than keeping every entry beside it: PostgreSQL idles at 56–59 MB; README, *The entries out of
 //! the index*), so a page of 50 costs one batched read of 50 summaries after the index lock is
-//! let go: sled's summary tree, one `= ANY($1)` query on PostgreSQL. An entry is read as it is when the page is made: one
-//! changed between the index's answer and that read shows its new facts where the index
-//! placed it, and one removed meanwhile is left out.
+//! let go: sled's summary tree, one `= ANY($1)` query on PostgreSQL. An entry is read as it is
+//! when the page is made: one changed between the index's answer and that read shows its new
+//! facts where the index placed it, and one removed meanwhile is left out.
 
 use crate::app::service::{Service, ServiceError, entry};
 use crate::archive::search::{Entry, Page, Query};
