@@ -90,22 +90,20 @@ impl Service {
     /// for those only (their titles and parties).
     pub fn renewal_due(&self, days: u32) -> Result<Vec<serde_json::Value>, ServiceError> {
         let today = self.today();
-        let due: Vec<(Date, String, bool)> = {
+        let due: Vec<((Date, bool), String)> = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             crate::archive::lifecycle::renewal_due(&index, today, days)
                 .into_iter()
-                .map(|(d, e, l)| (d, e.id().to_string(), l.auto_renew))
+                .map(|(d, e, l)| ((d, l.auto_renew), e.id().to_string()))
                 .collect()
         };
-        let ids: Vec<String> = due.iter().map(|(_, id, _)| id.clone()).collect();
-        Ok(due
+        Ok(self
+            .with_summaries(due)?
             .into_iter()
-            .zip(self.summaries(&ids)?)
-            .filter_map(|((d, _, auto_renew), s)| {
-                let s = s?;
-                Some(serde_json::json!({"id": s.id, "title": s.title, "parties": [s.upstream_name, s.downstream_name],
+            .map(|((d, auto_renew), s)| {
+                serde_json::json!({"id": s.id, "title": s.title, "parties": [s.upstream_name, s.downstream_name],
                     "renewal_date": d.to_string(), "auto_renew": auto_renew,
-                    "days_left": d.days_since_epoch() - today.days_since_epoch()}))
+                    "days_left": d.days_since_epoch() - today.days_since_epoch()})
             })
             .collect())
     }
@@ -229,22 +227,21 @@ impl Service {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             crate::archive::lifecycle::chain(&index, id).ok_or(ServiceError::NotFound)?
         };
+        // Each link with (whether it is an ancestor, its depth); one removed meanwhile is left out.
         let n = up.len();
-        let depths: Vec<usize> = (0..n).map(|i| n - i).chain(down.iter().map(|(_, d)| *d)).collect();
-        let ids: Vec<String> = up.into_iter().chain(down.into_iter().map(|(id, _)| id)).collect();
-        let link = |(depth, s): (usize, Option<crate::domain::agreement::Summary>)| {
-            // One removed meanwhile is left out.
-            s.map(|s| ChainLink {
+        let ups = up.into_iter().enumerate().map(|(i, id)| ((true, n - i), id));
+        let downs = down.into_iter().map(|(id, depth)| ((false, depth), id));
+        let (mut ancestors, mut descendants) = (Vec::new(), Vec::new());
+        for ((ancestor, depth), s) in self.with_summaries(ups.chain(downs).collect())? {
+            let link = ChainLink {
                 id: s.id,
                 title: s.title,
                 parties: [s.upstream_name, s.downstream_name],
                 status: s.status,
                 depth,
-            })
-        };
-        let mut links = depths.into_iter().zip(self.summaries(&ids)?);
-        let ancestors = links.by_ref().take(n).filter_map(link).collect();
-        let descendants = links.filter_map(link).collect();
+            };
+            if ancestor { ancestors.push(link) } else { descendants.push(link) }
+        }
         Ok(Chain { ancestors, descendants })
     }
 
@@ -407,19 +404,15 @@ impl Service {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             crate::archive::lifecycle::past_retention(&index, today)
         };
-        let ids: Vec<String> = past.iter().map(|(_, id)| id.clone()).collect();
-        Ok(past
+        Ok(self
+            .with_summaries(past)?
             .into_iter()
-            .zip(self.summaries(&ids)?)
-            .filter_map(|((until, _), s)| {
-                let s = s?;
-                Some(RetentionRow {
-                    id: s.id,
-                    title: s.title,
-                    parties: [s.upstream_name, s.downstream_name],
-                    status: s.status,
-                    retain_until: until.to_string(),
-                })
+            .map(|(until, s)| RetentionRow {
+                id: s.id,
+                title: s.title,
+                parties: [s.upstream_name, s.downstream_name],
+                status: s.status,
+                retain_until: until.to_string(),
             })
             .collect())
     }

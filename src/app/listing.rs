@@ -46,6 +46,13 @@ impl Service {
             .collect())
     }
 
+    /// Each item with the stored summary of the agreement it names, in the order given; an item
+    /// whose agreement is no longer stored is left out (the lifecycle listings).
+    pub(crate) fn with_summaries<T>(&self, items: Vec<(T, String)>) -> Result<Vec<(T, Summary)>, ServiceError> {
+        let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
+        Ok(items.into_iter().zip(self.summaries(&ids)?).filter_map(|((t, _), s)| Some((t, s?))).collect())
+    }
+
     /// The stored summaries of these agreements, one per id (`None`: no longer stored), read in
     /// batches of [`BATCH`], on the rayon threads when there are several (a `renewal-due`
     /// listing at 60 days names thousands; an export, every agreement).

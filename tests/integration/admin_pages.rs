@@ -5,16 +5,8 @@
 
 use crate::app::*;
 use crate::smtp::{SmtpServer, eventually, free_port};
-use crate::web::{Client, PASSWORD, accept, invite};
+use crate::web::{Client, signed_in};
 use countersign::clock::ManualClock;
-
-fn signed_in(app: &TestApp, email: &str, role: &str) -> Client {
-    let (_, url) = invite(app, email, "Someone", role);
-    let mut c = Client::new(app);
-    accept(&mut c, &url);
-    assert_eq!(c.login(email, PASSWORD).0, 303);
-    c
-}
 
 fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
     let i = body.find(start).unwrap_or_else(|| panic!("{start} in {body}")) + start.len();

@@ -5,15 +5,7 @@
 
 use crate::app::*;
 use crate::archive::{execute, intake_named};
-use crate::web::{Client, PASSWORD, accept, invite};
-
-fn signed_in(app: &TestApp, email: &str, role: &str) -> Client {
-    let (_, url) = invite(app, email, "Someone", role);
-    let mut c = Client::new(app);
-    accept(&mut c, &url);
-    assert_eq!(c.login(email, PASSWORD).0, 303);
-    c
-}
+use crate::web::{Client, signed_in};
 
 fn bytes(app: &TestApp, c: &Client, path: &str) -> (u16, Vec<u8>) {
     let mut r = app.http.get(app.url(path)).header("Cookie", &c.cookie).call().expect("answers");

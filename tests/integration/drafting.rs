@@ -8,18 +8,10 @@ use serde_json::Value;
 use crate::app::*;
 use crate::browser::Driver;
 use crate::helpers::{BAA, DUA, example_json, example_path, example_text};
-use crate::web::{Client, PASSWORD, accept, at, check_page, current_path, has, invite, poll, shows};
+use crate::web::{Client, PASSWORD, accept, at, check_page, current_path, has, invite, poll, shows, signed_in};
 use countersign::domain::form::flatten;
 
 /// A person with `role`, signed in.
-fn signed_in(app: &TestApp, email: &str, role: &str) -> Client {
-    let (_, url) = invite(app, email, email, role);
-    let mut c = Client::new(app);
-    accept(&mut c, &url);
-    assert_eq!(c.login(email, PASSWORD).0, 303);
-    c
-}
-
 fn csrf_of(page: &str) -> String {
     let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
     page[i..].split('"').next().unwrap_or("").to_string()

@@ -10,15 +10,7 @@ use serde_json::{Value, json};
 
 use crate::app::*;
 use crate::helpers::BAA;
-use crate::web::{Client, PASSWORD, accept, invite};
-
-fn signed_in(app: &TestApp, email: &str, role: &str) -> Client {
-    let (_, url) = invite(app, email, "Someone", role);
-    let mut c = Client::new(app);
-    accept(&mut c, &url);
-    assert_eq!(c.login(email, PASSWORD).0, 303);
-    c
-}
+use crate::web::{Client, signed_in};
 
 fn vendor(app: &TestApp, id: &str) -> Value {
     let r = app.get(&format!("/api/v1/vendors/{id}"));

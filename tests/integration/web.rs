@@ -12,6 +12,15 @@ use countersign::clock::ManualClock;
 
 pub(crate) const PASSWORD: &str = "a quiet harbour at dusk";
 
+/// A client signed in as a new person invited with `role` (named by their email).
+pub(crate) fn signed_in(app: &TestApp, email: &str, role: &str) -> Client {
+    let (_, url) = invite(app, email, email, role);
+    let mut c = Client::new(app);
+    accept(&mut c, &url);
+    assert_eq!(c.login(email, PASSWORD).0, 303);
+    c
+}
+
 /// A browser-less client that keeps one session cookie and does not follow redirects.
 pub(crate) struct Client {
     pub(crate) http: ureq::Agent,
@@ -442,10 +451,7 @@ fn a_signed_in_person_sends_from_the_agreement_page_under_their_own_name() {
 #[test]
 fn a_sales_person_s_home_lists_and_flags_only_their_own_agreements() {
     let (app, _dir) = spawn_app();
-    let (_, url) = invite(&app, "sam@example.com", "Sam Sales", "sales");
-    let mut sam = Client::new(&app);
-    accept(&mut sam, &url);
-    assert_eq!(sam.login("sam@example.com", PASSWORD).0, 303);
+    let mut sam = signed_in(&app, "sam@example.com", "sales");
     let actor = |who: &str, own_only: bool| countersign::app::service::Actor {
         who: who.into(),
         ip: "127.0.0.1".into(),
