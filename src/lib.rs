@@ -49,7 +49,9 @@
 //!   the agreements whose links are being checked, used only while the record's bytes are
 //!   unchanged (`store/decoded.rs`, sled only); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
-//!   vendor register ([`store::vendors`]), each with its trees in every backup.
+//!   vendor register ([`store::vendors`]), each with its trees in every backup. sled is
+//!   vendored (`vendor/sled`: its blob files synced, its page table sized exactly, leaves of
+//!   small items split above 64; `vendor/README.md`).
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids and
 //!   folded text in one buffer, the facts it filters and sorts on in fixed-size rows, no heap
 //!   block per row beyond a parent's id or odd state codes; it answers ids, and the app layer
