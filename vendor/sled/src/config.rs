@@ -557,7 +557,9 @@ impl Config {
         let blob_dir: PathBuf = self.get_path().join("blobs");
 
         if !blob_dir.exists() {
-            fs::create_dir_all(blob_dir)?;
+            fs::create_dir_all(&blob_dir)?;
+            // countersign: the new directory's entry synced too (see `blob_io::write_blob`).
+            crate::pagecache::sync_dir(&blob_dir)?;
         }
 
         self.verify_config()?;

@@ -598,7 +598,7 @@ impl Node {
 
     pub(crate) fn should_split(&self) -> bool {
         // countersign: a leaf splits above 64 items, or above 16 once it holds more than 32 KiB
-        // (upstream: above 16 items, whatever their size). Every page costs ~190 bytes of page
+        // (upstream: above 16 items, whatever their size). Every page costs ~220 bytes of page
         // table for as long as the database is open, cached or not: at 100,000 agreements
         // (1.9 million keys, half of them audit events of ~500 bytes) 16-item leaves made
         // 209,000 pages. Leaves of larger items (records, versions, messages) still split above

@@ -48,6 +48,8 @@ use self::{
 };
 
 pub(crate) use self::{
+    // countersign: for `Config::open_file`.
+    blob_io::sync_dir,
     logger::{
         read_message, read_segment_header, MessageHeader, SegmentHeader,
         SegmentNumber,
