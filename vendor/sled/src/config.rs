@@ -558,8 +558,11 @@ impl Config {
 
         if !blob_dir.exists() {
             fs::create_dir_all(&blob_dir)?;
-            // countersign: the new directory's entry synced too (see `blob_io::write_blob`).
+            // countersign: the new directories' entries synced too (see
+            // `blob_io::write_blob`): `blobs` in the database's directory, and that
+            // directory in its parent, in case this call made it.
             crate::pagecache::sync_dir(&blob_dir)?;
+            crate::pagecache::sync_dir(&self.get_path())?;
         }
 
         self.verify_config()?;

@@ -90,29 +90,27 @@ pub(crate) fn write_blob<T: Serialize>(
     io_fail!(config, "write_blob write kind_byte");
     f.write_all(kind_buf)?;
     io_fail!(config, "write_blob write buf");
+    f.write_all(&data)?;
     // countersign: on disk, with its directory entry, before the log entry that points to it
     // is written (the caller writes that entry after this returns). Upstream did not sync blob
     // files at all: a flush made the log durable but not the blobs it pointed to, so a power
     // cut after an acknowledged commit could leave the log pointing at a missing or short blob.
-    // A failure here is made the database's error: the caller returns it while holding a
-    // claimed slot of the log buffer, which is then never written, and a flush would otherwise
-    // wait for it forever.
-    let written = f.write_all(&data).and_then(|()| f.sync_all()).and_then(|()| sync_dir(&path));
-    if let Err(e) = written {
-        let e = Error::from(e);
-        config.set_global_error(e.clone());
-        return Err(e);
-    }
+    // A failure is made the database's error by the caller (`IoBufs::encapsulate`).
+    f.sync_all()?;
+    sync_dir(&path)?;
     trace!("successfully wrote blob at {:?}", path);
     Ok(())
 }
 
 /// countersign: syncs the directory holding `path`, so a new entry in it survives a power cut.
+/// A file system that cannot sync a directory (some network and FUSE ones answer EINVAL) is
+/// let be: there, nothing more can be done.
 #[cfg(unix)]
 pub(crate) fn sync_dir(path: &std::path::Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
+    let Some(dir) = path.parent() else { return Ok(()) };
+    match std::fs::File::open(dir)?.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other,
     }
 }
 

@@ -542,7 +542,20 @@ impl IoBufs {
         if let Some(blob_id) = blob_id {
             // write blob to file
             io_fail!(self, "blob blob write");
-            write_blob(&self.config, header.kind, blob_id, item)?;
+            if let Err(e) = write_blob(&self.config, header.kind, blob_id, item)
+            {
+                // countersign: the caller holds a claimed slot of the log buffer
+                // that will now never be written, so flushes would wait for it
+                // forever. Any failure to write or sync the blob (opening, writing,
+                // syncing it or its directory) becomes the database's error, stored
+                // before waiting threads are woken (as `write_to_log` does), so a
+                // flush answers it. The database stays failed until reopened.
+                error!("hit error while writing blob {}: {:?}", blob_id, e);
+                self.config.set_global_error(e.clone());
+                drop(self.intervals.lock());
+                let _notified = self.interval_updated.notify_all();
+                return Err(e);
+            }
 
             let _ = Measure::new(&M.serialize);
             blob_id.serialize_into(out_buf_ref);

@@ -2080,7 +2080,7 @@ impl PageCache {
             trace!("load_snapshot pid {} {:?}", pid, state);
 
             // countersign: sized exactly (one base and its fragments), not grown by push to
-            // a capacity of 4 or 8: this Vec lives for every page in the page table.
+            // a capacity of 4 or more: this Vec lives for every page in the page table.
             let mut cache_infos = Vec::with_capacity(match *state {
                 PageState::Present { ref frags, .. } => 1 + frags.len(),
                 _ => 1,
