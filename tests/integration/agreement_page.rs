@@ -11,13 +11,7 @@ use serde_json::Value;
 use crate::app::*;
 use crate::archive::execute;
 use crate::helpers::{BAA, DUA, example_json, example_text};
-use crate::web::{Client, PASSWORD, accept, invite, signed_in};
-
-/// A person with `role`, signed in.
-fn csrf_of(page: &str) -> String {
-    let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-    page[i..].split('"').next().unwrap_or("").to_string()
-}
+use crate::web::{Client, PASSWORD, accept, csrf_of, invite, signed_in};
 
 fn status_of(app: &TestApp, id: &str) -> Value {
     app.get(&format!("/api/v1/agreements/{id}")).json()["status"].clone()

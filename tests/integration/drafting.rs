@@ -8,14 +8,10 @@ use serde_json::Value;
 use crate::app::*;
 use crate::browser::Driver;
 use crate::helpers::{BAA, DUA, example_json, example_path, example_text};
-use crate::web::{Client, PASSWORD, accept, at, check_page, current_path, has, invite, poll, shows, signed_in};
+use crate::web::{
+    Client, PASSWORD, accept, at, check_page, csrf_of, current_path, has, invite, poll, shows, signed_in,
+};
 use countersign::domain::form::flatten;
-
-/// A person with `role`, signed in.
-fn csrf_of(page: &str) -> String {
-    let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-    page[i..].split('"').next().unwrap_or("").to_string()
-}
 
 /// The example intake as the form posts it, with `action` and the token.
 fn posted(intake: &Value, csrf: &str, action: &str, change: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -58,9 +58,14 @@ impl Client {
     /// The CSRF token of the page at `path`.
     pub(crate) fn csrf(&mut self, path: &str) -> String {
         let (_, _, body) = self.send("GET", path, &[]);
-        let i = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-        body[i..].split('"').next().unwrap_or("").to_string()
+        csrf_of(&body)
     }
+}
+
+/// The CSRF token of the first form in `page`.
+pub(crate) fn csrf_of(page: &str) -> String {
+    let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[i..].split('"').next().unwrap_or("").to_string()
 }
 
 pub(crate) fn invite(app: &TestApp, email: &str, name: &str, role: &str) -> (String, String) {
