@@ -17,12 +17,14 @@
 //! Clinic`. The folded strings are computed once per entry, at [`Index::upsert`].
 //!
 //! A search is one linear scan. Dates, timestamps, kind, status and a state bit mask sit in a
-//! compact array that is read first; the folded text only for rows that pass those. Every row's
-//! folded text lives in one buffer ([`Text`]), read front to back with a substring finder built
-//! once per query: at 100,000 rows, one allocation per row made a text search mostly cache misses
-//! (`perf`: 78 % of a `counterparty` search through the server). Matches after
-//! the cursor go through a bounded selection: once `limit` are kept, a match costs one comparison
-//! with the worst kept, and only the page is sorted. 100,000 entries answer in a few
+//! compact array that is read first; the text only for rows that pass those. A row holds its
+//! folded title and parties as three numbers in a dictionary of distinct strings ([`Dict`]):
+//! a query's `counterparty` and `q` terms are looked for once in each distinct string, with a
+//! substring finder built once per query, and a row then passes or not by its numbers. The ids
+//! live in one buffer ([`Ids`]): at 100,000 rows, one allocation per row made a text search
+//! mostly cache misses (`perf`: 78 % of a `counterparty` search through the server). Matches
+//! after the cursor go through a bounded selection: once `limit` are kept, a match costs one
+//! comparison with the worst kept, and only the page is sorted. 100,000 entries answer in a few
 //! milliseconds, `total` included (`benches/search.rs`).
 //!
 //! | parameter        | matches                                                                      |
@@ -204,15 +206,24 @@ pub struct Index {
     /// What every search reads first, in one compact array: the scan chases no pointer until a
     /// row passes the fixed-size filters.
     hot: Vec<Hot>,
-    /// The ids and folded text, at the same positions as `hot`.
-    text: Text,
+    /// Each row's folded title, first and second party, as positions in `dict`, at the same
+    /// positions as `hot`.
+    parts: Vec<[u32; 3]>,
+    /// Every distinct folded title and party name the rows hold, once.
+    dict: Dict,
+    /// The ids, at the same positions as `hot`.
+    ids: Ids,
     /// The rest of each row, at the same positions as `hot`.
     rows: Vec<Row>,
+    /// The state codes (trimmed, uppercased) that have no bit of their own in
+    /// `Hot::states_mask`, by row id, for the rows that have any (few or none: every US state,
+    /// DC and territory has its own bit).
+    odd_states: HashMap<Box<str>, Box<[Box<str>]>>,
     /// Every creator a row names, once: rows hold a position here. Creators are people and
     /// API keys, a few hundred at most, so the list only grows.
     creators: Vec<Box<str>>,
     creator_at: HashMap<Box<str>, u32>,
-    /// Row positions, hashed by the rows' ids: each id is kept once, in `text`.
+    /// Row positions, hashed by the rows' ids: each id is kept once, in `ids`.
     by_id: hashbrown::HashTable<usize>,
     hasher: std::hash::RandomState,
     /// Parent agreement id → the ids of the agreements naming it as their parent, in id order
@@ -225,8 +236,8 @@ pub struct Index {
 pub struct Prepared {
     hot: Hot,
     id: String,
-    /// The folded text, and where its names start.
-    hay: (String, usize),
+    /// The folded title, first party and second party.
+    parts: [String; 3],
     created_at: u64,
     created_by: String,
     odd_states: Option<Box<[Box<str>]>>,
@@ -237,8 +248,8 @@ pub struct Prepared {
 #[derive(Debug, Clone, Copy)]
 struct Hot {
     updated_at: u64,
-    /// The first 8 bytes of the folded names, big-endian and zero-padded: orders most pairs of
-    /// `counterparty` keys without reading the strings.
+    /// The first 8 bytes of the folded names (`party0 \n party1`), big-endian and
+    /// zero-padded: orders most pairs of `counterparty` keys without reading the strings.
     names_prefix: u64,
     /// Bit [`state_bit`] set for each state code: a quick "certainly not" for `state`.
     states_mask: u64,
@@ -252,73 +263,46 @@ struct Hot {
     status: u8,
 }
 
-/// Every row's id and folded text, `title \n party0 \n party1` (each [`search_key`]ed; no
-/// part holds a control character, so `\n` sorts before every character of a part), in one
-/// buffer: no row holds a heap block of its own, so the index is a few large blocks, which the
-/// allocator returns whole, rather than 100,000s of small ones pinning the pages around them.
-/// A replaced or removed row's text stays in the buffer, counted as dead, until dead text
-/// outweighs live text and the buffer is rewritten in row order (amortised O(1) per change).
-#[derive(Debug, Default)]
-struct Text {
-    buf: String,
-    /// Per row: where its id and text are in `buf`.
-    spans: Vec<Span>,
-    dead: usize,
-}
-
-/// Whether a buffer holding `dead` bytes no row uses is worth rewriting.
+/// Whether a buffer holding `dead` bytes nothing uses is worth rewriting.
 fn worth_compacting(dead: usize, len: usize) -> bool {
     dead > 1 << 16 && dead > len / 2
 }
 
+/// Every row's id, in one buffer: no row holds a heap block of its own, so the index is a few
+/// large blocks, which the allocator returns whole, rather than 100,000s of small ones pinning
+/// the pages around them. A replaced or removed row's id stays in the buffer, counted as dead,
+/// until dead bytes outweigh live ones and the buffer is rewritten in row order (amortised
+/// O(1) per change).
+#[derive(Debug, Default)]
+struct Ids {
+    buf: String,
+    /// Per row: where its id is in `buf`.
+    spans: Vec<Span>,
+    dead: usize,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    /// Where the id starts; the text starts where it ends.
-    id: usize,
     start: usize,
-    /// Where `party0 \n party1` starts: the counterparty match and sort key.
-    names: usize,
     end: usize,
 }
 
 impl Span {
-    /// Bytes held: the id and the text.
     fn len(self) -> usize {
-        self.end - self.id
+        self.end - self.start
     }
 }
 
-impl Text {
-    /// The folded text of an entry, and where its names start in it.
-    fn of(entry: &Entry) -> (String, usize) {
-        let [p0, p1] = &entry.parties;
-        let mut hay = String::with_capacity(entry.title.len() + p0.len() + p1.len() + 2);
-        push_search_key(&mut hay, &entry.title);
-        hay.push('\n');
-        let names_at = hay.len();
-        push_search_key(&mut hay, p0);
-        hay.push('\n');
-        push_search_key(&mut hay, p1);
-        (hay, names_at)
-    }
-
-    fn append(&mut self, id: &str, (hay, names_at): (&str, usize)) -> Span {
-        let at = self.buf.len();
-        self.buf.push_str(id);
+impl Ids {
+    fn append(&mut self, id: &str) -> Span {
         let start = self.buf.len();
-        self.buf.push_str(hay);
-        Span { id: at, start, names: start + names_at, end: self.buf.len() }
+        self.buf.push_str(id);
+        Span { start, end: self.buf.len() }
     }
 
-    fn push(&mut self, id: &str, hay: (&str, usize)) {
-        let span = self.append(id, hay);
+    fn push(&mut self, id: &str) {
+        let span = self.append(id);
         self.spans.push(span);
-    }
-
-    fn replace(&mut self, i: usize, id: &str, hay: (&str, usize)) {
-        self.dead += self.spans[i].len();
-        self.spans[i] = self.append(id, hay);
-        self.compact();
     }
 
     fn swap_remove(&mut self, i: usize) {
@@ -326,17 +310,16 @@ impl Text {
         self.compact();
     }
 
-    /// Rewrites the buffer without dead text once that is most of it.
+    /// Rewrites the buffer without dead bytes once they are most of it.
     fn compact(&mut self) {
         if !worth_compacting(self.dead, self.buf.len()) {
             return;
         }
         let mut buf = String::with_capacity(self.buf.len() - self.dead);
         for span in &mut self.spans {
-            let at = buf.len();
-            buf.push_str(&self.buf[span.id..span.end]);
-            let moved = |p: usize| at + (p - span.id);
-            *span = Span { id: at, start: moved(span.start), names: moved(span.names), end: buf.len() };
+            let start = buf.len();
+            buf.push_str(&self.buf[span.start..span.end]);
+            *span = Span { start, end: buf.len() };
         }
         self.buf = buf;
         self.dead = 0;
@@ -344,41 +327,166 @@ impl Text {
 
     fn id(&self, i: usize) -> &str {
         let s = self.spans[i];
-        &self.buf[s.id..s.start]
-    }
-
-    fn hay(&self, i: usize) -> &str {
-        let s = self.spans[i];
         &self.buf[s.start..s.end]
-    }
-
-    fn names(&self, i: usize) -> &str {
-        let s = self.spans[i];
-        &self.buf[s.names..s.end]
     }
 }
 
-/// What a row holds beyond the hot array and its text: ~80 bytes and no heap block of its own
-/// (one for a parent's id, and for odd state codes one plus one per code). The rest of the
-/// entry (title, parties, dates as written, digests) is not kept: the store has it, and a
-/// search reads it for the page it answers only.
+/// Every distinct folded title and party name the rows hold, once, each with a number (its
+/// position) that the rows hold instead: a dictionary, as column stores keep repeated values.
+/// The organisation running Countersign is a party to nearly every agreement, a kind's title
+/// is mostly the same, and a vendor's name comes back with each of its agreements. At 100,000
+/// seeded agreements (their parties drawn from a few thousand names) the rows' text took
+/// 10.7 MB held row by row, and the dictionary holds ~50 KB. A distinct string costs ~28
+/// bytes beside its text (its span, count and hash slot). Were every title and party
+/// distinct, the index would be ~8 MB larger at 100,000 than held row by row; with the titles
+/// and the organisation's name shared and every vendor's name its own, ~3 MB smaller.
+///
+/// A text filter reads each distinct string once per query ([`Plan::text_filter`]), and a
+/// row is then tested by its three numbers.
+///
+/// A string is counted once per row part naming it and dropped when none does; its number is
+/// reused. Its bytes stay in the buffer, counted as dead, until dead bytes outweigh live ones
+/// and the buffer is rewritten (the numbers do not change).
+#[derive(Debug, Default)]
+struct Dict {
+    buf: String,
+    /// Per number: where its string is in `buf`; empty for a free number.
+    spans: Vec<Span>,
+    /// Per number: how many row parts name it; 0 for a free number. A count that reaches
+    /// `u32::MAX` stays there (its string is kept for good).
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    /// The numbers in use, hashed by their strings.
+    at: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+    dead: usize,
+}
+
+impl Dict {
+    fn get(&self, n: u32) -> &str {
+        let s = self.spans[n as usize];
+        &self.buf[s.start..s.end]
+    }
+
+    /// How many numbers are in use or free: every number is below it.
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The number of `s`, counted once more; added when new.
+    fn add(&mut self, s: &str) -> u32 {
+        let hash = self.hasher.hash_one(s);
+        let (buf, spans) = (&self.buf, &self.spans);
+        let found = self.at.find(hash, |&n| {
+            let sp = spans[n as usize];
+            &buf[sp.start..sp.end] == s
+        });
+        if let Some(&n) = found {
+            let r = &mut self.refs[n as usize];
+            *r = r.saturating_add(1);
+            return n;
+        }
+        let start = self.buf.len();
+        self.buf.push_str(s);
+        let span = Span { start, end: self.buf.len() };
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.spans[n as usize] = span;
+                self.refs[n as usize] = 1;
+                n
+            }
+            None => {
+                // More than 4 billion distinct strings cannot be held in memory anyway.
+                let n = u32::try_from(self.spans.len()).unwrap_or(u32::MAX);
+                self.spans.push(span);
+                self.refs.push(1);
+                n
+            }
+        };
+        let (buf, spans, hasher) = (&self.buf, &self.spans, &self.hasher);
+        self.at.insert_unique(hash, n, |&m| {
+            let sp = spans[m as usize];
+            hasher.hash_one(&buf[sp.start..sp.end])
+        });
+        n
+    }
+
+    /// Counts `n` once less; drops its string when nothing names it.
+    fn release(&mut self, n: u32) {
+        let Some(r) = self.refs.get_mut(n as usize) else { return };
+        if *r == u32::MAX || *r == 0 {
+            return;
+        }
+        *r -= 1;
+        if *r > 0 {
+            return;
+        }
+        let hash = self.hasher.hash_one(self.get(n));
+        if let Ok(slot) = self.at.find_entry(hash, |&m| m == n) {
+            slot.remove();
+        }
+        self.dead += self.spans[n as usize].len();
+        self.spans[n as usize] = Span { start: 0, end: 0 };
+        self.free.push(n);
+        self.compact();
+    }
+
+    /// Rewrites the buffer without dead bytes once they are most of it.
+    fn compact(&mut self) {
+        if !worth_compacting(self.dead, self.buf.len()) {
+            return;
+        }
+        let mut buf = String::with_capacity(self.buf.len() - self.dead);
+        for span in &mut self.spans {
+            let start = buf.len();
+            buf.push_str(&self.buf[span.start..span.end]);
+            *span = Span { start, end: buf.len() };
+        }
+        self.buf = buf;
+        self.dead = 0;
+    }
+
+    /// Per number, whether its string holds `f`'s needle (free numbers: no).
+    fn holding(&self, f: &Finder<'_>) -> Vec<bool> {
+        (0..self.spans.len()).map(|n| self.refs[n] > 0 && f.find(self.get(n as u32).as_bytes()).is_some()).collect()
+    }
+}
+
+/// What a row holds beyond the hot array, its text's numbers and its id: 64 bytes and no heap
+/// block of its own (one for a parent's id). The rest of the entry (title, parties, dates as
+/// written, digests) is not kept: the store has it, and a search reads it for the page it
+/// answers only.
 #[derive(Debug)]
 struct Row {
     /// Unix seconds (retention counts from it).
     created_at: u64,
     /// Position in `Index::creators`.
     creator: u32,
-    /// The row's state codes (trimmed, uppercased) that have no bit of their own in
-    /// `Hot::states_mask`; None when there are none (the usual case). Codes with a bit of their
-    /// own are answered by the mask alone.
-    odd_states: Option<Box<[Box<str>]>>,
     /// Renewal, retention and chain facts (see [`super::lifecycle`]).
     life: Life,
 }
 
+/// The folded title, first and second party of an entry, and the first 8 bytes of its names
+/// (`party0 \n party1`) as [`Hot::names_prefix`] holds them.
+fn parts_of(entry: &Entry) -> ([String; 3], u64) {
+    let parts = [search_key(&entry.title), search_key(&entry.parties[0]), search_key(&entry.parties[1])];
+    let prefix = names_prefix(&parts[1], &parts[2]);
+    (parts, prefix)
+}
+
+/// [`prefix`] of `party0 \n party1`, without joining them.
+fn names_prefix(p0: &str, p1: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let joined = p0.bytes().chain(std::iter::once(b'\n')).chain(p1.bytes());
+    for (slot, byte) in b.iter_mut().zip(joined) {
+        *slot = byte;
+    }
+    u64::from_be_bytes(b)
+}
+
 impl Prepared {
     fn new(entry: Entry, life: Life) -> Prepared {
-        let (hay, names_at) = Text::of(&entry);
+        let (parts, names_prefix) = parts_of(&entry);
         let mut states_mask = 0;
         let mut odd: Vec<Box<str>> = Vec::new();
         for code in &entry.states {
@@ -391,7 +499,7 @@ impl Prepared {
         }
         let hot = Hot {
             updated_at: entry.updated_at,
-            names_prefix: prefix(&hay[names_at..]),
+            names_prefix,
             states_mask,
             effective: date_num(&entry.effective_date).unwrap_or(0),
             renewal: entry.renewal_date.as_deref().and_then(date_num).unwrap_or(0),
@@ -402,7 +510,7 @@ impl Prepared {
         Prepared {
             hot,
             id: entry.id,
-            hay: (hay, names_at),
+            parts,
             created_at: entry.created_at,
             created_by: entry.created_by,
             odd_states,
@@ -428,7 +536,7 @@ impl std::fmt::Debug for Listed<'_> {
 
 impl<'a> Listed<'a> {
     pub fn id(self) -> &'a str {
-        self.index.text.id(self.i)
+        self.index.ids.id(self.i)
     }
 
     /// The snake_case status; empty for a status not in [`STATUSES`] (the app makes none).
@@ -450,14 +558,15 @@ impl<'a> Listed<'a> {
     #[cfg(test)]
     pub(crate) fn held(self) -> String {
         let row = &self.index.rows[self.i];
+        let text = self.index.parts[self.i].map(|n| self.index.dict.get(n));
         format!(
             "{} {:?} {:?} {} {} {:?}",
             self.id(),
             self.index.hot[self.i],
-            self.index.text.hay(self.i),
+            text,
             row.created_at,
             self.created_by(),
-            row.odd_states
+            self.index.odd_states.get(self.id())
         )
     }
 }
@@ -523,8 +632,11 @@ impl Index {
     /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
     pub fn upsert_prepared(&mut self, p: Prepared) {
         let creator = self.creator(&p.created_by);
-        let row = Row { created_at: p.created_at, creator, odd_states: p.odd_states, life: p.life };
-        self.insert_row(p.hot, &p.id, (&p.hay.0, p.hay.1), row);
+        let row = Row { created_at: p.created_at, creator, life: p.life };
+        // Counted before an old row's are released: a string both name is kept, not dropped
+        // and added again.
+        let parts = p.parts.each_ref().map(|t| self.dict.add(t));
+        self.insert_row(p.hot, &p.id, parts, p.odd_states, row);
     }
 
     /// The position of `who` in `creators`, added when new.
@@ -539,25 +651,36 @@ impl Index {
         c
     }
 
-    /// Adds a row with its fixed-size facts and folded text (names from the offset given), or
-    /// replaces the one with the same id.
-    fn insert_row(&mut self, hot: Hot, id: &str, hay: (&str, usize), row: Row) {
+    /// Adds a row with its fixed-size facts, folded title and parties (dictionary numbers,
+    /// already counted for it) and odd state codes, or replaces the one with the same id.
+    fn insert_row(&mut self, hot: Hot, id: &str, parts: [u32; 3], odd: Option<Box<[Box<str>]>>, row: Row) {
         if let Some(p) = &row.life.parent {
             self.children.entry(p.clone()).or_default().insert(id.to_string());
+        }
+        match odd {
+            Some(codes) => {
+                self.odd_states.insert(id.into(), codes);
+            }
+            None => {
+                self.odd_states.remove(id);
+            }
         }
         match self.position(id) {
             Some(i) => {
                 self.hot[i] = hot;
-                self.text.replace(i, id, hay);
+                for n in std::mem::replace(&mut self.parts[i], parts) {
+                    self.dict.release(n);
+                }
                 let old = std::mem::replace(&mut self.rows[i], row);
                 let now = self.rows[i].life.parent.clone();
                 self.unlink_child(id, &old, now.as_deref());
             }
             None => {
-                let (text, hasher) = (&self.text, &self.hasher);
-                self.by_id.insert_unique(hasher.hash_one(id), self.rows.len(), |&j| hasher.hash_one(text.id(j)));
+                let (ids, hasher) = (&self.ids, &self.hasher);
+                self.by_id.insert_unique(hasher.hash_one(id), self.rows.len(), |&j| hasher.hash_one(ids.id(j)));
                 self.hot.push(hot);
-                self.text.push(id, hay);
+                self.parts.push(parts);
+                self.ids.push(id);
                 self.rows.push(row);
             }
         }
@@ -580,17 +703,21 @@ impl Index {
 
     /// Removes the entry with this id, if any.
     pub fn remove(&mut self, id: &str) {
-        let text = &self.text;
-        let Ok(slot) = self.by_id.find_entry(self.hasher.hash_one(id), |&i| text.id(i) == id) else { return };
+        let ids = &self.ids;
+        let Ok(slot) = self.by_id.find_entry(self.hasher.hash_one(id), |&i| ids.id(i) == id) else { return };
         let (i, _) = slot.remove();
         let last = self.rows.len() - 1;
         self.hot.swap_remove(i);
-        self.text.swap_remove(i);
+        for n in self.parts.swap_remove(i) {
+            self.dict.release(n);
+        }
+        self.ids.swap_remove(i);
+        self.odd_states.remove(id);
         let old = self.rows.swap_remove(i);
         self.unlink_child(id, &old, None);
         if i < self.rows.len() {
             // The last row moved to `i`: its slot says `last`, and is there (every row has one).
-            let moved = self.text.id(i);
+            let moved = self.ids.id(i);
             let slot = self.by_id.find_mut(self.hasher.hash_one(moved), |&j| j == last);
             debug_assert!(slot.is_some(), "the moved row {moved} has a slot");
             if let Some(p) = slot {
@@ -601,8 +728,8 @@ impl Index {
 
     /// Where the row with this id is.
     fn position(&self, id: &str) -> Option<usize> {
-        let text = &self.text;
-        self.by_id.find(self.hasher.hash_one(id), |&i| text.id(i) == id).copied()
+        let ids = &self.ids;
+        self.by_id.find(self.hasher.hash_one(id), |&i| ids.id(i) == id).copied()
     }
 
     fn listed(&self, i: usize) -> Listed<'_> {
@@ -663,12 +790,15 @@ impl Index {
             Field::EffectiveDate => Key::Num(u64::from(h.effective)),
             Field::RenewalDate => Key::Opt((h.renewal != 0).then_some(u64::from(h.renewal))),
             Field::UpdatedAt => Key::Num(h.updated_at),
-            Field::Counterparty => Key::Str(h.names_prefix, Lazy::Names(&self.text, i)),
+            Field::Counterparty => {
+                let [_, p0, p1] = self.parts[i];
+                Key::Str(h.names_prefix, Names::Row(&self.dict, [p0, p1]))
+            }
         }
     }
 
     fn cmp(&self, sort: Sort, a: usize, b: usize) -> Ordering {
-        sort.cmp(self.key(a, sort.field), Lazy::Id(&self.text, a), self.key(b, sort.field), Lazy::Id(&self.text, b))
+        sort.cmp(self.key(a, sort.field), Lazy::Id(&self.ids, a), self.key(b, sort.field), Lazy::Id(&self.ids, b))
     }
 
     /// The position of the creator a query asks for: `Ok(None)` when it asks for none,
@@ -680,12 +810,12 @@ impl Index {
         }
     }
 
-    fn matches(&self, plan: &Plan, creator: Option<u32>, i: usize) -> bool {
+    fn matches(&self, plan: &Plan, text: &TextFilter, creator: Option<u32>, i: usize) -> bool {
         plan.matches_hot(&self.hot[i])
             && creator.is_none_or(|c| self.rows[i].creator == c)
-            && plan.matches_text(&self.text, i)
+            && text.matches(self.parts[i])
             && plan.state.as_ref().is_none_or(|(_, code, exact)| {
-                *exact || self.rows[i].odd_states.iter().flatten().any(|s| **s == **code)
+                *exact || self.odd_states.get(self.ids.id(i)).is_some_and(|codes| codes.iter().any(|s| **s == **code))
             })
     }
 
@@ -694,6 +824,7 @@ impl Index {
     pub fn search(&self, q: &Query) -> Hits {
         let Ok(plan) = Plan::new(q) else { return Hits::default() };
         let Ok(creator) = self.creator_of(&plan) else { return Hits::default() };
+        let text = plan.text_filter(&self.dict);
         let (sort, limit) = (plan.sort, plan.limit);
         let mut total = 0;
         let mut after_cursor = 0;
@@ -703,12 +834,12 @@ impl Index {
         let mut best: Vec<usize> = Vec::with_capacity(2 * limit);
         let mut worst: Option<usize> = None;
         for i in 0..self.hot.len() {
-            if !self.matches(&plan, creator, i) {
+            if !self.matches(&plan, &text, creator, i) {
                 continue;
             }
             total += 1;
             if let Some(after) = &plan.after
-                && sort.cmp(self.key(i, sort.field), Lazy::Id(&self.text, i), after.key.as_key(), Lazy::Str(&after.id))
+                && sort.cmp(self.key(i, sort.field), Lazy::Id(&self.ids, i), after.key.as_key(), Lazy::Str(&after.id))
                     != Ordering::Greater
             {
                 continue;
@@ -730,11 +861,11 @@ impl Index {
         best.truncate(limit);
         let next_cursor = match best.last() {
             Some(&last) if after_cursor > limit => {
-                Some(encode_cursor(sort, self.key(last, sort.field), self.text.id(last)))
+                Some(encode_cursor(sort, self.key(last, sort.field), self.ids.id(last)))
             }
             _ => None,
         };
-        Hits { ids: best.into_iter().map(|i| self.text.id(i).to_owned()).collect(), total, next_cursor }
+        Hits { ids: best.into_iter().map(|i| self.ids.id(i).to_owned()).collect(), total, next_cursor }
     }
 
     /// The ids of every match, in order, for `export.csv`: the filters and `sort` apply;
@@ -742,9 +873,10 @@ impl Index {
     pub fn export(&self, q: &Query) -> Vec<String> {
         let Ok(plan) = Plan::new(q) else { return Vec::new() };
         let Ok(creator) = self.creator_of(&plan) else { return Vec::new() };
-        let mut found: Vec<usize> = (0..self.rows.len()).filter(|&i| self.matches(&plan, creator, i)).collect();
+        let text = plan.text_filter(&self.dict);
+        let mut found: Vec<usize> = (0..self.rows.len()).filter(|&i| self.matches(&plan, &text, creator, i)).collect();
         found.sort_unstable_by(|&a, &b| self.cmp(plan.sort, a, b));
-        found.into_iter().map(|i| self.text.id(i).to_owned()).collect()
+        found.into_iter().map(|i| self.ids.id(i).to_owned()).collect()
     }
 }
 
@@ -801,7 +933,7 @@ impl Sort {
         let dir = |o: Ordering| if self.desc { o.reverse() } else { o };
         let by_key = match (a, b) {
             (Key::Num(x), Key::Num(y)) => dir(x.cmp(&y)),
-            (Key::Str(px, x), Key::Str(py, y)) => dir(px.cmp(&py).then_with(|| x.get().cmp(y.get()))),
+            (Key::Str(px, x), Key::Str(py, y)) => dir(px.cmp(&py).then_with(|| x.cmp(&y))),
             (Key::Opt(x), Key::Opt(y)) => match (x, y) {
                 (Some(x), Some(y)) => dir(x.cmp(&y)),
                 (Some(_), None) => Ordering::Less,
@@ -821,24 +953,89 @@ impl Sort {
 enum Key<'a> {
     Num(u64),
     Opt(Option<u64>),
-    Str(u64, Lazy<'a>),
+    Str(u64, Names<'a>),
 }
 
-/// A string read only when a comparison gets to it: a row's id or folded names (the row is
-/// not touched until then), or a given string.
+/// A string read only when a comparison gets to it: a row's id (the row is not touched until
+/// then), or a given string.
 #[derive(Debug, Clone, Copy)]
 enum Lazy<'a> {
-    Id(&'a Text, usize),
-    Names(&'a Text, usize),
+    Id(&'a Ids, usize),
     Str(&'a str),
 }
 
 impl<'a> Lazy<'a> {
     fn get(self) -> &'a str {
         match self {
-            Lazy::Id(text, i) => text.id(i),
-            Lazy::Names(text, i) => text.names(i),
+            Lazy::Id(ids, i) => ids.id(i),
             Lazy::Str(s) => s,
+        }
+    }
+}
+
+/// The `counterparty` sort key, `party0 \n party1` (folded): a row's two parties, read from
+/// the dictionary only when a comparison gets to them, or a cursor's key as written.
+#[derive(Debug, Clone, Copy)]
+enum Names<'a> {
+    Row(&'a Dict, [u32; 2]),
+    Joined(&'a str),
+}
+
+impl Names<'_> {
+    /// The key's bytes, in up to three pieces.
+    fn pieces(&self) -> [&[u8]; 3] {
+        match *self {
+            Names::Row(d, [p0, p1]) => [d.get(p0).as_bytes(), b"\n", d.get(p1).as_bytes()],
+            Names::Joined(s) => [s.as_bytes(), b"", b""],
+        }
+    }
+
+    /// The key as one string, as a cursor carries it.
+    fn joined(&self) -> String {
+        match *self {
+            Names::Row(d, [p0, p1]) => format!("{}\n{}", d.get(p0), d.get(p1)),
+            Names::Joined(s) => s.to_owned(),
+        }
+    }
+
+    /// Byte order of the joined keys. Two rows' keys: equal numbers are equal strings, and
+    /// since `\n` sorts before every character of a folded name, the first parties decide
+    /// unless they are the same.
+    fn cmp(&self, other: &Names<'_>) -> Ordering {
+        if let (Names::Row(d, [a0, a1]), Names::Row(_, [b0, b1])) = (self, other) {
+            return match (a0 == b0, a1 == b1) {
+                (true, true) => Ordering::Equal,
+                (true, false) => d.get(*a1).cmp(d.get(*b1)),
+                (false, _) => d.get(*a0).cmp(d.get(*b0)),
+            };
+        }
+        cmp_pieces(self.pieces(), other.pieces())
+    }
+}
+
+/// Compares two byte strings, each given as the concatenation of its pieces.
+fn cmp_pieces(a: [&[u8]; 3], b: [&[u8]; 3]) -> Ordering {
+    let (mut a, mut b) = (a.into_iter().filter(|p| !p.is_empty()), b.into_iter().filter(|p| !p.is_empty()));
+    let (mut x, mut y): (&[u8], &[u8]) = (a.next().unwrap_or_default(), b.next().unwrap_or_default());
+    loop {
+        match (x.is_empty(), y.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            (false, false) => {}
+        }
+        let n = x.len().min(y.len());
+        match x[..n].cmp(&y[..n]) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+        x = &x[n..];
+        y = &y[n..];
+        if x.is_empty() {
+            x = a.next().unwrap_or_default();
+        }
+        if y.is_empty() {
+            y = b.next().unwrap_or_default();
         }
     }
 }
@@ -855,7 +1052,7 @@ impl OwnedKey {
         match self {
             OwnedKey::Num(n) => Key::Num(*n),
             OwnedKey::Opt(n) => Key::Opt(*n),
-            OwnedKey::Str(p, s) => Key::Str(*p, Lazy::Str(s)),
+            OwnedKey::Str(p, s) => Key::Str(*p, Names::Joined(s)),
         }
     }
 }
@@ -885,7 +1082,7 @@ fn encode_cursor(sort: Sort, key: Key<'_>, id: &str) -> String {
     let k = match key {
         Key::Num(n) | Key::Opt(Some(n)) => serde_json::Value::from(n),
         Key::Opt(None) => serde_json::Value::Null,
-        Key::Str(_, s) => serde_json::Value::String(s.get().to_owned()),
+        Key::Str(_, s) => serde_json::Value::String(s.joined()),
     };
     let repr = CursorRepr { v: 1, s: sort.name().to_owned(), k, i: id.to_owned() };
     // Serialising strings and numbers cannot fail.
@@ -1060,13 +1257,31 @@ impl Plan {
             && self.state.as_ref().is_none_or(|(bit, _, _)| h.states_mask & bit != 0)
     }
 
-    /// The filters on text, for rows that passed [`Plan::matches_hot`].
-    fn matches_text(&self, text: &Text, i: usize) -> bool {
-        if self.counterparty.is_none() && self.terms.is_empty() {
-            return true;
+    /// The filters on text, resolved against the dictionary: each distinct string is read
+    /// once per query, not once per row.
+    fn text_filter(&self, dict: &Dict) -> TextFilter {
+        TextFilter {
+            counterparty: self.counterparty.as_ref().map(|f| dict.holding(f)),
+            terms: self.terms.iter().map(|f| dict.holding(f)).collect(),
         }
-        self.counterparty.as_ref().is_none_or(|cp| cp.find(text.names(i).as_bytes()).is_some())
-            && self.terms.iter().all(|t| t.find(text.hay(i).as_bytes()).is_some())
+    }
+}
+
+/// A query's text filters as answers per dictionary number ([`Plan::text_filter`]).
+struct TextFilter {
+    /// Per number: whether the string holds the `counterparty` text.
+    counterparty: Option<Vec<bool>>,
+    /// Per `q` term, per number: whether the string holds the term.
+    terms: Vec<Vec<bool>>,
+}
+
+impl TextFilter {
+    /// Whether a row with this title, first and second party passes: `counterparty` in either
+    /// party, every term in the title or a party.
+    fn matches(&self, [title, p0, p1]: [u32; 3]) -> bool {
+        let hit = |m: &[bool], n: u32| m.get(n as usize).copied().unwrap_or(false);
+        self.counterparty.as_deref().is_none_or(|m| hit(m, p0) || hit(m, p1))
+            && self.terms.iter().all(|m| hit(m, title) || hit(m, p0) || hit(m, p1))
     }
 }
 
@@ -1086,7 +1301,7 @@ fn search_key(s: &str) -> String {
 
 /// Appends [`search_key`] of `s` to `out`.
 fn push_search_key(out: &mut String, s: &str) {
-    // Control characters count as whitespace, so `\n` (the separator in [`Text`]) sorts
+    // Control characters count as whitespace, so `\n` (the separator in [`Names`]) sorts
     // before every character left in a key.
     fn push_words<'a>(out: &mut String, words: impl Iterator<Item = &'a str>, lowercase: bool) {
         let start = out.len();
@@ -1431,7 +1646,7 @@ mod tests {
     }
 
     #[test]
-    fn text_search_answers_and_entries_stay_right_while_replaced_and_removed_rows_leave_dead_bytes_and_they_are_compacted()
+    fn text_search_answers_and_entries_stay_right_while_renamed_and_removed_rows_leave_dead_strings_and_they_are_compacted()
      {
         let mut entries = corpus(11, 3_000);
         let mut ix = index(&entries);
@@ -1441,17 +1656,19 @@ mod tests {
             query(|q| q.q = Some("baa  HEALTH".into())),
             query(|q| (q.counterparty, q.sort) = (Some("ångström".into()), Some("-counterparty".into()))),
             query(|q| (q.q, q.state) = (Some("northwind".into()), Some("ca".into()))),
+            query(|q| q.q = Some("round 3".into())),
         ];
-        // Without compaction the buffer would hold every id and text ever appended.
-        let mut appended = ix.text.buf.len();
+        // Without compaction the dictionary's buffer would hold every string ever added.
+        let mut appended = ix.dict.buf.len();
         for round in 0..6 {
-            // Rename a third of the entries (their text is replaced) and remove a few.
-            for _ in 0..entries.len() / 3 {
+            // Rename a third of the entries (each to a title of its own, so their old strings
+            // die) and remove a few.
+            for k in 0..entries.len() / 3 {
                 let i = rng.below(entries.len());
                 let other = entry(&mut rng, i);
                 entries[i].parties = other.parties;
-                entries[i].title = format!("{} round {round}", other.title);
-                appended += entries[i].id.len() + Text::of(&entries[i]).0.len();
+                entries[i].title = format!("{} round {round} #{k}", other.title);
+                appended += search_key(&entries[i].title).len();
                 ix.upsert(entries[i].clone());
             }
             for _ in 0..50 {
@@ -1461,16 +1678,34 @@ mod tests {
             for q in &queries {
                 assert_eq!(ids(&find(&ix, q.clone())), ids(&reference(&entries, q)), "round {round}: {q:?}");
             }
-            assert!(ix.text.dead <= ix.text.buf.len() / 2 || ix.text.dead <= 1 << 16, "dead text is bounded");
+            let d = &ix.dict;
+            assert!(d.dead <= d.buf.len() / 2 || d.dead <= 1 << 16, "dead strings are bounded");
             for e in &entries {
                 let row = ix.index.get(&e.id).map(|l| (l.id(), l.status(), l.created_at(), l.created_by()));
                 let want = (e.id.as_str(), e.status.as_str(), e.created_at, e.created_by.as_str());
                 assert_eq!(row, Some(want), "round {round}: the row's facts moved with it");
             }
+            // Each string is counted once per row part naming it, found by its text, and the
+            // free numbers are exactly the uncounted ones.
+            let mut refs = vec![0u32; d.len()];
+            for n in ix.parts.iter().flatten() {
+                refs[*n as usize] += 1;
+            }
+            assert_eq!(refs, d.refs, "round {round}: the counts");
+            for n in 0..d.len() as u32 {
+                let found = d.at.find(d.hasher.hash_one(d.get(n)), |&m| d.get(m) == d.get(n)).copied();
+                assert_eq!(found.is_some_and(|m| m == n), d.refs[n as usize] > 0, "round {round}: {n} {:?}", d.get(n));
+            }
+            let mut free = d.free.clone();
+            free.sort_unstable();
+            assert_eq!(free, (0..d.len() as u32).filter(|&n| d.refs[n as usize] == 0).collect::<Vec<_>>());
         }
-        assert!(ix.text.buf.len() < appended, "the text was rewritten at least once");
-        let live: usize = ix.text.spans.iter().map(|s| s.len()).sum();
-        assert_eq!(live + ix.text.dead, ix.text.buf.len(), "every byte is live or counted dead");
+        let d = &ix.dict;
+        assert!(d.buf.len() < appended, "the dictionary was rewritten at least once");
+        let live: usize = d.spans.iter().map(|s| s.len()).sum();
+        assert_eq!(live + d.dead, d.buf.len(), "every byte is live or counted dead");
+        let live: usize = ix.ids.spans.iter().map(|s| s.len()).sum();
+        assert_eq!(live + ix.ids.dead, ix.ids.buf.len(), "every id byte is live or counted dead");
     }
 
     #[test]

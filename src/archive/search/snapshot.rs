@@ -1,17 +1,18 @@
 //! The index as bytes, for the snapshot a server writes when it stops and reads when it starts
 //! (`app::snapshot` owns the file, its checks and when it may be used). Every row goes as it is
-//! held: its fixed-size facts, folded text, creation time and creator (a position in the list
-//! of creators written first), odd state codes and lifecycle facts. Reading it back folds and
-//! normalises nothing: it allocates the rows and hashes their
-//! ids, and checks every field as it goes, so a damaged snapshot is an error, never a panic or
-//! a row that cannot be read later.
+//! held: its fixed-size facts, its folded title and parties (numbers in the dictionary written
+//! before the rows), creation time and creator (a position in the list of creators written
+//! first), odd state codes and lifecycle facts. Reading it back folds and normalises nothing:
+//! it allocates the rows, hashes their ids and the dictionary's strings, and checks every field
+//! as it goes, so a damaged snapshot is an error, never a panic or a row that cannot be read
+//! later.
 //!
 //! Fields are [`crate::domain::compact`]'s. The layout has no version of its own: a snapshot is
 //! read only by the build that wrote it.
 
 use std::hash::BuildHasher;
 
-use super::{Hot, Index, Row};
+use super::{Dict, Hot, Index, Row, Span};
 use crate::domain::agreement::Life;
 use crate::domain::compact::{Reader, put_opt_str, put_opt_u64, put_str, put_u64};
 use crate::domain::intake::Date;
@@ -30,6 +31,67 @@ fn u32_of(n: u64) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("{n} out of range"))
 }
 
+impl Dict {
+    /// Appends the dictionary: its size, then each number's string (empty for a free number).
+    fn write(&self, w: &mut Vec<u8>) {
+        put_u64(w, self.len() as u64);
+        for n in 0..self.len() {
+            put_str(w, if self.refs[n] > 0 { self.get(n as u32) } else { "" });
+        }
+    }
+
+    /// The strings [`Dict::write`] wrote, each counted by no row yet ([`Dict::count`], then
+    /// [`Dict::sealed`]).
+    fn read(r: &mut Reader<'_>) -> Result<Dict, String> {
+        let mut dict = Dict::default();
+        let n = r.count()?;
+        // Never beyond what the bytes left could hold: a string takes at least one byte.
+        dict.spans.reserve_exact(n.min(r.0.len()));
+        for _ in 0..n {
+            let s = r.str()?;
+            let start = dict.buf.len();
+            dict.buf.push_str(s);
+            dict.spans.push(Span { start, end: dict.buf.len() });
+        }
+        dict.refs = vec![0; dict.spans.len()];
+        Ok(dict)
+    }
+
+    /// A row's number, counted.
+    fn count(&mut self, n: u64) -> Result<u32, String> {
+        let n = u32_of(n)?;
+        let r = self.refs.get_mut(n as usize).ok_or_else(|| format!("text {n} is not listed"))?;
+        *r = r.saturating_add(1);
+        Ok(n)
+    }
+
+    /// Once every row is counted: numbers no row names are free, the others hashed. A string
+    /// listed twice is an error (the two numbers would compare unequal).
+    fn sealed(mut self) -> Result<Dict, String> {
+        for n in 0..self.len() {
+            let span = self.spans[n];
+            if self.refs[n] == 0 {
+                self.dead += span.len();
+                self.spans[n] = Span { start: 0, end: 0 };
+                self.free.push(n as u32);
+                continue;
+            }
+            let (buf, spans, hasher) = (&self.buf, &self.spans, &self.hasher);
+            let s = &buf[span.start..span.end];
+            let hash = hasher.hash_one(s);
+            if self.at.find(hash, |&m| &buf[spans[m as usize].start..spans[m as usize].end] == s).is_some() {
+                return Err(format!("text {s:?} is listed twice"));
+            }
+            self.at.insert_unique(hash, n as u32, |&m| {
+                let sp = spans[m as usize];
+                hasher.hash_one(&buf[sp.start..sp.end])
+            });
+        }
+        self.compact();
+        Ok(self)
+    }
+}
+
 impl Index {
     /// Appends the index to `w`: [`Index::read_snapshot`] reads it back.
     pub fn write_snapshot(&self, w: &mut Vec<u8>) {
@@ -37,11 +99,13 @@ impl Index {
         for c in &self.creators {
             put_str(w, c);
         }
+        self.dict.write(w);
         put_u64(w, self.rows.len() as u64);
-        // The live text's length, so reading sizes its buffer once.
-        put_u64(w, self.text.spans.iter().map(|s| s.len() as u64).sum());
+        // The live ids' length, so reading sizes its buffer once.
+        put_u64(w, self.ids.spans.iter().map(|s| s.len() as u64).sum());
         for (i, row) in self.rows.iter().enumerate() {
-            put_str(w, self.text.id(i));
+            let id = self.ids.id(i);
+            put_str(w, id);
             let h = &self.hot[i];
             put_u64(w, h.updated_at);
             put_u64(w, h.names_prefix);
@@ -50,12 +114,12 @@ impl Index {
             put_u64(w, u64::from(h.renewal));
             w.push(h.kind);
             w.push(h.status);
-            let span = self.text.spans[i];
-            put_str(w, self.text.hay(i));
-            put_u64(w, (span.names - span.start) as u64);
+            for n in self.parts[i] {
+                put_u64(w, u64::from(n));
+            }
             put_u64(w, row.created_at);
             put_u64(w, u64::from(row.creator));
-            let odd = row.odd_states.as_deref().unwrap_or_default();
+            let odd = self.odd_states.get(id).map(|c| &c[..]).unwrap_or_default();
             put_u64(w, odd.len() as u64);
             for code in odd {
                 put_str(w, code);
@@ -81,20 +145,25 @@ impl Index {
             }
             index.creator(c);
         }
+        index.dict = Dict::read(r)?;
         let n = r.count()?;
         // Sized once, and never beyond what the bytes left could hold: a row takes at least
-        // `MIN_ROW` bytes, text at least its own length.
+        // `MIN_ROW` bytes, an id at least its own length.
         const MIN_ROW: usize = 20;
-        let text = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
+        let ids = usize::try_from(r.u64()?).unwrap_or(usize::MAX).min(r.0.len());
         let rows_held = n.min(r.0.len() / MIN_ROW);
         index.hot.reserve_exact(rows_held);
+        index.parts.reserve_exact(rows_held);
         index.rows.reserve_exact(rows_held);
-        index.text.spans.reserve_exact(rows_held);
-        index.text.buf.reserve_exact(text);
-        let (texts, hasher) = (&index.text, &index.hasher);
+        index.ids.spans.reserve_exact(rows_held);
+        index.ids.buf.reserve_exact(ids);
+        let (texts, hasher) = (&index.ids, &index.hasher);
         index.by_id.reserve(rows_held, |&j| hasher.hash_one(texts.id(j)));
         for _ in 0..n {
             let id = r.str()?;
+            if index.position(id).is_some() {
+                return Err(format!("{id} is listed twice"));
+            }
             let hot = Hot {
                 updated_at: r.u64()?,
                 names_prefix: r.u64()?,
@@ -104,11 +173,7 @@ impl Index {
                 kind: r.byte()?,
                 status: r.byte()?,
             };
-            let hay = r.str()?;
-            let names_at = usize::try_from(r.u64()?).map_err(|_| "text offset out of range")?;
-            if !hay.is_char_boundary(names_at) {
-                return Err(format!("{id}: text offset {names_at} is not in its text"));
-            }
+            let parts = [index.dict.count(r.u64()?)?, index.dict.count(r.u64()?)?, index.dict.count(r.u64()?)?];
             let created_at = r.u64()?;
             let creator = u32_of(r.u64()?)?;
             if creator as usize >= index.creators.len() {
@@ -132,8 +197,9 @@ impl Index {
                 revision: r.u64()?,
             };
             let odd_states = (!odd.is_empty()).then(|| odd.into_boxed_slice());
-            index.insert_row(hot, id, (hay, names_at), Row { created_at, creator, odd_states, life });
+            index.insert_row(hot, id, parts, odd_states, Row { created_at, creator, life });
         }
+        index.dict = std::mem::take(&mut index.dict).sealed()?;
         Ok(index)
     }
 }
@@ -203,7 +269,7 @@ mod tests {
             assert_eq!(a, b, "{q:?}");
         }
 
-        // Every cut short fails cleanly, and so does a text offset inside a character. A byte
+        // Every cut short fails cleanly. A byte
         // changed anywhere either fails or reads to an index (the file's checksum is what
         // catches such a change), never panics; an index read that way is still searchable.
         for n in (0..bytes.len()).step_by(97) {
@@ -228,18 +294,21 @@ mod tests {
         twice[at..at + second.len()].copy_from_slice(first);
         let e = Index::read_snapshot(&mut Reader(&twice)).expect_err("a creator listed twice");
         assert!(e.contains("listed twice"), "{e}");
+        // So is a string the dictionary lists twice (rows name strings by number, and two
+        // numbers for one string would compare unequal).
         let mut one = Index::new();
         one.upsert(super::super::Entry {
-            title: "日".into(), parties: ["a".into(), "b".into()], ..entries[0].clone()
+            title: "titlezz".into(),
+            parties: ["partyaa".into(), "partybb".into()],
+            ..entries[0].clone()
         });
         let mut b = Vec::new();
         one.write_snapshot(&mut b);
-        assert!(Index::read_snapshot(&mut Reader(&b)).is_ok());
-        let hay = "日\na\nb".as_bytes();
-        let at = b.windows(hay.len()).position(|w| w == hay).expect("the text is in the bytes") + hay.len();
-        assert_eq!(b[at], 4, "the names start after the title and its newline");
-        b[at] = 1;
-        let e = Index::read_snapshot(&mut Reader(&b)).expect_err("an offset inside a character");
-        assert!(e.contains("text offset 1"), "{e}");
+        let back = Index::read_snapshot(&mut Reader(&b)).expect("reads back");
+        assert_eq!(back.get(&entries[0].id).map(|l| l.held()), one.get(&entries[0].id).map(|l| l.held()));
+        let at = b.windows(7).position(|w| w == b"partyaa").expect("the names are in the bytes");
+        b[at..at + 7].copy_from_slice(b"titlezz");
+        let e = Index::read_snapshot(&mut Reader(&b)).expect_err("a string listed twice");
+        assert!(e.contains("listed twice"), "{e}");
     }
 }
