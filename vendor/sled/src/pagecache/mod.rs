@@ -328,12 +328,38 @@ impl<'g> Deref for PageView<'g> {
     }
 }
 
+// countersign: 32 bytes, not 48. The page table holds one per fragment of every page for as
+// long as the database is open, cached or not (~200,000 at 100,000 agreements). Upstream's
+// `ts` (only the last fragment's was read) is the page's now, and the pointer is held flat:
+// its log offset, and the blob's pointer or `NOT_BLOB`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct CacheInfo {
-    pub ts: u64,
     pub lsn: Lsn,
-    pub pointer: DiskPtr,
+    lid: LogOffset,
+    blob: BlobPointer,
     pub log_size: u64,
+}
+
+/// `CacheInfo::blob` of a fragment held inline in the log: blob pointers are LSNs, never
+/// negative.
+const NOT_BLOB: BlobPointer = BlobPointer::min_value();
+
+impl CacheInfo {
+    pub(crate) fn new(lsn: Lsn, pointer: DiskPtr, log_size: u64) -> CacheInfo {
+        let (lid, blob) = match pointer {
+            DiskPtr::Inline(lid) => (lid, NOT_BLOB),
+            DiskPtr::Blob(lid, blob) => (lid, blob),
+        };
+        CacheInfo { lsn, lid, blob, log_size }
+    }
+
+    pub(crate) fn pointer(&self) -> DiskPtr {
+        if self.blob == NOT_BLOB {
+            DiskPtr::Inline(self.lid)
+        } else {
+            DiskPtr::Blob(self.lid, self.blob)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -341,12 +367,7 @@ impl quickcheck::Arbitrary for CacheInfo {
     fn arbitrary<G: quickcheck::Gen>(g: &mut G) -> CacheInfo {
         use rand::Rng;
 
-        CacheInfo {
-            ts: g.gen(),
-            lsn: g.gen(),
-            pointer: DiskPtr::arbitrary(g),
-            log_size: g.gen(),
-        }
+        CacheInfo::new(g.gen(), DiskPtr::arbitrary(g), g.gen())
     }
 }
 
@@ -441,26 +462,28 @@ impl<'a> RecoveryGuard<'a> {
 pub struct Page {
     pub(crate) update: Option<Box<Update>>,
     pub(crate) cache_infos: Vec<CacheInfo>,
+    /// countersign: upstream's `ts` of the last cache info (0 without any), held once here.
+    pub(crate) ts: u64,
 }
 
 impl Page {
     pub(crate) fn to_page_state(&self) -> PageState {
         let base = &self.cache_infos[0];
         if self.is_free() {
-            PageState::Free(base.lsn, base.pointer)
+            PageState::Free(base.lsn, base.pointer())
         } else {
             let mut frags: Vec<(Lsn, DiskPtr, u64)> = vec![];
 
             for cache_info in self.cache_infos.iter().skip(1) {
                 frags.push((
                     cache_info.lsn,
-                    cache_info.pointer,
+                    cache_info.pointer(),
                     cache_info.log_size,
                 ));
             }
 
             PageState::Present {
-                base: (base.lsn, base.pointer, base.log_size),
+                base: (base.lsn, base.pointer(), base.log_size),
                 frags,
             }
         }
@@ -492,13 +515,13 @@ impl Page {
     }
 
     fn ts(&self) -> u64 {
-        self.cache_infos.last().map_or(0, |ci| ci.ts)
+        self.ts
     }
 
     fn lone_blob(&self) -> Option<DiskPtr> {
-        if self.cache_infos.len() == 1 && self.cache_infos[0].pointer.is_blob()
+        if self.cache_infos.len() == 1 && self.cache_infos[0].pointer().is_blob()
         {
-            Some(self.cache_infos[0].pointer)
+            Some(self.cache_infos[0].pointer())
         } else {
             None
         }
@@ -566,7 +589,7 @@ impl Drop for PageCache {
                     continue;
                 };
                 let pointers =
-                    pte.cache_infos.iter().map(|ci| ci.pointer).collect();
+                    pte.cache_infos.iter().map(|ci| ci.pointer()).collect();
                 pages_before_restart.insert(pid, pointers);
             }
 
@@ -681,7 +704,7 @@ impl PageCache {
                     continue;
                 };
                 let pointers =
-                    pte.cache_infos.iter().map(|ci| ci.pointer).collect();
+                    pte.cache_infos.iter().map(|ci| ci.pointer()).collect();
                 pages_after_restart.insert(pid, pointers);
             }
 
@@ -822,7 +845,8 @@ impl PageCache {
 
             trace!("allocating pid {} for the first time", pid);
 
-            let new_page = Page { update: None, cache_infos: Vec::default() };
+            let new_page =
+                Page { update: None, cache_infos: Vec::default(), ts: 0 };
 
             let page_view = self.inner.insert(pid, new_page, guard);
 
@@ -1046,6 +1070,7 @@ impl PageCache {
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(Update::Node(node))),
             cache_infos: Vec::default(),
+            ts: 0,
         }));
 
         loop {
@@ -1072,12 +1097,11 @@ impl PageCache {
             // changing.
             let ts = old.ts() + 1;
 
-            let cache_info = CacheInfo {
+            let cache_info = CacheInfo::new(
                 lsn,
                 pointer,
-                ts,
-                log_size: log_reservation.reservation_len() as u64,
-            };
+                log_reservation.reservation_len() as u64,
+            );
 
             let mut new_cache_infos =
                 Vec::with_capacity(old.cache_infos.len() + 1);
@@ -1086,6 +1110,7 @@ impl PageCache {
 
             let mut page_ptr = new_page.take().unwrap();
             page_ptr.cache_infos = new_cache_infos;
+            page_ptr.ts = ts;
 
             debug_delay();
             let result =
@@ -1250,7 +1275,7 @@ impl PageCache {
                 .cache_infos
                 .iter()
                 .any(|ce| {
-                    ce.pointer.lid() / self.config.segment_size as u64
+                    ce.pointer().lid() / self.config.segment_size as u64
                         == purge_segment_id
                 });
             if already_moved {
@@ -1265,17 +1290,16 @@ impl PageCache {
                 let log_reservation =
                     self.log.rewrite_blob_pointer(pid, blob_pointer, guard)?;
 
-                let cache_info = CacheInfo {
-                    ts: page_view.ts(),
-                    lsn: log_reservation.lsn,
-                    pointer: log_reservation.pointer,
-                    log_size: u64::try_from(log_reservation.reservation_len())
-                        .unwrap(),
-                };
+                let cache_info = CacheInfo::new(
+                    log_reservation.lsn,
+                    log_reservation.pointer,
+                    u64::try_from(log_reservation.reservation_len()).unwrap(),
+                );
 
                 let new_page = Owned::new(Page {
                     update: page_view.update.clone(),
                     cache_infos: vec![cache_info],
+                    ts: page_view.ts(),
                 });
 
                 debug_delay();
@@ -1468,6 +1492,7 @@ impl PageCache {
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(update)),
             cache_infos: Vec::default(),
+            ts: 0,
         }));
 
         loop {
@@ -1509,15 +1534,14 @@ impl PageCache {
             // that SHOULD cause CAS failures.
             let ts = if is_rewrite { old.ts() } else { old.ts() + 1 };
 
-            let cache_info = CacheInfo {
-                ts,
+            let cache_info = CacheInfo::new(
                 lsn,
-                pointer: new_pointer,
-                log_size: u64::try_from(log_reservation.reservation_len())
-                    .unwrap(),
-            };
+                new_pointer,
+                u64::try_from(log_reservation.reservation_len()).unwrap(),
+            );
 
             page_ptr.cache_infos = vec![cache_info];
+            page_ptr.ts = ts;
 
             debug_delay();
             let result =
@@ -1718,7 +1742,7 @@ impl PageCache {
             let updates_result: Result<Vec<Update>> = page_view
                 .cache_infos
                 .iter()
-                .map(|ci| self.pull(pid, ci.lsn, ci.pointer))
+                .map(|ci| self.pull(pid, ci.lsn, ci.pointer()))
                 .collect();
 
             last_err = if let Ok(updates) = updates_result {
@@ -1743,6 +1767,7 @@ impl PageCache {
         let page = Owned::new(Page {
             update: Some(Box::new(base)),
             cache_infos: page_view.cache_infos.clone(),
+            ts: page_view.ts(),
         });
 
         debug_delay();
@@ -1941,6 +1966,7 @@ impl PageCache {
                     let new_page = Owned::new(Page {
                         update: None,
                         cache_infos: page_view.cache_infos.clone(),
+                        ts: page_view.ts(),
                     });
 
                     debug_delay();
@@ -2090,19 +2116,9 @@ impl PageCache {
 
             match *state {
                 PageState::Present { base, ref frags } => {
-                    cache_infos.push(CacheInfo {
-                        lsn: base.0,
-                        pointer: base.1,
-                        log_size: base.2,
-                        ts: 0,
-                    });
+                    cache_infos.push(CacheInfo::new(base.0, base.1, base.2));
                     for (lsn, pointer, sz) in frags {
-                        let cache_info = CacheInfo {
-                            lsn: *lsn,
-                            pointer: *pointer,
-                            log_size: *sz,
-                            ts: 0,
-                        };
+                        let cache_info = CacheInfo::new(*lsn, *pointer, *sz);
 
                         cache_infos.push(cache_info);
                     }
@@ -2110,12 +2126,11 @@ impl PageCache {
                 PageState::Free(lsn, pointer) => {
                     // blow away any existing state
                     trace!("load_snapshot freeing pid {}", pid);
-                    let cache_info = CacheInfo {
+                    let cache_info = CacheInfo::new(
                         lsn,
                         pointer,
-                        log_size: u64::try_from(MAX_MSG_HEADER_LEN).unwrap(),
-                        ts: 0,
-                    };
+                        u64::try_from(MAX_MSG_HEADER_LEN).unwrap(),
+                    );
                     cache_infos.push(cache_info);
                     self.free.lock().push(pid);
                 }
@@ -2127,14 +2142,14 @@ impl PageCache {
 
             let update = if pid == META_PID || pid == COUNTER_PID {
                 let update =
-                    self.pull(pid, cache_infos[0].lsn, cache_infos[0].pointer)?;
+                    self.pull(pid, cache_infos[0].lsn, cache_infos[0].pointer())?;
                 Some(Box::new(update))
             } else if state.is_free() {
                 Some(Box::new(Update::Free))
             } else {
                 None
             };
-            let page = Page { update, cache_infos };
+            let page = Page { update, cache_infos, ts: 0 };
 
             self.inner.insert(pid, page, &guard);
         }
