@@ -50,14 +50,16 @@
 //!   unchanged (`store/decoded.rs`, sled only); sub-stores for
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup. sled is
-//!   vendored (`vendor/sled`: its blob files synced, its page table sized exactly, leaves of
-//!   small items split above 64; `vendor/README.md`).
-//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids and
-//!   folded text in one buffer, the facts it filters and sorts on in fixed-size rows, no heap
-//!   block per row beyond a parent's id or odd state codes; it answers ids, and the app layer
-//!   reads the entries shown from the store, `app::listing`), written as a
-//!   snapshot when a server stops and read at the next start when the store vouches for it
-//!   ([`app::snapshot`]: a token the store holds only while nothing has changed since).
+//!   vendored (`vendor/sled`: its blob files synced, its page table sized exactly and 32 bytes
+//!   a page fragment, leaves of small items split above 64; `vendor/README.md`).
+//! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids in
+//!   one buffer, titles and parties as numbers in a dictionary of distinct folded strings, the
+//!   facts it filters and sorts on in fixed-size rows, no heap block per row beyond a parent's
+//!   id, or odd state codes in a map by id; it answers ids, and the app layer reads the entries
+//!   shown from the store,
+//!   `app::listing`), written as a snapshot when a server stops and read at the next start
+//!   when the store vouches for it ([`app::snapshot`]: a token the store holds only while
+//!   nothing has changed since).
 //! * [`mail`] — mail composition: tera templates (text + HTML), MIME, `.eml` files, SMTP via
 //!   lettre, staff notices.
 //! * [`app`] — the application layer: the service that carries an agreement from draft to

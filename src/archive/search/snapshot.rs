@@ -49,6 +49,10 @@ impl Dict {
         dict.spans.reserve_exact(n.min(r.0.len()));
         for _ in 0..n {
             let s = r.str()?;
+            // A folded string holds no control character (`\n` sorts before all it holds).
+            if s.bytes().any(|b| b < 0x20) {
+                return Err(format!("text {s:?} holds a control character"));
+            }
             let start = dict.buf.len();
             dict.buf.push_str(s);
             dict.spans.push(Span { start, end: dict.buf.len() });

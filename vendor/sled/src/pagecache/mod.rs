@@ -350,6 +350,10 @@ impl CacheInfo {
             DiskPtr::Inline(lid) => (lid, NOT_BLOB),
             DiskPtr::Blob(lid, blob) => (lid, blob),
         };
+        debug_assert!(
+            pointer.is_inline() || blob != NOT_BLOB,
+            "a blob pointer is an LSN, never i64::MIN"
+        );
         CacheInfo { lsn, lid, blob, log_size }
     }
 
