@@ -270,6 +270,22 @@ fn worth_compacting(dead: usize, len: usize) -> bool {
     dead > 1 << 16 && dead > len / 2
 }
 
+/// Rewrites `buf` with only what `spans` point at, in their order, once dead bytes are most of
+/// it (amortised O(1) per byte appended).
+fn compact(buf: &mut String, spans: &mut [Span], dead: &mut usize) {
+    if !worth_compacting(*dead, buf.len()) {
+        return;
+    }
+    let mut out = String::with_capacity(buf.len() - *dead);
+    for span in spans {
+        let start = out.len();
+        out.push_str(&buf[span.start..span.end]);
+        *span = Span { start, end: out.len() };
+    }
+    *buf = out;
+    *dead = 0;
+}
+
 /// Every row's id, in one buffer: no row holds a heap block of its own, so the index is a few
 /// large blocks, which the allocator returns whole, rather than 100,000s of small ones pinning
 /// the pages around them. A replaced or removed row's id stays in the buffer, counted as dead,
@@ -314,17 +330,7 @@ impl Ids {
 
     /// Rewrites the buffer without dead bytes once they are most of it.
     fn compact(&mut self) {
-        if !worth_compacting(self.dead, self.buf.len()) {
-            return;
-        }
-        let mut buf = String::with_capacity(self.buf.len() - self.dead);
-        for span in &mut self.spans {
-            let start = buf.len();
-            buf.push_str(&self.buf[span.start..span.end]);
-            *span = Span { start, end: buf.len() };
-        }
-        self.buf = buf;
-        self.dead = 0;
+        compact(&mut self.buf, &mut self.spans, &mut self.dead);
     }
 
     fn id(&self, i: usize) -> &str {
@@ -436,17 +442,7 @@ impl Dict {
 
     /// Rewrites the buffer without dead bytes once they are most of it.
     fn compact(&mut self) {
-        if !worth_compacting(self.dead, self.buf.len()) {
-            return;
-        }
-        let mut buf = String::with_capacity(self.buf.len() - self.dead);
-        for span in &mut self.spans {
-            let start = buf.len();
-            buf.push_str(&self.buf[span.start..span.end]);
-            *span = Span { start, end: buf.len() };
-        }
-        self.buf = buf;
-        self.dead = 0;
+        compact(&mut self.buf, &mut self.spans, &mut self.dead);
     }
 
     /// Per number, whether its string holds `f`'s needle (free numbers: no).
