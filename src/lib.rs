@@ -51,7 +51,8 @@
 //!   people ([`store::people`]), webhook endpoints and deliveries ([`store::webhooks`]) and the
 //!   vendor register ([`store::vendors`]), each with its trees in every backup. sled is
 //!   vendored (`vendor/sled`: its blob files synced, its page table sized exactly and 32 bytes
-//!   a page fragment, leaves of small items split above 64; `vendor/README.md`).
+//!   a page fragment, leaves of small items split above 64, `Db::shed_cache` for the pages the
+//!   index build read; `vendor/README.md`).
 //! * [`staff`] — API keys (hashed) and roles; [`archive`] — the in-memory search index (ids in
 //!   one buffer, titles and parties as numbers in a dictionary of distinct folded strings, the
 //!   facts it filters and sorts on in fixed-size rows, no heap block per row beyond a parent's

@@ -524,6 +524,9 @@ impl Service {
         if let Err(e) = &scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
+        // The summaries' pages the scan read are not needed again soon: the index answers
+        // from memory, and a page shows a few agreements read then.
+        self.store.shed_cache();
         self.install_index(index, digests, today);
         let lost = self.index_unread(unread);
         self.index_complete.store(scan.is_ok() && lost == 0, std::sync::atomic::Ordering::Relaxed);

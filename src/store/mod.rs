@@ -487,6 +487,10 @@ pub trait Store: Send + Sync + 'static {
     fn take_index_token(&self) -> Option<[u8; 16]> {
         None
     }
+    /// Lets go of the store's pages held in memory, after a pass over many records (the
+    /// index build) whose pages will not be needed soon. Nothing where the store keeps no
+    /// pages in this process.
+    fn shed_cache(&self) {}
     /// Whether [`Store::put_index_token`] keeps tokens here (so a snapshot is worth writing).
     fn keeps_index_token(&self) -> bool {
         false

@@ -1951,6 +1951,28 @@ impl PageCache {
         }
     }
 
+    /// countersign: pages out every page held in memory (`Db::shed_cache`).
+    pub(crate) fn shed_cache(&self) -> Result<()> {
+        let guard = pin();
+        let max = *self.next_pid_to_allocate.lock();
+        let mut held = vec![];
+        for pid in 0..max {
+            if let Some(page_view) = self.inner.get(pid, &guard) {
+                if page_view.update.is_some() && !page_view.is_free() {
+                    held.push(pid);
+                }
+            }
+        }
+        self.page_out(held, &guard)?;
+        drop(guard);
+        // The pages' old versions are freed once no thread can still see them: advance the
+        // epoch and run what was deferred now, not whenever the next operations get to it.
+        for _ in 0..64 {
+            pin().flush();
+        }
+        Ok(())
+    }
+
     fn page_out(&self, to_evict: Vec<PageId>, guard: &Guard) -> Result<()> {
         let _measure = Measure::new(&M.page_out);
         for pid in to_evict {
