@@ -524,8 +524,9 @@ impl Service {
         if let Err(e) = &scan {
             tracing::error!(error = %e, "could not read agreements to build the search index");
         }
-        // The summaries' pages the scan read are not needed again soon: the index answers
-        // from memory, and a page shows a few agreements read then.
+        // The store's pages in memory, most of them the summaries the scan read, are not
+        // needed again soon: the index answers from memory, and a page shows a few
+        // agreements read then. All go (sled: every page in memory; read again when used).
         self.store.shed_cache();
         self.install_index(index, digests, today);
         let lost = self.index_unread(unread);

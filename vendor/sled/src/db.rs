@@ -422,10 +422,12 @@ impl Db {
     }
 
     /// countersign: drops every page held in memory (the pages stay on disk and are read
-    /// again when next used). sled's LRU counts accesses in blocks of 64 per shard over 256
-    /// shards and evicts only when a block fills, so the pages a scan of fewer than ~16,000
-    /// page reads brought in stay whatever the cache's capacity; this lets go of them.
-    pub fn shed_cache(&self) -> Result<()> {
+    /// again when next used), and returns how many it dropped. sled's LRU queues accesses
+    /// per shard (256 shards, by page id) in blocks of 64 and applies them, evicting, only
+    /// when a block overflows: the leaves a one-off scan brought in add a few accesses to
+    /// each shard, and most stay unapplied, and the leaves in memory, while nothing else
+    /// runs; this lets go of them.
+    pub fn shed_cache(&self) -> Result<usize> {
         self.context.pagecache.shed_cache()
     }
 

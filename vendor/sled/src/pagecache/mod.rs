@@ -1951,26 +1951,33 @@ impl PageCache {
         }
     }
 
-    /// countersign: pages out every page held in memory (`Db::shed_cache`).
-    pub(crate) fn shed_cache(&self) -> Result<()> {
+    /// countersign: pages out every page held in memory (`Db::shed_cache`); returns how
+    /// many were.
+    pub(crate) fn shed_cache(&self) -> Result<usize> {
         let guard = pin();
         let max = *self.next_pid_to_allocate.lock();
         let mut held = vec![];
         for pid in 0..max {
+            if pid == COUNTER_PID || pid == META_PID || pid == BATCH_MANIFEST_PID {
+                continue; // page_out keeps these
+            }
             if let Some(page_view) = self.inner.get(pid, &guard) {
                 if page_view.update.is_some() && !page_view.is_free() {
                     held.push(pid);
                 }
             }
         }
+        let n = held.len();
         self.page_out(held, &guard)?;
         drop(guard);
-        // The pages' old versions are freed once no thread can still see them: advance the
-        // epoch and run what was deferred now, not whenever the next operations get to it.
-        for _ in 0..64 {
+        // The pages' old versions are freed once no thread can still see them. Best effort:
+        // advance the epoch and run what was deferred now (each flush runs at most 8 bags of
+        // 64), rather than whenever later operations get to it. While another thread is
+        // pinned, the rest waits for them.
+        for _ in 0..(3 + n / 512) {
             pin().flush();
         }
-        Ok(())
+        Ok(n)
     }
 
     fn page_out(&self, to_evict: Vec<PageId>, guard: &Guard) -> Result<()> {
