@@ -22,12 +22,11 @@
 //! ([`Dict`]): a query's `counterparty` and `q` terms are looked for once in each distinct
 //! string before the scan (whatever the other filters; the dictionary is small where names
 //! repeat), with a substring finder built once per query, and a row then passes or not by its
-//! numbers. The ids
-//! live in one buffer ([`Ids`]): at 100,000 rows, one allocation per row made a text search
-//! mostly cache misses (`perf`: 78 % of a `counterparty` search through the server). Matches
-//! after the cursor go through a bounded selection: once `limit` are kept, a match costs one
-//! comparison with the worst kept, and only the page is sorted. 100,000 entries answer in a few
-//! milliseconds, `total` included (`benches/search.rs`).
+//! numbers. The ids live in one buffer ([`Ids`]): at 100,000 rows, one allocation per row made
+//! a text search mostly cache misses (`perf`: 78 % of a `counterparty` search through the
+//! server). Matches after the cursor go through a bounded selection: once `limit` are kept, a
+//! match costs one comparison with the worst kept, and only the page is sorted. 100,000 entries
+//! answer in a few milliseconds, `total` included (`benches/search.rs`).
 //!
 //! | parameter        | matches                                                                      |
 //! |------------------|------------------------------------------------------------------------------|
@@ -381,15 +380,24 @@ impl Dict {
         self.spans.len()
     }
 
+    /// The number in use whose string is `s` (`hash` its hash).
+    fn find(&self, hash: u64, s: &str) -> Option<u32> {
+        self.at.find(hash, |&n| self.get(n) == s).copied()
+    }
+
+    /// Hashes number `n` (`hash` its string's hash), which is not hashed yet.
+    fn link(&mut self, hash: u64, n: u32) {
+        let (buf, spans, hasher) = (&self.buf, &self.spans, &self.hasher);
+        self.at.insert_unique(hash, n, |&m| {
+            let sp = spans[m as usize];
+            hasher.hash_one(&buf[sp.start..sp.end])
+        });
+    }
+
     /// The number of `s`, counted once more; added when new.
     fn add(&mut self, s: &str) -> u32 {
         let hash = self.hasher.hash_one(s);
-        let (buf, spans) = (&self.buf, &self.spans);
-        let found = self.at.find(hash, |&n| {
-            let sp = spans[n as usize];
-            &buf[sp.start..sp.end] == s
-        });
-        if let Some(&n) = found {
+        if let Some(n) = self.find(hash, s) {
             let r = &mut self.refs[n as usize];
             *r = r.saturating_add(1);
             return n;
@@ -412,11 +420,7 @@ impl Dict {
                 n
             }
         };
-        let (buf, spans, hasher) = (&self.buf, &self.spans, &self.hasher);
-        self.at.insert_unique(hash, n, |&m| {
-            let sp = spans[m as usize];
-            hasher.hash_one(&buf[sp.start..sp.end])
-        });
+        self.link(hash, n);
         n
     }
 
@@ -973,33 +977,30 @@ impl<'a> Lazy<'a> {
 }
 
 /// The `counterparty` sort key, `party0 \n party1` (folded): a row's two parties, read from
-/// the dictionary only when a comparison gets to them, or a cursor's key as written.
+/// the dictionary only when a comparison gets to them, or a cursor's, split at its first `\n`.
+/// Since `\n` sorts before every character of a folded name, the joined strings are in the
+/// order of the pairs, so keys are compared as pairs.
 #[derive(Debug, Clone, Copy)]
 enum Names<'a> {
     Row(&'a Dict, [u32; 2]),
-    Joined(&'a str),
+    Given(&'a str, &'a str),
 }
 
 impl Names<'_> {
-    /// The key's bytes, in up to three pieces.
-    fn pieces(&self) -> [&[u8]; 3] {
+    fn pair(&self) -> (&str, &str) {
         match *self {
-            Names::Row(d, [p0, p1]) => [d.get(p0).as_bytes(), b"\n", d.get(p1).as_bytes()],
-            Names::Joined(s) => [s.as_bytes(), b"", b""],
+            Names::Row(d, [p0, p1]) => (d.get(p0), d.get(p1)),
+            Names::Given(p0, p1) => (p0, p1),
         }
     }
 
     /// The key as one string, as a cursor carries it.
     fn joined(&self) -> String {
-        match *self {
-            Names::Row(d, [p0, p1]) => format!("{}\n{}", d.get(p0), d.get(p1)),
-            Names::Joined(s) => s.to_owned(),
-        }
+        let (p0, p1) = self.pair();
+        format!("{p0}\n{p1}")
     }
 
-    /// Byte order of the joined keys. Two rows' keys: equal numbers are equal strings, and
-    /// since `\n` sorts before every character of a folded name, the first parties decide
-    /// unless they are the same.
+    /// Two rows' keys compare by number first: equal numbers are equal strings.
     fn cmp(&self, other: &Names<'_>) -> Ordering {
         if let (Names::Row(d, [a0, a1]), Names::Row(_, [b0, b1])) = (self, other) {
             return match (a0 == b0, a1 == b1) {
@@ -1008,34 +1009,7 @@ impl Names<'_> {
                 (false, _) => d.get(*a0).cmp(d.get(*b0)),
             };
         }
-        cmp_pieces(self.pieces(), other.pieces())
-    }
-}
-
-/// Compares two byte strings, each given as the concatenation of its pieces.
-fn cmp_pieces(a: [&[u8]; 3], b: [&[u8]; 3]) -> Ordering {
-    let (mut a, mut b) = (a.into_iter().filter(|p| !p.is_empty()), b.into_iter().filter(|p| !p.is_empty()));
-    let (mut x, mut y): (&[u8], &[u8]) = (a.next().unwrap_or_default(), b.next().unwrap_or_default());
-    loop {
-        match (x.is_empty(), y.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            (false, false) => {}
-        }
-        let n = x.len().min(y.len());
-        match x[..n].cmp(&y[..n]) {
-            Ordering::Equal => {}
-            other => return other,
-        }
-        x = &x[n..];
-        y = &y[n..];
-        if x.is_empty() {
-            x = a.next().unwrap_or_default();
-        }
-        if y.is_empty() {
-            y = b.next().unwrap_or_default();
-        }
+        self.pair().cmp(&other.pair())
     }
 }
 
@@ -1043,7 +1017,8 @@ fn cmp_pieces(a: [&[u8]; 3], b: [&[u8]; 3]) -> Ordering {
 enum OwnedKey {
     Num(u64),
     Opt(Option<u64>),
-    Str(u64, String),
+    /// The names' prefix and the names, split at the first `\n`.
+    Str(u64, String, String),
 }
 
 impl OwnedKey {
@@ -1051,7 +1026,7 @@ impl OwnedKey {
         match self {
             OwnedKey::Num(n) => Key::Num(*n),
             OwnedKey::Opt(n) => Key::Opt(*n),
-            OwnedKey::Str(p, s) => Key::Str(*p, Names::Joined(s)),
+            OwnedKey::Str(p, p0, p1) => Key::Str(*p, Names::Given(p0, p1)),
         }
     }
 }
@@ -1117,7 +1092,10 @@ fn decode_cursor(cursor: &str, sort: Sort) -> Result<After, CursorError> {
         }
         (Field::RenewalDate, serde_json::Value::Number(n)) => OwnedKey::Opt(Some(n.as_u64().ok_or_else(foreign)?)),
         (Field::RenewalDate, serde_json::Value::Null) => OwnedKey::Opt(None),
-        (Field::Counterparty, serde_json::Value::String(s)) => OwnedKey::Str(prefix(&s), s),
+        (Field::Counterparty, serde_json::Value::String(s)) => {
+            let (p0, p1) = s.split_once('\n').unwrap_or((&s, ""));
+            OwnedKey::Str(prefix(&s), p0.to_owned(), p1.to_owned())
+        }
         _ => return Err(foreign()),
     };
     Ok(After { key, id: repr.i })

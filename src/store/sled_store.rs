@@ -1040,11 +1040,11 @@ mod tests {
 
     #[test]
     fn after_sled_lets_go_of_its_cached_pages_every_record_reads_back_and_writes_go_on() {
-        let more_ids = || -> Vec<String> { (0..200).map(|i| format!("ag_w{i:03}")).collect() };
         // `shed_cache` pages out every page in memory (vendored sled, vendor/README.md,
         // change 6): what it dropped is read again from the log, before and after a reopen.
         let dir = tempfile::tempdir().expect("tempdir");
         let ids: Vec<String> = (0..300).map(|i| format!("ag_{i:04}")).collect();
+        let more: Vec<String> = (0..200).map(|i| format!("ag_w{i:03}")).collect();
         let summaries = |store: &SledStore| {
             let mut seen = Vec::new();
             store.stored_summaries(&mut |s| seen.push(s.decode().expect("decodes").id)).expect("scans");
@@ -1066,7 +1066,6 @@ mod tests {
                 assert_eq!(store.agreement(id).expect("reads").id, *id);
             }
             // Shedding while another thread writes loses nothing.
-            let more = more_ids();
             std::thread::scope(|s| {
                 let writer = s.spawn(|| {
                     for id in &more {
@@ -1090,7 +1089,7 @@ mod tests {
             store.sync(ticket).expect("durable");
         }
         let store = SledStore::open(dir.path()).expect("reopens");
-        let mut all: Vec<String> = ids.iter().chain(&more_ids()).cloned().collect();
+        let mut all: Vec<String> = ids.iter().chain(&more).cloned().collect();
         all.push("ag_9999".into());
         all.sort();
         assert_eq!(summaries(&store), all, "every summary after reopening");
