@@ -488,6 +488,11 @@ fn names_prefix(p0: &str, p1: &str) -> u64 {
 }
 
 impl Prepared {
+    /// The agreement's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn new(entry: Entry, life: Life) -> Prepared {
         let (parts, names_prefix) = parts_of(&entry);
         let mut states_mask = 0;
@@ -633,13 +638,22 @@ impl Index {
     }
 
     /// [`Index::upsert_life`] of a row prepared by [`Index::prepare`].
+    ///
+    /// What the index keeps of `p` is allocated here, on the thread that holds the index: the
+    /// parent's id and the odd state codes are copied, not moved. A row prepared on another
+    /// thread was allocated in that thread's malloc arena; kept there, the few thousand parent
+    /// ids of a rebuild would each pin a page among the freed decoding garbage of the
+    /// preparing threads, which `malloc_trim` could then not return.
     pub fn upsert_prepared(&mut self, p: Prepared) {
         let creator = self.creator(&p.created_by);
-        let row = Row { created_at: p.created_at, creator, life: p.life };
+        let mut life = p.life;
+        life.parent = life.parent.as_deref().map(Box::from);
+        let odd = p.odd_states.map(|codes| codes.iter().map(|c| Box::from(&**c)).collect());
+        let row = Row { created_at: p.created_at, creator, life };
         // Counted before an old row's are released: a string both name is kept, not dropped
         // and added again.
         let parts = p.parts.each_ref().map(|t| self.dict.add(t));
-        self.insert_row(p.hot, &p.id, parts, p.odd_states, row);
+        self.insert_row(p.hot, &p.id, parts, odd, row);
     }
 
     /// The position of `who` in `creators`, added when new.

@@ -10,6 +10,7 @@ use crate::http::auth;
 pub fn serve(o: Overrides) -> Result<ExitCode, String> {
     let started = std::time::Instant::now();
     crate::app::memory::bound_large_allocations();
+    crate::app::memory::arena_per_thread();
     let config = Config::load(&o)?;
     let filter = || tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into());
     // JSON: one object a line; each line logged during a request carries the request span's

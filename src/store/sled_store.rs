@@ -780,7 +780,10 @@ impl Store for SledStore {
     /// `Db::shed_cache`).
     fn shed_cache(&self) {
         match self.db.shed_cache() {
-            Ok(n) => tracing::debug!(pages = n, "sled's pages in memory dropped"),
+            Ok(sled::Shed { pages, freed: true }) => tracing::debug!(pages, "sled's pages in memory dropped and freed"),
+            Ok(sled::Shed { pages, freed: false }) => {
+                tracing::debug!(pages, "sled's pages in memory dropped; another thread holds some from being freed yet")
+            }
             Err(e) => tracing::warn!(error = %e, "could not drop sled's pages in memory"),
         }
     }
@@ -1059,8 +1062,28 @@ mod tests {
             assert!(results.iter().all(Result::is_ok), "{results:?}");
             store.sync(ticket).expect("durable");
             assert_eq!(summaries(&store), ids, "every summary, before");
-            assert!(store.db.shed_cache().expect("sheds") > 0, "the scan's pages were in memory");
-            assert_eq!(store.db.shed_cache().expect("sheds"), 0, "and none is now");
+            // What was waiting to be freed when the pages were dropped is freed by the time
+            // `shed_cache` says so: a probe deferred before it, like the pages' old versions.
+            let probe = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            {
+                let guard = sled::pin();
+                let probe = probe.clone();
+                guard.defer(move || probe.store(true, std::sync::atomic::Ordering::Release));
+            }
+            let shed = store.db.shed_cache().expect("sheds");
+            assert!(shed.pages > 0, "the scan's pages were in memory");
+            // Not freed only while another thread (sled's flusher) stays pinned half a
+            // second: then a later call frees what waits.
+            let mut freed = shed.freed;
+            for _ in 0..20 {
+                if freed {
+                    break;
+                }
+                freed = store.db.shed_cache().expect("sheds").freed;
+            }
+            assert!(freed, "what waited was freed");
+            assert!(probe.load(std::sync::atomic::Ordering::Acquire), "the probe deferred before it ran");
+            assert_eq!(store.db.shed_cache().expect("sheds").pages, 0, "and no page is in memory now");
             assert_eq!(summaries(&store), ids, "every summary, read again");
             for id in &ids {
                 assert_eq!(store.agreement(id).expect("reads").id, *id);

@@ -354,6 +354,17 @@ use {
     },
 };
 
+/// countersign: what [`Db::shed_cache`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shed {
+    /// How many pages it dropped from memory.
+    pub pages: usize,
+    /// Whether the dropped pages' memory, and all else waiting (by epoch) to be freed when
+    /// they were dropped, had been taken for freeing when it returned: not when another
+    /// thread stayed pinned for half a second.
+    pub freed: bool,
+}
+
 #[doc(hidden)]
 pub fn pin() -> Guard {
     Guard { inner: crossbeam_pin(), readset: vec![], writeset: vec![] }

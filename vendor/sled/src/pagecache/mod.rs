@@ -1952,8 +1952,8 @@ impl PageCache {
     }
 
     /// countersign: pages out every page held in memory (`Db::shed_cache`); returns how
-    /// many were.
-    pub(crate) fn shed_cache(&self) -> Result<usize> {
+    /// many were, and whether their old versions were freed before it returned.
+    pub(crate) fn shed_cache(&self) -> Result<crate::Shed> {
         let guard = pin();
         let max = *self.next_pid_to_allocate.lock();
         let mut held = vec![];
@@ -1969,15 +1969,32 @@ impl PageCache {
         }
         let n = held.len();
         self.page_out(held, &guard)?;
+        // The pages' old versions are freed once no thread can still see them: here, rather
+        // than whenever later operations get to them (an idle process may not for minutes,
+        // and what is freed after the caller returns memory to the system with `malloc_trim`
+        // stays resident). A marker deferred after them, sealed in this thread's last bag,
+        // runs when that bag is collected; bags are queued, and collected, in the order they
+        // were sealed, so by then every bag before it has been taken for running. The epoch is
+        // advanced and what was deferred run (at most 8 bags of 64 a flush) until the marker
+        // has run. Bounded in time: while another thread stays pinned the epoch cannot
+        // advance, and the rest is left to later operations.
+        let freed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let marker = freed.clone();
+        guard.defer(move || marker.store(true, Release));
+        guard.flush();
         drop(guard);
-        // The pages' old versions are freed once no thread can still see them. Best effort:
-        // advance the epoch and run what was deferred now (each flush runs at most 8 bags of
-        // 64), rather than whenever later operations get to it. While another thread is
-        // pinned, the rest waits for them.
-        for _ in 0..(3 + n / 512) {
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_millis(500);
+        let mut rounds = 0_usize;
+        while !freed.load(Acquire) && std::time::Instant::now() < deadline {
             pin().flush();
+            rounds += 1;
+            if rounds > 64 + n / 256 {
+                // Not for want of flushes: another thread is pinned.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
-        Ok(n)
+        Ok(crate::Shed { pages: n, freed: freed.load(Acquire) })
     }
 
     fn page_out(&self, to_evict: Vec<PageId>, guard: &Guard) -> Result<()> {
