@@ -74,7 +74,9 @@
 //!   `.eml` copies of the mail a signature queued), the signer's emailed
 //!   one-time code ([`app::email_code`]), webhooks ([`app::webhooks`]: deliveries queued in the
 //!   change's own commit, signed, sent with SSRF checks after DNS) and the vendor register
-//!   ([`app::vendors`]). [`app::open`] builds it from configuration.
+//!   ([`app::vendors`]). [`app::open`] builds it from configuration. `app::memory` tunes glibc's
+//!   allocator for a long-lived server (large blocks mapped apart, an arena per start-up
+//!   thread) and hands freed heap back after the start-up passes and large listings.
 //! * [`people`] — staff people, invitations, password sign-in, web sessions with CSRF tokens and
 //!   the staff security log (stored through [`store::people`]); the web pages are [`http::web`],
 //!   the new-agreement form [`http::drafting`] (intake pointers ↔ form fields in
