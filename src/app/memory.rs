@@ -42,18 +42,20 @@ pub(crate) fn bound_large_allocations() {
 
 /// Gives each thread the server starts with a malloc arena of its own, unless the operator
 /// set a limit (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`, which then rules): at
-/// least 32 arenas, or glibc's own limit when higher (8 per core, so this changes nothing from
-/// 4 cores up). Called once by `serve`, before the server starts; nothing on other C libraries.
+/// least 32 arenas, or 8 per core the process may use when higher. glibc's own limit is 8 per
+/// online core: this raises it on a machine of fewer than 4 cores, and lowers it where a CPU
+/// quota or affinity mask leaves the process fewer cores than the machine has (a container
+/// with 2 of 64: 32 rather than 512; more arenas than threads that run at once only hold
+/// memory). Called once by `serve`, before the server starts; nothing on other C libraries.
 ///
 /// Past its limit, glibc hands a new thread an arena already in use, in turn, the main
 /// thread's included. On two cores the limit is 16 and the server starts ~20 threads (sled's
-/// I/O pool alone is 8), so which thread shared the main thread's arena changed from one
+/// I/O pool keeps 7 waiting), so which thread shared the main thread's arena changed from one
 /// start to the next. When one did while the main thread built the index from the store, its
 /// long-lived blocks were left among the build's freed pages, and `malloc_trim` could not
 /// return them: idle RSS at 100,000 agreements was 63-64 MB after some starts and 69-70 after
-/// others; with an arena per thread, 62-65 after ten starts of eleven, 72 after the other
-/// (README, *Idle after a crash*).
-/// The cost is under load, where threads that shared now each keep an arena: RSS right after
+/// others; with an arena per thread, 62-65 after sixteen starts of seventeen, 72 after one
+/// (README, *Idle after a crash*). The cost is under load, where threads that shared now each keep an arena: RSS right after
 /// 3,000 signatures was 222-229 MB with 32 arenas, 244-284 with 64 and 195-207 with 16.
 pub(crate) fn arena_per_thread() {
     let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));

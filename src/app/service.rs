@@ -557,9 +557,17 @@ impl Service {
     /// would keep a page of freed memory from going back to the system (RSS idle after
     /// building the index at 100,000 agreements: 70-72 MB shedding on the building thread,
     /// 62-63 from a thread of its own).
+    /// When no thread can be started, it sheds from this one: the pages still go.
     fn shed_store_cache(&self) {
-        std::thread::scope(|s| s.spawn(|| self.store.shed_cache()).join())
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        std::thread::scope(|s| {
+            match std::thread::Builder::new().name("store-shed".into()).spawn_scoped(s, || self.store.shed_cache()) {
+                Ok(shedder) => shedder.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no thread for the store's shed; shedding from the indexing thread");
+                    self.store.shed_cache();
+                }
+            }
+        });
     }
 
     /// Summaries the index build could not decode: each agreement is read from its record

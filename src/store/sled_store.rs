@@ -779,11 +779,20 @@ impl Store for SledStore {
     /// server idled, with `COUNTERSIGN_SLED_CACHE_MB=2` as with 32 (vendored sled,
     /// `Db::shed_cache`).
     fn shed_cache(&self) {
-        match self.db.shed_cache() {
-            Ok(sled::Shed { pages, freed: true }) => tracing::debug!(pages, "sled's pages in memory dropped and freed"),
-            Ok(sled::Shed { pages, freed: false }) => {
-                tracing::debug!(pages, "sled's pages in memory dropped; another thread holds some from being freed yet")
+        let started = std::time::Instant::now();
+        let shed = self.db.shed_cache();
+        let ms = started.elapsed().as_millis() as u64;
+        match shed {
+            Ok(sled::Shed { pages, freed: true }) => {
+                tracing::debug!(pages, ms, "sled's pages in memory dropped and freed in {ms} ms")
             }
+            // Worth seeing: the start waited sled's bound (a tenth of a second) for nothing,
+            // and the pages' memory is freed later, perhaps after it was handed back.
+            Ok(sled::Shed { pages, freed: false }) => tracing::info!(
+                pages,
+                ms,
+                "sled's pages in memory dropped; another thread kept some from being freed for {ms} ms"
+            ),
             Err(e) => tracing::warn!(error = %e, "could not drop sled's pages in memory"),
         }
     }
@@ -1062,18 +1071,22 @@ mod tests {
             assert!(results.iter().all(Result::is_ok), "{results:?}");
             store.sync(ticket).expect("durable");
             assert_eq!(summaries(&store), ids, "every summary, before");
-            // What was waiting to be freed when the pages were dropped is freed by the time
-            // `shed_cache` says so: a probe deferred before it, like the pages' old versions.
+            // What another thread queued to be freed before the pages were dropped has been
+            // taken for freeing by the time `shed_cache` says so: a probe deferred there, and
+            // queued (`flush`), before the call.
             let probe = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            {
-                let guard = sled::pin();
-                let probe = probe.clone();
-                guard.defer(move || probe.store(true, std::sync::atomic::Ordering::Release));
-            }
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let guard = sled::pin();
+                    let probe = probe.clone();
+                    guard.defer(move || probe.store(true, std::sync::atomic::Ordering::Release));
+                    guard.flush();
+                });
+            });
             let shed = store.db.shed_cache().expect("sheds");
             assert!(shed.pages > 0, "the scan's pages were in memory");
-            // Not freed only while another thread (sled's flusher) stays pinned half a
-            // second: then a later call frees what waits.
+            // Not freed only while another thread stays pinned a tenth of a second (sled's, or
+            // another test's: the epoch is the process's): then a later call frees what waits.
             let mut freed = shed.freed;
             for _ in 0..20 {
                 if freed {
@@ -1082,7 +1095,12 @@ mod tests {
                 freed = store.db.shed_cache().expect("sheds").freed;
             }
             assert!(freed, "what waited was freed");
-            assert!(probe.load(std::sync::atomic::Ordering::Acquire), "the probe deferred before it ran");
+            // Taken, then run by whichever thread took it: waited for, within a bound.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !probe.load(std::sync::atomic::Ordering::Acquire) && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert!(probe.load(std::sync::atomic::Ordering::Acquire), "the probe queued before it ran");
             assert_eq!(store.db.shed_cache().expect("sheds").pages, 0, "and no page is in memory now");
             assert_eq!(summaries(&store), ids, "every summary, read again");
             for id in &ids {

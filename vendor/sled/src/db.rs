@@ -422,8 +422,8 @@ impl Db {
     }
 
     /// countersign: drops every page held in memory (the pages stay on disk and are read
-    /// again when next used), and says how many it dropped and whether their memory was
-    /// freed before it returned (see [`Shed`]). sled's LRU queues accesses
+    /// again when next used), and says how many it dropped and whether their memory had
+    /// been taken for freeing when it returned (see [`Shed`]). sled's LRU queues accesses
     /// per shard (256 shards, by page id) in blocks of 64 and applies them, evicting, only
     /// when a block overflows: the leaves a one-off scan brought in add a few accesses to
     /// each shard, and most stay unapplied, and the leaves in memory, while nothing else

@@ -359,9 +359,10 @@ use {
 pub struct Shed {
     /// How many pages it dropped from memory.
     pub pages: usize,
-    /// Whether the dropped pages' memory, and all else waiting (by epoch) to be freed when
-    /// they were dropped, had been taken for freeing when it returned: not when another
-    /// thread stayed pinned for half a second.
+    /// Whether the dropped pages' old versions, and every batch of deferred frees queued
+    /// before them, had been taken for freeing when it returned (freed, or being freed by
+    /// the thread that took them): not when another thread stayed pinned for a tenth of a
+    /// second. Frees other threads have not yet queued are not covered.
     pub freed: bool,
 }
 

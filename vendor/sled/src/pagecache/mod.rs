@@ -1952,7 +1952,8 @@ impl PageCache {
     }
 
     /// countersign: pages out every page held in memory (`Db::shed_cache`); returns how
-    /// many were, and whether their old versions were freed before it returned.
+    /// many were, and whether their old versions had been taken for freeing when it
+    /// returned.
     pub(crate) fn shed_cache(&self) -> Result<crate::Shed> {
         let guard = pin();
         let max = *self.next_pid_to_allocate.lock();
@@ -1984,7 +1985,7 @@ impl PageCache {
         guard.flush();
         drop(guard);
         let deadline = std::time::Instant::now()
-            + std::time::Duration::from_millis(500);
+            + std::time::Duration::from_millis(100);
         let mut rounds = 0_usize;
         while !freed.load(Acquire) && std::time::Instant::now() < deadline {
             pin().flush();
