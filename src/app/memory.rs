@@ -55,7 +55,9 @@ pub(crate) fn bound_large_allocations() {
 /// long-lived blocks were left among the build's freed pages, and `malloc_trim` could not
 /// return them: idle RSS at 100,000 agreements was 63-64 MB after some starts and 69-70 after
 /// others; with an arena per thread, 62-65 after sixteen starts of seventeen, 72 after one
-/// (README, *Idle after a crash*). The cost is under load, where threads that shared now each keep an arena: RSS right after
+/// (README, *Idle after a crash*).
+///
+/// The cost is under load, where threads that shared now each keep an arena: RSS right after
 /// 3,000 signatures was 218-238 MB with 32 arenas, 244-284 with 64 and 195-212 with 16.
 pub(crate) fn arena_per_thread() {
     let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));

@@ -556,8 +556,8 @@ impl Service {
     /// among the pages being freed in the arena of the thread that read them, where each
     /// would keep a page of freed memory from going back to the system (RSS idle after
     /// building the index at 100,000 agreements: 70-72 MB shedding on the building thread,
-    /// 62-63 from a thread of its own).
-    /// When no thread can be started, it sheds from this one: the pages still go.
+    /// 62-63 from a thread of its own). When no thread can be started, it sheds from this
+    /// one: the pages still go.
     fn shed_store_cache(&self) {
         std::thread::scope(|s| {
             match std::thread::Builder::new().name("store-shed".into()).spawn_scoped(s, || self.store.shed_cache()) {
